@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs whatever pgswitch needs on Debian 12 that is not already there. Idempotent:
+# a second run installs nothing. Uses apt-get as root, sudo otherwise.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git
+  libuv1-dev libpq-dev libssl-dev libxxhash-dev libspdlog-dev libfmt-dev
+  libtomlplusplus-dev libpg-query-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
+  postgresql-15 postgresql-client-15 postgresql-contrib
+  python3 python3-psycopg2 python3-psycopg python3-asyncpg
+  procps
+)
+# Extra packages for benchmarks/drivers (optional: `--bench` adds peers for comparison).
+if [[ "${1:-}" == "--bench" ]]; then
+  PKGS+=(pgbouncer pgpool2)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# The Debian postgresql package creates and starts a default cluster on port 5432; we never
+# use it (tests start their own), so keep it from starting.
+if [[ ! -e /etc/postgresql-common/createcluster.conf ]] || ! grep -q '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf 2>/dev/null; then
+  $SUDO mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
+fi
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
