@@ -1,0 +1,13 @@
+// The topology used before (or without) health checks: the first backend is the primary,
+// the rest are replicas, all up.
+#pragma once
+
+#include <vector>
+
+#include "routing/topology.h"
+
+namespace pgswitch::health {
+
+routing::TopologyPtr staticTopology(std::vector<routing::BackendInfo> backends);
+
+}  // namespace pgswitch::health

@@ -1,0 +1,158 @@
+// Zero-copy byte storage for the forwarding path: fixed-size reference-counted chunks that
+// socket reads land in (ByteQueue), and slices of them queued for writing (SliceQueue).
+// A message forwarded from client to server is never copied: its bytes stay in the chunk
+// they were read into until the write that sends them completes. Single-threaded by design
+// (each event-loop worker owns its ChunkPool), so reference counts are plain integers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace pgswitch::protocol {
+
+class ChunkPool;
+
+// One block of kSize bytes. Owned by its pool; lives while any ChunkRef points to it.
+struct Chunk {
+  static constexpr size_t kSize = 32 * 1024;
+  uint32_t refs = 0;
+  ChunkPool* pool = nullptr;
+  Chunk* nextFree = nullptr;
+  alignas(16) std::byte data[kSize];
+};
+
+// Hands out chunks and takes them back when their last reference drops. Keeps at most
+// `maxFree` idle chunks so a burst does not pin memory forever.
+class ChunkPool {
+ public:
+  explicit ChunkPool(size_t maxFree = 256) : maxFree_(maxFree) {}
+  ~ChunkPool();
+  ChunkPool(const ChunkPool&) = delete;
+  ChunkPool& operator=(const ChunkPool&) = delete;
+
+  Chunk* acquire();
+  void release(Chunk* c);
+
+  size_t liveChunks() const { return live_; }  // chunks referenced right now
+  size_t freeChunks() const { return freeCount_; }
+
+ private:
+  Chunk* free_ = nullptr;
+  size_t freeCount_ = 0;
+  size_t maxFree_;
+  size_t live_ = 0;
+};
+
+// Intrusive reference to a chunk.
+class ChunkRef {
+ public:
+  ChunkRef() = default;
+  explicit ChunkRef(Chunk* c) : c_(c) {
+    if (c_) ++c_->refs;
+  }
+  ChunkRef(const ChunkRef& o) : c_(o.c_) {
+    if (c_) ++c_->refs;
+  }
+  ChunkRef(ChunkRef&& o) noexcept : c_(o.c_) { o.c_ = nullptr; }
+  ChunkRef& operator=(ChunkRef o) noexcept {
+    std::swap(c_, o.c_);
+    return *this;
+  }
+  ~ChunkRef() { reset(); }
+  void reset() {
+    if (c_ && --c_->refs == 0) c_->pool->release(c_);
+    c_ = nullptr;
+  }
+  Chunk* get() const { return c_; }
+  Chunk* operator->() const { return c_; }
+  explicit operator bool() const { return c_ != nullptr; }
+
+ private:
+  Chunk* c_ = nullptr;
+};
+
+// A byte range inside a chunk, keeping the chunk alive.
+struct Slice {
+  ChunkRef chunk;
+  uint32_t offset = 0;
+  uint32_t length = 0;
+  const std::byte* data() const { return chunk->data + offset; }
+};
+
+// Input side: bytes read from a socket, in arrival order, spread over chunks. The event loop
+// asks for writable space (libuv alloc callback), then commits what the read delivered.
+class ByteQueue {
+ public:
+  explicit ByteQueue(ChunkPool& pool) : pool_(&pool) {}
+
+  // Space for the next read: the free tail of the last chunk if at least minFree bytes
+  // remain, else a fresh chunk. Nothing is committed until commit().
+  std::span<std::byte> writable(size_t minFree = 1024);
+  void commit(size_t n);
+  // Appends bytes by copying (used for builder output and tests).
+  void append(std::span<const std::byte> bytes);
+  void append(std::string_view s) { append(std::as_bytes(std::span(s.data(), s.size()))); }
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // Copies bytes [offset, offset+dst.size()) into dst; false if not that many bytes.
+  bool copyOut(size_t offset, std::span<std::byte> dst) const;
+  // The first n bytes as one contiguous span: points into the chunk when they lie in one,
+  // else they are copied into scratch (whose capacity is reused across calls).
+  std::span<const std::byte> contiguous(size_t n, std::vector<std::byte>& scratch) const;
+  // Appends slices covering the first n bytes to out (no copy, no consume).
+  void sliceFront(size_t n, std::vector<Slice>& out) const;
+  void consume(size_t n);
+  void clear() { consume(size_); }
+
+ private:
+  struct Seg {
+    ChunkRef chunk;
+    uint32_t begin = 0;
+    uint32_t end = 0;
+  };
+  ChunkPool* pool_;
+  std::vector<Seg> segs_;
+  size_t size_ = 0;
+  std::byte* pendingWrite_ = nullptr;
+};
+
+// Output side: slices waiting to be written to a socket, plus bytes built by the proxy
+// itself (copied once into a chunk of their own).
+class SliceQueue {
+ public:
+  explicit SliceQueue(ChunkPool& pool) : pool_(&pool) {}
+
+  void push(Slice s);
+  void pushSlices(std::vector<Slice>& slices);  // moves them in, clears the vector
+  void pushCopy(std::span<const std::byte> bytes);
+  void pushCopy(std::string_view s) { pushCopy(std::as_bytes(std::span(s.data(), s.size()))); }
+
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return bytes_ == 0; }
+
+  struct IoVec {
+    const std::byte* base;
+    size_t len;
+  };
+  // Fills out with the next slices to write, at most out.size(); returns how many.
+  size_t gather(std::span<IoVec> out) const;
+  // Drops n bytes from the front (after they were written).
+  void consume(size_t n);
+  void clear();
+
+ private:
+  ChunkPool* pool_;
+  std::vector<Slice> q_;
+  size_t head_ = 0;  // index of the first live slice in q_
+  size_t bytes_ = 0;
+  // Tail chunk for pushCopy, so small built messages share one chunk.
+  ChunkRef copyChunk_;
+  uint32_t copyUsed_ = 0;
+};
+
+}  // namespace pgswitch::protocol

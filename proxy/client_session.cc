@@ -1,0 +1,268 @@
+// Client session lifecycle: state transitions, getting a server from the pool, applying the
+// client's startup parameters to it, and giving it back.
+#include "proxy/client_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/builder.h"
+#include "protocol/messages.h"
+
+namespace pgswitch::proxy {
+
+using namespace protocol;
+
+namespace {
+
+bool validGucName(std::string_view n) {
+  if (n.empty() || n.size() > 63 * 2 + 1) return false;
+  for (char c : n)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
+  return true;
+}
+
+std::string quoteLiteral(std::string_view v) {
+  std::string q = "'";
+  for (char c : v) {
+    if (c == '\'') q += '\'';
+    q += c;
+  }
+  q += '\'';
+  return q;
+}
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (auto& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return r;
+}
+
+}  // namespace
+
+ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
+    : worker_(w), cfg_(std::move(cfg)) {
+  client_ = std::make_unique<Conn>(w, this);
+  startedMs_ = w.nowMs();
+}
+
+ClientSession::~ClientSession() {
+  if (cancelPid_) worker_.runtime().cancels().remove(cancelPid_, cancelKey_);
+  if (counted_) --worker_.runtime().clients;
+}
+
+int ClientSession::accept(uv_stream_t* listener) { return client_->accept(listener); }
+
+void ClientSession::start() {
+  worker_.addClient(this);
+  client_->startReading();
+}
+
+void ClientSession::transitionTo(State next) {
+  // Legal edges only; anything else is a bug in this file, not bad input.
+  bool ok = false;
+  switch (state_) {
+    case State::Startup:
+      ok = next == State::Auth || next == State::Closing;
+      break;
+    case State::Auth:
+      ok = next == State::WaitServer || next == State::Closing;
+      break;
+    case State::WaitServer:
+      ok = next == State::Configure || next == State::Closing;
+      break;
+    case State::Configure:
+      ok = next == State::Active || next == State::Closing;
+      break;
+    case State::Active:
+      ok = next == State::Closing;
+      break;
+    case State::Closing:
+      ok = next == State::Closing;
+      break;
+  }
+  if (!ok) spdlog::error("client session: illegal transition {} -> {}", int(state_), int(next));
+  state_ = next;
+}
+
+void ClientSession::requestServer() {
+  transitionTo(State::WaitServer);
+  auto topo = worker_.runtime().topology();
+  if (topo->primary < 0) {
+    fatal("57P03", "no primary server is available", {}, "retry in a moment");
+    return;
+  }
+  pool_ = &worker_.pool(topo->primary, database_, user_);
+  if (userCfg_ && userCfg_->passwordIsScram() && scram_) pool_->setClientKey(scram_->clientKey());
+  waiting_ = true;
+  if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
+}
+
+void ClientSession::onServerAssigned(ServerConn& s) noexcept {
+  waiting_ = false;
+  if (state_ == State::Closing) {
+    pool_->release(s, s.txnStatus() == 'I', false);
+    return;
+  }
+  server_ = &s;
+  s.link(this);
+  s.touch(worker_.nowMs());
+  auto topo = worker_.runtime().topology();
+  const auto& b = topo->backends[pool_->backend()];
+  worker_.runtime().cancels().setTarget(cancelPid_, cancelKey_,
+                                        CancelTarget{b.host, b.port, s.backendPid(), s.backendKey()});
+  transitionTo(State::Configure);
+  configureServer();
+}
+
+// Brings the server's settings to what the client asked for in its startup packet: SET for
+// every parameter whose current value differs, RESET for leftovers of earlier clients.
+void ClientSession::configureServer() {
+  std::string sql;
+  auto& applied = server_->appliedGucs();
+  std::map<std::string, std::string> wanted;
+  for (auto& [k, v] : gucs_) wanted[lower(k)] = v;
+  for (auto& [name, value] : wanted) {
+    if (!validGucName(name)) {
+      fatal("42704", "unrecognized configuration parameter \"" + name + "\"");
+      return;
+    }
+    auto a = applied.find(name);
+    if (a != applied.end() && a->second == value) continue;
+    if (a == applied.end()) {
+      // Reported parameters (client_encoding, DateStyle, ...) tell us the current value.
+      bool same = false;
+      for (auto& [pk, pv] : server_->params())
+        if (lower(pk) == name && pv == value) same = true;
+      if (same) continue;
+    }
+    sql += "SET " + name + " = " + quoteLiteral(value) + ";";
+    applied[name] = value;
+  }
+  for (auto it = applied.begin(); it != applied.end();) {
+    if (!wanted.count(it->first)) {
+      sql += "RESET " + it->first + ";";
+      it = applied.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (sql.empty()) {
+    finishLogin();
+    return;
+  }
+  server_->runInternal(sql);
+}
+
+void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {
+  if (state_ == State::Configure) {
+    if (!ok) {
+      // A bad startup parameter: PostgreSQL would have refused the connection with FATAL.
+      auto f = parseErrorFields(asBytes(error).subspan(error.size() >= 5 ? 5 : error.size()));
+      std::string code = f ? std::string(f->code) : "08P01";
+      std::string msg = f ? std::string(f->message) : "invalid startup parameter";
+      s.appliedGucs().clear();
+      releaseServer();
+      fatal(code, msg);
+      return;
+    }
+    finishLogin();
+  }
+}
+
+void ClientSession::finishLogin() {
+  std::string out;
+  for (auto& [k, v] : server_->params()) {
+    appendParameterStatus(out, k, v);
+    sentParams_[k] = v;
+  }
+  appendBackendKeyData(out, cancelPid_, cancelKey_);
+  appendReadyForQuery(out, server_->txnStatus());
+  client_->send(out);
+  client_->flush();
+  transitionTo(State::Active);
+  server_->conn().startReading();
+  client_->startReading();
+  if (!client_->in().empty()) relayClientToServer();
+}
+
+void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
+  waiting_ = false;
+  if (state_ == State::Closing) return;
+  switch (e.kind) {
+    case PoolError::Kind::LoginFailed:
+      if (!e.serverError.empty()) {
+        client_->send(e.serverError);
+        transitionTo(State::Closing);
+        client_->closeAfterFlush();
+        return;
+      }
+      fatal("08006", e.text);
+      return;
+    case PoolError::Kind::Timeout:
+      fatal("53300", e.text, {}, "raise pool_size or query_wait_timeout_ms");
+      return;
+    case PoolError::Kind::Shutdown:
+      fatal("57P01", "terminating connection due to administrator command");
+      return;
+    case PoolError::Kind::NoBackend:
+      fatal("08006", e.text);
+      return;
+  }
+}
+
+// Gives the server back. It is reusable only when nothing is in flight and no transaction
+// is open; the pool resets it (server_reset_query) before anyone else gets it.
+void ClientSession::releaseServer() {
+  if (!server_) return;
+  ServerConn* s = server_;
+  server_ = nullptr;
+  worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
+  bool clean = pendingSyncs_ == 0 && !inCopy_ && s2cPassthrough_ == 0 && c2sPassthrough_ == 0 &&
+               s->txnStatus() == 'I' && s->conn().in().empty() &&
+               s->state() != ServerConn::State::Closing;
+  s->conn().stopReading();
+  pool_->release(*s, clean, true);
+}
+
+void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
+  server_ = nullptr;
+  worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
+  if (state_ == State::Closing) return;
+  // Whatever the server managed to send (often its own FATAL) is already queued.
+  fatal("08006", "server connection lost", std::string("the connection to backend ended: ") +
+                                              uv_strerror(status));
+}
+
+void ClientSession::terminate(std::string_view sqlstate, std::string_view message) {
+  if (state_ == State::Closing) return;
+  releaseServer();
+  if (waiting_ && pool_) pool_->cancelWait(this);
+  waiting_ = false;
+  fatal(sqlstate, message);
+}
+
+void ClientSession::abort() {
+  if (waiting_ && pool_) pool_->cancelWait(this);
+  waiting_ = false;
+  releaseServer();
+  transitionTo(State::Closing);
+  client_->close();
+}
+
+void ClientSession::onConnError(Conn& c, int status) noexcept {
+  // The client went away (EOF or error): give the server back and close.
+  if (waiting_ && pool_) pool_->cancelWait(this);
+  waiting_ = false;
+  releaseServer();
+  transitionTo(State::Closing);
+  client_->close();
+}
+
+void ClientSession::onConnClosed(Conn& c) noexcept {
+  if (waiting_ && pool_) pool_->cancelWait(this);
+  waiting_ = false;
+  releaseServer();
+  worker_.removeClient(this);
+  worker_.retire(this);
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,114 @@
+// ClientSession: one application connection, from its startup packet to its close. Owns
+// the client socket, the login (client_auth.cc), the relay to and from its server
+// connection (relay.cc) and its explicit state machine. In session mode the server stays
+// linked until the client leaves; the pool decides what happens to it then.
+#pragma once
+
+#include <array>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/scram.h"
+#include "proxy/conn.h"
+#include "proxy/pool.h"
+#include "proxy/server_conn.h"
+#include "proxy/worker.h"
+
+namespace pgswitch::proxy {
+
+class ClientSession final : public Conn::Owner,
+                            public ServerUser,
+                            public PoolWaiter,
+                            public Retirable {
+ public:
+  enum class State {
+    Startup,      // waiting for StartupMessage (SSLRequest answered on the way)
+    Auth,         // authentication exchange with the client
+    WaitServer,   // authenticated, waiting for a server connection
+    Configure,    // server linked, applying the client's startup parameters
+    Active,       // relaying
+    Closing,
+  };
+
+  ClientSession(Worker& w, std::shared_ptr<const Config> cfg);
+  ~ClientSession() override;
+
+  int accept(uv_stream_t* listener);
+  void start();
+  // Ends the session now (shutdown, admin kill): optional FATAL message first.
+  void terminate(std::string_view sqlstate, std::string_view message);
+  State state() const { return state_; }
+  // Closes the socket without a word (accept failed, shutdown grace expired).
+  void abort();
+
+  // Conn::Owner
+  void onConnRead(Conn& c) noexcept override;
+  void onConnError(Conn& c, int status) noexcept override;
+  void onConnDrained(Conn& c) noexcept override;
+  void onConnClosed(Conn& c) noexcept override;
+  // ServerUser
+  void onServerRead(ServerConn& s) noexcept override;
+  void onServerDrained(ServerConn& s) noexcept override;
+  void onServerLost(ServerConn& s, int status) noexcept override;
+  void onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept override;
+  // PoolWaiter
+  void onServerAssigned(ServerConn& s) noexcept override;
+  void onServerUnavailable(const PoolError& e) noexcept override;
+
+ private:
+  void transitionTo(State next);
+  // startup and auth (client_auth.cc)
+  void handleStartup();
+  bool processStartup(std::span<const std::byte> body);
+  void beginAuth();
+  void handleAuthMessage();
+  void authSucceeded();
+  void authFailed();
+  void fatal(std::string_view sqlstate, std::string_view message,
+             std::string_view detail = {}, std::string_view hint = {});
+  void handleCancel(int32_t pid, int32_t key);
+  // server assignment and configuration (client_session.cc)
+  void requestServer();
+  void configureServer();
+  void finishLogin();
+  void releaseServer();
+  // relay (relay.cc)
+  void relayClientToServer();
+  void relayServerToClient();
+  void updateBackpressure();
+
+  Worker& worker_;
+  std::shared_ptr<const Config> cfg_;
+  std::unique_ptr<Conn> client_;
+  State state_ = State::Startup;
+  uint64_t startedMs_ = 0;
+
+  // login
+  std::string user_, database_;
+  std::vector<std::pair<std::string, std::string>> gucs_;  // from startup packet + options
+  const UserConfig* userCfg_ = nullptr;
+  std::optional<protocol::ScramServer> scram_;
+  int authStep_ = 0;
+  std::array<std::byte, 4> md5Salt_{};
+  int32_t cancelPid_ = 0, cancelKey_ = 0;
+  bool counted_ = false;
+
+  // server side
+  Pool* pool_ = nullptr;
+  ServerConn* server_ = nullptr;
+  bool waiting_ = false;
+  std::map<std::string, std::string> sentParams_;  // ParameterStatus values the client saw
+
+  // relay state
+  size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
+  size_t s2cPassthrough_ = 0;
+  int pendingSyncs_ = 0;       // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen
+  bool inCopy_ = false;
+  std::vector<protocol::Slice> slices_;
+  std::vector<std::byte> scratch_;
+};
+
+}  // namespace pgswitch::proxy

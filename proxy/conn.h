@@ -1,0 +1,99 @@
+// Conn: one TCP socket on a worker's loop, with its own input ByteQueue (reads land there,
+// no allocation per read) and output SliceQueue (written with uv_try_write first, then one
+// uv_write at a time). Conn never decides anything: it reports reads, drains, errors and
+// closes to its Owner. Memory of the handle is released only after uv_close's callback.
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+
+#include "protocol/buffer.h"
+
+namespace pgswitch::proxy {
+
+class Worker;
+
+class Conn {
+ public:
+  // Above kHighWater bytes queued for writing, the other side stops reading; below
+  // kLowWater it resumes. Together with the 32 KiB read chunk this bounds a relay pair's
+  // memory to well under 1 MiB whatever the result size.
+  static constexpr size_t kHighWater = 256 * 1024;
+  static constexpr size_t kLowWater = 64 * 1024;
+
+  class Owner {
+   public:
+    virtual void onConnRead(Conn& c) noexcept = 0;
+    // status < 0: read error or EOF (UV_EOF). The owner should close().
+    virtual void onConnError(Conn& c, int status) noexcept = 0;
+    virtual void onConnConnected(Conn& c, int status) noexcept {}
+    // The write queue fell below kLowWater after being above it.
+    virtual void onConnDrained(Conn& c) noexcept {}
+    // The handle is closed; the owner may now destroy the Conn (not inside this call's
+    // stack if it is itself being called from Conn: use Worker::deferDelete).
+    virtual void onConnClosed(Conn& c) noexcept = 0;
+
+   protected:
+    ~Owner() = default;
+  };
+
+  Conn(Worker& w, Owner* owner);
+  ~Conn();
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  int accept(uv_stream_t* listener);
+  int connect(const sockaddr* addr);
+  void setOwner(Owner* o) { owner_ = o; }
+
+  void startReading();
+  void stopReading();
+  bool reading() const { return reading_; }
+
+  protocol::ByteQueue& in() { return in_; }
+  protocol::SliceQueue& out() { return out_; }
+  // Queues a copy of bytes built by the proxy.
+  void send(std::string_view bytes) { out_.pushCopy(bytes); }
+  // Starts writing whatever is queued. Safe to call often.
+  void flush() noexcept;
+  bool aboveHighWater() const { return out_.bytes() > kHighWater; }
+  size_t queuedBytes() const { return out_.bytes() + inflight_; }
+
+  // Flushes what is queued (best effort) and closes. Idempotent.
+  void close() noexcept;
+  bool closing() const { return closing_; }
+  bool closed() const { return closed_; }
+  // Close after the queued bytes are written (e.g. after a FATAL error message).
+  void closeAfterFlush() noexcept;
+
+  std::string peerName() const;
+  Worker& worker() { return worker_; }
+
+ private:
+  static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void onRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
+  static void onWrite(uv_write_t* req, int status);
+  static void onConnect(uv_connect_t* req, int status);
+  static void onClose(uv_handle_t* h);
+
+  Worker& worker_;
+  Owner* owner_;
+  uv_tcp_t tcp_;
+  uv_write_t writeReq_;
+  uv_connect_t connectReq_;
+  protocol::ByteQueue in_;
+  protocol::SliceQueue out_;
+  static constexpr size_t kMaxIov = 64;
+  std::array<uv_buf_t, kMaxIov> iov_;
+  size_t inflight_ = 0;  // bytes handed to uv_write, not yet completed
+  bool writing_ = false;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  bool closeWhenFlushed_ = false;
+  bool wasAboveHigh_ = false;
+};
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,210 @@
+// Pool mechanics. Why LIFO for idle servers: the most recently used connection has warm
+// caches and lets the rest age out under server_idle_timeout when load drops.
+#include "proxy/pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "protocol/builder.h"
+
+namespace pgswitch::proxy {
+
+Pool::Pool(Worker& w, int backend, std::string database, std::string user)
+    : worker_(w), backend_(backend), database_(std::move(database)), user_(std::move(user)) {}
+
+Pool::~Pool() = default;
+
+int Pool::limit() const {
+  auto cfg = worker_.runtime().config();
+  return worker_.workerShare(cfg->poolSize);
+}
+
+ServerConn* Pool::acquire(PoolWaiter* w) {
+  while (!idle_.empty()) {
+    ServerConn* s = idle_.back();
+    idle_.pop_back();
+    if (s->state() != ServerConn::State::Idle) continue;
+    return s;
+  }
+  waiters_.push_back(Waiter{w, worker_.nowMs()});
+  if (servers_.size() < static_cast<size_t>(limit()) && connecting_ < waiters_.size()) spawn();
+  return nullptr;
+}
+
+void Pool::cancelWait(PoolWaiter* w) {
+  waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(),
+                                [w](const Waiter& x) { return x.w == w; }),
+                 waiters_.end());
+}
+
+bool Pool::resolve(sockaddr_storage& out) {
+  auto topo = worker_.runtime().topology();
+  if (backend_ < 0 || backend_ >= static_cast<int>(topo->backends.size())) return false;
+  const auto& b = topo->backends[backend_];
+  std::memset(&out, 0, sizeof(out));
+  std::string host = b.host == "localhost" ? "127.0.0.1" : b.host;
+  if (uv_ip4_addr(host.c_str(), b.port, reinterpret_cast<sockaddr_in*>(&out)) == 0) return true;
+  if (uv_ip6_addr(host.c_str(), b.port, reinterpret_cast<sockaddr_in6*>(&out)) == 0) return true;
+  // A host name: resolve synchronously (rare: only when opening a server connection).
+  uv_getaddrinfo_t req;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  if (uv_getaddrinfo(worker_.loop(), &req, nullptr, host.c_str(),
+                     std::to_string(b.port).c_str(), &hints) != 0)
+    return false;
+  bool ok = req.addrinfo != nullptr;
+  if (ok) std::memcpy(&out, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  uv_freeaddrinfo(req.addrinfo);
+  return ok;
+}
+
+void Pool::spawn() {
+  auto cfg = worker_.runtime().config();
+  const UserConfig* u = cfg->findUser(user_);
+  LoginInfo li;
+  li.user = user_;
+  li.database = database_;
+  if (u) {
+    li.password = u->password;
+    li.scram = u->scram;
+  }
+  li.clientKey = clientKey_;
+  sockaddr_storage addr;
+  if (!resolve(addr)) {
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    PoolError e{PoolError::Kind::NoBackend, {}, "cannot resolve backend address"};
+    for (auto& w : waiters) w.w->onServerUnavailable(e);
+    return;
+  }
+  auto s = std::make_unique<ServerConn>(worker_, *this, std::move(li), nextId_++);
+  ServerConn* raw = s.get();
+  servers_.push_back(std::move(s));
+  ++connecting_;
+  raw->connect(reinterpret_cast<sockaddr*>(&addr));
+}
+
+void Pool::handOut(ServerConn& s) {
+  s.touch(worker_.nowMs());
+  if (!waiters_.empty()) {
+    Waiter w = waiters_.front();
+    waiters_.pop_front();
+    s.setState(ServerConn::State::Active);
+    w.w->onServerAssigned(s);
+    return;
+  }
+  s.setState(ServerConn::State::Idle);
+  s.conn().startReading();  // notice an idle server that goes away
+  idle_.push_back(&s);
+}
+
+void Pool::release(ServerConn& s, bool reusable, bool reset) {
+  s.unlink();
+  if (!reusable || worker_.stopping() || s.state() == ServerConn::State::Closing) {
+    s.close();
+    return;
+  }
+  if (reset) {
+    auto cfg = worker_.runtime().config();
+    if (!cfg->serverResetQuery.empty()) {
+      s.appliedGucs().clear();
+      s.runInternal(cfg->serverResetQuery);
+      return;
+    }
+  }
+  handOut(s);
+}
+
+void Pool::onLoginDone(ServerConn& s) {
+  if (connecting_ > 0) --connecting_;
+  spdlog::debug("server {} logged in to backend {} ({}/{})", s.id(), backend_, database_, user_);
+  handOut(s);
+}
+
+void Pool::onLoginFailed(ServerConn& s, const std::string& errorMessage) {
+  if (connecting_ > 0) --connecting_;
+  spdlog::warn("login to backend {} as {} on {} failed", backend_, user_, database_);
+  // Every waiter of this pool asked for the same database and user: they would all get the
+  // same answer, so they all get it now rather than one connect attempt each.
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  PoolError e{PoolError::Kind::LoginFailed, errorMessage, "server login failed"};
+  for (auto& w : waiters) w.w->onServerUnavailable(e);
+}
+
+void Pool::onInternalDone(ServerConn& s, bool ok, const std::string& error) {
+  if (!ok || s.txnStatus() != 'I') {
+    s.close();
+    return;
+  }
+  handOut(s);
+}
+
+void Pool::onServerClosed(ServerConn& s) {
+  idle_.erase(std::remove(idle_.begin(), idle_.end(), &s), idle_.end());
+  for (auto it = servers_.begin(); it != servers_.end(); ++it) {
+    if (it->get() == &s) {
+      worker_.retire(it->release());
+      servers_.erase(it);
+      break;
+    }
+  }
+  if (!waiters_.empty() && servers_.size() < static_cast<size_t>(limit()) &&
+      connecting_ < waiters_.size() && !worker_.stopping())
+    spawn();
+}
+
+void Pool::janitor(uint64_t now) {
+  auto cfg = worker_.runtime().config();
+  // Waiters past query_wait_timeout get a clean error.
+  if (cfg->queryWaitTimeoutMs > 0) {
+    while (!waiters_.empty() &&
+           now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->queryWaitTimeoutMs)) {
+      Waiter w = waiters_.front();
+      waiters_.pop_front();
+      w.w->onServerUnavailable(
+          PoolError{PoolError::Kind::Timeout, {},
+                    "query_wait_timeout: no server connection became free within " +
+                        std::to_string(cfg->queryWaitTimeoutMs) + " ms"});
+    }
+  }
+  // Logins that take too long.
+  for (auto& s : servers_) {
+    auto st = s->state();
+    if ((st == ServerConn::State::Connecting || st == ServerConn::State::Login) &&
+        now - s->createdMs() >= static_cast<uint64_t>(cfg->serverConnectTimeoutMs)) {
+      std::string err;
+      protocol::appendError(err, {"FATAL", "08006", "timeout while connecting to the server"});
+      s->close();
+      onLoginFailed(*s, err);
+    }
+  }
+  // Idle servers past their idle timeout or lifetime, keeping min_pool_size.
+  size_t keep = static_cast<size_t>(worker_.workerShare(cfg->minPoolSize));
+  for (size_t i = 0; i < idle_.size();) {
+    ServerConn* s = idle_[i];
+    bool old = cfg->serverLifetimeS > 0 &&
+               now - s->createdMs() >= uint64_t(cfg->serverLifetimeS) * 1000;
+    bool idle = cfg->serverIdleTimeoutS > 0 &&
+                now - s->lastUsedMs() >= uint64_t(cfg->serverIdleTimeoutS) * 1000;
+    if ((old || idle) && servers_.size() > keep) {
+      idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+      s->close();
+      continue;
+    }
+    ++i;
+  }
+}
+
+void Pool::closeAll() {
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (auto& w : waiters)
+    w.w->onServerUnavailable(PoolError{PoolError::Kind::Shutdown, {}, "pgswitch is shutting down"});
+  for (auto& s : servers_) s->close();
+  idle_.clear();
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,78 @@
+// Runtime: the state shared by all worker threads: the current config and topology
+// snapshots (swapped whole, read under a short lock), the cancel-key registry and global
+// counters. Everything else belongs to exactly one worker.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "proxy/config.h"
+#include "routing/topology.h"
+
+namespace pgswitch::proxy {
+
+// Where a client's cancel request must go: the server connection currently serving it.
+struct CancelTarget {
+  std::string host;
+  int port = 0;
+  int32_t pid = 0;
+  int32_t key = 0;
+};
+
+class CancelRegistry {
+ public:
+  // A fresh (pid, key) pair for a new client; pid is unique in this process.
+  std::pair<int32_t, int32_t> allocate();
+  void setTarget(int32_t pid, int32_t key, const CancelTarget& t);
+  void clearTarget(int32_t pid, int32_t key);
+  void remove(int32_t pid, int32_t key);
+  // The current target of a known key with a server attached, if any.
+  bool lookup(int32_t pid, int32_t key, CancelTarget& out) const;
+
+ private:
+  static uint64_t k(int32_t pid, int32_t key) {
+    return (uint64_t(uint32_t(pid)) << 32) | uint32_t(key);
+  }
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, CancelTarget> map_;
+  std::atomic<int32_t> nextPid_{1};
+};
+
+class Runtime {
+ public:
+  explicit Runtime(std::shared_ptr<const Config> cfg, routing::TopologyPtr topo)
+      : config_(std::move(cfg)), topology_(std::move(topo)) {}
+
+  std::shared_ptr<const Config> config() const {
+    std::lock_guard g(mu_);
+    return config_;
+  }
+  void setConfig(std::shared_ptr<const Config> c) {
+    std::lock_guard g(mu_);
+    config_ = std::move(c);
+  }
+  routing::TopologyPtr topology() const {
+    std::lock_guard g(mu_);
+    return topology_;
+  }
+  void setTopology(routing::TopologyPtr t) {
+    std::lock_guard g(mu_);
+    topology_ = std::move(t);
+  }
+
+  CancelRegistry& cancels() { return cancels_; }
+  std::atomic<int> clients{0};
+  std::atomic<uint64_t> authFailures{0};
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Config> config_;
+  routing::TopologyPtr topology_;
+  CancelRegistry cancels_;
+};
+
+}  // namespace pgswitch::proxy

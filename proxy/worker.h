@@ -1,0 +1,96 @@
+// Worker: one event-loop thread. Owns its libuv loop, its chunk pool, its listening socket
+// (SO_REUSEPORT, so the kernel spreads new clients over workers), every client session
+// accepted on it and the server pools those sessions use. Nothing here is touched by
+// another thread except through post(), which wakes the loop with uv_async.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "protocol/buffer.h"
+#include "proxy/runtime.h"
+
+namespace pgswitch::proxy {
+
+class ClientSession;
+class Pool;
+
+// Objects destroyed on a later loop turn, never inside their own callback.
+class Retirable {
+ public:
+  virtual ~Retirable() = default;
+};
+
+class Worker {
+ public:
+  Worker(int id, Runtime& rt);
+  ~Worker();
+
+  // Binds the listener (throws std::runtime_error at start-up on failure).
+  void listen(const std::string& host, int port);
+  int boundPort() const;
+  void start();  // runs the loop on its own thread
+  void runHere();  // runs the loop on the calling thread (tests)
+  void stop();   // thread-safe: close the listener and all sessions, end the loop
+  void join();
+  // Runs fn on this worker's thread.
+  void post(std::function<void()> fn);
+
+  int id() const { return id_; }
+  uv_loop_t* loop() { return &loop_; }
+  protocol::ChunkPool& chunks() { return chunks_; }
+  Runtime& runtime() { return rt_; }
+  uint64_t nowMs() { return uv_now(&loop_); }
+
+  void retire(Retirable* r) { graveyard_.push_back(r); }
+  void addClient(ClientSession* c);
+  void removeClient(ClientSession* c);
+  size_t clientCount() const { return clients_.size(); }
+
+  // The pool for (backend, database, user), created on first use.
+  Pool& pool(int backend, const std::string& database, const std::string& user);
+  // Pool sizes are per worker: the configured size divided over the workers, so the total
+  // of server connections stays what the operator set (PgBouncer's so_reuseport splits the
+  // same way).
+  int workerShare(int total) const;
+  int workerCount() const { return workerCount_; }
+  void setWorkerCount(int n) { workerCount_ = n; }
+  bool stopping() const { return stopping_; }
+
+ private:
+  static void onConnection(uv_stream_t* s, int status);
+  static void onCheck(uv_check_t* h);
+  static void onAsync(uv_async_t* h);
+  static void onJanitor(uv_timer_t* t);
+  void drainPosted();
+  void shutdownNow();
+
+  int id_;
+  Runtime& rt_;
+  uv_loop_t loop_;
+  protocol::ChunkPool chunks_;
+  uv_tcp_t listener_;
+  bool listening_ = false;
+  uv_check_t check_;
+  uv_async_t async_;
+  uv_timer_t janitor_;
+  std::thread thread_;
+  std::mutex postMu_;
+  std::vector<std::function<void()>> posted_;
+  std::vector<Retirable*> graveyard_;
+  std::vector<ClientSession*> clients_;
+  std::map<std::tuple<int, std::string, std::string>, std::unique_ptr<Pool>> pools_;
+  int workerCount_ = 1;
+  bool stopping_ = false;
+  uint64_t stopAtMs_ = 0;
+  static constexpr uint64_t kShutdownGraceMs = 3000;
+};
+
+}  // namespace pgswitch::proxy
