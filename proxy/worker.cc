@@ -111,9 +111,12 @@ void Worker::onConnection(uv_stream_t* s, int status) {
   Worker* w = static_cast<Worker*>(s->data);
   if (status < 0 || w->stopping_) return;
   auto* c = new ClientSession(*w, w->rt_.config());
-  c->start();
   // On failure the session's handle is initialised but unused: the close path frees it.
-  if (c->accept(s) != 0) c->abort();
+  if (c->accept(s) != 0) {
+    c->abort();
+    return;
+  }
+  c->start();
 }
 
 void Worker::onCheck(uv_check_t* h) {
