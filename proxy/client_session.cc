@@ -42,6 +42,7 @@ ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
     : worker_(w), cfg_(std::move(cfg)) {
   client_ = std::make_unique<Conn>(w, this);
   startedMs_ = w.nowMs();
+  transactionPooling_ = cfg_->poolMode == PoolMode::Transaction;
 }
 
 ClientSession::~ClientSession() {
@@ -58,25 +59,27 @@ void ClientSession::start() {
 
 void ClientSession::transitionTo(State next) {
   // Legal edges only; anything else is a bug in this file, not bad input.
-  bool ok = false;
+  bool ok = next == State::Closing;
   switch (state_) {
     case State::Startup:
-      ok = next == State::Auth || next == State::Closing;
+      ok |= next == State::Auth;
       break;
     case State::Auth:
-      ok = next == State::WaitServer || next == State::Closing;
+      ok |= next == State::WaitServer;
       break;
     case State::WaitServer:
-      ok = next == State::Configure || next == State::Closing;
+      ok |= next == State::Configure;
       break;
     case State::Configure:
-      ok = next == State::Active || next == State::Closing;
+      ok |= next == State::Active;
       break;
     case State::Active:
-      ok = next == State::Closing;
+      ok |= next == State::Idle;
+      break;
+    case State::Idle:
+      ok |= next == State::WaitServer;
       break;
     case State::Closing:
-      ok = next == State::Closing;
       break;
   }
   if (!ok) spdlog::error("client session: illegal transition {} -> {}", int(state_), int(next));
@@ -85,6 +88,7 @@ void ClientSession::transitionTo(State next) {
 
 void ClientSession::requestServer() {
   transitionTo(State::WaitServer);
+  client_->stopReading();
   auto topo = worker_.runtime().topology();
   if (topo->primary < 0) {
     fatal("57P03", "no primary server is available", {}, "retry in a moment");
@@ -146,7 +150,7 @@ void ClientSession::configureServer() {
     }
   }
   if (sql.empty()) {
-    finishLogin();
+    configured();
     return;
   }
   server_->runInternal(sql);
@@ -156,6 +160,7 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
   if (state_ == State::Configure) {
     if (!ok) {
       // A bad startup parameter: PostgreSQL would have refused the connection with FATAL.
+      // (Later in a session this cannot fail: the same SET worked on another server.)
       auto f = parseErrorFields(asBytes(error).subspan(error.size() >= 5 ? 5 : error.size()));
       std::string code = f ? std::string(f->code) : "08P01";
       std::string msg = f ? std::string(f->message) : "invalid startup parameter";
@@ -164,8 +169,34 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
       fatal(code, msg);
       return;
     }
-    finishLogin();
+    configured();
   }
+}
+
+void ClientSession::configured() {
+  if (!loggedIn_) {
+    finishLogin();
+    return;
+  }
+  sendChangedParams();
+  transitionTo(State::Active);
+  server_->conn().startReading();
+  client_->startReading();
+  relayClientToServer();
+}
+
+// A client that lands on another server sees ParameterStatus for whatever differs from what
+// it was last told (in_hot_standby is a property of the server, not of the session).
+void ClientSession::sendChangedParams() {
+  std::string out;
+  for (auto& [k, v] : server_->params()) {
+    if (k == "in_hot_standby") continue;
+    auto it = sentParams_.find(k);
+    if (it != sentParams_.end() && it->second == v) continue;
+    appendParameterStatus(out, k, v);
+    sentParams_[k] = v;
+  }
+  if (!out.empty()) client_->send(out);
 }
 
 void ClientSession::finishLogin() {
@@ -178,10 +209,15 @@ void ClientSession::finishLogin() {
   appendReadyForQuery(out, server_->txnStatus());
   client_->send(out);
   client_->flush();
+  loggedIn_ = true;
   transitionTo(State::Active);
   server_->conn().startReading();
   client_->startReading();
-  if (!client_->in().empty()) relayClientToServer();
+  if (!client_->in().empty()) {
+    relayClientToServer();
+  } else {
+    maybeReleaseAfterTransaction();
+  }
 }
 
 void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
@@ -213,14 +249,19 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
 // is open; the pool resets it (server_reset_query) before anyone else gets it.
 void ClientSession::releaseServer() {
   if (!server_) return;
+  bool clean = idleBetweenTransactions() && server_->conn().in().empty() &&
+               server_->state() != ServerConn::State::Closing;
   ServerConn* s = server_;
   server_ = nullptr;
   worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
-  bool clean = pendingSyncs_ == 0 && !inCopy_ && s2cPassthrough_ == 0 && c2sPassthrough_ == 0 &&
-               s->txnStatus() == 'I' && s->conn().in().empty() &&
-               s->state() != ServerConn::State::Closing;
   s->conn().stopReading();
-  pool_->release(*s, clean, true);
+  // Between transactions in transaction mode the server is handed on as is; otherwise
+  // (session mode, a pinned client leaving) it is reset first.
+  bool reset = !transactionPooling_ || pinned_ || state_ == State::Closing;
+  expect_.clear();
+  unsynced_ = discardUntilSync_ = inCopy_ = false;
+  c2sPassthrough_ = s2cPassthrough_ = 0;
+  pool_->release(*s, clean, reset);
 }
 
 void ClientSession::onServerLost(ServerConn& s, int status) noexcept {

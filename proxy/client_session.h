@@ -13,7 +13,9 @@
 
 #include "protocol/scram.h"
 #include "proxy/conn.h"
+#include "proxy/expect_queue.h"
 #include "proxy/pool.h"
+#include "proxy/prepared_statements.h"
 #include "proxy/server_conn.h"
 #include "proxy/worker.h"
 
@@ -27,9 +29,10 @@ class ClientSession final : public Conn::Owner,
   enum class State {
     Startup,      // waiting for StartupMessage (SSLRequest answered on the way)
     Auth,         // authentication exchange with the client
-    WaitServer,   // authenticated, waiting for a server connection
-    Configure,    // server linked, applying the client's startup parameters
-    Active,       // relaying
+    WaitServer,   // waiting for a server connection (at login, or for the next transaction)
+    Configure,    // server linked, applying the client's parameters to it
+    Active,       // linked and relaying
+    Idle,         // transaction mode: logged in, between transactions, no server linked
     Closing,
   };
 
@@ -73,12 +76,29 @@ class ClientSession final : public Conn::Owner,
   // server assignment and configuration (client_session.cc)
   void requestServer();
   void configureServer();
+  void configured();
   void finishLogin();
   void releaseServer();
+  void sendChangedParams();
   // relay (relay.cc)
   void relayClientToServer();
   void relayServerToClient();
-  void updateBackpressure();
+  bool idleBetweenTransactions() const;
+  bool answerParseLocally();
+  void maybeReleaseAfterTransaction();
+  void protocolDesync(const char* what);
+  // extended protocol in transaction mode (relay_extended.cc)
+  bool rewriteParse(size_t total);
+  bool rewriteBind(size_t total);
+  bool rewriteDescribe(size_t total);
+  bool rewriteClose(size_t total);
+  void ensureOnServer(const ClientStatement& cs);
+  void sendServerParse(uint64_t hash, std::string_view tail, Expect::Kind kind,
+                       std::string_view clientName);
+  void emitFakes();
+  bool popFor(char type);
+  void popAfterError();
+  void onCommandTag(std::string_view tag);
 
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
@@ -102,13 +122,23 @@ class ClientSession final : public Conn::Owner,
   bool waiting_ = false;
   std::map<std::string, std::string> sentParams_;  // ParameterStatus values the client saw
 
+  bool loggedIn_ = false;
+  bool transactionPooling_ = false;
+
   // relay state
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
-  int pendingSyncs_ = 0;       // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen
+  ExpectQueue expect_;         // responses the server still owes, in order
+  bool discardUntilSync_ = false;  // the server skips messages until Sync after an error
+  bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
   bool inCopy_ = false;
+  bool pinned_ = false;            // session state on the server: keep it until the end
+  std::string pinReason_;
+  int setTags_ = 0, reportedChanges_ = 0;  // SET statements vs ParameterStatus since last Z
+  ClientStatements stmts_;
   std::vector<protocol::Slice> slices_;
   std::vector<std::byte> scratch_;
+  std::string build_;  // reused buffer for rewritten messages
 };
 
 }  // namespace pgswitch::proxy

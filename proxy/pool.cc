@@ -110,6 +110,7 @@ void Pool::release(ServerConn& s, bool reusable, bool reset) {
     auto cfg = worker_.runtime().config();
     if (!cfg->serverResetQuery.empty()) {
       s.appliedGucs().clear();
+      s.statements().clear();
       s.runInternal(cfg->serverResetQuery);
       return;
     }

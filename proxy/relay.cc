@@ -1,8 +1,9 @@
 // The relay: moves messages between a client and its server by byte range. Only the 5-byte
-// header of each message is read; a message body is assembled only for the few types the
-// proxy must understand (ReadyForQuery, ParameterStatus, Terminate). Everything else is
-// forwarded as slices of the chunks it was read into, even before the whole message arrived,
-// so a 1 GB row never sits in pgswitch's memory.
+// header of most messages is read; a message is assembled only when the proxy must look
+// inside (ReadyForQuery, ParameterStatus, CommandComplete, Terminate, and in transaction
+// mode the statement names of Parse/Bind/Describe/Close). Everything else is forwarded as
+// slices of the chunks it was read into, even before the whole message arrived, so a 1 GB
+// row never sits in pgswitch's memory.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -27,13 +28,27 @@ size_t forward(ByteQueue& from, Conn& to, size_t n, std::vector<Slice>& tmp) {
   return n;
 }
 
+bool isExtended(char t) {
+  return t == fe::Parse || t == fe::Bind || t == fe::Describe || t == fe::Execute ||
+         t == fe::Close || t == fe::Flush;
+}
+
 }  // namespace
 
 void ClientSession::relayClientToServer() {
-  if (state_ != State::Active || !server_) return;
   ByteQueue& in = client_->in();
+  if (state_ == State::Idle) {
+    // Transaction mode: the first byte of the next request asks for a server, unless it is
+    // a Parse+Sync of a statement known to parse, which pgswitch answers itself.
+    while (!in.empty() && answerParseLocally()) {
+    }
+    if (!in.empty() && state_ == State::Idle) requestServer();
+    client_->flush();
+    return;
+  }
+  if (state_ != State::Active || !server_) return;
   Conn& sc = server_->conn();
-  while (!in.empty()) {
+  while (!in.empty() && server_) {
     if (c2sPassthrough_ > 0) {
       c2sPassthrough_ -= forward(in, sc, c2sPassthrough_, slices_);
       continue;
@@ -41,33 +56,84 @@ void ClientSession::relayClientToServer() {
     Frame f = readFrame(in, cfg_->maxMessageBytes);
     if (f.status == FrameStatus::Invalid) {
       sc.flush();
-      fatal("08P01", std::string("invalid frontend message: ") + f.error);
       releaseServer();
+      fatal("08P01", std::string("invalid frontend message: ") + f.error);
       return;
     }
     if (f.total == 0) break;  // not even a header yet
-    switch (f.type) {
-      case fe::Terminate:
-        if (f.status != FrameStatus::Complete) goto done;
-        in.consume(f.total);
-        sc.flush();
-        releaseServer();
-        transitionTo(State::Closing);
-        client_->close();
-        return;
-      case fe::Query:
-      case fe::Sync:
-      case fe::FunctionCall:
-        ++pendingSyncs_;
-        break;
-      default:
-        break;
+    const char t = f.type;
+    const bool complete = f.status == FrameStatus::Complete;
+    spdlog::trace("c{} -> s{}: '{}' len {} expect {}", cancelPid_, server_->id(), t, f.total, expect_.size());
+    if (t == fe::Terminate) {
+      if (!complete) break;
+      in.consume(f.total);
+      sc.flush();
+      releaseServer();
+      transitionTo(State::Closing);
+      client_->close();
+      return;
     }
-    size_t n = forward(in, sc, f.total, slices_);
-    c2sPassthrough_ = f.total - n;
+    if (discardUntilSync_ && t != fe::Sync) {
+      // The server ignores everything until Sync after an extended-protocol error; so do
+      // we (nothing is owed for these messages).
+      if (t == fe::CopyData || t == fe::CopyDone || t == fe::CopyFail) {
+        c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
+      } else {
+        c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
+      }
+      continue;
+    }
+    if (transactionPooling_) {
+      bool handled = false;
+      switch (t) {
+        case fe::Parse:
+          if (!complete) goto done;
+          handled = rewriteParse(f.total);
+          break;
+        case fe::Bind:
+          if (!complete && in.size() < std::min<size_t>(f.total, 1024)) goto done;
+          handled = rewriteBind(f.total);
+          break;
+        case fe::Describe:
+          if (!complete) goto done;
+          handled = rewriteDescribe(f.total);
+          break;
+        case fe::Close:
+          if (!complete) goto done;
+          handled = rewriteClose(f.total);
+          break;
+        default:
+          break;
+      }
+      if (state_ == State::Closing) return;
+      if (handled) {
+        if (isExtended(t)) unsynced_ = true;
+        continue;
+      }
+    }
+    switch (t) {
+      case fe::Query: expect_.push_back({Expect::Kind::Query}); break;
+      case fe::FunctionCall: expect_.push_back({Expect::Kind::FunctionCall}); break;
+      case fe::Sync:
+        expect_.push_back({Expect::Kind::Sync});
+        discardUntilSync_ = false;
+        unsynced_ = false;
+        break;
+      case fe::Parse: expect_.push_back({Expect::Kind::Parse}); break;
+      case fe::Bind: expect_.push_back({Expect::Kind::Bind}); break;
+      case fe::Describe: expect_.push_back({Expect::Kind::Describe}); break;
+      case fe::Execute: expect_.push_back({Expect::Kind::Execute}); break;
+      case fe::Close: expect_.push_back({Expect::Kind::Close}); break;
+      default: break;
+    }
+    if (isExtended(t)) unsynced_ = true;
+    c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
   }
 done:
+  if (!server_) return;
   sc.flush();
+  if (s2cPassthrough_ == 0) emitFakes();
+  client_->flush();
   if (sc.aboveHighWater()) client_->stopReading();
 }
 
@@ -75,42 +141,89 @@ void ClientSession::relayServerToClient() {
   if (!server_) return;
   ByteQueue& in = server_->conn().in();
   Conn& cc = *client_;
-  while (!in.empty()) {
+  while (server_ && !in.empty()) {
     if (s2cPassthrough_ > 0) {
       s2cPassthrough_ -= forward(in, cc, s2cPassthrough_, slices_);
       continue;
     }
+    emitFakes();
     Frame f = readFrame(in, 0x7fffffff);
     if (f.status == FrameStatus::Invalid) {
-      spdlog::warn("server {} sent an invalid message: {}", server_->id(), f.error);
-      ServerConn* s = server_;
-      server_ = nullptr;
-      s->conn().in().clear();
-      pool_->release(*s, false, false);
-      fatal("08P01", "invalid message from server");
+      protocolDesync(f.error);
       return;
     }
     if (f.total == 0) break;
+    const bool complete = f.status == FrameStatus::Complete;
+    bool swallow = false;
+    spdlog::trace("s{} -> c{}: '{}' len {} expect {} front {}", server_->id(), cancelPid_, f.type, f.total, expect_.size(), expect_.empty() ? -1 : int(expect_.front().kind));
     switch (f.type) {
       case be::ReadyForQuery: {
-        if (f.status != FrameStatus::Complete) goto done;
+        if (!complete) goto done;
         auto msg = in.contiguous(f.total, scratch_);
         auto st = parseReadyForQuery(msg.subspan(5));
         server_->setTxnStatus(st ? *st : 'E');
-        if (pendingSyncs_ > 0) --pendingSyncs_;
+        if (!popFor(be::ReadyForQuery)) return;
         inCopy_ = false;
+        if (setTags_ > reportedChanges_ && transactionPooling_ && !pinned_) {
+          // A SET whose effect PostgreSQL does not report: the setting lives only on this
+          // server, so the client stays on it.
+          pinned_ = true;
+          pinReason_ = "SET of a parameter PostgreSQL does not report";
+        }
+        setTags_ = reportedChanges_ = 0;
         break;
       }
       case be::ParameterStatus: {
-        if (f.status != FrameStatus::Complete) goto done;
+        if (!complete) goto done;
         auto msg = in.contiguous(f.total, scratch_);
         auto ps = parseParameterStatus(msg.subspan(5));
         if (ps) {
           server_->setParam(ps->name, ps->value);
           sentParams_[std::string(ps->name)] = std::string(ps->value);
+          if (ps->name != "in_hot_standby") {
+            // The client changed a reported setting: it follows the client to other servers.
+            std::string name(ps->name);
+            for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            bool mine = false;
+            for (auto& [k, v] : gucs_) {
+              if (k == name) {
+                v = std::string(ps->value);
+                mine = true;
+              }
+            }
+            if (!mine) gucs_.emplace_back(name, std::string(ps->value));
+            server_->appliedGucs()[name] = std::string(ps->value);
+            ++reportedChanges_;
+          }
         }
         break;
       }
+      case be::CommandComplete: {
+        if (!complete) goto done;
+        auto msg = in.contiguous(f.total, scratch_);
+        auto tag = parseQuery(msg.subspan(5));  // same layout: one string
+        if (tag) onCommandTag(tag->sql);
+        if (!popFor(f.type)) return;
+        break;
+      }
+      case be::ParseComplete:
+      case be::CloseComplete: {
+        bool hidden = !expect_.empty() && (expect_.front().kind == Expect::Kind::HiddenParse ||
+                                           expect_.front().kind == Expect::Kind::HiddenClose);
+        if (!popFor(f.type)) return;
+        swallow = hidden;
+        break;
+      }
+      case be::BindComplete:
+      case be::NoData:
+      case be::RowDescription:
+      case be::EmptyQuery:
+      case be::PortalSuspended:
+        if (!popFor(f.type)) return;
+        break;
+      case be::ErrorResponse:
+        popAfterError();
+        break;
       case be::CopyInResponse:
       case be::CopyOutResponse:
       case be::CopyBothResponse:
@@ -119,12 +232,76 @@ void ClientSession::relayServerToClient() {
       default:
         break;
     }
-    size_t n = forward(in, cc, f.total, slices_);
-    s2cPassthrough_ = f.total - n;
+    if (swallow) {
+      if (!complete) goto done;
+      in.consume(f.total);
+      continue;
+    }
+    s2cPassthrough_ = f.total - forward(in, cc, f.total, slices_);
   }
 done:
+  if (s2cPassthrough_ == 0) emitFakes();
   cc.flush();
-  if (cc.aboveHighWater() && server_) server_->conn().stopReading();
+  if (!server_) return;
+  if (cc.aboveHighWater()) server_->conn().stopReading();
+  maybeReleaseAfterTransaction();
+}
+
+// Parse+Sync between transactions, of a statement some server already parsed: answering it
+// here saves a round trip and, more importantly, lets a client that prepares synchronously
+// (libpq's PQprepare, as pgbench does) proceed without waiting for a free server. The
+// statement is prepared on a server when the client first uses it.
+bool ClientSession::answerParseLocally() {
+  ByteQueue& in = client_->in();
+  Frame f = readFrame(in, cfg_->maxMessageBytes);
+  if (f.status != FrameStatus::Complete || f.type != fe::Parse) return false;
+  std::array<std::byte, 5> hdr;
+  if (!in.copyOut(f.total, hdr)) return false;
+  Frame sync = readFrame(hdr, 8);
+  if (sync.status != FrameStatus::Complete || sync.type != fe::Sync || sync.length != 4)
+    return false;
+  auto msg = in.contiguous(f.total, scratch_);
+  auto pv = parseParse(msg.subspan(5));
+  if (!pv || pv->name.empty() || stmts_.find(pv->name)) return false;
+  std::string_view tail = asText(msg.subspan(5 + pv->name.size() + 1));
+  uint64_t h = statementHash(asBytes(tail));
+  if (!worker_.knownStatement(h)) return false;
+  stmts_.put(pv->name, ClientStatement{h, std::string(tail)});
+  in.consume(f.total + sync.total);
+  client_->send(std::string_view("1\0\0\0\4Z\0\0\0\5I", 11));
+  return true;
+}
+
+bool ClientSession::idleBetweenTransactions() const {
+  return server_ && expect_.empty() && !unsynced_ && !inCopy_ && s2cPassthrough_ == 0 &&
+         c2sPassthrough_ == 0 && server_->txnStatus() == 'I' && !discardUntilSync_;
+}
+
+void ClientSession::maybeReleaseAfterTransaction() {
+  if (!transactionPooling_ || pinned_ || state_ != State::Active) return;
+  if (!idleBetweenTransactions() || !server_->conn().in().empty()) return;
+  // A pipelining client already sent its next request: keep the server for it.
+  if (!client_->in().empty()) {
+    relayClientToServer();
+    return;
+  }
+  releaseServer();
+  transitionTo(State::Idle);
+  client_->startReading();
+}
+
+void ClientSession::protocolDesync(const char* what) {
+  spdlog::warn("client {}: server {} protocol error: {}", client_->peerName(),
+               server_ ? server_->id() : 0, what);
+  if (server_) {
+    ServerConn* s = server_;
+    server_ = nullptr;
+    worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
+    s->conn().in().clear();
+    s->conn().stopReading();
+    pool_->release(*s, false, false);
+  }
+  fatal("08P01", std::string("protocol error between pgswitch and the server: ") + what);
 }
 
 void ClientSession::onConnRead(Conn& c) noexcept {
@@ -137,10 +314,11 @@ void ClientSession::onConnRead(Conn& c) noexcept {
       return;
     case State::WaitServer:
     case State::Configure:
-      // Pipelined early queries wait in the buffer; stop reading until we can relay.
+      // Pipelined requests wait in the buffer; stop reading until a server is linked.
       client_->stopReading();
       return;
     case State::Active:
+    case State::Idle:
       relayClientToServer();
       return;
     case State::Closing:

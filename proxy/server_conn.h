@@ -12,6 +12,7 @@
 
 #include "protocol/scram.h"
 #include "proxy/conn.h"
+#include "proxy/prepared_statements.h"
 #include "proxy/worker.h"
 
 namespace pgswitch::proxy {
@@ -78,6 +79,7 @@ class ServerConn final : public Conn::Owner, public Retirable {
   void touch(uint64_t now) { lastUsedMs_ = now; }
   // GUCs set with SET on this connection since its last reset (beyond server defaults).
   std::map<std::string, std::string>& appliedGucs() { return applied_; }
+  ServerStatementCache& statements() { return statements_; }
 
   void close();
 
@@ -104,6 +106,7 @@ class ServerConn final : public Conn::Owner, public Retirable {
   ServerUser* user_ = nullptr;
   std::map<std::string, std::string> params_;
   std::map<std::string, std::string> applied_;
+  ServerStatementCache statements_;
   int32_t pid_ = 0, key_ = 0;
   char txnStatus_ = 'I';
   uint64_t createdMs_ = 0, lastUsedMs_ = 0;

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 #include <tuple>
+#include <unordered_set>
 #include <vector>
 
 #include "protocol/buffer.h"
@@ -64,6 +65,14 @@ class Worker {
   void setWorkerCount(int n) { workerCount_ = n; }
   bool stopping() const { return stopping_; }
 
+  // Hashes of statements that parsed successfully on some server of this worker (bounded:
+  // forgotten wholesale when it grows past kKnownStatementsMax).
+  bool knownStatement(uint64_t h) const { return knownStatements_.count(h) != 0; }
+  void rememberStatement(uint64_t h) {
+    if (knownStatements_.size() >= kKnownStatementsMax) knownStatements_.clear();
+    knownStatements_.insert(h);
+  }
+
  private:
   static void onConnection(uv_stream_t* s, int status);
   static void onCheck(uv_check_t* h);
@@ -87,6 +96,8 @@ class Worker {
   std::vector<Retirable*> graveyard_;
   std::vector<ClientSession*> clients_;
   std::map<std::tuple<int, std::string, std::string>, std::unique_ptr<Pool>> pools_;
+  std::unordered_set<uint64_t> knownStatements_;
+  static constexpr size_t kKnownStatementsMax = 65536;
   int workerCount_ = 1;
   bool stopping_ = false;
   uint64_t stopAtMs_ = 0;

@@ -1,0 +1,53 @@
+// Statement hashing (xxHash64, Debian libxxhash) and the LRU bookkeeping.
+#include "proxy/prepared_statements.h"
+
+#include <xxhash.h>
+
+#include <cstdio>
+
+namespace pgswitch::proxy {
+
+uint64_t statementHash(std::span<const std::byte> parseTail) {
+  return XXH3_64bits(parseTail.data(), parseTail.size());
+}
+
+std::string serverStatementName(uint64_t hash) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "pgsw_%016llx", static_cast<unsigned long long>(hash));
+  return buf;
+}
+
+const ClientStatement* ClientStatements::find(std::string_view name) const {
+  auto it = map_.find(std::string(name));
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+void ServerStatementCache::touch(uint64_t h) {
+  auto it = index_.find(h);
+  if (it != index_.end()) lru_.splice(lru_.begin(), lru_, it->second);
+}
+
+std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity) {
+  if (contains(h)) {
+    touch(h);
+    return std::nullopt;
+  }
+  std::optional<uint64_t> evicted;
+  if (capacity > 0 && index_.size() >= capacity) {
+    evicted = lru_.back();
+    index_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(h);
+  index_[h] = lru_.begin();
+  return evicted;
+}
+
+void ServerStatementCache::erase(uint64_t h) {
+  auto it = index_.find(h);
+  if (it == index_.end()) return;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,58 @@
+// Protocol-level prepared statements across pooled server connections (transaction mode).
+// A client's statement names are its own; on servers every statement is named after a hash
+// of its text and parameter types, so any client can reuse what any other prepared there.
+// ClientStatements: what one client has prepared. ServerStatementCache: what one server
+// connection has, bounded (LRU) by max_prepared_statements.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace pgswitch::proxy {
+
+struct ClientStatement {
+  uint64_t hash = 0;
+  std::string parseTail;  // the Parse body after the name: query\0 int16 n, n × int32 OID
+};
+
+uint64_t statementHash(std::span<const std::byte> parseTail);
+// "pgsw_" + 16 hex digits: fits NAMEDATALEN and cannot collide with a client's unnamed "".
+std::string serverStatementName(uint64_t hash);
+
+class ClientStatements {
+ public:
+  const ClientStatement* find(std::string_view name) const;
+  void put(std::string_view name, ClientStatement s) { map_[std::string(name)] = std::move(s); }
+  void erase(std::string_view name) { map_.erase(std::string(name)); }
+  void clear() { map_.clear(); }
+  size_t size() const { return map_.size(); }
+
+ private:
+  std::unordered_map<std::string, ClientStatement> map_;
+};
+
+class ServerStatementCache {
+ public:
+  bool contains(uint64_t h) const { return index_.count(h) != 0; }
+  void touch(uint64_t h);
+  // Adds h; returns the hash evicted to make room, if any (the caller closes it on the
+  // server).
+  std::optional<uint64_t> add(uint64_t h, size_t capacity);
+  void erase(uint64_t h);
+  void clear() {
+    lru_.clear();
+    index_.clear();
+  }
+  size_t size() const { return index_.size(); }
+
+ private:
+  std::list<uint64_t> lru_;  // front = most recently used
+  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> index_;
+};
+
+}  // namespace pgswitch::proxy
