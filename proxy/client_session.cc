@@ -281,6 +281,28 @@ void ClientSession::terminate(std::string_view sqlstate, std::string_view messag
   fatal(sqlstate, message);
 }
 
+void ClientSession::janitor(uint64_t now) {
+  if (state_ == State::Closing) return;
+  auto cfg = worker_.runtime().config();
+  uint64_t quiet = now - std::max(lastActivityMs_, startedMs_);
+  if (state_ == State::Startup || state_ == State::Auth) {
+    // A client that never finishes logging in (PostgreSQL's authentication_timeout).
+    if (now - startedMs_ >= 60000) abort();
+    return;
+  }
+  bool inTxn = server_ && server_->txnStatus() != 'I';
+  bool waitingOnUs = (state_ == State::Active && server_ && !expect_.empty()) ||
+                     state_ == State::WaitServer || state_ == State::Configure;
+  if (waitingOnUs) return;
+  if (inTxn && cfg->idleTransactionTimeoutS > 0 &&
+      quiet >= uint64_t(cfg->idleTransactionTimeoutS) * 1000) {
+    terminate("25P03", "terminating connection due to idle-in-transaction timeout");
+    return;
+  }
+  if (!inTxn && cfg->clientIdleTimeoutS > 0 && quiet >= uint64_t(cfg->clientIdleTimeoutS) * 1000)
+    terminate("57P05", "terminating connection due to idle-session timeout");
+}
+
 void ClientSession::abort() {
   if (waiting_ && pool_) pool_->cancelWait(this);
   waiting_ = false;

@@ -46,6 +46,8 @@ class ClientSession final : public Conn::Owner,
   State state() const { return state_; }
   // Closes the socket without a word (accept failed, shutdown grace expired).
   void abort();
+  // Once a second: client_idle_timeout, idle_transaction_timeout, login timeout.
+  void janitor(uint64_t nowMs);
 
   // Conn::Owner
   void onConnRead(Conn& c) noexcept override;
@@ -105,6 +107,7 @@ class ClientSession final : public Conn::Owner,
   std::unique_ptr<Conn> client_;
   State state_ = State::Startup;
   uint64_t startedMs_ = 0;
+  uint64_t lastActivityMs_ = 0;  // last bytes from the client
 
   // login
   std::string user_, database_;

@@ -203,13 +203,16 @@ class Loader {
 
   void loadPool(const toml::table& p, Config& c) {
     checkKeys(p, "[pool]",
-              {"pool_size", "min_pool_size", "reserve_pool_size", "query_wait_timeout_ms",
+              {"pool_size", "min_pool_size", "reserve_pool_size", "reserve_pool_timeout_ms",
+               "server_check_query", "query_wait_timeout_ms",
                "server_connect_timeout_ms", "server_login_retry_ms", "server_lifetime",
                "server_idle_timeout", "client_idle_timeout", "idle_transaction_timeout",
                "server_check_delay", "server_reset_query", "max_prepared_statements"});
     get(p, "pool_size", c.poolSize);
     get(p, "min_pool_size", c.minPoolSize);
     get(p, "reserve_pool_size", c.reservePoolSize);
+    get(p, "reserve_pool_timeout_ms", c.reservePoolTimeoutMs);
+    get(p, "server_check_query", c.serverCheckQuery);
     get(p, "query_wait_timeout_ms", c.queryWaitTimeoutMs);
     get(p, "server_connect_timeout_ms", c.serverConnectTimeoutMs);
     get(p, "server_login_retry_ms", c.serverLoginRetryMs);

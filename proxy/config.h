@@ -69,6 +69,7 @@ struct Config {
   int poolSize = 20;
   int minPoolSize = 0;
   int reservePoolSize = 0;
+  int reservePoolTimeoutMs = 5000;
   int queryWaitTimeoutMs = 120000;
   int serverConnectTimeoutMs = 5000;
   int serverLoginRetryMs = 1000;
@@ -78,6 +79,7 @@ struct Config {
   int idleTransactionTimeoutS = 0;
   int serverCheckDelayS = 30;
   std::string serverResetQuery = "DISCARD ALL";
+  std::string serverCheckQuery = "SELECT 1";
   int maxPreparedStatements = 200;
 
   HealthConfig health;

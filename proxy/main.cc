@@ -1,6 +1,7 @@
 // pgswitch entry point: arguments, config load (or --check), logging, worker threads, and
 // the main loop that turns signals into shutdown (SIGINT/SIGTERM) and reload (SIGHUP).
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -131,6 +132,12 @@ int main(int argc, char** argv) {
   try {
     setupLogging(*cfg);
     signal(SIGPIPE, SIG_IGN);
+    // Every client and server connection is a descriptor: take the hard limit.
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
     Runtime rt(cfg, health::staticTopology(backendInfos(*cfg)));
     int n = cfg->workers > 0 ? cfg->workers
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

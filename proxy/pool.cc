@@ -22,10 +22,20 @@ int Pool::limit() const {
 }
 
 ServerConn* Pool::acquire(PoolWaiter* w) {
+  auto cfg = worker_.runtime().config();
+  uint64_t now = worker_.nowMs();
   while (!idle_.empty()) {
     ServerConn* s = idle_.back();
     idle_.pop_back();
     if (s->state() != ServerConn::State::Idle) continue;
+    // A connection unused for server_check_delay may have died quietly (firewall, server
+    // restart): prove it alive before a client's query depends on it.
+    if (cfg->serverCheckDelayS > 0 && !cfg->serverCheckQuery.empty() &&
+        now - s->lastUsedMs() >= uint64_t(cfg->serverCheckDelayS) * 1000) {
+      waiters_.push_back(Waiter{w, now});
+      s->runInternal(cfg->serverCheckQuery);
+      return nullptr;
+    }
     return s;
   }
   waiters_.push_back(Waiter{w, worker_.nowMs()});
@@ -171,6 +181,17 @@ void Pool::janitor(uint64_t now) {
                         std::to_string(cfg->queryWaitTimeoutMs) + " ms"});
     }
   }
+  // Reserve: extra connections once the oldest waiter has waited reserve_pool_timeout.
+  if (!waiters_.empty() && cfg->reservePoolSize > 0 &&
+      now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->reservePoolTimeoutMs) &&
+      servers_.size() < static_cast<size_t>(limit() + worker_.workerShare(cfg->reservePoolSize)) &&
+      connecting_ < waiters_.size()) {
+    spdlog::info("pool {}/{}: using reserve connection", database_, user_);
+    spawn();
+  }
+  // Pre-warm up to min_pool_size.
+  size_t minSize = static_cast<size_t>(worker_.workerShare(cfg->minPoolSize));
+  for (size_t n = servers_.size(); n < minSize && !worker_.stopping(); ++n) spawn();
   // Logins that take too long.
   for (auto& s : servers_) {
     auto st = s->state();

@@ -305,6 +305,7 @@ void ClientSession::protocolDesync(const char* what) {
 }
 
 void ClientSession::onConnRead(Conn& c) noexcept {
+  lastActivityMs_ = worker_.nowMs();
   switch (state_) {
     case State::Startup:
       handleStartup();

@@ -161,6 +161,8 @@ void Worker::onJanitor(uv_timer_t* t) {
     return;
   }
   for (auto& [k, p] : w->pools_) p->janitor(now);
+  auto clients = w->clients_;
+  for (auto* c : clients) c->janitor(now);
 }
 
 void Worker::addClient(ClientSession* c) { clients_.push_back(c); }
