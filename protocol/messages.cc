@@ -27,6 +27,7 @@ std::optional<int32_t> Reader::i32() {
 }
 
 std::optional<std::string_view> Reader::cstr() {
+  if (remaining() == 0) return std::nullopt;
   const char* start = reinterpret_cast<const char*>(b_.data() + pos_);
   const void* nul = std::memchr(start, 0, remaining());
   if (!nul) return std::nullopt;
@@ -106,6 +107,7 @@ Result<ErrorFields, ParseError> parseErrorFields(std::span<const std::byte> body
       default: break;
     }
   }
+  if (!r.atEnd()) return Err("trailing bytes after error fields");
   return f;
 }
 
@@ -146,7 +148,10 @@ Result<AuthRequestView, ParseError> parseAuthRequest(std::span<const std::byte> 
       if (m->empty()) break;
       v.mechanisms.push_back(*m);
     }
+    if (!r.atEnd()) return Err("trailing bytes after SASL mechanism list");
   }
+  if ((v.code == auth::Ok || v.code == auth::CleartextPassword) && !v.data.empty())
+    return Err("malformed authentication request");
   return v;
 }
 

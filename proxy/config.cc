@@ -5,6 +5,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -132,8 +133,11 @@ class Loader {
   std::shared_ptr<Config> load(const toml::table& root) {
     auto cfg = std::make_shared<Config>();
     cfg->path = path_;
-    checkKeys(root, "top level", {"server", "pool", "health", "backend", "user", "routing",
-                                  "failover", "tls"});
+    checkKeys(root, "top level", {"server", "pool", "health", "backend", "user"});
+    for (const char* sec : {"server", "pool", "health"}) {
+      const toml::node* n = root.get(sec);
+      if (n && !n->as_table()) error(n, std::string(sec) + " must be a table ([" + sec + "])");
+    }
     if (auto* s = root["server"].as_table()) loadServer(*s, *cfg);
     if (auto* p = root["pool"].as_table()) loadPool(*p, *cfg);
     if (auto* h = root["health"].as_table()) loadHealth(*h, *cfg);
@@ -261,7 +265,7 @@ class Loader {
   }
 
   void loadUser(const toml::table& t, Config& c) {
-    checkKeys(t, "[[user]]", {"name", "password", "auth", "pool_size", "pool_mode"});
+    checkKeys(t, "[[user]]", {"name", "password", "auth"});
     UserConfig u;
     get(t, "name", u.name);
     get(t, "password", u.password);
@@ -286,7 +290,9 @@ class Loader {
         error(t.get("auth"), "auth = \"md5\" needs a plaintext or md5 password, not a SCRAM secret");
     } else if (u.passwordIsMd5()) {
       if (u.auth == AuthMethod::ScramSha256)
-        error(t.get("auth"), "auth = \"scram-sha-256\" needs a plaintext or SCRAM password, not md5");
+        error(t.get("auth") ? t.get("auth") : static_cast<const toml::node*>(&t),
+              "auth = \"scram-sha-256\" (the default) needs a plaintext or SCRAM password, "
+              "not md5; set auth = \"md5\"");
     } else if (u.auth == AuthMethod::ScramSha256) {
       std::array<std::byte, 16> salt;
       protocol::randomBytes(salt);
@@ -302,10 +308,13 @@ class Loader {
     size_t colon = s.rfind(':');
     if (colon == std::string::npos || colon == 0) return false;
     std::string h = s.substr(0, colon);
-    if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    if (h.empty()) return false;
     try {
       size_t used = 0;
-      int p = std::stoi(s.substr(colon + 1), &used);
+      std::string ps = s.substr(colon + 1);
+      if (ps.empty() || !std::all_of(ps.begin(), ps.end(), ::isdigit)) return false;
+      int p = std::stoi(ps, &used);
       if (used != s.size() - colon - 1 || p < 0 || p > 65535) return false;
       port = p;
     } catch (...) {
