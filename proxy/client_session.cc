@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protocol/builder.h"
+#include "protocol/framing.h"
 #include "protocol/messages.h"
 
 namespace pgswitch::proxy {
@@ -68,7 +69,7 @@ void ClientSession::transitionTo(State next) {
       ok |= next == State::WaitServer;
       break;
     case State::WaitServer:
-      ok |= next == State::Configure;
+      ok |= next == State::Configure || next == State::Idle;
       break;
     case State::Configure:
       ok |= next == State::Active;
@@ -87,17 +88,58 @@ void ClientSession::transitionTo(State next) {
 }
 
 void ClientSession::requestServer() {
-  transitionTo(State::WaitServer);
+  if (state_ != State::WaitServer) transitionTo(State::WaitServer);
   client_->stopReading();
-  auto topo = worker_.runtime().topology();
-  if (topo->primary < 0) {
-    fatal("57P03", "no primary server is available", {}, "retry in a moment");
+  int b = chooseBackend();
+  if (b < 0) {
+    // Hold, don't fail: during a failover there is briefly no primary. The session waits
+    // (failover_wait_ms) and goes on when the health thread publishes a usable topology.
+    if (!holding_) {
+      holding_ = true;
+      holdSinceMs_ = worker_.nowMs();
+    }
+    worker_.addHolding(this);
     return;
   }
-  pool_ = &worker_.pool(topo->primary, database_, user_);
+  holding_ = false;
+  pool_ = &worker_.pool(b, database_, user_);
   if (userCfg_ && userCfg_->passwordIsScram() && scram_) pool_->setClientKey(scram_->clientKey());
   waiting_ = true;
   if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
+}
+
+int ClientSession::chooseBackend() {
+  auto topo = worker_.runtime().topology();
+  if (topo->writesRefused || !topo->usable(topo->primary)) return -1;
+  return topo->primary;
+}
+
+void ClientSession::retryHold() {
+  if (!holding_ || state_ != State::WaitServer) return;
+  requestServer();
+}
+
+// Answers the client's pending request with an error instead of running it: its messages
+// up to the next Query or Sync are dropped, then ErrorResponse and ReadyForQuery.
+void ClientSession::failRequest(std::string_view sqlstate, std::string_view message,
+                                std::string_view detail) {
+  ByteQueue& in = client_->in();
+  bool done = false;
+  while (!done) {
+    Frame f = readFrame(in, cfg_->maxMessageBytes);
+    if (f.status != FrameStatus::Complete) break;
+    done = f.type == fe::Query || f.type == fe::Sync || f.type == fe::FunctionCall;
+    in.consume(f.total);
+  }
+  std::string out;
+  appendError(out, ErrorSpec{"ERROR", sqlstate, message, detail});
+  if (done) {
+    appendReadyForQuery(out, 'I');
+  } else {
+    swallowUntilSync_ = true;
+  }
+  client_->send(out);
+  client_->flush();
 }
 
 void ClientSession::onServerAssigned(ServerConn& s) noexcept {
@@ -242,6 +284,10 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
     case PoolError::Kind::NoBackend:
       fatal("08006", e.text);
       return;
+    case PoolError::Kind::BackendDown:
+      // The backend went away while we waited for it: route again (maybe hold).
+      requestServer();
+      return;
   }
 }
 
@@ -268,9 +314,46 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   server_ = nullptr;
   worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
   if (state_ == State::Closing) return;
-  // Whatever the server managed to send (often its own FATAL) is already queued.
-  fatal("08006", "server connection lost", std::string("the connection to backend ended: ") +
-                                              uv_strerror(status));
+  bool wasIdle = expect_.empty() && !unsynced_ && !inCopy_ && s.txnStatus() == 'I';
+  bool midMessage = s2cPassthrough_ > 0;
+  bool owed = !expect_.empty() || unsynced_;
+  bool ended = false;  // a ReadyForQuery-terminated request is outstanding
+  for (auto& e : expect_)
+    ended |= e.kind == Expect::Kind::Query || e.kind == Expect::Kind::Sync ||
+             e.kind == Expect::Kind::FunctionCall;
+  expect_.clear();
+  unsynced_ = discardUntilSync_ = inCopy_ = false;
+  c2sPassthrough_ = s2cPassthrough_ = 0;
+  // The client survives a lost server when it has no session state there: between
+  // transactions it never notices; in a transaction it gets an error and stays connected.
+  if (!loggedIn_ || pinned_ || midMessage || state_ != State::Active) {
+    fatal("08006", "server connection lost", std::string("the connection to backend ended: ") +
+                                                uv_strerror(status));
+    return;
+  }
+  if (!wasIdle || owed) {
+    std::string out;
+    std::string_view code = commitInFlight_ ? "08007" : "08006";
+    if (!commitInFlight_ && !cfg_->failover.retrySafeAs.empty()) code = cfg_->failover.retrySafeAs;
+    appendError(out, ErrorSpec{
+        "ERROR", code,
+        commitInFlight_ ? "connection to the server lost while COMMIT was in progress: the "
+                          "transaction may or may not have committed"
+                        : "connection to the server lost (failover?): the transaction was "
+                          "rolled back and is safe to retry",
+        "pgswitch keeps this connection usable; the server connection behind it ended"});
+    if (ended) {
+      appendReadyForQuery(out, 'I');
+    } else {
+      swallowUntilSync_ = true;
+    }
+    client_->send(out);
+    client_->flush();
+  }
+  commitInFlight_ = false;
+  transitionTo(State::Idle);
+  client_->startReading();
+  if (!client_->in().empty()) relayClientToServer();
 }
 
 void ClientSession::terminate(std::string_view sqlstate, std::string_view message) {
@@ -284,6 +367,20 @@ void ClientSession::terminate(std::string_view sqlstate, std::string_view messag
 void ClientSession::janitor(uint64_t now) {
   if (state_ == State::Closing) return;
   auto cfg = worker_.runtime().config();
+  if (holding_ && now - holdSinceMs_ >= static_cast<uint64_t>(cfg->failover.failoverWaitMs)) {
+    holding_ = false;
+    worker_.removeHolding(this);
+    if (!loggedIn_) {
+      fatal("57P03", "no primary server is available", {},
+            "pgswitch waited failover_wait_ms for a primary");
+      return;
+    }
+    failRequest("57P03", "no primary server is available",
+                "pgswitch waited failover_wait_ms for a primary");
+    transitionTo(State::Idle);
+    client_->startReading();
+    return;
+  }
   uint64_t quiet = now - std::max(lastActivityMs_, startedMs_);
   if (state_ == State::Startup || state_ == State::Auth) {
     // A client that never finishes logging in (PostgreSQL's authentication_timeout).
@@ -324,6 +421,7 @@ void ClientSession::onConnClosed(Conn& c) noexcept {
   if (waiting_ && pool_) pool_->cancelWait(this);
   waiting_ = false;
   releaseServer();
+  worker_.removeHolding(this);
   worker_.removeClient(this);
   worker_.retire(this);
 }

@@ -46,8 +46,10 @@ class ClientSession final : public Conn::Owner,
   State state() const { return state_; }
   // Closes the socket without a word (accept failed, shutdown grace expired).
   void abort();
-  // Once a second: client_idle_timeout, idle_transaction_timeout, login timeout.
+  // Once a second: client_idle_timeout, idle_transaction_timeout, login timeout, hold.
   void janitor(uint64_t nowMs);
+  // The topology changed while this session waited for a usable backend.
+  void retryHold();
 
   // Conn::Owner
   void onConnRead(Conn& c) noexcept override;
@@ -77,6 +79,9 @@ class ClientSession final : public Conn::Owner,
   void handleCancel(int32_t pid, int32_t key);
   // server assignment and configuration (client_session.cc)
   void requestServer();
+  int chooseBackend();  // -1: nothing usable now (hold)
+  void failRequest(std::string_view sqlstate, std::string_view message,
+                   std::string_view detail = {});
   void configureServer();
   void configured();
   void finishLogin();
@@ -123,6 +128,10 @@ class ClientSession final : public Conn::Owner,
   Pool* pool_ = nullptr;
   ServerConn* server_ = nullptr;
   bool waiting_ = false;
+  bool holding_ = false;  // no usable backend: waiting for the topology to change
+  uint64_t holdSinceMs_ = 0;
+  bool swallowUntilSync_ = false;  // a failed batch: drop the client's messages up to Sync
+  bool commitInFlight_ = false;    // a COMMIT was sent and not yet answered
   std::map<std::string, std::string> sentParams_;  // ParameterStatus values the client saw
 
   bool loggedIn_ = false;

@@ -133,14 +133,15 @@ class Loader {
   std::shared_ptr<Config> load(const toml::table& root) {
     auto cfg = std::make_shared<Config>();
     cfg->path = path_;
-    checkKeys(root, "top level", {"server", "pool", "health", "backend", "user"});
-    for (const char* sec : {"server", "pool", "health"}) {
+    checkKeys(root, "top level", {"server", "pool", "health", "backend", "user", "failover"});
+    for (const char* sec : {"server", "pool", "health", "failover"}) {
       const toml::node* n = root.get(sec);
       if (n && !n->as_table()) error(n, std::string(sec) + " must be a table ([" + sec + "])");
     }
     if (auto* s = root["server"].as_table()) loadServer(*s, *cfg);
     if (auto* p = root["pool"].as_table()) loadPool(*p, *cfg);
     if (auto* h = root["health"].as_table()) loadHealth(*h, *cfg);
+    if (auto* f = root["failover"].as_table()) loadFailover(*f, *cfg);
 
     if (const toml::node* b = root.get("backend")) {
       if (auto* arr = b->as_array()) {
@@ -234,7 +235,14 @@ class Loader {
 
   void loadHealth(const toml::table& h, Config& c) {
     checkKeys(h, "[health]", {"period_ms", "connect_timeout_ms", "query_timeout_ms", "fall",
-                              "rise", "user", "password", "database"});
+                              "rise", "user", "password", "database", "max_lag_bytes",
+                              "max_lag_ms", "on_event"});
+    int lagBytes = 0, lagMs = 0;
+    get(h, "max_lag_bytes", lagBytes);
+    get(h, "max_lag_ms", lagMs);
+    c.health.maxLagBytes = static_cast<uint64_t>(lagBytes);
+    c.health.maxLagMs = static_cast<uint64_t>(lagMs);
+    get(h, "on_event", c.health.onEvent);
     get(h, "period_ms", c.health.periodMs);
     get(h, "connect_timeout_ms", c.health.connectTimeoutMs);
     get(h, "query_timeout_ms", c.health.queryTimeoutMs);
@@ -246,6 +254,23 @@ class Loader {
     if (c.health.periodMs < 10) error(h.get("period_ms"), "period_ms must be at least 10");
     if (c.health.fall < 1) error(h.get("fall"), "fall must be at least 1");
     if (c.health.rise < 1) error(h.get("rise"), "rise must be at least 1");
+  }
+
+  void loadFailover(const toml::table& f, Config& c) {
+    checkKeys(f, "[failover]", {"auto_failover", "failover_after", "max_failover_lag_bytes",
+                                "failover_wait_ms", "repoint_replicas", "retry_safe_as"});
+    get(f, "auto_failover", c.failover.autoFailover);
+    get(f, "failover_after", c.failover.failoverAfter);
+    int lag = static_cast<int>(c.failover.maxFailoverLagBytes);
+    get(f, "max_failover_lag_bytes", lag);
+    c.failover.maxFailoverLagBytes = static_cast<uint64_t>(lag);
+    get(f, "failover_wait_ms", c.failover.failoverWaitMs);
+    get(f, "repoint_replicas", c.failover.repointReplicas);
+    get(f, "retry_safe_as", c.failover.retrySafeAs);
+    if (!c.failover.retrySafeAs.empty() && c.failover.retrySafeAs.size() != 5)
+      error(f.get("retry_safe_as"), "retry_safe_as must be a 5-character SQLSTATE such as \"40001\"");
+    if (c.failover.failoverAfter < 1)
+      error(f.get("failover_after"), "failover_after must be at least 1");
   }
 
   void loadBackend(const toml::table& t, Config& c) {

@@ -48,6 +48,18 @@ struct HealthConfig {
   std::string user = "postgres";
   std::string password;
   std::string database = "postgres";
+  uint64_t maxLagBytes = 0;  // lag_exceeded event threshold (0 = off)
+  uint64_t maxLagMs = 0;
+  std::string onEvent;  // shell command run for every event
+};
+
+struct FailoverConfig {
+  bool autoFailover = false;        // off: an external manager (Patroni, repmgr, ...) promotes
+  int failoverAfter = 3;            // consecutive failed checks of the primary
+  uint64_t maxFailoverLagBytes = 16u * 1024 * 1024;
+  int failoverWaitMs = 30000;       // how long work that needs a primary waits for one
+  bool repointReplicas = false;     // ALTER SYSTEM SET primary_conninfo on the other replicas
+  std::string retrySafeAs;          // SQLSTATE for "failed before COMMIT, safe to retry" ("" = 08006)
 };
 
 struct Config {
@@ -83,6 +95,7 @@ struct Config {
   int maxPreparedStatements = 200;
 
   HealthConfig health;
+  FailoverConfig failover;
   std::vector<BackendConfig> backends;
   std::vector<UserConfig> users;
 

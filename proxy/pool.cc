@@ -220,11 +220,18 @@ void Pool::janitor(uint64_t now) {
   }
 }
 
-void Pool::closeAll() {
+void Pool::closeIdle() {
+  auto idle = idle_;
+  idle_.clear();
+  for (auto* s : idle) s->close();
+}
+
+void Pool::closeAll(PoolError::Kind why) {
   auto waiters = std::move(waiters_);
   waiters_.clear();
-  for (auto& w : waiters)
-    w.w->onServerUnavailable(PoolError{PoolError::Kind::Shutdown, {}, "pgswitch is shutting down"});
+  PoolError e{why, {},
+              why == PoolError::Kind::Shutdown ? "pgswitch is shutting down" : "backend is down"};
+  for (auto& w : waiters) w.w->onServerUnavailable(e);
   for (auto& s : servers_) s->close();
   idle_.clear();
 }

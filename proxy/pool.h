@@ -16,7 +16,7 @@ namespace pgswitch::proxy {
 // Why a pool could not provide a server connection. Only proxy/ sessions turn this into an
 // ErrorResponse (they know whether the client is still logging in or between queries).
 struct PoolError {
-  enum class Kind { LoginFailed, Timeout, Shutdown, NoBackend };
+  enum class Kind { LoginFailed, Timeout, Shutdown, NoBackend, BackendDown };
   Kind kind;
   std::string serverError;  // LoginFailed: the server's (or our) whole ErrorResponse message
   std::string text;         // human-readable reason
@@ -52,7 +52,9 @@ class Pool {
 
   // Periodic: timeouts of waiters, idle and old servers.
   void janitor(uint64_t nowMs);
-  void closeAll();
+  // Closes every server; waiting sessions are told why (kind Shutdown or BackendDown).
+  void closeAll(PoolError::Kind why = PoolError::Kind::Shutdown);
+  void closeIdle();
 
   // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
   void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }

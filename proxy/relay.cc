@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
+#include <cctype>
 
 #include "protocol/framing.h"
 #include "protocol/messages.h"
@@ -35,8 +37,36 @@ bool isExtended(char t) {
 
 }  // namespace
 
+// Does the Query message at the front of `in` start with COMMIT or END? (Only the first
+// bytes are looked at: enough to tell an in-flight COMMIT from other work at failover.)
+static bool queryIsCommit(const ByteQueue& in, size_t total) {
+  std::array<std::byte, 40> buf;
+  size_t n = std::min(buf.size(), total > 5 ? total - 5 : 0);
+  if (!in.copyOut(5, std::span(buf.data(), n))) return false;
+  size_t i = 0;
+  while (i < n && std::isspace(static_cast<unsigned char>(buf[i]))) ++i;
+  auto starts = [&](const char* w) {
+    size_t k = 0;
+    for (; w[k]; ++k)
+      if (i + k >= n || std::toupper(static_cast<unsigned char>(buf[i + k])) != w[k]) return false;
+    return i + k == n || !std::isalnum(static_cast<unsigned char>(buf[i + k]));
+  };
+  return starts("COMMIT") || starts("END");
+}
+
 void ClientSession::relayClientToServer() {
   ByteQueue& in = client_->in();
+  while (swallowUntilSync_) {
+    // The rest of a batch whose server was lost: PostgreSQL would skip it until Sync.
+    Frame f = readFrame(in, cfg_->maxMessageBytes);
+    if (f.status != FrameStatus::Complete) return;
+    in.consume(f.total);
+    if (f.type == fe::Sync) {
+      swallowUntilSync_ = false;
+      client_->send(std::string_view("Z\0\0\0\5I", 6));
+      client_->flush();
+    }
+  }
   if (state_ == State::Idle) {
     // Transaction mode: the first byte of the next request asks for a server, unless it is
     // a Parse+Sync of a statement known to parse, which pgswitch answers itself.
@@ -112,7 +142,10 @@ void ClientSession::relayClientToServer() {
       }
     }
     switch (t) {
-      case fe::Query: expect_.push_back({Expect::Kind::Query}); break;
+      case fe::Query:
+        expect_.push_back({Expect::Kind::Query});
+        if (server_->txnStatus() != 'I') commitInFlight_ = queryIsCommit(in, f.total);
+        break;
       case fe::FunctionCall: expect_.push_back({Expect::Kind::FunctionCall}); break;
       case fe::Sync:
         expect_.push_back({Expect::Kind::Sync});
@@ -164,7 +197,8 @@ void ClientSession::relayServerToClient() {
         server_->setTxnStatus(st ? *st : 'E');
         if (!popFor(be::ReadyForQuery)) return;
         inCopy_ = false;
-        if (setTags_ > reportedChanges_ && transactionPooling_ && !pinned_) {
+        commitInFlight_ = false;
+        if (setTags_ > reportedChanges_ && !pinned_) {
           // A SET whose effect PostgreSQL does not report: the setting lives only on this
           // server, so the client stays on it.
           pinned_ = true;

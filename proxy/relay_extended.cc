@@ -257,9 +257,8 @@ void ClientSession::onCommandTag(std::string_view tag) {
   }
   if (!transactionPooling_) {
     if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") server_->statements().clear();
-    return;
   }
-  if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") {
+  if (transactionPooling_ && (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL")) {
     server_->statements().clear();
     stmts_.clear();
     if (tag == "DISCARD ALL") server_->appliedGucs().clear();

@@ -10,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "health/health_monitor.h"
 #include "proxy/config.h"
 #include "routing/topology.h"
 
@@ -65,6 +66,12 @@ class Runtime {
   }
 
   CancelRegistry& cancels() { return cancels_; }
+  // The health thread, when running (null in tools and tests without one).
+  health::HealthMonitor* health = nullptr;
+  // A server connection to backend i failed or died: check it now.
+  void backendTrouble(int i) {
+    if (health) health->recheck(i);
+  }
   std::atomic<int> clients{0};
   std::atomic<uint64_t> authFailures{0};
 

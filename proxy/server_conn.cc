@@ -289,6 +289,10 @@ void ServerConn::handleInternal() {
 
 void ServerConn::loginFailed(std::string errorMessage) {
   if (state_ == State::Closing) return;
+  // A refused connection is news for the health checks; an ErrorResponse (bad password,
+  // missing database) is not about the backend's health.
+  if (errorMessage.empty() || errorMessage.find("08006") != std::string::npos)
+    worker_.runtime().backendTrouble(pool_.backend());
   close();
   pool_.onLoginFailed(*this, errorMessage);
 }
@@ -302,6 +306,7 @@ void ServerConn::onConnError(Conn& c, int status) noexcept {
       return;
     case State::Active:
     case State::Internal: {
+      worker_.runtime().backendTrouble(pool_.backend());
       ServerUser* u = user_;
       close();
       if (u) u->onServerLost(*this, status);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "proxy/client_session.h"
@@ -163,6 +164,35 @@ void Worker::onJanitor(uv_timer_t* t) {
   for (auto& [k, p] : w->pools_) p->janitor(now);
   auto clients = w->clients_;
   for (auto* c : clients) c->janitor(now);
+}
+
+void Worker::onTopologyChanged() {
+  if (stopping_) return;
+  auto topo = rt_.topology();
+  for (auto& [k, p] : pools_) {
+    int b = p->backend();
+    if (b < 0 || b >= static_cast<int>(topo->backends.size())) {
+      p->closeAll(PoolError::Kind::BackendDown);
+      continue;
+    }
+    auto st = topo->backends[b].state;
+    if (st == routing::BackendState::Down || st == routing::BackendState::Fenced ||
+        st == routing::BackendState::Disabled) {
+      p->closeAll(PoolError::Kind::BackendDown);
+    } else if (st == routing::BackendState::Draining) {
+      p->closeIdle();
+    }
+  }
+  // Sessions holding for a usable backend (e.g. during a failover) try again now.
+  auto holding = holding_;
+  holding_.clear();
+  for (auto* c : holding) c->retryHold();
+}
+
+void Worker::addHolding(ClientSession* c) { holding_.push_back(c); }
+
+void Worker::removeHolding(ClientSession* c) {
+  holding_.erase(std::remove(holding_.begin(), holding_.end(), c), holding_.end());
 }
 
 void Worker::addClient(ClientSession* c) { clients_.push_back(c); }

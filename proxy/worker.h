@@ -41,6 +41,12 @@ class Worker {
   void runHere();  // runs the loop on the calling thread (tests)
   void stop();   // thread-safe: close the listener and all sessions, end the loop
   void join();
+  // The topology changed (health thread): drop server connections to backends that are no
+  // longer usable. Runs on this worker's thread (via post()).
+  void onTopologyChanged();
+  // Sessions waiting for a usable backend to appear (no primary during a failover).
+  void addHolding(ClientSession* c);
+  void removeHolding(ClientSession* c);
   // Runs fn on this worker's thread.
   void post(std::function<void()> fn);
 
@@ -95,6 +101,7 @@ class Worker {
   std::vector<std::function<void()>> posted_;
   std::vector<Retirable*> graveyard_;
   std::vector<ClientSession*> clients_;
+  std::vector<ClientSession*> holding_;
   std::map<std::tuple<int, std::string, std::string>, std::unique_ptr<Pool>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
   static constexpr size_t kKnownStatementsMax = 65536;

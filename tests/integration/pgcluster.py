@@ -8,23 +8,25 @@ reaped on the next start (see _reap_stale). Also a CLI: `python3 pgcluster.py de
 from __future__ import annotations
 
 import atexit
-import base64
 import ctypes
-import hashlib
-import hmac
 import json
 import os
 import pwd
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pgwire import PgWire, PgWireError  # noqa: E402  (re-exported for tests)
+
+__all__ = ["free_port", "run", "PgCluster", "PgSwitch", "PgWire", "PgWireError", "HOST",
+           "PG_BIN", "DEFAULT_USERS", "demo_start", "demo_stop"]
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +130,24 @@ def _postmaster_pid(datadir: Path) -> int | None:
     if "postgres" not in cmdline or not _pid_alive(pid):
         return None
     return pid
+
+
+def _remove_stale_lockfiles(datadir: Path, socket_lock: Path) -> None:
+    """Removes postmaster.pid and the unix socket's lock file when no live postgres owns them.
+    After a kill -9 the postmaster can stay a zombie until init reaps it, and PostgreSQL
+    refuses to start while the pid in either file still exists."""
+    if _postmaster_pid(datadir) is not None:
+        return
+    for f in (datadir / "postmaster.pid", socket_lock):
+        try:
+            pid = int(f.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def _children_of(pid: int) -> list[int]:
@@ -456,6 +476,7 @@ class PgCluster:
         node = self.nodes[i]
         if _postmaster_pid(node.datadir) is not None:
             return
+        _remove_stale_lockfiles(node.datadir, self.tmpdir / f".s.PGSQL.{node.port}.lock")
         run([PG_BIN / "pg_ctl", "start", "-D", node.datadir, "-l", node.logfile, "-w",
              "-t", str(timeout)], as_pg=True, timeout=timeout + 30, cwd=self.tmpdir)
 
@@ -498,6 +519,15 @@ class PgCluster:
 
     def is_in_recovery(self, i: int) -> bool:
         return self.psql(i, "SELECT pg_is_in_recovery()") == "t"
+
+    def set_conf(self, i: int, name: str, value: str | None) -> None:
+        """ALTER SYSTEM SET name = value (RESET when value is None) on node i, then reloads.
+        Only for settings that a reload applies (e.g. recovery_min_apply_delay)."""
+        if value is None:
+            self.psql(i, f"ALTER SYSTEM RESET {name}")
+        else:
+            self.psql(i, f"ALTER SYSTEM SET {name} = '" + str(value).replace("'", "''") + "'")
+        self.psql(i, "SELECT pg_reload_conf()")
 
     # -- replication ----------------------------------------------------------------------------
     def wait_streaming(self, timeout: float = 60) -> None:
@@ -738,211 +768,6 @@ class PgSwitch:
 
     def hwm_kb(self) -> int:
         return self._status_kb("VmHWM")
-
-
-# ----------------------------------------------------------------------------------------------
-# minimal protocol v3 client (for raw-byte tests)
-
-PROTOCOL_V3 = 196608
-SSL_REQUEST_CODE = 80877103
-CANCEL_REQUEST_CODE = 80877102
-
-
-class PgWireError(Exception):
-    def __init__(self, fields: dict):
-        self.fields = fields
-        self.sqlstate = fields.get("C")
-        super().__init__(f"{fields.get('S', 'ERROR')} {fields.get('C')}: {fields.get('M')}")
-
-
-def parse_error_fields(payload: bytes) -> dict:
-    fields = {}
-    for part in payload.split(b"\0"):
-        if part:
-            fields[chr(part[0])] = part[1:].decode(errors="replace")
-    return fields
-
-
-def msg(type_: bytes, payload: bytes = b"") -> bytes:
-    return type_ + struct.pack("!I", len(payload) + 4) + payload
-
-
-def startup_packet(user: str, database: str, params: dict | None = None) -> bytes:
-    body = struct.pack("!I", PROTOCOL_V3)
-    for k, v in {"user": user, "database": database, **(params or {})}.items():
-        body += k.encode() + b"\0" + v.encode() + b"\0"
-    body += b"\0"
-    return struct.pack("!I", len(body) + 4) + body
-
-
-def ssl_request() -> bytes:
-    return struct.pack("!II", 8, SSL_REQUEST_CODE)
-
-
-def query_msg(sql: str) -> bytes:
-    return msg(b"Q", sql.encode() + b"\0")
-
-
-class PgWire:
-    """A blocking protocol-v3 client over a raw socket: startup with trust, cleartext, MD5 or
-    SCRAM-SHA-256, simple queries, message-level reads."""
-
-    def __init__(self, host: str = HOST, port: int = 5432, timeout: float = 10):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = bytearray()
-        self.params: dict[str, str] = {}
-        self.backend_key: tuple[int, int] | None = None
-        self.notices: list[dict] = []
-        self.auth_codes: list[int] = []  # authentication requests seen during startup
-
-    def close(self) -> None:
-        try:
-            self.sock.sendall(msg(b"X"))
-        except OSError:
-            pass
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        self.buf += chunk
-
-    def read_msg(self) -> tuple[bytes, bytes]:
-        while len(self.buf) < 5:
-            self._fill()
-        t = bytes(self.buf[:1])
-        (ln,) = struct.unpack_from("!I", self.buf, 1)
-        if ln < 4:
-            raise ValueError(f"bad message length {ln}")
-        while len(self.buf) < 1 + ln:
-            self._fill()
-        payload = bytes(self.buf[5:1 + ln])
-        del self.buf[:1 + ln]
-        return t, payload
-
-    def startup(self, user: str, database: str, password: str = "",
-                params: dict | None = None) -> dict:
-        self.send(startup_packet(user, database, params))
-        scram = None
-        while True:
-            t, p = self.read_msg()
-            if t == b"E":
-                raise PgWireError(parse_error_fields(p))
-            if t == b"R":
-                (code,) = struct.unpack_from("!I", p)
-                self.auth_codes.append(code)
-                if code == 0:
-                    continue
-                if code == 3:
-                    self.send(msg(b"p", password.encode() + b"\0"))
-                elif code == 5:
-                    inner = hashlib.md5((password + user).encode()).hexdigest()
-                    outer = hashlib.md5(inner.encode() + p[4:8]).hexdigest()
-                    self.send(msg(b"p", b"md5" + outer.encode() + b"\0"))
-                elif code == 10:
-                    mechs = [m.decode() for m in p[4:].split(b"\0") if m]
-                    if "SCRAM-SHA-256" not in mechs:
-                        raise ValueError(f"no supported SASL mechanism in {mechs}")
-                    scram = _ScramClient(password)
-                    first = scram.client_first().encode()
-                    self.send(msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first))
-                                  + first))
-                elif code == 11:
-                    self.send(msg(b"p", scram.client_final(p[4:].decode()).encode()))
-                elif code == 12:
-                    scram.verify_server_final(p[4:].decode())
-                else:
-                    raise ValueError(f"unsupported authentication request {code}")
-            elif t == b"S":
-                k, v, _ = p.split(b"\0", 2)
-                self.params[k.decode()] = v.decode()
-            elif t == b"K":
-                self.backend_key = struct.unpack("!II", p)
-            elif t == b"N":
-                self.notices.append(parse_error_fields(p))
-            elif t == b"Z":
-                return self.params
-            elif t == b"v":
-                continue
-            else:
-                raise ValueError(f"unexpected message {t!r} during startup")
-
-    def query(self, sql: str) -> list[tuple]:
-        """Simple query; returns the DataRows of all result sets as tuples of str/None.
-        Raises PgWireError on an ErrorResponse (after reading up to ReadyForQuery)."""
-        self.send(query_msg(sql))
-        rows: list[tuple] = []
-        err = None
-        while True:
-            t, p = self.read_msg()
-            if t == b"D":
-                (n,) = struct.unpack_from("!H", p)
-                off, row = 2, []
-                for _ in range(n):
-                    (ln,) = struct.unpack_from("!i", p, off)
-                    off += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(p[off:off + ln].decode())
-                        off += ln
-                rows.append(tuple(row))
-            elif t == b"E":
-                err = PgWireError(parse_error_fields(p))
-            elif t == b"N":
-                self.notices.append(parse_error_fields(p))
-            elif t == b"S":
-                k, v, _ = p.split(b"\0", 2)
-                self.params[k.decode()] = v.decode()
-            elif t == b"Z":
-                if err:
-                    raise err
-                return rows
-
-
-class _ScramClient:
-    def __init__(self, password: str):
-        self.password = password.encode()
-        self.nonce = base64.b64encode(os.urandom(18)).decode()
-        self.first_bare = f"n=,r={self.nonce}"
-        self.auth_message = b""
-        self.salted = b""
-
-    def client_first(self) -> str:
-        return "n,," + self.first_bare
-
-    def client_final(self, server_first: str) -> str:
-        attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-        if not attrs["r"].startswith(self.nonce):
-            raise ValueError("server nonce does not extend client nonce")
-        self.salted = hashlib.pbkdf2_hmac("sha256", self.password, base64.b64decode(attrs["s"]),
-                                          int(attrs["i"]))
-        without_proof = f"c=biws,r={attrs['r']}"
-        self.auth_message = f"{self.first_bare},{server_first},{without_proof}".encode()
-        client_key = hmac.digest(self.salted, b"Client Key", "sha256")
-        stored_key = hashlib.sha256(client_key).digest()
-        sig = hmac.digest(stored_key, self.auth_message, "sha256")
-        proof = bytes(a ^ b for a, b in zip(client_key, sig))
-        return f"{without_proof},p={base64.b64encode(proof).decode()}"
-
-    def verify_server_final(self, server_final: str) -> None:
-        attrs = dict(kv.split("=", 1) for kv in server_final.split(","))
-        if "e" in attrs:
-            raise ValueError(f"SCRAM error: {attrs['e']}")
-        server_key = hmac.digest(self.salted, b"Server Key", "sha256")
-        expect = hmac.digest(server_key, self.auth_message, "sha256")
-        if base64.b64decode(attrs["v"]) != expect:
-            raise ValueError("SCRAM server signature mismatch")
 
 
 # ----------------------------------------------------------------------------------------------

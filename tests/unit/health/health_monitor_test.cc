@@ -162,20 +162,24 @@ TEST(HealthMonitor, CommandsTakeEffectAtOnce) {
   m.start();
   ASSERT_NE(c.waitFor([](const routing::Topology& t) {
     return t.backends[1].state == BackendState::Fenced;
-  }), nullptr);
+  }),
+            nullptr);
   m.attach(1);
   ASSERT_NE(c.waitFor([](const routing::Topology& t) {
     return t.version > 2 && t.backends[1].state == BackendState::Down;
-  }), nullptr);
+  }),
+            nullptr);
   m.setDisabled(0, true);
   ASSERT_NE(c.waitFor([](const routing::Topology& t) {
     return t.backends[0].state == BackendState::Disabled;
-  }), nullptr);
+  }),
+            nullptr);
   m.setDisabled(0, false);
   ASSERT_NE(c.waitFor([](const routing::Topology& t) {
     return t.backends[0].state == BackendState::Down && t.backends[1].state == BackendState::Down &&
            t.version > 5;
-  }), nullptr);
+  }),
+            nullptr);
   // A recheck runs a check right away (fall=2: the second failure is not needed to stay
   // down, but the check must be counted).
   int before = m.backendStatus()[0].failStreak;
@@ -197,8 +201,10 @@ TEST(HealthMonitor, OnEventHookGetsTheEnvironment) {
   std::string out = ::testing::TempDir() + "/pgswitch_hook_" + std::to_string(getpid());
   unlink(out.c_str());
   HealthSettings s = fastSettings();
-  s.onEvent = "echo \"$PGSWITCH_EVENT|$PGSWITCH_BACKEND|$PGSWITCH_HOST|$PGSWITCH_PORT|"
-              "$PGSWITCH_ROLE|$PGSWITCH_TIME\" >> '" + out + "'; echo to-stdout";
+  s.onEvent =
+      "echo \"$PGSWITCH_EVENT|$PGSWITCH_BACKEND|$PGSWITCH_HOST|$PGSWITCH_PORT|"
+      "$PGSWITCH_ROLE|$PGSWITCH_TIME\" >> '" +
+      out + "'; echo to-stdout";
   HealthMonitor m(s, {spec("pg7", closed.port)}, [](routing::TopologyPtr) {});
   m.start();
   std::string content;

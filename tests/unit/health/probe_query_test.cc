@@ -1,9 +1,10 @@
 // Probe statement data: LSN parsing, connection-string quoting, result-row parsing; and the
 // rendering of events for logs and hook environments.
+#include "health/probe_query.h"
+
 #include <gtest/gtest.h>
 
 #include "health/events.h"
-#include "health/probe_query.h"
 
 namespace pgswitch::health {
 namespace {
@@ -15,8 +16,8 @@ TEST(Lsn, ParseAndFormat) {
   EXPECT_EQ(parseLsn("16/B374D848"), 0x16B374D848ull);
   EXPECT_EQ(parseLsn("FFFFFFFF/FFFFFFFF"), 0xFFFFFFFFFFFFFFFFull);
   EXPECT_EQ(parseLsn("0/30000d8"), 0x30000D8u);
-  for (const char* bad : {"", "/", "1/", "/1", "12", "1/2/3", "G/1", "123456789/0", " 1/2",
-                          "1/2 ", "-1/2"}) {
+  for (const char* bad :
+       {"", "/", "1/", "/1", "12", "1/2/3", "G/1", "123456789/0", " 1/2", "1/2 ", "-1/2"}) {
     EXPECT_FALSE(parseLsn(bad).has_value()) << bad;
   }
   EXPECT_EQ(formatLsn(0x16B374D848ull), "16/B374D848");
@@ -54,8 +55,8 @@ TEST(ProbeRow, Primary) {
 }
 
 TEST(ProbeRow, Replica) {
-  auto r = parseProbeRow(
-      Row{"t", "1", std::nullopt, "0/3000200", "0/3000100", "1699999999000000", "1700000000000000"});
+  auto r = parseProbeRow(Row{"t", "1", std::nullopt, "0/3000200", "0/3000100", "1699999999000000",
+                             "1700000000000000"});
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_TRUE(r.inRecovery);
   EXPECT_EQ(r.currentLsn, 0u);

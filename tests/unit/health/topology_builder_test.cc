@@ -160,7 +160,8 @@ TEST_F(BuilderTest, DownPrimaryLeavesNoPrimary) {
 
 TEST_F(BuilderTest, PromotionOnHigherTimelineIsAdoptedInOneRound) {
   healthyRound();
-  for (int k = 0; k < 3; ++k) round({failed(), replica(1, 1000), replica(1, 1000), replica(1, 1000)});
+  for (int k = 0; k < 3; ++k)
+    round({failed(), replica(1, 1000), replica(1, 1000), replica(1, 1000)});
   auto out = round({failed(), primary(2, 2000), replica(1, 1000), replica(2, 1500)});
   EXPECT_EQ(out.topology->primary, 1);
   EXPECT_EQ(out.topology->backends[1].role, Role::Primary);
@@ -237,7 +238,8 @@ TEST_F(BuilderTest, EqualTimelinesRefuseWrites) {
 
 TEST_F(BuilderTest, OldPrimaryBackOnLowerTimelineIsFencedEvenAlone) {
   healthyRound();
-  for (int k = 0; k < 3; ++k) round({failed(), replica(1, 1000), replica(1, 1000), replica(1, 1000)});
+  for (int k = 0; k < 3; ++k)
+    round({failed(), replica(1, 1000), replica(1, 1000), replica(1, 1000)});
   round({failed(), primary(2, 2000), replica(1, 1000), replica(2, 2000)});
   // The new primary goes down too, then the old one comes back (rise=2) on timeline 1.
   for (int k = 0; k < 3; ++k) round({failed(), failed(), replica(1, 1000), replica(2, 2000)});
@@ -283,7 +285,8 @@ TEST_F(BuilderTest, LagWithoutReplayTimestamp) {
 
 TEST_F(BuilderTest, LagKeepsLastValueWithoutPrimary) {
   round({primary(1, 1000), replica(1, 400, 300), replica(1, 1000), replica(1, 1000)});
-  for (int k = 0; k < 3; ++k) round({failed(), replica(1, 500), replica(1, 1000), replica(1, 1000)});
+  for (int k = 0; k < 3; ++k)
+    round({failed(), replica(1, 500), replica(1, 1000), replica(1, 1000)});
   // Until fall is reached the primary's last sample still counts (1000 - 500), after that the
   // replica keeps the last value measured.
   round({failed(), replica(1, 700), replica(1, 1000), replica(1, 1000)});

@@ -1,0 +1,96 @@
+// Rendering of health events for logs and hook environments.
+#include "health/events.h"
+
+#include <ctime>
+
+namespace pgswitch::health {
+
+const char* toString(EventType t) {
+  switch (t) {
+    case EventType::BackendUp:
+      return "backend_up";
+    case EventType::BackendDown:
+      return "backend_down";
+    case EventType::RoleChanged:
+      return "role_changed";
+    case EventType::SplitBrain:
+      return "split_brain";
+    case EventType::Fenced:
+      return "fenced";
+    case EventType::LagExceeded:
+      return "lag_exceeded";
+  }
+  return "?";
+}
+
+namespace {
+
+// logfmt: bare when the value is a simple token, else double-quoted with \" and \\ escaped.
+void appendValue(std::string& out, const std::string& v) {
+  bool bare = !v.empty();
+  for (char c : v) {
+    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x21) {
+      bare = false;
+      break;
+    }
+  }
+  if (bare) {
+    out += v;
+    return;
+  }
+  out += '"';
+  for (char c : v) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::string formatLogfmt(const Event& e) {
+  std::string out = "event=";
+  out += toString(e.type);
+  out += " backend=";
+  appendValue(out, e.name);
+  out += " host=";
+  appendValue(out, e.host);
+  out += " port=" + std::to_string(e.port);
+  out += " role=";
+  appendValue(out, e.role);
+  out += " detail=";
+  appendValue(out, e.detail);
+  return out;
+}
+
+std::string formatTimeUtc(int64_t epochMs) {
+  time_t secs = static_cast<time_t>(epochMs / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(epochMs % 1000));
+  return buf;
+}
+
+std::vector<std::string> eventEnvironment(const Event& e) {
+  return {
+      std::string("PGSWITCH_EVENT=") + toString(e.type),
+      "PGSWITCH_BACKEND=" + e.name,
+      "PGSWITCH_HOST=" + e.host,
+      "PGSWITCH_PORT=" + std::to_string(e.port),
+      "PGSWITCH_ROLE=" + e.role,
+      "PGSWITCH_DETAIL=" + e.detail,
+      "PGSWITCH_TIME=" + formatTimeUtc(e.timeMs),
+  };
+}
+
+}  // namespace pgswitch::health

@@ -1,0 +1,36 @@
+// Health events (backend_up, backend_down, role_changed, split_brain, fenced, lag_exceeded):
+// the value type, its logfmt rendering for the log and the environment handed to on_event.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pgswitch::health {
+
+enum class EventType { BackendUp, BackendDown, RoleChanged, SplitBrain, Fenced, LagExceeded };
+
+const char* toString(EventType t);
+
+struct Event {
+  EventType type = EventType::BackendUp;
+  int backend = -1;  // index into the backend list
+  std::string name;
+  std::string host;
+  int port = 0;
+  std::string role;    // the backend's role when the event was raised
+  std::string detail;  // human-readable, e.g. "3 consecutive failures: connection refused"
+  int64_t timeMs = 0;  // wall clock, milliseconds since the Unix epoch
+};
+
+// `event=backend_down backend=pg2 host=127.0.0.1 port=5433 role=replica detail="..."`
+std::string formatLogfmt(const Event& e);
+
+// "2024-05-01T12:00:00.123Z"
+std::string formatTimeUtc(int64_t epochMs);
+
+// PGSWITCH_EVENT, PGSWITCH_BACKEND, PGSWITCH_HOST, PGSWITCH_PORT, PGSWITCH_ROLE,
+// PGSWITCH_DETAIL, PGSWITCH_TIME as "NAME=value" strings.
+std::vector<std::string> eventEnvironment(const Event& e);
+
+}  // namespace pgswitch::health

@@ -1,0 +1,352 @@
+// The health thread: rounds of checks on a private uv_loop, snapshots and events out, commands
+// in through a mutex-guarded queue and a uv_async. Rounds publish when their last check ends
+// (so a snapshot compares samples taken together); a check still running when the next period
+// starts no longer holds the others back.
+#include "health/health_monitor.h"
+
+#include <spdlog/spdlog.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "health/event_hook.h"
+#include "health/pg_probe.h"
+
+namespace pgswitch::health {
+
+namespace {
+
+int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+BuilderThresholds thresholdsOf(const HealthSettings& s) {
+  BuilderThresholds t;
+  t.fall = s.fall;
+  t.rise = s.rise;
+  t.maxLagBytes = s.maxLagBytes;
+  t.maxLagMs = s.maxLagMs;
+  return t;
+}
+
+}  // namespace
+
+class HealthMonitor::Impl final : public ProbeListener {
+ public:
+  Impl(HealthSettings settings, std::vector<BackendSpec> backends, Publish publish)
+      : settings_(std::move(settings)),
+        specs_(std::move(backends)),
+        publish_(std::move(publish)),
+        builder_(specs_, thresholdsOf(settings_)) {
+    settings_.periodMs = std::max(1, settings_.periodMs);
+    settings_.connectTimeoutMs = std::max(1, settings_.connectTimeoutMs);
+    settings_.queryTimeoutMs = std::max(1, settings_.queryTimeoutMs);
+    current_ = builder_.initial();
+    for (size_t i = 0; i < builder_.size(); ++i) status_.push_back(builder_.track(int(i)));
+  }
+
+  enum class Kind { Recheck, Fence, Attach, Disable, Drain };
+  struct Command {
+    Kind kind;
+    int index;
+    bool on;
+  };
+
+  void start();
+  void stop();
+  void enqueue(Kind kind, int index, bool on = false);
+
+  // ProbeListener (health thread)
+  void onCheckDone(int index, ProbeResult result) override;
+  void onConnectionLost(int index) override;
+
+  HealthSettings settings_;
+  std::vector<BackendSpec> specs_;
+  Publish publish_;
+  EventListener listener_;
+
+  // Shared with other threads, under mu_.
+  mutable std::mutex mu_;
+  routing::TopologyPtr current_;
+  std::deque<Event> recent_;
+  std::vector<BackendTrack> status_;
+  std::vector<Command> commands_;
+  bool running_ = false;  // wake_ may be sent to
+  bool stopRequested_ = false;
+  bool clean_ = true;
+
+  // Lifecycle, under lifecycleMu_.
+  std::mutex lifecycleMu_;
+  bool started_ = false;
+  bool stopped_ = false;
+  std::thread thread_;
+
+  // Health thread only.
+  TopologyBuilder builder_;
+  uv_loop_t loop_;
+  uv_timer_t tick_;
+  uv_async_t wake_;
+  std::vector<std::unique_ptr<PgProbe>> probes_;
+  std::unique_ptr<EventHookRunner> hooks_;
+  int roundPending_ = 0;
+  std::vector<char> inRound_;
+  std::vector<char> extraUsed_;
+
+ private:
+  static void onTick(uv_timer_t* h) noexcept;
+  static void onWake(uv_async_t* h) noexcept;
+  void run();
+  void startRound();
+  void requestExtraCheck(int i);
+  void buildAndPublish();
+  void shutdown();
+};
+
+void HealthMonitor::Impl::start() {
+  std::lock_guard lg(lifecycleMu_);
+  if (started_) return;
+  started_ = true;
+  routing::TopologyPtr initial;
+  {
+    std::lock_guard g(mu_);
+    initial = current_;
+  }
+  if (publish_) publish_(initial);
+
+  uv_loop_init(&loop_);
+  uv_timer_init(&loop_, &tick_);
+  tick_.data = this;
+  uv_async_init(&loop_, &wake_, onWake);
+  wake_.data = this;
+  const int n = static_cast<int>(specs_.size());
+  for (int i = 0; i < n; ++i) {
+    probes_.push_back(std::make_unique<PgProbe>(&loop_, i, connectionString(settings_, specs_[i]),
+                                                settings_.connectTimeoutMs,
+                                                settings_.queryTimeoutMs, *this));
+  }
+  inRound_.assign(n, 0);
+  extraUsed_.assign(n, 0);
+  hooks_ = std::make_unique<EventHookRunner>(&loop_, settings_.onEvent);
+  uv_timer_start(&tick_, onTick, 0, static_cast<uint64_t>(settings_.periodMs));
+  {
+    std::lock_guard g(mu_);
+    running_ = true;
+    if (!commands_.empty()) uv_async_send(&wake_);
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void HealthMonitor::Impl::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&loop_);
+  if (rc != 0) {
+    uv_walk(
+        &loop_,
+        [](uv_handle_t* h, void*) {
+          spdlog::error("health: handle still open at shutdown: {}", uv_handle_type_name(h->type));
+        },
+        nullptr);
+    spdlog::error("health: uv_loop_close failed: {}", uv_strerror(rc));
+  }
+  {
+    std::lock_guard g(mu_);
+    clean_ = rc == 0;
+  }
+  probes_.clear();
+  hooks_.reset();
+}
+
+void HealthMonitor::Impl::stop() {
+  std::lock_guard lg(lifecycleMu_);
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  {
+    std::lock_guard g(mu_);
+    stopRequested_ = true;
+    if (running_) uv_async_send(&wake_);
+  }
+  thread_.join();
+}
+
+void HealthMonitor::Impl::enqueue(Kind kind, int index, bool on) {
+  if (index < 0 || index >= static_cast<int>(specs_.size())) return;
+  std::lock_guard g(mu_);
+  if (stopRequested_) return;
+  commands_.push_back(Command{kind, index, on});
+  if (running_) uv_async_send(&wake_);
+}
+
+void HealthMonitor::Impl::onTick(uv_timer_t* h) noexcept {
+  static_cast<Impl*>(h->data)->startRound();
+}
+
+void HealthMonitor::Impl::startRound() {
+  // A check from the previous round is overdue (it ends by its timeout): publish what the
+  // others found rather than wait; it reports as an out-of-round check when it ends.
+  if (roundPending_ > 0) buildAndPublish();
+  std::fill(inRound_.begin(), inRound_.end(), 0);
+  std::fill(extraUsed_.begin(), extraUsed_.end(), 0);
+  roundPending_ = 1;  // guard: a check may finish synchronously inside check()
+  for (size_t i = 0; i < probes_.size(); ++i) {
+    if (probes_[i]->busy()) continue;
+    inRound_[i] = 1;
+    ++roundPending_;
+    probes_[i]->check();
+  }
+  if (--roundPending_ == 0) buildAndPublish();
+}
+
+void HealthMonitor::Impl::requestExtraCheck(int i) {
+  if (probes_[i]->busy() || extraUsed_[i]) return;
+  extraUsed_[i] = 1;
+  inRound_[i] = 0;
+  probes_[i]->check();
+}
+
+void HealthMonitor::Impl::onCheckDone(int i, ProbeResult r) {
+  if (!r.ok) spdlog::debug("health: check of {} failed: {}", specs_[i].name, r.error);
+  bool significant = builder_.record(i, r);
+  if (inRound_[i]) {
+    inRound_[i] = 0;
+    if (--roundPending_ == 0) buildAndPublish();
+    // else: the round publishes when its last check ends, so that one snapshot compares
+    // samples taken together (lag = primary LSN - replica replay LSN).
+  } else if (significant) {
+    buildAndPublish();
+  }
+}
+
+void HealthMonitor::Impl::onConnectionLost(int i) { requestExtraCheck(i); }
+
+void HealthMonitor::Impl::onWake(uv_async_t* h) noexcept {
+  auto* self = static_cast<Impl*>(h->data);
+  std::vector<Command> cmds;
+  bool stop;
+  {
+    std::lock_guard g(self->mu_);
+    cmds.swap(self->commands_);
+    stop = self->stopRequested_;
+    if (stop) self->running_ = false;  // nobody may send to wake_ once it closes
+  }
+  if (stop) {
+    self->shutdown();
+    return;
+  }
+  bool rebuild = false;
+  for (const auto& c : cmds) {
+    switch (c.kind) {
+      case Kind::Recheck:
+        self->requestExtraCheck(c.index);
+        break;
+      case Kind::Fence:
+        self->builder_.fence(c.index, "fenced by operator");
+        rebuild = true;
+        break;
+      case Kind::Attach:
+        self->builder_.attach(c.index);
+        spdlog::info("health: backend {} attached", self->specs_[c.index].name);
+        rebuild = true;
+        break;
+      case Kind::Disable:
+        self->builder_.setDisabled(c.index, c.on);
+        rebuild = true;
+        break;
+      case Kind::Drain:
+        self->builder_.setDraining(c.index, c.on);
+        rebuild = true;
+        break;
+    }
+  }
+  if (rebuild) self->buildAndPublish();
+}
+
+// Events are reported just before the snapshot that reflects them.
+void HealthMonitor::Impl::buildAndPublish() {
+  auto out = builder_.build(wallMs());
+  {
+    std::lock_guard g(mu_);
+    current_ = out.topology;
+    status_.clear();
+    for (size_t i = 0; i < builder_.size(); ++i) status_.push_back(builder_.track(int(i)));
+    for (const auto& e : out.events) {
+      recent_.push_back(e);
+      if (recent_.size() > kRecentEvents) recent_.pop_front();
+    }
+  }
+  for (const auto& e : out.events) {
+    switch (e.type) {
+      case EventType::BackendUp:
+      case EventType::RoleChanged:
+        spdlog::info("{}", formatLogfmt(e));
+        break;
+      case EventType::BackendDown:
+      case EventType::SplitBrain:
+      case EventType::Fenced:
+      case EventType::LagExceeded:
+        spdlog::warn("{}", formatLogfmt(e));
+        break;
+    }
+    if (listener_) listener_(e);
+    hooks_->run(e);
+  }
+  if (publish_) publish_(out.topology);
+}
+
+void HealthMonitor::Impl::shutdown() {
+  uv_timer_stop(&tick_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
+  for (auto& p : probes_) p->close();
+  hooks_->close();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+HealthMonitor::HealthMonitor(HealthSettings settings, std::vector<BackendSpec> backends,
+                             Publish publish)
+    : impl_(std::make_unique<Impl>(std::move(settings), std::move(backends), std::move(publish))) {}
+
+HealthMonitor::~HealthMonitor() { stop(); }
+
+void HealthMonitor::setEventListener(EventListener listener) {
+  impl_->listener_ = std::move(listener);
+}
+
+void HealthMonitor::start() { impl_->start(); }
+void HealthMonitor::stop() { impl_->stop(); }
+
+bool HealthMonitor::stoppedCleanly() const {
+  std::lock_guard g(impl_->mu_);
+  return impl_->clean_;
+}
+
+void HealthMonitor::recheck(int i) { impl_->enqueue(Impl::Kind::Recheck, i); }
+void HealthMonitor::fence(int i) { impl_->enqueue(Impl::Kind::Fence, i); }
+void HealthMonitor::attach(int i) { impl_->enqueue(Impl::Kind::Attach, i); }
+void HealthMonitor::setDisabled(int i, bool on) { impl_->enqueue(Impl::Kind::Disable, i, on); }
+void HealthMonitor::setDraining(int i, bool on) { impl_->enqueue(Impl::Kind::Drain, i, on); }
+
+routing::TopologyPtr HealthMonitor::snapshot() const {
+  std::lock_guard g(impl_->mu_);
+  return impl_->current_;
+}
+
+std::vector<Event> HealthMonitor::recentEvents() const {
+  std::lock_guard g(impl_->mu_);
+  return {impl_->recent_.begin(), impl_->recent_.end()};
+}
+
+std::vector<BackendTrack> HealthMonitor::backendStatus() const {
+  std::lock_guard g(impl_->mu_);
+  return impl_->status_;
+}
+
+const HealthSettings& HealthMonitor::settings() const { return impl_->settings_; }
+
+}  // namespace pgswitch::health

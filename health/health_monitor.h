@@ -1,0 +1,70 @@
+// HealthMonitor: the health thread. Its own uv_loop runs one round of checks per period
+// against every backend (one persistent libpq connection each), feeds the outcomes to a
+// TopologyBuilder, publishes each new Topology snapshot through a callback and reports
+// events (log line, on_event hook, a ring of recent ones). Thread-safe controls let the
+// proxy and the console ask for an immediate re-check, fence, attach, disable or drain.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "health/events.h"
+#include "health/settings.h"
+#include "health/topology_builder.h"
+#include "routing/topology.h"
+
+namespace pgswitch::health {
+
+class HealthMonitor {
+ public:
+  // Called on the health thread for every new snapshot (and once from start(), on the caller's
+  // thread, with the initial one). Must be quick: the proxy stores the pointer under a mutex.
+  using Publish = std::function<void(routing::TopologyPtr)>;
+  using EventListener = std::function<void(const Event&)>;
+
+  static constexpr size_t kRecentEvents = 256;
+
+  HealthMonitor(HealthSettings settings, std::vector<BackendSpec> backends, Publish publish);
+  ~HealthMonitor();  // stop()
+  HealthMonitor(const HealthMonitor&) = delete;
+  HealthMonitor& operator=(const HealthMonitor&) = delete;
+
+  // Optional, before start(): also told about every event, on the health thread.
+  void setEventListener(EventListener listener);
+
+  // Publishes the initial topology (first backend primary, the others replicas, all up)
+  // synchronously, then starts the thread; the first round of checks runs at once.
+  void start();
+  // Closes every connection and handle, closes the loop and joins the thread. Idempotent.
+  void stop();
+  // After stop(): whether uv_loop_close() succeeded (every handle was closed).
+  bool stoppedCleanly() const;
+
+  // Passive signal from the proxy (a server connect failed, a server connection died): check
+  // backend i now instead of at the next period. At most one extra check per backend and
+  // period; ignored while a check of it is already running.
+  void recheck(int backendIndex);
+
+  // Console controls, applied on the health thread right away, followed by a new snapshot.
+  void fence(int backendIndex);   // never route to it until attach()
+  void attach(int backendIndex);  // lift a fence (manual or automatic)
+  void setDisabled(int backendIndex, bool disabled);
+  void setDraining(int backendIndex, bool draining);
+
+  // The last published snapshot (the initial one before the first round).
+  routing::TopologyPtr snapshot() const;
+  // The most recent events, oldest first (at most kRecentEvents).
+  std::vector<Event> recentEvents() const;
+  // Per-backend detail as of the last snapshot: streaks, last error, last probe values.
+  std::vector<BackendTrack> backendStatus() const;
+
+  const HealthSettings& settings() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgswitch::health

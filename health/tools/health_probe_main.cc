@@ -1,0 +1,201 @@
+// health_probe_tool: runs a HealthMonitor against backends given on the command line and
+// prints every published topology and every event as one JSON line on stdout (for the
+// integration tests and for poking at a cluster by hand). Commands on stdin: recheck N,
+// fence N, attach N, disable N, enable N, drain N, undrain N, quit (EOF quits too).
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+
+#include "health/health_monitor.h"
+
+using namespace pgswitch;
+using namespace pgswitch::health;
+
+namespace {
+
+std::mutex outMu;
+
+std::string jsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+void emit(const std::string& line) {
+  std::lock_guard g(outMu);
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+std::string topologyJson(const routing::Topology& t) {
+  std::ostringstream o;
+  o << "{\"type\":\"topology\",\"version\":" << t.version << ",\"primary\":" << t.primary
+    << ",\"writes_refused\":" << (t.writesRefused ? "true" : "false") << ",\"backends\":[";
+  for (size_t i = 0; i < t.backends.size(); ++i) {
+    const auto& b = t.backends[i];
+    if (i) o << ',';
+    o << "{\"name\":" << jsonString(b.name) << ",\"host\":" << jsonString(b.host)
+      << ",\"port\":" << b.port << ",\"role\":\"" << routing::toString(b.role) << "\",\"state\":\""
+      << routing::toString(b.state) << "\",\"timeline\":" << b.timeline
+      << ",\"lag_bytes\":" << b.lagBytes << ",\"lag_ms\":" << b.lagMs
+      << ",\"replay_lsn\":" << b.replayLsn << ",\"weight\":" << b.weight << '}';
+  }
+  o << "]}";
+  return o.str();
+}
+
+std::string eventJson(const Event& e) {
+  std::ostringstream o;
+  o << "{\"type\":\"event\",\"event\":\"" << toString(e.type) << "\",\"index\":" << e.backend
+    << ",\"backend\":" << jsonString(e.name) << ",\"host\":" << jsonString(e.host)
+    << ",\"port\":" << e.port << ",\"role\":" << jsonString(e.role)
+    << ",\"detail\":" << jsonString(e.detail) << ",\"time_ms\":" << e.timeMs << '}';
+  return o.str();
+}
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "health_probe_tool: %s\n"
+               "usage: health_probe_tool --backend NAME=HOST:PORT [--backend ...]\n"
+               "  [--period-ms N] [--connect-timeout-ms N] [--query-timeout-ms N]\n"
+               "  [--fall N] [--rise N] [--user U] [--password P] [--database D]\n"
+               "  [--max-lag-bytes N] [--max-lag-ms N] [--on-event CMD] [--log-level L]\n",
+               why);
+  std::exit(2);
+}
+
+void onSignal(int) {}  // only interrupts the blocking read of stdin
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  HealthSettings s;
+  std::vector<BackendSpec> backends;
+  std::string logLevel = "info";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+    std::string v = argv[++i];
+    try {
+      if (a == "--backend") {
+        auto eq = v.find('='), colon = v.rfind(':');
+        if (eq == std::string::npos || colon == std::string::npos || colon < eq) {
+          usage("--backend wants NAME=HOST:PORT");
+        }
+        BackendSpec b;
+        b.name = v.substr(0, eq);
+        b.host = v.substr(eq + 1, colon - eq - 1);
+        b.port = std::stoi(v.substr(colon + 1));
+        backends.push_back(b);
+      } else if (a == "--period-ms") {
+        s.periodMs = std::stoi(v);
+      } else if (a == "--connect-timeout-ms") {
+        s.connectTimeoutMs = std::stoi(v);
+      } else if (a == "--query-timeout-ms") {
+        s.queryTimeoutMs = std::stoi(v);
+      } else if (a == "--fall") {
+        s.fall = std::stoi(v);
+      } else if (a == "--rise") {
+        s.rise = std::stoi(v);
+      } else if (a == "--user") {
+        s.user = v;
+      } else if (a == "--password") {
+        s.password = v;
+      } else if (a == "--database") {
+        s.database = v;
+      } else if (a == "--max-lag-bytes") {
+        s.maxLagBytes = std::stoull(v);
+      } else if (a == "--max-lag-ms") {
+        s.maxLagMs = std::stoull(v);
+      } else if (a == "--on-event") {
+        s.onEvent = v;
+      } else if (a == "--log-level") {
+        logLevel = v;
+      } else {
+        usage(("unknown argument " + a).c_str());
+      }
+    } catch (const std::exception&) {
+      usage(("bad value for " + a).c_str());
+    }
+  }
+  if (backends.empty()) usage("no --backend given");
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("health"));
+  spdlog::set_level(spdlog::level::from_str(logLevel));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %l [%t] %v");
+
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;  // no SA_RESTART: the read of stdin returns
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  HealthMonitor mon(s, backends, [](routing::TopologyPtr t) { emit(topologyJson(*t)); });
+  mon.setEventListener([](const Event& e) { emit(eventJson(e)); });
+  mon.start();
+
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    std::istringstream in(line);
+    std::string cmd;
+    int idx = -1;
+    in >> cmd >> idx;
+    if (cmd == "quit") break;
+    if (cmd == "recheck") {
+      mon.recheck(idx);
+    } else if (cmd == "fence") {
+      mon.fence(idx);
+    } else if (cmd == "attach") {
+      mon.attach(idx);
+    } else if (cmd == "disable") {
+      mon.setDisabled(idx, true);
+    } else if (cmd == "enable") {
+      mon.setDisabled(idx, false);
+    } else if (cmd == "drain") {
+      mon.setDraining(idx, true);
+    } else if (cmd == "undrain") {
+      mon.setDraining(idx, false);
+    } else if (!cmd.empty()) {
+      spdlog::warn("unknown command: {}", line);
+    }
+  }
+  mon.stop();
+  bool clean = mon.stoppedCleanly();
+  emit(std::string("{\"type\":\"exit\",\"clean\":") + (clean ? "true" : "false") + "}");
+  spdlog::shutdown();
+  return clean ? 0 : 3;
+}

@@ -1,0 +1,265 @@
+// Health decisions: hysteresis, roles, split brain and fencing, lag. See docs/health.md.
+#include "health/topology_builder.h"
+
+#include <algorithm>
+
+#include "health/static_topology.h"
+
+namespace pgswitch::health {
+
+const char* toString(Health h) {
+  switch (h) {
+    case Health::Unknown:
+      return "unknown";
+    case Health::Up:
+      return "up";
+    case Health::Down:
+      return "down";
+  }
+  return "?";
+}
+
+TopologyBuilder::TopologyBuilder(std::vector<BackendSpec> backends, BuilderThresholds thresholds)
+    : th_(thresholds) {
+  th_.fall = std::max(1, th_.fall);
+  th_.rise = std::max(1, th_.rise);
+  tracks_.reserve(backends.size());
+  for (auto& b : backends) {
+    BackendTrack t;
+    t.spec = std::move(b);
+    tracks_.push_back(std::move(t));
+  }
+}
+
+routing::TopologyPtr TopologyBuilder::initial() const {
+  std::vector<routing::BackendInfo> infos;
+  for (auto& t : tracks_) {
+    routing::BackendInfo b;
+    b.name = t.spec.name;
+    b.host = t.spec.host;
+    b.port = t.spec.port;
+    b.weight = t.spec.weight;
+    b.tags = t.spec.tags;
+    infos.push_back(std::move(b));
+  }
+  return staticTopology(std::move(infos));
+}
+
+void TopologyBuilder::raise(EventType type, int i, std::string detail) {
+  Event e;
+  e.type = type;
+  e.backend = i;
+  if (valid(i)) {
+    const auto& t = tracks_[i];
+    e.name = t.spec.name;
+    e.host = t.spec.host;
+    e.port = t.spec.port;
+    e.role = routing::toString(t.role);
+  }
+  e.detail = std::move(detail);
+  pending_.push_back(std::move(e));
+}
+
+bool TopologyBuilder::record(int i, const ProbeResult& r) {
+  if (!valid(i)) return false;
+  auto& t = tracks_[i];
+  bool changed = false;
+  if (r.ok) {
+    ++t.okStreak;
+    t.failStreak = 0;
+    changed =
+        !t.haveSample || t.sample.inRecovery != r.inRecovery || t.sample.timeline != r.timeline;
+    t.sample = r;
+    t.haveSample = true;
+    if (t.health == Health::Unknown) {
+      t.health = Health::Up;
+      changed = true;
+    } else if (t.health == Health::Down && t.okStreak >= th_.rise) {
+      t.health = Health::Up;
+      changed = true;
+      raise(EventType::BackendUp, i, std::to_string(t.okStreak) + " consecutive successful checks");
+    }
+  } else {
+    ++t.failStreak;
+    t.okStreak = 0;
+    t.lastError = r.error;
+    if (t.health == Health::Unknown) {
+      t.health = Health::Down;
+      changed = true;
+      raise(EventType::BackendDown, i, "first check failed: " + r.error);
+    } else if (t.health == Health::Up && t.failStreak >= th_.fall) {
+      t.health = Health::Down;
+      changed = true;
+      raise(EventType::BackendDown, i,
+            std::to_string(t.failStreak) + " consecutive failed checks: " + r.error);
+    }
+  }
+  return changed;
+}
+
+void TopologyBuilder::fence(int i, const std::string& reason) {
+  if (!valid(i) || tracks_[i].fenced) return;
+  tracks_[i].fenced = true;
+  tracks_[i].fenceReason = reason;
+  raise(EventType::Fenced, i, reason);
+}
+
+void TopologyBuilder::attach(int i) {
+  if (!valid(i)) return;
+  tracks_[i].fenced = false;
+  tracks_[i].fenceReason.clear();
+}
+
+void TopologyBuilder::setDisabled(int i, bool on) {
+  if (valid(i)) tracks_[i].disabled = on;
+}
+
+void TopologyBuilder::setDraining(int i, bool on) {
+  if (valid(i)) tracks_[i].draining = on;
+}
+
+namespace {
+
+std::string claimantList(const std::vector<BackendTrack>& tracks, const std::vector<int>& ids) {
+  std::string s;
+  for (int i : ids) {
+    if (!s.empty()) s += ", ";
+    s += tracks[i].spec.name + " (timeline " + std::to_string(tracks[i].sample.timeline) + ")";
+  }
+  return s;
+}
+
+}  // namespace
+
+TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
+  const int n = static_cast<int>(tracks_.size());
+
+  // A backend's timeline can only be as high as some primary's has been, so the highest one
+  // reported anywhere (replicas included) bounds what a legitimate primary claims.
+  for (auto& t : tracks_) {
+    if (t.haveSample && !t.fenced) highestTimeline_ = std::max(highestTimeline_, t.sample.timeline);
+  }
+
+  for (int i = 0; i < n; ++i) {
+    auto& t = tracks_[i];
+    if (!t.haveSample) continue;
+    routing::Role role = t.sample.inRecovery ? routing::Role::Replica : routing::Role::Primary;
+    if (role != t.role) {
+      routing::Role old = t.role;
+      t.role = role;
+      if (old != routing::Role::Unknown) {
+        raise(EventType::RoleChanged, i,
+              std::string(routing::toString(old)) + " -> " + routing::toString(role) +
+                  ", timeline " + std::to_string(t.sample.timeline));
+      }
+    }
+  }
+
+  // Claimants: reachable, unfenced backends that are not in recovery.
+  std::vector<int> claimants;
+  for (int i = 0; i < n; ++i) {
+    const auto& t = tracks_[i];
+    if (t.health == Health::Up && t.haveSample && !t.fenced && !t.sample.inRecovery) {
+      claimants.push_back(i);
+    }
+  }
+  std::vector<int> winners;
+  std::vector<int> losers;
+  for (int i : claimants) {
+    (tracks_[i].sample.timeline < highestTimeline_ ? losers : winners).push_back(i);
+  }
+  if (claimants.size() >= 2 && claimants != lastClaimants_) {
+    std::string detail = "primaries claimed by " + claimantList(tracks_, claimants);
+    int subject = claimants.front();
+    if (winners.size() == 1) {
+      detail += "; " + tracks_[winners[0]].spec.name + " wins on the higher timeline";
+      subject = winners[0];
+    } else if (winners.size() >= 2) {
+      detail += "; equal timelines, writes refused until resolved";
+    } else {
+      detail += "; all below timeline " + std::to_string(highestTimeline_);
+    }
+    raise(EventType::SplitBrain, subject, detail);
+  }
+  lastClaimants_ = claimants;
+  for (int i : losers) {
+    fence(i, "claims primary on timeline " + std::to_string(tracks_[i].sample.timeline) +
+                 ", below timeline " + std::to_string(highestTimeline_));
+  }
+
+  auto topo = std::make_shared<routing::Topology>();
+  topo->version = ++version_;
+  topo->primary = winners.size() == 1 ? winners[0] : -1;
+  topo->writesRefused = winners.size() >= 2;
+
+  if (topo->primary >= 0) {
+    const uint64_t primaryLsn = tracks_[topo->primary].sample.currentLsn;
+    tracks_[topo->primary].lagBytes = 0;
+    tracks_[topo->primary].lagMs = 0;
+    for (int i = 0; i < n; ++i) {
+      auto& t = tracks_[i];
+      if (i == topo->primary || !t.haveSample || !t.sample.inRecovery) continue;
+      const uint64_t replay = t.sample.replayLsn;
+      t.lagBytes = primaryLsn > replay ? primaryLsn - replay : 0;
+      if (replay >= primaryLsn || !t.sample.hasReplayTimestamp) {
+        t.lagMs = 0;
+      } else {
+        int64_t d = (t.sample.nowUs - t.sample.lastReplayUs) / 1000;
+        t.lagMs = d > 0 ? static_cast<uint64_t>(d) : 0;
+      }
+    }
+  }  // else: no primary to measure against; lag keeps its last known value
+
+  for (int i = 0; i < n; ++i) {
+    auto& t = tracks_[i];
+    if (t.health != Health::Up || t.fenced || t.role != routing::Role::Replica) continue;
+    bool over = (th_.maxLagBytes > 0 && t.lagBytes > th_.maxLagBytes) ||
+                (th_.maxLagMs > 0 && t.lagMs > th_.maxLagMs);
+    if (over && !t.lagExceeded) {
+      raise(EventType::LagExceeded, i,
+            "lag " + std::to_string(t.lagBytes) + " bytes / " + std::to_string(t.lagMs) +
+                " ms exceeds max_lag_bytes=" + std::to_string(th_.maxLagBytes) +
+                " max_lag_ms=" + std::to_string(th_.maxLagMs));
+    }
+    t.lagExceeded = over;
+  }
+
+  topo->backends.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    const auto& t = tracks_[i];
+    routing::BackendInfo b;
+    b.name = t.spec.name;
+    b.host = t.spec.host;
+    b.port = t.spec.port;
+    b.weight = t.spec.weight;
+    b.tags = t.spec.tags;
+    b.role = t.role;
+    if (t.fenced) {
+      b.state = routing::BackendState::Fenced;
+    } else if (t.disabled) {
+      b.state = routing::BackendState::Disabled;
+    } else if (t.health != Health::Up) {
+      b.state = routing::BackendState::Down;
+    } else if (t.draining) {
+      b.state = routing::BackendState::Draining;
+    } else {
+      b.state = routing::BackendState::Up;
+    }
+    if (t.haveSample) {
+      b.timeline = t.sample.timeline;
+      b.replayLsn = t.sample.inRecovery ? t.sample.replayLsn : t.sample.currentLsn;
+    }
+    b.lagBytes = t.lagBytes;
+    b.lagMs = t.lagMs;
+    topo->backends.push_back(std::move(b));
+  }
+
+  Output out;
+  out.topology = std::move(topo);
+  out.events = std::move(pending_);
+  pending_.clear();
+  for (auto& e : out.events) e.timeMs = wallMs;
+  return out;
+}
+
+}  // namespace pgswitch::health

@@ -1,0 +1,89 @@
+// The health decisions as a pure state machine: check outcomes in, Topology snapshots and
+// events out. Hysteresis (fall/rise), roles, split brain, fencing and lag live here, with
+// no sockets and no clocks (wall time is a parameter), so every rule is unit-tested.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "health/events.h"
+#include "health/probe_query.h"
+#include "health/settings.h"
+#include "routing/topology.h"
+
+namespace pgswitch::health {
+
+struct BuilderThresholds {
+  int fall = 3;
+  int rise = 2;
+  uint64_t maxLagBytes = 0;  // 0 = off
+  uint64_t maxLagMs = 0;     // 0 = off
+};
+
+enum class Health { Unknown, Up, Down };
+const char* toString(Health h);
+
+// Everything known about one backend; readable for status displays (SHOW SERVERS).
+struct BackendTrack {
+  BackendSpec spec;
+  Health health = Health::Unknown;  // Unknown until the first check: that one decides alone
+  int okStreak = 0;
+  int failStreak = 0;
+  bool haveSample = false;
+  ProbeResult sample;  // the last successful check
+  std::string lastError;
+  bool fenced = false;  // sticky until attach()
+  std::string fenceReason;
+  bool disabled = false;
+  bool draining = false;
+  routing::Role role = routing::Role::Unknown;
+  uint64_t lagBytes = 0;
+  uint64_t lagMs = 0;
+  bool lagExceeded = false;
+};
+
+class TopologyBuilder {
+ public:
+  TopologyBuilder(std::vector<BackendSpec> backends, BuilderThresholds thresholds);
+
+  // The snapshot to use before any check finished: the first backend is the primary, the
+  // rest replicas, all up (version 1).
+  routing::TopologyPtr initial() const;
+
+  // Feeds the outcome of one check. Returns true when something a router cares about changed
+  // (up/down, recovery state, timeline), i.e. a snapshot is worth publishing now rather than
+  // at the end of the round.
+  bool record(int i, const ProbeResult& r);
+
+  // Operator actions. A fenced backend is never routed to until attach(), even if healthy.
+  void fence(int i, const std::string& reason);
+  void attach(int i);
+  void setDisabled(int i, bool on);
+  void setDraining(int i, bool on);
+
+  struct Output {
+    routing::TopologyPtr topology;
+    std::vector<Event> events;  // raised since the previous build, stamped with wallMs
+  };
+  // Decides roles, fencing, the primary and lag from everything recorded so far.
+  Output build(int64_t wallMs);
+
+  size_t size() const { return tracks_.size(); }
+  const BackendTrack& track(int i) const { return tracks_[i]; }
+  // The highest timeline any (unfenced) backend has reported; a claimant below it is stale.
+  uint32_t highestTimeline() const { return highestTimeline_; }
+
+ private:
+  bool valid(int i) const { return i >= 0 && i < static_cast<int>(tracks_.size()); }
+  void raise(EventType type, int i, std::string detail);
+
+  std::vector<BackendTrack> tracks_;
+  BuilderThresholds th_;
+  uint32_t highestTimeline_ = 0;
+  uint64_t version_ = 1;
+  std::vector<int> lastClaimants_;
+  std::vector<Event> pending_;
+};
+
+}  // namespace pgswitch::health

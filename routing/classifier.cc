@@ -1,0 +1,149 @@
+// The front door: hints, lexing, splitting into statements, the lexer rules, the parser
+// fallback when any statement is uncertain, and the per-worker cache.
+#include "routing/classifier.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "routing/classify_cache.h"
+#include "routing/hints.h"
+#include "routing/pg_parser_fallback.h"
+#include "routing/sql_lexer.h"
+#include "routing/statement_rules.h"
+
+namespace pgswitch::routing {
+namespace {
+
+Classification primaryOnly() {
+  Classification c;
+  c.write = true;
+  c.kind = StatementKind::Other;
+  return c;
+}
+
+// The lexer path. Returns false when unsure; `statements` is the number of statements found,
+// or -1 when the text did not even lex.
+bool classifyWithLexer(std::string_view sql, const ClassifierOptions& opts, Classification& out,
+                       int& statements) {
+  statements = -1;
+  std::vector<Token> tokens;
+  tokens.reserve(64);
+  if (!lexSql(sql, tokens)) return false;
+  const TokenSeq t(sql, tokens);
+  const RuleContext ctx{t, opts};
+  StatementMerger merger;
+  bool sure = true;
+  size_t start = 0;
+  int count = 0;
+  for (size_t i = 0; i <= t.size(); ++i) {
+    if (i < t.size()) {
+      if (t[i].kind == TokenKind::Word && t.word(i + 1, t.size(), "atomic") &&
+          equalsLower(t.text(i), "begin")) {
+        sure = false;  // BEGIN ATOMIC ... END bodies contain ';': leave them to the parser
+      }
+      if (t[i].kind != TokenKind::Semicolon) continue;
+      if (t[i].depth != 0) sure = false;  // ';' inside parentheses (CREATE RULE, or an error)
+      if (t[i].depth != 0) continue;
+    }
+    if (i > start) {
+      ++count;
+      if (sure) {
+        Classification c;
+        sure = classifyStatement(ctx, start, i, c, 0);
+        merger.add(std::move(c));
+      }
+    }
+    start = i + 1;
+  }
+  statements = count;
+  if (!sure) return false;
+  out = std::move(merger).finish();
+  return true;
+}
+
+Classification classifyImpl(std::string_view sql, const ClassifierOptions& opts) {
+  Classification r;
+  // PostgreSQL reads a query as a C string; text after a NUL is invisible to this classifier's
+  // fallback but might not be to whatever forwards it. Ambiguous: primary.
+  if (std::memchr(sql.data(), '\0', sql.size()) != nullptr) {
+    r = primaryOnly();
+  } else {
+    int statements = -1;
+    if (!classifyWithLexer(sql, opts, r, statements) && !classifyWithParser(sql, opts, r)) {
+      // Neither the lexer rules nor PostgreSQL's grammar accept it: the primary reports the
+      // error (and nothing can run on a replica by mistake).
+      r = primaryOnly();
+      r.usedParser = true;
+      r.multiStatement = statements > 1;
+    }
+  }
+  parseLeadingHints(sql, r);
+  return r;
+}
+
+}  // namespace
+
+const char* toString(StatementKind k) {
+  switch (k) {
+    case StatementKind::Read:
+      return "Read";
+    case StatementKind::Write:
+      return "Write";
+    case StatementKind::TxnBegin:
+      return "TxnBegin";
+    case StatementKind::TxnBeginReadOnly:
+      return "TxnBeginReadOnly";
+    case StatementKind::TxnEnd:
+      return "TxnEnd";
+    case StatementKind::SetTxnReadOnly:
+      return "SetTxnReadOnly";
+    case StatementKind::SessionSet:
+      return "SessionSet";
+    case StatementKind::LocalSet:
+      return "LocalSet";
+    case StatementKind::Other:
+      return "Other";
+  }
+  return "?";
+}
+
+Classification classifyUncached(std::string_view sql, const ClassifierOptions& opts) noexcept {
+  try {
+    return classifyImpl(sql, opts);
+  } catch (...) {  // allocation failure: the only thing that can throw here
+    return primaryOnly();
+  }
+}
+
+Classifier::Classifier(ClassifierOptions opts) : opts_(std::move(opts)) {
+  for (std::string& f : opts_.extraWriteFunctions) {
+    for (char& ch : f) {
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + ('a' - 'A'));
+    }
+  }
+  if (opts_.cacheCapacity > 0) cache_ = std::make_unique<ClassifyCache>(opts_.cacheCapacity);
+}
+
+Classifier::~Classifier() = default;
+Classifier::Classifier(Classifier&&) noexcept = default;
+Classifier& Classifier::operator=(Classifier&&) noexcept = default;
+
+Classification Classifier::classify(std::string_view sql) noexcept {
+  if (!cache_) return classifyUncached(sql, opts_);
+  try {
+    const uint64_t h = XXH3_64bits(sql.data(), sql.size());
+    if (const Classification* c = cache_->find(h, sql.size())) {
+      ++hits_;
+      return *c;
+    }
+    ++misses_;
+    Classification c = classifyUncached(sql, opts_);
+    cache_->insert(h, sql.size(), c);
+    return c;
+  } catch (...) {
+    return primaryOnly();
+  }
+}
+
+}  // namespace pgswitch::routing

@@ -1,0 +1,92 @@
+// Statement classification for read/write routing: is this SQL text safe on a replica, and
+// which session or transaction state does it touch. Pure code: no I/O, no clocks, no throws.
+// A hand-written lexer decides the common cases; libpg_query settles the rest.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgswitch::routing {
+
+enum class StatementKind {
+  Read,              // plain query that may run on a replica (unless `write` says otherwise)
+  Write,             // data change, DDL, or anything else that must run on the primary
+  TxnBegin,          // BEGIN / START TRANSACTION
+  TxnBeginReadOnly,  // BEGIN ... READ ONLY
+  TxnEnd,            // COMMIT / END / ROLLBACK / ABORT / PREPARE TRANSACTION
+  SetTxnReadOnly,    // SET TRANSACTION READ ONLY, SET SESSION CHARACTERISTICS ... READ ONLY,
+                     // SET [default_]transaction_read_only = on
+  SessionSet,        // SET [SESSION] x, RESET x, RESET ALL, SET ROLE, ...
+  LocalSet,          // SET LOCAL x, SET TRANSACTION (without READ ONLY), SET CONSTRAINTS
+  Other,             // SAVEPOINT, RELEASE, ROLLBACK TO, CLOSE, DEALLOCATE, DISCARD, PREPARE of a
+                     // read, empty text, unparseable text
+};
+
+const char* toString(StatementKind k);
+
+struct Classification {
+  enum class Hint { None, Primary, Replica };
+
+  bool write = false;  // must run on the primary
+  StatementKind kind = StatementKind::Other;
+  // Session-state effects that matter to a pooler (pinning decisions).
+  bool createsTempTable = false;     // CREATE TEMP TABLE/VIEW/SEQUENCE, SELECT INTO TEMP, pg_temp.x
+  bool listen = false;               // LISTEN
+  bool unlisten = false;             // UNLISTEN
+  bool sessionAdvisoryLock = false;  // pg_advisory_lock[_shared], pg_try_advisory_lock[_shared]
+  bool withHoldCursor = false;       // DECLARE ... WITH HOLD
+  bool sqlPrepare = false;           // PREPARE name AS ...
+  bool sqlDeallocate = false;        // DEALLOCATE
+  bool discard = false;              // DISCARD ALL / DISCARD PLANS
+  // SET/RESET: the GUC name, lower-cased ("search_path", "all" for RESET ALL, "role",
+  // "timezone", "transaction_read_only", "default_transaction_read_only", ...). Owned strings,
+  // not views, so that a Classification (cached or not) never points into a caller's buffer.
+  std::string setName;
+  bool multiStatement = false;  // more than one statement in the text
+  Hint hint = Hint::None;       // leading /* pgswitch: primary */ or /* pgswitch: replica */
+  std::string hintTag;          // leading /* pgswitch: tag=reporting */
+  bool usedParser = false;      // the lexer was unsure; libpg_query decided
+
+  bool operator==(const Classification&) const = default;
+};
+
+struct ClassifierOptions {
+  // Functions that write or must run on the primary, in addition to the built-in list
+  // (nextval, setval, pg_advisory_lock, ...). Compared case-insensitively.
+  std::vector<std::string> extraWriteFunctions;
+  // Entries in the per-Classifier cache; 0 disables caching.
+  size_t cacheCapacity = 16384;
+};
+
+// Classifies without a cache. Never throws; on internal failure returns write = true.
+Classification classifyUncached(std::string_view sql, const ClassifierOptions& opts) noexcept;
+
+class ClassifyCache;
+
+// One per worker thread (not thread-safe). Caches results by XXH3_64bits of the text in a
+// bounded set-associative CLOCK cache.
+class Classifier {
+ public:
+  explicit Classifier(ClassifierOptions opts = {});
+  ~Classifier();
+  Classifier(Classifier&&) noexcept;
+  Classifier& operator=(Classifier&&) noexcept;
+
+  Classification classify(std::string_view sql) noexcept;
+
+  const ClassifierOptions& options() const { return opts_; }
+  uint64_t cacheHits() const { return hits_; }
+  uint64_t cacheMisses() const { return misses_; }
+
+ private:
+  ClassifierOptions opts_;
+  std::unique_ptr<ClassifyCache> cache_;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+};
+
+}  // namespace pgswitch::routing

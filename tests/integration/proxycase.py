@@ -1,0 +1,82 @@
+"""unittest base class for tests that talk to a running pgswitch (cls.sw) in front of a
+PgCluster (cls.cluster): a per-test time budget enforced by a watchdog, pgswitch restarted
+between tests if it died, and log tails printed when a test fails."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import unittest
+
+
+def budget(seconds: float):
+    """Decorator: the test's time budget (default ProxyTestCase.default_budget)."""
+    def deco(fn):
+        fn._budget = seconds
+        return fn
+    return deco
+
+
+class ProxyTestCase(unittest.TestCase):
+    """A client blocked on a hung proxy (libpq has no read timeout) would hang the whole run, so
+    a watchdog SIGKILLs pgswitch when a test overruns its budget: blocked clients then see EOF
+    and the test fails with a clear message. setUp restarts pgswitch if it is not running, and
+    tearDown fails a test during which pgswitch exited (unless the test is marked with
+    `stops_pgswitch = True` on the method, e.g. a shutdown test)."""
+    sw = None  # PgSwitch, set by setUpClass
+    cluster = None  # PgCluster, set by setUpClass
+    default_budget = 30.0
+
+    def _method(self):
+        return getattr(self, self._testMethodName)
+
+    def run(self, result=None):
+        if result is None:
+            return super().run(result)
+        limit = getattr(self._method(), "_budget", self.default_budget)
+        self._overrun = False
+        timer = threading.Timer(limit, self._on_overrun, args=(limit,))
+        timer.daemon = True
+        timer.start()
+        before = len(result.failures) + len(result.errors)
+        try:
+            out = super().run(result)
+        finally:
+            timer.cancel()
+        if len(result.failures) + len(result.errors) > before and self.sw is not None:
+            sys.stderr.write(f"\n----- pgswitch log tail ({self.id()}) -----\n"
+                             f"{self.sw.log_tail(80)}----- end of log -----\n")
+            if self.cluster is not None:
+                sys.stderr.write(f"----- primary log tail -----\n{self.cluster.node_log(0, 20)}"
+                                 "----- end of log -----\n")
+        return out
+
+    def _on_overrun(self, limit):
+        sw = self.sw
+        proc = sw.proc if sw is not None else None
+        if proc is not None and proc.poll() is None:
+            self._overrun = True
+            sys.stderr.write(f"\nwatchdog: {self.id()} exceeded its {limit:.0f} s budget; "
+                             f"SIGKILLing pgswitch (pid {proc.pid}) so blocked clients see EOF\n")
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def setUp(self):
+        sw = self.sw
+        if sw is not None and sw.proc is not None and sw.proc.poll() is not None:
+            sys.stderr.write(f"\n(restarting pgswitch, which had exited with "
+                             f"{sw.proc.returncode})\n")
+            sw.kill()
+            sw.start()
+
+    def tearDown(self):
+        sw = self.sw
+        if sw is None or getattr(self._method(), "stops_pgswitch", False):
+            return
+        if self._overrun:
+            self.fail("test exceeded its time budget: pgswitch was SIGKILLed by the watchdog")
+        if sw.proc is not None and sw.proc.poll() is not None:
+            self.fail(f"pgswitch exited during this test with status {sw.proc.returncode}")
