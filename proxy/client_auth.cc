@@ -92,10 +92,12 @@ void ClientSession::handleStartup() {
       client_->close();
       return;
     }
+    // Consumed before it is acted on: with trust auth and an idle server, the session can
+    // go all the way to relaying within processStartup, and must not relay this packet.
     auto msg = in.contiguous(f.total, scratch_);
-    bool keep = processStartup(msg.subspan(4));
+    std::vector<std::byte> packet(msg.begin(), msg.end());
     in.consume(f.total);
-    if (!keep) return;
+    if (!processStartup(std::span<const std::byte>(packet).subspan(4))) return;
   }
   if (state_ == State::Auth && !in.empty()) handleAuthMessage();
 }

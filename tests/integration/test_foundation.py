@@ -184,7 +184,6 @@ class FoundationTest(ProxyTestCase):
             self.connect2(user="md5user", password="wrong")
 
     @budget(45)
-    @unittest.skip("KNOWN BUG (issue 2 open): relay stalls on large transfers / trustuser server reuse; see session note")
     def test_sequential_sessions(self):
         # Session after session of the same user, by two different clients: each one must get
         # a clean server connection (pooled servers are reused between them).
