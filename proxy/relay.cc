@@ -93,7 +93,6 @@ void ClientSession::relayClientToServer() {
     if (f.total == 0) break;  // not even a header yet
     const char t = f.type;
     const bool complete = f.status == FrameStatus::Complete;
-    spdlog::trace("c{} -> s{}: '{}' len {} expect {}", cancelPid_, server_->id(), t, f.total, expect_.size());
     if (t == fe::Terminate) {
       if (!complete) break;
       in.consume(f.total);
@@ -188,7 +187,6 @@ void ClientSession::relayServerToClient() {
     if (f.total == 0) break;
     const bool complete = f.status == FrameStatus::Complete;
     bool swallow = false;
-    spdlog::trace("s{} -> c{}: '{}' len {} expect {} front {}", server_->id(), cancelPid_, f.type, f.total, expect_.size(), expect_.empty() ? -1 : int(expect_.front().kind));
     switch (f.type) {
       case be::ReadyForQuery: {
         if (!complete) goto done;
