@@ -111,19 +111,19 @@ void Conn::flush() noexcept {
       return;
     }
   }
-  if (out_.bytes() > kHighWater) wasAboveHigh_ = true;
-  if (!writing_ && out_.empty()) {
-    if (closeWhenFlushed_) {
-      closeWhenFlushed_ = false;
-      closing_ = false;
-      close();
-      return;
-    }
-    if (wasAboveHigh_) {
-      wasAboveHigh_ = false;
-      owner_->onConnDrained(*this);
-    }
+  if (!writing_ && out_.empty() && closeWhenFlushed_) {
+    closeWhenFlushed_ = false;
+    closing_ = false;
+    close();
+    return;
   }
+  notifyDrainedIfLow();
+}
+
+void Conn::notifyDrainedIfLow() noexcept {
+  if (!drainWanted_ || closing_ || closed_ || out_.bytes() >= kLowWater) return;
+  drainWanted_ = false;
+  owner_->onConnDrained(*this);
 }
 
 void Conn::onWrite(uv_write_t* req, int status) {
@@ -144,12 +144,8 @@ void Conn::onWrite(uv_write_t* req, int status) {
     }
     return;
   }
-  if (c->out_.bytes() > kHighWater) c->wasAboveHigh_ = true;
   c->flush();
-  if (!c->closing_ && c->wasAboveHigh_ && c->out_.bytes() < kLowWater) {
-    c->wasAboveHigh_ = false;
-    c->owner_->onConnDrained(*c);
-  }
+  c->notifyDrainedIfLow();  // flush returns early when nothing is left to write
 }
 
 void Conn::closeAfterFlush() noexcept {

@@ -58,7 +58,14 @@ class Conn {
   void send(std::string_view bytes) { out_.pushCopy(bytes); }
   // Starts writing whatever is queued. Safe to call often.
   void flush() noexcept;
-  bool aboveHighWater() const { return out_.bytes() > kHighWater; }
+  // True when the producer feeding this connection should pause. Asking registers the
+  // caller's interest: onConnDrained fires once the queue falls below kLowWater, however
+  // the queue got there (uv_try_write, a completed uv_write, or a clear).
+  bool aboveHighWater() const {
+    if (out_.bytes() <= kHighWater) return false;
+    drainWanted_ = true;
+    return true;
+  }
   size_t queuedBytes() const { return out_.bytes() + inflight_; }
 
   // Flushes what is queued (best effort) and closes. Idempotent.
@@ -93,7 +100,8 @@ class Conn {
   bool closing_ = false;
   bool closed_ = false;
   bool closeWhenFlushed_ = false;
-  bool wasAboveHigh_ = false;
+  mutable bool drainWanted_ = false;
+  void notifyDrainedIfLow() noexcept;
 };
 
 }  // namespace pgswitch::proxy

@@ -73,7 +73,6 @@ class FoundationTest(ProxyTestCase):
 
     # -- pgbench ------------------------------------------------------------------------------
     @budget(120)
-    @unittest.skip("KNOWN BUG (issue 2 open): relay stalls on large transfers / trustuser server reuse; see session note")
     def test_pgbench_modes(self):
         init = self.pgbench("-i", "-s", "5", "-q", timeout=60)
         self.assertEqual(init.returncode, 0, init.stdout + init.stderr)
@@ -94,7 +93,6 @@ class FoundationTest(ProxyTestCase):
 
     # -- COPY through psql ----------------------------------------------------------------------
     @budget(90)
-    @unittest.skip("KNOWN BUG (issue 2 open): relay stalls on large transfers / trustuser server reuse; see session note")
     def test_copy_million_rows(self):
         n = 1_000_000
         src = self.tmp / "copy_in.tsv"
@@ -376,7 +374,6 @@ class FoundationTest(ProxyTestCase):
 
     # -- backpressure ---------------------------------------------------------------------------
     @budget(150)
-    @unittest.skip("KNOWN BUG (issue 2 open): relay stalls on large transfers / trustuser server reuse; see session note")
     def test_slow_reader_bounded_memory(self):
         want_rows = 2_000_000
         limit_kb = 64 * 1024
