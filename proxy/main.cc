@@ -14,6 +14,7 @@
 
 #include "health/static_topology.h"
 #include "proxy/config.h"
+#include "proxy/controller.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 
@@ -61,8 +62,7 @@ struct MainLoop {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm, sighup;
   std::vector<std::unique_ptr<Worker>>* workers = nullptr;
-  Runtime* rt = nullptr;
-  std::string configPath;
+  Controller* controller = nullptr;
   bool stopping = false;
 };
 
@@ -78,14 +78,7 @@ void onStopSignal(uv_signal_t* h, int signum) {
 }
 
 void onHup(uv_signal_t* h, int) {
-  auto* m = static_cast<MainLoop*>(h->data);
-  auto r = loadConfig(m->configPath);
-  if (!r) {
-    spdlog::error("reload refused, keeping the running configuration:\n{}", r.error().joined());
-    return;
-  }
-  m->rt->setConfig(*r);
-  spdlog::info("configuration reloaded from {}", m->configPath);
+  static_cast<MainLoop*>(h->data)->controller->reload();
 }
 
 }  // namespace
@@ -153,11 +146,12 @@ int main(int argc, char** argv) {
     spdlog::info("pgswitch listening on {}:{} ({} workers, pool_mode={}, {} backends)",
                  cfg->listenHost, port, n, toString(cfg->poolMode), cfg->backends.size());
 
+    Controller controller(rt, configPath, workers);
+    controller.start();
     MainLoop m;
     uv_loop_init(&m.loop);
     m.workers = &workers;
-    m.rt = &rt;
-    m.configPath = configPath;
+    m.controller = &controller;
     for (auto* s : {&m.sigint, &m.sigterm, &m.sighup}) {
       uv_signal_init(&m.loop, s);
       s->data = &m;
@@ -168,6 +162,7 @@ int main(int argc, char** argv) {
     for (auto& w : workers) w->start();
     uv_run(&m.loop, UV_RUN_DEFAULT);
     for (auto& w : workers) w->join();
+    controller.stop();
     workers.clear();
     uv_loop_close(&m.loop);
     spdlog::info("pgswitch stopped");

@@ -1,0 +1,196 @@
+// Controller: config -> health settings, the health thread's lifetime, topology fan-out to
+// the workers, and reload.
+#include "proxy/controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "proxy/worker.h"
+
+namespace pgswitch::proxy {
+
+Controller::Controller(Runtime& rt, std::string configPath,
+                       std::vector<std::unique_ptr<Worker>>& workers)
+    : rt_(rt), configPath_(std::move(configPath)), workers_(workers) {}
+
+Controller::~Controller() { stop(); }
+
+health::HealthSettings Controller::healthSettings(const Config& c) {
+  health::HealthSettings s;
+  s.periodMs = c.health.periodMs;
+  s.connectTimeoutMs = c.health.connectTimeoutMs;
+  s.queryTimeoutMs = c.health.queryTimeoutMs;
+  s.fall = c.health.fall;
+  s.rise = c.health.rise;
+  s.user = c.health.user;
+  s.password = c.health.password;
+  s.database = c.health.database;
+  s.maxLagBytes = c.health.maxLagBytes;
+  s.maxLagMs = c.health.maxLagMs;
+  s.onEvent = c.health.onEvent;
+  return s;
+}
+
+namespace {
+
+bool sameSettings(const health::HealthSettings& a, const health::HealthSettings& b) {
+  return a.periodMs == b.periodMs && a.connectTimeoutMs == b.connectTimeoutMs &&
+         a.queryTimeoutMs == b.queryTimeoutMs && a.fall == b.fall && a.rise == b.rise &&
+         a.user == b.user && a.password == b.password && a.database == b.database &&
+         a.maxLagBytes == b.maxLagBytes && a.maxLagMs == b.maxLagMs && a.onEvent == b.onEvent;
+}
+
+}  // namespace
+
+bool Controller::mergeSlotsLocked(const Config& c) {
+  bool changed = false;
+  std::vector<bool> seen(slots_.size(), false);
+  for (const BackendConfig& b : c.backends) {
+    health::BackendSpec spec{b.name, b.host, b.port, b.weight, b.tags};
+    size_t i = 0;
+    while (i < slots_.size() && slots_[i].spec.name != b.name) ++i;
+    if (i == slots_.size()) {
+      slots_.push_back(Slot{spec});
+      seen.push_back(true);
+      changed = true;
+      continue;
+    }
+    seen[i] = true;
+    Slot& s = slots_[i];
+    if (s.removed || s.spec.host != spec.host || s.spec.port != spec.port ||
+        s.spec.weight != spec.weight || s.spec.tags != spec.tags) {
+      changed = true;
+    }
+    s.spec = spec;
+    s.removed = false;
+  }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!seen[i] && !slots_[i].removed) {
+      slots_[i].removed = true;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+void Controller::start() {
+  auto cfg = rt_.config();
+  {
+    std::lock_guard g(mu_);
+    mergeSlotsLocked(*cfg);
+    startHealthLocked(*cfg, false);
+  }
+  // The initial snapshot is a guess (first backend primary). Wait briefly for the first real
+  // round so that a restarted pgswitch does not send a write to a demoted primary.
+  auto limit = std::chrono::milliseconds(cfg->health.connectTimeoutMs + cfg->health.queryTimeoutMs +
+                                         200);
+  std::unique_lock l(firstMu_);
+  if (!firstCv_.wait_for(l, limit, [this] { return firstRound_; })) {
+    spdlog::warn("health: no complete round of checks within {} ms; starting with the "
+                 "configured order (first backend = primary) until one completes",
+                 limit.count());
+  }
+}
+
+void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
+  if (health_) {
+    health_->stop();
+    health_.reset();
+  }
+  settings_ = healthSettings(c);
+  std::vector<health::BackendSpec> specs;
+  for (const Slot& s : slots_) specs.push_back(s.spec);
+  uint64_t gen = ++generation_;
+  health_ = std::make_unique<health::HealthMonitor>(
+      settings_, std::move(specs), [this, gen, keepCurrentTopology](routing::TopologyPtr t) {
+        onPublish(gen, keepCurrentTopology, std::move(t));
+      });
+  rt_.health = health_.get();
+  health_->start();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].removed || slots_[i].disabled) health_->setDisabled(static_cast<int>(i), true);
+    if (slots_[i].draining) health_->setDraining(static_cast<int>(i), true);
+  }
+}
+
+void Controller::onPublish(uint64_t generation, bool skipGuess, routing::TopologyPtr t) {
+  if (generation != generation_.load()) return;  // from a monitor being replaced
+  // Version 1 is a new monitor's guess; after a reload the previous real snapshot is better.
+  if (t->version <= 1 && skipGuess) return;
+  rt_.setTopology(t);
+  if (t->version > 1) {
+    std::lock_guard l(firstMu_);
+    if (!firstRound_) {
+      firstRound_ = true;
+      firstCv_.notify_all();
+    }
+  }
+  postToWorkers(&Worker::onTopologyChanged);
+}
+
+void Controller::postToWorkers(void (Worker::*fn)()) {
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    wp->post([wp, fn] { (wp->*fn)(); });
+  }
+}
+
+void Controller::stop() {
+  std::lock_guard g(mu_);
+  if (!health_) return;
+  ++generation_;
+  rt_.health = nullptr;
+  health_->stop();
+  health_.reset();
+}
+
+std::string Controller::reload() {
+  auto r = loadConfig(configPath_);
+  if (!r) {
+    std::string why = r.error().joined();
+    spdlog::error("reload refused, keeping the running configuration:\n{}", why);
+    return why;
+  }
+  std::shared_ptr<const Config> next = *r;
+  auto prev = rt_.config();
+  if (next->listenHost != prev->listenHost || next->listenPort != prev->listenPort ||
+      next->workers != prev->workers) {
+    spdlog::warn("reload: server.listen and server.workers take effect only after a restart");
+  }
+  std::lock_guard g(mu_);
+  bool backendsChanged = mergeSlotsLocked(*next);
+  rt_.setConfig(next);
+  if (backendsChanged || !sameSettings(healthSettings(*next), settings_)) {
+    spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());
+    startHealthLocked(*next, true);
+  }
+  spdlog::info("configuration reloaded from {}", configPath_);
+  return "";
+}
+
+int Controller::backendIndex(std::string_view name) const {
+  std::lock_guard g(mu_);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].spec.name == name && !slots_[i].removed) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::string Controller::setDisabled(int i, bool on) {
+  std::lock_guard g(mu_);
+  if (i < 0 || i >= static_cast<int>(slots_.size()) || slots_[i].removed) return "no such backend";
+  slots_[i].disabled = on;
+  if (health_) health_->setDisabled(i, on);
+  return "";
+}
+
+std::string Controller::setDraining(int i, bool on) {
+  std::lock_guard g(mu_);
+  if (i < 0 || i >= static_cast<int>(slots_.size()) || slots_[i].removed) return "no such backend";
+  slots_[i].draining = on;
+  if (health_) health_->setDraining(i, on);
+  return "";
+}
+
+}  // namespace pgswitch::proxy
