@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <iterator>
 
 namespace pgswitch::proxy {
 
@@ -20,6 +21,27 @@ std::string serverStatementName(uint64_t hash) {
 const ClientStatement* ClientStatements::find(std::string_view name) const {
   auto it = map_.find(std::string(name));
   return it == map_.end() ? nullptr : &it->second;
+}
+
+void ClientStatements::close(std::string_view name) {
+  auto it = map_.find(std::string(name));
+  if (it == map_.end()) {
+    closed_.emplace_back(std::string(name), std::nullopt);
+    return;
+  }
+  closed_.emplace_back(it->first, std::move(it->second));
+  map_.erase(it);
+}
+
+void ClientStatements::forgetOldestClose() {
+  if (!closed_.empty()) closed_.pop_front();
+}
+
+void ClientStatements::undoLastClose() {
+  if (closed_.empty()) return;
+  auto& [name, stmt] = closed_.back();
+  if (stmt) map_[name] = std::move(*stmt);
+  closed_.pop_back();
 }
 
 void ServerStatementCache::touch(uint64_t h) {
@@ -41,6 +63,12 @@ std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity) {
   lru_.push_front(h);
   index_[h] = lru_.begin();
   return evicted;
+}
+
+void ServerStatementCache::restore(uint64_t h) {
+  if (contains(h)) return;
+  lru_.push_back(h);
+  index_[h] = std::prev(lru_.end());
 }
 
 void ServerStatementCache::erase(uint64_t h) {

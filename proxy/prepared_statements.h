@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <optional>
 #include <span>
@@ -29,11 +30,24 @@ class ClientStatements {
   const ClientStatement* find(std::string_view name) const;
   void put(std::string_view name, ClientStatement s) { map_[std::string(name)] = std::move(s); }
   void erase(std::string_view name) { map_.erase(std::string(name)); }
-  void clear() { map_.clear(); }
+  void clear() {
+    map_.clear();
+    closed_.clear();
+  }
   size_t size() const { return map_.size(); }
+
+  // A Close the server has not confirmed yet. PostgreSQL skips a Close that follows an error
+  // in the same batch, so the name is kept aside (oldest first) until the Close is answered
+  // (forgetOldestClose) or turns out skipped (undoLastClose, newest first).
+  void close(std::string_view name);
+  void forgetOldestClose();
+  void undoLastClose();
+  // Drops closes nobody will answer any more (e.g. their server connection was lost).
+  void clearCloses() { closed_.clear(); }
 
  private:
   std::unordered_map<std::string, ClientStatement> map_;
+  std::deque<std::pair<std::string, std::optional<ClientStatement>>> closed_;
 };
 
 class ServerStatementCache {
@@ -44,6 +58,9 @@ class ServerStatementCache {
   // server).
   std::optional<uint64_t> add(uint64_t h, size_t capacity);
   void erase(uint64_t h);
+  // Puts back h, which the server still has (its eviction Close was skipped after an
+  // error), as the least recently used entry, without evicting anything.
+  void restore(uint64_t h);
   void clear() {
     lru_.clear();
     index_.clear();

@@ -28,7 +28,7 @@ void ClientSession::sendServerParse(uint64_t hash, std::string_view tail, Expect
     build_.clear();
     MessageBuilder(build_).begin('C').u8('S').cstr(serverStatementName(*evicted)).finish();
     sc.send(build_);
-    expect_.push_back({Expect::Kind::HiddenClose});
+    expect_.push_back({Expect::Kind::HiddenClose, *evicted});
   }
   build_.clear();
   build_.push_back('P');
@@ -161,8 +161,12 @@ bool ClientSession::rewriteClose(size_t total) {
   }
   if (cv->kind != 'S' || cv->name.empty()) return false;
   // The server keeps the statement for other clients (bounded by the LRU); the client's
-  // name is gone, which is all PostgreSQL promises.
-  stmts_.erase(cv->name);
+  // name is gone, which is all PostgreSQL promises. Until CloseComplete goes out the name is
+  // kept aside: an error earlier in the batch means PostgreSQL skipped this Close.
+  bool pending = false;
+  for (const auto& e : expect_) pending |= e.kind == Expect::Kind::FakeClose;
+  if (!pending) stmts_.clearCloses();  // leftovers of requests that were never answered
+  stmts_.close(cv->name);
   expect_.push_back({Expect::Kind::FakeClose});
   in.consume(total);
   return true;
@@ -175,6 +179,7 @@ void ClientSession::emitFakes() {
       client_->send(std::string_view("1\0\0\0\4", 5));
     } else if (k == Expect::Kind::FakeClose) {
       client_->send(std::string_view("3\0\0\0\4", 5));
+      stmts_.forgetOldestClose();
     } else {
       return;
     }
@@ -238,15 +243,32 @@ void ClientSession::popAfterError() {
   if (expect_.empty()) return;  // e.g. FATAL on an idle connection
   K f = expect_.front().kind;
   if (f == K::Query || f == K::FunctionCall || f == K::Sync) return;  // ReadyForQuery follows
-  // An extended-protocol error: the server skips everything up to Sync.
-  while (!expect_.empty() && expect_.front().kind != K::Sync) {
-    Expect& e = expect_.front();
-    if (e.kind == K::Parse || e.kind == K::HiddenParse || e.kind == K::FakeParse) {
-      if (e.kind != K::FakeParse && e.hash && server_) server_->statements().erase(e.hash);
-      if (!e.clientName.empty()) stmts_.erase(e.clientName);
+  // An extended-protocol error: the server skips everything up to Sync, so what pgswitch
+  // recorded for those messages is undone, newest first (a skipped "Close s; Parse s" must
+  // leave the old s).
+  size_t n = 0;
+  while (n < expect_.size() && expect_[n].kind != K::Sync) ++n;
+  for (size_t i = n; i-- > 0;) {
+    const Expect& e = expect_[i];
+    switch (e.kind) {
+      case K::Parse:
+      case K::HiddenParse:
+      case K::FakeParse:
+        if (e.kind != K::FakeParse && e.hash && server_) server_->statements().erase(e.hash);
+        if (!e.clientName.empty()) stmts_.erase(e.clientName);
+        break;
+      case K::HiddenClose:
+        // pgswitch's eviction did not happen: the server still has the statement.
+        if (e.hash && server_) server_->statements().restore(e.hash);
+        break;
+      case K::FakeClose:
+        stmts_.undoLastClose();
+        break;
+      default:
+        break;
     }
-    expect_.pop_front();
   }
+  expect_.erase(expect_.begin(), expect_.begin() + static_cast<std::ptrdiff_t>(n));
   if (expect_.empty()) discardUntilSync_ = true;
 }
 

@@ -1,0 +1,129 @@
+// Unit tests for proxy/prepared_statements: the per-server LRU (eviction, touch, restoring an
+// eviction the server skipped) and a client's pending Closes (forgotten when answered, undone
+// newest first when PostgreSQL skipped them after an error).
+#include "proxy/prepared_statements.h"
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace pgswitch::proxy {
+namespace {
+
+ClientStatement stmt(std::string_view sql) {
+  std::string tail(sql);
+  tail.push_back('\0');
+  tail.append(2, '\0');  // no parameter types
+  auto bytes = std::as_bytes(std::span(tail.data(), tail.size()));
+  return ClientStatement{statementHash(bytes), tail};
+}
+
+TEST(StatementHash, NameIsStableAndDistinct) {
+  auto a = stmt("SELECT 1"), b = stmt("SELECT 2");
+  EXPECT_NE(a.hash, b.hash);
+  EXPECT_EQ(a.hash, stmt("SELECT 1").hash);
+  std::string name = serverStatementName(a.hash);
+  EXPECT_EQ(name.size(), 21u);
+  EXPECT_EQ(name.rfind("pgsw_", 0), 0u);
+}
+
+TEST(ServerStatementCache, EvictsLeastRecentlyUsed) {
+  ServerStatementCache c;
+  EXPECT_FALSE(c.add(1, 2));
+  EXPECT_FALSE(c.add(2, 2));
+  c.touch(1);
+  auto ev = c.add(3, 2);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(*ev, 2u);
+  EXPECT_TRUE(c.contains(1));
+  EXPECT_TRUE(c.contains(3));
+  EXPECT_FALSE(c.contains(2));
+  EXPECT_FALSE(c.add(3, 2));  // already there: no eviction
+  EXPECT_EQ(c.size(), 2u);
+}
+
+TEST(ServerStatementCache, RestoreAfterSkippedEviction) {
+  // add(3) evicted 1; the batch failed before the Close, so the Parse of 3 is undone and 1
+  // comes back, as the least recently used entry.
+  ServerStatementCache c;
+  c.add(1, 2);
+  c.add(2, 2);
+  auto ev = c.add(3, 2);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(*ev, 1u);
+  c.erase(3);
+  c.restore(1);
+  EXPECT_TRUE(c.contains(1));
+  EXPECT_TRUE(c.contains(2));
+  EXPECT_EQ(c.size(), 2u);
+  auto next = c.add(4, 2);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(*next, 1u);
+  c.restore(2);  // already there: nothing changes
+  EXPECT_EQ(c.size(), 2u);
+}
+
+TEST(ClientStatements, AnsweredCloseIsForgotten) {
+  ClientStatements s;
+  s.put("a", stmt("SELECT 1"));
+  s.close("a");
+  EXPECT_EQ(s.find("a"), nullptr);
+  s.forgetOldestClose();
+  s.undoLastClose();  // nothing pending any more
+  EXPECT_EQ(s.find("a"), nullptr);
+}
+
+TEST(ClientStatements, SkippedCloseIsUndone) {
+  ClientStatements s;
+  auto one = stmt("SELECT 1");
+  s.put("a", one);
+  s.close("a");
+  s.undoLastClose();
+  ASSERT_NE(s.find("a"), nullptr);
+  EXPECT_EQ(s.find("a")->hash, one.hash);
+}
+
+TEST(ClientStatements, SkippedCloseAndReparseLeaveTheOldStatement) {
+  // Batch: Close a; Parse a (new text); Close b (unknown); error before all of them. Undo
+  // newest first: Close b, then the Parse, then Close a.
+  ClientStatements s;
+  auto old = stmt("SELECT 'old'");
+  s.put("a", old);
+  s.close("a");
+  s.put("a", stmt("SELECT 'new'"));
+  s.close("b");
+  s.undoLastClose();
+  EXPECT_EQ(s.find("b"), nullptr);
+  s.erase("a");  // the skipped Parse
+  s.undoLastClose();
+  ASSERT_NE(s.find("a"), nullptr);
+  EXPECT_EQ(s.find("a")->hash, old.hash);
+}
+
+TEST(ClientStatements, FirstCloseAnsweredSecondSkipped) {
+  ClientStatements s;
+  s.put("a", stmt("SELECT 1"));
+  s.put("b", stmt("SELECT 2"));
+  s.close("a");
+  s.close("b");
+  s.forgetOldestClose();  // CloseComplete for a went out
+  s.undoLastClose();      // the Close of b was skipped
+  EXPECT_EQ(s.find("a"), nullptr);
+  EXPECT_NE(s.find("b"), nullptr);
+}
+
+TEST(ClientStatements, ClearDropsPendingCloses) {
+  ClientStatements s;
+  s.put("a", stmt("SELECT 1"));
+  s.close("a");
+  s.clear();  // DISCARD ALL / DEALLOCATE ALL
+  s.undoLastClose();
+  EXPECT_EQ(s.find("a"), nullptr);
+  EXPECT_EQ(s.size(), 0u);
+}
+
+}  // namespace
+}  // namespace pgswitch::proxy
