@@ -7,6 +7,7 @@
 #include "protocol/builder.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
+#include "proxy/console_session.h"
 
 namespace pgswitch::proxy {
 
@@ -66,7 +67,7 @@ void ClientSession::transitionTo(State next) {
       ok |= next == State::Auth;
       break;
     case State::Auth:
-      ok |= next == State::WaitServer;
+      ok |= next == State::WaitServer || next == State::Console;
       break;
     case State::WaitServer:
       ok |= next == State::Configure || next == State::Idle;
@@ -80,6 +81,7 @@ void ClientSession::transitionTo(State next) {
     case State::Idle:
       ok |= next == State::WaitServer;
       break;
+    case State::Console:
     case State::Closing:
       break;
   }
@@ -90,7 +92,17 @@ void ClientSession::transitionTo(State next) {
 void ClientSession::requestServer() {
   if (state_ != State::WaitServer) transitionTo(State::WaitServer);
   client_->stopReading();
-  int b = chooseBackend();
+  // PAUSE holds new requests like a missing primary does, without the failover deadline.
+  int b = worker_.runtime().pause.paused(database_) ? -1 : chooseBackend();
+  if (b == -2) {
+    holding_ = false;
+    failRequest("57P03", "no replica can serve this read",
+                "routing.fallback = \"error\" and no replica is up, within the lag limits and "
+                "carrying the requested tag");
+    transitionTo(State::Idle);
+    client_->startReading();
+    return;
+  }
   if (b < 0) {
     // Hold, don't fail: during a failover there is briefly no primary. The session waits
     // (failover_wait_ms) and goes on when the health thread publishes a usable topology.
@@ -106,12 +118,6 @@ void ClientSession::requestServer() {
   if (userCfg_ && userCfg_->passwordIsScram() && scram_) pool_->setClientKey(scram_->clientKey());
   waiting_ = true;
   if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
-}
-
-int ClientSession::chooseBackend() {
-  auto topo = worker_.runtime().topology();
-  if (topo->writesRefused || !topo->usable(topo->primary)) return -1;
-  return topo->primary;
 }
 
 void ClientSession::retryHold() {
@@ -151,6 +157,11 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
   server_ = &s;
   s.link(this);
   s.touch(worker_.nowMs());
+  trackOutstanding(pool_->backend());
+  if (pinOnServer_ && !pinned_) {
+    pinned_ = true;
+    pinReason_ = pinOnServer_;
+  }
   auto topo = worker_.runtime().topology();
   const auto& b = topo->backends[pool_->backend()];
   worker_.runtime().cancels().setTarget(cancelPid_, cancelKey_,
@@ -199,6 +210,10 @@ void ClientSession::configureServer() {
 }
 
 void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {
+  if (lsnPending_) {
+    onCommitLsn();
+    return;
+  }
   if (state_ == State::Configure) {
     if (!ok) {
       // A bad startup parameter: PostgreSQL would have refused the connection with FATAL.
@@ -252,6 +267,7 @@ void ClientSession::finishLogin() {
   client_->send(out);
   client_->flush();
   loggedIn_ = true;
+  resolveSessionTag();
   transitionTo(State::Active);
   server_->conn().startReading();
   client_->startReading();
@@ -299,6 +315,8 @@ void ClientSession::releaseServer() {
                server_->state() != ServerConn::State::Closing;
   ServerConn* s = server_;
   server_ = nullptr;
+  trackOutstanding(-1);
+  lsnPending_ = false;
   worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
   s->conn().stopReading();
   // Between transactions in transaction mode the server is handed on as is; otherwise
@@ -312,6 +330,14 @@ void ClientSession::releaseServer() {
 
 void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   server_ = nullptr;
+  trackOutstanding(-1);
+  if (lsnPending_) {
+    // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until
+    // a replica has replayed everything the primary had when the LSN was last known.
+    lsnPending_ = false;
+    rywLsn_ = UINT64_MAX;
+    rywSetMs_ = worker_.nowMs();
+  }
   worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
   if (state_ == State::Closing) return;
   bool wasIdle = expect_.empty() && !unsynced_ && !inCopy_ && s.txnStatus() == 'I';
@@ -326,6 +352,14 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   c2sPassthrough_ = s2cPassthrough_ = 0;
   // The client survives a lost server when it has no session state there: between
   // transactions it never notices; in a transaction it gets an error and stays connected.
+  if (loggedIn_ && !pinned_ && !midMessage && state_ == State::Active && pool_ &&
+      retryLostRead(pool_->backend())) {
+    commitInFlight_ = false;
+    transitionTo(State::Idle);
+    client_->startReading();
+    relayClientToServer();
+    return;
+  }
   if (!loggedIn_ || pinned_ || midMessage || state_ != State::Active) {
     fatal("08006", "server connection lost", std::string("the connection to backend ended: ") +
                                                 uv_strerror(status));
@@ -367,7 +401,8 @@ void ClientSession::terminate(std::string_view sqlstate, std::string_view messag
 void ClientSession::janitor(uint64_t now) {
   if (state_ == State::Closing) return;
   auto cfg = worker_.runtime().config();
-  if (holding_ && now - holdSinceMs_ >= static_cast<uint64_t>(cfg->failover.failoverWaitMs)) {
+  if (holding_ && !worker_.runtime().pause.paused(database_) &&
+      now - holdSinceMs_ >= static_cast<uint64_t>(cfg->failover.failoverWaitMs)) {
     holding_ = false;
     worker_.removeHolding(this);
     if (!loggedIn_) {

@@ -18,8 +18,11 @@
 #include "proxy/prepared_statements.h"
 #include "proxy/server_conn.h"
 #include "proxy/worker.h"
+#include "routing/route_policy.h"
 
 namespace pgswitch::proxy {
+
+class ConsoleSession;
 
 class ClientSession final : public Conn::Owner,
                             public ServerUser,
@@ -33,6 +36,7 @@ class ClientSession final : public Conn::Owner,
     Configure,    // server linked, applying the client's parameters to it
     Active,       // linked and relaying
     Idle,         // transaction mode: logged in, between transactions, no server linked
+    Console,      // the admin console (database "pgswitch"): console_ answers, no server
     Closing,
   };
 
@@ -50,6 +54,10 @@ class ClientSession final : public Conn::Owner,
   void janitor(uint64_t nowMs);
   // The topology changed while this session waited for a usable backend.
   void retryHold();
+  // Observability (session_stats.cc): the SHOW CLIENTS row; whether SHUTDOWN WAIT may end
+  // the session now (between transactions, nothing in flight).
+  ClientInfo info(uint64_t nowMs) const;
+  bool quiescent() const;
 
   // Conn::Owner
   void onConnRead(Conn& c) noexcept override;
@@ -66,6 +74,7 @@ class ClientSession final : public Conn::Owner,
   void onServerUnavailable(const PoolError& e) noexcept override;
 
  private:
+  friend class ConsoleSession;  // closes the session and writes FATALs through it
   void transitionTo(State next);
   // startup and auth (client_auth.cc)
   void handleStartup();
@@ -79,7 +88,16 @@ class ClientSession final : public Conn::Owner,
   void handleCancel(int32_t pid, int32_t key);
   // server assignment and configuration (client_session.cc)
   void requestServer();
-  int chooseBackend();  // -1: nothing usable now (hold)
+  // routing (route_request.cc)
+  bool decideRoute();   // false: the request is not complete enough to classify yet
+  int chooseBackend();  // -1: nothing usable now (hold); -2: refused (fallback = error)
+  void resolveSessionTag();
+  std::string_view settingValue(std::string_view name) const;
+  bool needCommitLsn() const;
+  void fetchCommitLsn();
+  void onCommitLsn();
+  void trackOutstanding(int backend);
+  bool retryLostRead(int lostBackend);
   void failRequest(std::string_view sqlstate, std::string_view message,
                    std::string_view detail = {});
   void configureServer();
@@ -87,6 +105,11 @@ class ClientSession final : public Conn::Owner,
   void finishLogin();
   void releaseServer();
   void sendChangedParams();
+  // admin console (console_session.cc) and per-backend counters (session_stats.cc)
+  void startConsole();
+  void countIn(size_t bytes);
+  void countOut(size_t bytes);
+  void countReady(char txnStatus);
   // relay (relay.cc)
   void relayClientToServer();
   void relayServerToClient();
@@ -134,6 +157,24 @@ class ClientSession final : public Conn::Owner,
   bool commitInFlight_ = false;    // a COMMIT was sent and not yet answered
   std::map<std::string, std::string> sentParams_;  // ParameterStatus values the client saw
 
+  // routing
+  routing::RouteRequest route_;  // of the request waiting for a server (tag points below)
+  std::string routeTag_;
+  std::string sessionTag_;        // from [[routing.rule]]
+  bool routedWrite_ = true;       // the current server was chosen for a write
+  uint64_t rywLsn_ = 0;           // read-your-writes: primary LSN after this client's commit
+  bool lsnPending_ = false;       // the commit-LSN query runs on the server
+  uint64_t rywSetMs_ = 0;         // when rywLsn_ became "unknown" (UINT64_MAX)
+  static constexpr uint64_t kRywBlindMs = 30000;
+  int outstandingBackend_ = -1;   // counted in Worker::outstanding while a server is linked
+  std::vector<std::byte> routeScratch_;
+  std::vector<std::byte> retryBuf_;  // copy of a lone read Query, for one retry elsewhere
+  bool retryable_ = false;          // no answer byte has reached the client yet
+  bool retryPending_ = false;       // the next request is a retry (never retried again)
+  int avoidBackend_ = -1;
+  const char* pinOnServer_ = nullptr;  // the pending request creates session state
+  static constexpr size_t kRetryCopyLimit = 64 * 1024;
+
   bool loggedIn_ = false;
   bool transactionPooling_ = false;
 
@@ -147,10 +188,14 @@ class ClientSession final : public Conn::Owner,
   bool pinned_ = false;            // session state on the server: keep it until the end
   std::string pinReason_;
   int setTags_ = 0, reportedChanges_ = 0;  // SET statements vs ParameterStatus since last Z
+  int scopedSets_ = 0;                     // of those, SET LOCAL / SET TRANSACTION
+  void noteSetStatement(std::string_view sql);
   ClientStatements stmts_;
   std::vector<protocol::Slice> slices_;
   std::vector<std::byte> scratch_;
   std::string build_;  // reused buffer for rewritten messages
+  std::unique_ptr<ConsoleSession> console_;
+  uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
 };
 
 }  // namespace pgswitch::proxy

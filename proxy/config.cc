@@ -133,8 +133,9 @@ class Loader {
   std::shared_ptr<Config> load(const toml::table& root) {
     auto cfg = std::make_shared<Config>();
     cfg->path = path_;
-    checkKeys(root, "top level", {"server", "pool", "health", "backend", "user", "failover"});
-    for (const char* sec : {"server", "pool", "health", "failover"}) {
+    checkKeys(root, "top level",
+              {"server", "pool", "health", "backend", "user", "failover", "routing"});
+    for (const char* sec : {"server", "pool", "health", "failover", "routing"}) {
       const toml::node* n = root.get(sec);
       if (n && !n->as_table()) error(n, std::string(sec) + " must be a table ([" + sec + "])");
     }
@@ -142,6 +143,7 @@ class Loader {
     if (auto* p = root["pool"].as_table()) loadPool(*p, *cfg);
     if (auto* h = root["health"].as_table()) loadHealth(*h, *cfg);
     if (auto* f = root["failover"].as_table()) loadFailover(*f, *cfg);
+    if (auto* r = root["routing"].as_table()) loadRouting(*r, *cfg);
 
     if (const toml::node* b = root.get("backend")) {
       if (auto* arr = b->as_array()) {
@@ -254,6 +256,56 @@ class Loader {
     if (c.health.periodMs < 10) error(h.get("period_ms"), "period_ms must be at least 10");
     if (c.health.fall < 1) error(h.get("fall"), "fall must be at least 1");
     if (c.health.rise < 1) error(h.get("rise"), "rise must be at least 1");
+  }
+
+  void loadRouting(const toml::table& r, Config& c) {
+    checkKeys(r, "[routing]", {"read_write_split", "max_lag_bytes", "max_lag_ms", "fallback",
+                               "consistency", "write_functions", "rule"});
+    RoutingConfig& rc = c.routing;
+    get(r, "read_write_split", rc.readWriteSplit);
+    int lagBytes = static_cast<int>(rc.maxLagBytes), lagMs = static_cast<int>(rc.maxLagMs);
+    get(r, "max_lag_bytes", lagBytes);
+    get(r, "max_lag_ms", lagMs);
+    rc.maxLagBytes = static_cast<uint64_t>(lagBytes);
+    rc.maxLagMs = static_cast<uint64_t>(lagMs);
+    std::string fallback = "primary", consistency = "eventual";
+    get(r, "fallback", fallback);
+    get(r, "consistency", consistency);
+    if (fallback == "primary" || fallback == "error") {
+      rc.fallbackError = fallback == "error";
+    } else {
+      error(r.get("fallback"), "fallback must be \"primary\" or \"error\"");
+    }
+    if (consistency == "eventual") {
+      rc.consistency = Consistency::Eventual;
+    } else if (consistency == "read_your_writes") {
+      rc.consistency = Consistency::ReadYourWrites;
+    } else {
+      error(r.get("consistency"), "consistency must be \"eventual\" or \"read_your_writes\"");
+    }
+    getStrings(r, "write_functions", rc.writeFunctions);
+    const toml::node* rules = r.get("rule");
+    if (!rules) return;
+    const toml::array* arr = rules->as_array();
+    if (!arr) {
+      error(rules, "rules must be written as [[routing.rule]] tables");
+      return;
+    }
+    for (auto& e : *arr) {
+      const toml::table* t = e.as_table();
+      if (!t) {
+        error(&e, "[[routing.rule]] must be a table");
+        continue;
+      }
+      checkKeys(*t, "[[routing.rule]]", {"database", "user", "application_name", "tag"});
+      RouteRule rule;
+      get(*t, "database", rule.database);
+      get(*t, "user", rule.user);
+      get(*t, "application_name", rule.applicationName);
+      get(*t, "tag", rule.tag);
+      if (rule.tag.empty()) error(&e, "[[routing.rule]] needs a tag");
+      rc.rules.push_back(std::move(rule));
+    }
   }
 
   void loadFailover(const toml::table& f, Config& c) {

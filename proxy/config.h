@@ -62,6 +62,25 @@ struct FailoverConfig {
   std::string retrySafeAs;          // SQLSTATE for "failed before COMMIT, safe to retry" ("" = 08006)
 };
 
+struct RouteRule {
+  // Empty fields match anything; a session matching every given field reads from backends
+  // carrying `tag`.
+  std::string database, user, applicationName;
+  std::string tag;
+};
+
+enum class Consistency { Eventual, ReadYourWrites };
+
+struct RoutingConfig {
+  bool readWriteSplit = true;  // transaction mode: reads to replicas
+  uint64_t maxLagBytes = 16u * 1024 * 1024;  // replicas further behind get no reads (0 = off)
+  uint64_t maxLagMs = 0;
+  bool fallbackError = false;  // no replica qualifies: false = primary, true = ErrorResponse
+  Consistency consistency = Consistency::Eventual;
+  std::vector<std::string> writeFunctions;  // user functions that write (besides built-ins)
+  std::vector<RouteRule> rules;
+};
+
 struct Config {
   std::string path;
 
@@ -96,6 +115,7 @@ struct Config {
 
   HealthConfig health;
   FailoverConfig failover;
+  RoutingConfig routing;
   std::vector<BackendConfig> backends;
   std::vector<UserConfig> users;
 

@@ -13,6 +13,7 @@
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "proxy/client_session.h"
+#include "proxy/console_session.h"
 
 namespace pgswitch::proxy {
 
@@ -37,21 +38,32 @@ bool isExtended(char t) {
 
 }  // namespace
 
-// Does the Query message at the front of `in` start with COMMIT or END? (Only the first
-// bytes are looked at: enough to tell an in-flight COMMIT from other work at failover.)
-static bool queryIsCommit(const ByteQueue& in, size_t total) {
-  std::array<std::byte, 40> buf;
+// The first word of the Query message at the front of `in`, upper-cased into `word` (empty
+// if it does not start with a letter). Only the first bytes are looked at: enough to tell an
+// in-flight COMMIT from other work at failover, and a SET from other statements.
+static std::string_view queryFirstWord(const ByteQueue& in, size_t total,
+                                       std::array<char, 16>& word) {
+  std::array<std::byte, 48> buf;
   size_t n = std::min(buf.size(), total > 5 ? total - 5 : 0);
-  if (!in.copyOut(5, std::span(buf.data(), n))) return false;
+  if (!in.copyOut(5, std::span(buf.data(), n))) return {};
   size_t i = 0;
   while (i < n && std::isspace(static_cast<unsigned char>(buf[i]))) ++i;
-  auto starts = [&](const char* w) {
-    size_t k = 0;
-    for (; w[k]; ++k)
-      if (i + k >= n || std::toupper(static_cast<unsigned char>(buf[i + k])) != w[k]) return false;
-    return i + k == n || !std::isalnum(static_cast<unsigned char>(buf[i + k]));
-  };
-  return starts("COMMIT") || starts("END");
+  size_t k = 0;
+  while (i + k < n && k < word.size() && std::isalpha(static_cast<unsigned char>(buf[i + k]))) {
+    word[k] = static_cast<char>(std::toupper(static_cast<unsigned char>(buf[i + k])));
+    ++k;
+  }
+  return std::string_view(word.data(), k);
+}
+
+// SET LOCAL and SET TRANSACTION end with their transaction: unlike a session SET they need
+// no pinning. The SET heuristic at ReadyForQuery counts these out.
+void ClientSession::noteSetStatement(std::string_view sql) {
+  routing::Classification c = worker_.classifier(*cfg_).classify(sql);
+  bool txnScoped = c.kind == routing::StatementKind::LocalSet ||
+                   (c.kind == routing::StatementKind::SetTxnReadOnly &&
+                    c.setName == "transaction_read_only");
+  if (txnScoped) ++scopedSets_;
 }
 
 void ClientSession::relayClientToServer() {
@@ -72,11 +84,17 @@ void ClientSession::relayClientToServer() {
     // a Parse+Sync of a statement known to parse, which pgswitch answers itself.
     while (!in.empty() && answerParseLocally()) {
     }
-    if (!in.empty() && state_ == State::Idle) requestServer();
+    if (!in.empty() && state_ == State::Idle) {
+      if (decideRoute()) {
+        requestServer();
+      } else {
+        client_->startReading();  // the request is still arriving
+      }
+    }
     client_->flush();
     return;
   }
-  if (state_ != State::Active || !server_) return;
+  if (state_ != State::Active || !server_ || lsnPending_) return;
   Conn& sc = server_->conn();
   while (!in.empty() && server_) {
     if (c2sPassthrough_ > 0) {
@@ -136,15 +154,24 @@ void ClientSession::relayClientToServer() {
       }
       if (state_ == State::Closing) return;
       if (handled) {
+        countIn(f.total);
         if (isExtended(t)) unsynced_ = true;
         continue;
       }
     }
     switch (t) {
-      case fe::Query:
+      case fe::Query: {
         expect_.push_back({Expect::Kind::Query});
-        if (server_->txnStatus() != 'I') commitInFlight_ = queryIsCommit(in, f.total);
+        std::array<char, 16> w;
+        std::string_view first = queryFirstWord(in, f.total, w);
+        if (server_->txnStatus() != 'I') commitInFlight_ = first == "COMMIT" || first == "END";
+        if (first == "SET" && transactionPooling_ && complete) {
+          auto msg = in.contiguous(f.total, scratch_);
+          std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
+          noteSetStatement(sql);
+        }
         break;
+      }
       case fe::FunctionCall: expect_.push_back({Expect::Kind::FunctionCall}); break;
       case fe::Sync:
         expect_.push_back({Expect::Kind::Sync});
@@ -159,6 +186,7 @@ void ClientSession::relayClientToServer() {
       default: break;
     }
     if (isExtended(t)) unsynced_ = true;
+    countIn(f.total);
     c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
   }
 done:
@@ -173,6 +201,7 @@ void ClientSession::relayServerToClient() {
   if (!server_) return;
   ByteQueue& in = server_->conn().in();
   Conn& cc = *client_;
+  if (!in.empty()) retryable_ = false;  // the server has started answering
   while (server_ && !in.empty()) {
     if (s2cPassthrough_ > 0) {
       s2cPassthrough_ -= forward(in, cc, s2cPassthrough_, slices_);
@@ -194,15 +223,16 @@ void ClientSession::relayServerToClient() {
         auto st = parseReadyForQuery(msg.subspan(5));
         server_->setTxnStatus(st ? *st : 'E');
         if (!popFor(be::ReadyForQuery)) return;
+        countReady(st ? *st : 'E');
         inCopy_ = false;
         commitInFlight_ = false;
-        if (setTags_ > reportedChanges_ && !pinned_) {
+        if (setTags_ > reportedChanges_ + scopedSets_ && !pinned_) {
           // A SET whose effect PostgreSQL does not report: the setting lives only on this
           // server, so the client stays on it.
           pinned_ = true;
           pinReason_ = "SET of a parameter PostgreSQL does not report";
         }
-        setTags_ = reportedChanges_ = 0;
+        setTags_ = reportedChanges_ = scopedSets_ = 0;
         break;
       }
       case be::ParameterStatus: {
@@ -225,6 +255,7 @@ void ClientSession::relayServerToClient() {
             }
             if (!mine) gucs_.emplace_back(name, std::string(ps->value));
             server_->appliedGucs()[name] = std::string(ps->value);
+            if (name == "application_name") resolveSessionTag();
             ++reportedChanges_;
           }
         }
@@ -269,6 +300,7 @@ void ClientSession::relayServerToClient() {
       in.consume(f.total);
       continue;
     }
+    countOut(f.total);
     s2cPassthrough_ = f.total - forward(in, cc, f.total, slices_);
   }
 done:
@@ -312,6 +344,10 @@ bool ClientSession::idleBetweenTransactions() const {
 void ClientSession::maybeReleaseAfterTransaction() {
   if (!transactionPooling_ || pinned_ || state_ != State::Active) return;
   if (!idleBetweenTransactions() || !server_->conn().in().empty()) return;
+  if (needCommitLsn()) {
+    fetchCommitLsn();
+    return;
+  }
   // A pipelining client already sent its next request: keep the server for it.
   if (!client_->in().empty()) {
     relayClientToServer();
@@ -353,6 +389,9 @@ void ClientSession::onConnRead(Conn& c) noexcept {
     case State::Active:
     case State::Idle:
       relayClientToServer();
+      return;
+    case State::Console:
+      console_->onRead();
       return;
     case State::Closing:
       client_->in().clear();

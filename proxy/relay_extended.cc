@@ -49,6 +49,18 @@ void ClientSession::ensureOnServer(const ClientStatement& cs) {
   sendServerParse(cs.hash, cs.parseTail, Expect::Kind::HiddenParse, {});
 }
 
+namespace {
+
+// Cheap pre-check before classifying: does the statement start with SET (any case)?
+bool startsWithSet(std::string_view sql) {
+  size_t i = 0;
+  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  return sql.size() >= i + 4 && (sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' &&
+         (sql[i + 2] | 0x20) == 't' && std::isspace(static_cast<unsigned char>(sql[i + 3]));
+}
+
+}  // namespace
+
 bool ClientSession::rewriteParse(size_t total) {
   ByteQueue& in = client_->in();
   auto msg = in.contiguous(total, scratch_);
@@ -60,7 +72,10 @@ bool ClientSession::rewriteParse(size_t total) {
     fatal("08P01", pv.error());
     return true;
   }
-  if (pv->name.empty()) return false;  // the unnamed statement lives within one batch
+  if (pv->name.empty()) {  // the unnamed statement lives within one batch
+    if (startsWithSet(pv->sql)) noteSetStatement(pv->sql);
+    return false;
+  }
   std::string name(pv->name);
   std::string_view tail = asText(body.subspan(name.size() + 1));
   if (const ClientStatement* existing = stmts_.find(name)) {
@@ -109,6 +124,10 @@ bool ClientSession::rewriteBind(size_t total) {
   const ClientStatement* cs = stmts_.find(head->statement);
   // Unknown names go through unchanged: the server answers 26000 with the client's name.
   if (!cs) return false;
+  if (startsWithSet(cs->parseTail)) {
+    std::string_view t = cs->parseTail;
+    noteSetStatement(t.substr(0, t.find('\0')));
+  }
   ensureOnServer(*cs);
   size_t restLen = total - 5 - head->restOffset;
   build_.clear();
@@ -140,6 +159,10 @@ bool ClientSession::rewriteDescribe(size_t total) {
   if (dv->kind != 'S' || dv->name.empty()) return false;
   const ClientStatement* cs = stmts_.find(dv->name);
   if (!cs) return false;
+  if (startsWithSet(cs->parseTail)) {
+    std::string_view t = cs->parseTail;
+    noteSetStatement(t.substr(0, t.find('\0')));
+  }
   ensureOnServer(*cs);
   build_.clear();
   MessageBuilder(build_).begin('D').u8('S').cstr(serverStatementName(cs->hash)).finish();

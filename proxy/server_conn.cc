@@ -244,6 +244,7 @@ void ServerConn::runInternal(std::string_view sql) {
   conn_->send(out);
   conn_->flush();
   internalError_.clear();
+  internalValue_.clear();
   state_ = State::Internal;
   conn_->startReading();
 }
@@ -256,6 +257,17 @@ void ServerConn::handleInternal() {
     if (f.status == FrameStatus::Invalid) {
       close();
       return;
+    }
+    if (f.type == be::DataRow && f.status == FrameStatus::Complete && internalValue_.empty()) {
+      // The first column of the first row, for internal queries that ask for a value.
+      auto msg = in.contiguous(f.total, scratch_);
+      if (msg.size() >= 5 + 2 + 4) {
+        const auto* p = reinterpret_cast<const unsigned char*>(msg.data()) + 7;
+        int32_t len = static_cast<int32_t>((uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) |
+                                           (uint32_t(p[2]) << 8) | uint32_t(p[3]));
+        if (len > 0 && size_t(len) <= msg.size() - 11)
+          internalValue_.assign(reinterpret_cast<const char*>(p + 4), size_t(len));
+      }
     }
     if (f.type == be::ErrorResponse || f.type == be::ParameterStatus ||
         f.type == be::ReadyForQuery) {

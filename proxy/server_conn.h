@@ -65,6 +65,8 @@ class ServerConn final : public Conn::Owner, public Retirable {
   // Sends sql as a simple Query; results are swallowed until ReadyForQuery, then
   // onInternalDone is delivered to the linked user (or the pool when none).
   void runInternal(std::string_view sql);
+  // First column of the first row the last internal query returned ("" if none or NULL).
+  const std::string& internalValue() const { return internalValue_; }
 
   const std::map<std::string, std::string>& params() const { return params_; }
   void setParam(std::string_view name, std::string_view value) {
@@ -112,6 +114,7 @@ class ServerConn final : public Conn::Owner, public Retirable {
   uint64_t createdMs_ = 0, lastUsedMs_ = 0;
   std::optional<protocol::ScramClient> scram_;
   std::string internalError_;
+  std::string internalValue_;
   std::vector<std::byte> scratch_;
 };
 

@@ -16,6 +16,8 @@
 namespace pgswitch::proxy {
 
 Worker::Worker(int id, Runtime& rt) : id_(id), rt_(rt) {
+  rng_ ^= static_cast<uint64_t>(id + 1) * 0xbf58476d1ce4e5b9ull ^
+          static_cast<uint64_t>(reinterpret_cast<uintptr_t>(this));
   uv_loop_init(&loop_);
   loop_.data = this;
   uv_check_init(&loop_, &check_);
@@ -75,18 +77,22 @@ void Worker::start() {
   thread_ = std::thread([this] { runHere(); });
 }
 
-void Worker::runHere() { uv_run(&loop_, UV_RUN_DEFAULT); }
+void Worker::runHere() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  finished_ = true;
+}
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::post(std::function<void()> fn) {
-  {
-    std::lock_guard g(postMu_);
-    posted_.push_back(std::move(fn));
-  }
+bool Worker::post(std::function<void()> fn) {
+  // The send stays under the lock: once onCheck closed async_, nothing may signal it.
+  std::lock_guard g(postMu_);
+  if (asyncClosed_) return false;
+  posted_.push_back(std::move(fn));
   uv_async_send(&async_);
+  return true;
 }
 
 void Worker::stop() {
@@ -133,6 +139,10 @@ void Worker::onCheck(uv_check_t* h) {
     if (!serversLeft && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&w->check_))) {
       w->pools_.clear();
       uv_close(reinterpret_cast<uv_handle_t*>(&w->janitor_), nullptr);
+      {
+        std::lock_guard g(w->postMu_);
+        w->asyncClosed_ = true;
+      }
       uv_close(reinterpret_cast<uv_handle_t*>(&w->async_), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&w->check_), nullptr);
     }
@@ -162,6 +172,7 @@ void Worker::onJanitor(uv_timer_t* t) {
     return;
   }
   for (auto& [k, p] : w->pools_) p->janitor(now);
+  if (w->draining_) w->endQuiescentClients();
   auto clients = w->clients_;
   for (auto* c : clients) c->janitor(now);
 }
@@ -187,6 +198,16 @@ void Worker::onTopologyChanged() {
   auto holding = holding_;
   holding_.clear();
   for (auto* c : holding) c->retryHold();
+}
+
+routing::Classifier& Worker::classifier(const Config& cfg) {
+  if (!classifier_ || classifierFunctions_ != cfg.routing.writeFunctions) {
+    routing::ClassifierOptions o;
+    o.extraWriteFunctions = cfg.routing.writeFunctions;
+    classifier_ = std::make_unique<routing::Classifier>(std::move(o));
+    classifierFunctions_ = cfg.routing.writeFunctions;
+  }
+  return *classifier_;
 }
 
 void Worker::addHolding(ClientSession* c) { holding_.push_back(c); }

@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -17,11 +18,15 @@
 
 #include "protocol/buffer.h"
 #include "proxy/runtime.h"
+#include "proxy/stats.h"
+#include "proxy/stats.h"
+#include "routing/classifier.h"
 
 namespace pgswitch::proxy {
 
 class ClientSession;
 class Pool;
+struct WorkerPart;
 
 // Objects destroyed on a later loop turn, never inside their own callback.
 class Retirable {
@@ -47,8 +52,24 @@ class Worker {
   // Sessions waiting for a usable backend to appear (no primary during a failover).
   void addHolding(ClientSession* c);
   void removeHolding(ClientSession* c);
-  // Runs fn on this worker's thread.
-  void post(std::function<void()> fn);
+  // Runs fn on this worker's thread. False (fn dropped) once the loop is shutting down.
+  bool post(std::function<void()> fn);
+
+  // Observability and graceful stop (worker_admin.cc).
+  // Counters per backend slot, written only on this thread. Routing counts reads/writes;
+  // the relay counts transactions, queries, bytes and latency.
+  BackendCounters& counters(int backend) {
+    if (backend < 0) return spareCounters_;
+    if (static_cast<size_t>(backend) >= counters_.size()) counters_.resize(backend + 1);
+    return counters_[backend];
+  }
+  // This worker's part of a Snapshot (clients, servers, pools, counters). On this thread.
+  void collectInto(WorkerPart& part);
+  // SHUTDOWN WAIT: stop accepting; each session ends once it is between transactions; then
+  // the worker shuts down as stop() does. Thread-safe.
+  void stopGraceful();
+  // The loop has returned (thread-safe).
+  bool finished() const { return finished_.load(); }
 
   int id() const { return id_; }
   uv_loop_t* loop() { return &loop_; }
@@ -71,6 +92,23 @@ class Worker {
   void setWorkerCount(int n) { workerCount_ = n; }
   bool stopping() const { return stopping_; }
 
+  // Read/write routing state of this worker: the statement classifier (rebuilt when the
+  // configured write functions change), requests in flight per backend (the load that
+  // replica choice balances), and a cheap PRNG for the choice.
+  routing::Classifier& classifier(const Config& cfg);
+  std::vector<int>& outstanding() { return outstanding_; }
+  void addOutstanding(int backend, int delta) {
+    if (backend < 0) return;
+    if (static_cast<size_t>(backend) >= outstanding_.size()) outstanding_.resize(backend + 1, 0);
+    outstanding_[backend] += delta;
+  }
+  uint64_t random() {
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    return rng_;
+  }
+
   // Hashes of statements that parsed successfully on some server of this worker (bounded:
   // forgotten wholesale when it grows past kKnownStatementsMax).
   bool knownStatement(uint64_t h) const { return knownStatements_.count(h) != 0; }
@@ -86,6 +124,7 @@ class Worker {
   static void onJanitor(uv_timer_t* t);
   void drainPosted();
   void shutdownNow();
+  void endQuiescentClients();  // SHUTDOWN WAIT, once a second
 
   int id_;
   Runtime& rt_;
@@ -99,6 +138,7 @@ class Worker {
   std::thread thread_;
   std::mutex postMu_;
   std::vector<std::function<void()>> posted_;
+  bool asyncClosed_ = false;  // under postMu_: post() must not touch async_ any more
   std::vector<Retirable*> graveyard_;
   std::vector<ClientSession*> clients_;
   std::vector<ClientSession*> holding_;
@@ -106,7 +146,15 @@ class Worker {
   std::unordered_set<uint64_t> knownStatements_;
   static constexpr size_t kKnownStatementsMax = 65536;
   int workerCount_ = 1;
+  std::unique_ptr<routing::Classifier> classifier_;
+  std::vector<std::string> classifierFunctions_;
+  std::vector<int> outstanding_;
+  std::vector<BackendCounters> counters_;
+  uint64_t rng_ = 0x9e3779b97f4a7c15ull;
   bool stopping_ = false;
+  bool draining_ = false;  // SHUTDOWN WAIT in progress
+  std::atomic<bool> finished_{false};
+  BackendCounters spareCounters_;
   uint64_t stopAtMs_ = 0;
   static constexpr uint64_t kShutdownGraceMs = 3000;
 };

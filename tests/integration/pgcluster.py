@@ -642,9 +642,14 @@ class PgSwitch:
             out.append(f"workers = {int(self.workers)}")
         out += ["", "[health]", f"period_ms = {int(self.health_period_ms)}",
                 'user = "postgres"', 'password = "postgres"', ""]
+        # backend_toml: {node index: extra TOML lines for that [[backend]] (weight, tags)}
+        extra = getattr(self, "backend_toml", {})
         for n in self.cluster.nodes:
             out += ["[[backend]]", f"name = {_toml_str(f'pg{n.index + 1}')}",
-                    f"host = {_toml_str(HOST)}", f"port = {n.port}", ""]
+                    f"host = {_toml_str(HOST)}", f"port = {n.port}"]
+            if extra.get(n.index):
+                out.append(extra[n.index].strip())
+            out.append("")
         for u in self.users:
             out += ["[[user]]", f"name = {_toml_str(u['name'])}",
                     f"password = {_toml_str(u.get('password', ''))}",

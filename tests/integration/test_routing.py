@@ -1,0 +1,268 @@
+"""Read/write routing integration tests (issue 5): pgswitch in transaction mode in front of a
+primary and two streaming replicas. A mixed pgbench workload (autocommit reads and writes,
+explicit and read-only transactions, simple and prepared protocol) must see no 25006 and
+spread its reads over the replicas by weight; read-your-writes must never miss its own row
+while a replica lags, and the same loop without it must miss (so the test can fail)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pgcluster import HOST, PG_BIN, PgCluster, PgSwitch  # noqa: E402
+from proxycase import ProxyTestCase, budget  # noqa: E402
+
+PGBENCH = str(PG_BIN / "pgbench")
+
+SCRIPTS = {
+    "read.sql": """\\set aid random(1, 100000 * :scale)
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+""",
+    "write.sql": """\\set aid random(1, 100000 * :scale)
+\\set delta random(-5000, 5000)
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+""",
+    "txn.sql": """\\set aid random(1, 100000 * :scale)
+\\set delta random(-5000, 5000)
+BEGIN;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+END;
+""",
+    "rotxn.sql": """\\set aid random(1, 100000 * :scale)
+BEGIN READ ONLY;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+SELECT count(*) FROM pgbench_branches;
+COMMIT;
+""",
+    "settxn.sql": """\\set aid random(1, 100000 * :scale)
+BEGIN;
+SET TRANSACTION READ WRITE;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid FOR UPDATE;
+UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid = 1;
+COMMIT;
+""",
+    "seq.sql": """SELECT nextval('routing_seq');
+""",
+}
+
+
+def replica_reads(cluster: PgCluster, i: int) -> int:
+    out = cluster.psql(i, "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_tables "
+                          "WHERE relname = 'pgbench_accounts'", db="appdb")
+    return int(out.strip() or 0)
+
+
+class RoutingTest(ProxyTestCase):
+    default_budget = 120.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=2).start()
+        try:
+            env = dict(os.environ, PGPASSWORD="postgres")
+            run = lambda *a: subprocess.run(a, check=True, capture_output=True, text=True,
+                                            timeout=120, env=env)
+            run(PGBENCH, "-i", "-s", "1", "-q", "-h", HOST, "-p", str(cls.cluster.port_of(0)),
+                "-U", "postgres", "appdb")
+            cls.cluster.psql(0, "CREATE SEQUENCE routing_seq; "
+                                "CREATE TABLE ryw (id bigint PRIMARY KEY, v text); "
+                                "GRANT ALL ON ALL TABLES IN SCHEMA public TO app; "
+                                "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO app", db="appdb")
+            cls.cluster.wait_replicated()
+            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", health_period_ms=200,
+                              start=False, extra_toml="[pool]\npool_size = 16\n")
+            cls.sw.backend_toml = {1: "weight = 2", 2: "weight = 1"}
+            cls.sw.write_config()
+            cls.sw.start()
+        except BaseException:
+            cls.cluster.stop()
+            raise
+        cls.scripts = tempfile.mkdtemp(prefix="routing-", dir=cls.cluster.tmpdir)
+        for name, text in SCRIPTS.items():
+            with open(os.path.join(cls.scripts, name), "w") as f:
+                f.write(text)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def pgbench(self, mode: str, seconds: int = 8) -> str:
+        s = self.scripts
+        args = [PGBENCH, "-n", "-c", "8", "-j", "2", "-T", str(seconds), "-M", mode,
+                "-f", f"{s}/read.sql@10", "-f", f"{s}/write.sql@2", "-f", f"{s}/txn.sql@2",
+                "-f", f"{s}/rotxn.sql@3", "-f", f"{s}/settxn.sql@1", "-f", f"{s}/seq.sql@1",
+                "-h", HOST, "-p", str(self.sw.port), "-U", "app", "appdb"]
+        env = dict(os.environ, PGPASSWORD="app")
+        p = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60)
+        out = p.stdout + p.stderr
+        self.assertEqual(p.returncode, 0, f"pgbench -M {mode} failed:\n{out[-3000:]}")
+        self.assertNotIn("25006", out, out[-3000:])
+        self.assertNotIn("read-only transaction", out, out[-3000:])
+        self.assertIn("number of failed transactions: 0", out, out[-3000:])
+        return out
+
+    @budget(150)
+    def test_mixed_workload_no_readonly_errors_and_weighted_spread(self):
+        before = [replica_reads(self.cluster, i) for i in (1, 2)]
+        primary_before = replica_reads(self.cluster, 0)
+        for mode in ("simple", "extended", "prepared"):
+            out = self.pgbench(mode)
+            tps = [l for l in out.splitlines() if l.startswith("tps")]
+            print(f"\nmixed pgbench -M {mode}: {tps[0] if tps else '?'}")
+        time.sleep(1.0)  # standby statistics are flushed at most once a second
+        after = [replica_reads(self.cluster, i) for i in (1, 2)]
+        d = [a - b for a, b in zip(after, before)]
+        primary_reads = replica_reads(self.cluster, 0) - primary_before
+        total = sum(d)
+        print(f"index scans: replica pg2 (weight 2) {d[0]}, pg3 (weight 1) {d[1]}, "
+              f"primary {primary_reads}")
+        self.assertGreater(total, 1000, "reads did not reach the replicas")
+        share = d[0] / total
+        self.assertAlmostEqual(share, 2 / 3, delta=(2 / 3) * 0.10,
+                               msg=f"pg2 got {share:.3f} of replica reads, weight says 0.667")
+        # Reads are the majority of this mix: most index scans ran on replicas.
+        self.assertGreater(total, primary_reads, "replicas served fewer reads than the primary")
+
+    def ryw_loop(self, sw: PgSwitch, n: int, stop_after_misses: int | None = None) -> int:
+        conn = psycopg2.connect(sw.dsn())
+        conn.autocommit = True
+        cur = conn.cursor()
+        misses = 0
+        base = int(time.time() * 1000) * 100000
+        try:
+            for k in range(n):
+                key = base + k
+                cur.execute("INSERT INTO ryw (id, v) VALUES (%s, 'x')", (key,))
+                cur.execute("SELECT v FROM ryw WHERE id = %s", (key,))
+                if cur.fetchone() is None:
+                    misses += 1
+                    if stop_after_misses and misses >= stop_after_misses:
+                        break
+        finally:
+            conn.close()
+        return misses
+
+    @budget(200)
+    def test_read_your_writes(self):
+        # One replica replays two seconds late; the other is plain asynchronous.
+        self.cluster.set_conf(1, "recovery_min_apply_delay", "2s")
+        try:
+            time.sleep(1.0)
+            ryw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200,
+                           extra_toml='[routing]\nconsistency = "read_your_writes"\n')
+            try:
+                t0 = time.monotonic()
+                misses = self.ryw_loop(ryw, 10000)
+                took = time.monotonic() - t0
+                log = ryw.log_tail()
+            finally:
+                ryw.stop()
+            print(f"\nread_your_writes: 10000 insert+select in {took:.1f}s, {misses} misses")
+            self.assertEqual(misses, 0, "read-your-writes missed its own rows\n" + log)
+            misses = self.ryw_loop(self.sw, 2000, stop_after_misses=20)
+            print(f"eventual consistency: {misses} misses (expected > 0)")
+            self.assertGreater(misses, 0, "without read_your_writes no read missed: the test "
+                                          "cannot tell the two apart (is a replica lagging?)")
+        finally:
+            self.cluster.set_conf(1, "recovery_min_apply_delay", None)
+
+    def test_hints_and_tags(self):
+        conn = psycopg2.connect(self.sw.dsn())
+        conn.autocommit = True
+        cur = conn.cursor()
+        ports = set()
+        for _ in range(30):
+            cur.execute("/* pgswitch: primary */ SELECT inet_server_port()")
+            ports.add(cur.fetchone()[0])
+        self.assertEqual(ports, {self.cluster.port_of(0)})
+        ports = set()
+        for _ in range(60):
+            cur.execute("SELECT inet_server_port()")
+            ports.add(cur.fetchone()[0])
+        self.assertEqual(ports, {self.cluster.port_of(1), self.cluster.port_of(2)})
+        cur.execute("BEGIN")
+        cur.execute("SELECT inet_server_port()")
+        self.assertEqual(cur.fetchone()[0], self.cluster.port_of(0))
+        cur.execute("COMMIT")
+        cur.execute("SET default_transaction_read_only = on")
+        cur.execute("BEGIN")
+        cur.execute("SELECT inet_server_port(), current_setting('transaction_read_only')")
+        port, ro = cur.fetchone()
+        cur.execute("COMMIT")
+        self.assertEqual(ro, "on")
+        self.assertIn(port, {self.cluster.port_of(1), self.cluster.port_of(2)})
+        conn.close()
+
+    def test_reporting_tag_by_application_name(self):
+        sw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200, start=False,
+                      extra_toml='[[routing.rule]]\napplication_name = "reporting"\n'
+                                 'tag = "reporting"\n')
+        sw.backend_toml = {2: 'tags = ["reporting"]'}
+        sw.write_config()
+        sw.start()
+        try:
+            conn = psycopg2.connect(sw.dsn(application_name="reporting"))
+            conn.autocommit = True
+            cur = conn.cursor()
+            ports = set()
+            for _ in range(40):
+                cur.execute("SELECT inet_server_port()")
+                ports.add(cur.fetchone()[0])
+            self.assertEqual(ports, {self.cluster.port_of(2)})
+            cur.execute("INSERT INTO ryw VALUES (-1, 'w') ON CONFLICT (id) DO NOTHING "
+                        "RETURNING inet_server_port()")
+            conn.close()
+            other = psycopg2.connect(sw.dsn(application_name="web"))
+            other.autocommit = True
+            cur = other.cursor()
+            ports = set()
+            for _ in range(60):
+                cur.execute("/* pgswitch: tag=reporting */ SELECT inet_server_port()")
+                ports.add(cur.fetchone()[0])
+            self.assertEqual(ports, {self.cluster.port_of(2)})
+            other.close()
+        finally:
+            sw.stop()
+
+    def test_fallback_error_when_no_replica(self):
+        sw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200,
+                      extra_toml='[routing]\nfallback = "error"\nmax_lag_bytes = 1\n'
+                                 'max_lag_ms = 1\n')
+        try:
+            self.cluster.set_conf(1, "recovery_min_apply_delay", "3s")
+            self.cluster.set_conf(2, "recovery_min_apply_delay", "3s")
+            time.sleep(0.5)
+            conn = psycopg2.connect(sw.dsn())
+            conn.autocommit = True
+            cur = conn.cursor()
+            deadline = time.monotonic() + 15
+            got = None
+            while time.monotonic() < deadline and got is None:
+                cur.execute("INSERT INTO ryw VALUES (%s, 'f')", (int(time.time() * 1e6),))
+                try:
+                    cur.execute("SELECT 1")
+                except psycopg2.Error as e:
+                    got = e.pgcode
+                time.sleep(0.1)
+            self.assertEqual(got, "57P03")
+            cur.execute("/* pgswitch: primary */ SELECT 1")  # the connection still works
+            conn.close()
+        finally:
+            self.cluster.set_conf(1, "recovery_min_apply_delay", None)
+            self.cluster.set_conf(2, "recovery_min_apply_delay", None)
+            sw.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
