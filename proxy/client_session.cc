@@ -292,6 +292,14 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
       fatal("08006", e.text);
       return;
     case PoolError::Kind::Timeout:
+      if (loggedIn_) {
+        // The request is answered with an error and the connection stays usable (the
+        // client may retry); only a client still logging in is turned away.
+        failRequest("53300", e.text, "raise pool_size or query_wait_timeout_ms");
+        transitionTo(State::Idle);
+        client_->startReading();
+        return;
+      }
       fatal("53300", e.text, {}, "raise pool_size or query_wait_timeout_ms");
       return;
     case PoolError::Kind::Shutdown:

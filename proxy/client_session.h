@@ -115,6 +115,7 @@ class ClientSession final : public Conn::Owner,
   void relayServerToClient();
   bool idleBetweenTransactions() const;
   bool answerParseLocally();
+  bool answerDeallocateLocally(char txnStatus);
   void maybeReleaseAfterTransaction();
   void protocolDesync(const char* what);
   // extended protocol in transaction mode (relay_extended.cc)
@@ -189,7 +190,7 @@ class ClientSession final : public Conn::Owner,
   std::string pinReason_;
   int setTags_ = 0, reportedChanges_ = 0;  // SET statements vs ParameterStatus since last Z
   int scopedSets_ = 0;                     // of those, SET LOCAL / SET TRANSACTION
-  void noteSetStatement(std::string_view sql);
+  void noteStatementEffects(std::string_view sql);
   ClientStatements stmts_;
   std::vector<protocol::Slice> slices_;
   std::vector<std::byte> scratch_;

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <optional>
 
+#include "protocol/builder.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "proxy/client_session.h"
@@ -56,14 +58,22 @@ static std::string_view queryFirstWord(const ByteQueue& in, size_t total,
   return std::string_view(word.data(), k);
 }
 
-// SET LOCAL and SET TRANSACTION end with their transaction: unlike a session SET they need
-// no pinning. The SET heuristic at ReadyForQuery counts these out.
-void ClientSession::noteSetStatement(std::string_view sql) {
+// Transaction mode, a statement inside a transaction or a SET: SET LOCAL and SET TRANSACTION
+// end with their transaction (the SET heuristic at ReadyForQuery counts them out); temporary
+// tables and session advisory locks outlive it (the client is pinned to its server).
+void ClientSession::noteStatementEffects(std::string_view sql) {
   routing::Classification c = worker_.classifier(*cfg_).classify(sql);
   bool txnScoped = c.kind == routing::StatementKind::LocalSet ||
                    (c.kind == routing::StatementKind::SetTxnReadOnly &&
                     c.setName == "transaction_read_only");
   if (txnScoped) ++scopedSets_;
+  const char* reason = c.createsTempTable      ? "temporary table"
+                       : c.sessionAdvisoryLock ? "session advisory lock"
+                                               : nullptr;
+  if (reason && !pinned_) {
+    pinned_ = true;
+    pinReason_ = reason;
+  }
 }
 
 void ClientSession::relayClientToServer() {
@@ -82,7 +92,7 @@ void ClientSession::relayClientToServer() {
   if (state_ == State::Idle) {
     // Transaction mode: the first byte of the next request asks for a server, unless it is
     // a Parse+Sync of a statement known to parse, which pgswitch answers itself.
-    while (!in.empty() && answerParseLocally()) {
+    while (!in.empty() && (answerParseLocally() || answerDeallocateLocally('I'))) {
     }
     if (!in.empty() && state_ == State::Idle) {
       if (decideRoute()) {
@@ -96,6 +106,7 @@ void ClientSession::relayClientToServer() {
   }
   if (state_ != State::Active || !server_ || lsnPending_) return;
   Conn& sc = server_->conn();
+  bool answeredLocally = false;
   while (!in.empty() && server_) {
     if (c2sPassthrough_ > 0) {
       c2sPassthrough_ -= forward(in, sc, c2sPassthrough_, slices_);
@@ -135,6 +146,11 @@ void ClientSession::relayClientToServer() {
       switch (t) {
         case fe::Parse:
           if (!complete) goto done;
+          if (expect_.empty() && !unsynced_ && s2cPassthrough_ == 0 &&
+              server_->txnStatus() != 'E' && answerDeallocateLocally(server_->txnStatus())) {
+            answeredLocally = true;
+            continue;
+          }
           handled = rewriteParse(f.total);
           break;
         case fe::Bind:
@@ -161,14 +177,23 @@ void ClientSession::relayClientToServer() {
     }
     switch (t) {
       case fe::Query: {
+        if (transactionPooling_ && complete && expect_.empty() && !unsynced_ &&
+            s2cPassthrough_ == 0 &&
+            server_->txnStatus() != 'E' && answerDeallocateLocally(server_->txnStatus())) {
+          answeredLocally = true;
+          continue;
+        }
         expect_.push_back({Expect::Kind::Query});
         std::array<char, 16> w;
         std::string_view first = queryFirstWord(in, f.total, w);
         if (server_->txnStatus() != 'I') commitInFlight_ = first == "COMMIT" || first == "END";
-        if (first == "SET" && transactionPooling_ && complete) {
+        if (transactionPooling_ && complete && !pinned_ &&
+            (first == "SET" || server_->txnStatus() != 'I')) {
+          // Inside a transaction the request-start classification did not see this
+          // statement: look for session state it creates.
           auto msg = in.contiguous(f.total, scratch_);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
-          noteSetStatement(sql);
+          noteStatementEffects(sql);
         }
         break;
       }
@@ -195,6 +220,7 @@ done:
   if (s2cPassthrough_ == 0) emitFakes();
   client_->flush();
   if (sc.aboveHighWater()) client_->stopReading();
+  if (answeredLocally) maybeReleaseAfterTransaction();
 }
 
 void ClientSession::relayServerToClient() {
@@ -333,6 +359,125 @@ bool ClientSession::answerParseLocally() {
   stmts_.put(pv->name, ClientStatement{h, std::string(tail)});
   in.consume(f.total + sync.total);
   client_->send(std::string_view("1\0\0\0\4Z\0\0\0\5I", 11));
+  return true;
+}
+
+// "DEALLOCATE [PREPARE] name" -> name (folded to lower case unless quoted); nullopt for
+// DEALLOCATE ALL and anything else.
+static std::optional<std::string> deallocateTarget(std::string_view sql) {
+  size_t i = 0;
+  auto skipSpace = [&] {
+    while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  };
+  auto word = [&] {
+    size_t b = i;
+    while (i < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_' ||
+                              sql[i] == '$'))
+      ++i;
+    std::string r(sql.substr(b, i - b));
+    for (auto& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return r;
+  };
+  skipSpace();
+  if (word() != "deallocate") return std::nullopt;
+  skipSpace();
+  size_t save = i;
+  std::string name = word();
+  bool quoted = false;
+  if (name == "prepare") {
+    skipSpace();
+    save = i;
+    name = word();
+  }
+  if (name.empty() && i < sql.size() && sql[i] == '"') {
+    quoted = true;
+    i = save + 1;
+    while (i < sql.size()) {
+      if (sql[i] == '"') {
+        if (i + 1 < sql.size() && sql[i + 1] == '"') {
+          name += '"';
+          i += 2;
+          continue;
+        }
+        break;
+      }
+      name += sql[i++];
+    }
+    if (i >= sql.size()) return std::nullopt;
+    ++i;
+  }
+  skipSpace();
+  if (i < sql.size() && sql[i] == ';') ++i;
+  skipSpace();
+  if (i != sql.size() || name.empty() || (!quoted && name == "all")) return std::nullopt;
+  return name;
+}
+
+// SQL DEALLOCATE of a protocol-level statement in transaction mode: the name is the
+// client's, its server-side twin is pgsw_<hash> and may be shared, so the server cannot
+// run it. psycopg 3 (libpq < 17) evicts its statement cache this way, as a simple Query or
+// as an unnamed Parse/Bind/[Describe]/Execute/Sync batch. Answered here when nothing is
+// pending ahead of it, so replies stay in order.
+bool ClientSession::answerDeallocateLocally(char txnStatus) {
+  ByteQueue& in = client_->in();
+  Frame f = readFrame(in, cfg_->maxMessageBytes);
+  if (f.status != FrameStatus::Complete || f.total > 512) return false;
+  if (f.type != fe::Query && f.type != fe::Parse) return false;
+  auto msg = in.contiguous(f.total, scratch_);
+  std::string_view sql;
+  if (f.type == fe::Query) {
+    sql = std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
+  } else {
+    auto pv = parseParse(msg.subspan(5));
+    if (!pv || !pv->name.empty() || pv->paramCount != 0) return false;
+    sql = pv->sql;
+  }
+  auto name = deallocateTarget(sql);
+  if (!name || !stmts_.find(*name)) return false;
+  std::string out;
+  size_t total = f.total;
+  if (f.type == fe::Parse) {
+    // The rest of the batch must be exactly: Bind "" "" (no parameters), optional
+    // Describe portal "", Execute "", Sync.
+    out += std::string_view("1\0\0\0\4", 5);
+    bool bound = false, executed = false;
+    for (;;) {
+      std::array<std::byte, 5> hdr;
+      if (!in.copyOut(total, hdr)) return false;
+      Frame g = readFrame(hdr, 512);
+      if (g.status == FrameStatus::Invalid || total + g.total > in.size() || g.total > 64)
+        return false;
+      std::array<std::byte, 64> body{};
+      in.copyOut(total + 5, std::span(body.data(), g.total - 5));
+      if (g.type == fe::Bind && !bound) {
+        // "" portal, "" statement, int16 0 formats, int16 0 params, int16 result formats...
+        if (g.total < 5 + 2 + 4 || body[0] != std::byte{0} || body[1] != std::byte{0} ||
+            body[2] != std::byte{0} || body[3] != std::byte{0} || body[4] != std::byte{0} ||
+            body[5] != std::byte{0})
+          return false;
+        out += std::string_view("2\0\0\0\4", 5);
+        bound = true;
+      } else if (g.type == fe::Describe && bound && !executed) {
+        if (body[0] != std::byte{'P'}) return false;
+        out += std::string_view("n\0\0\0\4", 5);
+      } else if (g.type == fe::Execute && bound && !executed) {
+        executed = true;
+        appendCommandComplete(out, "DEALLOCATE");
+      } else if (g.type == fe::Sync && executed) {
+        total += g.total;
+        break;
+      } else {
+        return false;
+      }
+      total += g.total;
+    }
+  } else {
+    appendCommandComplete(out, "DEALLOCATE");
+  }
+  stmts_.erase(*name);
+  in.consume(total);
+  appendReadyForQuery(out, txnStatus);
+  client_->send(out);
   return true;
 }
 

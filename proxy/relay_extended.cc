@@ -73,9 +73,11 @@ bool ClientSession::rewriteParse(size_t total) {
     return true;
   }
   if (pv->name.empty()) {  // the unnamed statement lives within one batch
-    if (startsWithSet(pv->sql)) noteSetStatement(pv->sql);
+    if (!pinned_ && (startsWithSet(pv->sql) || server_->txnStatus() != 'I'))
+      noteStatementEffects(pv->sql);
     return false;
   }
+  if (server_->txnStatus() != 'I' && !pinned_) noteStatementEffects(pv->sql);
   std::string name(pv->name);
   std::string_view tail = asText(body.subspan(name.size() + 1));
   if (const ClientStatement* existing = stmts_.find(name)) {
@@ -126,7 +128,7 @@ bool ClientSession::rewriteBind(size_t total) {
   if (!cs) return false;
   if (startsWithSet(cs->parseTail)) {
     std::string_view t = cs->parseTail;
-    noteSetStatement(t.substr(0, t.find('\0')));
+    noteStatementEffects(t.substr(0, t.find('\0')));
   }
   ensureOnServer(*cs);
   size_t restLen = total - 5 - head->restOffset;
@@ -161,7 +163,7 @@ bool ClientSession::rewriteDescribe(size_t total) {
   if (!cs) return false;
   if (startsWithSet(cs->parseTail)) {
     std::string_view t = cs->parseTail;
-    noteSetStatement(t.substr(0, t.find('\0')));
+    noteStatementEffects(t.substr(0, t.find('\0')));
   }
   ensureOnServer(*cs);
   build_.clear();

@@ -340,9 +340,6 @@ class PoolingTest(ProxyTestCase):
             self.assertTrue(names and all(n.startswith("pgsw_") for n in names),
                             f"server-side statements: {names}")
 
-    @unittest.skip("KNOWN BUG: psycopg 3.1 (libpq < 17) evicts from its statement cache with "
-                   "an SQL 'DEALLOCATE _pg3_N', which pgswitch forwards unchanged in "
-                   "transaction mode: 26000 prepared statement does not exist (proxy/relay.cc)")
     @budget(30)
     def test_03b_psycopg3_statement_cache_rotation(self):
         # psycopg 3.1 with libpq < 17 evicts a statement from its cache (prepared_max) with an
@@ -617,9 +614,13 @@ class PoolingTest(ProxyTestCase):
         self.assertIn("query_wait_timeout", fields.get("M", ""), fields)
         self.assertGreaterEqual(elapsed, timeout_ms / 1000 - 0.1, "error came before the timeout")
         self.assertLess(elapsed, timeout_ms / 1000 + 3.0, "error came long after the timeout")
+        self.assertEqual(fields.get("S"), "ERROR", "a logged-in client keeps its connection")
+        t, payload = waiter.read_msg()
+        self.assertEqual(t, b"Z", "ReadyForQuery follows the error")
         # The holder is unaffected, and once it commits the pool serves new clients again.
         self.assertEqual(self.one(holder, "SELECT 3"), 3)
         holder.commit()
+        self.assertEqual(waiter.query("SELECT 5"), [("5",)], "the waiter's connection works")
         self.assertEqual(self.one(self.connect2(sw), "SELECT 4"), 4)
 
     @budget(30)
@@ -773,8 +774,6 @@ class PoolingTest(ProxyTestCase):
                 self.assertEqual(cur.fetchall(), [(1,), (2,), (3,)])
         self._check_pins(sw, setup, check, "CURSOR")
 
-    @unittest.skip("KNOWN BUG: temp tables do not pin in transaction mode (README says they "
-                   "do); the Query path in proxy/relay.cc never asks the classifier")
     @budget(40)
     def test_07f_temp_table_pins(self):
         sw = self.start_switch(pool_size=2, workers=1)
@@ -782,8 +781,6 @@ class PoolingTest(ProxyTestCase):
             sw, lambda x: x.cursor().execute("CREATE TEMP TABLE tt7 AS SELECT 1 AS a"),
             lambda x: self.assertEqual(self.one(x, "SELECT a FROM tt7"), 1), "temp")
 
-    @unittest.skip("KNOWN BUG: session advisory locks do not pin in transaction mode (README "
-                   "says they do); the Query path in proxy/relay.cc never asks the classifier")
     @budget(40)
     def test_07g_session_advisory_lock_pins(self):
         sw = self.start_switch(pool_size=2, workers=1)
