@@ -19,8 +19,52 @@ const char* toString(EventType t) {
       return "fenced";
     case EventType::LagExceeded:
       return "lag_exceeded";
+    case EventType::FailoverStarted:
+      return "failover_started";
+    case EventType::FailoverRefused:
+      return "failover_refused";
+    case EventType::FailoverFailed:
+      return "failover_failed";
+    case EventType::Promoted:
+      return "promoted";
+    case EventType::Repointed:
+      return "repointed";
+    case EventType::RepointFailed:
+      return "repoint_failed";
+    case EventType::FailoverDone:
+      return "failover_done";
+    case EventType::SwitchoverStarted:
+      return "switchover_started";
+    case EventType::SwitchoverFailed:
+      return "switchover_failed";
+    case EventType::SwitchoverDone:
+      return "switchover_done";
   }
   return "?";
+}
+
+bool isWarning(EventType t) {
+  switch (t) {
+    case EventType::BackendDown:
+    case EventType::SplitBrain:
+    case EventType::Fenced:
+    case EventType::LagExceeded:
+    case EventType::FailoverStarted:
+    case EventType::FailoverRefused:
+    case EventType::FailoverFailed:
+    case EventType::RepointFailed:
+    case EventType::SwitchoverFailed:
+      return true;
+    case EventType::BackendUp:
+    case EventType::RoleChanged:
+    case EventType::Promoted:
+    case EventType::Repointed:
+    case EventType::FailoverDone:
+    case EventType::SwitchoverStarted:
+    case EventType::SwitchoverDone:
+      return false;
+  }
+  return false;
 }
 
 namespace {

@@ -1,5 +1,6 @@
-// Health events (backend_up, backend_down, role_changed, split_brain, fenced, lag_exceeded):
-// the value type, its logfmt rendering for the log and the environment handed to on_event.
+// Health and failover events (backend_up, backend_down, role_changed, split_brain, fenced,
+// lag_exceeded; failover_*, promoted, repointed, switchover_*): the value type, its logfmt
+// rendering for the log and the environment handed to on_event.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,27 @@
 
 namespace pgswitch::health {
 
-enum class EventType { BackendUp, BackendDown, RoleChanged, SplitBrain, Fenced, LagExceeded };
+enum class EventType {
+  BackendUp,
+  BackendDown,
+  RoleChanged,
+  SplitBrain,
+  Fenced,
+  LagExceeded,
+  FailoverStarted,    // a candidate was chosen (or named by PROMOTE) and is being promoted
+  FailoverRefused,    // automatic failover wanted but not done (no candidate, lag, primary alive)
+  FailoverFailed,     // a promotion was attempted and failed
+  Promoted,           // the candidate left recovery
+  Repointed,          // a replica's primary_conninfo now names the new primary
+  RepointFailed,      // re-pointing a replica failed (it keeps its old upstream)
+  FailoverDone,       // failover or PROMOTE finished
+  SwitchoverStarted,  // writes paused, waiting for the candidate to catch up
+  SwitchoverFailed,   // switchover abandoned; writes resumed on the old primary
+  SwitchoverDone,     // switchover finished, writes resumed on the new primary
+};
+
+// Whether an event reports trouble (logged as a warning) rather than progress.
+bool isWarning(EventType t);
 
 const char* toString(EventType t);
 

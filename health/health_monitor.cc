@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "health/event_hook.h"
+#include "health/failover_coordinator.h"
 #include "health/pg_probe.h"
 
 namespace pgswitch::health {
@@ -37,7 +38,7 @@ BuilderThresholds thresholdsOf(const HealthSettings& s) {
 
 }  // namespace
 
-class HealthMonitor::Impl final : public ProbeListener {
+class HealthMonitor::Impl final : public ProbeListener, public FailoverCoordinator::Host {
  public:
   Impl(HealthSettings settings, std::vector<BackendSpec> backends, Publish publish)
       : settings_(std::move(settings)),
@@ -49,6 +50,10 @@ class HealthMonitor::Impl final : public ProbeListener {
     settings_.queryTimeoutMs = std::max(1, settings_.queryTimeoutMs);
     current_ = builder_.initial();
     for (size_t i = 0; i < builder_.size(); ++i) status_.push_back(builder_.track(int(i)));
+  }
+  // Requests queued on a monitor that never started still get their answer.
+  ~Impl() {
+    for (auto& fn : posted_) fn();
   }
 
   enum class Kind { Recheck, Fence, Attach, Disable, Drain };
@@ -66,7 +71,15 @@ class HealthMonitor::Impl final : public ProbeListener {
   void onCheckDone(int index, ProbeResult result) override;
   void onConnectionLost(int index) override;
 
+  // FailoverCoordinator::Host (health thread, except post)
+  TopologyBuilder& builder() override { return builder_; }
+  void publishNow() override { buildAndPublish(); }
+  void checkNow(int i) override;
+  void report(Event e) override;
+  bool post(std::function<void()> fn) override;
+
   HealthSettings settings_;
+  FailoverSettings failover_;
   std::vector<BackendSpec> specs_;
   Publish publish_;
   EventListener listener_;
@@ -77,6 +90,7 @@ class HealthMonitor::Impl final : public ProbeListener {
   std::deque<Event> recent_;
   std::vector<BackendTrack> status_;
   std::vector<Command> commands_;
+  std::vector<std::function<void()>> posted_;  // to run on the health thread
   bool running_ = false;  // wake_ may be sent to
   bool stopRequested_ = false;
   bool clean_ = true;
@@ -94,9 +108,11 @@ class HealthMonitor::Impl final : public ProbeListener {
   uv_async_t wake_;
   std::vector<std::unique_ptr<PgProbe>> probes_;
   std::unique_ptr<EventHookRunner> hooks_;
+  std::unique_ptr<FailoverCoordinator> failover_coord_;
   int roundPending_ = 0;
   std::vector<char> inRound_;
   std::vector<char> extraUsed_;
+  std::vector<char> checkAfter_;  // checkNow() while a check ran: another one when it ends
 
  private:
   static void onTick(uv_timer_t* h) noexcept;
@@ -105,6 +121,7 @@ class HealthMonitor::Impl final : public ProbeListener {
   void startRound();
   void requestExtraCheck(int i);
   void buildAndPublish();
+  void announce(const Event& e);  // log line, listener, hook (the ring is filled by callers)
   void shutdown();
 };
 
@@ -132,12 +149,14 @@ void HealthMonitor::Impl::start() {
   }
   inRound_.assign(n, 0);
   extraUsed_.assign(n, 0);
+  checkAfter_.assign(n, 0);
   hooks_ = std::make_unique<EventHookRunner>(&loop_, settings_.onEvent);
+  failover_coord_ = std::make_unique<FailoverCoordinator>(*this, settings_, failover_, specs_);
   uv_timer_start(&tick_, onTick, 0, static_cast<uint64_t>(settings_.periodMs));
   {
     std::lock_guard g(mu_);
     running_ = true;
-    if (!commands_.empty()) uv_async_send(&wake_);
+    if (!commands_.empty() || !posted_.empty()) uv_async_send(&wake_);
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -160,6 +179,7 @@ void HealthMonitor::Impl::run() {
   }
   probes_.clear();
   hooks_.reset();
+  failover_coord_.reset();
 }
 
 void HealthMonitor::Impl::stop() {
@@ -183,7 +203,9 @@ void HealthMonitor::Impl::enqueue(Kind kind, int index, bool on) {
 }
 
 void HealthMonitor::Impl::onTick(uv_timer_t* h) noexcept {
-  static_cast<Impl*>(h->data)->startRound();
+  auto* self = static_cast<Impl*>(h->data);
+  self->failover_coord_->onTick();
+  self->startRound();
 }
 
 void HealthMonitor::Impl::startRound() {
@@ -211,6 +233,7 @@ void HealthMonitor::Impl::requestExtraCheck(int i) {
 
 void HealthMonitor::Impl::onCheckDone(int i, ProbeResult r) {
   if (!r.ok) spdlog::debug("health: check of {} failed: {}", specs_[i].name, r.error);
+  const bool ok = r.ok;
   bool significant = builder_.record(i, r);
   if (inRound_[i]) {
     inRound_[i] = 0;
@@ -220,6 +243,31 @@ void HealthMonitor::Impl::onCheckDone(int i, ProbeResult r) {
   } else if (significant) {
     buildAndPublish();
   }
+  failover_coord_->onCheckDone(i, ok);
+  if (checkAfter_[i] && !probes_[i]->busy()) {
+    checkAfter_[i] = 0;
+    inRound_[i] = 0;
+    probes_[i]->check();
+  }
+}
+
+void HealthMonitor::Impl::checkNow(int i) {
+  if (i < 0 || i >= static_cast<int>(probes_.size())) return;
+  if (probes_[i]->busy()) {
+    checkAfter_[i] = 1;
+    return;
+  }
+  extraUsed_[i] = 1;
+  inRound_[i] = 0;
+  probes_[i]->check();
+}
+
+bool HealthMonitor::Impl::post(std::function<void()> fn) {
+  std::lock_guard g(mu_);
+  if (stopRequested_) return false;
+  posted_.push_back(std::move(fn));
+  if (running_) uv_async_send(&wake_);
+  return true;
 }
 
 void HealthMonitor::Impl::onConnectionLost(int i) { requestExtraCheck(i); }
@@ -227,15 +275,18 @@ void HealthMonitor::Impl::onConnectionLost(int i) { requestExtraCheck(i); }
 void HealthMonitor::Impl::onWake(uv_async_t* h) noexcept {
   auto* self = static_cast<Impl*>(h->data);
   std::vector<Command> cmds;
+  std::vector<std::function<void()>> posted;
   bool stop;
   {
     std::lock_guard g(self->mu_);
     cmds.swap(self->commands_);
+    posted.swap(self->posted_);
     stop = self->stopRequested_;
     if (stop) self->running_ = false;  // nobody may send to wake_ once it closes
   }
   if (stop) {
     self->shutdown();
+    for (auto& fn : posted) fn();  // requests fail ("stopped"), runner news is stale
     return;
   }
   bool rebuild = false;
@@ -264,6 +315,7 @@ void HealthMonitor::Impl::onWake(uv_async_t* h) noexcept {
     }
   }
   if (rebuild) self->buildAndPublish();
+  for (auto& fn : posted) fn();
 }
 
 // Events are reported just before the snapshot that reflects them.
@@ -279,26 +331,33 @@ void HealthMonitor::Impl::buildAndPublish() {
       if (recent_.size() > kRecentEvents) recent_.pop_front();
     }
   }
-  for (const auto& e : out.events) {
-    switch (e.type) {
-      case EventType::BackendUp:
-      case EventType::RoleChanged:
-        spdlog::info("{}", formatLogfmt(e));
-        break;
-      case EventType::BackendDown:
-      case EventType::SplitBrain:
-      case EventType::Fenced:
-      case EventType::LagExceeded:
-        spdlog::warn("{}", formatLogfmt(e));
-        break;
-    }
-    if (listener_) listener_(e);
-    hooks_->run(e);
-  }
+  for (const auto& e : out.events) announce(e);
   if (publish_) publish_(out.topology);
+  failover_coord_->onPublished(*out.topology);
+}
+
+void HealthMonitor::Impl::announce(const Event& e) {
+  if (isWarning(e.type)) {
+    spdlog::warn("{}", formatLogfmt(e));
+  } else {
+    spdlog::info("{}", formatLogfmt(e));
+  }
+  if (listener_) listener_(e);
+  hooks_->run(e);
+}
+
+void HealthMonitor::Impl::report(Event e) {
+  e.timeMs = wallMs();
+  {
+    std::lock_guard g(mu_);
+    recent_.push_back(e);
+    if (recent_.size() > kRecentEvents) recent_.pop_front();
+  }
+  announce(e);
 }
 
 void HealthMonitor::Impl::shutdown() {
+  failover_coord_->shutdown();  // joins the helper thread; fails a pending callback
   uv_timer_stop(&tick_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
@@ -316,6 +375,46 @@ HealthMonitor::~HealthMonitor() { stop(); }
 
 void HealthMonitor::setEventListener(EventListener listener) {
   impl_->listener_ = std::move(listener);
+}
+
+void HealthMonitor::setFailover(FailoverSettings failover) {
+  impl_->failover_ = std::move(failover);
+}
+
+const FailoverSettings& HealthMonitor::failoverSettings() const { return impl_->failover_; }
+
+namespace {
+
+void failStopped(const OperationDone& done) {
+  if (done) done(OperationResult{false, "health monitor stopped", -1, ""});
+}
+
+}  // namespace
+
+void HealthMonitor::promote(int i, OperationDone done) {
+  Impl* impl = impl_.get();
+  auto shared = std::make_shared<OperationDone>(std::move(done));
+  bool queued = impl->post([impl, i, shared] {
+    if (impl->failover_coord_) {
+      impl->failover_coord_->promote(i, std::move(*shared));
+    } else {
+      failStopped(*shared);
+    }
+  });
+  if (!queued) failStopped(*shared);
+}
+
+void HealthMonitor::switchover(int i, int timeoutMs, OperationDone done) {
+  Impl* impl = impl_.get();
+  auto shared = std::make_shared<OperationDone>(std::move(done));
+  bool queued = impl->post([impl, i, timeoutMs, shared] {
+    if (impl->failover_coord_) {
+      impl->failover_coord_->switchover(i, timeoutMs, std::move(*shared));
+    } else {
+      failStopped(*shared);
+    }
+  });
+  if (!queued) failStopped(*shared);
 }
 
 void HealthMonitor::start() { impl_->start(); }

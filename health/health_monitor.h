@@ -2,7 +2,9 @@
 // against every backend (one persistent libpq connection each), feeds the outcomes to a
 // TopologyBuilder, publishes each new Topology snapshot through a callback and reports
 // events (log line, on_event hook, a ring of recent ones). Thread-safe controls let the
-// proxy and the console ask for an immediate re-check, fence, attach, disable or drain.
+// proxy and the console ask for an immediate re-check, fence, attach, disable or drain,
+// promote a replica or switch over; with FailoverSettings::autoFailover it fails over by
+// itself when the primary stops answering.
 #pragma once
 
 #include <cstddef>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "health/events.h"
+#include "health/failover_policy.h"
 #include "health/settings.h"
 #include "health/topology_builder.h"
 #include "routing/topology.h"
@@ -33,6 +36,9 @@ class HealthMonitor {
 
   // Optional, before start(): also told about every event, on the health thread.
   void setEventListener(EventListener listener);
+  // Optional, before start(): automatic failover and how promotions are run (default: off).
+  void setFailover(FailoverSettings failover);
+  const FailoverSettings& failoverSettings() const;
 
   // Publishes the initial topology (first backend primary, the others replicas, all up)
   // synchronously, then starts the thread; the first round of checks runs at once.
@@ -52,6 +58,15 @@ class HealthMonitor {
   void attach(int backendIndex);  // lift a fence (manual or automatic)
   void setDisabled(int backendIndex, bool disabled);
   void setDraining(int backendIndex, bool draining);
+
+  // PROMOTE: promotes replica i now (pg_promote), fences the old primary if there is one,
+  // re-points the other replicas when configured. SWITCHOVER: pauses new writes
+  // (Topology::writesPaused), waits up to timeoutMs (<= 0: the configured default) until
+  // replica i has received everything the primary acknowledged, promotes it, fences the old
+  // primary, resumes writes on it. One operation at a time. `done` runs exactly once, on the
+  // health thread (or on the caller's when the monitor is stopped); keep it short.
+  void promote(int backendIndex, OperationDone done = {});
+  void switchover(int backendIndex, int timeoutMs, OperationDone done = {});
 
   // The last published snapshot (the initial one before the first round).
   routing::TopologyPtr snapshot() const;

@@ -36,7 +36,8 @@ std::string quoteConnValue(std::string_view v) {
   return out;
 }
 
-std::string connectionString(const HealthSettings& s, const BackendSpec& b) {
+std::string connectionString(const HealthSettings& s, const BackendSpec& b,
+                             std::string_view applicationName) {
   std::string out;
   auto add = [&out](std::string_view key, std::string_view value) {
     if (!out.empty()) out += ' ';
@@ -49,7 +50,7 @@ std::string connectionString(const HealthSettings& s, const BackendSpec& b) {
   add("user", s.user);
   if (!s.password.empty()) add("password", s.password);
   add("dbname", s.database);
-  add("application_name", "pgswitch_health");
+  add("application_name", applicationName);
   return out;
 }
 

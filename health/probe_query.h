@@ -41,7 +41,8 @@ extern const char* const kProbeQuery;
 inline constexpr int kProbeColumns = 7;
 
 // libpq key=value connection string; every value single-quoted with \ and ' escaped.
-std::string connectionString(const HealthSettings& s, const BackendSpec& b);
+std::string connectionString(const HealthSettings& s, const BackendSpec& b,
+                             std::string_view applicationName = "pgswitch_health");
 std::string quoteConnValue(std::string_view v);
 
 // "16/B374D848" → 0x16B374D848; nullopt when malformed.

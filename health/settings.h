@@ -1,5 +1,6 @@
-// Plain inputs of the health subsystem: how to probe (HealthSettings) and what to probe
-// (BackendSpec). proxy/ maps its Config onto these; health/ never sees proxy types.
+// Plain inputs of the health subsystem: how to probe (HealthSettings), what to probe
+// (BackendSpec) and whether and how to fail over (FailoverSettings). proxy/ maps its Config
+// onto these; health/ never sees proxy types.
 #pragma once
 
 #include <cstdint>
@@ -22,12 +23,35 @@ struct HealthSettings {
   std::string onEvent;       // shell command run for every event, empty = none
 };
 
+// Automatic failover and the statements pgswitch runs to promote, re-point and switch over.
+struct FailoverSettings {
+  bool autoFailover = false;  // off: an external manager (Patroni, repmgr, ...) promotes
+  int failoverAfter = 3;      // consecutive failed checks of the primary before failing over
+  // Refuse an automatic failover when the best candidate is further behind than this
+  // (0 = no limit). Measured against the last LSN seen on the old primary and the most
+  // advanced replica, so it is a lower bound of what is lost.
+  uint64_t maxFailoverLagBytes = 16u * 1024 * 1024;
+  bool repointReplicas = false;  // ALTER SYSTEM SET primary_conninfo on the other replicas
+  int promoteTimeoutMs = 10000;  // pg_promote() until the candidate leaves recovery
+  int switchoverTimeoutMs = 10000;  // default wait for the candidate to catch up (writes paused)
+  int statementTimeoutMs = 5000;    // connect / statement deadline of every failover statement
+  int retryAfterMs = 10000;  // after a failed automatic attempt, wait this long before the next
+  // Who runs pg_promote(), ALTER SYSTEM and reads pg_stat_activity: a superuser, or a role
+  // granted those. Empty user = the health user and password.
+  std::string user;
+  std::string password;
+  // User written into a primary_conninfo that a replica did not have yet (re-pointing keeps
+  // every other key of the existing one). Empty = the failover user.
+  std::string replicationUser;
+};
+
 struct BackendSpec {
   std::string name;
   std::string host;
   int port = 5432;
   int weight = 1;
-  std::vector<std::string> tags;
+  std::vector<std::string> tags;  // "no_promote": never chosen by an automatic failover
+  int priority = 0;  // failover candidates with equal LSNs: the higher priority wins
 };
 
 }  // namespace pgswitch::health

@@ -118,6 +118,16 @@ void TopologyBuilder::setDraining(int i, bool on) {
   if (valid(i)) tracks_[i].draining = on;
 }
 
+void TopologyBuilder::pauseWrites(int resumeWhenPrimary) {
+  paused_ = true;
+  resumeWhenPrimary_ = resumeWhenPrimary;
+}
+
+void TopologyBuilder::resumeWrites() {
+  paused_ = false;
+  resumeWhenPrimary_ = -1;
+}
+
 namespace {
 
 std::string claimantList(const std::vector<BackendTrack>& tracks, const std::vector<int>& ids) {
@@ -191,6 +201,8 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
   topo->version = ++version_;
   topo->primary = winners.size() == 1 ? winners[0] : -1;
   topo->writesRefused = winners.size() >= 2;
+  if (paused_ && resumeWhenPrimary_ >= 0 && topo->primary == resumeWhenPrimary_) resumeWrites();
+  topo->writesPaused = paused_;
 
   if (topo->primary >= 0) {
     const uint64_t primaryLsn = tracks_[topo->primary].sample.currentLsn;

@@ -62,6 +62,13 @@ class TopologyBuilder {
   void setDisabled(int i, bool on);
   void setDraining(int i, bool on);
 
+  // Planned switchover: every snapshot says writesPaused until the first one whose primary
+  // is `resumeWhenPrimary` (that one already says false, so held work goes to the new
+  // primary), or until resumeWrites().
+  void pauseWrites(int resumeWhenPrimary);
+  void resumeWrites();
+  bool writesPaused() const { return paused_; }
+
   struct Output {
     routing::TopologyPtr topology;
     std::vector<Event> events;  // raised since the previous build, stamped with wallMs
@@ -84,6 +91,8 @@ class TopologyBuilder {
   uint64_t version_ = 1;
   std::vector<int> lastClaimants_;
   std::vector<Event> pending_;
+  bool paused_ = false;
+  int resumeWhenPrimary_ = -1;
 };
 
 }  // namespace pgswitch::health

@@ -296,6 +296,10 @@ void ClientSession::authSucceeded() {
   auto [pid, key] = worker_.runtime().cancels().allocate();
   cancelPid_ = pid;
   cancelKey_ = key;
+  if (database_ == "pgswitch") {  // the admin console: no server (console_session.cc)
+    startConsole();
+    return;
+  }
   requestServer();
 }
 

@@ -118,6 +118,11 @@ void Controller::onPublish(uint64_t generation, bool skipGuess, routing::Topolog
   if (generation != generation_.load()) return;  // from a monitor being replaced
   // Version 1 is a new monitor's guess; after a reload the previous real snapshot is better.
   if (t->version <= 1 && skipGuess) return;
+  auto prev = rt_.topology();
+  if (prev && prev->version > 1 && prev->primary >= 0 && t->primary >= 0 &&
+      prev->backends[prev->primary].name != t->backends[t->primary].name) {
+    ++rt_.failovers;  // a failover or switchover moved the primary
+  }
   rt_.setTopology(t);
   if (t->version > 1) {
     std::lock_guard l(firstMu_);
@@ -159,14 +164,24 @@ std::string Controller::reload() {
     spdlog::warn("reload: server.listen and server.workers take effect only after a restart");
   }
   std::lock_guard g(mu_);
+  applyLocked(next);
+  spdlog::info("configuration reloaded from {}", configPath_);
+  return "";
+}
+
+void Controller::apply(std::shared_ptr<const Config> next) {
+  std::lock_guard g(mu_);
+  applyLocked(std::move(next));
+}
+
+void Controller::applyLocked(std::shared_ptr<const Config> next) {
   bool backendsChanged = mergeSlotsLocked(*next);
   rt_.setConfig(next);
+  spdlog::set_level(spdlog::level::from_str(next->logLevel));
   if (backendsChanged || !sameSettings(healthSettings(*next), settings_)) {
     spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());
     startHealthLocked(*next, true);
   }
-  spdlog::info("configuration reloaded from {}", configPath_);
-  return "";
 }
 
 int Controller::backendIndex(std::string_view name) const {
@@ -183,6 +198,19 @@ std::string Controller::setDisabled(int i, bool on) {
   slots_[i].disabled = on;
   if (health_) health_->setDisabled(i, on);
   return "";
+}
+
+std::string Controller::attach(int i) {
+  std::lock_guard g(mu_);
+  if (i < 0 || i >= static_cast<int>(slots_.size()) || slots_[i].removed) return "no such backend";
+  if (!health_) return "health checks are not running";
+  health_->attach(i);
+  return "";
+}
+
+std::vector<health::Event> Controller::recentEvents() const {
+  std::lock_guard g(mu_);
+  return health_ ? health_->recentEvents() : std::vector<health::Event>{};
 }
 
 std::string Controller::setDraining(int i, bool on) {

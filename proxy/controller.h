@@ -34,6 +34,8 @@ class Controller {
   // Re-reads the config file. Returns "" or the reasons it was refused (the running
   // configuration stays).
   std::string reload();
+  // Applies an already validated config (the console's SET), as reload() applies the file's.
+  void apply(std::shared_ptr<const Config> next);
 
   health::HealthMonitor* health() { return health_.get(); }
   // Backend index by name in the current config, -1 if unknown.
@@ -42,6 +44,9 @@ class Controller {
   // Console controls that must survive a health restart (reload), by backend index.
   std::string setDisabled(int i, bool on);
   std::string setDraining(int i, bool on);
+  std::string attach(int i);  // lift a fence
+  // The health thread's recent events, oldest first (empty while it is not running).
+  std::vector<health::Event> recentEvents() const;
 
   static health::HealthSettings healthSettings(const Config& c);
 
@@ -59,6 +64,7 @@ class Controller {
   void startHealthLocked(const Config& c, bool keepCurrentTopology);
   void onPublish(uint64_t generation, bool skipGuess, routing::TopologyPtr t);
   void postToWorkers(void (Worker::*fn)());
+  void applyLocked(std::shared_ptr<const Config> next);
 
   std::vector<Slot> slots_;
   health::HealthSettings settings_;

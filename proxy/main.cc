@@ -10,11 +10,15 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include "health/static_topology.h"
 #include "proxy/config.h"
+#include "proxy/console_actions.h"
 #include "proxy/controller.h"
+#include "proxy/http_server.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 
@@ -61,20 +65,90 @@ std::vector<routing::BackendInfo> backendInfos(const Config& cfg) {
 struct MainLoop {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm, sighup;
+  uv_async_t shutdownAsync;  // the console's SHUTDOWN [WAIT], from a worker thread
+  uv_timer_t waitTimer;      // SHUTDOWN WAIT: polls for the workers to finish
   std::vector<std::unique_ptr<Worker>>* workers = nullptr;
   Controller* controller = nullptr;
-  bool stopping = false;
+  HttpServer* http = nullptr;
+  std::mutex requestMu;
+  int request = 0;  // 1 = SHUTDOWN WAIT, 2 = SHUTDOWN (under requestMu)
+  bool asyncClosed = false;  // under requestMu
+  bool stopping = false;     // handles closed, workers told to stop now
+  bool draining = false;     // SHUTDOWN WAIT in progress
 };
+
+void closeHandle(void* h) {
+  auto* handle = static_cast<uv_handle_t*>(h);
+  if (!uv_is_closing(handle)) uv_close(handle, nullptr);
+}
+
+// Everything on the main loop closes, so uv_run returns once the workers are told to stop.
+void closeMainHandles(MainLoop* m) {
+  closeHandle(&m->sigint);
+  closeHandle(&m->sigterm);
+  closeHandle(&m->sighup);
+  closeHandle(&m->waitTimer);
+  {
+    std::lock_guard g(m->requestMu);
+    m->asyncClosed = true;
+  }
+  closeHandle(&m->shutdownAsync);
+  if (m->http) m->http->close([] {});
+}
+
+void stopNow(MainLoop* m) {
+  if (m->stopping) return;
+  m->stopping = true;
+  for (auto& w : *m->workers) w->stop();
+  closeMainHandles(m);
+}
 
 void onStopSignal(uv_signal_t* h, int signum) {
   auto* m = static_cast<MainLoop*>(h->data);
-  if (m->stopping) return;
-  m->stopping = true;
   spdlog::info("received signal {}, shutting down", signum);
-  for (auto& w : *m->workers) w->stop();
-  uv_close(reinterpret_cast<uv_handle_t*>(&m->sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&m->sigterm), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&m->sighup), nullptr);
+  stopNow(m);
+}
+
+void onWaitTimer(uv_timer_t* t) {
+  auto* m = static_cast<MainLoop*>(t->data);
+  for (auto& w : *m->workers)
+    if (!w->finished()) return;
+  spdlog::info("SHUTDOWN WAIT: every session finished");
+  m->stopping = true;
+  closeMainHandles(m);
+}
+
+void onShutdownRequest(uv_async_t* a) {
+  auto* m = static_cast<MainLoop*>(a->data);
+  int req;
+  {
+    std::lock_guard g(m->requestMu);
+    req = m->request;
+  }
+  if (req == 2) {
+    stopNow(m);
+    return;
+  }
+  if (req != 1 || m->draining || m->stopping) return;
+  // Stop accepting and let the sessions finish their transactions; SIGTERM still forces.
+  m->draining = true;
+  for (auto& w : *m->workers) w->stopGraceful();
+  closeHandle(&m->sighup);
+  if (m->http) m->http->close([] {});
+  uv_timer_start(&m->waitTimer, onWaitTimer, 100, 100);
+}
+
+bool splitHostPort(const std::string& s, std::string& host, int& port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size()) return false;
+  host = s.substr(0, colon);
+  try {
+    size_t used = 0;
+    port = std::stoi(s.substr(colon + 1), &used);
+    return used == s.size() - colon - 1 && port >= 0 && port <= 65535;
+  } catch (...) {
+    return false;
+  }
 }
 
 void onHup(uv_signal_t* h, int) {
@@ -148,6 +222,9 @@ int main(int argc, char** argv) {
 
     Controller controller(rt, configPath, workers);
     controller.start();
+    std::vector<Worker*> workerPtrs;
+    for (auto& w : workers) workerPtrs.push_back(w.get());
+    ProxyControl control(rt, controller, workerPtrs);
     MainLoop m;
     uv_loop_init(&m.loop);
     m.workers = &workers;
@@ -156,12 +233,44 @@ int main(int argc, char** argv) {
       uv_signal_init(&m.loop, s);
       s->data = &m;
     }
+    uv_async_init(&m.loop, &m.shutdownAsync, onShutdownRequest);
+    m.shutdownAsync.data = &m;
+    uv_timer_init(&m.loop, &m.waitTimer);
+    m.waitTimer.data = &m;
+    control.setShutdownHandler([&m](bool wait) {
+      std::lock_guard g(m.requestMu);
+      if (m.asyncClosed) return;
+      m.request = std::max(m.request, wait ? 1 : 2);
+      uv_async_send(&m.shutdownAsync);
+    });
+    rt.control = &control;
+    // /metrics, /status and the status page, served on the main loop: gathering a snapshot
+    // there may wait for the workers, which never wait for the main thread.
+    std::unique_ptr<HttpServer> http;
+    if (!cfg->metricsListen.empty()) {
+      std::string host;
+      int mport = 0;
+      if (!splitHostPort(cfg->metricsListen, host, mport)) {
+        throw std::runtime_error("metrics_listen must be \"host:port\", got \"" +
+                                 cfg->metricsListen + "\"");
+      }
+      http = std::make_unique<HttpServer>(&m.loop, [&control](HttpServer::Reply reply) {
+        reply(control.gatherBlocking(std::chrono::milliseconds(2000)));
+      });
+      if (int rc = http->listen(host, mport); rc != 0) {
+        throw std::runtime_error("cannot serve metrics on " + cfg->metricsListen + ": " +
+                                 uv_strerror(rc));
+      }
+      m.http = http.get();
+      spdlog::info("metrics and status page on http://{}:{}/", host, http->port());
+    }
     uv_signal_start(&m.sigint, onStopSignal, SIGINT);
     uv_signal_start(&m.sigterm, onStopSignal, SIGTERM);
     uv_signal_start(&m.sighup, onHup, SIGHUP);
     for (auto& w : workers) w->start();
     uv_run(&m.loop, UV_RUN_DEFAULT);
     for (auto& w : workers) w->join();
+    rt.control = nullptr;
     controller.stop();
     workers.clear();
     uv_loop_close(&m.loop);

@@ -89,7 +89,8 @@ void Pool::spawn() {
     for (auto& w : waiters) w.w->onServerUnavailable(e);
     return;
   }
-  auto s = std::make_unique<ServerConn>(worker_, *this, std::move(li), nextId_++);
+  auto s = std::make_unique<ServerConn>(worker_, *this, std::move(li),
+                                         worker_.runtime().nextServerId.fetch_add(1));
   ServerConn* raw = s.get();
   servers_.push_back(std::move(s));
   ++connecting_;

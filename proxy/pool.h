@@ -66,6 +66,11 @@ class Pool {
   size_t activeCount() const { return servers_.size() - idle_.size() - connecting_; }
   size_t waitingCount() const { return waiters_.size(); }
   size_t totalCount() const { return servers_.size(); }
+  size_t connectingCount() const { return connecting_; }
+  // Since when the longest-waiting session waits (0: nobody waits).
+  uint64_t oldestWaitSinceMs() const { return waiters_.empty() ? 0 : waiters_.front().sinceMs; }
+  // Every server of the pool, for SHOW SERVERS.
+  const std::list<std::unique_ptr<ServerConn>>& servers() const { return servers_; }
 
  private:
   void spawn();
@@ -85,7 +90,6 @@ class Pool {
   };
   std::deque<Waiter> waiters_;
   std::optional<std::array<uint8_t, 32>> clientKey_;
-  uint64_t nextId_ = 1;
 };
 
 }  // namespace pgswitch::proxy

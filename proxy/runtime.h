@@ -12,6 +12,7 @@
 
 #include "health/health_monitor.h"
 #include "proxy/config.h"
+#include "proxy/pause.h"
 #include "routing/topology.h"
 
 namespace pgswitch::proxy {
@@ -42,6 +43,8 @@ class CancelRegistry {
   std::unordered_map<uint64_t, CancelTarget> map_;
   std::atomic<int32_t> nextPid_{1};
 };
+
+class ProxyControl;
 
 class Runtime {
  public:
@@ -74,6 +77,11 @@ class Runtime {
   }
   std::atomic<int> clients{0};
   std::atomic<uint64_t> authFailures{0};
+  std::atomic<uint64_t> failovers{0};       // primary changed (failover or switchover)
+  std::atomic<uint64_t> nextServerId{1};    // server connection ids, unique in the process
+  PauseState pause;                         // PAUSE / RESUME
+  // The console's and /metrics' access to the whole process (null in loop tests).
+  ProxyControl* control = nullptr;
 
  private:
   mutable std::mutex mu_;

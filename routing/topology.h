@@ -34,6 +34,7 @@ struct Topology {
   std::vector<BackendInfo> backends;
   int primary = -1;  // index into backends, -1 while no primary is known
   bool writesRefused = false;  // split brain that could not be decided
+  bool writesPaused = false;   // planned switchover in progress: new writes wait
 
   bool usable(int i) const {
     return i >= 0 && i < static_cast<int>(backends.size()) &&

@@ -10,6 +10,7 @@ PKGS=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3 python3-psycopg2 python3-psycopg python3-asyncpg
   procps
+  chromium             # the status page test renders it in a headless browser
 )
 # Extra packages for benchmarks/drivers (optional: `--bench` adds peers for comparison).
 if [[ "${1:-}" == "--bench" ]]; then

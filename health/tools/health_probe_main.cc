@@ -1,7 +1,9 @@
 // health_probe_tool: runs a HealthMonitor against backends given on the command line and
 // prints every published topology and every event as one JSON line on stdout (for the
 // integration tests and for poking at a cluster by hand). Commands on stdin: recheck N,
-// fence N, attach N, disable N, enable N, drain N, undrain N, quit (EOF quits too).
+// fence N, attach N, disable N, enable N, drain N, undrain N, promote N,
+// switchover N [TIMEOUT_MS], quit (EOF quits too). Promote and switchover answer with a
+// {"type":"result",...} line.
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -64,7 +66,8 @@ void emit(const std::string& line) {
 std::string topologyJson(const routing::Topology& t) {
   std::ostringstream o;
   o << "{\"type\":\"topology\",\"version\":" << t.version << ",\"primary\":" << t.primary
-    << ",\"writes_refused\":" << (t.writesRefused ? "true" : "false") << ",\"backends\":[";
+    << ",\"writes_refused\":" << (t.writesRefused ? "true" : "false")
+    << ",\"writes_paused\":" << (t.writesPaused ? "true" : "false") << ",\"backends\":[";
   for (size_t i = 0; i < t.backends.size(); ++i) {
     const auto& b = t.backends[i];
     if (i) o << ',';
@@ -93,7 +96,10 @@ std::string eventJson(const Event& e) {
                "usage: health_probe_tool --backend NAME=HOST:PORT [--backend ...]\n"
                "  [--period-ms N] [--connect-timeout-ms N] [--query-timeout-ms N]\n"
                "  [--fall N] [--rise N] [--user U] [--password P] [--database D]\n"
-               "  [--max-lag-bytes N] [--max-lag-ms N] [--on-event CMD] [--log-level L]\n",
+               "  [--max-lag-bytes N] [--max-lag-ms N] [--on-event CMD] [--log-level L]\n"
+               "  [--auto-failover 0|1] [--failover-after N] [--max-failover-lag-bytes N]\n"
+               "  [--repoint-replicas 0|1] [--promote-timeout-ms N] [--failover-user U]\n"
+               "  [--failover-password P] [--no-promote NAME] [--priority NAME=N]\n",
                why);
   std::exit(2);
 }
@@ -104,7 +110,10 @@ void onSignal(int) {}  // only interrupts the blocking read of stdin
 
 int main(int argc, char** argv) {
   HealthSettings s;
+  FailoverSettings f;
   std::vector<BackendSpec> backends;
+  std::vector<std::string> noPromote;
+  std::vector<std::pair<std::string, int>> priorities;
   std::string logLevel = "info";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -145,6 +154,26 @@ int main(int argc, char** argv) {
         s.onEvent = v;
       } else if (a == "--log-level") {
         logLevel = v;
+      } else if (a == "--auto-failover") {
+        f.autoFailover = std::stoi(v) != 0;
+      } else if (a == "--failover-after") {
+        f.failoverAfter = std::stoi(v);
+      } else if (a == "--max-failover-lag-bytes") {
+        f.maxFailoverLagBytes = std::stoull(v);
+      } else if (a == "--repoint-replicas") {
+        f.repointReplicas = std::stoi(v) != 0;
+      } else if (a == "--promote-timeout-ms") {
+        f.promoteTimeoutMs = std::stoi(v);
+      } else if (a == "--failover-user") {
+        f.user = v;
+      } else if (a == "--failover-password") {
+        f.password = v;
+      } else if (a == "--no-promote") {
+        noPromote.push_back(v);
+      } else if (a == "--priority") {
+        auto eq = v.find('=');
+        if (eq == std::string::npos) usage("--priority wants NAME=N");
+        priorities.emplace_back(v.substr(0, eq), std::stoi(v.substr(eq + 1)));
       } else {
         usage(("unknown argument " + a).c_str());
       }
@@ -153,6 +182,14 @@ int main(int argc, char** argv) {
     }
   }
   if (backends.empty()) usage("no --backend given");
+  for (auto& b : backends) {
+    for (auto& n : noPromote) {
+      if (n == b.name) b.tags.push_back("no_promote");
+    }
+    for (auto& [n, pr] : priorities) {
+      if (n == b.name) b.priority = pr;
+    }
+  }
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("health"));
   spdlog::set_level(spdlog::level::from_str(logLevel));
@@ -166,7 +203,16 @@ int main(int argc, char** argv) {
 
   HealthMonitor mon(s, backends, [](routing::TopologyPtr t) { emit(topologyJson(*t)); });
   mon.setEventListener([](const Event& e) { emit(eventJson(e)); });
+  mon.setFailover(f);
   mon.start();
+  auto answer = [](const char* op) {
+    return [op](const OperationResult& r) {
+      emit(std::string("{\"type\":\"result\",\"op\":\"") + op +
+           "\",\"ok\":" + (r.ok ? "true" : "false") +
+           ",\"new_primary\":" + std::to_string(r.newPrimary) +
+           ",\"error\":" + jsonString(r.error) + ",\"detail\":" + jsonString(r.detail) + "}");
+    };
+  };
 
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -189,6 +235,12 @@ int main(int argc, char** argv) {
       mon.setDraining(idx, true);
     } else if (cmd == "undrain") {
       mon.setDraining(idx, false);
+    } else if (cmd == "promote") {
+      mon.promote(idx, answer("promote"));
+    } else if (cmd == "switchover") {
+      int timeoutMs = 0;
+      in >> timeoutMs;
+      mon.switchover(idx, timeoutMs, answer("switchover"));
     } else if (!cmd.empty()) {
       spdlog::warn("unknown command: {}", line);
     }
