@@ -91,7 +91,7 @@ class HealthMonitor::Impl final : public ProbeListener, public FailoverCoordinat
   std::vector<BackendTrack> status_;
   std::vector<Command> commands_;
   std::vector<std::function<void()>> posted_;  // to run on the health thread
-  bool running_ = false;  // wake_ may be sent to
+  bool running_ = false;                       // wake_ may be sent to
   bool stopRequested_ = false;
   bool clean_ = true;
 

@@ -31,8 +31,8 @@ struct FailoverSettings {
   // (0 = no limit). Measured against the last LSN seen on the old primary and the most
   // advanced replica, so it is a lower bound of what is lost.
   uint64_t maxFailoverLagBytes = 16u * 1024 * 1024;
-  bool repointReplicas = false;  // ALTER SYSTEM SET primary_conninfo on the other replicas
-  int promoteTimeoutMs = 10000;  // pg_promote() until the candidate leaves recovery
+  bool repointReplicas = false;     // ALTER SYSTEM SET primary_conninfo on the other replicas
+  int promoteTimeoutMs = 10000;     // pg_promote() until the candidate leaves recovery
   int switchoverTimeoutMs = 10000;  // default wait for the candidate to catch up (writes paused)
   int statementTimeoutMs = 5000;    // connect / statement deadline of every failover statement
   int retryAfterMs = 10000;  // after a failed automatic attempt, wait this long before the next
@@ -51,7 +51,7 @@ struct BackendSpec {
   int port = 5432;
   int weight = 1;
   std::vector<std::string> tags;  // "no_promote": never chosen by an automatic failover
-  int priority = 0;  // failover candidates with equal LSNs: the higher priority wins
+  int priority = 0;               // failover candidates with equal LSNs: the higher priority wins
 };
 
 }  // namespace pgswitch::health

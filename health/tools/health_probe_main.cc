@@ -207,9 +207,8 @@ int main(int argc, char** argv) {
   mon.start();
   auto answer = [](const char* op) {
     return [op](const OperationResult& r) {
-      emit(std::string("{\"type\":\"result\",\"op\":\"") + op +
-           "\",\"ok\":" + (r.ok ? "true" : "false") +
-           ",\"new_primary\":" + std::to_string(r.newPrimary) +
+      emit(std::string("{\"type\":\"result\",\"op\":\"") + op + "\",\"ok\":" +
+           (r.ok ? "true" : "false") + ",\"new_primary\":" + std::to_string(r.newPrimary) +
            ",\"error\":" + jsonString(r.error) + ",\"detail\":" + jsonString(r.detail) + "}");
     };
   };

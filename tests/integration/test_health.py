@@ -40,13 +40,14 @@ def tool_path() -> str:
 class HealthProbe:
     """Runs health_probe_tool; a reader thread collects its JSON lines with arrival times."""
 
-    def __init__(self, cluster: PgCluster, log_path):
+    def __init__(self, cluster: PgCluster, log_path, extra_args=()):
         args = [tool_path(), "--period-ms", str(PERIOD_MS), "--fall", str(FALL),
                 "--rise", str(RISE), "--connect-timeout-ms", str(TIMEOUT_MS),
                 "--query-timeout-ms", str(TIMEOUT_MS), "--user", "postgres",
                 "--password", "postgres", "--max-lag-bytes", str(MAX_LAG_BYTES)]
         for n in cluster.nodes:
             args += ["--backend", f"pg{n.index + 1}={HOST}:{n.port}"]
+        args += list(extra_args)
         self.log_path = log_path
         logf = open(log_path, "ab")
         try:
