@@ -104,13 +104,7 @@ void ClientSession::requestServer() {
     return;
   }
   if (b < 0) {
-    // Hold, don't fail: during a failover there is briefly no primary. The session waits
-    // (failover_wait_ms) and goes on when the health thread publishes a usable topology.
-    if (!holding_) {
-      holding_ = true;
-      holdSinceMs_ = worker_.nowMs();
-    }
-    worker_.addHolding(this);
+    holdForBackend();
     return;
   }
   holding_ = false;
@@ -120,8 +114,29 @@ void ClientSession::requestServer() {
   if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
 }
 
+// Hold, don't fail: during a failover there is briefly no primary (or the one the topology
+// names is already gone). The session waits, up to failover_wait_ms, and tries again when the
+// health thread publishes a new topology and once a second.
+void ClientSession::holdForBackend() {
+  if (!holding_) {
+    holding_ = true;
+    holdSinceMs_ = worker_.nowMs();
+  }
+  worker_.addHolding(this);
+}
+
+// A login failure that says nothing about the client: no connection, or the server is
+// shutting down / starting up / in recovery.
+bool ClientSession::connectionLevelFailure(const std::string& serverError) {
+  if (serverError.empty()) return true;
+  auto f = parseErrorFields(asBytes(serverError).subspan(serverError.size() >= 5 ? 5 : 0));
+  if (!f) return false;
+  return f->code == "08006" || f->code == "08001" || f->code == "57P01" ||
+         f->code == "57P02" || f->code == "57P03";
+}
+
 void ClientSession::retryHold() {
-  if (!holding_ || state_ != State::WaitServer) return;
+  if (!holding_ || waiting_ || state_ != State::WaitServer) return;
   requestServer();
 }
 
@@ -129,6 +144,15 @@ void ClientSession::retryHold() {
 // up to the next Query or Sync are dropped, then ErrorResponse and ReadyForQuery.
 void ClientSession::failRequest(std::string_view sqlstate, std::string_view message,
                                 std::string_view detail) {
+  std::string err;
+  appendError(err, ErrorSpec{"ERROR", sqlstate, message, detail});
+  failRequestWith(err);
+}
+
+// Answers the pending request with `err` and drops its messages: up to the Query, Sync or
+// FunctionCall that ends it (then ReadyForQuery), or, if that has not arrived yet, the rest
+// are dropped as they come (swallowUntilSync_).
+void ClientSession::failRequestWith(std::string_view err) {
   ByteQueue& in = client_->in();
   bool done = false;
   while (!done) {
@@ -137,14 +161,12 @@ void ClientSession::failRequest(std::string_view sqlstate, std::string_view mess
     done = f.type == fe::Query || f.type == fe::Sync || f.type == fe::FunctionCall;
     in.consume(f.total);
   }
-  std::string out;
-  appendError(out, ErrorSpec{"ERROR", sqlstate, message, detail});
+  client_->send(err);
   if (done) {
-    appendReadyForQuery(out, 'I');
+    client_->send(std::string_view("Z\0\0\0\5I", 6));
   } else {
     swallowUntilSync_ = true;
   }
-  client_->send(out);
   client_->flush();
 }
 
@@ -283,6 +305,13 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
   if (state_ == State::Closing) return;
   switch (e.kind) {
     case PoolError::Kind::LoginFailed:
+      if (connectionLevelFailure(e.serverError)) {
+        // The backend is unreachable or going away (a failover in progress): wait for the
+        // health thread to say where to go instead of failing the client. Reads avoid it.
+        if (pool_) avoidBackend_ = pool_->backend();
+        holdForBackend();
+        return;
+      }
       if (!e.serverError.empty()) {
         client_->send(e.serverError);
         transitionTo(State::Closing);
@@ -373,17 +402,9 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
                                                 uv_strerror(status));
     return;
   }
-  if (!wasIdle || owed) {
+  if (owed) {
     std::string out;
-    std::string_view code = commitInFlight_ ? "08007" : "08006";
-    if (!commitInFlight_ && !cfg_->failover.retrySafeAs.empty()) code = cfg_->failover.retrySafeAs;
-    appendError(out, ErrorSpec{
-        "ERROR", code,
-        commitInFlight_ ? "connection to the server lost while COMMIT was in progress: the "
-                          "transaction may or may not have committed"
-                        : "connection to the server lost (failover?): the transaction was "
-                          "rolled back and is safe to retry",
-        "pgswitch keeps this connection usable; the server connection behind it ended"});
+    appendLostServerError(out);
     if (ended) {
       appendReadyForQuery(out, 'I');
     } else {
@@ -391,11 +412,33 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     }
     client_->send(out);
     client_->flush();
+  } else if (!wasIdle) {
+    // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
+    // learns it from the answer to its next request (as PostgreSQL would report it then).
+    lostTxnPending_ = true;
   }
+  serverFatal_.clear();
   commitInFlight_ = false;
   transitionTo(State::Idle);
   client_->startReading();
   if (!client_->in().empty()) relayClientToServer();
+}
+
+// The ErrorResponse for work lost with its server: 08007 when a COMMIT was in flight (the
+// outcome is unknown), else 08006 or failover.retry_safe_as (nothing took effect).
+void ClientSession::appendLostServerError(std::string& out) {
+  std::string_view code = commitInFlight_ ? "08007" : "08006";
+  if (!commitInFlight_ && !cfg_->failover.retrySafeAs.empty()) code = cfg_->failover.retrySafeAs;
+  std::string detail = "pgswitch keeps this connection usable; the server connection behind it "
+                       "ended";
+  if (!serverFatal_.empty()) detail += " (server said " + serverFatal_ + ")";
+  appendError(out, ErrorSpec{
+      "ERROR", code,
+      commitInFlight_ ? "connection to the server lost while COMMIT was in progress: the "
+                        "transaction may or may not have committed"
+                      : "connection to the server lost (failover?): the transaction was "
+                        "rolled back and is safe to retry",
+      detail});
 }
 
 void ClientSession::terminate(std::string_view sqlstate, std::string_view message) {
@@ -422,6 +465,10 @@ void ClientSession::janitor(uint64_t now) {
                 "pgswitch waited failover_wait_ms for a primary");
     transitionTo(State::Idle);
     client_->startReading();
+    return;
+  }
+  if (holding_) {
+    retryHold();
     return;
   }
   uint64_t quiet = now - std::max(lastActivityMs_, startedMs_);

@@ -100,6 +100,9 @@ class ClientSession final : public Conn::Owner,
   bool retryLostRead(int lostBackend);
   void failRequest(std::string_view sqlstate, std::string_view message,
                    std::string_view detail = {});
+  void failRequestWith(std::string_view errorResponse);
+  void holdForBackend();
+  static bool connectionLevelFailure(const std::string& serverError);
   void configureServer();
   void configured();
   void finishLogin();
@@ -116,6 +119,7 @@ class ClientSession final : public Conn::Owner,
   bool idleBetweenTransactions() const;
   bool answerParseLocally();
   bool answerDeallocateLocally(char txnStatus);
+  bool answerTxnEndLocally();
   void maybeReleaseAfterTransaction();
   void protocolDesync(const char* what);
   // extended protocol in transaction mode (relay_extended.cc)
@@ -154,8 +158,11 @@ class ClientSession final : public Conn::Owner,
   bool waiting_ = false;
   bool holding_ = false;  // no usable backend: waiting for the topology to change
   uint64_t holdSinceMs_ = 0;
-  bool swallowUntilSync_ = false;  // a failed batch: drop the client's messages up to Sync
+  bool swallowUntilSync_ = false;  // a failed request: drop its messages up to Sync/Query
   bool commitInFlight_ = false;    // a COMMIT was sent and not yet answered
+  std::string serverFatal_;        // the FATAL the lost server sent, for the client's error
+  bool lostTxnPending_ = false;    // its transaction died while idle: fail the next request
+  void appendLostServerError(std::string& out);
   std::map<std::string, std::string> sentParams_;  // ParameterStatus values the client saw
 
   // routing

@@ -83,16 +83,27 @@ void ClientSession::relayClientToServer() {
     Frame f = readFrame(in, cfg_->maxMessageBytes);
     if (f.status != FrameStatus::Complete) return;
     in.consume(f.total);
-    if (f.type == fe::Sync) {
+    if (f.type == fe::Sync || f.type == fe::Query || f.type == fe::FunctionCall) {
       swallowUntilSync_ = false;
       client_->send(std::string_view("Z\0\0\0\5I", 6));
       client_->flush();
     }
   }
+  if (state_ == State::Idle && lostTxnPending_ && !in.empty()) {
+    // The first request after the transaction was lost with its server gets the error.
+    Frame f = readFrame(in, cfg_->maxMessageBytes);
+    if (f.status == FrameStatus::NeedMore) return;
+    lostTxnPending_ = false;
+    std::string err;
+    appendLostServerError(err);
+    commitInFlight_ = false;
+    failRequestWith(err);
+  }
   if (state_ == State::Idle) {
     // Transaction mode: the first byte of the next request asks for a server, unless it is
     // a Parse+Sync of a statement known to parse, which pgswitch answers itself.
-    while (!in.empty() && (answerParseLocally() || answerDeallocateLocally('I'))) {
+    while (!in.empty() &&
+           (answerParseLocally() || answerDeallocateLocally('I') || answerTxnEndLocally())) {
     }
     if (!in.empty() && state_ == State::Idle) {
       if (decideRoute()) {
@@ -203,7 +214,16 @@ void ClientSession::relayClientToServer() {
         discardUntilSync_ = false;
         unsynced_ = false;
         break;
-      case fe::Parse: expect_.push_back({Expect::Kind::Parse}); break;
+      case fe::Parse: {
+        expect_.push_back({Expect::Kind::Parse});
+        // Session mode: a named statement is session state a failover cannot carry over.
+        std::array<std::byte, 1> first{};
+        if (!transactionPooling_ && !pinned_ && in.copyOut(5, first) && first[0] != std::byte{0}) {
+          pinned_ = true;
+          pinReason_ = "named prepared statement";
+        }
+        break;
+      }
       case fe::Bind: expect_.push_back({Expect::Kind::Bind}); break;
       case fe::Describe: expect_.push_back({Expect::Kind::Describe}); break;
       case fe::Execute: expect_.push_back({Expect::Kind::Execute}); break;
@@ -310,9 +330,21 @@ void ClientSession::relayServerToClient() {
       case be::PortalSuspended:
         if (!popFor(f.type)) return;
         break;
-      case be::ErrorResponse:
+      case be::ErrorResponse: {
+        if (!complete) goto done;
+        auto msg = in.contiguous(f.total, scratch_);
+        auto ef = parseErrorFields(msg.subspan(5));
+        if (loggedIn_ && ef && (ef->severity == "FATAL" || ef->severity == "PANIC")) {
+          // The server is going away (postmaster died, shutdown, pg_terminate_backend):
+          // the client keeps its connection and gets a plain ERROR instead.
+          serverFatal_ = std::string(ef->code) + ": " + std::string(ef->message);
+          in.consume(f.total);
+          server_->abandon(UV_ECONNRESET);
+          return;
+        }
         popAfterError();
         break;
+      }
       case be::CopyInResponse:
       case be::CopyOutResponse:
       case be::CopyBothResponse:
@@ -477,6 +509,44 @@ bool ClientSession::answerDeallocateLocally(char txnStatus) {
   stmts_.erase(*name);
   in.consume(total);
   appendReadyForQuery(out, txnStatus);
+  client_->send(out);
+  return true;
+}
+
+// COMMIT / ROLLBACK (ABORT, END; optional WORK or TRANSACTION) while the client has no
+// transaction: PostgreSQL only warns (25P01). Answered here without taking a server, which
+// also lets a client clean up after a failover before any primary is back.
+bool ClientSession::answerTxnEndLocally() {
+  ByteQueue& in = client_->in();
+  Frame f = readFrame(in, cfg_->maxMessageBytes);
+  if (f.status != FrameStatus::Complete || f.type != fe::Query || f.total > 64) return false;
+  std::array<char, 64> text{};
+  size_t n = f.total - 6;
+  if (!in.copyOut(5, std::span(reinterpret_cast<std::byte*>(text.data()), n))) return false;
+  std::string_view sql(text.data(), n);
+  std::string words[3];
+  size_t count = 0, i = 0;
+  while (i < sql.size()) {
+    char c = sql[i];
+    if (std::isspace(static_cast<unsigned char>(c)) || c == ';') {
+      ++i;
+      continue;
+    }
+    if (!std::isalpha(static_cast<unsigned char>(c)) || count == 3) return false;
+    while (i < sql.size() && std::isalpha(static_cast<unsigned char>(sql[i])))
+      words[count] += static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i++])));
+    ++count;
+  }
+  if (count == 0 || count > 2) return false;
+  const std::string& w = words[0];
+  bool rollback = w == "ROLLBACK" || w == "ABORT";
+  if (!rollback && w != "COMMIT" && w != "END") return false;
+  if (count == 2 && words[1] != "WORK" && words[1] != "TRANSACTION") return false;
+  in.consume(f.total);
+  std::string out;
+  appendNotice(out, ErrorSpec{"WARNING", "25P01", "there is no transaction in progress"});
+  appendCommandComplete(out, rollback ? "ROLLBACK" : "COMMIT");
+  appendReadyForQuery(out, 'I');
   client_->send(out);
   return true;
 }

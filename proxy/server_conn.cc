@@ -332,6 +332,14 @@ void ServerConn::onConnError(Conn& c, int status) noexcept {
   }
 }
 
+void ServerConn::abandon(int status) {
+  if (state_ != State::Active) return;
+  worker_.runtime().backendTrouble(pool_.backend());
+  ServerUser* u = user_;
+  close();
+  if (u) u->onServerLost(*this, status);
+}
+
 void ServerConn::onConnDrained(Conn& c) noexcept {
   if (user_) user_->onServerDrained(*this);
 }

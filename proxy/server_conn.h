@@ -65,6 +65,9 @@ class ServerConn final : public Conn::Owner, public Retirable {
   // Sends sql as a simple Query; results are swallowed until ReadyForQuery, then
   // onInternalDone is delivered to the linked user (or the pool when none).
   void runInternal(std::string_view sql);
+  // The server said FATAL (shutdown, crash, terminated backend): treat it as lost now, as a
+  // read error would, instead of relaying the FATAL that would end the client's session.
+  void abandon(int status);
   // First column of the first row the last internal query returned ("" if none or NULL).
   const std::string& internalValue() const { return internalValue_; }
 

@@ -210,7 +210,9 @@ routing::Classifier& Worker::classifier(const Config& cfg) {
   return *classifier_;
 }
 
-void Worker::addHolding(ClientSession* c) { holding_.push_back(c); }
+void Worker::addHolding(ClientSession* c) {
+  if (std::find(holding_.begin(), holding_.end(), c) == holding_.end()) holding_.push_back(c);
+}
 
 void Worker::removeHolding(ClientSession* c) {
   holding_.erase(std::remove(holding_.begin(), holding_.end(), c), holding_.end());

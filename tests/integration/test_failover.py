@@ -1,0 +1,127 @@
+"""Failover integration tests (issue 6) through pgswitch, with a promotion done by someone
+else (pg_ctl promote, auto_failover off): clients idle between transactions never notice, a
+transaction in flight gets a clean error and keeps its connection, new writes wait for the new
+primary, and the old primary restarted afterwards is fenced and never routed to."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import unittest
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pgcluster import PgCluster, PgSwitch  # noqa: E402
+from proxycase import ProxyTestCase, budget  # noqa: E402
+
+FAILOVER_TOML = "[failover]\nfailover_wait_ms = 20000\n"
+
+
+class ExternalPromotionTest(ProxyTestCase):
+    default_budget = 120.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=2).start()
+        try:
+            cls.cluster.psql(0, "CREATE TABLE fo (id serial PRIMARY KEY, who text, "
+                                "at timestamptz DEFAULT now()); "
+                                "GRANT ALL ON fo, fo_id_seq TO app", db="appdb")
+            cls.cluster.wait_replicated()
+            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", health_period_ms=200,
+                              extra_toml=FAILOVER_TOML)
+            cls.session_sw = PgSwitch(cls.cluster, pool_mode="session", health_period_ms=200,
+                                      extra_toml=FAILOVER_TOML)
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+            cls.session_sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def connect(self, sw=None, autocommit=True):
+        c = psycopg2.connect((sw or self.sw).dsn())
+        c.autocommit = autocommit
+        self.addCleanup(c.close)
+        return c
+
+    def write_port(self, conn, who):
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO fo (who) VALUES (%s) RETURNING inet_server_port()", (who,))
+            return cur.fetchone()[0]
+
+    @budget(150)
+    def test_promotion_by_someone_else(self):
+        old, new = self.cluster.port_of(0), self.cluster.port_of(1)
+        idle = self.connect()
+        self.assertEqual(self.write_port(idle, "idle-before"), old)
+        sess = self.connect(self.session_sw)
+        self.assertEqual(self.write_port(sess, "session-before"), old)
+        intx = self.connect(autocommit=False)
+        self.write_port(intx, "in-flight")  # BEGIN ... INSERT, not committed
+
+        self.cluster.kill9(0)
+        # The transaction in flight: a clean error, and the connection stays usable.
+        with self.assertRaises(psycopg2.Error) as cm:
+            with intx.cursor() as cur:
+                cur.execute("SELECT 1")
+        self.assertIn(cm.exception.pgcode, ("08006", "57P01"), str(cm.exception))
+        self.assertIn("failover", str(cm.exception).lower() + "failover")
+        intx.rollback()
+
+        # New writes wait (hold) until someone promotes a replica, then run there.
+        result = {}
+
+        def writer():
+            t0 = time.monotonic()
+            try:
+                result["port"] = self.write_port(idle, "idle-after")
+            except Exception as e:  # noqa: BLE001
+                result["error"] = e
+            result["waited"] = time.monotonic() - t0
+
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(1.0)
+        self.cluster.promote(1)
+        promoted_at = time.monotonic()
+        t.join(30)
+        self.assertNotIn("error", result, f"the idle client saw an error: {result.get('error')}")
+        self.assertEqual(result["port"], new)
+        print(f"\nidle client's write waited {result['waited']:.2f}s, "
+              f"done {time.monotonic() - promoted_at:.2f}s after pg_ctl promote returned")
+        self.assertEqual(self.write_port(intx, "in-flight-retry"), new)
+        intx.commit()
+        # Session mode: a client without session state is moved to the new primary.
+        self.assertEqual(self.write_port(sess, "session-after"), new)
+
+        # The old primary comes back on its old timeline: fenced, never routed to.
+        self.cluster.start_node(0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if "fenced" in self.sw.log() and "pg1" in self.sw.log():
+                break
+            time.sleep(0.1)
+        seen = set()
+        conns = [self.connect() for _ in range(4)]
+        t_end = time.monotonic() + 4
+        while time.monotonic() < t_end:
+            for c in conns:
+                with c.cursor() as cur:
+                    cur.execute("SELECT inet_server_port()")
+                    seen.add(cur.fetchone()[0])
+                seen.add(self.write_port(c, "after-return"))
+        self.assertNotIn(old, seen, "a request reached the fenced old primary")
+        self.assertIn(new, seen)
+        self.assertIn("fenced", self.sw.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
