@@ -123,5 +123,67 @@ class ExternalPromotionTest(ProxyTestCase):
         self.assertIn("fenced", self.sw.log())
 
 
+class ReplicaLossTest(ProxyTestCase):
+    default_budget = 90.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=2).start()
+        try:
+            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", health_period_ms=200,
+                              extra_toml=FAILOVER_TOML)
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def test_read_retried_when_its_replica_dies(self):
+        conn = psycopg2.connect(self.sw.dsn())
+        conn.autocommit = True
+        self.addCleanup(conn.close)
+        replicas = {self.cluster.port_of(1): 1, self.cluster.port_of(2): 2}
+        result = {}
+
+        def reader():
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT inet_server_port(), pg_sleep(1.5), inet_server_port()")
+                    result["row"] = cur.fetchone()
+            except Exception as e:  # noqa: BLE001
+                result["error"] = e
+
+        t = threading.Thread(target=reader)
+        t.start()
+        # Find the replica running the sleep, and kill it mid-query.
+        victim = None
+        deadline = time.monotonic() + 5
+        while victim is None and time.monotonic() < deadline:
+            for port, i in replicas.items():
+                n = self.cluster.psql(i, "SELECT count(*) FROM pg_stat_activity "
+                                         "WHERE query LIKE '%pg_sleep(1.5)%' AND pid <> "
+                                         "pg_backend_pid()")
+                if n.strip() not in ("", "0"):
+                    victim = i
+            time.sleep(0.05)
+        self.assertIsNotNone(victim, "the read did not start on a replica")
+        self.cluster.kill9(victim)
+        t.join(20)
+        self.assertNotIn("error", result, f"the read failed instead of being retried: "
+                                          f"{result.get('error')}")
+        port = result["row"][0]
+        self.assertNotEqual(port, self.cluster.port_of(victim))
+        print(f"\nread retried on port {port} after replica node{victim} was killed")
+        with conn.cursor() as cur:  # the connection keeps working
+            cur.execute("SELECT 1")
+            self.assertEqual(cur.fetchone()[0], 1)
+        self.cluster.start_node(victim)
+
+
 if __name__ == "__main__":
     unittest.main()
