@@ -140,18 +140,65 @@ std::string ProxyControl::attachBackend(std::string_view name) {
   return err;
 }
 
-std::string ProxyControl::promoteBackend(std::string_view name) {
+namespace {
+thread_local std::optional<ProxyControl::PendingOp> tPending;
+}  // namespace
+
+std::string ProxyControl::checkPromotable(std::string_view name, int& i) const {
   std::string err;
-  if (index(name, err) < 0) return err;
-  return "PROMOTE is not available in this build: the health monitor has no promotion support "
-         "yet (promote with pg_ctl promote; pgswitch follows the new primary)";
+  i = index(name, err);
+  if (i < 0) return err;
+  auto topo = rt_.topology();
+  if (i >= static_cast<int>(topo->backends.size())) return "no health information yet";
+  const routing::BackendInfo& b = topo->backends[i];
+  if (topo->primary == i) return b.name + " is already the primary";
+  if (b.role != routing::Role::Replica) {
+    return b.name + " is not a replica (role " + routing::toString(b.role) + ")";
+  }
+  if (b.state != routing::BackendState::Up && b.state != routing::BackendState::Draining) {
+    return b.name + " is " + routing::toString(b.state);
+  }
+  return "";
+}
+
+std::string ProxyControl::promoteBackend(std::string_view name) {
+  int i = -1;
+  std::string err = checkPromotable(name, i);
+  if (!err.empty()) return err;
+  tPending = PendingOp{false, i, std::string(name)};
+  return "";
 }
 
 std::string ProxyControl::switchoverTo(std::string_view name) {
-  std::string err;
-  if (index(name, err) < 0) return err;
-  return "SWITCHOVER is not available in this build: the health monitor has no promotion "
-         "support yet";
+  int i = -1;
+  std::string err = checkPromotable(name, i);
+  if (!err.empty()) return err;
+  if (rt_.topology()->primary < 0) return "there is no primary to switch over from: use PROMOTE";
+  tPending = PendingOp{true, i, std::string(name)};
+  return "";
+}
+
+std::optional<ProxyControl::PendingOp> ProxyControl::takePending() {
+  auto op = std::move(tPending);
+  tPending.reset();
+  return op;
+}
+
+void ProxyControl::runPending(const PendingOp& op, Worker& home,
+                              std::function<void(std::string)> done) {
+  spdlog::info("console: {} {}", op.switchover ? "SWITCHOVER TO" : "PROMOTE", op.name);
+  Worker* h = &home;
+  auto cb = [h, done = std::move(done), what = std::string(op.switchover ? "SWITCHOVER" : "PROMOTE")](
+                const health::OperationResult& r) mutable {
+    std::string err = r.ok ? "" : (r.error.empty() ? what + " failed" : r.error);
+    if (r.ok) spdlog::info("console: {} done: {}", what, r.detail);
+    h->post([done = std::move(done), err] { done(err); });
+  };
+  if (op.switchover) {
+    ctl_.switchover(op.backend, std::move(cb));
+  } else {
+    ctl_.promote(op.backend, std::move(cb));
+  }
 }
 
 std::string ProxyControl::set(std::string_view key, std::string_view value) {

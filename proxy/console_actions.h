@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,9 +50,22 @@ class ProxyControl final : public ConsoleActions {
   std::string set(std::string_view key, std::string_view value) override;
   std::string shutdown(bool wait) override;
 
+  // PROMOTE and SWITCHOVER take seconds, and a worker must not wait for them. The action
+  // only checks the request and records it (per thread: actions run synchronously inside
+  // runConsole on the console's worker); the console session then takes it, starts it, and
+  // answers when `done` arrives, posted back to `home`: "" or why it failed.
+  struct PendingOp {
+    bool switchover = false;
+    int backend = -1;
+    std::string name;
+  };
+  std::optional<PendingOp> takePending();
+  void runPending(const PendingOp& op, Worker& home, std::function<void(std::string)> done);
+
  private:
   Snapshot base() const;  // what is not per worker
   int index(std::string_view name, std::string& err) const;
+  std::string checkPromotable(std::string_view name, int& i) const;
   void retryHeldSessions();
 
   Runtime& rt_;

@@ -10,10 +10,37 @@
 #include "protocol/messages.h"
 #include "proxy/client_session.h"
 #include "proxy/console_actions.h"
+#include "proxy/console_internal.h"
 
 namespace pgswitch::proxy {
 
 using namespace protocol;
+
+namespace {
+
+// PROMOTE and SWITCHOVER are answered when the health thread is done; to keep that answer
+// unambiguous they must be the only command of their Query.
+bool operationNotAlone(std::string_view sql) {
+  std::vector<console::Token> tokens;
+  console::ParseError err;
+  if (!console::tokenize(sql, tokens, err)) return false;  // runConsole reports it
+  int statements = 0;
+  bool operation = false, first = true;
+  for (const console::Token& t : tokens) {
+    if (t.kind == console::Token::Kind::Semicolon) {
+      first = true;
+      continue;
+    }
+    if (first) {
+      ++statements;
+      operation |= t.isKeyword("PROMOTE") || t.isKeyword("SWITCHOVER");
+    }
+    first = false;
+  }
+  return operation && statements > 1;
+}
+
+}  // namespace
 
 void ClientSession::startConsole() {
   if (!cfg_->isAdmin(user_)) {
@@ -167,7 +194,33 @@ void ConsoleSession::answer(const Snapshot& snap, const std::string& sql) {
   busy_ = false;
   if (closed_ || owner_.state() != ClientSession::State::Console) return;
   ProxyControl* ctl = worker_.runtime().control;
+  if (operationNotAlone(sql)) {
+    std::string out;
+    appendError(out, ErrorSpec{"ERROR", "0A000",
+                               "PROMOTE and SWITCHOVER must be sent as a query of their own"});
+    reply(std::move(out));
+    onRead();
+    return;
+  }
   ConsoleReply r = runConsole(sql, snap, *ctl);
+  if (auto op = ctl->takePending()) {
+    // Answered once the health thread has promoted (or refused): reading stays stopped.
+    busy_ = true;
+    std::weak_ptr<int> alive = alive_;
+    ctl->runPending(*op, worker_,
+                    [this, alive, msgs = std::move(r.messages)](std::string err) mutable {
+                      if (alive.expired()) return;
+                      busy_ = false;
+                      if (closed_) return;
+                      if (!err.empty()) {
+                        msgs.clear();
+                        appendError(msgs, ErrorSpec{"ERROR", console::kNotInPrerequisiteState, err});
+                      }
+                      reply(std::move(msgs));
+                      onRead();
+                    });
+    return;
+  }
   if (r.closeAfter) {
     // SHUTDOWN: the whole answer (ReadyForQuery too, so that `psql -c "SHUTDOWN WAIT"`
     // exits 0), then the connection ends: the process is going away.

@@ -118,10 +118,11 @@ void Controller::onPublish(uint64_t generation, bool skipGuess, routing::Topolog
   if (generation != generation_.load()) return;  // from a monitor being replaced
   // Version 1 is a new monitor's guess; after a reload the previous real snapshot is better.
   if (t->version <= 1 && skipGuess) return;
-  auto prev = rt_.topology();
-  if (prev && prev->version > 1 && prev->primary >= 0 && t->primary >= 0 &&
-      prev->backends[prev->primary].name != t->backends[t->primary].name) {
-    ++rt_.failovers;  // a failover or switchover moved the primary
+  // A failover or switchover moved the primary (possibly through snapshots with none).
+  if (t->version > 1 && t->primary >= 0) {
+    const std::string& name = t->backends[t->primary].name;
+    if (!lastPrimary_.empty() && name != lastPrimary_) ++rt_.failovers;
+    lastPrimary_ = name;
   }
   rt_.setTopology(t);
   if (t->version > 1) {
@@ -206,6 +207,24 @@ std::string Controller::attach(int i) {
   if (!health_) return "health checks are not running";
   health_->attach(i);
   return "";
+}
+
+void Controller::promote(int i, health::OperationDone done) {
+  std::lock_guard g(mu_);
+  if (!health_) {
+    done(health::OperationResult{false, "health checks are not running", -1, {}});
+    return;
+  }
+  health_->promote(i, std::move(done));
+}
+
+void Controller::switchover(int i, health::OperationDone done) {
+  std::lock_guard g(mu_);
+  if (!health_) {
+    done(health::OperationResult{false, "health checks are not running", -1, {}});
+    return;
+  }
+  health_->switchover(i, 0, std::move(done));
 }
 
 std::vector<health::Event> Controller::recentEvents() const {

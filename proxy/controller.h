@@ -45,6 +45,10 @@ class Controller {
   std::string setDisabled(int i, bool on);
   std::string setDraining(int i, bool on);
   std::string attach(int i);  // lift a fence
+  // PROMOTE / SWITCHOVER by the health thread; `done` runs once, on the health thread (or
+  // here when health checks are not running).
+  void promote(int i, health::OperationDone done);
+  void switchover(int i, health::OperationDone done);
   // The health thread's recent events, oldest first (empty while it is not running).
   std::vector<health::Event> recentEvents() const;
 
@@ -77,6 +81,7 @@ class Controller {
   // Publications of a replaced monitor are ignored; a new monitor's guessed initial
   // snapshot is ignored while a real one from its predecessor is in place.
   std::atomic<uint64_t> generation_{0};
+  std::string lastPrimary_;  // onPublish only (one publisher at a time): failover count
   std::mutex firstMu_;
   std::condition_variable firstCv_;
   bool firstRound_ = false;

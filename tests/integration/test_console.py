@@ -366,10 +366,14 @@ class ConsoleTest(ProxyTestCase):
             cur.execute("ENABLE pg2")
             self.wait_for(lambda: self.backends()["pg2"]["state"] == "up", what="pg2 up")
             cur.execute("ATTACH pg2")
-            for cmd in ("PROMOTE pg2", "SWITCHOVER TO pg2"):
-                with self.assertRaises(psycopg2.Error) as cm:
-                    cur.execute(cmd)
-                self.assertIn(cm.exception.pgcode, ("55000",), cmd)
+            with self.assertRaises(psycopg2.Error) as cm:
+                cur.execute("PROMOTE pg1")
+            self.assertEqual(cm.exception.pgcode, "55000")
+            self.assertIn("pg1 is already the primary", str(cm.exception))
+            with self.assertRaises(psycopg2.Error) as cm:
+                cur.execute("SWITCHOVER TO pg2; SHOW BACKENDS")
+            self.assertEqual(cm.exception.pgcode, "0A000")
+            self.assertEqual(self.backends()["pg1"]["role"], "primary")
 
     @budget(90)
     def test_10_reload_adds_replica_under_load(self):
@@ -570,6 +574,23 @@ class ConsoleTest(ProxyTestCase):
             self.assertEqual(sw.stop(), 0)
         finally:
             sw.kill()
+
+    @budget(90)
+    def test_16_switchover(self):
+        """Last: it moves the primary to pg2 for good."""
+        self.cluster.wait_replicated()
+        with closing(self.console()) as con, con.cursor() as cur:
+            cur.execute("SWITCHOVER TO pg2")
+        self.assertFalse(self.cluster.is_in_recovery(1), "pg2 was not promoted")
+        b = self.wait_for(lambda: (lambda r: r if r["pg2"]["role"] == "primary" else None)(
+            self.backends()), what="pg2 primary in SHOW BACKENDS")
+        self.assertNotEqual((b["pg1"]["role"], b["pg1"]["state"]), ("primary", "up"))
+        with closing(self.app()) as conn, conn.cursor() as cur:  # writes go to the new primary
+            cur.execute("CREATE TABLE after_switchover(x int)")
+            cur.execute("SELECT inet_server_port()")
+            self.assertEqual(cur.fetchone()[0], self.cluster.port_of(1))
+        text = http_get(self.metrics_port, "/metrics")[2]
+        self.assertGreaterEqual(metric_sum(text, "pgswitch_failovers_total"), 1)
 
 
 if __name__ == "__main__":
