@@ -195,6 +195,13 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
 // Brings the server's settings to what the client asked for in its startup packet: SET for
 // every parameter whose current value differs, RESET for leftovers of earlier clients.
 void ClientSession::configureServer() {
+  // Fast path, taken on almost every link in transaction mode: this server was last brought
+  // to exactly this client's settings and nothing changed them since.
+  if (gucsHash_ == 0) gucsHash_ = hashGucs(gucs_);
+  if (server_->configuredHash() == gucsHash_) {
+    configured();
+    return;
+  }
   std::string sql;
   auto& applied = server_->appliedGucs();
   std::map<std::string, std::string> wanted;
@@ -225,10 +232,23 @@ void ClientSession::configureServer() {
     }
   }
   if (sql.empty()) {
+    server_->setConfiguredHash(gucsHash_);
     configured();
     return;
   }
   server_->runInternal(sql);
+  server_->setConfiguredHash(gucsHash_);  // cleared again if the SETs fail
+}
+
+uint64_t ClientSession::hashGucs(const std::vector<std::pair<std::string, std::string>>& g) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over name=value pairs, in order
+  for (auto& [k, v] : g) {
+    for (char c : k) h = (h ^ static_cast<unsigned char>(std::tolower(static_cast<unsigned char>(c)))) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (char c : v) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+    h = (h ^ 0xfe) * 1099511628211ull;
+  }
+  return h == 0 ? 1 : h;
 }
 
 void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {

@@ -145,6 +145,8 @@ class ClientSession final : public Conn::Owner,
   // login
   std::string user_, database_;
   std::vector<std::pair<std::string, std::string>> gucs_;  // from startup packet + options
+  uint64_t gucsHash_ = 0;  // of gucs_, 0 = recompute (set to 0 whenever gucs_ changes)
+  static uint64_t hashGucs(const std::vector<std::pair<std::string, std::string>>& g);
   const UserConfig* userCfg_ = nullptr;
   std::optional<protocol::ScramServer> scram_;
   int authStep_ = 0;

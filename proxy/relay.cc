@@ -300,6 +300,7 @@ void ClientSession::relayServerToClient() {
               }
             }
             if (!mine) gucs_.emplace_back(name, std::string(ps->value));
+            gucsHash_ = 0;
             server_->appliedGucs()[name] = std::string(ps->value);
             if (name == "application_name") resolveSessionTag();
             ++reportedChanges_;

@@ -83,7 +83,13 @@ class ServerConn final : public Conn::Owner, public Retirable {
   uint64_t lastUsedMs() const { return lastUsedMs_; }
   void touch(uint64_t now) { lastUsedMs_ = now; }
   // GUCs set with SET on this connection since its last reset (beyond server defaults).
-  std::map<std::string, std::string>& appliedGucs() { return applied_; }
+  // Mutable access forgets which client settings the server was configured for.
+  std::map<std::string, std::string>& appliedGucs() {
+    configuredHash_ = 0;
+    return applied_;
+  }
+  uint64_t configuredHash() const { return configuredHash_; }
+  void setConfiguredHash(uint64_t h) { configuredHash_ = h; }
   ServerStatementCache& statements() { return statements_; }
 
   void close();
@@ -118,6 +124,7 @@ class ServerConn final : public Conn::Owner, public Retirable {
   std::optional<protocol::ScramClient> scram_;
   std::string internalError_;
   std::string internalValue_;
+  uint64_t configuredHash_ = 0;  // ClientSession::hashGucs of the settings applied, 0 = unknown
   std::vector<std::byte> scratch_;
 };
 
