@@ -587,7 +587,7 @@ class ConsoleTest(ProxyTestCase):
         self.assertNotEqual((b["pg1"]["role"], b["pg1"]["state"]), ("primary", "up"))
         with closing(self.app()) as conn, conn.cursor() as cur:  # writes go to the new primary
             cur.execute("CREATE TABLE after_switchover(x int)")
-            cur.execute("SELECT inet_server_port()")
+            cur.execute("INSERT INTO after_switchover SELECT inet_server_port() RETURNING x")
             self.assertEqual(cur.fetchone()[0], self.cluster.port_of(1))
         text = http_get(self.metrics_port, "/metrics")[2]
         self.assertGreaterEqual(metric_sum(text, "pgswitch_failovers_total"), 1)
