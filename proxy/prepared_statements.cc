@@ -19,12 +19,12 @@ std::string serverStatementName(uint64_t hash) {
 }
 
 const ClientStatement* ClientStatements::find(std::string_view name) const {
-  auto it = map_.find(std::string(name));
+  auto it = map_.find(name);
   return it == map_.end() ? nullptr : &it->second;
 }
 
 void ClientStatements::close(std::string_view name) {
-  auto it = map_.find(std::string(name));
+  auto it = map_.find(name);
   if (it == map_.end()) {
     closed_.emplace_back(std::string(name), std::nullopt);
     return;

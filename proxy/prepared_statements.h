@@ -46,7 +46,13 @@ class ClientStatements {
   void clearCloses() { closed_.clear(); }
 
  private:
-  std::unordered_map<std::string, ClientStatement> map_;
+  // Transparent hash: lookups by string_view (names point into the client's buffer) do not
+  // allocate a std::string per Bind/Describe.
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, ClientStatement, NameHash, std::equal_to<>> map_;
   std::deque<std::pair<std::string, std::optional<ClientStatement>>> closed_;
 };
 

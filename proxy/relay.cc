@@ -145,11 +145,7 @@ void ClientSession::relayClientToServer() {
     if (discardUntilSync_ && t != fe::Sync) {
       // The server ignores everything until Sync after an extended-protocol error; so do
       // we (nothing is owed for these messages).
-      if (t == fe::CopyData || t == fe::CopyDone || t == fe::CopyFail) {
-        c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
-      } else {
-        c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
-      }
+      c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
       continue;
     }
     if (transactionPooling_) {
