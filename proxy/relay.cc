@@ -69,6 +69,7 @@ void ClientSession::noteStatementEffects(std::string_view sql) {
   if (txnScoped) ++scopedSets_;
   const char* reason = c.createsTempTable      ? "temporary table"
                        : c.sessionAdvisoryLock ? "session advisory lock"
+                       : c.withHoldCursor      ? "WITH HOLD cursor"
                                                : nullptr;
   if (reason && !pinned_) {
     pinned_ = true;

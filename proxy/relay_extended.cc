@@ -314,7 +314,8 @@ void ClientSession::onCommandTag(std::string_view tag) {
   const char* reason = nullptr;
   if (tag == "PREPARE") reason = "SQL-level PREPARE";
   if (tag == "LISTEN") reason = "LISTEN";
-  if (tag == "DECLARE CURSOR") reason = "DECLARE CURSOR (a WITH HOLD cursor outlives its transaction)";
+  // DECLARE CURSOR pins only WITH HOLD (the classifier sees that, relay.cc): a plain cursor
+  // ends with its transaction.
   if (reason && !pinned_) {
     pinned_ = true;
     pinReason_ = reason;

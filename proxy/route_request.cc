@@ -73,6 +73,7 @@ bool ClientSession::decideRoute() {
     // Session state the command tags do not reveal: pin the client to the server it gets.
     if (c.createsTempTable) pinOnServer_ = "temporary table";
     if (c.sessionAdvisoryLock) pinOnServer_ = "session advisory lock";
+    if (c.withHoldCursor) pinOnServer_ = "WITH HOLD cursor";
     if (!c.hintTag.empty() && hintTagOwned.empty()) hintTagOwned = c.hintTag;
   };
   while (!ended) {
