@@ -12,6 +12,7 @@ DEMO=$ROOT/.demo
 PORTS=55432,55433,55434
 LISTEN_HOST=127.0.0.1
 LISTEN_PORT=6432
+METRICS_PORT=9930
 PY=/usr/bin/python3
 PGBIN=/usr/lib/postgresql/15/bin
 FIXTURE=$ROOT/tests/integration/pgcluster.py
@@ -97,10 +98,14 @@ cat >"$DEMO/pgswitch.toml" <<EOF
 # written by scripts/demo.sh
 [server]
 listen = "$LISTEN_HOST:$LISTEN_PORT"
-pool_mode = "session"
+pool_mode = "transaction"
 admin_users = ["admin"]
 workers = 2
 log_level = "info"
+metrics_listen = "$LISTEN_HOST:$METRICS_PORT"
+
+[routing]
+consistency = "read_your_writes"
 
 [health]
 period_ms = 500
@@ -171,9 +176,14 @@ export PGCONNECT_TIMEOUT=10
 # Bounded in time: a stuck proxy must not hang the demo forever.
 log "pgbench -i -s 2 through pgswitch"
 timeout 120 "${PGB[@]}" -i -s 2 -q appdb
-log "pgbench -c 4 -j 2 -T 10 through pgswitch"
+log "pgbench -c 4 -j 2 -T 10 through pgswitch (TPC-B-like: writes go to the primary)"
 timeout 60 "${PGB[@]}" -c 4 -j 2 -T 10 appdb | tee "$DEMO/pgbench.out"
+log "pgbench -S -c 4 -j 2 -T 5 through pgswitch (read-only: spread over the replicas)"
+timeout 60 "${PGB[@]}" -S -c 4 -j 2 -T 5 appdb | tee -a "$DEMO/pgbench.out" | grep -E "^(tps|number of failed)"
 unset PGPASSWORD
+log "SHOW BACKENDS on the admin console (psql ... dbname=pgswitch user=admin):"
+PGPASSWORD=admin timeout 20 "$PGBIN/psql" -X -h "$LISTEN_HOST" -p "$LISTEN_PORT" -U admin \
+  -d pgswitch -c "SHOW BACKENDS" || log "console not reachable"
 
 cat <<EOF
 
@@ -182,6 +192,9 @@ pgswitch is running on $LISTEN_HOST:$LISTEN_PORT in front of:
   replicas 127.0.0.1:$(cut -d, -f2 <<<"$PORTS"), 127.0.0.1:$(cut -d, -f3 <<<"$PORTS")
 Connect with:
   psql "host=$LISTEN_HOST port=$LISTEN_PORT dbname=appdb user=app password=app"
+Admin console:
+  psql "host=$LISTEN_HOST port=$LISTEN_PORT dbname=pgswitch user=admin password=admin"
+Status page and metrics: http://$LISTEN_HOST:$METRICS_PORT/  and  /metrics
 Log: $DEMO/pgswitch.log      Stop: Ctrl-C here, or '$0 stop' from another terminal.
 EOF
 
