@@ -195,10 +195,11 @@ void ClientSession::relayClientToServer() {
         std::array<char, 16> w;
         std::string_view first = queryFirstWord(in, f.total, w);
         if (server_->txnStatus() != 'I') commitInFlight_ = first == "COMMIT" || first == "END";
-        if (transactionPooling_ && complete && !pinned_ &&
-            (first == "SET" || server_->txnStatus() != 'I')) {
-          // Inside a transaction the request-start classification did not see this
-          // statement: look for session state it creates.
+        if (complete && !pinned_ &&
+            (!transactionPooling_ || first == "SET" || server_->txnStatus() != 'I')) {
+          // Look for session state the statement creates: in transaction mode only inside a
+          // transaction (the request-start classification saw the rest); in session mode
+          // always (state decides whether a failover may move the client).
           auto msg = in.contiguous(f.total, scratch_);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
           noteStatementEffects(sql);
