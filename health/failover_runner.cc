@@ -296,9 +296,19 @@ void runFailoverPlan(const FailoverPlan& plan, RunnerSink& sink, const std::atom
     in.oldPrimaryPort = plan.oldPort;
     in.oldPrimaryLsn = plan.oldPrimaryLsn;
     in.maxLagBytes = plan.maxLagBytes;
+    // In parallel: each read is a fresh connection (fork + authentication on the server).
+    std::vector<const PlanBackend*> asked;
     for (const auto& b : plan.backends) {
-      if (b.upReplica) in.replicas.push_back(readPosition(b, cancel, plan.statementTimeoutMs));
+      if (b.upReplica) asked.push_back(&b);
     }
+    in.replicas.resize(asked.size());
+    std::vector<std::thread> readers;
+    for (size_t k = 0; k < asked.size(); ++k) {
+      readers.emplace_back([&, k] {
+        in.replicas[k] = readPosition(*asked[k], cancel, plan.statementTimeoutMs);
+      });
+    }
+    for (auto& t : readers) t.join();
     in.sinceFailureMs = plan.haveFailedAt ? msSince(plan.failedAt) : -1;
     CandidateChoice choice = chooseCandidate(in);
     if (choice.index < 0) {
