@@ -304,9 +304,8 @@ void runFailoverPlan(const FailoverPlan& plan, RunnerSink& sink, const std::atom
     in.replicas.resize(asked.size());
     std::vector<std::thread> readers;
     for (size_t k = 0; k < asked.size(); ++k) {
-      readers.emplace_back([&, k] {
-        in.replicas[k] = readPosition(*asked[k], cancel, plan.statementTimeoutMs);
-      });
+      readers.emplace_back(
+          [&, k] { in.replicas[k] = readPosition(*asked[k], cancel, plan.statementTimeoutMs); });
     }
     for (auto& t : readers) t.join();
     in.sinceFailureMs = plan.haveFailedAt ? msSince(plan.failedAt) : -1;
