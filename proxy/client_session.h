@@ -127,12 +127,13 @@ class ClientSession final : public Conn::Owner,
   bool rewriteBind(size_t total);
   bool rewriteDescribe(size_t total);
   bool rewriteClose(size_t total);
+  bool serverHasStatement(uint64_t h);
   void ensureOnServer(const ClientStatement& cs);
   void sendServerParse(uint64_t hash, std::string_view tail, Expect::Kind kind,
                        std::string_view clientName);
   void emitFakes();
   bool popFor(char type);
-  void popAfterError();
+  void popAfterError(std::string_view sqlstate);
   void onCommandTag(std::string_view tag);
 
   Worker& worker_;

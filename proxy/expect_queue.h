@@ -29,7 +29,7 @@ struct Expect {
   Expect(Kind k, uint64_t h = 0, std::string name = {})
       : kind(k), hash(h), clientName(std::move(name)) {}
   Kind kind;
-  uint64_t hash = 0;       // Parse/HiddenParse of a named statement
+  uint64_t hash = 0;       // named statement of Parse/HiddenParse/Bind/Describe/HiddenClose
   std::string clientName;  // Parse: the client's name, forgotten if the Parse fails
 };
 

@@ -1,4 +1,4 @@
-// Statement hashing (xxHash64, Debian libxxhash) and the LRU bookkeeping.
+// Statement hashing (xxHash64, Debian libxxhash), the LRU bookkeeping and stale statements.
 #include "proxy/prepared_statements.h"
 
 #include <xxhash.h>
@@ -44,12 +44,23 @@ void ClientStatements::undoLastClose() {
   closed_.pop_back();
 }
 
-void ServerStatementCache::touch(uint64_t h) {
-  auto it = index_.find(h);
-  if (it != index_.end()) lru_.splice(lru_.begin(), lru_, it->second);
+void StaleStatements::markStale(uint64_t h) {
+  if (since_.size() >= kMax) since_.clear();
+  since_[h] = ++epoch_;
 }
 
-std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity) {
+bool StaleStatements::isStale(uint64_t h, uint64_t preparedAt) const {
+  if (since_.empty()) return false;
+  auto it = since_.find(h);
+  return it != since_.end() && preparedAt < it->second;
+}
+
+void ServerStatementCache::touch(uint64_t h) {
+  auto it = index_.find(h);
+  if (it != index_.end()) lru_.splice(lru_.begin(), lru_, it->second.pos);
+}
+
+std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity, uint64_t epoch) {
   if (contains(h)) {
     touch(h);
     return std::nullopt;
@@ -61,20 +72,25 @@ std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity) {
     lru_.pop_back();
   }
   lru_.push_front(h);
-  index_[h] = lru_.begin();
+  index_[h] = Entry{lru_.begin(), epoch};
   return evicted;
+}
+
+uint64_t ServerStatementCache::preparedAt(uint64_t h) const {
+  auto it = index_.find(h);
+  return it == index_.end() ? 0 : it->second.preparedAt;
 }
 
 void ServerStatementCache::restore(uint64_t h) {
   if (contains(h)) return;
   lru_.push_back(h);
-  index_[h] = std::prev(lru_.end());
+  index_[h] = Entry{std::prev(lru_.end()), 0};
 }
 
 void ServerStatementCache::erase(uint64_t h) {
   auto it = index_.find(h);
   if (it == index_.end()) return;
-  lru_.erase(it->second);
+  lru_.erase(it->second.pos);
   index_.erase(it);
 }
 

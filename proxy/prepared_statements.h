@@ -2,7 +2,8 @@
 // A client's statement names are its own; on servers every statement is named after a hash
 // of its text and parameter types, so any client can reuse what any other prepared there.
 // ClientStatements: what one client has prepared. ServerStatementCache: what one server
-// connection has, bounded (LRU) by max_prepared_statements.
+// connection has, bounded (LRU) by max_prepared_statements. StaleStatements: statements
+// whose result type changed, to be prepared again on every server.
 #pragma once
 
 #include <cstdint>
@@ -56,16 +57,41 @@ class ClientStatements {
   std::deque<std::pair<std::string, std::optional<ClientStatement>>> closed_;
 };
 
+// Statements PostgreSQL declared unusable. When DDL changes the result type of a prepared
+// statement (ALTER TABLE under SELECT *), every server that prepared it earlier answers its
+// Bind with 0A000 "cached plan must not change result type" until it is prepared again; and
+// since servers share statements by text, a client that prepares it anew would get the old
+// copy. One per worker: the epoch at which each hash went stale. A server's copy prepared
+// before then is closed and prepared again before its next use. Bounded: when it is full it
+// is forgotten wholesale, and a stale copy then reports 0A000 once more and is marked again.
+class StaleStatements {
+ public:
+  uint64_t epoch() const { return epoch_; }
+  void markStale(uint64_t h);
+  // Whether a copy of h prepared at `preparedAt` (an epoch(); 0 = unknown) predates h going
+  // stale.
+  bool isStale(uint64_t h, uint64_t preparedAt) const;
+  size_t size() const { return since_.size(); }
+
+ private:
+  static constexpr size_t kMax = 4096;
+  uint64_t epoch_ = 1;
+  std::unordered_map<uint64_t, uint64_t> since_;
+};
+
 class ServerStatementCache {
  public:
   bool contains(uint64_t h) const { return index_.count(h) != 0; }
   void touch(uint64_t h);
-  // Adds h; returns the hash evicted to make room, if any (the caller closes it on the
-  // server).
-  std::optional<uint64_t> add(uint64_t h, size_t capacity);
+  // Adds h, prepared at `epoch` (StaleStatements::epoch()); returns the hash evicted to make
+  // room, if any (the caller closes it on the server).
+  std::optional<uint64_t> add(uint64_t h, size_t capacity, uint64_t epoch = 0);
+  // The epoch h was prepared at on this server (0 if unknown or absent).
+  uint64_t preparedAt(uint64_t h) const;
   void erase(uint64_t h);
   // Puts back h, which the server still has (its eviction Close was skipped after an
-  // error), as the least recently used entry, without evicting anything.
+  // error), as the least recently used entry, without evicting anything. Its epoch is
+  // unknown (0): if h is stale, it is closed and prepared again before its next use.
   void restore(uint64_t h);
   void clear() {
     lru_.clear();
@@ -74,8 +100,12 @@ class ServerStatementCache {
   size_t size() const { return index_.size(); }
 
  private:
+  struct Entry {
+    std::list<uint64_t>::iterator pos;
+    uint64_t preparedAt = 0;
+  };
   std::list<uint64_t> lru_;  // front = most recently used
-  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> index_;
+  std::unordered_map<uint64_t, Entry> index_;
 };
 
 }  // namespace pgswitch::proxy

@@ -341,7 +341,7 @@ void ClientSession::relayServerToClient() {
           server_->abandon(UV_ECONNRESET);
           return;
         }
-        popAfterError();
+        popAfterError(ef ? ef->code : std::string_view());
         break;
       }
       case be::CopyInResponse:

@@ -23,7 +23,8 @@ void putLength(std::string& b, size_t at) {
 void ClientSession::sendServerParse(uint64_t hash, std::string_view tail, Expect::Kind kind,
                                     std::string_view clientName) {
   Conn& sc = server_->conn();
-  auto evicted = server_->statements().add(hash, static_cast<size_t>(cfg_->maxPreparedStatements));
+  auto evicted = server_->statements().add(hash, static_cast<size_t>(cfg_->maxPreparedStatements),
+                                           worker_.staleStatements().epoch());
   if (evicted) {
     build_.clear();
     MessageBuilder(build_).begin('C').u8('S').cstr(serverStatementName(*evicted)).finish();
@@ -41,11 +42,26 @@ void ClientSession::sendServerParse(uint64_t hash, std::string_view tail, Expect
   expect_.push_back({kind, hash, std::string(clientName)});
 }
 
-void ClientSession::ensureOnServer(const ClientStatement& cs) {
-  if (server_->statements().contains(cs.hash)) {
-    server_->statements().touch(cs.hash);
-    return;
+// Whether this server has a usable copy of statement h. A copy prepared before h went stale
+// (its result type changed: StaleStatements) is dropped here and closed on the server, ahead
+// of the Parse the caller sends next.
+bool ClientSession::serverHasStatement(uint64_t h) {
+  ServerStatementCache& cache = server_->statements();
+  if (!cache.contains(h)) return false;
+  if (!worker_.staleStatements().isStale(h, cache.preparedAt(h))) {
+    cache.touch(h);
+    return true;
   }
+  cache.erase(h);
+  build_.clear();
+  MessageBuilder(build_).begin('C').u8('S').cstr(serverStatementName(h)).finish();
+  server_->conn().send(build_);
+  expect_.push_back({Expect::Kind::HiddenClose, h});  // undone by restore(): stale again
+  return false;
+}
+
+void ClientSession::ensureOnServer(const ClientStatement& cs) {
+  if (serverHasStatement(cs.hash)) return;
   sendServerParse(cs.hash, cs.parseTail, Expect::Kind::HiddenParse, {});
 }
 
@@ -97,8 +113,7 @@ bool ClientSession::rewriteParse(size_t total) {
   } else {
     uint64_t h = statementHash(asBytes(tail));
     stmts_.put(name, ClientStatement{h, std::string(tail)});
-    if (server_->statements().contains(h)) {
-      server_->statements().touch(h);
+    if (serverHasStatement(h)) {
       expect_.push_back({Expect::Kind::FakeParse, h, name});
     } else {
       sendServerParse(h, tail, Expect::Kind::Parse, name);
@@ -142,7 +157,7 @@ bool ClientSession::rewriteBind(size_t total) {
   uint32_t len = static_cast<uint32_t>(build_.size() - 1 + restLen);
   for (int i = 0; i < 4; ++i) build_[1 + i] = static_cast<char>((len >> (24 - 8 * i)) & 0xff);
   server_->conn().send(build_);
-  expect_.push_back({Expect::Kind::Bind});
+  expect_.push_back({Expect::Kind::Bind, cs->hash});
   in.consume(5 + head->restOffset);
   c2sPassthrough_ = restLen;  // parameters are forwarded by reference, not copied
   return true;
@@ -169,7 +184,7 @@ bool ClientSession::rewriteDescribe(size_t total) {
   build_.clear();
   MessageBuilder(build_).begin('D').u8('S').cstr(serverStatementName(cs->hash)).finish();
   server_->conn().send(build_);
-  expect_.push_back({Expect::Kind::Describe});
+  expect_.push_back({Expect::Kind::Describe, cs->hash});
   in.consume(total);
   return true;
 }
@@ -263,11 +278,20 @@ bool ClientSession::popFor(char type) {
   return true;
 }
 
-void ClientSession::popAfterError() {
+void ClientSession::popAfterError(std::string_view sqlstate) {
   using K = Expect::Kind;
   if (expect_.empty()) return;  // e.g. FATAL on an idle connection
   K f = expect_.front().kind;
   if (f == K::Query || f == K::FunctionCall || f == K::Sync) return;  // ReadyForQuery follows
+  if ((f == K::Bind || f == K::Describe) && expect_.front().hash && server_) {
+    uint64_t h = expect_.front().hash;
+    // 0A000 "cached plan must not change result type": DDL changed the statement's result
+    // type, so every copy prepared before now is unusable, on this server and on the others
+    // of this worker; each is prepared again before its next use, and the client's retry
+    // (pgjdbc retries once) works as on PostgreSQL. 26000: this server does not have it.
+    if (sqlstate == "0A000") worker_.staleStatements().markStale(h);
+    if (sqlstate == "26000") server_->statements().erase(h);
+  }
   // An extended-protocol error: the server skips everything up to Sync, so what pgswitch
   // recorded for those messages is undone, newest first (a skipped "Close s; Parse s" must
   // leave the old s).

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "protocol/buffer.h"
+#include "proxy/prepared_statements.h"
 #include "proxy/runtime.h"
-#include "proxy/stats.h"
 #include "proxy/stats.h"
 #include "routing/classifier.h"
 
@@ -116,6 +116,8 @@ class Worker {
     if (knownStatements_.size() >= kKnownStatementsMax) knownStatements_.clear();
     knownStatements_.insert(h);
   }
+  // Statements whose result type changed (0A000): prepared again on each server of this worker.
+  StaleStatements& staleStatements() { return staleStatements_; }
 
  private:
   static void onConnection(uv_stream_t* s, int status);
@@ -144,6 +146,7 @@ class Worker {
   std::vector<ClientSession*> holding_;
   std::map<std::tuple<int, std::string, std::string>, std::unique_ptr<Pool>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
+  StaleStatements staleStatements_;
   static constexpr size_t kKnownStatementsMax = 65536;
   int workerCount_ = 1;
   std::unique_ptr<routing::Classifier> classifier_;

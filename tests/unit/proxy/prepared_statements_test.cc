@@ -1,6 +1,6 @@
 // Unit tests for proxy/prepared_statements: the per-server LRU (eviction, touch, restoring an
-// eviction the server skipped) and a client's pending Closes (forgotten when answered, undone
-// newest first when PostgreSQL skipped them after an error).
+// eviction the server skipped), stale statements (0A000) and a client's pending Closes
+// (forgotten when answered, undone newest first when PostgreSQL skipped them after an error).
 #include "proxy/prepared_statements.h"
 
 #include <gtest/gtest.h>
@@ -64,6 +64,43 @@ TEST(ServerStatementCache, RestoreAfterSkippedEviction) {
   EXPECT_EQ(*next, 1u);
   c.restore(2);  // already there: nothing changes
   EXPECT_EQ(c.size(), 2u);
+}
+
+TEST(StaleStatements, CopiesPreparedBeforeTheChangeAreStale) {
+  StaleStatements st;
+  ServerStatementCache a, b;
+  a.add(7, 10, st.epoch());
+  b.add(7, 10, st.epoch());
+  b.add(8, 10, st.epoch());
+  EXPECT_FALSE(st.isStale(7, a.preparedAt(7)));
+  st.markStale(7);  // one server answered 0A000: every copy of 7 so far is unusable
+  EXPECT_TRUE(st.isStale(7, a.preparedAt(7)));
+  EXPECT_TRUE(st.isStale(7, b.preparedAt(7)));
+  EXPECT_FALSE(st.isStale(8, b.preparedAt(8)));
+  a.erase(7);  // closed and prepared again
+  a.add(7, 10, st.epoch());
+  EXPECT_FALSE(st.isStale(7, a.preparedAt(7)));
+  EXPECT_TRUE(st.isStale(7, b.preparedAt(7)));
+  st.markStale(7);  // the type changed again
+  EXPECT_TRUE(st.isStale(7, a.preparedAt(7)));
+}
+
+TEST(StaleStatements, RestoredCopyOfAStaleStatementIsStale) {
+  // The Close of a stale copy was skipped after an error: the server still has the old copy,
+  // whose epoch is unknown.
+  StaleStatements st;
+  ServerStatementCache c;
+  c.add(5, 10, st.epoch());
+  c.add(6, 10, st.epoch());
+  st.markStale(5);
+  c.erase(5);
+  c.restore(5);
+  c.restore(6);  // still there: keeps its epoch
+  EXPECT_TRUE(c.contains(5));
+  EXPECT_EQ(c.preparedAt(5), 0u);
+  EXPECT_TRUE(st.isStale(5, c.preparedAt(5)));
+  EXPECT_FALSE(st.isStale(6, c.preparedAt(6)));
+  EXPECT_EQ(c.preparedAt(99), 0u);
 }
 
 TEST(ClientStatements, AnsweredCloseIsForgotten) {
