@@ -66,7 +66,11 @@ void ClientSession::noteStatementEffects(std::string_view sql) {
   bool txnScoped = c.kind == routing::StatementKind::LocalSet ||
                    (c.kind == routing::StatementKind::SetTxnReadOnly &&
                     c.setName == "transaction_read_only");
-  if (txnScoped) ++scopedSets_;
+  // pgjdbc runs "SET extra_float_digits = 3" on connect: since PostgreSQL 12 every value > 0
+  // prints floats alike (shortest exact), so it need not pin (0 or negative values still do).
+  bool harmless = c.kind == routing::StatementKind::SessionSet &&
+                  c.setName == "extra_float_digits" && sql.find_first_of("-0") == sql.npos;
+  if (txnScoped || harmless) ++scopedSets_;
   const char* reason = c.createsTempTable      ? "temporary table"
                        : c.sessionAdvisoryLock ? "session advisory lock"
                        : c.withHoldCursor      ? "WITH HOLD cursor"
