@@ -220,7 +220,9 @@ void ClientSession::configureServer() {
         if (lower(pk) == name && pv == value) same = true;
       if (same) continue;
     }
-    sql += "SET " + name + " = " + quoteLiteral(value) + ";";
+    // set_config takes the value as PostgreSQL takes a startup parameter: search_path
+    // "a,public" is two schemas (SET search_path = 'a,public' would be one named "a,public").
+    sql += "SELECT set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false);";
     applied[name] = value;
   }
   for (auto it = applied.begin(); it != applied.end();) {
