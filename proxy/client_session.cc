@@ -104,9 +104,11 @@ void ClientSession::requestServer() {
     return;
   }
   if (b < 0) {
+    spdlog::debug("client {}: no usable backend, holding", cancelPid_);
     holdForBackend();
     return;
   }
+  spdlog::debug("client {}: request routed to backend {}", cancelPid_, b);
   holding_ = false;
   pool_ = &worker_.pool(b, database_, user_);
   if (userCfg_ && userCfg_->passwordIsScram() && scram_) pool_->setClientKey(scram_->clientKey());
@@ -176,6 +178,7 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
     pool_->release(s, s.txnStatus() == 'I', false);
     return;
   }
+  spdlog::debug("client {}: got server {}", cancelPid_, s.id());
   server_ = &s;
   s.link(this);
   s.touch(worker_.nowMs());
@@ -324,6 +327,7 @@ void ClientSession::finishLogin() {
 
 void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
   waiting_ = false;
+  spdlog::debug("client {}: no server ({}): {}", cancelPid_, int(e.kind), e.text);
   if (state_ == State::Closing) return;
   switch (e.kind) {
     case PoolError::Kind::LoginFailed:
@@ -388,6 +392,8 @@ void ClientSession::releaseServer() {
 }
 
 void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
+  spdlog::debug("client {}: server {} lost in state {} ({})", cancelPid_, s.id(), int(state_),
+                uv_strerror(status));
   server_ = nullptr;
   trackOutstanding(-1);
   if (lsnPending_) {
@@ -402,6 +408,9 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   bool wasIdle = expect_.empty() && !unsynced_ && !inCopy_ && s.txnStatus() == 'I';
   bool midMessage = s2cPassthrough_ > 0;
   bool owed = !expect_.empty() || unsynced_;
+  spdlog::debug("client {}: lost server: idle={} owed={} expect={} unsynced={} txn={} in={}",
+                cancelPid_, wasIdle, owed, expect_.size(), unsynced_, s.txnStatus(),
+                client_->in().size());
   bool ended = false;  // a ReadyForQuery-terminated request is outstanding
   for (auto& e : expect_)
     ended |= e.kind == Expect::Kind::Query || e.kind == Expect::Kind::Sync ||

@@ -112,6 +112,21 @@ class Loader {
     }
   }
 
+  // Non-negative 64-bit values (byte counts beyond 2 GiB).
+  void getBytes(const toml::table& t, std::string_view key, uint64_t& out) {
+    const toml::node* n = t.get(key);
+    if (!n) return;
+    if (auto v = n->value<int64_t>()) {
+      if (*v < 0) {
+        error(n, std::string(key) + " must not be negative");
+      } else {
+        out = static_cast<uint64_t>(*v);
+      }
+    } else {
+      error(n, std::string(key) + " must be an integer");
+    }
+  }
+
   void getStrings(const toml::table& t, std::string_view key, std::vector<std::string>& out) {
     const toml::node* n = t.get(key);
     if (!n) return;
@@ -239,11 +254,8 @@ class Loader {
     checkKeys(h, "[health]", {"period_ms", "connect_timeout_ms", "query_timeout_ms", "fall",
                               "rise", "user", "password", "database", "max_lag_bytes",
                               "max_lag_ms", "on_event"});
-    int lagBytes = 0, lagMs = 0;
-    get(h, "max_lag_bytes", lagBytes);
-    get(h, "max_lag_ms", lagMs);
-    c.health.maxLagBytes = static_cast<uint64_t>(lagBytes);
-    c.health.maxLagMs = static_cast<uint64_t>(lagMs);
+    getBytes(h, "max_lag_bytes", c.health.maxLagBytes);
+    getBytes(h, "max_lag_ms", c.health.maxLagMs);
     get(h, "on_event", c.health.onEvent);
     get(h, "period_ms", c.health.periodMs);
     get(h, "connect_timeout_ms", c.health.connectTimeoutMs);
@@ -263,11 +275,8 @@ class Loader {
                                "consistency", "write_functions", "rule"});
     RoutingConfig& rc = c.routing;
     get(r, "read_write_split", rc.readWriteSplit);
-    int lagBytes = static_cast<int>(rc.maxLagBytes), lagMs = static_cast<int>(rc.maxLagMs);
-    get(r, "max_lag_bytes", lagBytes);
-    get(r, "max_lag_ms", lagMs);
-    rc.maxLagBytes = static_cast<uint64_t>(lagBytes);
-    rc.maxLagMs = static_cast<uint64_t>(lagMs);
+    getBytes(r, "max_lag_bytes", rc.maxLagBytes);
+    getBytes(r, "max_lag_ms", rc.maxLagMs);
     std::string fallback = "primary", consistency = "eventual";
     get(r, "fallback", fallback);
     get(r, "consistency", consistency);
@@ -310,12 +319,15 @@ class Loader {
 
   void loadFailover(const toml::table& f, Config& c) {
     checkKeys(f, "[failover]", {"auto_failover", "failover_after", "max_failover_lag_bytes",
-                                "failover_wait_ms", "repoint_replicas", "retry_safe_as"});
+                                "failover_wait_ms", "repoint_replicas", "retry_safe_as", "user",
+                                "password", "promote_timeout_ms", "switchover_timeout_ms"});
     get(f, "auto_failover", c.failover.autoFailover);
     get(f, "failover_after", c.failover.failoverAfter);
-    int lag = static_cast<int>(c.failover.maxFailoverLagBytes);
-    get(f, "max_failover_lag_bytes", lag);
-    c.failover.maxFailoverLagBytes = static_cast<uint64_t>(lag);
+    getBytes(f, "max_failover_lag_bytes", c.failover.maxFailoverLagBytes);
+    get(f, "user", c.failover.user);
+    get(f, "password", c.failover.password);
+    get(f, "promote_timeout_ms", c.failover.promoteTimeoutMs);
+    get(f, "switchover_timeout_ms", c.failover.switchoverTimeoutMs);
     get(f, "failover_wait_ms", c.failover.failoverWaitMs);
     get(f, "repoint_replicas", c.failover.repointReplicas);
     get(f, "retry_safe_as", c.failover.retrySafeAs);
@@ -333,6 +345,7 @@ class Loader {
     get(t, "port", b.port);
     get(t, "weight", b.weight);
     getStrings(t, "tags", b.tags);
+    get(t, "priority", b.priority);
     if (b.host.empty()) error(&t, "[[backend]] needs a host");
     if (b.port < 1 || b.port > 65535) error(t.get("port"), "port must be between 1 and 65535");
     if (b.name.empty()) b.name = b.host + ":" + std::to_string(b.port);

@@ -24,7 +24,8 @@ struct BackendConfig {
   std::string host;
   int port = 5432;
   int weight = 1;
-  std::vector<std::string> tags;
+  std::vector<std::string> tags;  // "no_promote": never chosen by an automatic failover
+  int priority = 0;               // failover candidates with equal LSNs: higher wins
 };
 
 struct UserConfig {
@@ -60,6 +61,9 @@ struct FailoverConfig {
   int failoverWaitMs = 30000;       // how long work that needs a primary waits for one
   bool repointReplicas = false;     // ALTER SYSTEM SET primary_conninfo on the other replicas
   std::string retrySafeAs;          // SQLSTATE for "failed before COMMIT, safe to retry" ("" = 08006)
+  std::string user, password;       // runs pg_promote()/ALTER SYSTEM ("" = the health user)
+  int promoteTimeoutMs = 10000;
+  int switchoverTimeoutMs = 10000;
 };
 
 struct RouteRule {

@@ -16,6 +16,19 @@ Controller::Controller(Runtime& rt, std::string configPath,
 
 Controller::~Controller() { stop(); }
 
+health::FailoverSettings Controller::failoverSettings(const Config& c) {
+  health::FailoverSettings f;
+  f.autoFailover = c.failover.autoFailover;
+  f.failoverAfter = c.failover.failoverAfter;
+  f.maxFailoverLagBytes = c.failover.maxFailoverLagBytes;
+  f.repointReplicas = c.failover.repointReplicas;
+  f.user = c.failover.user;
+  f.password = c.failover.password;
+  f.promoteTimeoutMs = c.failover.promoteTimeoutMs;
+  f.switchoverTimeoutMs = c.failover.switchoverTimeoutMs;
+  return f;
+}
+
 health::HealthSettings Controller::healthSettings(const Config& c) {
   health::HealthSettings s;
   s.periodMs = c.health.periodMs;
@@ -47,7 +60,7 @@ bool Controller::mergeSlotsLocked(const Config& c) {
   bool changed = false;
   std::vector<bool> seen(slots_.size(), false);
   for (const BackendConfig& b : c.backends) {
-    health::BackendSpec spec{b.name, b.host, b.port, b.weight, b.tags};
+    health::BackendSpec spec{b.name, b.host, b.port, b.weight, b.tags, b.priority};
     size_t i = 0;
     while (i < slots_.size() && slots_[i].spec.name != b.name) ++i;
     if (i == slots_.size()) {
@@ -59,7 +72,8 @@ bool Controller::mergeSlotsLocked(const Config& c) {
     seen[i] = true;
     Slot& s = slots_[i];
     if (s.removed || s.spec.host != spec.host || s.spec.port != spec.port ||
-        s.spec.weight != spec.weight || s.spec.tags != spec.tags) {
+        s.spec.weight != spec.weight || s.spec.tags != spec.tags ||
+        s.spec.priority != spec.priority) {
       changed = true;
     }
     s.spec = spec;
@@ -106,6 +120,7 @@ void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
       settings_, std::move(specs), [this, gen, keepCurrentTopology](routing::TopologyPtr t) {
         onPublish(gen, keepCurrentTopology, std::move(t));
       });
+  health_->setFailover(failoverSettings(c));
   rt_.health = health_.get();
   health_->start();
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -177,9 +192,17 @@ void Controller::apply(std::shared_ptr<const Config> next) {
 
 void Controller::applyLocked(std::shared_ptr<const Config> next) {
   bool backendsChanged = mergeSlotsLocked(*next);
+  auto prev = rt_.config();
   rt_.setConfig(next);
   spdlog::set_level(spdlog::level::from_str(next->logLevel));
-  if (backendsChanged || !sameSettings(healthSettings(*next), settings_)) {
+  const FailoverConfig& a = next->failover;
+  const FailoverConfig& b = prev->failover;
+  bool failoverChanged = a.autoFailover != b.autoFailover || a.failoverAfter != b.failoverAfter ||
+                         a.maxFailoverLagBytes != b.maxFailoverLagBytes ||
+                         a.repointReplicas != b.repointReplicas || a.user != b.user ||
+                         a.password != b.password || a.promoteTimeoutMs != b.promoteTimeoutMs ||
+                         a.switchoverTimeoutMs != b.switchoverTimeoutMs;
+  if (backendsChanged || failoverChanged || !sameSettings(healthSettings(*next), settings_)) {
     spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());
     startHealthLocked(*next, true);
   }

@@ -53,6 +53,7 @@ class Controller {
   std::vector<health::Event> recentEvents() const;
 
   static health::HealthSettings healthSettings(const Config& c);
+  static health::FailoverSettings failoverSettings(const Config& c);
 
  private:
   // Backend slots keep their index for the life of the process: pools and counters are

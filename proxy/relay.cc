@@ -342,6 +342,7 @@ void ClientSession::relayServerToClient() {
           // the client keeps its connection and gets a plain ERROR instead.
           serverFatal_ = std::string(ef->code) + ": " + std::string(ef->message);
           in.consume(f.total);
+          cc.flush();  // what came before the FATAL (often a complete answer) goes out first
           server_->abandon(UV_ECONNRESET);
           return;
         }

@@ -310,6 +310,8 @@ void ServerConn::loginFailed(std::string errorMessage) {
 }
 
 void ServerConn::onConnError(Conn& c, int status) noexcept {
+  spdlog::debug("server {}: connection error in state {}: {}", id(), int(state_),
+                uv_strerror(status));
   switch (state_) {
     case State::Connecting:
     case State::Login:
