@@ -185,5 +185,79 @@ class ReplicaLossTest(ProxyTestCase):
         self.cluster.start_node(victim)
 
 
+class AutoFailoverTest(ProxyTestCase):
+    """pgswitch promotes a replica itself (auto_failover = true) when the primary dies."""
+    default_budget = 90.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=2).start()
+        try:
+            cls.cluster.psql(0, "CREATE TABLE af (id serial PRIMARY KEY, v text); "
+                                "GRANT ALL ON af, af_id_seq TO app", db="appdb")
+            cls.cluster.wait_replicated()
+            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", health_period_ms=200,
+                              extra_toml="[failover]\nauto_failover = true\n"
+                                         "failover_after = 3\nrepoint_replicas = true\n"
+                                         "failover_wait_ms = 20000\n")
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def test_pgswitch_promotes_and_fences(self):
+        old = self.cluster.port_of(0)
+        conns = []
+        for _ in range(4):
+            c = psycopg2.connect(self.sw.dsn())
+            c.autocommit = True
+            self.addCleanup(c.close)
+            conns.append(c)
+        for c in conns:
+            with c.cursor() as cur:
+                cur.execute("INSERT INTO af (v) VALUES ('before') RETURNING inet_server_port()")
+                self.assertEqual(cur.fetchone()[0], old)
+        self.cluster.wait_replicated()
+        self.cluster.kill9(0)
+        t0 = time.monotonic()
+        ports = set()
+        for c in conns:  # idle between transactions: no error, the writes wait and run
+            with c.cursor() as cur:
+                cur.execute("INSERT INTO af (v) VALUES ('after') RETURNING inet_server_port()")
+                ports.add(cur.fetchone()[0])
+        took = time.monotonic() - t0
+        print(f"\nwrites resumed {took:.2f}s after kill -9, on port(s) {ports}")
+        self.assertEqual(len(ports), 1)
+        new = ports.pop()
+        self.assertIn(new, (self.cluster.port_of(1), self.cluster.port_of(2)))
+        self.assertLess(took, 10)
+        new_index = 1 if new == self.cluster.port_of(1) else 2
+        self.assertFalse(self.cluster.is_in_recovery(new_index), "promoted node still in recovery")
+        log = self.sw.log()
+        for event in ("failover_started", "promoted", "fenced", "failover_done"):
+            self.assertIn(f"event={event}", log)
+        # The old primary returns: fenced, never routed to.
+        self.cluster.start_node(0)
+        time.sleep(1.0)
+        seen = set()
+        for _ in range(30):
+            for c in conns:
+                with c.cursor() as cur:
+                    cur.execute("SELECT inet_server_port()")
+                    seen.add(cur.fetchone()[0])
+                    cur.execute("INSERT INTO af (v) VALUES ('x') RETURNING inet_server_port()")
+                    seen.add(cur.fetchone()[0])
+        self.assertNotIn(old, seen)
+        rows = self.cluster.psql(new_index, "SELECT count(*) FROM af WHERE v = 'before'",
+                                 db="appdb")
+        self.assertEqual(rows, "4", "acknowledged commits made before the failover are missing")
+
+
 if __name__ == "__main__":
     unittest.main()
