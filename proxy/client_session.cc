@@ -91,7 +91,9 @@ void ClientSession::transitionTo(State next) {
 
 void ClientSession::requestServer() {
   if (state_ != State::WaitServer) transitionTo(State::WaitServer);
-  client_->stopReading();
+  // Reading goes on: usually a server is free right away, and toggling epoll interest twice
+  // per transaction costs more than the rare read that arrives while we wait (onConnRead
+  // stops reading then).
   // PAUSE holds new requests like a missing primary does, without the failover deadline.
   int b = worker_.runtime().pause.paused(database_) ? -1 : chooseBackend();
   if (b == -2) {
@@ -292,6 +294,10 @@ void ClientSession::configured() {
 // A client that lands on another server sees ParameterStatus for whatever differs from what
 // it was last told (in_hot_standby is a property of the server, not of the session).
 void ClientSession::sendChangedParams() {
+  // Same server and nothing reported since the last comparison: nothing can differ.
+  if (server_->id() == paramsSyncedServer_ && server_->paramsGen() == paramsSyncedGen_) return;
+  paramsSyncedServer_ = server_->id();
+  paramsSyncedGen_ = server_->paramsGen();
   std::string out;
   for (auto& [k, v] : server_->params()) {
     if (k == "in_hot_standby") continue;
@@ -381,7 +387,7 @@ void ClientSession::releaseServer() {
   trackOutstanding(-1);
   lsnPending_ = false;
   worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
-  s->conn().stopReading();
+  // The server keeps reading: an idle pooled server must notice when it goes away.
   // Between transactions in transaction mode the server is handed on as is; otherwise
   // (session mode, a pinned client leaving) it is reset first.
   bool reset = !transactionPooling_ || pinned_ || state_ == State::Closing;

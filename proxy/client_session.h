@@ -167,6 +167,7 @@ class ClientSession final : public Conn::Owner,
   bool lostTxnPending_ = false;    // its transaction died while idle: fail the next request
   void appendLostServerError(std::string& out);
   std::map<std::string, std::string> sentParams_;  // ParameterStatus values the client saw
+  uint64_t paramsSyncedServer_ = 0, paramsSyncedGen_ = 0;  // sentParams_ checked against
 
   // routing
   routing::RouteRequest route_;  // of the request waiting for a server (tag points below)

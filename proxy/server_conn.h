@@ -73,8 +73,13 @@ class ServerConn final : public Conn::Owner, public Retirable {
 
   const std::map<std::string, std::string>& params() const { return params_; }
   void setParam(std::string_view name, std::string_view value) {
+    auto it = params_.find(std::string(name));
+    if (it != params_.end() && it->second == value) return;
     params_[std::string(name)] = std::string(value);
+    ++paramsGen_;
   }
+  // Changes whenever params() does: lets a session skip comparing them on every link.
+  uint64_t paramsGen() const { return paramsGen_; }
   int32_t backendPid() const { return pid_; }
   int32_t backendKey() const { return key_; }
   char txnStatus() const { return txnStatus_; }
@@ -124,7 +129,8 @@ class ServerConn final : public Conn::Owner, public Retirable {
   std::optional<protocol::ScramClient> scram_;
   std::string internalError_;
   std::string internalValue_;
-  uint64_t configuredHash_ = 0;  // ClientSession::hashGucs of the settings applied, 0 = unknown
+  uint64_t configuredHash_ = 0;
+  uint64_t paramsGen_ = 0;  // ClientSession::hashGucs of the settings applied, 0 = unknown
   std::vector<std::byte> scratch_;
 };
 
