@@ -258,7 +258,54 @@ uint64_t ClientSession::hashGucs(const std::vector<std::pair<std::string, std::s
   return h == 0 ? 1 : h;
 }
 
+// Settings a client may SET at session level in transaction mode without being pinned: the
+// value is read back and re-applied wherever the client goes. Identity switches stay pinned.
+bool ClientSession::carryableSetting(std::string_view name) const {
+  if (name.empty() || name == "all" || name == "role" || name == "session_authorization" ||
+      name == "session authorization" || !server_)
+    return false;
+  for (auto& [k, v] : server_->params())  // reported ones follow through ParameterStatus
+    if (lower(k) == name) return false;
+  return validGucName(name);
+}
+
+void ClientSession::readSettingBack() {
+  readbackPending_ = true;
+  client_->stopReading();
+  server_->runInternal("SELECT current_setting(" + quoteLiteral(readback_.front()) + ")");
+}
+
+void ClientSession::onSettingRead(bool ok) {
+  readbackPending_ = false;
+  std::string name = std::move(readback_.front());
+  readback_.erase(readback_.begin());
+  if (!ok || !server_) {
+    pinned_ = true;
+    pinReason_ = "SET of " + name + " (its value could not be read back)";
+    readback_.clear();
+  } else {
+    const std::string& value = server_->internalValue();
+    bool found = false;
+    for (auto& [k, v] : gucs_) {
+      if (lower(k) == name) {
+        v = value;
+        found = true;
+      }
+    }
+    if (!found) gucs_.emplace_back(name, value);
+    server_->appliedGucs()[name] = value;
+    gucsHash_ = hashGucs(gucs_);
+    server_->setConfiguredHash(gucsHash_);  // this server has exactly the client's settings
+  }
+  client_->startReading();
+  maybeReleaseAfterTransaction();
+}
+
 void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {
+  if (readbackPending_) {
+    onSettingRead(ok);
+    return;
+  }
   if (lsnPending_) {
     onCommitLsn();
     return;
@@ -380,12 +427,16 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
 // is open; the pool resets it (server_reset_query) before anyone else gets it.
 void ClientSession::releaseServer() {
   if (!server_) return;
+  // An internal query of ours still running (commit LSN, setting read-back): the server's
+  // protocol state is not clean, so it is closed rather than reused.
   bool clean = idleBetweenTransactions() && server_->conn().in().empty() &&
-               server_->state() != ServerConn::State::Closing;
+               server_->state() != ServerConn::State::Closing &&
+               server_->state() != ServerConn::State::Internal;
   ServerConn* s = server_;
   server_ = nullptr;
   trackOutstanding(-1);
-  lsnPending_ = false;
+  lsnPending_ = readbackPending_ = false;
+  readback_.clear();
   worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
   // The server keeps reading: an idle pooled server must notice when it goes away.
   // Between transactions in transaction mode the server is handed on as is; otherwise
@@ -402,6 +453,13 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
                 uv_strerror(status));
   server_ = nullptr;
   trackOutstanding(-1);
+  if (readbackPending_ || !readback_.empty()) {
+    // A session SET whose value was not read back yet: it cannot follow the client.
+    readbackPending_ = false;
+    readback_.clear();
+    pinned_ = true;
+    pinReason_ = "SET whose value was lost with its server";
+  }
   if (lsnPending_) {
     // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until
     // a replica has replayed everything the primary had when the LSN was last known.

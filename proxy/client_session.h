@@ -202,6 +202,13 @@ class ClientSession final : public Conn::Owner,
   int setTags_ = 0, reportedChanges_ = 0;  // SET statements vs ParameterStatus since last Z
   int scopedSets_ = 0;                     // of those, SET LOCAL / SET TRANSACTION
   void noteStatementEffects(std::string_view sql);
+  // Session SETs of unreported settings (transaction mode): read back, then carried.
+  bool carryableSetting(std::string_view name) const;
+  void readSettingBack();
+  void onSettingRead(bool ok);
+  std::vector<std::string> readback_;  // names still to read back on the current server
+  int carriedSets_ = 0;                // SET tags expected for them since the last Z
+  bool readbackPending_ = false;
   ClientStatements stmts_;
   std::vector<protocol::Slice> slices_;
   std::vector<std::byte> scratch_;

@@ -70,7 +70,20 @@ void ClientSession::noteStatementEffects(std::string_view sql) {
   // prints floats alike (shortest exact), so it need not pin (0 or negative values still do).
   bool harmless = c.kind == routing::StatementKind::SessionSet &&
                   c.setName == "extra_float_digits" && sql.find_first_of("-0") == sql.npos;
-  if (txnScoped || harmless) ++scopedSets_;
+  if (txnScoped || harmless) {
+    ++scopedSets_;
+  } else if (transactionPooling_ && c.kind == routing::StatementKind::SessionSet &&
+             !c.multiStatement && carryableSetting(c.setName)) {
+    // A session SET (or RESET) of a setting PostgreSQL does not report: read its value back
+    // after the transaction and carry it to other servers like a reported one (no pinning).
+    // Only SET tags are counted by the pinning heuristic, so only SETs are counted here.
+    size_t i = sql.find_first_not_of(" \t\r\n");
+    bool isReset = i != sql.npos && sql.size() >= i + 5 && (sql[i] | 0x20) == 'r' &&
+                   (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 's';
+    if (!isReset) ++carriedSets_;
+    if (std::find(readback_.begin(), readback_.end(), c.setName) == readback_.end())
+      readback_.push_back(c.setName);
+  }
   const char* reason = c.createsTempTable      ? "temporary table"
                        : c.sessionAdvisoryLock ? "session advisory lock"
                        : c.withHoldCursor      ? "WITH HOLD cursor"
@@ -120,7 +133,7 @@ void ClientSession::relayClientToServer() {
     client_->flush();
     return;
   }
-  if (state_ != State::Active || !server_ || lsnPending_) return;
+  if (state_ != State::Active || !server_ || lsnPending_ || readbackPending_) return;
   Conn& sc = server_->conn();
   bool answeredLocally = false;
   while (!in.empty() && server_) {
@@ -200,7 +213,8 @@ void ClientSession::relayClientToServer() {
         std::string_view first = queryFirstWord(in, f.total, w);
         if (server_->txnStatus() != 'I') commitInFlight_ = first == "COMMIT" || first == "END";
         if (complete && !pinned_ &&
-            (!transactionPooling_ || first == "SET" || server_->txnStatus() != 'I')) {
+            (!transactionPooling_ || first == "SET" || first == "RESET" ||
+             server_->txnStatus() != 'I')) {
           // Look for session state the statement creates: in transaction mode only inside a
           // transaction (the request-start classification saw the rest); in session mode
           // always (state decides whether a failover may move the client).
@@ -274,13 +288,14 @@ void ClientSession::relayServerToClient() {
         countReady(st ? *st : 'E');
         inCopy_ = false;
         commitInFlight_ = false;
-        if (setTags_ > reportedChanges_ + scopedSets_ && !pinned_) {
+        if (setTags_ > reportedChanges_ + scopedSets_ + carriedSets_ && !pinned_) {
           // A SET whose effect PostgreSQL does not report: the setting lives only on this
           // server, so the client stays on it.
           pinned_ = true;
           pinReason_ = "SET of a parameter PostgreSQL does not report";
         }
-        setTags_ = reportedChanges_ = scopedSets_ = 0;
+        if (pinned_) readback_.clear();
+        setTags_ = reportedChanges_ = scopedSets_ = carriedSets_ = 0;
         break;
       }
       case be::ParameterStatus: {
@@ -563,6 +578,10 @@ bool ClientSession::idleBetweenTransactions() const {
 void ClientSession::maybeReleaseAfterTransaction() {
   if (!transactionPooling_ || pinned_ || state_ != State::Active) return;
   if (!idleBetweenTransactions() || !server_->conn().in().empty()) return;
+  if (!readback_.empty()) {
+    readSettingBack();
+    return;
+  }
   if (needCommitLsn()) {
     fetchCommitLsn();
     return;

@@ -726,16 +726,29 @@ class PoolingTest(ProxyTestCase):
         x.close()
 
     @budget(40)
-    def test_07b_unreported_set_pins(self):
+    def test_07b_unreported_set_follows_client(self):
+        # A session SET of a setting PostgreSQL does not report is read back after its
+        # transaction and re-applied wherever the client goes: no pinning needed.
         sw = self.start_switch(pool_size=2, workers=1)
-
-        def check(x):
-            self.assertEqual(self.one(x, "SHOW statement_timeout"), "7s")
+        x = self.connect2(sw)
+        x.cursor().execute("SET statement_timeout = '7s'")
+        x.cursor().execute("SET search_path = pg_catalog, public")
+        pid1 = self.one(x, "SELECT pg_backend_pid()")
+        thief = self.steal_server(sw)  # takes x's last server (LIFO): x is not pinned
+        self.assertEqual(self.one(thief, "SELECT pg_backend_pid()"), pid1,
+                         "x kept its server: pinned instead of carrying its settings")
+        self.assertEqual(self.one(thief, "SHOW statement_timeout"), "0",
+                         "another client inherited the setting")
+        self.assertNotEqual(self.one(x, "SELECT pg_backend_pid()"), pid1,
+                            "the client was pinned instead of moving")
+        self.assertEqual(self.one(x, "SHOW statement_timeout"), "7s")
+        self.assertEqual(self.one(x, "SHOW search_path"), "pg_catalog, public")
+        x.cursor().execute("RESET statement_timeout")
+        thief.rollback()
+        for _ in range(3):  # wherever x lands now, the RESET followed it
+            self.assertEqual(self.one(x, "SHOW statement_timeout"), "0")
             self.assertEqual(self.one(x, "SHOW search_path"), "pg_catalog, public")
-        self._check_pins(sw, lambda x: (x.cursor().execute("SET statement_timeout = '7s'"),
-                                        x.cursor().execute("SET search_path = pg_catalog, "
-                                                           "public")),
-                         check, "SET")
+        x.close()
 
     @budget(40)
     def test_07c_sql_prepare_pins(self):
