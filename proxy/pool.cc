@@ -168,6 +168,11 @@ void Pool::onServerClosed(ServerConn& s) {
     spawn();
 }
 
+void Pool::prewarm(size_t n) {
+  n = std::min(n, static_cast<size_t>(limit()));
+  for (size_t k = servers_.size(); k < n && !worker_.stopping(); ++k) spawn();
+}
+
 void Pool::janitor(uint64_t now) {
   auto cfg = worker_.runtime().config();
   // Waiters past query_wait_timeout get a clean error.

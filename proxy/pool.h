@@ -55,6 +55,9 @@ class Pool {
   // Closes every server; waiting sessions are told why (kind Shutdown or BackendDown).
   void closeAll(PoolError::Kind why = PoolError::Kind::Shutdown);
   void closeIdle();
+  // Opens connections until the pool has n (bounded by its size): a new primary after a
+  // failover gets the old one's working set before the first writes arrive.
+  void prewarm(size_t n);
 
   // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
   void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }

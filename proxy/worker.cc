@@ -180,6 +180,17 @@ void Worker::onJanitor(uv_timer_t* t) {
 void Worker::onTopologyChanged() {
   if (stopping_) return;
   auto topo = rt_.topology();
+  // The primary moved (failover, switchover): open as many connections to the new one as
+  // the old one had, per (database, user), so the first writes after the move do not all
+  // wait for logins.
+  if (topo->primary >= 0 && lastPrimary_ >= 0 && topo->primary != lastPrimary_) {
+    std::vector<std::tuple<std::string, std::string, size_t>> warm;
+    for (auto& [k, p] : pools_)
+      if (p->backend() == lastPrimary_ && p->totalCount() > 0)
+        warm.emplace_back(p->database(), p->user(), p->totalCount());
+    for (auto& [db, user, n] : warm) pool(topo->primary, db, user).prewarm(n);
+  }
+  if (topo->primary >= 0) lastPrimary_ = topo->primary;
   for (auto& [k, p] : pools_) {
     int b = p->backend();
     if (b < 0 || b >= static_cast<int>(topo->backends.size())) {

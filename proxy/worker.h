@@ -152,6 +152,7 @@ class Worker {
   std::unique_ptr<routing::Classifier> classifier_;
   std::vector<std::string> classifierFunctions_;
   std::vector<int> outstanding_;
+  int lastPrimary_ = -1;  // primary of the last topology this worker saw
   std::vector<BackendCounters> counters_;
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;
   bool stopping_ = false;
