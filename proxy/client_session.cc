@@ -110,7 +110,6 @@ void ClientSession::requestServer() {
     holdForBackend();
     return;
   }
-  spdlog::debug("client {}: request routed to backend {}", cancelPid_, b);
   holding_ = false;
   pool_ = &worker_.pool(b, database_, user_);
   if (userCfg_ && userCfg_->passwordIsScram() && scram_) pool_->setClientKey(scram_->clientKey());
@@ -180,7 +179,6 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
     pool_->release(s, s.txnStatus() == 'I', false);
     return;
   }
-  spdlog::debug("client {}: got server {}", cancelPid_, s.id());
   server_ = &s;
   s.link(this);
   s.touch(worker_.nowMs());

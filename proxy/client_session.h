@@ -202,6 +202,7 @@ class ClientSession final : public Conn::Owner,
   int setTags_ = 0, reportedChanges_ = 0;  // SET statements vs ParameterStatus since last Z
   int scopedSets_ = 0;                     // of those, SET LOCAL / SET TRANSACTION
   void noteStatementEffects(std::string_view sql);
+  static bool mayCreateSessionState(std::string_view sql);  // cheap pre-filter
   // Session SETs of unreported settings (transaction mode): read back, then carried.
   bool carryableSetting(std::string_view name) const;
   void readSettingBack();

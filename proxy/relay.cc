@@ -58,6 +58,37 @@ static std::string_view queryFirstWord(const ByteQueue& in, size_t total,
   return std::string_view(word.data(), k);
 }
 
+// ASCII case-insensitive substring test (needle in lower case).
+static bool containsNoCase(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return false;
+  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    size_t k = 0;
+    while (k < needle.size() &&
+           std::tolower(static_cast<unsigned char>(hay[i + k])) == needle[k])
+      ++k;
+    if (k == needle.size()) return true;
+  }
+  return false;
+}
+
+// A cheap filter in front of the classifier for statements relayed mid-transaction (and every
+// statement in session mode): only these can set or create session state. Most queries are
+// SELECTs without "advisory" or "temp" in them and skip classification.
+bool ClientSession::mayCreateSessionState(std::string_view sql) {
+  size_t i = sql.find_first_not_of(" \t\r\n(");
+  if (i == sql.npos) return false;
+  std::array<char, 8> w{};
+  size_t n = 0;
+  while (i + n < sql.size() && n < w.size() && std::isalpha(static_cast<unsigned char>(sql[i + n]))) {
+    w[n] = static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i + n])));
+    ++n;
+  }
+  std::string_view first(w.data(), n);
+  if (first == "SET" || first == "RESET" || first == "CREATE" || first == "DECLARE")
+    return true;
+  return containsNoCase(sql, "advisory") || containsNoCase(sql, "temp");
+}
+
 // Transaction mode, a statement inside a transaction or a SET: SET LOCAL and SET TRANSACTION
 // end with their transaction (the SET heuristic at ReadyForQuery counts them out); temporary
 // tables and session advisory locks outlive it (the client is pinned to its server).
@@ -220,7 +251,7 @@ void ClientSession::relayClientToServer() {
           // always (state decides whether a failover may move the client).
           auto msg = in.contiguous(f.total, scratch_);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
-          noteStatementEffects(sql);
+          if (mayCreateSessionState(sql)) noteStatementEffects(sql);
         }
         break;
       }

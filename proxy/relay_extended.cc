@@ -89,11 +89,13 @@ bool ClientSession::rewriteParse(size_t total) {
     return true;
   }
   if (pv->name.empty()) {  // the unnamed statement lives within one batch
-    if (!pinned_ && (startsWithSet(pv->sql) || server_->txnStatus() != 'I'))
+    if (!pinned_ && (startsWithSet(pv->sql) ||
+                     (server_->txnStatus() != 'I' && mayCreateSessionState(pv->sql))))
       noteStatementEffects(pv->sql);
     return false;
   }
-  if (server_->txnStatus() != 'I' && !pinned_) noteStatementEffects(pv->sql);
+  if (server_->txnStatus() != 'I' && !pinned_ && mayCreateSessionState(pv->sql))
+    noteStatementEffects(pv->sql);
   std::string name(pv->name);
   std::string_view tail = asText(body.subspan(name.size() + 1));
   if (const ClientStatement* existing = stmts_.find(name)) {
