@@ -19,32 +19,54 @@ from proxycase import ProxyTestCase, budget  # noqa: E402
 FAILOVER_TOML = "[failover]\nfailover_wait_ms = 20000\n"
 
 
-class ExternalPromotionTest(ProxyTestCase):
-    default_budget = 120.0
+class FailoverCase(ProxyTestCase):
+    """A primary and two replicas, `setup_sql` run on the primary (database appdb) and
+    replicated, then pgswitch in transaction mode with `toml`; subclasses may add more
+    pgswitch instances in `extra_switches` (stopped with the rest)."""
+    setup_sql = ""
+    toml = FAILOVER_TOML
 
     @classmethod
     def setUpClass(cls):
         cls.cluster = PgCluster(replicas=2).start()
+        cls.switches = []
         try:
-            cls.cluster.psql(0, "CREATE TABLE fo (id serial PRIMARY KEY, who text, "
-                                "at timestamptz DEFAULT now()); "
-                                "GRANT ALL ON fo, fo_id_seq TO app", db="appdb")
-            cls.cluster.wait_replicated()
-            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", health_period_ms=200,
-                              extra_toml=FAILOVER_TOML)
-            cls.session_sw = PgSwitch(cls.cluster, pool_mode="session", health_period_ms=200,
-                                      extra_toml=FAILOVER_TOML)
+            if cls.setup_sql:
+                cls.cluster.psql(0, cls.setup_sql, db="appdb")
+                cls.cluster.wait_replicated()
+            cls.sw = cls.switch("transaction")
         except BaseException:
-            cls.cluster.stop()
+            cls.tearDownClass()
             raise
+
+    @classmethod
+    def switch(cls, mode):
+        sw = PgSwitch(cls.cluster, pool_mode=mode, health_period_ms=200, extra_toml=cls.toml)
+        cls.switches.append(sw)
+        return sw
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.sw.stop()
-            cls.session_sw.stop()
+            for sw in cls.switches:
+                sw.stop()
         finally:
             cls.cluster.stop()
+
+
+class ExternalPromotionTest(FailoverCase):
+    default_budget = 120.0
+    setup_sql = ("CREATE TABLE fo (id serial PRIMARY KEY, who text, at timestamptz DEFAULT "
+                 "now()); GRANT ALL ON fo, fo_id_seq TO app")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.session_sw = cls.switch("session")
+        except BaseException:
+            cls.tearDownClass()
+            raise
 
     def connect(self, sw=None, autocommit=True):
         c = psycopg2.connect((sw or self.sw).dsn())
@@ -123,25 +145,8 @@ class ExternalPromotionTest(ProxyTestCase):
         self.assertIn("fenced", self.sw.log())
 
 
-class ReplicaLossTest(ProxyTestCase):
+class ReplicaLossTest(FailoverCase):
     default_budget = 90.0
-
-    @classmethod
-    def setUpClass(cls):
-        cls.cluster = PgCluster(replicas=2).start()
-        try:
-            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", health_period_ms=200,
-                              extra_toml=FAILOVER_TOML)
-        except BaseException:
-            cls.cluster.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.sw.stop()
-        finally:
-            cls.cluster.stop()
 
     def test_read_retried_when_its_replica_dies(self):
         conn = psycopg2.connect(self.sw.dsn())
@@ -185,31 +190,12 @@ class ReplicaLossTest(ProxyTestCase):
         self.cluster.start_node(victim)
 
 
-class AutoFailoverTest(ProxyTestCase):
+class AutoFailoverTest(FailoverCase):
     """pgswitch promotes a replica itself (auto_failover = true) when the primary dies."""
     default_budget = 90.0
-
-    @classmethod
-    def setUpClass(cls):
-        cls.cluster = PgCluster(replicas=2).start()
-        try:
-            cls.cluster.psql(0, "CREATE TABLE af (id serial PRIMARY KEY, v text); "
-                                "GRANT ALL ON af, af_id_seq TO app", db="appdb")
-            cls.cluster.wait_replicated()
-            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", health_period_ms=200,
-                              extra_toml="[failover]\nauto_failover = true\n"
-                                         "failover_after = 3\nrepoint_replicas = true\n"
-                                         "failover_wait_ms = 20000\n")
-        except BaseException:
-            cls.cluster.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.sw.stop()
-        finally:
-            cls.cluster.stop()
+    setup_sql = "CREATE TABLE af (id serial PRIMARY KEY, v text); GRANT ALL ON af, af_id_seq TO app"
+    toml = ("[failover]\nauto_failover = true\nfailover_after = 3\nrepoint_replicas = true\n"
+            "failover_wait_ms = 20000\n")
 
     def test_pgswitch_promotes_and_fences(self):
         old = self.cluster.port_of(0)
