@@ -5,6 +5,7 @@
 // picks the backend.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 
 #include "protocol/framing.h"
@@ -91,15 +92,22 @@ bool ClientSession::decideRoute() {
     switch (f.type) {
       case fe::Query:
       case fe::Parse: {
-        routeScratch_.resize(f.total - 5);
-        in.copyOut(off + 5, routeScratch_);
-        std::string_view body(reinterpret_cast<const char*>(routeScratch_.data()),
-                              routeScratch_.size());
+        // The first message (almost always the only one to classify) is read in place
+        // unless it spans chunks; later ones are copied out.
+        std::span<const std::byte> bytes;
+        if (off == 0) {
+          bytes = in.contiguous(f.total, routeScratch_).subspan(5);
+        } else {
+          routeScratch_.resize(f.total - 5);
+          in.copyOut(off + 5, routeScratch_);
+          bytes = routeScratch_;
+        }
+        std::string_view body(reinterpret_cast<const char*>(bytes.data()), bytes.size());
         if (f.type == fe::Query) {
           consider(untilNul(body));
           ended = true;
         } else {
-          auto pv = parseParse(routeScratch_);
+          auto pv = parseParse(bytes);
           if (!pv) {
             primary = true;
           } else {
@@ -110,7 +118,9 @@ bool ClientSession::decideRoute() {
         break;
       }
       case fe::Bind: {
-        routeScratch_.resize(f.total - 5);
+        // Only the names are needed: parameters (possibly megabytes) are not copied. Names
+        // longer than the prefix make parseBindHead fail, which routes to the primary.
+        routeScratch_.resize(std::min<size_t>(f.total - 5, 1024));
         in.copyOut(off + 5, routeScratch_);
         auto bh = parseBindHead(routeScratch_);
         const ClientStatement* cs = bh && !bh->statement.empty() ? stmts_.find(bh->statement)
