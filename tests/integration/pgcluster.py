@@ -543,8 +543,10 @@ class PgCluster:
                 timeout, f"{count} streaming replicas on node{up}")
 
     def wait_replicated(self, timeout: float = 30) -> None:
-        """Waits until every running replica has replayed the primary's current WAL position."""
-        lsn = self.psql(0, "SELECT pg_current_wal_lsn()")
+        """Waits until every running replica has replayed the primary's current WAL position.
+        The insert position, not the write position: with synchronous_commit = off a commit
+        record may not be written yet, and waiting for the write position would miss it."""
+        lsn = self.psql(0, "SELECT pg_current_wal_insert_lsn()")
         for n in self.nodes[1:]:
             if not self.is_running(n.index):
                 continue

@@ -142,8 +142,12 @@ class SwitchoverThenFailoverTest(unittest.TestCase):
     def test_2_kill9_is_failed_over_automatically(self):
         c, p = self.cluster, self.probe
         # Node 1 is the primary now, node 2 its replica, node 0 fenced (still running).
-        c.psql(1, "INSERT INTO drill SELECT g FROM generate_series(100001, 100100) g")
-        lsn = c.psql(1, "SELECT pg_current_wal_lsn()")
+        # The cluster runs synchronous_commit = off: without `local` here the commit record
+        # may still sit in WAL buffers (after pg_current_wal_lsn()) when the kill comes, and
+        # then it is lost on the old primary too, not only on the new one.
+        c.psql(1, "SET synchronous_commit = local; "
+                  "INSERT INTO drill SELECT g FROM generate_series(100001, 100100) g")
+        lsn = c.psql(1, "SELECT pg_current_wal_flush_lsn()")
         c._wait_until(lambda: c.psql(2, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'") == "t",
                       20, "node2 caught up")
         mark = p.mark()
@@ -170,6 +174,10 @@ class SwitchoverThenFailoverTest(unittest.TestCase):
         while got != "100" and time.monotonic() < deadline:
             time.sleep(0.2)
             got = c.psql(2, "SELECT count(*) FROM drill WHERE id > 100000")
+        if got != "100":
+            diag = c.psql(2, "SELECT pg_is_in_recovery(), pg_current_wal_lsn(), "
+                             "count(*), max(id) FROM drill", check=False)
+            print(f"\nflush lsn before the kill {lsn}; node2 now: {diag}", file=sys.stderr)
         self.assertEqual(got, "100", "rows replayed before the kill are missing on the new "
                                      "primary:\n" + c.node_log(2))
         print(f"\nkill -9 -> new primary published after {took * 1000:.0f} ms", file=sys.stderr)
