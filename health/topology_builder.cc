@@ -203,6 +203,8 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
   topo->writesRefused = winners.size() >= 2;
   if (paused_ && resumeWhenPrimary_ >= 0 && topo->primary == resumeWhenPrimary_) resumeWrites();
   topo->writesPaused = paused_;
+  topo->settled = std::none_of(tracks_.begin(), tracks_.end(),
+                               [](const BackendTrack& t) { return t.health == Health::Unknown; });
 
   if (topo->primary >= 0) {
     const uint64_t primaryLsn = tracks_[topo->primary].sample.currentLsn;

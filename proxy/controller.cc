@@ -131,8 +131,10 @@ void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
 
 void Controller::onPublish(uint64_t generation, bool skipGuess, routing::TopologyPtr t) {
   if (generation != generation_.load()) return;  // from a monitor being replaced
-  // Version 1 is a new monitor's guess; after a reload the previous real snapshot is better.
-  if (t->version <= 1 && skipGuess) return;
+  // Version 1 is a new monitor's guess, and until it has checked every backend once it
+  // reports the unchecked ones as down: after a reload the previous real snapshot is better
+  // (each check ends within connect + query timeout, so this waits no longer than that).
+  if (skipGuess && (t->version <= 1 || !t->settled)) return;
   // A failover or switchover moved the primary (possibly through snapshots with none).
   if (t->version > 1 && t->primary >= 0) {
     const std::string& name = t->backends[t->primary].name;

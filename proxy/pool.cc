@@ -232,14 +232,33 @@ void Pool::closeIdle() {
   for (auto* s : idle) s->close();
 }
 
+// A server linked to a client is closed like one that dropped: its client is told (an
+// error for work in flight, a quiet move between transactions). Closing it silently would
+// leave the client waiting forever on a server that is gone. The clients and waiters are
+// told only after every server is closed: what they do next (route again, open a
+// connection) may add to this pool.
 void Pool::closeAll(PoolError::Kind why) {
   auto waiters = std::move(waiters_);
   waiters_.clear();
+  idle_.clear();
+  std::vector<std::pair<ServerConn*, ServerUser*>> linked;
+  std::vector<ServerConn*> all;
+  all.reserve(servers_.size());
+  for (auto& s : servers_) all.push_back(s.get());
+  for (ServerConn* s : all) {
+    if (s->state() == ServerConn::State::Closing) continue;
+    ServerUser* u = s->user();
+    s->unlink();
+    s->close();
+    if (u) linked.emplace_back(s, u);
+  }
+  // At shutdown the clients are being closed as well; nothing to route again.
+  // Otherwise: closed above, but the memory lives until the connection's close callback runs.
+  if (why != PoolError::Kind::Shutdown)
+    for (auto& [s, u] : linked) u->onServerLost(*s, UV_ECONNRESET);
   PoolError e{why, {},
               why == PoolError::Kind::Shutdown ? "pgswitch is shutting down" : "backend is down"};
   for (auto& w : waiters) w.w->onServerUnavailable(e);
-  for (auto& s : servers_) s->close();
-  idle_.clear();
 }
 
 }  // namespace pgswitch::proxy

@@ -35,6 +35,10 @@ struct Topology {
   int primary = -1;  // index into backends, -1 while no primary is known
   bool writesRefused = false;  // split brain that could not be decided
   bool writesPaused = false;   // planned switchover in progress: new writes wait
+  // Every backend has been checked at least once. A health monitor that just (re)started
+  // reports the ones it has not reached yet as down; after a reload the proxy keeps the
+  // previous snapshot until this holds, so that healthy backends do not flap.
+  bool settled = true;
 
   bool usable(int i) const {
     return i >= 0 && i < static_cast<int>(backends.size()) &&

@@ -375,6 +375,40 @@ class ConsoleTest(ProxyTestCase):
             self.assertEqual(cm.exception.pgcode, "0A000")
             self.assertEqual(self.backends()["pg1"]["role"], "primary")
 
+    def test_09b_disable_with_a_query_in_flight(self):
+        """DISABLE closes the backend's connections, also one with a query running: its
+        client must hear about it (the read is retried elsewhere or fails), never wait on a
+        connection that is gone."""
+        conn = self.app()
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        result = {}
+
+        def run():
+            try:
+                cur.execute("/* pgswitch: replica */ SELECT inet_server_port() "
+                            "FROM pg_sleep(2)")
+                result["port"] = cur.fetchone()[0]
+            except psycopg2.Error as e:
+                result["error"] = e.pgcode
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        with closing(self.console()) as con, con.cursor() as ccur:
+            ccur.execute("DISABLE pg2")
+            try:
+                t.join(10)
+                self.assertFalse(t.is_alive(), "the client of a closed server connection hangs")
+                if "port" in result:  # retried on the primary
+                    self.assertEqual(result["port"], self.cluster.port_of(0))
+                else:
+                    self.assertIn(result.get("error"), ("08006", "57P01"), result)
+                cur.execute("SELECT 1")  # the connection stays usable
+                self.assertEqual(cur.fetchone()[0], 1)
+            finally:
+                ccur.execute("ENABLE pg2")
+        self.wait_for(lambda: self.backends()["pg2"]["state"] == "up", what="pg2 up")
+
     @budget(90)
     def test_10_reload_adds_replica_under_load(self):
         env = dict(os.environ, PGPASSWORD="app", PGCONNECT_TIMEOUT="10")
@@ -392,7 +426,12 @@ class ConsoleTest(ProxyTestCase):
                                        and r["pg3"]["state"] == "up" else None)(self.backends()),
                               what="pg3 up as a replica")
             self.assertEqual(b["pg3"]["port"], self.cluster.port_of(2))
-            out, err = bench.communicate(timeout=60)
+            try:
+                out, err = bench.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                for what in ("SHOW CLIENTS", "SHOW SERVERS", "SHOW POOLS", "SHOW BACKENDS"):
+                    print(f"\n{what}:", *self.rows(what), sep="\n  ", file=sys.stderr)
+                raise
         finally:
             if bench.poll() is None:
                 bench.kill()

@@ -263,6 +263,91 @@ class RoutingTest(ProxyTestCase):
             self.cluster.set_conf(2, "recovery_min_apply_delay", None)
             sw.stop()
 
+    def _ports(self, cur, sql: str, n: int) -> set:
+        ports = set()
+        for _ in range(n):
+            cur.execute(sql)
+            ports.add(cur.fetchone()[0])
+        return ports
+
+    def test_rules_by_database_and_user_and_write_functions(self):
+        self.cluster.psql(0, "CREATE TABLE IF NOT EXISTS audit (t text); "
+                             "GRANT ALL ON audit TO app, md5user; "
+                             "CREATE OR REPLACE FUNCTION audit_note(t text) RETURNS int "
+                             "LANGUAGE sql AS $$ INSERT INTO audit VALUES (t); "
+                             "SELECT inet_server_port() $$; "
+                             "CREATE OR REPLACE FUNCTION audit_peek() RETURNS int "
+                             "LANGUAGE sql STABLE AS $$ SELECT inet_server_port() $$",
+                          db="appdb")
+        self.cluster.wait_replicated()
+        sw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200, start=False,
+                      extra_toml='[routing]\nwrite_functions = ["audit_note"]\n\n'
+                                 '[[routing.rule]]\nuser = "md5user"\ntag = "reporting"\n\n'
+                                 '[[routing.rule]]\ndatabase = "postgres"\ntag = "web"\n')
+        sw.backend_toml = {1: 'tags = ["web"]', 2: 'tags = ["reporting"]'}
+        sw.write_config()
+        sw.start()
+        primary, web, reporting = (self.cluster.port_of(i) for i in (0, 1, 2))
+        try:
+            def cursor(**kw):
+                conn = psycopg2.connect(sw.dsn(**kw))
+                conn.autocommit = True
+                self.addCleanup(conn.close)
+                return conn.cursor()
+
+            by_user = cursor(user="md5user")
+            self.assertEqual(self._ports(by_user, "SELECT inet_server_port()", 40), {reporting})
+            by_db = cursor(db="postgres")
+            self.assertEqual(self._ports(by_db, "SELECT inet_server_port()", 40), {web})
+            plain = cursor()  # no rule matches app@appdb: both replicas
+            self.assertEqual(self._ports(plain, "SELECT inet_server_port()", 80),
+                             {web, reporting})
+            # A configured write function goes to the primary (on a replica it would fail
+            # with 25006); a function not in the list is a read like any other.
+            self.assertEqual(self._ports(plain, "SELECT audit_note('x')", 20), {primary})
+            self.assertEqual(self._ports(plain, "SELECT audit_peek()", 40), {web, reporting})
+            # A rule still sends writes to the primary.
+            by_user.execute("SELECT audit_note('y')")
+            self.assertEqual(by_user.fetchone()[0], primary)
+        finally:
+            sw.stop()
+
+    def test_max_lag_ms_alone_skips_a_delayed_replica(self):
+        sw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200,
+                      extra_toml="[routing]\nmax_lag_bytes = 0\nmax_lag_ms = 500\n")
+        slow, fast = self.cluster.port_of(1), self.cluster.port_of(2)
+        try:
+            conn = psycopg2.connect(sw.dsn())
+            conn.autocommit = True
+            cur = conn.cursor()
+            self.assertEqual(self._ports(cur, "SELECT inet_server_port()", 60), {slow, fast})
+            self.cluster.set_conf(1, "recovery_min_apply_delay", "3s")
+            # Commit steadily so the delayed replica's newest replayed commit grows old.
+            deadline = time.monotonic() + 20
+            ports: list = []
+            while time.monotonic() < deadline:
+                cur.execute("INSERT INTO ryw VALUES (%s, 'lag')", (int(time.time() * 1e6),))
+                cur.execute("SELECT inet_server_port()")
+                ports.append(cur.fetchone()[0])
+                if len(ports) >= 30 and set(ports[-30:]) == {fast}:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(set(ports[-30:]), {fast},
+                             "reads kept reaching the replica 3 s behind")
+            self.cluster.set_conf(1, "recovery_min_apply_delay", None)
+            # Once it has caught up, the replica gets reads again.
+            deadline = time.monotonic() + 20
+            seen = set()
+            while time.monotonic() < deadline and slow not in seen:
+                cur.execute("SELECT inet_server_port()")
+                seen.add(cur.fetchone()[0])
+                time.sleep(0.02)
+            self.assertIn(slow, seen, "the replica never got reads back after catching up")
+            conn.close()
+        finally:
+            self.cluster.set_conf(1, "recovery_min_apply_delay", None)
+            sw.stop()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -373,5 +373,18 @@ TEST(BuilderSingle, FallOneRiseOne) {
   EXPECT_EQ(b.build(kNow).topology->primary, 0);
 }
 
+TEST(BuilderSettled, OnlyOnceEveryBackendWasChecked) {
+  TopologyBuilder b{specs(3), BuilderThresholds{3, 2, 0, 0}};
+  b.record(0, primary(1, 100));
+  b.record(1, replica(1, 100));
+  auto out = b.build(kNow);  // pg3's first check has not ended: it shows as down
+  EXPECT_FALSE(out.topology->settled);
+  EXPECT_EQ(out.topology->backends[2].state, BackendState::Down);
+  b.record(2, failed());  // a failed check settles it too: down is now a finding
+  out = b.build(kNow);
+  EXPECT_TRUE(out.topology->settled);
+  EXPECT_EQ(out.topology->backends[2].state, BackendState::Down);
+}
+
 }  // namespace
 }  // namespace pgswitch::health
