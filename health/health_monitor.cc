@@ -441,6 +441,13 @@ std::vector<Event> HealthMonitor::recentEvents() const {
   return {impl_->recent_.begin(), impl_->recent_.end()};
 }
 
+void HealthMonitor::carryEvents(const std::vector<Event>& older) {
+  std::lock_guard g(impl_->mu_);
+  auto& r = impl_->recent_;
+  for (auto it = older.rbegin(); it != older.rend() && r.size() < kRecentEvents; ++it)
+    r.push_front(*it);
+}
+
 std::vector<BackendTrack> HealthMonitor::backendStatus() const {
   std::lock_guard g(impl_->mu_);
   return impl_->status_;

@@ -72,6 +72,9 @@ class HealthMonitor {
   routing::TopologyPtr snapshot() const;
   // The most recent events, oldest first (at most kRecentEvents).
   std::vector<Event> recentEvents() const;
+  // Events of the monitor this one replaces (a reload restarts the checks): they stay in
+  // recentEvents(), before this monitor's own. Not announced again.
+  void carryEvents(const std::vector<Event>& older);
   // Per-backend detail as of the last snapshot: streaks, last error, last probe values.
   std::vector<BackendTrack> backendStatus() const;
 

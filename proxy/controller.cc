@@ -108,8 +108,10 @@ void Controller::start() {
 }
 
 void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
+  std::vector<health::Event> history;
   if (health_) {
     health_->stop();
+    history = health_->recentEvents();
     health_.reset();
   }
   settings_ = healthSettings(c);
@@ -121,6 +123,7 @@ void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
         onPublish(gen, keepCurrentTopology, std::move(t));
       });
   health_->setFailover(failoverSettings(c));
+  health_->carryEvents(history);
   rt_.health = health_.get();
   health_->start();
   for (size_t i = 0; i < slots_.size(); ++i) {

@@ -441,6 +441,9 @@ class ConsoleTest(ProxyTestCase):
         if m:
             self.assertEqual(int(m.group(1)), 0, out)
         self.assertNotIn("error", err.lower(), err)
+        # The reload restarted the health checks; the events from before are still shown.
+        kinds = [(e["type"], e["backend"]) for e in self.rows("SHOW EVENTS")]
+        self.assertIn(("backend_down", "pg2"), kinds)
         # Reads reach the new replica.
         stats = {r["backend"]: r for r in self.rows("SHOW STATS")}
         self.assertIn("pg3", stats)

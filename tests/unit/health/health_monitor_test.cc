@@ -245,5 +245,24 @@ TEST(HealthMonitor, StopWithoutStartAndDestructorStops) {
   }
 }
 
+TEST(HealthMonitor, CarriedEventsComeFirstAndAreBounded) {
+  LocalPort closed(false);
+  std::vector<Event> older(HealthMonitor::kRecentEvents + 10);
+  for (size_t i = 0; i < older.size(); ++i) older[i].detail = std::to_string(i);
+  HealthMonitor m(fastSettings(), {spec("pg1", closed.port)}, nullptr);
+  m.carryEvents(older);
+  auto ev = m.recentEvents();
+  ASSERT_EQ(ev.size(), HealthMonitor::kRecentEvents);  // the newest of the older ones
+  EXPECT_EQ(ev.front().detail, "10");
+  EXPECT_EQ(ev.back().detail, std::to_string(older.size() - 1));
+  m.start();
+  for (int i = 0; i < 100 && m.recentEvents().back().type != EventType::BackendDown; ++i)
+    std::this_thread::sleep_for(20ms);
+  ev = m.recentEvents();
+  EXPECT_EQ(ev.back().type, EventType::BackendDown);  // its own come after
+  EXPECT_EQ(ev.size(), HealthMonitor::kRecentEvents);
+  m.stop();
+}
+
 }  // namespace
 }  // namespace pgswitch::health
