@@ -293,9 +293,10 @@ void ClientSession::authSucceeded() {
   appendAuthOk(out);
   client_->send(out);
   client_->flush();
-  auto [pid, key] = worker_.runtime().cancels().allocate();
-  cancelPid_ = pid;
-  cancelKey_ = key;
+  auto entry = worker_.runtime().cancels().allocate();
+  cancelPid_ = entry.pid;
+  cancelKey_ = entry.key;
+  cancelSlot_ = std::move(entry.slot);
   if (database_ == "pgswitch") {  // the admin console: no server (console_session.cc)
     startConsole();
     return;
@@ -304,12 +305,18 @@ void ClientSession::authSucceeded() {
 }
 
 void ClientSession::handleCancel(int32_t pid, int32_t key) {
+  auto slot = worker_.runtime().cancels().find(pid, key);
+  int backend = -1;
   CancelTarget t;
-  if (!worker_.runtime().cancels().lookup(pid, key, t)) {
+  auto topo = worker_.runtime().topology();
+  if (!slot || !slot->get(backend, t.pid, t.key) || backend < 0 ||
+      backend >= static_cast<int>(topo->backends.size())) {
     // Unknown key or nothing running: drop it silently, as PostgreSQL does.
     spdlog::debug("cancel request for unknown key {}", pid);
     return;
   }
+  t.host = topo->backends[backend].host;
+  t.port = topo->backends[backend].port;
   CancelForwarder::start(worker_, t);
 }
 

@@ -187,10 +187,7 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
     pinned_ = true;
     pinReason_ = pinOnServer_;
   }
-  auto topo = worker_.runtime().topology();
-  const auto& b = topo->backends[pool_->backend()];
-  worker_.runtime().cancels().setTarget(cancelPid_, cancelKey_,
-                                        CancelTarget{b.host, b.port, s.backendPid(), s.backendKey()});
+  if (cancelSlot_) cancelSlot_->set(pool_->backend(), s.backendPid(), s.backendKey());
   transitionTo(State::Configure);
   configureServer();
 }
@@ -435,7 +432,7 @@ void ClientSession::releaseServer() {
   trackOutstanding(-1);
   lsnPending_ = readbackPending_ = false;
   readback_.clear();
-  worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
+  if (cancelSlot_) cancelSlot_->clear();
   // The server keeps reading: an idle pooled server must notice when it goes away.
   // Between transactions in transaction mode the server is handed on as is; otherwise
   // (session mode, a pinned client leaving) it is reset first.
@@ -465,7 +462,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     rywLsn_ = UINT64_MAX;
     rywSetMs_ = worker_.nowMs();
   }
-  worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
+  if (cancelSlot_) cancelSlot_->clear();
   if (state_ == State::Closing) return;
   bool wasIdle = expect_.empty() && !unsynced_ && !inCopy_ && s.txnStatus() == 'I';
   bool midMessage = s2cPassthrough_ > 0;

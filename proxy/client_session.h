@@ -153,6 +153,7 @@ class ClientSession final : public Conn::Owner,
   int authStep_ = 0;
   std::array<std::byte, 4> md5Salt_{};
   int32_t cancelPid_ = 0, cancelKey_ = 0;
+  std::shared_ptr<CancelSlot> cancelSlot_;  // where a cancel for this client goes
   bool counted_ = false;
 
   // server side

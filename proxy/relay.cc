@@ -633,7 +633,7 @@ void ClientSession::protocolDesync(const char* what) {
   if (server_) {
     ServerConn* s = server_;
     server_ = nullptr;
-    worker_.runtime().cancels().clearTarget(cancelPid_, cancelKey_);
+    if (cancelSlot_) cancelSlot_->clear();
     s->conn().in().clear();
     s->conn().stopReading();
     pool_->release(*s, false, false);

@@ -8,26 +8,16 @@
 
 namespace pgswitch::proxy {
 
-std::pair<int32_t, int32_t> CancelRegistry::allocate() {
-  int32_t pid = nextPid_.fetch_add(1);
-  int32_t key = 0;
+CancelRegistry::Entry CancelRegistry::allocate() {
+  Entry e;
+  e.pid = nextPid_.fetch_add(1);
   std::array<std::byte, 4> r;
   protocol::randomBytes(r);
-  std::memcpy(&key, r.data(), 4);
+  std::memcpy(&e.key, r.data(), 4);
+  e.slot = std::make_shared<CancelSlot>();
   std::lock_guard g(mu_);
-  map_[k(pid, key)] = CancelTarget{};
-  return {pid, key};
-}
-
-void CancelRegistry::setTarget(int32_t pid, int32_t key, const CancelTarget& t) {
-  std::lock_guard g(mu_);
-  map_[k(pid, key)] = t;
-}
-
-void CancelRegistry::clearTarget(int32_t pid, int32_t key) {
-  std::lock_guard g(mu_);
-  auto it = map_.find(k(pid, key));
-  if (it != map_.end()) it->second = CancelTarget{};
+  map_[k(e.pid, e.key)] = e.slot;
+  return e;
 }
 
 void CancelRegistry::remove(int32_t pid, int32_t key) {
@@ -35,12 +25,10 @@ void CancelRegistry::remove(int32_t pid, int32_t key) {
   map_.erase(k(pid, key));
 }
 
-bool CancelRegistry::lookup(int32_t pid, int32_t key, CancelTarget& out) const {
+std::shared_ptr<const CancelSlot> CancelRegistry::find(int32_t pid, int32_t key) const {
   std::lock_guard g(mu_);
   auto it = map_.find(k(pid, key));
-  if (it == map_.end() || it->second.port == 0) return false;
-  out = it->second;
-  return true;
+  return it == map_.end() ? nullptr : it->second;
 }
 
 }  // namespace pgswitch::proxy

@@ -25,22 +25,54 @@ struct CancelTarget {
   int32_t key = 0;
 };
 
+// Which server connection a client is using right now, written by the client's own worker
+// at every link and unlink (each transaction in transaction mode): two atomic stores, no
+// lock. A cancel arriving on another worker reads it. The server's (pid, key) is one 64-bit
+// value, so it is never torn; read together with the backend across a relink, the worst
+// case is a cancel the wrong server ignores (the key does not match), as when it arrives
+// just after the query ended.
+class CancelSlot {
+ public:
+  void set(int backend, int32_t serverPid, int32_t serverKey) {
+    backend_.store(backend, std::memory_order_relaxed);
+    server_.store((uint64_t(uint32_t(serverPid)) << 32) | uint32_t(serverKey),
+                  std::memory_order_release);
+  }
+  void clear() { server_.store(0, std::memory_order_release); }
+  // False when no server is linked.
+  bool get(int& backend, int32_t& serverPid, int32_t& serverKey) const {
+    uint64_t v = server_.load(std::memory_order_acquire);
+    if (v == 0) return false;
+    backend = backend_.load(std::memory_order_relaxed);
+    serverPid = int32_t(uint32_t(v >> 32));
+    serverKey = int32_t(uint32_t(v));
+    return true;
+  }
+
+ private:
+  std::atomic<uint64_t> server_{0};
+  std::atomic<int> backend_{-1};
+};
+
+// Client cancel keys -> their CancelSlot. The map changes only at login and logout.
 class CancelRegistry {
  public:
+  struct Entry {
+    int32_t pid = 0, key = 0;  // what the client gets in BackendKeyData
+    std::shared_ptr<CancelSlot> slot;
+  };
   // A fresh (pid, key) pair for a new client; pid is unique in this process.
-  std::pair<int32_t, int32_t> allocate();
-  void setTarget(int32_t pid, int32_t key, const CancelTarget& t);
-  void clearTarget(int32_t pid, int32_t key);
+  Entry allocate();
   void remove(int32_t pid, int32_t key);
-  // The current target of a known key with a server attached, if any.
-  bool lookup(int32_t pid, int32_t key, CancelTarget& out) const;
+  // The slot of a known key, or null.
+  std::shared_ptr<const CancelSlot> find(int32_t pid, int32_t key) const;
 
  private:
   static uint64_t k(int32_t pid, int32_t key) {
     return (uint64_t(uint32_t(pid)) << 32) | uint32_t(key);
   }
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, CancelTarget> map_;
+  std::unordered_map<uint64_t, std::shared_ptr<CancelSlot>> map_;
   std::atomic<int32_t> nextPid_{1};
 };
 
