@@ -94,6 +94,11 @@ class ClientSession final : public Conn::Owner,
   void resolveSessionTag();
   std::string_view settingValue(std::string_view name) const;
   bool needCommitLsn() const;
+  bool pinnedOnReplica() const;
+  // Whether the request at the front of the client's input starts with a statement that
+  // writes (1) or not (0), or -1 while its first message is incomplete. Only Query, Parse and
+  // Bind of a tracked statement are looked at; anything else counts as not writing.
+  int firstStatementWrites();
   void fetchCommitLsn();
   void onCommitLsn();
   void trackOutstanding(int backend);

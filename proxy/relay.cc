@@ -165,6 +165,27 @@ void ClientSession::relayClientToServer() {
     return;
   }
   if (state_ != State::Active || !server_ || lsnPending_ || readbackPending_) return;
+  // A client pinned to a replica (session state made inside a read-only transaction that ran
+  // there) cannot write on it. A request that needs the primary gets an error that says why,
+  // rather than the replica's "cannot execute ... in a read-only transaction".
+  while (pinned_ && transactionPooling_ && !in.empty() && c2sPassthrough_ == 0 &&
+         expect_.empty() && !unsynced_ && server_->txnStatus() == 'I' && pinnedOnReplica()) {
+    int w = firstStatementWrites();
+    if (w < 0) return;  // the first message is still arriving
+    if (w == 0) break;
+    auto topo = worker_.runtime().topology();
+    int b = pool_->backend();
+    std::string name =
+        b >= 0 && b < static_cast<int>(topo->backends.size()) ? topo->backends[b].name : "?";
+    failRequest("0A000",
+                "this connection is pinned to replica " + name + " (" + pinReason_ +
+                    ") and cannot run statements that need the primary",
+                "The session state was created inside a read-only transaction that pgswitch "
+                "routed to a replica. Create it outside read-only transactions (or with "
+                "/* pgswitch: primary */), or reconnect.");
+    client_->flush();
+    if (swallowUntilSync_) return;
+  }
   Conn& sc = server_->conn();
   bool answeredLocally = false;
   while (!in.empty() && server_) {

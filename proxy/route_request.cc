@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <strings.h>
 
 #include "protocol/framing.h"
 #include "protocol/messages.h"
@@ -172,6 +174,48 @@ bool ClientSession::decideRoute() {
     }
   }
   return true;
+}
+
+int ClientSession::firstStatementWrites() {
+  ByteQueue& in = client_->in();
+  std::array<std::byte, 5> hdr;
+  if (!in.copyOut(0, hdr)) return -1;
+  Frame f = readFrame(hdr, cfg_->maxMessageBytes);
+  if (f.status == FrameStatus::Invalid) return 0;  // the relay reports it
+  if (f.type != fe::Query && f.type != fe::Parse && f.type != fe::Bind) return 0;
+  if (f.total > kRouteScanLimit) return 0;
+  if (in.size() < f.total) return -1;
+  auto bytes = in.contiguous(f.total, routeScratch_).subspan(5);
+  std::string_view sql;
+  if (f.type == fe::Query) {
+    sql = untilNul(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  } else if (f.type == fe::Parse) {
+    auto pv = parseParse(bytes);
+    if (!pv) return 0;
+    sql = pv->sql;
+  } else {
+    auto bh = parseBindHead(bytes);
+    const ClientStatement* cs =
+        bh && !bh->statement.empty() ? stmts_.find(bh->statement) : nullptr;
+    if (!cs) return 0;
+    sql = untilNul(cs->parseTail);
+  }
+  // SQL EXECUTE counts as a write for routing (the prepared text is not known), but here the
+  // statement was prepared on this very server: let it run; the server knows what it does.
+  size_t i = sql.find_first_not_of(" \t\r\n");
+  if (i != sql.npos && sql.size() >= i + 8 && strncasecmp(sql.data() + i, "execute", 7) == 0 &&
+      std::isspace(static_cast<unsigned char>(sql[i + 7])))
+    return 0;
+  routing::Classification c = worker_.classifier(*cfg_).classify(sql);
+  return c.write || c.kind == routing::StatementKind::Write ? 1 : 0;
+}
+
+bool ClientSession::pinnedOnReplica() const {
+  if (!server_ || !pool_) return false;
+  auto topo = worker_.runtime().topology();
+  int b = pool_->backend();
+  return b >= 0 && b < static_cast<int>(topo->backends.size()) &&
+         topo->backends[b].role == routing::Role::Replica;
 }
 
 void ClientSession::trackOutstanding(int backend) {

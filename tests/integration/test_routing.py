@@ -348,6 +348,33 @@ class RoutingTest(ProxyTestCase):
             self.cluster.set_conf(1, "recovery_min_apply_delay", None)
             sw.stop()
 
+    def test_pinned_on_a_replica_gets_a_clear_error_for_writes(self):
+        conn = psycopg2.connect(self.sw.dsn())
+        conn.autocommit = True
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        cur.execute("BEGIN READ ONLY")
+        cur.execute("DECLARE held CURSOR WITH HOLD FOR SELECT inet_server_port()")
+        cur.execute("COMMIT")
+        cur.execute("FETCH held")
+        port = cur.fetchone()[0]
+        self.assertIn(port, {self.cluster.port_of(1), self.cluster.port_of(2)})
+        with self.assertRaises(psycopg2.Error) as cm:
+            cur.execute("INSERT INTO ryw VALUES (-42, 'pinned')")
+        self.assertEqual(cm.exception.pgcode, "0A000", str(cm.exception))
+        self.assertIn("pinned to replica", str(cm.exception))
+        self.assertIn("WITH HOLD cursor", str(cm.exception))
+        # Reads still run there, the cursor and SQL prepared statements included.
+        cur.execute("SELECT inet_server_port()")
+        self.assertEqual(cur.fetchone()[0], port)
+        cur.execute("BEGIN READ ONLY")
+        cur.execute("PREPARE p AS SELECT inet_server_port()")
+        cur.execute("COMMIT")
+        cur.execute("EXECUTE p")
+        self.assertEqual(cur.fetchone()[0], port)
+        cur.execute("DEALLOCATE p")
+        cur.execute("CLOSE held")
+
 
 if __name__ == "__main__":
     unittest.main()
