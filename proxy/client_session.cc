@@ -73,7 +73,7 @@ void ClientSession::transitionTo(State next) {
       ok |= next == State::Configure || next == State::Idle;
       break;
     case State::Configure:
-      ok |= next == State::Active;
+      ok |= next == State::Active || next == State::Idle;  // Idle: server lost while configuring
       break;
     case State::Active:
       ok |= next == State::Idle;
@@ -477,6 +477,17 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   expect_.clear();
   unsynced_ = discardUntilSync_ = inCopy_ = false;
   c2sPassthrough_ = s2cPassthrough_ = 0;
+  // Lost while being brought to the client's settings: nothing of the request reached it, so
+  // the request is routed again, away from that backend.
+  if (loggedIn_ && !pinned_ && transactionPooling_ && state_ == State::Configure) {
+    avoidBackend_ = s.pool().backend();
+    retryPending_ = true;
+    commitInFlight_ = false;
+    transitionTo(State::Idle);
+    client_->startReading();
+    relayClientToServer();
+    return;
+  }
   // The client survives a lost server when it has no session state there: between
   // transactions it never notices; in a transaction it gets an error and stays connected.
   if (loggedIn_ && !pinned_ && !midMessage && state_ == State::Active && pool_ &&

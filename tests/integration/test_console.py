@@ -409,6 +409,48 @@ class ConsoleTest(ProxyTestCase):
                 ccur.execute("ENABLE pg2")
         self.wait_for(lambda: self.backends()["pg2"]["state"] == "up", what="pg2 up")
 
+    def test_09c_disable_enable_churn_under_load(self):
+        """DISABLE/ENABLE over and over while clients with their own settings run reads: a
+        server closed at any moment (also while being configured for a client) costs no
+        client an error, a disconnect or its settings."""
+        stop = time.monotonic() + 6
+        errors, done = [], [0]
+
+        def client(i):
+            dsn = self.sw.dsn(application_name=f"churn{i}",
+                              options=f"-c statement_timeout={1001 + i}")
+            try:
+                with closing(psycopg2.connect(dsn)) as conn:
+                    conn.autocommit = True
+                    cur = conn.cursor()
+                    while time.monotonic() < stop:
+                        cur.execute("SELECT current_setting('statement_timeout'), "
+                                    "current_setting('application_name')")
+                        got = cur.fetchone()
+                        if got != (f"{1001 + i}ms", f"churn{i}"):
+                            errors.append(f"client {i} got settings {got}")
+                        done[0] += 1
+            except psycopg2.Error as e:
+                errors.append(f"client {i}: {e.pgcode} {e}")
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(4)]
+        for t in threads:
+            t.start()
+        toggles = 0
+        with closing(self.console()) as con, con.cursor() as cur:
+            try:
+                while time.monotonic() < stop - 0.5:
+                    cur.execute("DISABLE pg2" if toggles % 2 == 0 else "ENABLE pg2")
+                    toggles += 1
+                    time.sleep(0.15)
+            finally:
+                cur.execute("ENABLE pg2")
+        for t in threads:
+            t.join(20)
+        self.assertEqual(errors, [])
+        self.assertGreater(toggles, 10)
+        self.assertGreater(done[0], 100)
+        self.wait_for(lambda: self.backends()["pg2"]["state"] == "up", what="pg2 up")
+
     @budget(90)
     def test_10_reload_adds_replica_under_load(self):
         env = dict(os.environ, PGPASSWORD="app", PGCONNECT_TIMEOUT="10")
