@@ -26,6 +26,17 @@ namespace fe {
 inline constexpr char Query = 'Q', Parse = 'P', Bind = 'B', Describe = 'D', Execute = 'E',
                       Close = 'C', Sync = 'S', Flush = 'H', Terminate = 'X', CopyData = 'd',
                       CopyDone = 'c', CopyFail = 'f', FunctionCall = 'F', Password = 'p';
+// A message a client may send once logged in. PostgreSQL ends the session with FATAL 08P01
+// "invalid frontend message type N" for anything else (a late PasswordMessage included).
+constexpr bool validAfterLogin(char t) {
+  switch (t) {
+    case Query: case Parse: case Bind: case Describe: case Execute: case Close: case Sync:
+    case Flush: case Terminate: case CopyData: case CopyDone: case CopyFail: case FunctionCall:
+      return true;
+    default:
+      return false;
+  }
+}
 }
 // Backend message types.
 namespace be {

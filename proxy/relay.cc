@@ -149,6 +149,11 @@ void ClientSession::relayClientToServer() {
     failRequestWith(err);
   }
   if (state_ == State::Idle) {
+    std::array<std::byte, 1> first;
+    if (in.copyOut(0, first) && !fe::validAfterLogin(static_cast<char>(first[0]))) {
+      fatal("08P01", "invalid frontend message type " + std::to_string(uint8_t(first[0])));
+      return;
+    }
     // Transaction mode: the first byte of the next request asks for a server, unless it is
     // a Parse+Sync of a statement known to parse, which pgswitch answers itself.
     while (!in.empty() &&
@@ -203,6 +208,14 @@ void ClientSession::relayClientToServer() {
     if (f.total == 0) break;  // not even a header yet
     const char t = f.type;
     const bool complete = f.status == FrameStatus::Complete;
+    if (!fe::validAfterLogin(t)) {
+      // Never forwarded: the server would end its session with a FATAL that pgswitch treats
+      // as a lost server, and the client would wait for an answer that never comes.
+      sc.flush();
+      releaseServer();
+      fatal("08P01", "invalid frontend message type " + std::to_string(uint8_t(t)));
+      return;
+    }
     if (t == fe::Terminate) {
       if (!complete) break;
       in.consume(f.total);

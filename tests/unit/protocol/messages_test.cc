@@ -696,4 +696,10 @@ TEST(MessagesRobustness, SeededMutationsOfValidBodies) {
 }
 
 }  // namespace
+TEST(FrontendTypes, OnlyTheProtocolsMessagesAfterLogin) {
+  for (char t : std::string("QPBDECSHXdcfF")) EXPECT_TRUE(fe::validAfterLogin(t)) << t;
+  for (char t : "pzZRK\0\x7f"s) EXPECT_FALSE(fe::validAfterLogin(t)) << int(t);
+  EXPECT_FALSE(fe::validAfterLogin(static_cast<char>(0xff)));
+}
+
 }  // namespace pgswitch::protocol
