@@ -460,7 +460,7 @@ def main(argv: list[str]) -> int:
              "-U", USER, DB], env=pgbench_env(), timeout=600)
         cluster.psql(0, "CHECKPOINT")
         log("starting pgswitch and PgBouncer")
-        sw = PgSwitch(cluster, pool_mode="transaction", workers=2,
+        sw = PgSwitch(cluster, pool_mode="transaction", workers=int(os.environ.get("PGSWITCH_WORKERS", "2")),
                       extra_toml=f"[pool]\npool_size = {POOL_SIZE}")
         bouncer = PgBouncer(cluster, session_pool_size=max(s.clients for s in scenarios))
         bouncer.start()
