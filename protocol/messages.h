@@ -49,6 +49,20 @@ inline constexpr char Authentication = 'R', BackendKeyData = 'K', ParameterStatu
                       CopyBothResponse = 'W', CopyData = 'd', CopyDone = 'c',
                       NotificationResponse = 'A', NegotiateProtocolVersion = 'v',
                       FunctionCallResponse = 'V';
+// A message a server may send on an established session. Authentication requests,
+// BackendKeyData and NegotiateProtocolVersion belong to the login only.
+constexpr bool validAfterLogin(char t) {
+  switch (t) {
+    case ParameterStatus: case ReadyForQuery: case ErrorResponse: case NoticeResponse:
+    case CommandComplete: case RowDescription: case DataRow: case EmptyQuery: case ParseComplete:
+    case BindComplete: case CloseComplete: case NoData: case ParameterDescription:
+    case PortalSuspended: case CopyInResponse: case CopyOutResponse: case CopyBothResponse:
+    case CopyData: case CopyDone: case NotificationResponse: case FunctionCallResponse:
+      return true;
+    default:
+      return false;
+  }
+}
 }
 // Authentication request codes.
 namespace auth {

@@ -341,6 +341,10 @@ void ClientSession::relayServerToClient() {
       return;
     }
     if (f.total == 0) break;
+    if (!be::validAfterLogin(f.type)) {
+      protocolDesync("a message type the server may not send on an established session");
+      return;
+    }
     const bool complete = f.status == FrameStatus::Complete;
     bool swallow = false;
     switch (f.type) {
@@ -348,9 +352,13 @@ void ClientSession::relayServerToClient() {
         if (!complete) goto done;
         auto msg = in.contiguous(f.total, scratch_);
         auto st = parseReadyForQuery(msg.subspan(5));
-        server_->setTxnStatus(st ? *st : 'E');
+        if (!st) {  // the pool decides on this status: never guess it
+          protocolDesync("malformed ReadyForQuery");
+          return;
+        }
+        server_->setTxnStatus(*st);
         if (!popFor(be::ReadyForQuery)) return;
-        countReady(st ? *st : 'E');
+        countReady(*st);
         inCopy_ = false;
         commitInFlight_ = false;
         if (setTags_ > reportedChanges_ + scopedSets_ + carriedSets_ && !pinned_) {
@@ -417,7 +425,11 @@ void ClientSession::relayServerToClient() {
         if (!complete) goto done;
         auto msg = in.contiguous(f.total, scratch_);
         auto ef = parseErrorFields(msg.subspan(5));
-        if (loggedIn_ && ef && (ef->severity == "FATAL" || ef->severity == "PANIC")) {
+        if (!ef) {
+          protocolDesync("malformed ErrorResponse");
+          return;
+        }
+        if (loggedIn_ && (ef->severity == "FATAL" || ef->severity == "PANIC")) {
           // The server is going away (postmaster died, shutdown, pg_terminate_backend):
           // the client keeps its connection and gets a plain ERROR instead.
           serverFatal_ = std::string(ef->code) + ": " + std::string(ef->message);
@@ -426,7 +438,7 @@ void ClientSession::relayServerToClient() {
           server_->abandon(UV_ECONNRESET);
           return;
         }
-        popAfterError(ef ? ef->code : std::string_view());
+        popAfterError(ef->code);
         break;
       }
       case be::CopyInResponse:

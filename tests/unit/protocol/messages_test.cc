@@ -700,6 +700,8 @@ TEST(FrontendTypes, OnlyTheProtocolsMessagesAfterLogin) {
   for (char t : std::string("QPBDECSHXdcfF")) EXPECT_TRUE(fe::validAfterLogin(t)) << t;
   for (char t : "pzZRK\0\x7f"s) EXPECT_FALSE(fe::validAfterLogin(t)) << int(t);
   EXPECT_FALSE(fe::validAfterLogin(static_cast<char>(0xff)));
+  for (char t : std::string("SZENCTDI123ntsGHWdcAV")) EXPECT_TRUE(be::validAfterLogin(t)) << t;
+  for (char t : "RKvQzX\0"s) EXPECT_FALSE(be::validAfterLogin(t)) << int(t);
 }
 
 }  // namespace pgswitch::protocol

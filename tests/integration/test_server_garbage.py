@@ -1,0 +1,122 @@
+"""Bad input from a *server*: pgswitch in front of a fake PostgreSQL (fakepg.py) that answers
+chosen queries with malformed or out-of-place messages, or drops the connection mid-result.
+The client must get an ErrorResponse (connection class 08, or XX000 for what the server got
+wrong) or a clean close within seconds, never a hang; pgswitch must stay up; the broken
+server connection must not be reused, so the next query (on the same client connection when
+it stayed open, else on a new one) works. A real PostgreSQL cannot be made to do this, hence
+the fake; everything else in the suite runs against real servers."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import unittest
+from pathlib import Path
+from types import SimpleNamespace
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepg import MISBEHAVIOURS, FakePg  # noqa: E402
+from pgcluster import PgSwitch  # noqa: E402
+from proxycase import ProxyTestCase, budget  # noqa: E402
+
+BENIGN: set[str] = set()  # misbehaviours the client need not hear about (none so far)
+
+
+class ServerGarbageTest(ProxyTestCase):
+    default_budget = 120.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = FakePg()
+        cls.tmp = tempfile.TemporaryDirectory(prefix="pgswitch-test-")
+        cluster = SimpleNamespace(nodes=[SimpleNamespace(index=0, port=cls.fake.port)],
+                                  tmpdir=Path(cls.tmp.name))
+        try:
+            cls.switches = {mode: PgSwitch(cluster, pool_mode=mode, health_period_ms=200)
+                            for mode in ("transaction", "session")}
+        except BaseException:
+            cls.fake.stop()
+            cls.tmp.cleanup()
+            raise
+        cls.sw = cls.switches["transaction"]
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for sw in cls.switches.values():
+                sw.stop()
+        finally:
+            cls.fake.stop()
+            cls.tmp.cleanup()
+
+    def one(self, sw: PgSwitch, name: str) -> None:
+        conn = psycopg2.connect(sw.dsn(connect_timeout=5))
+        conn.autocommit = True
+        outcome = {}
+
+        def run():
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT 'bad:{name}'")
+                    outcome["rows"] = cur.fetchall()
+            except psycopg2.Error as e:
+                outcome["error"] = e
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(10)
+        try:
+            self.assertFalse(t.is_alive(), f"{name}: no answer within 10 s")
+            if name in BENIGN:
+                self.assertNotIn("error", outcome, outcome)
+            else:
+                err = outcome.get("error")
+                self.assertIsNotNone(err, f"{name}: no error, got {outcome}")
+                if err.pgcode is not None:  # None: the connection was closed cleanly
+                    self.assertTrue(err.pgcode.startswith("08") or err.pgcode == "XX000",
+                                    f"{name}: {err.pgcode} {err}")
+            self.assertTrue(sw.running(), f"pgswitch exited after {name}")
+            if not conn.closed:
+                with conn.cursor() as cur:  # the connection stays usable
+                    cur.execute("SELECT 1")
+                    self.assertEqual(cur.fetchone()[0], "1")
+        finally:
+            conn.close()
+        with closing_conn(sw) as other, other.cursor() as cur:
+            cur.execute("SELECT 1")
+            self.assertEqual(cur.fetchone()[0], "1")
+
+    def check_mode(self, mode: str) -> None:
+        self.fake.misbehaved.clear()
+        for name in MISBEHAVIOURS:
+            with self.subTest(mode=mode, misbehaviour=name):
+                self.one(self.switches[mode], name)
+        # Each reached the server (a lone read may reach it twice: pgswitch retries a read
+        # whose server vanished before answering).
+        self.assertEqual(set(self.fake.misbehaved), set(MISBEHAVIOURS))
+
+    @budget(150)
+    def test_transaction_mode(self):
+        self.check_mode("transaction")
+
+    @budget(150)
+    def test_session_mode(self):
+        self.check_mode("session")
+
+
+class closing_conn:
+    def __init__(self, sw: PgSwitch):
+        self.conn = psycopg2.connect(sw.dsn(connect_timeout=5))
+        self.conn.autocommit = True
+
+    def __enter__(self):
+        return self.conn
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
