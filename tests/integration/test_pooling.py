@@ -710,6 +710,20 @@ class PoolingTest(ProxyTestCase):
         for _ in range(5):
             self.assertEqual(self.one(x, "SELECT current_setting('TimeZone')"), "Asia/Tokyo")
 
+    def test_07h_discard_all_keeps_startup_settings(self):
+        """DISCARD ALL resets a session to its defaults, which include the settings of the
+        startup packet (as on PostgreSQL): the server must be brought back to them."""
+        sw = self.start_switch(pool_size=1, workers=1)
+        x = self.connect2(sw, options="-c statement_timeout=1001")
+        self.assertEqual(self.one(x, "SELECT current_setting('statement_timeout')"), "1001ms")
+        pid = self.one(x, "SELECT pg_backend_pid()")
+        with x.cursor() as cur:
+            cur.execute("DISCARD ALL")
+        for _ in range(3):  # pool_size 1: the same server connection every time
+            self.assertEqual(self.one(x, "SELECT pg_backend_pid()"), pid)
+            self.assertEqual(self.one(x, "SELECT current_setting('statement_timeout')"),
+                             "1001ms")
+
     def _check_pins(self, sw, setup, check, what):
         """setup() runs on client x; then a thief takes x's last server. A pinned x keeps its
         server (same pid) and check(x) sees its session state."""
