@@ -162,6 +162,7 @@ bool ClientSession::processStartup(std::span<const std::byte> body) {
       return false;
     }
   }
+  startupGucs_ = gucs_;
   // Like PostgreSQL: a newer minor version or _pq_ options get NegotiateProtocolVersion,
   // and the session continues with 3.0.
   if (minor > 0 || !unrecognized.empty()) {

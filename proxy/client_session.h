@@ -159,6 +159,8 @@ class ClientSession final : public Conn::Owner,
   std::array<std::byte, 4> md5Salt_{};
   int32_t cancelPid_ = 0, cancelKey_ = 0;
   std::shared_ptr<CancelSlot> cancelSlot_;  // where a cancel for this client goes
+  // The settings of the startup packet: DISCARD ALL returns the session to these.
+  std::vector<std::pair<std::string, std::string>> startupGucs_;
   bool counted_ = false;
 
   // server side

@@ -334,7 +334,14 @@ void ClientSession::onCommandTag(std::string_view tag) {
   if (transactionPooling_ && (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL")) {
     server_->statements().clear();
     stmts_.clear();
-    if (tag == "DISCARD ALL") server_->appliedGucs().clear();
+    if (tag == "DISCARD ALL") {
+      // As on PostgreSQL: back to the startup packet's settings, everything SET since is
+      // gone. This server reset to its own defaults; the next link brings it to these.
+      server_->appliedGucs().clear();
+      gucs_ = startupGucs_;
+      gucsHash_ = 0;
+      readback_.clear();
+    }
     return;
   }
   const char* reason = nullptr;

@@ -718,11 +718,18 @@ class PoolingTest(ProxyTestCase):
         self.assertEqual(self.one(x, "SELECT current_setting('statement_timeout')"), "1001ms")
         pid = self.one(x, "SELECT pg_backend_pid()")
         with x.cursor() as cur:
-            cur.execute("DISCARD ALL")
+            cur.execute("SET search_path = pg_catalog")  # carried to other servers until...
+            cur.execute("SET TimeZone = 'Asia/Tokyo'")
+            cur.execute("DISCARD ALL")                   # ...the session is reset
         for _ in range(3):  # pool_size 1: the same server connection every time
             self.assertEqual(self.one(x, "SELECT pg_backend_pid()"), pid)
-            self.assertEqual(self.one(x, "SELECT current_setting('statement_timeout')"),
-                             "1001ms")
+            with x.cursor() as cur:
+                cur.execute("SELECT current_setting('statement_timeout'), "
+                            "current_setting('search_path'), current_setting('TimeZone')")
+                timeout, path, tz = cur.fetchone()
+            self.assertEqual((timeout, path), ("1001ms", '"$user", public'))
+            self.assertNotEqual(tz, "Asia/Tokyo")
+            self.assertEqual(x.get_parameter_status("TimeZone"), tz)
 
     def _check_pins(self, sw, setup, check, what):
         """setup() runs on client x; then a thief takes x's last server. A pinned x keeps its
