@@ -21,6 +21,8 @@ struct HealthSettings {
   uint64_t maxLagBytes = 0;  // lag_exceeded threshold, 0 = off
   uint64_t maxLagMs = 0;     // lag_exceeded threshold, 0 = off
   std::string onEvent;       // shell command run for every event, empty = none
+
+  bool operator==(const HealthSettings&) const = default;
 };
 
 // Automatic failover and the statements pgswitch runs to promote, re-point and switch over.
@@ -43,6 +45,8 @@ struct FailoverSettings {
   // User written into a primary_conninfo that a replica did not have yet (re-pointing keeps
   // every other key of the existing one). Empty = the failover user.
   std::string replicationUser;
+
+  bool operator==(const FailoverSettings&) const = default;
 };
 
 struct BackendSpec {

@@ -45,17 +45,6 @@ health::HealthSettings Controller::healthSettings(const Config& c) {
   return s;
 }
 
-namespace {
-
-bool sameSettings(const health::HealthSettings& a, const health::HealthSettings& b) {
-  return a.periodMs == b.periodMs && a.connectTimeoutMs == b.connectTimeoutMs &&
-         a.queryTimeoutMs == b.queryTimeoutMs && a.fall == b.fall && a.rise == b.rise &&
-         a.user == b.user && a.password == b.password && a.database == b.database &&
-         a.maxLagBytes == b.maxLagBytes && a.maxLagMs == b.maxLagMs && a.onEvent == b.onEvent;
-}
-
-}  // namespace
-
 bool Controller::mergeSlotsLocked(const Config& c) {
   bool changed = false;
   std::vector<bool> seen(slots_.size(), false);
@@ -200,14 +189,8 @@ void Controller::applyLocked(std::shared_ptr<const Config> next) {
   auto prev = rt_.config();
   rt_.setConfig(next);
   spdlog::set_level(spdlog::level::from_str(next->logLevel));
-  const FailoverConfig& a = next->failover;
-  const FailoverConfig& b = prev->failover;
-  bool failoverChanged = a.autoFailover != b.autoFailover || a.failoverAfter != b.failoverAfter ||
-                         a.maxFailoverLagBytes != b.maxFailoverLagBytes ||
-                         a.repointReplicas != b.repointReplicas || a.user != b.user ||
-                         a.password != b.password || a.promoteTimeoutMs != b.promoteTimeoutMs ||
-                         a.switchoverTimeoutMs != b.switchoverTimeoutMs;
-  if (backendsChanged || failoverChanged || !sameSettings(healthSettings(*next), settings_)) {
+  bool failoverChanged = failoverSettings(*next) != failoverSettings(*prev);
+  if (backendsChanged || failoverChanged || healthSettings(*next) != settings_) {
     spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());
     startHealthLocked(*next, true);
   }

@@ -188,7 +188,6 @@ void ClientSession::relayClientToServer() {
                 "The session state was created inside a read-only transaction that pgswitch "
                 "routed to a replica. Create it outside read-only transactions (or with "
                 "/* pgswitch: primary */), or reconnect.");
-    client_->flush();
     if (swallowUntilSync_) return;
   }
   Conn& sc = server_->conn();
