@@ -1,6 +1,8 @@
 // Message builders. Lengths are patched in finish() so callers never count bytes by hand.
 #include "protocol/builder.h"
 
+#include <cstdint>
+
 namespace pgswitch::protocol {
 
 MessageBuilder& MessageBuilder::begin(char type) {
@@ -37,8 +39,9 @@ MessageBuilder& MessageBuilder::raw(std::span<const std::byte> b) {
   out_.append(reinterpret_cast<const char*>(b.data()), b.size());
   return *this;
 }
-void MessageBuilder::finish() {
-  uint32_t len = static_cast<uint32_t>(out_.size() - start_);
+void MessageBuilder::finish() { finishFollowedBy(0); }
+void MessageBuilder::finishFollowedBy(size_t following) {
+  uint32_t len = static_cast<uint32_t>(out_.size() - start_ + following);
   for (int i = 0; i < 4; ++i) out_[start_ + i] = static_cast<char>((len >> (24 - 8 * i)) & 0xff);
 }
 
@@ -117,8 +120,12 @@ void appendCommandComplete(std::string& out, std::string_view tag) {
 }
 void appendEmptyQueryResponse(std::string& out) { MessageBuilder(out).begin('I').finish(); }
 
-void appendStartup(std::string& out,
-                   std::span<const std::pair<std::string, std::string>> params) {
+void appendParseComplete(std::string& out) { MessageBuilder(out).begin('1').finish(); }
+void appendBindComplete(std::string& out) { MessageBuilder(out).begin('2').finish(); }
+void appendCloseComplete(std::string& out) { MessageBuilder(out).begin('3').finish(); }
+void appendNoData(std::string& out) { MessageBuilder(out).begin('n').finish(); }
+
+void appendStartup(std::string& out, std::span<const std::pair<std::string, std::string>> params) {
   MessageBuilder b(out);
   b.begin(0).i32(196608);
   for (auto& [k, v] : params) b.cstr(k).cstr(v);
@@ -144,6 +151,27 @@ void appendSaslResponse(std::string& out, std::string_view data) {
 }
 void appendQuery(std::string& out, std::string_view sql) {
   MessageBuilder(out).begin('Q').cstr(sql).finish();
+}
+void appendParse(std::string& out, std::string_view name, std::string_view tail) {
+  MessageBuilder(out).begin('P').cstr(name).raw(tail).finish();
+}
+bool appendBindHead(std::string& out, std::string_view portal, std::string_view statement,
+                    size_t restLen) {
+  // Checked before writing, term by term, so no sum can wrap even for absurd inputs.
+  constexpr size_t kMax = INT32_MAX;
+  size_t head = 4;
+  for (size_t part : {portal.size() + 1, statement.size() + 1, restLen}) {
+    if (part > kMax - head) return false;
+    head += part;
+  }
+  MessageBuilder(out).begin('B').cstr(portal).cstr(statement).finishFollowedBy(restLen);
+  return true;
+}
+void appendDescribe(std::string& out, char kind, std::string_view name) {
+  MessageBuilder(out).begin('D').u8(static_cast<uint8_t>(kind)).cstr(name).finish();
+}
+void appendClose(std::string& out, char kind, std::string_view name) {
+  MessageBuilder(out).begin('C').u8(static_cast<uint8_t>(kind)).cstr(name).finish();
 }
 void appendSync(std::string& out) { MessageBuilder(out).begin('S').finish(); }
 void appendTerminate(std::string& out) { MessageBuilder(out).begin('X').finish(); }

@@ -1,7 +1,8 @@
 // Builders for the messages the proxy emits itself: errors and notices with a SQLSTATE,
 // authentication requests, ParameterStatus, BackendKeyData, ReadyForQuery, result sets for
-// the admin console, and the frontend messages pgswitch sends to servers (startup, auth,
-// queries). Each appends one complete wire message to a std::string.
+// the admin console, the extended-protocol replies the proxy answers itself, and the frontend
+// messages pgswitch sends to servers (startup, auth, queries, rewritten Parse/Bind/Describe/
+// Close). Each appends one complete wire message to a std::string, except appendBindHead.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,7 @@ namespace pgswitch::protocol {
 class MessageBuilder {
  public:
   explicit MessageBuilder(std::string& out) : out_(out) {}
-  MessageBuilder& begin(char type);    // type 0 = startup-phase packet (no type byte)
+  MessageBuilder& begin(char type);  // type 0 = startup-phase packet (no type byte)
   MessageBuilder& u8(uint8_t v);
   MessageBuilder& i16(int16_t v);
   MessageBuilder& i32(int32_t v);
@@ -25,6 +26,9 @@ class MessageBuilder {
   MessageBuilder& raw(std::string_view s);
   MessageBuilder& raw(std::span<const std::byte> b);
   void finish();
+  // As finish(), but the length also counts `following` bytes that are not in `out`: the
+  // caller sends them right after, e.g. a forwarded tail. Precondition: the total fits int32.
+  void finishFollowedBy(size_t following);
 
  private:
   std::string& out_;
@@ -65,15 +69,32 @@ void appendDataRow(std::string& out, std::span<const std::string_view> values,
 void appendCommandComplete(std::string& out, std::string_view tag);
 void appendEmptyQueryResponse(std::string& out);
 
+// Extended-protocol replies the proxy synthesizes (statements it prepared or closed itself).
+void appendParseComplete(std::string& out);  // '1'
+void appendBindComplete(std::string& out);   // '2'
+void appendCloseComplete(std::string& out);  // '3'
+void appendNoData(std::string& out);         // 'n'
+
 // Frontend messages pgswitch sends as a client of PostgreSQL.
-void appendStartup(std::string& out,
-                   std::span<const std::pair<std::string, std::string>> params);
+void appendStartup(std::string& out, std::span<const std::pair<std::string, std::string>> params);
 void appendSslRequest(std::string& out);
 void appendCancelRequest(std::string& out, int32_t pid, int32_t key);
 void appendPasswordMessage(std::string& out, std::string_view password);
 void appendSaslInitial(std::string& out, std::string_view mechanism, std::string_view data);
 void appendSaslResponse(std::string& out, std::string_view data);
 void appendQuery(std::string& out, std::string_view sql);
+// Parse under another statement name: tail = the bytes after the name in a Parse body (query
+// NUL, int16 n, n x int32 OIDs), copied verbatim. Precondition: the message fits int32 (a
+// tail from a framed message under the configured cap, plus a short name, does).
+void appendParse(std::string& out, std::string_view name, std::string_view tail);
+// Only the head of a Bind: type, length, portal NUL, statement NUL. The length also counts
+// restLen bytes (formats, parameters, result formats) that are NOT written here: the caller
+// must send exactly restLen bytes right after `out`, e.g. the rest of the client's Bind by
+// reference. Returns false and leaves `out` untouched if the length would exceed INT32_MAX.
+[[nodiscard]] bool appendBindHead(std::string& out, std::string_view portal,
+                                  std::string_view statement, size_t restLen);
+void appendDescribe(std::string& out, char kind, std::string_view name);  // kind 'S' or 'P'
+void appendClose(std::string& out, char kind, std::string_view name);     // kind 'S' or 'P'
 void appendSync(std::string& out);
 void appendTerminate(std::string& out);
 

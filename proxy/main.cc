@@ -15,12 +15,13 @@
 #include <thread>
 
 #include "health/static_topology.h"
-#include "proxy/config.h"
-#include "proxy/console_actions.h"
-#include "proxy/controller.h"
-#include "proxy/http_server.h"
-#include "proxy/runtime.h"
-#include "proxy/worker.h"
+#include "proxy/config/config.h"
+#include "proxy/admin/console_actions.h"
+#include "proxy/core/controller.h"
+#include "proxy/admin/http_server.h"
+#include "proxy/core/runtime.h"
+#include "proxy/core/worker.h"
+#include "proxy/session/client_session.h"
 
 using namespace pgswitch;
 using namespace pgswitch::proxy;
@@ -211,7 +212,7 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<Worker>> workers;
     int port = cfg->listenPort;
     for (int i = 0; i < n; ++i) {
-      auto w = std::make_unique<Worker>(i, rt);
+      auto w = std::make_unique<Worker>(i, rt, &acceptClientSession);
       w->setWorkerCount(n);
       w->listen(cfg->listenHost, port);
       if (port == 0) port = w->boundPort();

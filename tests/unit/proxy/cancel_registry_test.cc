@@ -3,7 +3,7 @@
 
 #include <set>
 
-#include "proxy/runtime.h"
+#include "proxy/core/runtime.h"
 
 namespace pgswitch::proxy {
 namespace {

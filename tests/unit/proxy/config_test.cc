@@ -1,6 +1,6 @@
 // Unit tests for proxy/config: the documented minimal config, defaults, and validation errors
 // reported as "path:line: reason" on the right line, several at once.
-#include "proxy/config.h"
+#include "proxy/config/config.h"
 
 #include <gtest/gtest.h>
 

@@ -2,9 +2,9 @@
 // config copy, and the PAUSE state.
 #include <gtest/gtest.h>
 
-#include "proxy/console_actions.h"
-#include "proxy/pause.h"
-#include "proxy/snapshot_collect.h"
+#include "proxy/admin/console_actions.h"
+#include "proxy/core/pause.h"
+#include "proxy/core/snapshot_collect.h"
 
 namespace pgswitch::proxy {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/console_commands.h"
+#include "proxy/admin/console_commands.h"
 
 namespace pgswitch::proxy {
 namespace {

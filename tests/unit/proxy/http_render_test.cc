@@ -2,7 +2,7 @@
 // (families declared once, samples grouped, labels escaped), histogram buckets are cumulative
 // and end in +Inf == _count, /status parses as JSON with the documented fields and escaping,
 // and the status page is self-contained.
-#include "proxy/http_render.h"
+#include "proxy/admin/http_render.h"
 
 #include <gtest/gtest.h>
 

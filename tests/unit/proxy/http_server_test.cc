@@ -1,7 +1,7 @@
 // Loop tests for proxy/http_server on 127.0.0.1:0: the three endpoints, 400/404/405, the
 // 8 KiB cap, an asynchronous snapshot provider, a continuation arriving after close(), and
 // every handle closed at the end (uv_loop_close() == 0).
-#include "proxy/http_server.h"
+#include "proxy/admin/http_server.h"
 
 #include <gtest/gtest.h>
 #include <uv.h>

@@ -1,7 +1,7 @@
 // Unit tests for proxy/prepared_statements: the per-server LRU (eviction, touch, restoring an
 // eviction the server skipped), stale statements (0A000) and a client's pending Closes
 // (forgotten when answered, undone newest first when PostgreSQL skipped them after an error).
-#include "proxy/prepared_statements.h"
+#include "proxy/core/prepared_statements.h"
 
 #include <gtest/gtest.h>
 

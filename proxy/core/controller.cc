@@ -1,0 +1,254 @@
+// Controller: config -> health settings, the health thread's lifetime, topology fan-out to
+// the workers, and reload.
+#include "proxy/core/controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "proxy/core/worker.h"
+
+namespace pgswitch::proxy {
+
+Controller::Controller(Runtime& rt, std::string configPath,
+                       std::vector<std::unique_ptr<Worker>>& workers)
+    : rt_(rt), configPath_(std::move(configPath)), workers_(workers) {}
+
+Controller::~Controller() { stop(); }
+
+health::FailoverSettings Controller::failoverSettings(const Config& c) {
+  health::FailoverSettings f;
+  f.autoFailover = c.failover.autoFailover;
+  f.failoverAfter = c.failover.failoverAfter;
+  f.maxFailoverLagBytes = c.failover.maxFailoverLagBytes;
+  f.repointReplicas = c.failover.repointReplicas;
+  f.user = c.failover.user;
+  f.password = c.failover.password;
+  f.promoteTimeoutMs = c.failover.promoteTimeoutMs;
+  f.switchoverTimeoutMs = c.failover.switchoverTimeoutMs;
+  return f;
+}
+
+health::HealthSettings Controller::healthSettings(const Config& c) {
+  health::HealthSettings s;
+  s.periodMs = c.health.periodMs;
+  s.connectTimeoutMs = c.health.connectTimeoutMs;
+  s.queryTimeoutMs = c.health.queryTimeoutMs;
+  s.fall = c.health.fall;
+  s.rise = c.health.rise;
+  s.user = c.health.user;
+  s.password = c.health.password;
+  s.database = c.health.database;
+  s.maxLagBytes = c.health.maxLagBytes;
+  s.maxLagMs = c.health.maxLagMs;
+  s.onEvent = c.health.onEvent;
+  return s;
+}
+
+bool Controller::mergeSlotsLocked(const Config& c) {
+  bool changed = false;
+  std::vector<bool> seen(slots_.size(), false);
+  for (const BackendConfig& b : c.backends) {
+    health::BackendSpec spec{b.name, b.host, b.port, b.weight, b.tags, b.priority};
+    size_t i = 0;
+    while (i < slots_.size() && slots_[i].spec.name != b.name) ++i;
+    if (i == slots_.size()) {
+      slots_.push_back(Slot{spec});
+      seen.push_back(true);
+      changed = true;
+      continue;
+    }
+    seen[i] = true;
+    Slot& s = slots_[i];
+    if (s.removed || s.spec.host != spec.host || s.spec.port != spec.port ||
+        s.spec.weight != spec.weight || s.spec.tags != spec.tags ||
+        s.spec.priority != spec.priority) {
+      changed = true;
+    }
+    s.spec = spec;
+    s.removed = false;
+  }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!seen[i] && !slots_[i].removed) {
+      slots_[i].removed = true;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+void Controller::start() {
+  auto cfg = rt_.config();
+  {
+    std::lock_guard g(mu_);
+    mergeSlotsLocked(*cfg);
+    startHealthLocked(*cfg, false);
+  }
+  // The initial snapshot is a guess (first backend primary). Wait briefly for the first real
+  // round so that a restarted pgswitch does not send a write to a demoted primary.
+  auto limit = std::chrono::milliseconds(cfg->health.connectTimeoutMs + cfg->health.queryTimeoutMs +
+                                         200);
+  std::unique_lock l(firstMu_);
+  if (!firstCv_.wait_for(l, limit, [this] { return firstRound_; })) {
+    spdlog::warn("health: no complete round of checks within {} ms; starting with the "
+                 "configured order (first backend = primary) until one completes",
+                 limit.count());
+  }
+}
+
+void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
+  std::vector<health::Event> history;
+  if (health_) {
+    health_->stop();
+    history = health_->recentEvents();
+    health_.reset();
+  }
+  settings_ = healthSettings(c);
+  std::vector<health::BackendSpec> specs;
+  for (const Slot& s : slots_) specs.push_back(s.spec);
+  uint64_t gen = ++generation_;
+  health_ = std::make_unique<health::HealthMonitor>(
+      settings_, std::move(specs), [this, gen, keepCurrentTopology](routing::TopologyPtr t) {
+        onPublish(gen, keepCurrentTopology, std::move(t));
+      });
+  health_->setFailover(failoverSettings(c));
+  health_->carryEvents(history);
+  rt_.health = health_.get();
+  health_->start();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].removed || slots_[i].disabled) health_->setDisabled(static_cast<int>(i), true);
+    if (slots_[i].draining) health_->setDraining(static_cast<int>(i), true);
+  }
+}
+
+void Controller::onPublish(uint64_t generation, bool skipGuess, routing::TopologyPtr t) {
+  if (generation != generation_.load()) return;  // from a monitor being replaced
+  // Version 1 is a new monitor's guess, and until it has checked every backend once it
+  // reports the unchecked ones as down: after a reload the previous real snapshot is better
+  // (each check ends within connect + query timeout, so this waits no longer than that).
+  if (skipGuess && (t->version <= 1 || !t->settled)) return;
+  // A failover or switchover moved the primary (possibly through snapshots with none).
+  if (t->version > 1 && t->primary >= 0) {
+    const std::string& name = t->backends[t->primary].name;
+    if (!lastPrimary_.empty() && name != lastPrimary_) ++rt_.failovers;
+    lastPrimary_ = name;
+  }
+  rt_.setTopology(t);
+  if (t->version > 1) {
+    std::lock_guard l(firstMu_);
+    if (!firstRound_) {
+      firstRound_ = true;
+      firstCv_.notify_all();
+    }
+  }
+  postToWorkers(&Worker::onTopologyChanged);
+}
+
+void Controller::postToWorkers(void (Worker::*fn)()) {
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    wp->post([wp, fn] { (wp->*fn)(); });
+  }
+}
+
+void Controller::stop() {
+  std::lock_guard g(mu_);
+  if (!health_) return;
+  ++generation_;
+  rt_.health = nullptr;
+  health_->stop();
+  health_.reset();
+}
+
+std::string Controller::reload() {
+  auto r = loadConfig(configPath_);
+  if (!r) {
+    std::string why = r.error().joined();
+    spdlog::error("reload refused, keeping the running configuration:\n{}", why);
+    return why;
+  }
+  std::shared_ptr<const Config> next = *r;
+  auto prev = rt_.config();
+  if (next->listenHost != prev->listenHost || next->listenPort != prev->listenPort ||
+      next->workers != prev->workers) {
+    spdlog::warn("reload: server.listen and server.workers take effect only after a restart");
+  }
+  std::lock_guard g(mu_);
+  applyLocked(next);
+  spdlog::info("configuration reloaded from {}", configPath_);
+  return "";
+}
+
+void Controller::apply(std::shared_ptr<const Config> next) {
+  std::lock_guard g(mu_);
+  applyLocked(std::move(next));
+}
+
+void Controller::applyLocked(std::shared_ptr<const Config> next) {
+  bool backendsChanged = mergeSlotsLocked(*next);
+  auto prev = rt_.config();
+  rt_.setConfig(next);
+  spdlog::set_level(spdlog::level::from_str(next->logLevel));
+  bool failoverChanged = failoverSettings(*next) != failoverSettings(*prev);
+  if (backendsChanged || failoverChanged || healthSettings(*next) != settings_) {
+    spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());
+    startHealthLocked(*next, true);
+  }
+}
+
+int Controller::backendIndex(std::string_view name) const {
+  std::lock_guard g(mu_);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].spec.name == name && !slots_[i].removed) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::string Controller::setDisabled(int i, bool on) {
+  std::lock_guard g(mu_);
+  if (i < 0 || i >= static_cast<int>(slots_.size()) || slots_[i].removed) return "no such backend";
+  slots_[i].disabled = on;
+  if (health_) health_->setDisabled(i, on);
+  return "";
+}
+
+std::string Controller::attach(int i) {
+  std::lock_guard g(mu_);
+  if (i < 0 || i >= static_cast<int>(slots_.size()) || slots_[i].removed) return "no such backend";
+  if (!health_) return "health checks are not running";
+  health_->attach(i);
+  return "";
+}
+
+void Controller::promote(int i, health::OperationDone done) {
+  std::lock_guard g(mu_);
+  if (!health_) {
+    done(health::OperationResult{false, "health checks are not running", -1, {}});
+    return;
+  }
+  health_->promote(i, std::move(done));
+}
+
+void Controller::switchover(int i, health::OperationDone done) {
+  std::lock_guard g(mu_);
+  if (!health_) {
+    done(health::OperationResult{false, "health checks are not running", -1, {}});
+    return;
+  }
+  health_->switchover(i, 0, std::move(done));
+}
+
+std::vector<health::Event> Controller::recentEvents() const {
+  std::lock_guard g(mu_);
+  return health_ ? health_->recentEvents() : std::vector<health::Event>{};
+}
+
+std::string Controller::setDraining(int i, bool on) {
+  std::lock_guard g(mu_);
+  if (i < 0 || i >= static_cast<int>(slots_.size()) || slots_[i].removed) return "no such backend";
+  slots_[i].draining = on;
+  if (health_) health_->setDraining(i, on);
+  return "";
+}
+
+}  // namespace pgswitch::proxy

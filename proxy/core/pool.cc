@@ -1,0 +1,264 @@
+// Pool mechanics. Why LIFO for idle servers: the most recently used connection has warm
+// caches and lets the rest age out under server_idle_timeout when load drops.
+#include "proxy/core/pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "protocol/builder.h"
+
+namespace pgswitch::proxy {
+
+Pool::Pool(Worker& w, int backend, std::string database, std::string user)
+    : worker_(w), backend_(backend), database_(std::move(database)), user_(std::move(user)) {}
+
+Pool::~Pool() = default;
+
+int Pool::limit() const {
+  auto cfg = worker_.runtime().config();
+  return worker_.workerShare(cfg->poolSize);
+}
+
+ServerConn* Pool::acquire(PoolWaiter* w) {
+  auto cfg = worker_.runtime().config();
+  uint64_t now = worker_.nowMs();
+  while (!idle_.empty()) {
+    ServerConn* s = idle_.back();
+    idle_.pop_back();
+    if (s->state() != ServerConn::State::Idle) continue;
+    // A connection unused for server_check_delay may have died quietly (firewall, server
+    // restart): prove it alive before a client's query depends on it.
+    if (cfg->serverCheckDelayS > 0 && !cfg->serverCheckQuery.empty() &&
+        now - s->lastUsedMs() >= uint64_t(cfg->serverCheckDelayS) * 1000) {
+      waiters_.push_back(Waiter{w, now});
+      s->runInternal(cfg->serverCheckQuery);
+      return nullptr;
+    }
+    return s;
+  }
+  waiters_.push_back(Waiter{w, worker_.nowMs()});
+  if (servers_.size() < static_cast<size_t>(limit()) && connecting_ < waiters_.size()) spawn();
+  return nullptr;
+}
+
+void Pool::cancelWait(PoolWaiter* w) {
+  waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(),
+                                [w](const Waiter& x) { return x.w == w; }),
+                 waiters_.end());
+}
+
+bool Pool::resolve(sockaddr_storage& out) {
+  auto topo = worker_.runtime().topology();
+  if (backend_ < 0 || backend_ >= static_cast<int>(topo->backends.size())) return false;
+  const auto& b = topo->backends[backend_];
+  std::memset(&out, 0, sizeof(out));
+  std::string host = b.host == "localhost" ? "127.0.0.1" : b.host;
+  if (uv_ip4_addr(host.c_str(), b.port, reinterpret_cast<sockaddr_in*>(&out)) == 0) return true;
+  if (uv_ip6_addr(host.c_str(), b.port, reinterpret_cast<sockaddr_in6*>(&out)) == 0) return true;
+  // A host name: resolve synchronously (rare: only when opening a server connection).
+  uv_getaddrinfo_t req;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  if (uv_getaddrinfo(worker_.loop(), &req, nullptr, host.c_str(),
+                     std::to_string(b.port).c_str(), &hints) != 0)
+    return false;
+  bool ok = req.addrinfo != nullptr;
+  if (ok) std::memcpy(&out, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  uv_freeaddrinfo(req.addrinfo);
+  return ok;
+}
+
+void Pool::spawn() {
+  auto cfg = worker_.runtime().config();
+  const UserConfig* u = cfg->findUser(user_);
+  LoginInfo li;
+  li.user = user_;
+  li.database = database_;
+  if (u) {
+    li.password = u->password;
+    li.scram = u->scram;
+  }
+  li.clientKey = clientKey_;
+  sockaddr_storage addr;
+  if (!resolve(addr)) {
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    PoolError e{PoolError::Kind::NoBackend, {}, "cannot resolve backend address"};
+    for (auto& w : waiters) w.w->onServerUnavailable(e);
+    return;
+  }
+  auto s = std::make_unique<ServerConn>(worker_, *this, std::move(li),
+                                         worker_.runtime().nextServerId.fetch_add(1));
+  ServerConn* raw = s.get();
+  servers_.push_back(std::move(s));
+  ++connecting_;
+  raw->connect(reinterpret_cast<sockaddr*>(&addr));
+}
+
+void Pool::handOut(ServerConn& s) {
+  s.touch(worker_.nowMs());
+  if (!waiters_.empty()) {
+    Waiter w = waiters_.front();
+    waiters_.pop_front();
+    s.setState(ServerConn::State::Active);
+    w.w->onServerAssigned(s);
+    return;
+  }
+  s.setState(ServerConn::State::Idle);
+  s.conn().startReading();  // notice an idle server that goes away
+  idle_.push_back(&s);
+}
+
+void Pool::release(ServerConn& s, bool reusable, bool reset) {
+  s.unlink();
+  if (!reusable || worker_.stopping() || s.state() == ServerConn::State::Closing) {
+    s.close();
+    return;
+  }
+  if (reset) {
+    auto cfg = worker_.runtime().config();
+    if (!cfg->serverResetQuery.empty()) {
+      s.appliedGucs().clear();
+      s.statements().clear();
+      s.runInternal(cfg->serverResetQuery);
+      return;
+    }
+  }
+  handOut(s);
+}
+
+void Pool::onLoginDone(ServerConn& s) {
+  if (connecting_ > 0) --connecting_;
+  spdlog::debug("server {} logged in to backend {} ({}/{})", s.id(), backend_, database_, user_);
+  handOut(s);
+}
+
+void Pool::onLoginFailed(ServerConn& s, const std::string& errorMessage) {
+  if (connecting_ > 0) --connecting_;
+  spdlog::warn("login to backend {} as {} on {} failed", backend_, user_, database_);
+  // Every waiter of this pool asked for the same database and user: they would all get the
+  // same answer, so they all get it now rather than one connect attempt each.
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  PoolError e{PoolError::Kind::LoginFailed, errorMessage, "server login failed"};
+  for (auto& w : waiters) w.w->onServerUnavailable(e);
+}
+
+void Pool::onInternalDone(ServerConn& s, bool ok, const std::string& error) {
+  if (!ok || s.txnStatus() != 'I') {
+    s.close();
+    return;
+  }
+  handOut(s);
+}
+
+void Pool::onServerClosed(ServerConn& s) {
+  idle_.erase(std::remove(idle_.begin(), idle_.end(), &s), idle_.end());
+  for (auto it = servers_.begin(); it != servers_.end(); ++it) {
+    if (it->get() == &s) {
+      worker_.retire(it->release());
+      servers_.erase(it);
+      break;
+    }
+  }
+  if (!waiters_.empty() && servers_.size() < static_cast<size_t>(limit()) &&
+      connecting_ < waiters_.size() && !worker_.stopping())
+    spawn();
+}
+
+void Pool::prewarm(size_t n) {
+  n = std::min(n, static_cast<size_t>(limit()));
+  for (size_t k = servers_.size(); k < n && !worker_.stopping(); ++k) spawn();
+}
+
+void Pool::janitor(uint64_t now) {
+  auto cfg = worker_.runtime().config();
+  // Waiters past query_wait_timeout get a clean error.
+  if (cfg->queryWaitTimeoutMs > 0) {
+    while (!waiters_.empty() &&
+           now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->queryWaitTimeoutMs)) {
+      Waiter w = waiters_.front();
+      waiters_.pop_front();
+      w.w->onServerUnavailable(
+          PoolError{PoolError::Kind::Timeout, {},
+                    "query_wait_timeout: no server connection became free within " +
+                        std::to_string(cfg->queryWaitTimeoutMs) + " ms"});
+    }
+  }
+  // Reserve: extra connections once the oldest waiter has waited reserve_pool_timeout.
+  if (!waiters_.empty() && cfg->reservePoolSize > 0 &&
+      now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->reservePoolTimeoutMs) &&
+      servers_.size() < static_cast<size_t>(limit() + worker_.workerShare(cfg->reservePoolSize)) &&
+      connecting_ < waiters_.size()) {
+    spdlog::info("pool {}/{}: using reserve connection", database_, user_);
+    spawn();
+  }
+  // Pre-warm up to min_pool_size.
+  size_t minSize = static_cast<size_t>(worker_.workerShare(cfg->minPoolSize));
+  for (size_t n = servers_.size(); n < minSize && !worker_.stopping(); ++n) spawn();
+  // Logins that take too long.
+  for (auto& s : servers_) {
+    auto st = s->state();
+    if ((st == ServerConn::State::Connecting || st == ServerConn::State::Login) &&
+        now - s->createdMs() >= static_cast<uint64_t>(cfg->serverConnectTimeoutMs)) {
+      std::string err;
+      protocol::appendError(err, {"FATAL", "08006", "timeout while connecting to the server"});
+      s->close();
+      onLoginFailed(*s, err);
+    }
+  }
+  // Idle servers past their idle timeout or lifetime, keeping min_pool_size.
+  size_t keep = static_cast<size_t>(worker_.workerShare(cfg->minPoolSize));
+  for (size_t i = 0; i < idle_.size();) {
+    ServerConn* s = idle_[i];
+    bool old = cfg->serverLifetimeS > 0 &&
+               now - s->createdMs() >= uint64_t(cfg->serverLifetimeS) * 1000;
+    bool idle = cfg->serverIdleTimeoutS > 0 &&
+                now - s->lastUsedMs() >= uint64_t(cfg->serverIdleTimeoutS) * 1000;
+    if ((old || idle) && servers_.size() > keep) {
+      idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+      s->close();
+      continue;
+    }
+    ++i;
+  }
+}
+
+void Pool::closeIdle() {
+  auto idle = idle_;
+  idle_.clear();
+  for (auto* s : idle) s->close();
+}
+
+// A server linked to a client is closed like one that dropped: its client is told (an
+// error for work in flight, a quiet move between transactions). Closing it silently would
+// leave the client waiting forever on a server that is gone. The clients and waiters are
+// told only after every server is closed: what they do next (route again, open a
+// connection) may add to this pool.
+void Pool::closeAll(PoolError::Kind why) {
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  idle_.clear();
+  std::vector<std::pair<ServerConn*, ServerUser*>> linked;
+  std::vector<ServerConn*> all;
+  all.reserve(servers_.size());
+  for (auto& s : servers_) all.push_back(s.get());
+  for (ServerConn* s : all) {
+    if (s->state() == ServerConn::State::Closing) continue;
+    ServerUser* u = s->user();
+    s->unlink();
+    s->close();
+    if (u) linked.emplace_back(s, u);
+  }
+  // At shutdown the clients are being closed as well; nothing to route again.
+  // Otherwise: closed above, but the memory lives until the connection's close callback runs.
+  if (why != PoolError::Kind::Shutdown)
+    for (auto& [s, u] : linked) u->onServerLost(*s, UV_ECONNRESET);
+  PoolError e{why, {},
+              why == PoolError::Kind::Shutdown ? "pgswitch is shutting down" : "backend is down"};
+  for (auto& w : waiters) w.w->onServerUnavailable(e);
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,98 @@
+// Pool: the server connections of one (backend, database, user) on one worker. Hands idle
+// connections to sessions, opens new ones up to the pool size, queues sessions FIFO when
+// none is free, and takes connections back (reset in session mode) when sessions let go.
+#pragma once
+
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "proxy/core/server_conn.h"
+
+namespace pgswitch::proxy {
+
+// Why a pool could not provide a server connection. Only proxy/ sessions turn this into an
+// ErrorResponse (they know whether the client is still logging in or between queries).
+struct PoolError {
+  enum class Kind { LoginFailed, Timeout, Shutdown, NoBackend, BackendDown };
+  Kind kind;
+  std::string serverError;  // LoginFailed: the server's (or our) whole ErrorResponse message
+  std::string text;         // human-readable reason
+};
+
+// A session waiting for a server connection.
+class PoolWaiter {
+ public:
+  virtual void onServerAssigned(ServerConn& s) noexcept = 0;
+  virtual void onServerUnavailable(const PoolError& e) noexcept = 0;
+
+ protected:
+  ~PoolWaiter() = default;
+};
+
+class Pool {
+ public:
+  Pool(Worker& w, int backend, std::string database, std::string user);
+  ~Pool();
+
+  // Gives an idle server at once (returned) or queues w (returns nullptr) and calls it back.
+  ServerConn* acquire(PoolWaiter* w);
+  void cancelWait(PoolWaiter* w);
+  // A session is done with s. reusable: its protocol state is clean (idle, no pending
+  // request); the pool resets it (session mode) and reuses it, else closes it.
+  void release(ServerConn& s, bool reusable, bool reset);
+
+  // ServerConn callbacks.
+  void onLoginDone(ServerConn& s);
+  void onLoginFailed(ServerConn& s, const std::string& errorMessage);
+  void onInternalDone(ServerConn& s, bool ok, const std::string& error);
+  void onServerClosed(ServerConn& s);
+
+  // Periodic: timeouts of waiters, idle and old servers.
+  void janitor(uint64_t nowMs);
+  // Closes every server; waiting sessions are told why (kind Shutdown or BackendDown).
+  void closeAll(PoolError::Kind why = PoolError::Kind::Shutdown);
+  void closeIdle();
+  // Opens connections until the pool has n (bounded by its size): a new primary after a
+  // failover gets the old one's working set before the first writes arrive.
+  void prewarm(size_t n);
+
+  // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
+  void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }
+
+  int backend() const { return backend_; }
+  const std::string& database() const { return database_; }
+  const std::string& user() const { return user_; }
+  size_t idleCount() const { return idle_.size(); }
+  size_t activeCount() const { return servers_.size() - idle_.size() - connecting_; }
+  size_t waitingCount() const { return waiters_.size(); }
+  size_t totalCount() const { return servers_.size(); }
+  size_t connectingCount() const { return connecting_; }
+  // Since when the longest-waiting session waits (0: nobody waits).
+  uint64_t oldestWaitSinceMs() const { return waiters_.empty() ? 0 : waiters_.front().sinceMs; }
+  // Every server of the pool, for SHOW SERVERS.
+  const std::list<std::unique_ptr<ServerConn>>& servers() const { return servers_; }
+
+ private:
+  void spawn();
+  void handOut(ServerConn& s);
+  int limit() const;
+  bool resolve(sockaddr_storage& out);
+
+  Worker& worker_;
+  int backend_;
+  std::string database_, user_;
+  std::list<std::unique_ptr<ServerConn>> servers_;  // every server of this pool
+  std::deque<ServerConn*> idle_;                    // most recently used at the back
+  size_t connecting_ = 0;
+  struct Waiter {
+    PoolWaiter* w;
+    uint64_t sinceMs;
+  };
+  std::deque<Waiter> waiters_;
+  std::optional<std::array<uint8_t, 32>> clientKey_;
+};
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,97 @@
+// Statement hashing (xxHash64, Debian libxxhash), the LRU bookkeeping and stale statements.
+#include "proxy/core/prepared_statements.h"
+
+#include <xxhash.h>
+
+#include <cstdio>
+#include <iterator>
+
+namespace pgswitch::proxy {
+
+uint64_t statementHash(std::span<const std::byte> parseTail) {
+  return XXH3_64bits(parseTail.data(), parseTail.size());
+}
+
+std::string serverStatementName(uint64_t hash) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "pgsw_%016llx", static_cast<unsigned long long>(hash));
+  return buf;
+}
+
+const ClientStatement* ClientStatements::find(std::string_view name) const {
+  auto it = map_.find(name);
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+void ClientStatements::close(std::string_view name) {
+  auto it = map_.find(name);
+  if (it == map_.end()) {
+    closed_.emplace_back(std::string(name), std::nullopt);
+    return;
+  }
+  closed_.emplace_back(it->first, std::move(it->second));
+  map_.erase(it);
+}
+
+void ClientStatements::forgetOldestClose() {
+  if (!closed_.empty()) closed_.pop_front();
+}
+
+void ClientStatements::undoLastClose() {
+  if (closed_.empty()) return;
+  auto& [name, stmt] = closed_.back();
+  if (stmt) map_[name] = std::move(*stmt);
+  closed_.pop_back();
+}
+
+void StaleStatements::markStale(uint64_t h) {
+  if (since_.size() >= kMax) since_.clear();
+  since_[h] = ++epoch_;
+}
+
+bool StaleStatements::isStale(uint64_t h, uint64_t preparedAt) const {
+  if (since_.empty()) return false;
+  auto it = since_.find(h);
+  return it != since_.end() && preparedAt < it->second;
+}
+
+void ServerStatementCache::touch(uint64_t h) {
+  auto it = index_.find(h);
+  if (it != index_.end()) lru_.splice(lru_.begin(), lru_, it->second.pos);
+}
+
+std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity, uint64_t epoch) {
+  if (contains(h)) {
+    touch(h);
+    return std::nullopt;
+  }
+  std::optional<uint64_t> evicted;
+  if (capacity > 0 && index_.size() >= capacity) {
+    evicted = lru_.back();
+    index_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(h);
+  index_[h] = Entry{lru_.begin(), epoch};
+  return evicted;
+}
+
+uint64_t ServerStatementCache::preparedAt(uint64_t h) const {
+  auto it = index_.find(h);
+  return it == index_.end() ? 0 : it->second.preparedAt;
+}
+
+void ServerStatementCache::restore(uint64_t h) {
+  if (contains(h)) return;
+  lru_.push_back(h);
+  index_[h] = Entry{std::prev(lru_.end()), 0};
+}
+
+void ServerStatementCache::erase(uint64_t h) {
+  auto it = index_.find(h);
+  if (it == index_.end()) return;
+  lru_.erase(it->second.pos);
+  index_.erase(it);
+}
+
+}  // namespace pgswitch::proxy

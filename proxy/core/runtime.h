@@ -1,0 +1,125 @@
+// Runtime: the state shared by all worker threads: the current config and topology
+// snapshots (swapped whole, read under a short lock), the cancel-key registry and global
+// counters. Everything else belongs to exactly one worker.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "health/health_monitor.h"
+#include "proxy/config/config.h"
+#include "proxy/core/pause.h"
+#include "routing/topology.h"
+
+namespace pgswitch::proxy {
+
+// Where a client's cancel request must go: the server connection currently serving it.
+struct CancelTarget {
+  std::string host;
+  int port = 0;
+  int32_t pid = 0;
+  int32_t key = 0;
+};
+
+// Which server connection a client is using right now, written by the client's own worker
+// at every link and unlink (each transaction in transaction mode): two atomic stores, no
+// lock. A cancel arriving on another worker reads it. The server's (pid, key) is one 64-bit
+// value, so it is never torn; read together with the backend across a relink, the worst
+// case is a cancel the wrong server ignores (the key does not match), as when it arrives
+// just after the query ended.
+class CancelSlot {
+ public:
+  void set(int backend, int32_t serverPid, int32_t serverKey) {
+    backend_.store(backend, std::memory_order_relaxed);
+    server_.store((uint64_t(uint32_t(serverPid)) << 32) | uint32_t(serverKey),
+                  std::memory_order_release);
+  }
+  void clear() { server_.store(0, std::memory_order_release); }
+  // False when no server is linked.
+  bool get(int& backend, int32_t& serverPid, int32_t& serverKey) const {
+    uint64_t v = server_.load(std::memory_order_acquire);
+    if (v == 0) return false;
+    backend = backend_.load(std::memory_order_relaxed);
+    serverPid = int32_t(uint32_t(v >> 32));
+    serverKey = int32_t(uint32_t(v));
+    return true;
+  }
+
+ private:
+  std::atomic<uint64_t> server_{0};
+  std::atomic<int> backend_{-1};
+};
+
+// Client cancel keys -> their CancelSlot. The map changes only at login and logout.
+class CancelRegistry {
+ public:
+  struct Entry {
+    int32_t pid = 0, key = 0;  // what the client gets in BackendKeyData
+    std::shared_ptr<CancelSlot> slot;
+  };
+  // A fresh (pid, key) pair for a new client; pid is unique in this process.
+  Entry allocate();
+  void remove(int32_t pid, int32_t key);
+  // The slot of a known key, or null.
+  std::shared_ptr<const CancelSlot> find(int32_t pid, int32_t key) const;
+
+ private:
+  static uint64_t k(int32_t pid, int32_t key) {
+    return (uint64_t(uint32_t(pid)) << 32) | uint32_t(key);
+  }
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<CancelSlot>> map_;
+  std::atomic<int32_t> nextPid_{1};
+};
+
+class ProxyControl;
+
+class Runtime {
+ public:
+  explicit Runtime(std::shared_ptr<const Config> cfg, routing::TopologyPtr topo)
+      : config_(std::move(cfg)), topology_(std::move(topo)) {}
+
+  std::shared_ptr<const Config> config() const {
+    std::lock_guard g(mu_);
+    return config_;
+  }
+  void setConfig(std::shared_ptr<const Config> c) {
+    std::lock_guard g(mu_);
+    config_ = std::move(c);
+  }
+  routing::TopologyPtr topology() const {
+    std::lock_guard g(mu_);
+    return topology_;
+  }
+  void setTopology(routing::TopologyPtr t) {
+    std::lock_guard g(mu_);
+    topology_ = std::move(t);
+  }
+
+  CancelRegistry& cancels() { return cancels_; }
+  // The health thread, when running (null in tools and tests without one).
+  health::HealthMonitor* health = nullptr;
+  // A server connection to backend i failed or died: check it now.
+  void backendTrouble(int i) {
+    if (health) health->recheck(i);
+  }
+  std::atomic<int> clients{0};
+  std::atomic<uint64_t> authFailures{0};
+  std::atomic<uint64_t> failovers{0};       // primary changed (failover or switchover)
+  std::atomic<uint64_t> nextServerId{1};    // server connection ids, unique in the process
+  PauseState pause;                         // PAUSE / RESUME
+  // The console's and /metrics' access to the whole process (null in loop tests).
+  ProxyControl* control = nullptr;
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Config> config_;
+  routing::TopologyPtr topology_;
+  CancelRegistry cancels_;
+};
+
+}  // namespace pgswitch::proxy

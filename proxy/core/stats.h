@@ -1,0 +1,92 @@
+// Observability data: per-worker counters kept without locks on the hot path, and the
+// snapshot the console, /metrics and /status are rendered from (gathered from every
+// worker on request; see Runtime::gather in proxy/).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "routing/topology.h"
+
+namespace pgswitch::proxy {
+
+// Latency histogram with power-of-two microsecond buckets: bucket i counts durations in
+// [2^i, 2^(i+1)) µs; good enough for p50/p99 within a factor of two, and mergeable.
+struct LatencyHistogram {
+  static constexpr int kBuckets = 32;
+  std::array<uint64_t, kBuckets> buckets{};
+  uint64_t count = 0;
+  uint64_t sumUs = 0;
+  void add(uint64_t us);
+  void merge(const LatencyHistogram& o);
+  uint64_t percentileUs(double p) const;  // upper bound of the bucket holding p
+  uint64_t averageUs() const { return count ? sumUs / count : 0; }
+};
+
+// Counters per backend, owned by one worker (plain integers: one thread writes).
+struct BackendCounters {
+  uint64_t transactions = 0;  // server released / ReadyForQuery 'I' after work
+  uint64_t queries = 0;       // ReadyForQuery received
+  uint64_t reads = 0;         // requests routed as reads
+  uint64_t writes = 0;        // requests routed as writes (to the primary)
+  uint64_t bytesIn = 0;       // client -> server
+  uint64_t bytesOut = 0;      // server -> client
+  LatencyHistogram latency;   // request to ReadyForQuery
+  void merge(const BackendCounters& o);
+};
+
+struct ClientInfo {
+  int worker = 0;
+  int32_t id = 0;  // the cancel pid pgswitch gave the client
+  std::string user, database, applicationName, addr, state;
+  uint64_t connectedMs = 0;  // age
+  uint64_t serverId = 0;     // 0 = none linked
+  bool pinned = false;
+  std::string pinReason;
+};
+
+struct ServerInfo {
+  int worker = 0;
+  uint64_t id = 0;
+  std::string backend, user, database, state;
+  char txnStatus = 'I';
+  uint64_t ageMs = 0, idleMs = 0;
+  int32_t clientId = 0;  // 0 = none
+  int32_t backendPid = 0;
+  size_t preparedStatements = 0;
+};
+
+struct PoolInfo {
+  std::string backend, database, user, mode;
+  int clientsActive = 0, clientsWaiting = 0;
+  int serversActive = 0, serversIdle = 0, serversConnecting = 0, serversTotal = 0;
+  uint64_t maxWaitMs = 0;
+  int poolSize = 0;  // configured total
+};
+
+struct EventRecord {
+  uint64_t unixMs = 0;
+  std::string type, backend, detail;
+};
+
+// Everything the console and the HTTP endpoints show, at one moment.
+struct Snapshot {
+  std::shared_ptr<const Config> config;
+  routing::TopologyPtr topology;
+  std::vector<PoolInfo> pools;
+  std::vector<ClientInfo> clients;
+  std::vector<ServerInfo> servers;
+  std::vector<BackendCounters> perBackend;  // index = topology backend index
+  std::vector<EventRecord> events;          // most recent last
+  uint64_t uptimeMs = 0;
+  uint64_t authFailures = 0;
+  uint64_t failovers = 0;
+  uint64_t clientsTotal = 0;  // connected now
+  bool paused = false;
+};
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,161 @@
+// Worker: one event-loop thread. Owns its libuv loop, its chunk pool, its listening socket
+// (SO_REUSEPORT, so the kernel spreads new clients over workers), every client session
+// accepted on it and the server pools those sessions use. Nothing here is touched by
+// another thread except through post(), which wakes the loop with uv_async.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <unordered_set>
+#include <vector>
+
+#include "protocol/buffer.h"
+#include "proxy/core/client_handle.h"
+#include "proxy/core/prepared_statements.h"
+#include "proxy/core/runtime.h"
+#include "proxy/core/stats.h"
+#include "routing/classifier.h"
+
+namespace pgswitch::proxy {
+
+class Pool;
+struct WorkerPart;
+
+class Worker {
+ public:
+  Worker(int id, Runtime& rt, SessionFactory sessions);
+  ~Worker();
+
+  // Binds the listener (throws std::runtime_error at start-up on failure).
+  void listen(const std::string& host, int port);
+  int boundPort() const;
+  void start();  // runs the loop on its own thread
+  void runHere();  // runs the loop on the calling thread (tests)
+  void stop();   // thread-safe: close the listener and all sessions, end the loop
+  void join();
+  // The topology changed (health thread): drop server connections to backends that are no
+  // longer usable. Runs on this worker's thread (via post()).
+  void onTopologyChanged();
+  // Sessions waiting for a usable backend to appear (no primary during a failover).
+  void addHolding(ClientHandle* c);
+  void removeHolding(ClientHandle* c);
+  // Runs fn on this worker's thread. False (fn dropped) once the loop is shutting down.
+  bool post(std::function<void()> fn);
+
+  // Observability and graceful stop (worker_admin.cc).
+  // Counters per backend slot, written only on this thread. Routing counts reads/writes;
+  // the relay counts transactions, queries, bytes and latency.
+  BackendCounters& counters(int backend) {
+    if (backend < 0) return spareCounters_;
+    if (static_cast<size_t>(backend) >= counters_.size()) counters_.resize(backend + 1);
+    return counters_[backend];
+  }
+  // This worker's part of a Snapshot (clients, servers, pools, counters). On this thread.
+  void collectInto(WorkerPart& part);
+  // SHUTDOWN WAIT: stop accepting; each session ends once it is between transactions; then
+  // the worker shuts down as stop() does. Thread-safe.
+  void stopGraceful();
+  // The loop has returned (thread-safe).
+  bool finished() const { return finished_.load(); }
+
+  int id() const { return id_; }
+  uv_loop_t* loop() { return &loop_; }
+  protocol::ChunkPool& chunks() { return chunks_; }
+  Runtime& runtime() { return rt_; }
+  uint64_t nowMs() { return uv_now(&loop_); }
+
+  void retire(Retirable* r) { graveyard_.push_back(r); }
+  void addClient(ClientHandle* c);
+  void removeClient(ClientHandle* c);
+  size_t clientCount() const { return clients_.size(); }
+
+  // The pool for (backend, database, user), created on first use.
+  Pool& pool(int backend, const std::string& database, const std::string& user);
+  // Pool sizes are per worker: the configured size divided over the workers, so the total
+  // of server connections stays what the operator set (PgBouncer's so_reuseport splits the
+  // same way).
+  int workerShare(int total) const;
+  int workerCount() const { return workerCount_; }
+  void setWorkerCount(int n) { workerCount_ = n; }
+  bool stopping() const { return stopping_; }
+
+  // Read/write routing state of this worker: the statement classifier (rebuilt when the
+  // configured write functions change), requests in flight per backend (the load that
+  // replica choice balances), and a cheap PRNG for the choice.
+  routing::Classifier& classifier(const Config& cfg);
+  std::vector<int>& outstanding() { return outstanding_; }
+  void addOutstanding(int backend, int delta) {
+    if (backend < 0) return;
+    if (static_cast<size_t>(backend) >= outstanding_.size()) outstanding_.resize(backend + 1, 0);
+    outstanding_[backend] += delta;
+  }
+  uint64_t random() {
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    return rng_;
+  }
+
+  // Hashes of statements that parsed successfully on some server of this worker (bounded:
+  // forgotten wholesale when it grows past kKnownStatementsMax).
+  bool knownStatement(uint64_t h) const { return knownStatements_.count(h) != 0; }
+  void rememberStatement(uint64_t h) {
+    if (knownStatements_.size() >= kKnownStatementsMax) knownStatements_.clear();
+    knownStatements_.insert(h);
+  }
+  // Statements whose result type changed (0A000): prepared again on each server of this worker.
+  StaleStatements& staleStatements() { return staleStatements_; }
+
+ private:
+  static void onConnection(uv_stream_t* s, int status);
+  static void onCheck(uv_check_t* h);
+  static void onAsync(uv_async_t* h);
+  static void onJanitor(uv_timer_t* t);
+  void drainPosted();
+  void shutdownNow();
+  void endQuiescentClients();  // SHUTDOWN WAIT, once a second
+
+  int id_;
+  Runtime& rt_;
+  SessionFactory sessions_;
+  uv_loop_t loop_;
+  protocol::ChunkPool chunks_;
+  uv_tcp_t listener_;
+  bool listening_ = false;
+  uv_check_t check_;
+  uv_async_t async_;
+  uv_timer_t janitor_;
+  std::thread thread_;
+  std::mutex postMu_;
+  std::vector<std::function<void()>> posted_;
+  bool asyncClosed_ = false;  // under postMu_: post() must not touch async_ any more
+  std::vector<Retirable*> graveyard_;
+  std::vector<ClientHandle*> clients_;
+  std::vector<ClientHandle*> holding_;
+  std::map<std::tuple<int, std::string, std::string>, std::unique_ptr<Pool>> pools_;
+  std::unordered_set<uint64_t> knownStatements_;
+  StaleStatements staleStatements_;
+  static constexpr size_t kKnownStatementsMax = 65536;
+  int workerCount_ = 1;
+  std::unique_ptr<routing::Classifier> classifier_;
+  std::vector<std::string> classifierFunctions_;
+  std::vector<int> outstanding_;
+  int lastPrimary_ = -1;  // primary of the last topology this worker saw
+  std::vector<BackendCounters> counters_;
+  uint64_t rng_ = 0x9e3779b97f4a7c15ull;
+  bool stopping_ = false;
+  bool draining_ = false;  // SHUTDOWN WAIT in progress
+  std::atomic<bool> finished_{false};
+  BackendCounters spareCounters_;
+  uint64_t stopAtMs_ = 0;
+  static constexpr uint64_t kShutdownGraceMs = 3000;
+};
+
+}  // namespace pgswitch::proxy
