@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<Worker>> workers;
     int port = cfg->listenPort;
     for (int i = 0; i < n; ++i) {
-      auto w = std::make_unique<Worker>(i, rt, &acceptClientSession);
+      auto w = std::make_unique<Worker>(i, rt, &ClientSession::accept);
       w->setWorkerCount(n);
       w->listen(cfg->listenHost, port);
       if (port == 0) port = w->boundPort();

@@ -8,6 +8,7 @@
 
 #include "protocol/builder.h"
 #include "proxy/admin/console_internal.h"
+#include "proxy/config/settings.h"
 
 namespace pgswitch::proxy {
 namespace console {
@@ -149,6 +150,36 @@ bool sessionSetting(std::string_view key) {
   return std::find(std::begin(kSession), std::end(kSession), k) != std::end(kSession);
 }
 
+// The setting SET names: its key as SHOW CONFIG shows it, ignoring case, or its bare name when
+// that leaves one setting, or one that SET can change ("user" is health.user, since
+// failover.user is changed only through the file). Per-backend and per-user rows are not
+// settings.
+Outcome findSettingArg(const Context& c, const std::string& key, const Setting*& out) {
+  if (equalsIgnoreCase(key, "config_file")) {  // shown by SHOW CONFIG, but not a setting
+    return fail(c.out, kNotInPrerequisiteState,
+                "setting \"config_file\" cannot be changed without a restart");
+  }
+  std::vector<const Setting*> named, settable;
+  for (const Setting& s : settings()) {
+    if (equalsIgnoreCase(s.key, key)) {
+      out = &s;
+      return Outcome::Ok;
+    }
+    if (equalsIgnoreCase(s.name(), key)) {
+      named.push_back(&s);
+      if (s.apply == Apply::Set) settable.push_back(&s);
+    }
+  }
+  if (named.size() == 1 || settable.size() == 1) {
+    out = named.size() == 1 ? named[0] : settable[0];
+    return Outcome::Ok;
+  }
+  return fail(c.out, kUndefinedObject,
+              named.empty() ? "unrecognized setting \"" + key + "\""
+                            : "setting \"" + key + "\" is ambiguous",
+              "SHOW CONFIG lists the settings; write them as section.name, e.g. pool.pool_size");
+}
+
 Outcome cmdSet(const Context& c) {
   auto args = c.args;
   if (!args.empty() && (args[0].isKeyword("SESSION") || args[0].isKeyword("LOCAL"))) {
@@ -170,35 +201,12 @@ Outcome cmdSet(const Context& c) {
     return fail(c.out, kSyntaxError, "SET takes one value",
                 "quote a value that contains spaces or commas: SET key = 'a, b'");
   }
-  // A bare key may omit its section when that is unambiguous: "pool_size".
-  std::vector<ConfigEntry> entries = configEntries(c.snap.config ? *c.snap.config : Config{});
-  const ConfigEntry* entry = nullptr;
-  int suffixMatches = 0;
-  for (const ConfigEntry& e : entries) {
-    if (!e.settable) continue;
-    if (equalsIgnoreCase(e.key, key)) {
-      entry = &e;
-      suffixMatches = 1;
-      break;
-    }
-    size_t dot = e.key.rfind('.');
-    if (dot != std::string::npos &&
-        equalsIgnoreCase(std::string_view(e.key).substr(dot + 1), key)) {
-      entry = &e;
-      ++suffixMatches;
-    }
+  const Setting* setting = nullptr;
+  if (findSettingArg(c, key, setting) != Outcome::Ok) return Outcome::Error;
+  if (std::string refused = setRefusal(*setting); !refused.empty()) {
+    return fail(c.out, kNotInPrerequisiteState, refused);
   }
-  if (!entry || suffixMatches != 1) {
-    return fail(c.out, kUndefinedObject,
-                suffixMatches > 1 ? "setting \"" + key + "\" is ambiguous"
-                                  : "unrecognized setting \"" + key + "\"",
-                "SHOW CONFIG lists the settings; write them as section.name, e.g. pool.pool_size");
-  }
-  if (!entry->reloadable) {
-    return fail(c.out, kNotInPrerequisiteState,
-                "setting \"" + entry->key + "\" cannot be changed without a restart");
-  }
-  return actionResult(c, "SET", c.actions.set(entry->key, args[2].text));
+  return actionResult(c, "SET", c.actions.set(setting->key, args[2].text));
 }
 
 Outcome cmdShutdown(const Context& c) {

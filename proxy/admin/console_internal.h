@@ -108,14 +108,15 @@ Outcome showConfig(const Context& c);
 Outcome showEvents(const Context& c);
 Outcome showVersion(const Context& c);
 
-// Every setting with its current value (console_config.cc). Keys are qualified with their
-// TOML section ("pool.pool_size"); backends and users appear as "backend.<name>.host".
-// Passwords are never shown: "********" when set, "" when not.
+// Every setting with its current value (console_config.cc): config_file, then the settings
+// table (proxy/config/settings.h) in its order, keys qualified with their TOML section
+// ("pool.pool_size"); backends and users follow as "backend.<name>.host". Passwords are never
+// shown: "********" when set, "" when not.
 struct ConfigEntry {
   std::string key;
   std::string value;
-  bool reloadable = true;  // takes effect on RELOAD / SET without a restart
-  bool settable = true;    // accepted by SET (false for per-backend and per-user entries)
+  bool reloadable = true;  // takes effect on RELOAD (and SET, if settable) without a restart
+  bool settable = true;    // SET changes it (Apply::Set in the settings table)
 };
 std::vector<ConfigEntry> configEntries(const Config& cfg);
 

@@ -83,7 +83,7 @@ void ConsoleSession::onRead() {
     if (f.status == FrameStatus::NeedMore) return;
     if (f.status == FrameStatus::Invalid) {
       closed_ = true;
-      owner_.consoleFatal("08P01", std::string("invalid frontend message: ") + f.error);
+      owner_.consoleEnd("08P01", std::string("invalid frontend message: ") + f.error);
       return;
     }
     const char t = f.type;
@@ -95,7 +95,7 @@ void ConsoleSession::onRead() {
         in.consume(f.total);
         if (!q) {
           closed_ = true;
-          owner_.consoleFatal("08P01", "invalid Query message");
+          owner_.consoleEnd("08P01", "invalid Query message");
           return;
         }
         if (skipToSync_) continue;  // as PostgreSQL: ignored until Sync after an error
@@ -110,7 +110,7 @@ void ConsoleSession::onRead() {
       case fe::Terminate:
         in.consume(f.total);
         closed_ = true;
-        owner_.consoleEnd(false);
+        owner_.consoleEnd({}, {});
         return;
       case fe::Parse:
       case fe::Bind:
@@ -148,7 +148,7 @@ void ConsoleSession::onRead() {
         continue;
       default:
         closed_ = true;
-        owner_.consoleFatal("08P01", "invalid frontend message type " +
+        owner_.consoleEnd("08P01", "invalid frontend message type " +
                                   std::to_string(static_cast<unsigned char>(t)));
         return;
     }
@@ -174,7 +174,7 @@ void ConsoleSession::runQuery(std::string sql) {
 
 void ConsoleSession::answer(const Snapshot& snap, const std::string& sql) {
   busy_ = false;
-  if (closed_ || !owner_.consoleOpen()) return;
+  if (closed_) return;
   ProxyControl* ctl = worker_.runtime().control;
   if (operationNotAlone(sql)) {
     std::string out;
@@ -209,7 +209,7 @@ void ConsoleSession::answer(const Snapshot& snap, const std::string& sql) {
     closed_ = true;
     appendReadyForQuery(r.messages, 'I');
     client_.send(r.messages);
-    owner_.consoleEnd(true);
+    owner_.consoleEnd({}, {});
     return;
   }
   reply(std::move(r.messages));

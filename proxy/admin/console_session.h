@@ -23,12 +23,9 @@ inline constexpr std::string_view kConsoleDatabase = "pgswitch";
 // The client session that owns the socket: ends it when the console is done with it.
 class ConsoleHost {
  public:
-  // FATAL with this SQLSTATE and message, then close.
-  virtual void consoleFatal(std::string_view sqlstate, std::string_view message) = 0;
-  // Close now (Terminate) or after what is queued is written (SHUTDOWN's answer).
-  virtual void consoleEnd(bool afterFlush) = 0;
-  // False once the session is closing: late answers of a gather are dropped.
-  virtual bool consoleOpen() const = 0;
+  // Ends the session once what is queued is written: after a FATAL with this SQLSTATE and
+  // message, or (empty sqlstate) without one (Terminate, SHUTDOWN's answer).
+  virtual void consoleEnd(std::string_view sqlstate, std::string_view message) = 0;
 
  protected:
   ~ConsoleHost() = default;
@@ -46,6 +43,8 @@ class ConsoleSession {
              std::string_view clientEncoding, int32_t pid, int32_t key);
   // Client bytes arrived (or a gathered answer was written): handle what is complete.
   void onRead();
+  // The session is closing: answers still being gathered are dropped.
+  void detach() { closed_ = true; }
 
  private:
   void runQuery(std::string sql);

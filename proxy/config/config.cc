@@ -1,14 +1,15 @@
-// TOML loading with toml++ (Debian libtomlplusplus-dev). Every key is validated here so the
-// rest of the proxy can trust the snapshot. Unknown keys are errors: a typo in a setting
-// must not silently fall back to a default.
+// TOML loading with toml++ (Debian libtomlplusplus-dev): the sections' settings through the
+// settings table (settings.h), the [[backend]], [[user]] and [[routing.rule]] arrays by hand.
+// Unknown keys are errors: a typo in a setting must not silently fall back to a default.
 #include "proxy/config/config.h"
 
 #include <toml++/toml.h>
 
 #include <algorithm>
 #include <fstream>
-#include <set>
 #include <sstream>
+
+#include "proxy/config/settings.h"
 
 namespace pgswitch::proxy {
 
@@ -75,14 +76,14 @@ class Loader {
 
   // Reports keys of a table that the loader does not know.
   void checkKeys(const toml::table& t, std::string_view section,
-                 std::initializer_list<std::string_view> known) {
+                 const std::vector<std::string_view>& known) {
     for (auto& [k, v] : t) {
-      bool ok = false;
-      for (auto kk : known) ok |= (k.str() == kk);
-      if (!ok) error(&v, "unknown key \"" + std::string(k.str()) + "\" in " + std::string(section));
+      if (std::find(known.begin(), known.end(), k.str()) == known.end())
+        error(&v, "unknown key \"" + std::string(k.str()) + "\" in " + std::string(section));
     }
   }
 
+  // The hand-written [[...]] entries read their fields with these.
   template <class T>
   void get(const toml::table& t, std::string_view key, T& out) {
     const toml::node* n = t.get(key);
@@ -92,12 +93,6 @@ class Loader {
         out = *v;
       } else {
         error(n, std::string(key) + " must be a string");
-      }
-    } else if constexpr (std::is_same_v<T, bool>) {
-      if (auto v = n->value<bool>()) {
-        out = *v;
-      } else {
-        error(n, std::string(key) + " must be true or false");
       }
     } else {
       if (auto v = n->value<int64_t>()) {
@@ -112,53 +107,112 @@ class Loader {
     }
   }
 
-  // Non-negative 64-bit values (byte counts beyond 2 GiB).
-  void getBytes(const toml::table& t, std::string_view key, uint64_t& out) {
-    const toml::node* n = t.get(key);
-    if (!n) return;
-    if (auto v = n->value<int64_t>()) {
-      if (*v < 0) {
-        error(n, std::string(key) + " must not be negative");
-      } else {
-        out = static_cast<uint64_t>(*v);
-      }
-    } else {
-      error(n, std::string(key) + " must be an integer");
-    }
-  }
-
-  void getStrings(const toml::table& t, std::string_view key, std::vector<std::string>& out) {
-    const toml::node* n = t.get(key);
-    if (!n) return;
-    const toml::array* a = n->as_array();
+  bool getStrings(const toml::node& n, std::string_view key, std::vector<std::string>& out) {
+    const toml::array* a = n.as_array();
     if (!a) {
-      error(n, std::string(key) + " must be an array of strings");
-      return;
+      error(&n, std::string(key) + " must be an array of strings");
+      return false;
     }
     out.clear();
+    bool ok = true;
     for (auto& e : *a) {
       if (auto s = e.value<std::string>()) {
         out.push_back(*s);
       } else {
         error(&e, std::string(key) + " must contain only strings");
+        ok = false;
       }
+    }
+    return ok;
+  }
+
+  // The TOML node as the setting's type; false (error reported) when it is another type.
+  bool read(const Setting& s, const toml::node& n, SettingValue& out) {
+    std::string name(s.name());
+    switch (s.type) {
+      case SettingType::Integer:
+        if (auto v = n.value<int64_t>()) {
+          out = *v;
+          return true;
+        }
+        error(&n, name + " must be an integer");
+        return false;
+      case SettingType::Boolean:
+        if (auto v = n.value<bool>()) {
+          out = *v;
+          return true;
+        }
+        error(&n, name + " must be true or false");
+        return false;
+      case SettingType::Text:
+      case SettingType::Choice:
+        if (auto v = n.value<std::string>()) {
+          out = *v;
+          return true;
+        }
+        error(&n, name + " must be a string");
+        return false;
+      case SettingType::List: {
+        std::vector<std::string> items;
+        if (!getStrings(n, name, items)) return false;
+        out = std::move(items);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // One section's settings from the table: type, then the shared range check.
+  void loadSection(const toml::table& t, std::string_view section, Config& c) {
+    std::vector<std::string_view> known;
+    for (const Setting& s : settings())
+      if (s.section() == section) known.push_back(s.name());
+    if (section == "routing") known.push_back("rule");
+    std::string label("[");  // appended, not "[" + ...: GCC 12 warns falsely (-Wrestrict)
+    label.append(section).append("]");
+    checkKeys(t, label, known);
+    for (const Setting& s : settings()) {
+      if (s.section() != section) continue;
+      const toml::node* n = t.get(s.name());
+      SettingValue v;
+      if (!n || !read(s, *n, v)) continue;
+      std::string why = checkValue(s, v);
+      if (!why.empty()) {
+        error(n, std::string(s.name()) + " " + why);
+        continue;
+      }
+      s.write(c, v);
     }
   }
 
   std::shared_ptr<Config> load(const toml::table& root) {
     auto cfg = std::make_shared<Config>();
     cfg->path = path_;
-    checkKeys(root, "top level",
-              {"server", "pool", "health", "backend", "user", "failover", "routing"});
-    for (const char* sec : {"server", "pool", "health", "failover", "routing"}) {
+    std::vector<std::string_view> topLevel(settingSections().begin(), settingSections().end());
+    topLevel.push_back("backend");
+    topLevel.push_back("user");
+    checkKeys(root, "top level", topLevel);
+    for (std::string_view sec : settingSections()) {
       const toml::node* n = root.get(sec);
-      if (n && !n->as_table()) error(n, std::string(sec) + " must be a table ([" + sec + "])");
+      if (!n) continue;
+      if (auto* t = n->as_table()) {
+        loadSection(*t, sec, *cfg);
+      } else {
+        std::string name(sec);
+        error(n, name + " must be a table ([" + name + "])");
+      }
     }
-    if (auto* s = root["server"].as_table()) loadServer(*s, *cfg);
-    if (auto* p = root["pool"].as_table()) loadPool(*p, *cfg);
-    if (auto* h = root["health"].as_table()) loadHealth(*h, *cfg);
-    if (auto* f = root["failover"].as_table()) loadFailover(*f, *cfg);
-    if (auto* r = root["routing"].as_table()) loadRouting(*r, *cfg);
+    // Reported on the line of the setting the rule is about (min_pool_size can only break
+    // its rule when the file sets it).
+    for (const CrossCheck& x : crossChecks()) {
+      if (x.holds(*cfg)) continue;
+      const Setting* s = findSetting(x.key);
+      error(root[s->section()][s->name()].node(),
+            std::string(s->name()) + " " + std::string(x.rule));
+    }
+    if (const toml::node* r = root.get("routing"); r && r->as_table()) {
+      if (const toml::node* rules = r->as_table()->get("rule")) loadRules(*rules, *cfg);
+    }
 
     if (const toml::node* b = root.get("backend")) {
       if (auto* arr = b->as_array()) {
@@ -191,113 +245,10 @@ class Loader {
     return cfg;
   }
 
-  void loadServer(const toml::table& s, Config& c) {
-    checkKeys(s, "[server]", {"listen", "pool_mode", "admin_users", "workers", "max_client_conn",
-                              "log_level", "log_file", "max_message_bytes", "metrics_listen"});
-    std::string listen = c.listenHost + ":" + std::to_string(c.listenPort);
-    get(s, "listen", listen);
-    if (!parseHostPort(listen, c.listenHost, c.listenPort))
-      error(s.get("listen"), "listen must be \"host:port\" (IPv6 as \"[::1]:port\")");
-    std::string mode = toString(c.poolMode);
-    get(s, "pool_mode", mode);
-    if (mode == "session") {
-      c.poolMode = PoolMode::Session;
-    } else if (mode == "transaction") {
-      c.poolMode = PoolMode::Transaction;
-    } else {
-      error(s.get("pool_mode"), "pool_mode must be \"session\" or \"transaction\"");
-    }
-    getStrings(s, "admin_users", c.adminUsers);
-    get(s, "workers", c.workers);
-    if (c.workers > 256) error(s.get("workers"), "workers must be between 0 and 256");
-    get(s, "max_client_conn", c.maxClientConn);
-    get(s, "log_level", c.logLevel);
-    static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error",
-                                              "critical", "off"};
-    if (!levels.count(c.logLevel))
-      error(s.get("log_level"), "log_level must be one of trace, debug, info, warn, error");
-    get(s, "log_file", c.logFile);
-    get(s, "max_message_bytes", c.maxMessageBytes);
-    if (c.maxMessageBytes < 8192)
-      error(s.get("max_message_bytes"), "max_message_bytes must be at least 8192");
-    get(s, "metrics_listen", c.metricsListen);
-  }
-
-  void loadPool(const toml::table& p, Config& c) {
-    checkKeys(p, "[pool]",
-              {"pool_size", "min_pool_size", "reserve_pool_size", "reserve_pool_timeout_ms",
-               "server_check_query", "query_wait_timeout_ms",
-               "server_connect_timeout_ms", "server_login_retry_ms", "server_lifetime",
-               "server_idle_timeout", "client_idle_timeout", "idle_transaction_timeout",
-               "server_check_delay", "server_reset_query", "max_prepared_statements"});
-    get(p, "pool_size", c.poolSize);
-    get(p, "min_pool_size", c.minPoolSize);
-    get(p, "reserve_pool_size", c.reservePoolSize);
-    get(p, "reserve_pool_timeout_ms", c.reservePoolTimeoutMs);
-    get(p, "server_check_query", c.serverCheckQuery);
-    get(p, "query_wait_timeout_ms", c.queryWaitTimeoutMs);
-    get(p, "server_connect_timeout_ms", c.serverConnectTimeoutMs);
-    get(p, "server_login_retry_ms", c.serverLoginRetryMs);
-    get(p, "server_lifetime", c.serverLifetimeS);
-    get(p, "server_idle_timeout", c.serverIdleTimeoutS);
-    get(p, "client_idle_timeout", c.clientIdleTimeoutS);
-    get(p, "idle_transaction_timeout", c.idleTransactionTimeoutS);
-    get(p, "server_check_delay", c.serverCheckDelayS);
-    get(p, "server_reset_query", c.serverResetQuery);
-    get(p, "max_prepared_statements", c.maxPreparedStatements);
-    if (c.poolSize < 1) error(p.get("pool_size"), "pool_size must be at least 1");
-    if (c.minPoolSize > c.poolSize)
-      error(p.get("min_pool_size"), "min_pool_size must not exceed pool_size");
-  }
-
-  void loadHealth(const toml::table& h, Config& c) {
-    checkKeys(h, "[health]", {"period_ms", "connect_timeout_ms", "query_timeout_ms", "fall",
-                              "rise", "user", "password", "database", "max_lag_bytes",
-                              "max_lag_ms", "on_event"});
-    getBytes(h, "max_lag_bytes", c.health.maxLagBytes);
-    getBytes(h, "max_lag_ms", c.health.maxLagMs);
-    get(h, "on_event", c.health.onEvent);
-    get(h, "period_ms", c.health.periodMs);
-    get(h, "connect_timeout_ms", c.health.connectTimeoutMs);
-    get(h, "query_timeout_ms", c.health.queryTimeoutMs);
-    get(h, "fall", c.health.fall);
-    get(h, "rise", c.health.rise);
-    get(h, "user", c.health.user);
-    get(h, "password", c.health.password);
-    get(h, "database", c.health.database);
-    if (c.health.periodMs < 10) error(h.get("period_ms"), "period_ms must be at least 10");
-    if (c.health.fall < 1) error(h.get("fall"), "fall must be at least 1");
-    if (c.health.rise < 1) error(h.get("rise"), "rise must be at least 1");
-  }
-
-  void loadRouting(const toml::table& r, Config& c) {
-    checkKeys(r, "[routing]", {"read_write_split", "max_lag_bytes", "max_lag_ms", "fallback",
-                               "consistency", "write_functions", "rule"});
-    RoutingConfig& rc = c.routing;
-    get(r, "read_write_split", rc.readWriteSplit);
-    getBytes(r, "max_lag_bytes", rc.maxLagBytes);
-    getBytes(r, "max_lag_ms", rc.maxLagMs);
-    std::string fallback = "primary", consistency = "eventual";
-    get(r, "fallback", fallback);
-    get(r, "consistency", consistency);
-    if (fallback == "primary" || fallback == "error") {
-      rc.fallbackError = fallback == "error";
-    } else {
-      error(r.get("fallback"), "fallback must be \"primary\" or \"error\"");
-    }
-    if (consistency == "eventual") {
-      rc.consistency = Consistency::Eventual;
-    } else if (consistency == "read_your_writes") {
-      rc.consistency = Consistency::ReadYourWrites;
-    } else {
-      error(r.get("consistency"), "consistency must be \"eventual\" or \"read_your_writes\"");
-    }
-    getStrings(r, "write_functions", rc.writeFunctions);
-    const toml::node* rules = r.get("rule");
-    if (!rules) return;
-    const toml::array* arr = rules->as_array();
+  void loadRules(const toml::node& rules, Config& c) {
+    const toml::array* arr = rules.as_array();
     if (!arr) {
-      error(rules, "rules must be written as [[routing.rule]] tables");
+      error(&rules, "rules must be written as [[routing.rule]] tables");
       return;
     }
     for (auto& e : *arr) {
@@ -313,28 +264,8 @@ class Loader {
       get(*t, "application_name", rule.applicationName);
       get(*t, "tag", rule.tag);
       if (rule.tag.empty()) error(&e, "[[routing.rule]] needs a tag");
-      rc.rules.push_back(std::move(rule));
+      c.routing.rules.push_back(std::move(rule));
     }
-  }
-
-  void loadFailover(const toml::table& f, Config& c) {
-    checkKeys(f, "[failover]", {"auto_failover", "failover_after", "max_failover_lag_bytes",
-                                "failover_wait_ms", "repoint_replicas", "retry_safe_as", "user",
-                                "password", "promote_timeout_ms", "switchover_timeout_ms"});
-    get(f, "auto_failover", c.failover.autoFailover);
-    get(f, "failover_after", c.failover.failoverAfter);
-    getBytes(f, "max_failover_lag_bytes", c.failover.maxFailoverLagBytes);
-    get(f, "user", c.failover.user);
-    get(f, "password", c.failover.password);
-    get(f, "promote_timeout_ms", c.failover.promoteTimeoutMs);
-    get(f, "switchover_timeout_ms", c.failover.switchoverTimeoutMs);
-    get(f, "failover_wait_ms", c.failover.failoverWaitMs);
-    get(f, "repoint_replicas", c.failover.repointReplicas);
-    get(f, "retry_safe_as", c.failover.retrySafeAs);
-    if (!c.failover.retrySafeAs.empty() && c.failover.retrySafeAs.size() != 5)
-      error(f.get("retry_safe_as"), "retry_safe_as must be a 5-character SQLSTATE such as \"40001\"");
-    if (c.failover.failoverAfter < 1)
-      error(f.get("failover_after"), "failover_after must be at least 1");
   }
 
   void loadBackend(const toml::table& t, Config& c) {
@@ -344,7 +275,7 @@ class Loader {
     get(t, "host", b.host);
     get(t, "port", b.port);
     get(t, "weight", b.weight);
-    getStrings(t, "tags", b.tags);
+    if (const toml::node* tags = t.get("tags")) getStrings(*tags, "tags", b.tags);
     get(t, "priority", b.priority);
     if (b.host.empty()) error(&t, "[[backend]] needs a host");
     if (b.port < 1 || b.port > 65535) error(t.get("port"), "port must be between 1 and 65535");
@@ -392,26 +323,6 @@ class Loader {
     if (u.auth != AuthMethod::Trust && u.password.empty())
       error(&t, "user \"" + u.name + "\" needs a password (or auth = \"trust\")");
     c.users.push_back(std::move(u));
-  }
-
-  static bool parseHostPort(const std::string& s, std::string& host, int& port) {
-    size_t colon = s.rfind(':');
-    if (colon == std::string::npos || colon == 0) return false;
-    std::string h = s.substr(0, colon);
-    if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-    if (h.empty()) return false;
-    try {
-      size_t used = 0;
-      std::string ps = s.substr(colon + 1);
-      if (ps.empty() || !std::all_of(ps.begin(), ps.end(), ::isdigit)) return false;
-      int p = std::stoi(ps, &used);
-      if (used != s.size() - colon - 1 || p < 0 || p > 65535) return false;
-      port = p;
-    } catch (...) {
-      return false;
-    }
-    host = h;
-    return true;
   }
 
   std::vector<std::string> errors_;

@@ -40,30 +40,34 @@ struct UserConfig {
   bool passwordIsScram() const;
 };
 
+// The sections below hold the settings of the table in settings.h, which also gives their
+// defaults, ranges and TOML names: Config() fills every one of them from it. Fields start as
+// {} only so that nothing is left indeterminate.
+
 struct HealthConfig {
-  int periodMs = 1000;
-  int connectTimeoutMs = 2000;
-  int queryTimeoutMs = 2000;
-  int fall = 3;
-  int rise = 2;
-  std::string user = "postgres";
+  int periodMs{};
+  int connectTimeoutMs{};
+  int queryTimeoutMs{};
+  int fall{};
+  int rise{};
+  std::string user;
   std::string password;
-  std::string database = "postgres";
-  uint64_t maxLagBytes = 0;  // lag_exceeded event threshold (0 = off)
-  uint64_t maxLagMs = 0;
+  std::string database;
+  uint64_t maxLagBytes{};  // lag_exceeded event threshold (0 = off)
+  uint64_t maxLagMs{};
   std::string onEvent;  // shell command run for every event
 };
 
 struct FailoverConfig {
-  bool autoFailover = false;        // off: an external manager (Patroni, repmgr, ...) promotes
-  int failoverAfter = 3;            // consecutive failed checks of the primary
-  uint64_t maxFailoverLagBytes = 16u * 1024 * 1024;
-  int failoverWaitMs = 30000;       // how long work that needs a primary waits for one
-  bool repointReplicas = false;     // ALTER SYSTEM SET primary_conninfo on the other replicas
-  std::string retrySafeAs;          // SQLSTATE for "failed before COMMIT, safe to retry" ("" = 08006)
-  std::string user, password;       // runs pg_promote()/ALTER SYSTEM ("" = the health user)
-  int promoteTimeoutMs = 10000;
-  int switchoverTimeoutMs = 10000;
+  bool autoFailover{};  // off: an external manager (Patroni, repmgr, ...) promotes
+  int failoverAfter{};  // consecutive failed checks of the primary
+  uint64_t maxFailoverLagBytes{};
+  int failoverWaitMs{};        // how long work that needs a primary waits for one
+  bool repointReplicas{};      // ALTER SYSTEM SET primary_conninfo on the other replicas
+  std::string retrySafeAs;     // SQLSTATE for "failed before COMMIT, safe to retry" ("" = 08006)
+  std::string user, password;  // runs pg_promote()/ALTER SYSTEM ("" = the health user)
+  int promoteTimeoutMs{};
+  int switchoverTimeoutMs{};
 };
 
 struct RouteRule {
@@ -76,52 +80,54 @@ struct RouteRule {
 enum class Consistency { Eventual, ReadYourWrites };
 
 struct RoutingConfig {
-  bool readWriteSplit = true;  // transaction mode: reads to replicas
-  uint64_t maxLagBytes = 16u * 1024 * 1024;  // replicas further behind get no reads (0 = off)
-  uint64_t maxLagMs = 0;
-  bool fallbackError = false;  // no replica qualifies: false = primary, true = ErrorResponse
-  Consistency consistency = Consistency::Eventual;
+  bool readWriteSplit{};   // transaction mode: reads to replicas
+  uint64_t maxLagBytes{};  // replicas further behind get no reads (0 = off)
+  uint64_t maxLagMs{};
+  bool fallbackError{};  // no replica qualifies: false = primary, true = ErrorResponse
+  Consistency consistency{};
   std::vector<std::string> writeFunctions;  // user functions that write (besides built-ins)
-  std::vector<RouteRule> rules;
+  std::vector<RouteRule> rules;             // [[routing.rule]], loaded by hand (config.cc)
 };
 
 struct Config {
+  Config();  // every setting at its default (settings.cc)
+
   std::string path;
 
   // [server]
-  std::string listenHost = "127.0.0.1";
-  int listenPort = 6432;
-  PoolMode poolMode = PoolMode::Session;
+  std::string listenHost;  // listen = "host:port"
+  int listenPort{};
+  PoolMode poolMode{};
   std::vector<std::string> adminUsers;
-  int workers = 0;  // 0 = number of CPUs
-  int maxClientConn = 10000;
-  std::string logLevel = "info";
+  int workers{};  // 0 = number of CPUs
+  int maxClientConn{};
+  std::string logLevel;
   std::string logFile;
-  uint32_t maxMessageBytes = 64u * 1024 * 1024;
+  uint32_t maxMessageBytes{};
   std::string metricsListen;
 
   // [pool]
-  int poolSize = 20;
-  int minPoolSize = 0;
-  int reservePoolSize = 0;
-  int reservePoolTimeoutMs = 5000;
-  int queryWaitTimeoutMs = 120000;
-  int serverConnectTimeoutMs = 5000;
-  int serverLoginRetryMs = 1000;
-  int serverLifetimeS = 3600;
-  int serverIdleTimeoutS = 600;
-  int clientIdleTimeoutS = 0;
-  int idleTransactionTimeoutS = 0;
-  int serverCheckDelayS = 30;
-  std::string serverResetQuery = "DISCARD ALL";
-  std::string serverCheckQuery = "SELECT 1";
-  int maxPreparedStatements = 200;
+  int poolSize{};
+  int minPoolSize{};
+  int reservePoolSize{};
+  int reservePoolTimeoutMs{};
+  int queryWaitTimeoutMs{};
+  int serverConnectTimeoutMs{};
+  int serverLoginRetryMs{};
+  int serverLifetimeS{};
+  int serverIdleTimeoutS{};
+  int clientIdleTimeoutS{};
+  int idleTransactionTimeoutS{};
+  int serverCheckDelayS{};
+  std::string serverResetQuery;
+  std::string serverCheckQuery;
+  int maxPreparedStatements{};
 
   HealthConfig health;
   FailoverConfig failover;
   RoutingConfig routing;
-  std::vector<BackendConfig> backends;
-  std::vector<UserConfig> users;
+  std::vector<BackendConfig> backends;  // [[backend]], loaded by hand (config.cc)
+  std::vector<UserConfig> users;        // [[user]], loaded by hand (config.cc)
 
   const UserConfig* findUser(std::string_view name) const;
   bool isAdmin(std::string_view user) const;

@@ -150,6 +150,10 @@ void Conn::onWrite(uv_write_t* req, int status) {
 
 void Conn::closeAfterFlush() noexcept {
   if (closing_ || closed_) return;
+  if (out_.empty() && !writing_) {  // nothing to wait for (flush() would not close)
+    close();
+    return;
+  }
   stopReading();
   closeWhenFlushed_ = true;
   closing_ = true;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "proxy/config/settings.h"
 #include "proxy/core/worker.h"
 
 namespace pgswitch::proxy {
@@ -169,10 +170,11 @@ std::string Controller::reload() {
   }
   std::shared_ptr<const Config> next = *r;
   auto prev = rt_.config();
-  if (next->listenHost != prev->listenHost || next->listenPort != prev->listenPort ||
-      next->workers != prev->workers) {
-    spdlog::warn("reload: server.listen and server.workers take effect only after a restart");
-  }
+  std::string restartOnly;  // the settings table says which are read only at start-up
+  for (const Setting* s : restartOnlyChanges(*prev, *next))
+    restartOnly += (restartOnly.empty() ? "" : ", ") + std::string(s->key);
+  if (!restartOnly.empty())
+    spdlog::warn("reload: {} take effect only after a restart", restartOnly);
   std::lock_guard g(mu_);
   applyLocked(next);
   spdlog::info("configuration reloaded from {}", configPath_);

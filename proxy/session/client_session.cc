@@ -1,14 +1,17 @@
-// Client session lifecycle: state transitions, getting a server from the pool, applying the
-// client's startup parameters to it, and giving it back.
+// Client session lifecycle: the state machine, login, getting a server from the pool and
+// bringing it to the client's settings, relaying, giving it back, and the one way out.
 #include "proxy/session/client_session.h"
 
 #include <spdlog/spdlog.h>
 
-#include "proxy/admin/console_session.h"
+#include <cassert>
 
+#include "health/probe_query.h"
 #include "protocol/builder.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
+#include "proxy/core/cancel_forwarder.h"
+#include "routing/session_sql.h"
 
 namespace pgswitch::proxy {
 
@@ -16,376 +19,534 @@ using namespace protocol;
 
 namespace {
 
-bool validGucName(std::string_view n) {
-  if (n.empty() || n.size() > 63 * 2 + 1) return false;
-  for (char c : n)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
-  return true;
+std::string errorResponse(std::string_view sqlstate, std::string_view message,
+                          std::string_view detail = {}, std::string_view hint = {}) {
+  std::string err;
+  appendError(err, ErrorSpec{"ERROR", sqlstate, message, detail, hint});
+  return err;
 }
 
-std::string quoteLiteral(std::string_view v) {
-  std::string q = "'";
-  for (char c : v) {
-    if (c == '\'') q += '\'';
-    q += c;
+// The ErrorResponse for work lost with its server: 08007 when a COMMIT was in flight (the
+// outcome is unknown), else 08006 or failover.retry_safe_as (nothing took effect).
+std::string lostServerError(const Config& cfg, bool commitInFlight, std::string_view serverSaid) {
+  std::string_view code = commitInFlight ? "08007" : "08006";
+  if (!commitInFlight && !cfg.failover.retrySafeAs.empty()) code = cfg.failover.retrySafeAs;
+  std::string detail =
+      "pgswitch keeps this connection usable; the server connection behind it ended";
+  if (!serverSaid.empty()) detail += " (server said " + std::string(serverSaid) + ")";
+  return errorResponse(code,
+                       commitInFlight
+                           ? "connection to the server lost while COMMIT was in progress: the "
+                             "transaction may or may not have committed"
+                           : "connection to the server lost (failover?): the transaction was "
+                             "rolled back and is safe to retry",
+                       detail);
+}
+
+// A login failure that says nothing about the client: no connection, or the server is
+// shutting down / starting up / in recovery.
+bool connectionLevelFailure(const std::string& serverError) {
+  if (serverError.empty()) return true;
+  auto f = parseErrorFields(asBytes(serverError).subspan(serverError.size() >= 5 ? 5 : 0));
+  if (!f) return false;
+  return f->code == "08006" || f->code == "08001" || f->code == "57P01" || f->code == "57P02" ||
+         f->code == "57P03";
+}
+
+void forwardCancel(Worker& w, int32_t pid, int32_t key) {
+  auto slot = w.runtime().cancels().find(pid, key);
+  int backend = -1;
+  CancelTarget t;
+  auto topo = w.runtime().topology();
+  if (!slot || !slot->get(backend, t.pid, t.key) || backend < 0 ||
+      backend >= static_cast<int>(topo->backends.size())) {
+    // Unknown key or nothing running: dropped silently, as PostgreSQL does.
+    spdlog::debug("cancel request for unknown key {}", pid);
+    return;
   }
-  q += '\'';
-  return q;
-}
-
-std::string lower(std::string_view s) {
-  std::string r(s);
-  for (auto& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return r;
+  t.host = topo->backends[backend].host;
+  t.port = topo->backends[backend].port;
+  CancelForwarder::start(w, t);
 }
 
 }  // namespace
 
-ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
-    : worker_(w), cfg_(std::move(cfg)) {
-  client_ = std::make_unique<Conn>(w, this);
-  startedMs_ = w.nowMs();
-  transactionPooling_ = cfg_->poolMode == PoolMode::Transaction;
+void ClientSession::accept(Worker& w, uv_stream_t* listener) {
+  auto* c = new ClientSession(w, w.runtime().config());
+  // On failure the session's handle is initialised but unused: the close path frees it.
+  if (c->client_->accept(listener) != 0) {
+    c->abort();
+    return;
+  }
+  w.addClient(c);
+  c->client_->startReading();
 }
+
+ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
+    : worker_(w),
+      cfg_(std::move(cfg)),
+      transactionPooling_(cfg_->poolMode == PoolMode::Transaction),
+      client_(std::make_unique<Conn>(w, this)),
+      startedMs_(w.nowMs()),
+      relay_(w, *cfg_, *client_, settings_) {}
 
 ClientSession::~ClientSession() {
   if (cancelPid_) worker_.runtime().cancels().remove(cancelPid_, cancelKey_);
   if (counted_) --worker_.runtime().clients;
 }
 
-void acceptClientSession(Worker& w, uv_stream_t* listener) {
-  auto* c = new ClientSession(w, w.runtime().config());
-  // On failure the session's handle is initialised but unused: the close path frees it.
-  if (c->accept(listener) != 0) {
-    c->abort();
-    return;
-  }
-  c->start();
-}
-
-int ClientSession::accept(uv_stream_t* listener) { return client_->accept(listener); }
-
-void ClientSession::start() {
-  worker_.addClient(this);
-  client_->startReading();
-}
-
 void ClientSession::transitionTo(State next) {
-  // Legal edges only; anything else is a bug in this file, not bad input.
-  bool ok = next == State::Closing;
-  switch (state_) {
-    case State::Startup:
-      ok |= next == State::Auth;
+  if (next == state_) return;
+  if (!legalTransition(state_, next)) {
+    spdlog::error("client session: illegal transition {} -> {}", toString(state_),
+                  toString(next));
+    assert(!"illegal client session transition");
+  }
+  switch (state_) {  // leave
+    case State::Queued:
+      if (pool_) pool_->cancelWait(this);  // nothing to cancel once assigned
       break;
-    case State::Auth:
-      ok |= next == State::WaitServer || next == State::Console;
+    case State::Holding:
+      worker_.removeHolding(this);
       break;
-    case State::WaitServer:
-      ok |= next == State::Configure || next == State::Idle;
+    default:
       break;
-    case State::Configure:
-      ok |= next == State::Active || next == State::Idle;  // Idle: server lost while configuring
-      break;
-    case State::Active:
-      ok |= next == State::Idle;
+  }
+  state_ = next;
+  switch (next) {  // enter
+    case State::Holding:
+      holdSinceMs_ = worker_.nowMs();
+      worker_.addHolding(this);
       break;
     case State::Idle:
-      ok |= next == State::WaitServer;
+      client_->startReading();
       break;
-    case State::Console:
     case State::Closing:
+      releaseServer();
+      if (console_) console_->detach();
+      break;
+    default:
       break;
   }
-  if (!ok) spdlog::error("client session: illegal transition {} -> {}", int(state_), int(next));
-  state_ = next;
 }
 
-void ClientSession::requestServer() {
-  if (state_ != State::WaitServer) transitionTo(State::WaitServer);
-  // Reading goes on: usually a server is free right away, and toggling epoll interest twice
-  // per transaction costs more than the rare read that arrives while we wait (onConnRead
-  // stops reading then).
-  // PAUSE holds new requests like a missing primary does, without the failover deadline.
-  int b = worker_.runtime().pause.paused(database_) ? -1 : chooseBackend();
-  if (b == -2) {
-    holding_ = false;
-    failRequest("57P03", "no replica can serve this read",
-                "routing.fallback = \"error\" and no replica is up, within the lag limits and "
-                "carrying the requested tag");
-    transitionTo(State::Idle);
-    client_->startReading();
+void ClientSession::end(bool afterFlush) {
+  if (state_ != State::Closing) transitionTo(State::Closing);
+  if (afterFlush) {
+    client_->closeAfterFlush();
+  } else {
+    client_->close();
+  }
+}
+
+void ClientSession::fatal(std::string_view sqlstate, std::string_view message,
+                          std::string_view detail, std::string_view hint) {
+  if (state_ == State::Closing) return;
+  std::string out;
+  appendError(out, ErrorSpec{"FATAL", sqlstate, message, detail, hint});
+  client_->send(out);
+  end(true);
+}
+
+void ClientSession::consoleEnd(std::string_view sqlstate, std::string_view message) {
+  if (sqlstate.empty()) {
+    end(true);
+  } else {
+    fatal(sqlstate, message);
+  }
+}
+
+void ClientSession::onLogin() {
+  std::string out;
+  Login::Outcome o = login_.feed(client_->in(), *cfg_, out);
+  for (;;) {
+    if (!out.empty()) {
+      client_->send(out);
+      client_->flush();
+      out.clear();
+    }
+    switch (o.step) {
+      case Login::Step::NeedMore:
+        return;
+      case Login::Step::StartupDone:
+        transitionTo(State::Auth);
+        settings_.start(std::move(login_.settings()));
+        counted_ = true;
+        if (++worker_.runtime().clients > cfg_->maxClientConn) {
+          fatal("53300", "sorry, too many clients already");
+          return;
+        }
+        o = login_.begin(*cfg_, out);
+        if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+        continue;
+      case Login::Step::Authenticated:
+        break;
+      case Login::Step::Cancel:
+        forwardCancel(worker_, o.cancelPid, o.cancelKey);
+        end(false);
+        return;
+      case Login::Step::Close:
+        if (!o.message.empty()) spdlog::info("client {}: {}", client_->peerName(), o.message);
+        end(false);
+        return;
+      case Login::Step::Fatal:
+        fatal(o.sqlstate, o.message, o.detail, o.hint);
+        return;
+      case Login::Step::AuthFailed:
+        ++worker_.runtime().authFailures;
+        spdlog::info("client {}: password authentication failed for user \"{}\"",
+                     client_->peerName(), login_.user());
+        fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
+        return;
+    }
+    break;
+  }
+  auto entry = worker_.runtime().cancels().allocate();
+  cancelPid_ = entry.pid;
+  cancelKey_ = entry.key;
+  cancelSlot_ = std::move(entry.slot);
+  if (login_.database() != kConsoleDatabase) {
+    route_.toPrimary();
+    requestServer();
     return;
   }
-  if (b < 0) {
-    spdlog::debug("client {}: no usable backend, holding", cancelPid_);
-    holdForBackend();
+  if (!cfg_->isAdmin(login_.user())) {
+    spdlog::info("client {}: user \"{}\" is not in admin_users: console refused",
+                 client_->peerName(), login_.user());
+    fatal("42501", "permission denied for database \"" + std::string(kConsoleDatabase) + "\"",
+          "Only the users listed in server.admin_users may use the pgswitch admin console.");
     return;
   }
-  holding_ = false;
-  pool_ = &worker_.pool(b, database_, user_);
-  if (userCfg_ && userCfg_->passwordIsScram() && scram_) pool_->setClientKey(scram_->clientKey());
-  waiting_ = true;
-  if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
+  transitionTo(State::Console);
+  console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
+  console_->start(login_.user(), settings_.setting("application_name"),
+                  settings_.setting("client_encoding"), cancelPid_, cancelKey_);
 }
 
 // Hold, don't fail: during a failover there is briefly no primary (or the one the topology
 // names is already gone). The session waits, up to failover_wait_ms, and tries again when the
-// health thread publishes a new topology and once a second.
-void ClientSession::holdForBackend() {
-  if (!holding_) {
-    holding_ = true;
-    holdSinceMs_ = worker_.nowMs();
+// health thread publishes a new topology and once a second. PAUSE holds new requests the
+// same way, without the deadline.
+void ClientSession::requestServer() {
+  bool paused = worker_.runtime().pause.paused(login_.database());
+  routing::RoutePick pick;
+  if (!paused)
+    pick = route_.pick(*worker_.runtime().topology(), *cfg_, worker_.outstanding(),
+                       worker_.random());
+  if (paused || pick.outcome == routing::RoutePick::Outcome::Hold) {
+    spdlog::debug("client {}: no usable backend, holding", cancelPid_);
+    transitionTo(State::Holding);
+    worker_.addHolding(this);  // again: a topology change empties the worker's list
+    return;
   }
-  worker_.addHolding(this);
-}
-
-// A login failure that says nothing about the client: no connection, or the server is
-// shutting down / starting up / in recovery.
-bool ClientSession::connectionLevelFailure(const std::string& serverError) {
-  if (serverError.empty()) return true;
-  auto f = parseErrorFields(asBytes(serverError).subspan(serverError.size() >= 5 ? 5 : 0));
-  if (!f) return false;
-  return f->code == "08006" || f->code == "08001" || f->code == "57P01" ||
-         f->code == "57P02" || f->code == "57P03";
+  if (pick.outcome == routing::RoutePick::Outcome::Refuse) {
+    relay_.failRequest(errorResponse(
+        "57P03", "no replica can serve this read",
+        "routing.fallback = \"error\" and no replica is up, within the lag limits and "
+        "carrying the requested tag"));
+    transitionTo(State::Idle);
+    return;
+  }
+  BackendCounters& c = worker_.counters(pick.index);
+  ++(route_.forWrite() ? c.writes : c.reads);
+  pool_ = &worker_.pool(pick.index, login_.database(), login_.user());
+  if (auto key = login_.clientKey()) pool_->setClientKey(*key);
+  // Reading goes on: usually a server is free right away, and toggling epoll interest twice
+  // per transaction costs more than the rare read that arrives while we wait (onConnRead
+  // stops reading then).
+  transitionTo(State::Queued);
+  if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
 }
 
 void ClientSession::retryHold() {
-  if (!holding_ || waiting_ || state_ != State::WaitServer) return;
-  requestServer();
-}
-
-// Answers the client's pending request with an error instead of running it: its messages
-// up to the next Query or Sync are dropped, then ErrorResponse and ReadyForQuery.
-void ClientSession::failRequest(std::string_view sqlstate, std::string_view message,
-                                std::string_view detail) {
-  std::string err;
-  appendError(err, ErrorSpec{"ERROR", sqlstate, message, detail});
-  failRequestWith(err);
-}
-
-// Answers the pending request with `err` and drops its messages: up to the Query, Sync or
-// FunctionCall that ends it (then ReadyForQuery), or, if that has not arrived yet, the rest
-// are dropped as they come (swallowUntilSync_).
-void ClientSession::failRequestWith(std::string_view err) {
-  ByteQueue& in = client_->in();
-  bool done = false;
-  while (!done) {
-    Frame f = readFrame(in, cfg_->maxMessageBytes);
-    if (f.status != FrameStatus::Complete) break;
-    done = f.type == fe::Query || f.type == fe::Sync || f.type == fe::FunctionCall;
-    in.consume(f.total);
-  }
-  client_->send(err);
-  if (done) {
-    client_->send(std::string_view("Z\0\0\0\5I", 6));
-  } else {
-    swallowUntilSync_ = true;
-  }
-  client_->flush();
+  if (state_ == State::Holding) requestServer();
 }
 
 void ClientSession::onServerAssigned(ServerConn& s) noexcept {
-  waiting_ = false;
   if (state_ == State::Closing) {
     pool_->release(s, s.txnStatus() == 'I', false);
     return;
   }
-  server_ = &s;
   s.link(this);
   s.touch(worker_.nowMs());
-  trackOutstanding(pool_->backend());
-  if (pinOnServer_ && !pinned_) {
-    pinned_ = true;
-    pinReason_ = pinOnServer_;
-  }
-  if (cancelSlot_) cancelSlot_->set(pool_->backend(), s.backendPid(), s.backendKey());
+  int b = pool_->backend();
+  relay_.link(s, worker_.counters(b));
+  outstandingBackend_ = b;
+  worker_.addOutstanding(b, +1);
+  settings_.linked();
+  if (cancelSlot_) cancelSlot_->set(b, s.backendPid(), s.backendKey());
   transitionTo(State::Configure);
-  configureServer();
+  configure();
 }
 
-// Brings the server's settings to what the client asked for in its startup packet: SET for
-// every parameter whose current value differs, RESET for leftovers of earlier clients.
-void ClientSession::configureServer() {
-  // Fast path, taken on almost every link in transaction mode: this server was last brought
-  // to exactly this client's settings and nothing changed them since.
-  if (gucsHash_ == 0) gucsHash_ = hashGucs(gucs_);
-  if (server_->configuredHash() == gucsHash_) {
-    configured();
-    return;
-  }
-  std::string sql;
-  auto& applied = server_->appliedGucs();
-  std::map<std::string, std::string> wanted;
-  for (auto& [k, v] : gucs_) wanted[lower(k)] = v;
-  for (auto& [name, value] : wanted) {
-    if (!validGucName(name)) {
-      fatal("42704", "unrecognized configuration parameter \"" + name + "\"");
+// Brings the server's settings to the client's: SET for every parameter whose value differs,
+// RESET for leftovers of earlier clients. The fast path, taken on almost every link in
+// transaction mode: this server was last brought to exactly these settings.
+void ClientSession::configure() {
+  ServerConn& s = *relay_.server();
+  uint64_t h = settings_.settingsHash();
+  if (s.configuredHash() != h) {
+    std::string sql, badName;
+    if (!settings_.configureSql(s.appliedGucs(), s.params(), sql, badName)) {
+      fatal("42704", "unrecognized configuration parameter \"" + badName + "\"");
       return;
     }
-    auto a = applied.find(name);
-    if (a != applied.end() && a->second == value) continue;
-    if (a == applied.end()) {
-      // Reported parameters (client_encoding, DateStyle, ...) tell us the current value.
-      bool same = false;
-      for (auto& [pk, pv] : server_->params())
-        if (lower(pk) == name && pv == value) same = true;
-      if (same) continue;
-    }
-    // set_config takes the value as PostgreSQL takes a startup parameter: search_path
-    // "a,public" is two schemas (SET search_path = 'a,public' would be one named "a,public").
-    sql += "SELECT set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false);";
-    applied[name] = value;
-  }
-  for (auto it = applied.begin(); it != applied.end();) {
-    if (!wanted.count(it->first)) {
-      sql += "RESET " + it->first + ";";
-      it = applied.erase(it);
-    } else {
-      ++it;
+    s.setConfiguredHash(h);  // cleared again if the SETs fail
+    if (!sql.empty()) {
+      s.runInternal(sql);  // onInternalDone comes back here
+      return;
     }
   }
-  if (sql.empty()) {
-    server_->setConfiguredHash(gucsHash_);
-    configured();
-    return;
-  }
-  server_->runInternal(sql);
-  server_->setConfiguredHash(gucsHash_);  // cleared again if the SETs fail
-}
-
-uint64_t ClientSession::hashGucs(const std::vector<std::pair<std::string, std::string>>& g) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over name=value pairs, in order
-  for (auto& [k, v] : g) {
-    for (char c : k) h = (h ^ static_cast<unsigned char>(std::tolower(static_cast<unsigned char>(c)))) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-    for (char c : v) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-    h = (h ^ 0xfe) * 1099511628211ull;
-  }
-  return h == 0 ? 1 : h;
-}
-
-// Settings a client may SET at session level in transaction mode without being pinned: the
-// value is read back and re-applied wherever the client goes. Identity switches stay pinned.
-bool ClientSession::carryableSetting(std::string_view name) const {
-  if (name.empty() || name == "all" || name == "role" || name == "session_authorization" ||
-      name == "session authorization" || !server_)
-    return false;
-  for (auto& [k, v] : server_->params())  // reported ones follow through ParameterStatus
-    if (lower(k) == name) return false;
-  return validGucName(name);
-}
-
-void ClientSession::readSettingBack() {
-  readbackPending_ = true;
-  client_->stopReading();
-  server_->runInternal("SELECT current_setting(" + quoteLiteral(readback_.front()) + ")");
-}
-
-void ClientSession::onSettingRead(bool ok) {
-  readbackPending_ = false;
-  std::string name = std::move(readback_.front());
-  readback_.erase(readback_.begin());
-  if (!ok || !server_) {
-    pinned_ = true;
-    pinReason_ = "SET of " + name + " (its value could not be read back)";
-    readback_.clear();
+  std::string out;
+  if (!loggedIn_) {
+    settings_.appendAllParams(s.params(), out);
+    appendBackendKeyData(out, cancelPid_, cancelKey_);
+    appendReadyForQuery(out, s.txnStatus());
+    loggedIn_ = true;
+    route_.resolveSessionTag(*cfg_, login_.database(), login_.user(),
+                             settings_.setting("application_name"));
   } else {
-    const std::string& value = server_->internalValue();
-    bool found = false;
-    for (auto& [k, v] : gucs_) {
-      if (lower(k) == name) {
-        v = value;
-        found = true;
-      }
-    }
-    if (!found) gucs_.emplace_back(name, value);
-    server_->appliedGucs()[name] = value;
-    gucsHash_ = hashGucs(gucs_);
-    server_->setConfiguredHash(gucsHash_);  // this server has exactly the client's settings
+    // A client that lands on another server sees ParameterStatus for whatever differs from
+    // what it was last told.
+    settings_.appendChangedParams(s.id(), s.paramsGen(), s.params(), out);
   }
+  client_->send(out);
+  client_->flush();
+  transitionTo(State::Active);
+  s.conn().startReading();
   client_->startReading();
-  maybeReleaseAfterTransaction();
+  if (!client_->in().empty()) {
+    pump();
+  } else {
+    afterTransaction();
+  }
 }
 
 void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {
-  if (readbackPending_) {
-    onSettingRead(ok);
-    return;
-  }
-  if (lsnPending_) {
-    onCommitLsn();
-    return;
-  }
-  if (state_ == State::Configure) {
-    if (!ok) {
+  switch (state_) {
+    case State::Configure: {
+      if (ok) {
+        configure();
+        return;
+      }
       // A bad startup parameter: PostgreSQL would have refused the connection with FATAL.
       // (Later in a session this cannot fail: the same SET worked on another server.)
       auto f = parseErrorFields(asBytes(error).subspan(error.size() >= 5 ? 5 : error.size()));
       std::string code = f ? std::string(f->code) : "08P01";
       std::string msg = f ? std::string(f->message) : "invalid startup parameter";
       s.appliedGucs().clear();
-      releaseServer();
       fatal(code, msg);
       return;
     }
-    configured();
+    case State::OwnQuery:
+      if (own_ == Own::Readback) {
+        std::string name = settings_.nextReadback();
+        settings_.onReadback(ok, s.internalValue());
+        if (ok) {  // this server has exactly the client's settings
+          s.appliedGucs()[name] = s.internalValue();
+          s.setConfiguredHash(settings_.settingsHash());
+        }
+      } else {
+        route_.commitLsn(health::parseLsn(s.internalValue()), worker_.nowMs());
+      }
+      transitionTo(State::Active);
+      client_->startReading();
+      afterTransaction();
+      return;
+    default:
+      return;
   }
 }
 
-void ClientSession::configured() {
-  if (!loggedIn_) {
-    finishLogin();
+// Client input, between transactions (route it, ask for a server) or while linked (relay it).
+void ClientSession::pump() {
+  ByteQueue& in = client_->in();
+  if (!relay_.dropFailedRequest()) return;  // the rest of a failed request is still coming
+  if (state_ == State::Idle) {
+    if (lostTxnPending_ && !in.empty()) {
+      // The first request after the transaction was lost with its server gets the error.
+      if (readFrame(in, cfg_->maxMessageBytes).status == FrameStatus::NeedMore) return;
+      lostTxnPending_ = false;
+      relay_.failRequest(lostServerError(*cfg_, false, {}));
+    }
+    std::array<std::byte, 1> first;
+    if (in.copyOut(0, first) && !fe::validAfterLogin(static_cast<char>(first[0]))) {
+      fatal("08P01", "invalid frontend message type " + std::to_string(uint8_t(first[0])));
+      return;
+    }
+    relay_.answerLocally('I');
+    if (!in.empty() && !relay_.dropping()) {
+      if (route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
+                        settings_, worker_.nowMs())) {
+        requestServer();
+      } else {
+        client_->startReading();  // the request is still arriving
+      }
+    }
+    client_->flush();
     return;
   }
-  sendChangedParams();
-  transitionTo(State::Active);
-  server_->conn().startReading();
-  client_->startReading();
-  relayClientToServer();
+  if (state_ != State::Active) return;
+  // A client pinned to a replica (session state made inside a read-only transaction that ran
+  // there) cannot write on it. A request that needs the primary gets an error that says why,
+  // rather than the replica's "cannot execute ... in a read-only transaction".
+  auto topo = worker_.runtime().topology();
+  int b = pool_->backend();
+  bool onReplica = b >= 0 && b < static_cast<int>(topo->backends.size()) &&
+                   topo->backends[b].role == routing::Role::Replica;
+  while (settings_.pinned() && transactionPooling_ && onReplica && !in.empty() &&
+         relay_.atRequestStart()) {
+    int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
+                                        relay_.statements().names());
+    if (w < 0) return;  // the first message is still arriving
+    if (w == 0) break;
+    relay_.failRequest(errorResponse(
+        "0A000",
+        "this connection is pinned to replica " + topo->backends[b].name + " (" +
+            settings_.pinReason() + ") and cannot run statements that need the primary",
+        "The session state was created inside a read-only transaction that pgswitch routed to "
+        "a replica. Create it outside read-only transactions (or with /* pgswitch: primary "
+        "*/), or reconnect."));
+    if (relay_.dropping()) return;
+  }
+  Relay::Event ev = relay_.toServer();
+  if (onRelayEvent(ev) && ev.answeredLocally) afterTransaction();
 }
 
-// A client that lands on another server sees ParameterStatus for whatever differs from what
-// it was last told (in_hot_standby is a property of the server, not of the session).
-void ClientSession::sendChangedParams() {
-  // Same server and nothing reported since the last comparison: nothing can differ.
-  if (server_->id() == paramsSyncedServer_ && server_->paramsGen() == paramsSyncedGen_) return;
-  paramsSyncedServer_ = server_->id();
-  paramsSyncedGen_ = server_->paramsGen();
-  std::string out;
-  for (auto& [k, v] : server_->params()) {
-    if (k == "in_hot_standby") continue;
-    auto it = sentParams_.find(k);
-    if (it != sentParams_.end() && it->second == v) continue;
-    appendParameterStatus(out, k, v);
-    sentParams_[k] = v;
+bool ClientSession::onRelayEvent(const Relay::Event& ev) {
+  if (ev.applicationNameChanged)
+    route_.resolveSessionTag(*cfg_, login_.database(), login_.user(),
+                             settings_.setting("application_name"));
+  switch (ev.kind) {
+    case Relay::Event::Kind::Ok:
+      return true;
+    case Relay::Event::Kind::Terminate:
+      end(false);
+      return false;
+    case Relay::Event::Kind::ClientError:
+      releaseServer();
+      fatal("08P01", ev.message);
+      return false;
+    case Relay::Event::Kind::ServerError:
+      spdlog::warn("client {}: server {} protocol error: {}", client_->peerName(),
+                   relay_.server() ? relay_.server()->id() : 0, ev.message);
+      releaseServer(false);
+      fatal("08P01", "protocol error between pgswitch and the server: " + ev.message);
+      return false;
+    case Relay::Event::Kind::ServerFatal:
+      serverFatal_ = ev.message;
+      relay_.server()->abandon(UV_ECONNRESET);  // onServerLost decides what the client sees
+      return false;
   }
-  if (!out.empty()) client_->send(out);
+  return false;
 }
 
-void ClientSession::finishLogin() {
-  std::string out;
-  for (auto& [k, v] : server_->params()) {
-    appendParameterStatus(out, k, v);
-    sentParams_[k] = v;
+void ClientSession::afterTransaction() {
+  if (!transactionPooling_ || settings_.pinned() || state_ != State::Active) return;
+  ServerConn& s = *relay_.server();
+  if (!relay_.idle() || !s.conn().in().empty()) return;
+  if (settings_.readbackDue()) {
+    own_ = Own::Readback;
+    transitionTo(State::OwnQuery);
+    client_->stopReading();
+    s.runInternal(routing::currentSettingQuery(settings_.nextReadback()));
+    return;
   }
-  appendBackendKeyData(out, cancelPid_, cancelKey_);
-  appendReadyForQuery(out, server_->txnStatus());
-  client_->send(out);
-  client_->flush();
-  loggedIn_ = true;
-  resolveSessionTag();
-  transitionTo(State::Active);
-  server_->conn().startReading();
-  client_->startReading();
+  // Read-your-writes: right after the ReadyForQuery of a write transaction went to the
+  // client, the same server is asked for its WAL position. The client is not waiting for
+  // this; only a request it sends within that round trip waits for the server.
+  if (route_.wantsCommitLsn(*cfg_, pool_->backend() == worker_.runtime().topology()->primary)) {
+    own_ = Own::CommitLsn;
+    transitionTo(State::OwnQuery);
+    client_->stopReading();
+    s.runInternal(routing::kCommitLsnQuery);
+    return;
+  }
+  // A pipelining client already sent its next request: keep the server for it.
   if (!client_->in().empty()) {
-    relayClientToServer();
-  } else {
-    maybeReleaseAfterTransaction();
+    pump();
+    return;
   }
+  releaseServer();
+  transitionTo(State::Idle);
+}
+
+// Gives the server back. It is reusable only when nothing is in flight and no transaction is
+// open; in session mode (or for a pinned client) the pool resets it first. A server still
+// running our own query is closed rather than reused.
+void ClientSession::releaseServer(bool reusable) {
+  ServerConn* s = relay_.server();
+  if (!s) return;
+  bool clean = reusable && relay_.idle() && s->conn().in().empty() &&
+               s->state() != ServerConn::State::Closing &&
+               s->state() != ServerConn::State::Internal;
+  bool reset = !transactionPooling_ || settings_.pinned();
+  relay_.unlink();
+  worker_.addOutstanding(outstandingBackend_, -1);
+  outstandingBackend_ = -1;
+  if (cancelSlot_) cancelSlot_->clear();
+  // The server keeps reading: an idle pooled server must notice when it goes away.
+  pool_->release(*s, clean, reset);
+}
+
+void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
+  spdlog::debug("client {}: server {} lost in state {} ({})", cancelPid_, s.id(),
+                toString(state_), uv_strerror(status));
+  const bool relaying = state_ == State::Active || state_ == State::OwnQuery;
+  ServerExchange& x = relay_.exchange();
+  const bool wasIdle = x.quiet() && !x.inCopy() && s.txnStatus() == 'I';
+  const bool midMessage = relay_.midMessage();
+  const bool owed = x.owed();
+  const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
+  const bool commitInFlight = x.commitInFlight();
+  relay_.unlink();
+  worker_.addOutstanding(outstandingBackend_, -1);
+  outstandingBackend_ = -1;
+  if (cancelSlot_) cancelSlot_->clear();
+  settings_.readbackLost();  // a session SET not read back yet cannot follow the client
+  if (state_ == State::OwnQuery && own_ == Own::CommitLsn) {
+    // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until a
+    // replica has replayed everything the primary had when the LSN was last known.
+    route_.lsnLost(worker_.nowMs());
+  }
+  if (state_ == State::Closing) return;
+  std::string serverSaid = std::move(serverFatal_);
+  serverFatal_.clear();
+  // Lost while being brought to the client's settings: nothing of the request reached it, so
+  // it is routed again, away from that backend.
+  if (loggedIn_ && !settings_.pinned() && transactionPooling_ && state_ == State::Configure) {
+    route_.retryElsewhere(s.pool().backend());
+    transitionTo(State::Idle);
+    pump();
+    return;
+  }
+  // The client survives a lost server when it has no session state there: between
+  // transactions it never notices; in a transaction it gets an error and stays connected.
+  if (loggedIn_ && !settings_.pinned() && !midMessage && relaying && transactionPooling_ &&
+      route_.retryLostRead(client_->in(), s.pool().backend())) {
+    spdlog::info("client {}: read lost with backend {}; retrying it on another backend",
+                 client_->peerName(), s.pool().backend());
+    transitionTo(State::Idle);
+    pump();
+    return;
+  }
+  if (!loggedIn_ || settings_.pinned() || midMessage || !relaying) {
+    fatal("08006", "server connection lost",
+          std::string("the connection to backend ended: ") + uv_strerror(status));
+    return;
+  }
+  if (owed) {
+    relay_.answerLost(lostServerError(*cfg_, commitInFlight, serverSaid), ended);
+  } else if (!wasIdle) {
+    // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
+    // learns it from the answer to its next request (as PostgreSQL would report it then).
+    lostTxnPending_ = true;
+  }
+  transitionTo(State::Idle);
+  if (!client_->in().empty()) pump();
 }
 
 void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
-  waiting_ = false;
   spdlog::debug("client {}: no server ({}): {}", cancelPid_, int(e.kind), e.text);
   if (state_ == State::Closing) return;
   switch (e.kind) {
@@ -393,25 +554,23 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
       if (connectionLevelFailure(e.serverError)) {
         // The backend is unreachable or going away (a failover in progress): wait for the
         // health thread to say where to go instead of failing the client. Reads avoid it.
-        if (pool_) avoidBackend_ = pool_->backend();
-        holdForBackend();
+        if (pool_) route_.avoid(pool_->backend());
+        transitionTo(State::Holding);
         return;
       }
       if (!e.serverError.empty()) {
         client_->send(e.serverError);
-        transitionTo(State::Closing);
-        client_->closeAfterFlush();
+        end(true);
         return;
       }
       fatal("08006", e.text);
       return;
     case PoolError::Kind::Timeout:
       if (loggedIn_) {
-        // The request is answered with an error and the connection stays usable (the
-        // client may retry); only a client still logging in is turned away.
-        failRequest("53300", e.text, "raise pool_size or query_wait_timeout_ms");
+        // The request is answered with an error and the connection stays usable (the client
+        // may retry); only a client still logging in is turned away.
+        relay_.failRequest(errorResponse("53300", e.text, "raise pool_size or query_wait_timeout_ms"));
         transitionTo(State::Idle);
-        client_->startReading();
         return;
       }
       fatal("53300", e.text, {}, "raise pool_size or query_wait_timeout_ms");
@@ -423,176 +582,54 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
       fatal("08006", e.text);
       return;
     case PoolError::Kind::BackendDown:
-      // The backend went away while we waited for it: route again (maybe hold).
-      requestServer();
+      requestServer();  // the backend went away while we waited for it: route again
       return;
   }
-}
-
-// Gives the server back. It is reusable only when nothing is in flight and no transaction
-// is open; the pool resets it (server_reset_query) before anyone else gets it.
-void ClientSession::releaseServer() {
-  if (!server_) return;
-  // An internal query of ours still running (commit LSN, setting read-back): the server's
-  // protocol state is not clean, so it is closed rather than reused.
-  bool clean = idleBetweenTransactions() && server_->conn().in().empty() &&
-               server_->state() != ServerConn::State::Closing &&
-               server_->state() != ServerConn::State::Internal;
-  ServerConn* s = server_;
-  server_ = nullptr;
-  trackOutstanding(-1);
-  lsnPending_ = readbackPending_ = false;
-  readback_.clear();
-  if (cancelSlot_) cancelSlot_->clear();
-  // The server keeps reading: an idle pooled server must notice when it goes away.
-  // Between transactions in transaction mode the server is handed on as is; otherwise
-  // (session mode, a pinned client leaving) it is reset first.
-  bool reset = !transactionPooling_ || pinned_ || state_ == State::Closing;
-  expect_.clear();
-  unsynced_ = discardUntilSync_ = inCopy_ = false;
-  c2sPassthrough_ = s2cPassthrough_ = 0;
-  pool_->release(*s, clean, reset);
-}
-
-void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
-  spdlog::debug("client {}: server {} lost in state {} ({})", cancelPid_, s.id(), int(state_),
-                uv_strerror(status));
-  server_ = nullptr;
-  trackOutstanding(-1);
-  if (readbackPending_ || !readback_.empty()) {
-    // A session SET whose value was not read back yet: it cannot follow the client.
-    readbackPending_ = false;
-    readback_.clear();
-    pinned_ = true;
-    pinReason_ = "SET whose value was lost with its server";
-  }
-  if (lsnPending_) {
-    // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until
-    // a replica has replayed everything the primary had when the LSN was last known.
-    lsnPending_ = false;
-    rywLsn_ = UINT64_MAX;
-    rywSetMs_ = worker_.nowMs();
-  }
-  if (cancelSlot_) cancelSlot_->clear();
-  if (state_ == State::Closing) return;
-  bool wasIdle = expect_.empty() && !unsynced_ && !inCopy_ && s.txnStatus() == 'I';
-  bool midMessage = s2cPassthrough_ > 0;
-  bool owed = !expect_.empty() || unsynced_;
-  spdlog::debug("client {}: lost server: idle={} owed={} expect={} unsynced={} txn={} in={}",
-                cancelPid_, wasIdle, owed, expect_.size(), unsynced_, s.txnStatus(),
-                client_->in().size());
-  bool ended = false;  // a ReadyForQuery-terminated request is outstanding
-  for (auto& e : expect_)
-    ended |= e.kind == Expect::Kind::Query || e.kind == Expect::Kind::Sync ||
-             e.kind == Expect::Kind::FunctionCall;
-  expect_.clear();
-  unsynced_ = discardUntilSync_ = inCopy_ = false;
-  c2sPassthrough_ = s2cPassthrough_ = 0;
-  // Lost while being brought to the client's settings: nothing of the request reached it, so
-  // the request is routed again, away from that backend.
-  if (loggedIn_ && !pinned_ && transactionPooling_ && state_ == State::Configure) {
-    avoidBackend_ = s.pool().backend();
-    retryPending_ = true;
-    commitInFlight_ = false;
-    transitionTo(State::Idle);
-    client_->startReading();
-    relayClientToServer();
-    return;
-  }
-  // The client survives a lost server when it has no session state there: between
-  // transactions it never notices; in a transaction it gets an error and stays connected.
-  if (loggedIn_ && !pinned_ && !midMessage && state_ == State::Active && pool_ &&
-      retryLostRead(pool_->backend())) {
-    commitInFlight_ = false;
-    transitionTo(State::Idle);
-    client_->startReading();
-    relayClientToServer();
-    return;
-  }
-  if (!loggedIn_ || pinned_ || midMessage || state_ != State::Active) {
-    fatal("08006", "server connection lost", std::string("the connection to backend ended: ") +
-                                                uv_strerror(status));
-    return;
-  }
-  if (owed) {
-    std::string out;
-    appendLostServerError(out);
-    if (ended) {
-      appendReadyForQuery(out, 'I');
-    } else {
-      swallowUntilSync_ = true;
-    }
-    client_->send(out);
-    client_->flush();
-  } else if (!wasIdle) {
-    // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
-    // learns it from the answer to its next request (as PostgreSQL would report it then).
-    lostTxnPending_ = true;
-  }
-  serverFatal_.clear();
-  commitInFlight_ = false;
-  transitionTo(State::Idle);
-  client_->startReading();
-  if (!client_->in().empty()) relayClientToServer();
-}
-
-// The ErrorResponse for work lost with its server: 08007 when a COMMIT was in flight (the
-// outcome is unknown), else 08006 or failover.retry_safe_as (nothing took effect).
-void ClientSession::appendLostServerError(std::string& out) {
-  std::string_view code = commitInFlight_ ? "08007" : "08006";
-  if (!commitInFlight_ && !cfg_->failover.retrySafeAs.empty()) code = cfg_->failover.retrySafeAs;
-  std::string detail = "pgswitch keeps this connection usable; the server connection behind it "
-                       "ended";
-  if (!serverFatal_.empty()) detail += " (server said " + serverFatal_ + ")";
-  appendError(out, ErrorSpec{
-      "ERROR", code,
-      commitInFlight_ ? "connection to the server lost while COMMIT was in progress: the "
-                        "transaction may or may not have committed"
-                      : "connection to the server lost (failover?): the transaction was "
-                        "rolled back and is safe to retry",
-      detail});
 }
 
 void ClientSession::terminate(std::string_view sqlstate, std::string_view message) {
-  if (state_ == State::Closing) return;
-  releaseServer();
-  if (waiting_ && pool_) pool_->cancelWait(this);
-  waiting_ = false;
   fatal(sqlstate, message);
 }
 
+void ClientSession::abort() { end(false); }
+
 void ClientSession::janitor(uint64_t now) {
-  if (state_ == State::Closing) return;
   auto cfg = worker_.runtime().config();
-  if (holding_ && !worker_.runtime().pause.paused(database_) &&
-      now - holdSinceMs_ >= static_cast<uint64_t>(cfg->failover.failoverWaitMs)) {
-    holding_ = false;
-    worker_.removeHolding(this);
-    if (!loggedIn_) {
-      fatal("57P03", "no primary server is available", {},
-            "pgswitch waited failover_wait_ms for a primary");
+  switch (state_) {
+    case State::Startup:
+    case State::Auth:
+      // A client that never finishes logging in (PostgreSQL's authentication_timeout).
+      if (now - startedMs_ >= 60000) abort();
       return;
-    }
-    failRequest("57P03", "no primary server is available",
-                "pgswitch waited failover_wait_ms for a primary");
-    transitionTo(State::Idle);
-    client_->startReading();
-    return;
-  }
-  if (holding_) {
-    retryHold();
-    return;
+    case State::Holding:
+      if (worker_.runtime().pause.paused(login_.database()) ||
+          now - holdSinceMs_ < static_cast<uint64_t>(cfg->failover.failoverWaitMs)) {
+        retryHold();
+        return;
+      }
+      if (!loggedIn_) {
+        fatal("57P03", "no primary server is available", {},
+              "pgswitch waited failover_wait_ms for a primary");
+        return;
+      }
+      relay_.failRequest(errorResponse("57P03", "no primary server is available",
+                                       "pgswitch waited failover_wait_ms for a primary"));
+      transitionTo(State::Idle);
+      return;
+    case State::Queued:
+    case State::Configure:
+    case State::OwnQuery:
+    case State::Console:
+    case State::Closing:
+      return;
+    case State::Active:
+      if (relay_.exchange().pending() > 0) return;  // the server owes an answer
+      break;
+    case State::Idle:
+      break;
   }
   uint64_t quiet = now - std::max(lastActivityMs_, startedMs_);
-  if (state_ == State::Startup || state_ == State::Auth) {
-    // A client that never finishes logging in (PostgreSQL's authentication_timeout).
-    if (now - startedMs_ >= 60000) abort();
-    return;
-  }
-  bool inTxn = server_ && server_->txnStatus() != 'I';
-  bool waitingOnUs = (state_ == State::Active && server_ && !expect_.empty()) ||
-                     state_ == State::WaitServer || state_ == State::Configure;
-  if (waitingOnUs) return;
+  bool inTxn = relay_.server() && relay_.server()->txnStatus() != 'I';
   if (inTxn && cfg->idleTransactionTimeoutS > 0 &&
       quiet >= uint64_t(cfg->idleTransactionTimeoutS) * 1000) {
     terminate("25P03", "terminating connection due to idle-in-transaction timeout");
@@ -602,49 +639,108 @@ void ClientSession::janitor(uint64_t now) {
     terminate("57P05", "terminating connection due to idle-session timeout");
 }
 
-void ClientSession::abort() {
-  if (waiting_ && pool_) pool_->cancelWait(this);
-  waiting_ = false;
-  releaseServer();
-  transitionTo(State::Closing);
-  client_->close();
+void ClientSession::onConnRead(Conn& c) noexcept {
+  lastActivityMs_ = worker_.nowMs();
+  switch (state_) {
+    case State::Startup:
+    case State::Auth:
+      onLogin();
+      return;
+    case State::Queued:
+    case State::Holding:
+    case State::Configure:
+    case State::OwnQuery:
+      // Pipelined requests wait in the buffer; stop reading until the server is ours again.
+      client_->stopReading();
+      return;
+    case State::Active:
+    case State::Idle:
+      pump();
+      return;
+    case State::Console:
+      console_->onRead();
+      return;
+    case State::Closing:
+      client_->in().clear();
+      return;
+  }
 }
 
-void ClientSession::onConnError(Conn& c, int status) noexcept {
-  // The client went away (EOF or error): give the server back and close.
-  if (waiting_ && pool_) pool_->cancelWait(this);
-  waiting_ = false;
-  releaseServer();
-  transitionTo(State::Closing);
-  client_->close();
+void ClientSession::onServerRead(ServerConn& s) noexcept {
+  if (state_ != State::Active) return;
+  if (!s.conn().in().empty()) route_.answered();  // the server has started answering
+  if (onRelayEvent(relay_.toClient())) afterTransaction();
 }
+
+// The client's write queue drained: let the server talk again.
+void ClientSession::onConnDrained(Conn& c) noexcept {
+  if (state_ != State::Active) return;
+  ServerConn& s = *relay_.server();
+  s.conn().startReading();
+  if (!s.conn().in().empty()) onServerRead(s);
+}
+
+// The server's write queue drained: let the client talk again.
+void ClientSession::onServerDrained(ServerConn& s) noexcept {
+  if (state_ != State::Active) return;
+  client_->startReading();
+  if (!client_->in().empty()) pump();
+}
+
+// The client went away (EOF or error).
+void ClientSession::onConnError(Conn& c, int status) noexcept { end(false); }
 
 void ClientSession::onConnClosed(Conn& c) noexcept {
-  if (waiting_ && pool_) pool_->cancelWait(this);
-  waiting_ = false;
-  releaseServer();
+  if (state_ != State::Closing) transitionTo(State::Closing);
   worker_.removeHolding(this);
   worker_.removeClient(this);
   worker_.retire(this);
 }
 
-void ClientSession::startConsole() {
-  if (!cfg_->isAdmin(user_)) {
-    spdlog::info("client {}: user \"{}\" is not in admin_users: console refused",
-                 client_->peerName(), user_);
-    fatal("42501", "permission denied for database \"" + std::string(kConsoleDatabase) + "\"",
-          "Only the users listed in server.admin_users may use the pgswitch admin console.");
-    return;
+ClientInfo ClientSession::info(uint64_t nowMs) const {
+  ClientInfo ci;
+  ci.worker = worker_.id();
+  ci.id = cancelPid_;
+  ci.user = login_.user();
+  ci.database = login_.database();
+  ci.applicationName = std::string(settings_.setting("application_name"));
+  ci.addr = client_->peerName();
+  switch (state_) {
+    case State::Startup:
+    case State::Auth: ci.state = "login"; break;
+    case State::Queued:
+    case State::Holding: ci.state = "waiting"; break;
+    case State::Configure:
+    case State::Active:
+    case State::OwnQuery: ci.state = "active"; break;
+    case State::Idle: ci.state = "idle"; break;
+    case State::Console: ci.state = "console"; break;
+    case State::Closing: ci.state = "closing"; break;
   }
-  transitionTo(State::Console);
-  std::string app, encoding;
-  for (const auto& [k, v] : gucs_) {
-    if (k == "application_name") app = v;
-    if (k == "client_encoding") encoding = v;
-  }
-  console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
-  console_->start(user_, app, encoding, cancelPid_, cancelKey_);
+  ci.connectedMs = nowMs - std::min(nowMs, startedMs_);
+  ci.serverId = relay_.server() ? relay_.server()->id() : 0;
+  ci.pinned = settings_.pinned();
+  ci.pinReason = settings_.pinReason();
+  return ci;
 }
 
+bool ClientSession::quiescent() const {
+  switch (state_) {
+    case State::Startup:
+    case State::Auth:
+    case State::Idle:
+    case State::Console:
+    case State::Queued:   // no request has reached a server yet: a login or a queued
+    case State::Holding:  // request ends cleanly
+      return true;
+    case State::Configure:
+    case State::OwnQuery:
+    case State::Closing:
+      return false;
+    case State::Active:
+      return relay_.idle() && client_->in().empty() && relay_.server()->conn().in().empty();
+  }
+  return false;
+}
 
 }  // namespace pgswitch::proxy

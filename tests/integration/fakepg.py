@@ -1,10 +1,13 @@
 """A fake PostgreSQL server for tests of what pgswitch does with bad input from a *server*.
 It logs anyone in (trust), answers pgswitch's health probe like an idle primary, and answers
 a simple Query by its text: `SELECT 'bad:<name>'` makes it misbehave in the named way (see
-MISBEHAVIOURS); any other Query gets one row with one column, "1". Everything runs in one
+MISBEHAVIOURS); BEGIN opens a transaction, in which a COMMIT or END (any text with the word) makes
+the server vanish without an answer, as a primary that dies with the COMMIT in flight; any
+other Query gets one row with one column, "1". Everything runs in one
 daemon thread per connection; stop() closes the listener and every connection."""
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
@@ -124,6 +127,7 @@ class FakePg:
                 out += _msg(b"S", k.encode() + b"\0" + v.encode() + b"\0")
             out += _msg(b"K", struct.pack("!II", 4242, 77)) + READY
             c.sendall(out)
+            in_txn = False
             while True:
                 t = self._read_exact(c, 1)
                 (ln,) = struct.unpack("!I", self._read_exact(c, 4))
@@ -149,6 +153,16 @@ class FakePg:
                         c.sendall(data)
                     if data is None or name in CLOSE_AFTER:
                         return
+                    continue
+                if sql.strip().upper().startswith("BEGIN"):
+                    in_txn = True
+                    c.sendall(_msg(b"C", b"BEGIN\0") + _msg(b"Z", b"T"))
+                    continue
+                if in_txn:
+                    if re.search(r"\b(COMMIT|END)\b", sql.upper()):
+                        self.misbehaved.append("commit_lost")
+                        return
+                    c.sendall(ONE_ROW + _msg(b"Z", b"T"))
                     continue
                 c.sendall(ONE_ROW + READY)
         except (ConnectionError, OSError, struct.error, ValueError):

@@ -105,6 +105,43 @@ class ServerGarbageTest(ProxyTestCase):
     def test_session_mode(self):
         self.check_mode("session")
 
+    @budget(60)
+    def test_commit_in_flight_is_outcome_unknown(self):
+        """The server vanishes while a COMMIT is in flight: the client gets 08007 ("may or may
+        not have committed"), not the "safe to retry" 08006, also when the COMMIT carries a
+        leading comment or routing hint; work lost before its COMMIT gets 08006."""
+        cases = [("COMMIT", "08007"), ("/* pgswitch: primary */ COMMIT", "08007"),
+                 ("-- app tag\n  end", "08007"), ("SELECT 'still in the transaction'", None)]
+        for sql, code in cases:
+            with self.subTest(sql=sql):
+                conn = psycopg2.connect(self.sw.dsn(connect_timeout=5))
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT 1")  # psycopg2 opens the transaction with BEGIN
+                        if code is None:
+                            cur.execute(sql)
+                            self.assertEqual(cur.fetchone()[0], "1")
+                            continue
+                        with self.assertRaises(psycopg2.Error) as cm:
+                            cur.execute(sql)
+                        self.assertEqual(cm.exception.pgcode, code, str(cm.exception))
+                    conn.rollback()
+                    with conn.cursor() as cur:  # the connection stays usable
+                        cur.execute("SELECT 1")
+                        self.assertEqual(cur.fetchone()[0], "1")
+                finally:
+                    conn.close()
+        # Work lost before any COMMIT was sent is safe to retry.
+        conn = psycopg2.connect(self.sw.dsn(connect_timeout=5))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            with self.assertRaises(psycopg2.Error) as cm, conn.cursor() as cur:
+                cur.execute("SELECT 'bad:close_at_once'")
+            self.assertEqual(cm.exception.pgcode, "08006", str(cm.exception))
+        finally:
+            conn.close()
+
 
 class closing_conn:
     def __init__(self, sw: PgSwitch):

@@ -1,0 +1,419 @@
+// The settings table (one entry per setting, in SHOW CONFIG order), the range check and the
+// value formatting every front end shares, and Config's defaults, which come from the table.
+#include "proxy/config/settings.h"
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <utility>
+
+namespace pgswitch::proxy {
+namespace {
+
+// Where a setting lives in Config: a member, or a member of one of its sections.
+template <class T>
+using Ref = std::function<T&(Config&)>;
+
+template <class T>
+Ref<T> field(T Config::*m) {
+  return [m](Config& c) -> T& { return c.*m; };
+}
+
+template <class S, class T>
+Ref<T> field(S Config::*section, T S::*m) {
+  return [section, m](Config& c) -> T& { return (c.*section).*m; };
+}
+
+// One path serves reading and writing; the reference is only read through.
+template <class T>
+const T& get(const Ref<T>& ref, const Config& c) {
+  return ref(const_cast<Config&>(c));
+}
+
+// Integer ranges. The default upper bound is int's (most fields are int); byte counts and
+// their like are uint64_t fields that accept any non-negative int64.
+struct Range {
+  int64_t min = 0;
+  int64_t max = INT32_MAX;
+};
+constexpr Range kBytes{0, INT64_MAX};
+
+// The fields every kind of setting has.
+Setting base(std::string_view key, SettingType type, Apply a, SettingValue def,
+             std::string_view help) {
+  Setting s;
+  s.key = key;
+  s.type = type;
+  s.apply = a;
+  s.def = std::move(def);
+  s.help = help;
+  return s;
+}
+
+template <class T>
+Setting integer(std::string_view key, Ref<T> ref, int64_t def, Range r, Apply a,
+                std::string_view help) {
+  Setting s = base(key, SettingType::Integer, a, def, help);
+  s.min = r.min;
+  s.max = r.max;
+  s.read = [ref](const Config& c) -> SettingValue { return static_cast<int64_t>(get(ref, c)); };
+  s.write = [ref](Config& c, const SettingValue& v) {
+    ref(c) = static_cast<T>(std::get<int64_t>(v));
+  };
+  return s;
+}
+
+Setting boolean(std::string_view key, Ref<bool> ref, bool def, Apply a, std::string_view help) {
+  Setting s = base(key, SettingType::Boolean, a, def, help);
+  s.read = [ref](const Config& c) -> SettingValue { return get(ref, c); };
+  s.write = [ref](Config& c, const SettingValue& v) { ref(c) = std::get<bool>(v); };
+  return s;
+}
+
+struct TextOptions {
+  bool secret = false;
+  std::string (*check)(const SettingValue&) = nullptr;
+};
+
+Setting text(std::string_view key, Ref<std::string> ref, std::string_view def, Apply a,
+             std::string_view help, TextOptions o = {}) {
+  Setting s = base(key, SettingType::Text, a, std::string(def), help);
+  s.secret = o.secret;
+  s.extraCheck = o.check;
+  s.read = [ref](const Config& c) -> SettingValue { return get(ref, c); };
+  s.write = [ref](Config& c, const SettingValue& v) { ref(c) = std::get<std::string>(v); };
+  return s;
+}
+
+Setting list(std::string_view key, Ref<std::vector<std::string>> ref, Apply a,
+             std::string_view help) {
+  Setting s = base(key, SettingType::List, a, std::vector<std::string>{}, help);
+  s.read = [ref](const Config& c) -> SettingValue { return get(ref, c); };
+  s.write = [ref](Config& c, const SettingValue& v) {
+    ref(c) = std::get<std::vector<std::string>>(v);
+  };
+  return s;
+}
+
+// A choice stored as something other than its text (an enum, a bool): `options` maps each
+// allowed text to the stored value and back.
+template <class T>
+Setting choice(std::string_view key, Ref<T> ref, std::string_view def,
+               std::vector<std::pair<std::string, T>> options, Apply a, std::string_view help) {
+  Setting s = base(key, SettingType::Choice, a, std::string(def), help);
+  for (const auto& [name, value] : options) s.choices.push_back(name);
+  s.read = [ref, options](const Config& c) -> SettingValue {
+    for (const auto& [name, value] : options)
+      if (get(ref, c) == value) return name;
+    return std::string("?");
+  };
+  s.write = [ref, options](Config& c, const SettingValue& v) {
+    for (const auto& [name, value] : options)
+      if (name == std::get<std::string>(v)) ref(c) = value;
+  };
+  return s;
+}
+
+// A choice stored as its text.
+Setting oneOf(std::string_view key, Ref<std::string> ref, std::string_view def,
+              std::vector<std::string> options, Apply a, std::string_view help) {
+  Setting s = text(key, std::move(ref), def, a, help);
+  s.type = SettingType::Choice;
+  s.choices = std::move(options);
+  return s;
+}
+
+// "host:port", the host of an IPv6 address in brackets.
+bool parseHostPort(std::string_view s, std::string& host, int& port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string_view h = s.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  std::string_view p = s.substr(colon + 1);
+  if (h.empty() || p.empty()) return false;
+  int n = 0;
+  for (char ch : p) {
+    if (ch < '0' || ch > '9') return false;
+    n = n * 10 + (ch - '0');
+    if (n > 65535) return false;
+  }
+  host = std::string(h);
+  port = n;
+  return true;
+}
+
+Setting listenSetting() {
+  Setting s =
+      base("server.listen", SettingType::Text, Apply::Restart, std::string("127.0.0.1:6432"),
+           "address clients connect to; \"[::1]:6432\" for IPv6");
+  s.read = [](const Config& c) -> SettingValue {
+    bool v6 = c.listenHost.find(':') != std::string::npos;
+    return (v6 ? "[" + c.listenHost + "]" : c.listenHost) + ":" + std::to_string(c.listenPort);
+  };
+  s.write = [](Config& c, const SettingValue& v) {
+    parseHostPort(std::get<std::string>(v), c.listenHost, c.listenPort);
+  };
+  s.extraCheck = [](const SettingValue& v) -> std::string {
+    std::string host;
+    int port = 0;
+    if (parseHostPort(std::get<std::string>(v), host, port)) return "";
+    return "must be \"host:port\" (IPv6 as \"[::1]:port\")";
+  };
+  return s;
+}
+
+std::string checkSqlstate(const SettingValue& v) {
+  const std::string& s = std::get<std::string>(v);
+  if (s.empty() || s.size() == 5) return "";
+  return "must be a 5-character SQLSTATE such as \"40001\"";
+}
+
+constexpr Apply kRestart = Apply::Restart, kReload = Apply::Reload, kSet = Apply::Set;
+constexpr int64_t kMiB = 1024 * 1024;
+
+// Sections of Config, for field(section, member).
+constexpr auto kHealth = &Config::health;
+constexpr auto kFailover = &Config::failover;
+constexpr auto kRouting = &Config::routing;
+
+// The table. Order is SHOW CONFIG's. Settings that shape sockets and threads are read once at
+// start-up (kRestart). kReload marks settings a RELOAD applies but SET does not offer; keeping
+// them out of SET also keeps bare names such as "user" meaning health.user there.
+std::vector<Setting> makeTable() {
+  using HC = HealthConfig;
+  using FC = FailoverConfig;
+  using RC = RoutingConfig;
+  return {
+      // [server]
+      listenSetting(),
+      choice("server.pool_mode", field(&Config::poolMode), "session",
+             {{"session", PoolMode::Session}, {"transaction", PoolMode::Transaction}}, kSet,
+             "session: a client keeps its server connection; transaction: per transaction"),
+      list("server.admin_users", field(&Config::adminUsers), kSet,
+           "users allowed into the admin console (the database \"pgswitch\")"),
+      integer("server.workers", field(&Config::workers), 0, {.max = 256}, kRestart,
+              "event-loop threads; 0 = number of CPUs"),
+      integer("server.max_client_conn", field(&Config::maxClientConn), 10000, {}, kSet,
+              "client connections beyond this get FATAL 53300"),
+      oneOf("server.log_level", field(&Config::logLevel), "info",
+            {"trace", "debug", "info", "warn", "error", "critical", "off"}, kSet, "log verbosity"),
+      text("server.log_file", field(&Config::logFile), "", kRestart,
+           "file to log to; empty = stderr"),
+      integer("server.max_message_bytes", field(&Config::maxMessageBytes), 64 * kMiB, {.min = 8192},
+              kSet, "larger client messages are refused (08P01)"),
+      text("server.metrics_listen", field(&Config::metricsListen), "", kRestart,
+           "\"host:port\" for /metrics, /status and the status page; empty = off"),
+
+      // [pool]
+      integer("pool.pool_size", field(&Config::poolSize), 20, {.min = 1}, kSet,
+              "server connections per (backend, database, user), over all workers"),
+      integer("pool.min_pool_size", field(&Config::minPoolSize), 0, {}, kSet,
+              "server connections kept open once a pool is used"),
+      integer("pool.reserve_pool_size", field(&Config::reservePoolSize), 0, {}, kSet,
+              "extra connections once a client waited reserve_pool_timeout_ms"),
+      integer("pool.reserve_pool_timeout_ms", field(&Config::reservePoolTimeoutMs), 5000, {}, kSet,
+              "wait before the reserve pool is used"),
+      integer("pool.query_wait_timeout_ms", field(&Config::queryWaitTimeoutMs), 120000, {}, kSet,
+              "a request waiting longer for a server gets ERROR 53300"),
+      integer("pool.server_connect_timeout_ms", field(&Config::serverConnectTimeoutMs), 5000, {},
+              kSet, "connecting and logging in to a backend"),
+      integer("pool.server_login_retry_ms", field(&Config::serverLoginRetryMs), 1000, {}, kSet,
+              "after a failed server login, wait this long before trying again"),
+      integer("pool.server_lifetime", field(&Config::serverLifetimeS), 3600, {}, kSet,
+              "seconds; older idle server connections are closed"),
+      integer("pool.server_idle_timeout", field(&Config::serverIdleTimeoutS), 600, {}, kSet,
+              "seconds an unused server connection stays open"),
+      integer("pool.client_idle_timeout", field(&Config::clientIdleTimeoutS), 0, {}, kSet,
+              "seconds; idle clients get FATAL 57P05; 0 = off"),
+      integer("pool.idle_transaction_timeout", field(&Config::idleTransactionTimeoutS), 0, {}, kSet,
+              "seconds idle in a transaction before FATAL 25P03; 0 = off"),
+      integer("pool.server_check_delay", field(&Config::serverCheckDelayS), 30, {}, kSet,
+              "seconds idle before a server connection is checked before reuse"),
+      text("pool.server_reset_query", field(&Config::serverResetQuery), "DISCARD ALL", kSet,
+           "session mode: run before a server connection is reused"),
+      text("pool.server_check_query", field(&Config::serverCheckQuery), "SELECT 1", kSet,
+           "the check run on a server connection idle for server_check_delay"),
+      integer("pool.max_prepared_statements", field(&Config::maxPreparedStatements), 200, {}, kSet,
+              "prepared statements cached per server connection (LRU)"),
+
+      // [health]
+      integer("health.period_ms", field(kHealth, &HC::periodMs), 1000, {.min = 10}, kSet,
+              "time between two checks of a backend"),
+      integer("health.connect_timeout_ms", field(kHealth, &HC::connectTimeoutMs), 2000, {}, kSet,
+              "a check's connection attempt"),
+      integer("health.query_timeout_ms", field(kHealth, &HC::queryTimeoutMs), 2000, {}, kSet,
+              "a check's query"),
+      integer("health.fall", field(kHealth, &HC::fall), 3, {.min = 1}, kSet,
+              "consecutive failed checks before an up backend is down"),
+      integer("health.rise", field(kHealth, &HC::rise), 2, {.min = 1}, kSet,
+              "consecutive successful checks before a down backend is up"),
+      text("health.user", field(kHealth, &HC::user), "postgres", kSet, "the checks' login"),
+      text("health.password", field(kHealth, &HC::password), "", kSet, "the checks' password",
+           {.secret = true}),
+      text("health.database", field(kHealth, &HC::database), "postgres", kSet,
+           "the database the checks connect to"),
+      integer("health.max_lag_bytes", field(kHealth, &HC::maxLagBytes), 0, kBytes, kSet,
+              "replay lag that raises a lag_exceeded event; 0 = off"),
+      integer("health.max_lag_ms", field(kHealth, &HC::maxLagMs), 0, kBytes, kSet,
+              "replay delay that raises a lag_exceeded event; 0 = off"),
+      text("health.on_event", field(kHealth, &HC::onEvent), "", kSet,
+           "shell command run for every health or failover event"),
+
+      // [failover]
+      boolean("failover.auto_failover", field(kFailover, &FC::autoFailover), false, kSet,
+              "pgswitch promotes the best replica itself when the primary fails"),
+      integer("failover.failover_after", field(kFailover, &FC::failoverAfter), 3, {.min = 1}, kSet,
+              "consecutive failed checks of the primary before an automatic failover"),
+      integer("failover.max_failover_lag_bytes", field(kFailover, &FC::maxFailoverLagBytes),
+              16 * kMiB, kBytes, kSet, "refuse to promote a replica further behind; 0 = no limit"),
+      integer("failover.failover_wait_ms", field(kFailover, &FC::failoverWaitMs), 30000, {}, kSet,
+              "how long work that needs a primary waits for one"),
+      boolean("failover.repoint_replicas", field(kFailover, &FC::repointReplicas), false, kSet,
+              "point the other replicas at the new primary (ALTER SYSTEM SET primary_conninfo)"),
+      text("failover.retry_safe_as", field(kFailover, &FC::retrySafeAs), "", kSet,
+           "SQLSTATE for \"failed before COMMIT, safe to retry\"; empty = 08006",
+           {.check = checkSqlstate}),
+      text("failover.user", field(kFailover, &FC::user), "", kReload,
+           "login that runs pg_promote() and ALTER SYSTEM; empty = the health user"),
+      text("failover.password", field(kFailover, &FC::password), "", kReload,
+           "that login's password; empty = the health password", {.secret = true}),
+      integer("failover.promote_timeout_ms", field(kFailover, &FC::promoteTimeoutMs), 10000, {},
+              kReload, "how long a promotion may take"),
+      integer("failover.switchover_timeout_ms", field(kFailover, &FC::switchoverTimeoutMs), 10000,
+              {}, kReload, "how long SWITCHOVER waits for the replica to catch up"),
+
+      // [routing]
+      boolean("routing.read_write_split", field(kRouting, &RC::readWriteSplit), true, kReload,
+              "transaction mode: reads to replicas, writes to the primary"),
+      integer("routing.max_lag_bytes", field(kRouting, &RC::maxLagBytes), 16 * kMiB, kBytes,
+              kReload, "replicas further behind get no reads; 0 = no limit"),
+      integer("routing.max_lag_ms", field(kRouting, &RC::maxLagMs), 0, kBytes, kReload,
+              "replay delay beyond which a replica gets no reads; 0 = no limit"),
+      choice("routing.fallback", field(kRouting, &RC::fallbackError), "primary",
+             {{"primary", false}, {"error", true}}, kReload,
+             "no replica qualifies: read from the primary, or answer an error (57P03)"),
+      choice(
+          "routing.consistency", field(kRouting, &RC::consistency), "eventual",
+          {{"eventual", Consistency::Eventual}, {"read_your_writes", Consistency::ReadYourWrites}},
+          kReload, "read_your_writes: a session reads only where its last write has arrived"),
+      list("routing.write_functions", field(kRouting, &RC::writeFunctions), kReload,
+           "your functions that write, besides the built-in list"),
+  };
+}
+
+constexpr std::string_view kSections[] = {"server", "pool", "health", "failover", "routing"};
+
+bool unboundedAbove(int64_t max) { return max == INT32_MAX || max == INT64_MAX; }
+
+std::string checkInteger(const Setting& s, int64_t v) {
+  if (v >= s.min && v <= s.max) return "";
+  if (!unboundedAbove(s.max))
+    return "must be between " + std::to_string(s.min) + " and " + std::to_string(s.max);
+  if (v > s.max) return "must be at most " + std::to_string(s.max);
+  return s.min == 0 ? "must not be negative" : "must be at least " + std::to_string(s.min);
+}
+
+// Two choices read as a sentence, more as a list (log_level's error says which exist).
+std::string describeChoices(const std::vector<std::string>& choices) {
+  if (choices.size() == 2) return "must be \"" + choices[0] + "\" or \"" + choices[1] + "\"";
+  std::string s = "must be one of ";
+  for (size_t i = 0; i < choices.size(); ++i) s += (i ? ", " : "") + choices[i];
+  return s;
+}
+
+}  // namespace
+
+std::span<const Setting> settings() {
+  static const std::vector<Setting> table = makeTable();
+  return table;
+}
+
+const Setting* findSetting(std::string_view key) {
+  for (const Setting& s : settings())
+    if (s.key == key) return &s;
+  return nullptr;
+}
+
+std::span<const std::string_view> settingSections() { return kSections; }
+
+std::string checkValue(const Setting& s, const SettingValue& v) {
+  switch (s.type) {
+    case SettingType::Integer:
+      if (!std::holds_alternative<int64_t>(v)) return "must be an integer";
+      return checkInteger(s, std::get<int64_t>(v));
+    case SettingType::Boolean:
+      if (!std::holds_alternative<bool>(v)) return "must be true or false";
+      return "";
+    case SettingType::Text:
+      if (!std::holds_alternative<std::string>(v)) return "must be a string";
+      return s.extraCheck ? s.extraCheck(v) : "";
+    case SettingType::List:
+      if (!std::holds_alternative<std::vector<std::string>>(v)) return "must be a list of strings";
+      return "";
+    case SettingType::Choice: {
+      if (!std::holds_alternative<std::string>(v)) return "must be a string";
+      const std::string& t = std::get<std::string>(v);
+      if (std::find(s.choices.begin(), s.choices.end(), t) == s.choices.end())
+        return describeChoices(s.choices);
+      return "";
+    }
+  }
+  return "unknown setting type";
+}
+
+std::span<const CrossCheck> crossChecks() {
+  static const CrossCheck checks[] = {
+      {"pool.min_pool_size", "must not exceed pool_size",
+       [](const Config& c) { return c.minPoolSize <= c.poolSize; }},
+  };
+  return checks;
+}
+
+std::string showValue(const Setting& s, const Config& c) {
+  SettingValue v = s.read(c);
+  switch (s.type) {
+    case SettingType::Integer:
+      return std::to_string(std::get<int64_t>(v));
+    case SettingType::Boolean:
+      return std::get<bool>(v) ? "true" : "false";
+    case SettingType::Text:
+    case SettingType::Choice: {
+      const std::string& t = std::get<std::string>(v);
+      return s.secret && !t.empty() ? "********" : t;
+    }
+    case SettingType::List: {
+      std::string joined;
+      for (const std::string& e : std::get<std::vector<std::string>>(v))
+        joined += (joined.empty() ? "" : ", ") + e;
+      return joined;
+    }
+  }
+  return "?";
+}
+
+std::string setRefusal(const Setting& s) {
+  std::string name = "setting \"" + std::string(s.key) + "\" cannot be changed ";
+  switch (s.apply) {
+    case Apply::Restart:
+      return name + "without a restart";
+    case Apply::Reload:
+      return name + "with SET: edit the configuration file and RELOAD";
+    case Apply::Set:
+      return "";
+  }
+  return name;
+}
+
+std::vector<const Setting*> restartOnlyChanges(const Config& running, const Config& loaded) {
+  std::vector<const Setting*> changed;
+  for (const Setting& s : settings())
+    if (s.apply == Apply::Restart && s.read(running) != s.read(loaded)) changed.push_back(&s);
+  return changed;
+}
+
+// Defaults live in the table only; a Config starts from them.
+Config::Config() {
+  for (const Setting& s : settings()) s.write(*this, s.def);
+}
+
+}  // namespace pgswitch::proxy

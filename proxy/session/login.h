@@ -1,0 +1,64 @@
+// Login: the client's side of logging in, as a state machine over bytes: the startup packet
+// (SSL/GSS negotiation, cancel requests, protocol version, "options"), then SCRAM-SHA-256,
+// md5 or trust against pgswitch's user list. Unknown users go through the same exchange as
+// known ones with a mock secret, so the answer never reveals whether a user exists (as
+// PostgreSQL does). Pure: the client's input in, bytes for the client out.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/buffer.h"
+#include "protocol/scram.h"
+#include "proxy/config/config.h"
+#include "proxy/session/session_state.h"
+
+namespace pgswitch::proxy {
+
+class Login {
+ public:
+  enum class Step {
+    NeedMore,       // wait for more bytes (what `out` holds goes to the client first)
+    StartupDone,    // startup packet accepted: the caller admits the client, then begin()s
+    Authenticated,  // the client proved who it is
+    Cancel,         // a CancelRequest: cancelPid/cancelKey; the connection then closes
+    Close,          // close quietly (bad startup length, Terminate during login)
+    Fatal,          // FATAL with sqlstate/message/detail/hint, then close
+    AuthFailed,     // wrong password: FATAL 28P01 (counted by the caller)
+  };
+  struct Outcome {
+    Step step = Step::NeedMore;
+    std::string sqlstate, message, detail, hint;
+    int32_t cancelPid = 0, cancelKey = 0;
+  };
+
+  // Reads what it can from `in` and appends its answers to `out`.
+  Outcome feed(protocol::ByteQueue& in, const Config& cfg, std::string& out);
+  // After StartupDone: the first authentication request (Trust: Authenticated at once).
+  Outcome begin(const Config& cfg, std::string& out);
+
+  const std::string& user() const { return user_; }
+  const std::string& database() const { return database_; }
+  // The settings of the startup packet and its "options", for SessionState::start().
+  Settings& settings() { return settings_; }
+  // The SCRAM ClientKey the client proved (passthrough to backends), if it used SCRAM.
+  std::optional<std::array<uint8_t, 32>> clientKey() const;
+
+ private:
+  enum class Phase { Startup, AuthFirst, AuthFinal, Done };
+  Outcome startup(std::span<const std::byte> body, std::string& out);
+  Outcome password(std::span<const std::byte> body, std::string& out);
+
+  Phase phase_ = Phase::Startup;
+  std::string user_, database_;
+  Settings settings_;
+  const UserConfig* userCfg_ = nullptr;  // into the Config the session keeps alive
+  std::optional<protocol::ScramServer> scram_;
+  std::array<std::byte, 4> md5Salt_{};
+  std::vector<std::byte> packet_;
+};
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,101 @@
+// Relay: moves one client's messages to its linked server and the answers back, by byte
+// range. Only the 5-byte header of most messages is read; a message is assembled only when
+// pgswitch must look inside (ReadyForQuery, ParameterStatus, CommandComplete, ErrorResponse,
+// a Query whose statement may change session state, and in transaction mode the statement
+// names of Parse/Bind/Describe/Close). Everything else is forwarded as slices of the chunks it
+// was read into, even before the whole message arrived, so a 1 GB row never sits in
+// pgswitch's memory. Feeds the ServerExchange, the StatementMap and the SessionState; tells
+// the session, by the Event it returns, what it cannot decide itself.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "protocol/buffer.h"
+#include "proxy/config/config.h"
+#include "proxy/core/conn.h"
+#include "proxy/core/server_conn.h"
+#include "proxy/core/worker.h"
+#include "proxy/session/server_exchange.h"
+#include "proxy/session/session_state.h"
+#include "proxy/session/statement_map.h"
+
+namespace pgswitch::proxy {
+
+class Relay {
+ public:
+  Relay(Worker& w, const Config& cfg, Conn& client, SessionState& state);
+
+  struct Event {
+    enum class Kind {
+      Ok,
+      Terminate,     // the client said goodbye
+      ClientError,   // the client broke the protocol: FATAL 08P01 with `message`
+      ServerError,   // the server broke the protocol: drop it, FATAL 08P01 with `message`
+      ServerFatal,   // the server said FATAL (`message`: its code and text): abandon it
+    };
+    Kind kind = Kind::Ok;
+    std::string message;
+    bool answeredLocally = false;         // the client may be between transactions now
+    bool applicationNameChanged = false;  // routing rules may match differently
+  };
+
+  void link(ServerConn& s, BackendCounters& counters);
+  void unlink();
+  ServerConn* server() const { return server_; }
+
+  // Client bytes to the linked server (and the answers pgswitch owes, to the client).
+  Event toServer();
+  // Server bytes to the client.
+  Event toClient();
+
+  // Between transactions: nothing owed, nothing half-forwarded, transaction status idle.
+  bool idle() const;
+  // The next client message starts a request: nothing owed or half-sent, no transaction.
+  bool atRequestStart() const;
+  // A server message is half-forwarded: the client cannot be given anything else now.
+  bool midMessage() const { return s2cPassthrough_ > 0; }
+  ServerExchange& exchange() { return exchange_; }
+  StatementMap& statements() { return statements_; }
+
+  // Answers the request at the front of the client's input with `err` (a whole ErrorResponse)
+  // instead of running it; its remaining messages are dropped as they arrive, then
+  // ReadyForQuery.
+  void failRequest(std::string_view err);
+  // Drops what is left of a failed request; false while its end has not arrived.
+  bool dropFailedRequest();
+  bool dropping() const { return dropping_; }
+  // The server was lost with answers owed: `err` now, then ReadyForQuery (ended: the request
+  // is all here) or once the rest of the request has arrived and been dropped.
+  void answerLost(std::string_view err, bool ended);
+  // Transaction mode, between transactions: requests pgswitch answers itself.
+  bool answerLocally(char txnStatus);
+
+ private:
+  bool forwardWhole(size_t total, char type);
+  void noteStatement(std::string_view sql);
+  void onReadyForQuery(char status);
+  void countReady(char status);
+
+  Worker& worker_;
+  const Config& cfg_;
+  Conn& client_;
+  SessionState& state_;
+  const bool transactionPooling_;
+  ServerConn* server_ = nullptr;
+  BackendCounters* counters_ = nullptr;
+  ServerExchange exchange_;
+  StatementMap statements_;
+  size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
+  size_t s2cPassthrough_ = 0;
+  bool dropping_ = false;  // a failed request: its messages are dropped up to Sync/Query
+  uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
+  std::vector<protocol::Slice> slices_;
+  std::vector<std::byte> scratch_;
+  std::string toServer_;  // rewritten messages, reused
+  std::string toClient_;  // pgswitch's own answers, reused
+};
+
+}  // namespace pgswitch::proxy

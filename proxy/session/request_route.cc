@@ -1,0 +1,254 @@
+// Read/write routing of a transaction-mode request: the buffered messages up to the first
+// Sync (or Flush, or the Query) are classified, and the request goes to the primary if any of
+// them must. Session rules (tags) and read-your-writes add their constraints.
+#include "proxy/session/request_route.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+
+#include "protocol/framing.h"
+#include "protocol/messages.h"
+#include "proxy/session/session_state.h"
+#include "routing/session_sql.h"
+
+namespace pgswitch::proxy {
+
+using namespace protocol;
+
+namespace {
+
+// A request that has not ended within this many buffered bytes goes to the primary
+// unclassified: it is almost certainly a bulk write, and waiting longer would only buffer.
+constexpr size_t kRouteScanLimit = 1024 * 1024;
+
+std::string_view untilNul(std::string_view s) {
+  size_t z = s.find('\0');
+  return z == std::string_view::npos ? s : s.substr(0, z);
+}
+
+}  // namespace
+
+void RequestRoute::resolveSessionTag(const Config& cfg, std::string_view database,
+                                     std::string_view user, std::string_view applicationName) {
+  sessionTag_.clear();
+  for (const RouteRule& r : cfg.routing.rules) {
+    if (!r.database.empty() && r.database != database) continue;
+    if (!r.user.empty() && r.user != user) continue;
+    if (!r.applicationName.empty() && r.applicationName != applicationName) continue;
+    sessionTag_ = r.tag;
+    return;
+  }
+}
+
+void RequestRoute::toPrimary() {
+  route_ = {};
+  retryable_ = false;
+  retryPending_ = false;
+  avoid_ = -1;
+  routedWrite_ = true;
+}
+
+bool RequestRoute::decide(const ByteQueue& in, const Config& cfg,
+                          routing::Classifier& classifier, const ClientStatements& names,
+                          SessionState& state, uint64_t nowMs) {
+  route_ = {};
+  retryable_ = false;
+  const bool isRetry = retryPending_;
+  retryPending_ = false;
+  if (!isRetry) avoid_ = -1;
+  routedWrite_ = true;
+  state.pinOnLink(nullptr);
+
+  const bool readOnlySession = state.setting("default_transaction_read_only") == "on";
+  bool primary = false, ended = false, unnamedParsed = false;
+  int frames = 0;
+  char firstType = 0;
+  std::string hintTagOwned;
+  size_t off = 0;
+  auto consider = [&](std::string_view sql) {
+    routing::Classification c = classifier.classify(sql);
+    if (routing::targetFor(c, readOnlySession) == routing::Target::Primary) primary = true;
+    // Session state the command tags do not reveal: pin the client to the server it gets.
+    if (c.createsTempTable) state.pinOnLink("temporary table");
+    if (c.sessionAdvisoryLock) state.pinOnLink("session advisory lock");
+    if (c.withHoldCursor) state.pinOnLink("WITH HOLD cursor");
+    if (!c.hintTag.empty() && hintTagOwned.empty()) hintTagOwned = c.hintTag;
+  };
+  while (!ended) {
+    std::array<std::byte, 5> hdr;
+    if (!in.copyOut(off, hdr)) break;
+    Frame f = readFrame(hdr, cfg.maxMessageBytes);
+    if (f.status == FrameStatus::Invalid) {
+      primary = true;  // the relay reports the bad message; no need to decide anything
+      break;
+    }
+    if (off + f.total > in.size()) {
+      if (off + f.total > kRouteScanLimit) primary = true;
+      break;
+    }
+    switch (f.type) {
+      case fe::Query:
+      case fe::Parse: {
+        // The first message (almost always the only one to classify) is read in place
+        // unless it spans chunks; later ones are copied out.
+        std::span<const std::byte> bytes;
+        if (off == 0) {
+          bytes = in.contiguous(f.total, scratch_).subspan(5);
+        } else {
+          scratch_.resize(f.total - 5);
+          in.copyOut(off + 5, scratch_);
+          bytes = scratch_;
+        }
+        std::string_view body(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        if (f.type == fe::Query) {
+          consider(untilNul(body));
+          ended = true;
+        } else {
+          auto pv = parseParse(bytes);
+          if (!pv) {
+            primary = true;
+          } else {
+            consider(pv->sql);
+            unnamedParsed |= pv->name.empty();
+          }
+        }
+        break;
+      }
+      case fe::Bind: {
+        // Only the names are needed: parameters (possibly megabytes) are not copied. Names
+        // longer than the prefix make parseBindHead fail, which routes to the primary.
+        scratch_.resize(std::min<size_t>(f.total - 5, 1024));
+        in.copyOut(off + 5, scratch_);
+        auto bh = parseBindHead(scratch_);
+        const ClientStatement* cs =
+            bh && !bh->statement.empty() ? names.find(bh->statement) : nullptr;
+        // The unnamed statement of an earlier batch is not tracked: play safe.
+        if (cs) {
+          consider(untilNul(cs->parseTail));
+        } else if (!bh || !bh->statement.empty() || !unnamedParsed) {
+          primary = true;
+        }
+        break;
+      }
+      case fe::Sync:
+      case fe::Flush:
+        ended = true;
+        break;
+      case fe::Describe:
+      case fe::Execute:
+      case fe::Close:
+        break;
+      default:  // FunctionCall, COPY data outside COPY, Terminate, unknown: the primary
+        primary = true;
+        break;
+    }
+    if (frames++ == 0) firstType = f.type;
+    off += f.total;
+  }
+  if (!primary && !ended) {
+    if (in.size() <= kRouteScanLimit) return false;  // the request is not complete yet
+    primary = true;
+  }
+  if (!cfg.routing.readWriteSplit) primary = true;
+  route_.target = primary ? routing::Target::Primary : routing::Target::Replica;
+  routedWrite_ = primary;
+  // A lone autocommit read Query can be sent again elsewhere if its replica dies before
+  // answering: keep a copy (the buffer's capacity is reused, so no allocation per request).
+  if (!primary && !isRetry && frames == 1 && firstType == fe::Query && off <= kRetryCopyLimit) {
+    retryBuf_.resize(off);
+    in.copyOut(0, retryBuf_);
+    retryable_ = true;
+  }
+  if (!primary) {
+    routeTag_ = !hintTagOwned.empty() ? std::move(hintTagOwned) : sessionTag_;
+    route_.tag = routeTag_;
+    if (cfg.routing.consistency == Consistency::ReadYourWrites) {
+      if (blindSinceMs_ && nowMs - *blindSinceMs_ > kBlindMs) {
+        blindSinceMs_.reset();
+        floorLsn_ = 0;
+      }
+      route_.minReplayLsn = blindSinceMs_ ? UINT64_MAX : floorLsn_;
+    }
+  }
+  return true;
+}
+
+routing::RoutePick RequestRoute::pick(const routing::Topology& topo, const Config& cfg,
+                                      std::span<const int> outstanding, uint64_t random) {
+  routing::RoutePolicy policy;
+  policy.maxLagBytes = cfg.routing.maxLagBytes;
+  policy.maxLagMs = cfg.routing.maxLagMs;
+  policy.fallback =
+      cfg.routing.fallbackError ? routing::Fallback::Error : routing::Fallback::Primary;
+  route_.avoid = avoid_;
+  routing::RoutePick p = routing::pickBackend(topo, policy, route_, outstanding, random);
+  if (p.fellBack) routedWrite_ = false;  // a read on the primary: no LSN to record
+  return p;
+}
+
+int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
+                                       routing::Classifier& classifier,
+                                       const ClientStatements& names) {
+  std::array<std::byte, 5> hdr;
+  if (!in.copyOut(0, hdr)) return -1;
+  Frame f = readFrame(hdr, cfg.maxMessageBytes);
+  if (f.status == FrameStatus::Invalid) return 0;  // the relay reports it
+  if (f.type != fe::Query && f.type != fe::Parse && f.type != fe::Bind) return 0;
+  if (f.total > kRouteScanLimit) return 0;
+  if (in.size() < f.total) return -1;
+  auto bytes = in.contiguous(f.total, scratch_).subspan(5);
+  std::string_view sql;
+  if (f.type == fe::Query) {
+    sql = untilNul(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  } else if (f.type == fe::Parse) {
+    auto pv = parseParse(bytes);
+    if (!pv) return 0;
+    sql = pv->sql;
+  } else {
+    auto bh = parseBindHead(bytes);
+    const ClientStatement* cs = bh && !bh->statement.empty() ? names.find(bh->statement) : nullptr;
+    if (!cs) return 0;
+    sql = untilNul(cs->parseTail);
+  }
+  // SQL EXECUTE counts as a write for routing (the prepared text is not known), but here the
+  // statement was prepared on this very server: let it run; the server knows what it does.
+  if (routing::isSqlExecute(sql)) return 0;
+  routing::Classification c = classifier.classify(sql);
+  return c.write || c.kind == routing::StatementKind::Write ? 1 : 0;
+}
+
+bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
+  if (!retryable_) return false;
+  retryable_ = false;
+  retryPending_ = true;
+  scratch_.resize(in.size());
+  in.copyOut(0, scratch_);
+  in.clear();
+  in.append(retryBuf_);
+  in.append(scratch_);
+  avoid_ = lostBackend;
+  return true;
+}
+
+void RequestRoute::retryElsewhere(int backend) {
+  avoid_ = backend;
+  retryPending_ = true;
+}
+
+bool RequestRoute::wantsCommitLsn(const Config& cfg, bool onPrimary) const {
+  return cfg.routing.consistency == Consistency::ReadYourWrites && routedWrite_ && onPrimary;
+}
+
+void RequestRoute::commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs) {
+  routedWrite_ = false;
+  if (!lsn) {
+    blindSinceMs_ = nowMs;  // unknown: read from the primary for a while
+  } else if (blindSinceMs_ || *lsn > floorLsn_) {
+    blindSinceMs_.reset();
+    floorLsn_ = *lsn;
+  }
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,82 @@
+// RequestRoute: where a transaction-mode client's next request goes, decided before a server
+// is asked for. Owns the route of the pending request (primary or replica, tag, the backend
+// to avoid), the copy of a lone read kept for one retry elsewhere, and the read-your-writes
+// floor (the primary's LSN after this client's last write). Reads the client's input but
+// never consumes it; classification is routing/'s, the choice routing::pickBackend's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "protocol/buffer.h"
+#include "proxy/config/config.h"
+#include "proxy/core/prepared_statements.h"
+#include "routing/classifier.h"
+#include "routing/route_policy.h"
+
+namespace pgswitch::proxy {
+
+class SessionState;
+
+class RequestRoute {
+ public:
+  // The tag of the first [[routing.rule]] the session matches ("" = none).
+  void resolveSessionTag(const Config& cfg, std::string_view database, std::string_view user,
+                         std::string_view applicationName);
+
+  // Classifies the request at the front of `in` (up to its Sync, Flush or Query). False: it
+  // has not arrived whole yet. Session state it creates is noted in `state` (pinOnLink).
+  bool decide(const protocol::ByteQueue& in, const Config& cfg, routing::Classifier& classifier,
+              const ClientStatements& names, SessionState& state, uint64_t nowMs);
+  // The request goes to the primary without classification (login, session mode).
+  void toPrimary();
+  // The backend for the decided request: Backend (index), Hold or Refuse.
+  routing::RoutePick pick(const routing::Topology& topo, const Config& cfg,
+                          std::span<const int> outstanding, uint64_t random);
+  bool forWrite() const { return route_.target == routing::Target::Primary; }
+
+  // Whether the request at the front of `in` starts with a statement that writes: 1, 0, or -1
+  // while its first message is incomplete. Query, Parse and Bind of a known statement only.
+  int firstStatementWrites(const protocol::ByteQueue& in, const Config& cfg,
+                           routing::Classifier& classifier, const ClientStatements& names);
+
+  // The replica running a lone read died before a byte of the answer reached the client:
+  // the read is put back in front of `in`, to be routed again away from that backend. Once
+  // per request; false when it cannot be retried.
+  bool retryLostRead(protocol::ByteQueue& in, int lostBackend);
+  // The pending request failed on this backend before reaching it: route it again, elsewhere.
+  void retryElsewhere(int backend);
+  // A backend that refused logins for now: the next pick avoids it.
+  void avoid(int backend) { avoid_ = backend; }
+  // A byte of the answer reached the client: the request can no longer be sent elsewhere.
+  void answered() { retryable_ = false; }
+
+  // Read-your-writes: after a write transaction on the primary, its LSN is asked for.
+  bool wantsCommitLsn(const Config& cfg, bool onPrimary) const;
+  // The LSN arrived (or could not be read: nullopt). lsnLost: the server went away first.
+  void commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs);
+  void lsnLost(uint64_t nowMs) { commitLsn(std::nullopt, nowMs); }
+
+ private:
+  routing::RouteRequest route_;  // of the request waiting for a server (tag points below)
+  std::string routeTag_;
+  std::string sessionTag_;  // from [[routing.rule]]
+  bool routedWrite_ = true;  // the current server was chosen for a write
+  // Read-your-writes floor: replicas must have replayed this far. `blindSinceMs_` set: the
+  // floor is unknown (reads go to the primary) since then, for at most kBlindMs.
+  uint64_t floorLsn_ = 0;
+  std::optional<uint64_t> blindSinceMs_;
+  static constexpr uint64_t kBlindMs = 30000;
+  int avoid_ = -1;
+  std::vector<std::byte> retryBuf_;  // copy of a lone read Query, for one retry elsewhere
+  bool retryable_ = false;           // no answer byte has reached the client yet
+  bool retryPending_ = false;        // the next request is a retry (never retried again)
+  std::vector<std::byte> scratch_;
+  static constexpr size_t kRetryCopyLimit = 64 * 1024;
+};
+
+}  // namespace pgswitch::proxy

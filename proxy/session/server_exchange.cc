@@ -1,0 +1,169 @@
+// Matching server responses to client requests, and undoing what an error makes the server
+// skip.
+#include "proxy/session/server_exchange.h"
+
+#include <optional>
+
+#include "protocol/builder.h"
+#include "protocol/messages.h"
+
+namespace pgswitch::proxy {
+
+using namespace protocol;
+using K = Expect::Kind;
+
+void ServerExchange::forwarded(char type) {
+  switch (type) {
+    case fe::Query: expect_.push_back({K::Query}); return;
+    case fe::FunctionCall: expect_.push_back({K::FunctionCall}); return;
+    case fe::Sync:
+      expect_.push_back({K::Sync});
+      discardUntilSync_ = false;
+      unsynced_ = false;
+      return;
+    case fe::Parse: expect_.push_back({K::Parse}); break;
+    case fe::Bind: expect_.push_back({K::Bind}); break;
+    case fe::Describe: expect_.push_back({K::Describe}); break;
+    case fe::Execute: expect_.push_back({K::Execute}); break;
+    case fe::Close: expect_.push_back({K::Close}); break;
+    case fe::Flush: break;
+    default: return;  // COPY data and the like: no response of their own
+  }
+  unsynced_ = true;
+}
+
+ServerExchange::Response ServerExchange::onResponse(char type) {
+  auto front = expect_.empty() ? std::optional<K>() : std::optional<K>(expect_.front().kind);
+  bool ok = false;
+  bool pop = true;
+  Response r;
+  switch (type) {
+    case be::ReadyForQuery:
+      ok = front && (*front == K::Query || *front == K::Sync || *front == K::FunctionCall);
+      inCopy_ = false;
+      commitInFlight_ = false;
+      break;
+    case be::ParseComplete:
+      ok = front && (*front == K::Parse || *front == K::HiddenParse);
+      if (ok && *front == K::HiddenParse) r.verdict = Verdict::Swallow;
+      break;
+    case be::BindComplete:
+      ok = front == K::Bind;
+      break;
+    case be::CloseComplete:
+      ok = front && (*front == K::Close || *front == K::HiddenClose);
+      if (ok && *front == K::HiddenClose) r.verdict = Verdict::Swallow;
+      break;
+    case be::NoData:
+      ok = front == K::Describe;
+      break;
+    case be::RowDescription:
+      // Also the header of a simple query's result set.
+      ok = front && (*front == K::Describe || *front == K::Query);
+      pop = front == K::Describe;
+      break;
+    case be::CommandComplete:
+    case be::EmptyQuery:
+      ok = front && (*front == K::Execute || *front == K::Query);
+      pop = front == K::Execute;
+      break;
+    case be::PortalSuspended:
+      ok = front == K::Execute;
+      break;
+    case be::CopyInResponse:
+    case be::CopyOutResponse:
+    case be::CopyBothResponse:
+      inCopy_ = true;
+      return r;
+    default:  // DataRow, notices, notifications, COPY data, ParameterStatus...
+      return r;
+  }
+  if (!ok) {
+    r.verdict = Verdict::Desync;
+    return r;
+  }
+  if (pop) {
+    if (type == be::ParseComplete) r.parsed = expect_.front().hash;
+    expect_.pop_front();
+  }
+  return r;
+}
+
+void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
+  if (expect_.empty()) return;  // e.g. FATAL on an idle connection
+  K f = expect_.front().kind;
+  if (f == K::Query || f == K::FunctionCall || f == K::Sync) return;  // ReadyForQuery follows
+  if ((f == K::Bind || f == K::Describe) && expect_.front().hash && books.server) {
+    uint64_t h = expect_.front().hash;
+    // 0A000 "cached plan must not change result type": DDL changed the statement's result
+    // type, so every copy prepared before now is unusable, on this server and on the others
+    // of this worker; each is prepared again before its next use, and the client's retry
+    // (pgjdbc retries once) works as on PostgreSQL. 26000: this server does not have it.
+    if (sqlstate == "0A000" && books.stale) books.stale->markStale(h);
+    if (sqlstate == "26000") books.server->erase(h);
+  }
+  // The server skips everything up to Sync, so what pgswitch recorded for those messages is
+  // undone, newest first (a skipped "Close s; Parse s" must leave the old s).
+  size_t n = 0;
+  while (n < expect_.size() && expect_[n].kind != K::Sync) ++n;
+  for (size_t i = n; i-- > 0;) {
+    const Expect& e = expect_[i];
+    switch (e.kind) {
+      case K::Parse:
+      case K::HiddenParse:
+      case K::FakeParse:
+        if (e.kind != K::FakeParse && e.hash && books.server) books.server->erase(e.hash);
+        if (!e.clientName.empty()) books.client.erase(e.clientName);
+        break;
+      case K::HiddenClose:
+        // pgswitch's eviction did not happen: the server still has the statement.
+        if (e.hash && books.server) books.server->restore(e.hash);
+        break;
+      case K::FakeClose:
+        books.client.undoLastClose();
+        break;
+      default:
+        break;
+    }
+  }
+  expect_.erase(expect_.begin(), expect_.begin() + static_cast<std::ptrdiff_t>(n));
+  if (expect_.empty()) discardUntilSync_ = true;
+}
+
+void ServerExchange::appendFakes(std::string& out, ClientStatements& client) {
+  while (!expect_.empty()) {
+    auto k = expect_.front().kind;
+    if (k == K::FakeParse) {
+      appendParseComplete(out);
+    } else if (k == K::FakeClose) {
+      appendCloseComplete(out);
+      client.forgetOldestClose();
+    } else {
+      return;
+    }
+    expect_.pop_front();
+  }
+}
+
+bool ServerExchange::closePending() const {
+  for (const auto& e : expect_)
+    if (e.kind == K::FakeClose) return true;
+  return false;
+}
+
+bool ServerExchange::idle() const {
+  return expect_.empty() && !unsynced_ && !inCopy_ && !discardUntilSync_;
+}
+
+bool ServerExchange::owesReadyForQuery() const {
+  for (const auto& e : expect_)
+    if (e.kind == K::Query || e.kind == K::Sync || e.kind == K::FunctionCall) return true;
+  return false;
+}
+
+void ServerExchange::reset() {
+  expect_.clear();
+  unsynced_ = discardUntilSync_ = inCopy_ = commitInFlight_ = false;
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,101 @@
+// ServerExchange: the request/response bookkeeping between one client and the server it is
+// linked to. One Expect per request sent, popped by the response that completes it; whether
+// an extended-protocol batch is open (no Sync yet), whether the server skips to Sync after an
+// error, whether COPY runs, whether a COMMIT is in flight; and where pgswitch must add
+// responses (ParseComplete/CloseComplete for statements it did not send) or swallow them (its
+// own Parse/Close). Pure: fed message types, it says what to do; tests drive it with
+// message sequences.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+
+#include "proxy/core/prepared_statements.h"
+
+namespace pgswitch::proxy {
+
+struct Expect {
+  enum class Kind : uint8_t {
+    Query,         // simple Query: ends with ReadyForQuery
+    FunctionCall,  // ends with ReadyForQuery
+    Sync,          // ends with ReadyForQuery
+    Parse,         // ParseComplete forwarded
+    FakeParse,     // pgswitch sends ParseComplete itself (statement already on the server)
+    HiddenParse,   // pgswitch's own Parse: its ParseComplete is swallowed
+    Bind,
+    Describe,      // ends with RowDescription or NoData
+    Execute,       // ends with CommandComplete, EmptyQueryResponse or PortalSuspended
+    Close,
+    FakeClose,     // pgswitch sends CloseComplete itself (statement kept for others)
+    HiddenClose,   // pgswitch's own Close (LRU eviction): swallowed
+  };
+  Expect(Kind k, uint64_t h = 0, std::string name = {})
+      : kind(k), hash(h), clientName(std::move(name)) {}
+  Kind kind;
+  uint64_t hash = 0;       // named statement of Parse/HiddenParse/Bind/Describe/HiddenClose
+  std::string clientName;  // Parse: the client's name, forgotten if the Parse fails
+};
+
+// What a server's statements and the client's names look like to the exchange: the client's
+// names (undone when the server skipped their messages) and, while linked, the server's
+// cache and the worker's stale set.
+struct StatementBooks {
+  ClientStatements& client;
+  ServerStatementCache* server = nullptr;
+  StaleStatements* stale = nullptr;
+};
+
+class ServerExchange {
+ public:
+  // A client message forwarded as is (type is its frontend type byte).
+  void forwarded(char type);
+  // A client message pgswitch rewrote or answers itself: the entries it needs.
+  void expect(Expect e) { expect_.push_back(std::move(e)); }
+  void batchOpened() { unsynced_ = true; }
+  // The server skips everything up to Sync after an extended-protocol error.
+  bool discarding() const { return discardUntilSync_; }
+  void commitSent(bool isCommit) { commitInFlight_ = isCommit; }
+  bool commitInFlight() const { return commitInFlight_; }
+
+  enum class Verdict {
+    Forward,  // send it to the client
+    Swallow,  // pgswitch's own request: the client never asked
+    Desync,   // the server answered something nobody asked for: drop the server
+  };
+  struct Response {
+    Verdict verdict = Verdict::Forward;
+    uint64_t parsed = 0;  // a ParseComplete confirmed this statement hash (0: none)
+  };
+  // A response from the server (backend type byte). ErrorResponse goes to error() instead.
+  Response onResponse(char type);
+  // ErrorResponse with this SQLSTATE: undoes what the server will skip (up to Sync).
+  void error(std::string_view sqlstate, StatementBooks books);
+  // ParseComplete/CloseComplete that pgswitch owes the client now (its own answers to
+  // requests the server never saw), appended to out.
+  void appendFakes(std::string& out, ClientStatements& client);
+  // A Close of a client name is waiting for its CloseComplete.
+  bool closePending() const;
+
+  // Nothing owed, no batch open, no COPY, not skipping: the server can be let go.
+  bool idle() const;
+  // Nothing owed and no batch open: pgswitch may answer a request itself without reordering.
+  bool quiet() const { return expect_.empty() && !unsynced_; }
+  bool owed() const { return !expect_.empty() || unsynced_; }
+  // A ReadyForQuery-ending request (Query, Sync, FunctionCall) is outstanding.
+  bool owesReadyForQuery() const;
+  bool inCopy() const { return inCopy_; }
+  size_t pending() const { return expect_.size(); }
+  // Forgets everything (the server was released or lost).
+  void reset();
+
+ private:
+  std::deque<Expect> expect_;
+  bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
+  bool discardUntilSync_ = false;  // the server skips messages until Sync after an error
+  bool inCopy_ = false;
+  bool commitInFlight_ = false;    // a COMMIT was sent and not yet answered
+};
+
+}  // namespace pgswitch::proxy

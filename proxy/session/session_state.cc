@@ -1,0 +1,230 @@
+// Session state tracking: which settings follow the client, what pins it, what to read back.
+#include "proxy/session/session_state.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "protocol/builder.h"
+#include "routing/session_sql.h"
+
+namespace pgswitch::proxy {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (auto& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return r;
+}
+
+// Sets name's value in s (names compared as stored: lower case for everything pgswitch
+// adds; the startup packet's own spelling for the rest).
+void put(Settings& s, const std::string& name, std::string_view value) {
+  bool found = false;
+  for (auto& [k, v] : s) {
+    if (k == name) {
+      v = std::string(value);
+      found = true;
+    }
+  }
+  if (!found) s.emplace_back(name, std::string(value));
+}
+
+}  // namespace
+
+void SessionState::start(Settings startup) {
+  settings_ = std::move(startup);
+  startup_ = settings_;
+  hash_ = 0;
+}
+
+std::string_view SessionState::setting(std::string_view lowerName) const {
+  for (auto& [k, v] : settings_)
+    if (k == lowerName) return v;
+  return {};
+}
+
+uint64_t SessionState::settingsHash() const {
+  if (hash_ != 0) return hash_;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over name=value pairs, in order
+  for (auto& [k, v] : settings_) {
+    for (char c : k)
+      h = (h ^ static_cast<unsigned char>(std::tolower(static_cast<unsigned char>(c)))) *
+          1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (char c : v) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+    h = (h ^ 0xfe) * 1099511628211ull;
+  }
+  hash_ = h == 0 ? 1 : h;
+  return hash_;
+}
+
+void SessionState::pin(std::string_view reason) {
+  if (pinned_) return;
+  pinned_ = true;
+  pinReason_ = std::string(reason);
+  readback_.clear();  // the settings stay where they are: nothing to carry
+}
+
+void SessionState::linked() {
+  if (pinOnLink_) pin(pinOnLink_);
+  pinOnLink_ = nullptr;
+}
+
+// Transaction-scoped SETs end with their transaction (the SET count at ReadyForQuery leaves
+// them out); temporary tables, session advisory locks and WITH HOLD cursors outlive it.
+void SessionState::noteStatement(const routing::Classification& c, std::string_view sql,
+                                 const ServerParams& reported, bool carrySets) {
+  bool txnScoped = c.kind == routing::StatementKind::LocalSet ||
+                   (c.kind == routing::StatementKind::SetTxnReadOnly &&
+                    c.setName == "transaction_read_only");
+  if (txnScoped || routing::isHarmlessSessionSet(c, sql)) {
+    ++scoped_;
+  } else if (carrySets && c.kind == routing::StatementKind::SessionSet && !c.multiStatement &&
+             carryable(c.setName, reported)) {
+    // Read back after the transaction and carried to other servers like a reported setting.
+    // Only SET tags are counted at ReadyForQuery, so a RESET is not counted here.
+    if (!routing::startsWithReset(sql)) ++carried_;
+    if (std::find(readback_.begin(), readback_.end(), c.setName) == readback_.end())
+      readback_.push_back(c.setName);
+  }
+  if (c.createsTempTable) pin("temporary table");
+  if (c.sessionAdvisoryLock) pin("session advisory lock");
+  if (c.withHoldCursor) pin("WITH HOLD cursor");
+}
+
+SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
+                                                   bool transactionPooling) {
+  using protocol::CommandTag;
+  switch (tag) {
+    case CommandTag::Set:
+      ++setTags_;
+      return TagEffect::None;
+    case CommandTag::DiscardAll:
+      if (!transactionPooling) return TagEffect::ForgetServerStatements;
+      // As on PostgreSQL: back to the startup packet's settings; everything SET since is gone.
+      settings_ = startup_;
+      hash_ = 0;
+      readback_.clear();
+      return TagEffect::ForgetAllStatements;
+    case CommandTag::DeallocateAll:
+      return transactionPooling ? TagEffect::ForgetAllStatements
+                                : TagEffect::ForgetServerStatements;
+    case CommandTag::Prepare:  // session mode too: a failover cannot carry it
+      pin("SQL-level PREPARE");
+      return TagEffect::None;
+    case CommandTag::Listen:
+      pin("LISTEN");
+      return TagEffect::None;
+    case CommandTag::Other:
+      return TagEffect::None;
+  }
+  return TagEffect::None;
+}
+
+bool SessionState::onParameterStatus(std::string_view name, std::string_view value) {
+  told_[std::string(name)] = std::string(value);
+  if (name == "in_hot_standby") return false;  // a property of the server, not the session
+  std::string key = lower(name);
+  put(settings_, key, value);
+  hash_ = 0;
+  ++reported_;
+  return key == "application_name";
+}
+
+void SessionState::onReadyForQuery() {
+  if (setTags_ > reported_ + scoped_ + carried_) {
+    // The setting lives only on this server, so the client stays on it.
+    pin("SET of a parameter PostgreSQL does not report");
+  }
+  setTags_ = reported_ = scoped_ = carried_ = 0;
+}
+
+void SessionState::onReadback(bool ok, std::string_view value) {
+  std::string name = std::move(readback_.front());
+  readback_.erase(readback_.begin());
+  if (!ok) {
+    pin("SET of " + name + " (its value could not be read back)");
+    return;
+  }
+  // Stored under the lower-case name, replacing the client's own spelling of it, if any.
+  bool found = false;
+  for (auto& [k, v] : settings_) {
+    if (lower(k) == name) {
+      v = std::string(value);
+      found = true;
+    }
+  }
+  if (!found) settings_.emplace_back(name, std::string(value));
+  hash_ = 0;
+}
+
+void SessionState::readbackLost() {
+  if (readback_.empty()) return;
+  pin("SET whose value was lost with its server");
+}
+
+bool SessionState::carryable(std::string_view name, const ServerParams& reported) const {
+  if (name.empty() || name == "all" || name == "role" || name == "session_authorization" ||
+      name == "session authorization")
+    return false;
+  for (auto& [k, v] : reported)  // reported ones follow through ParameterStatus
+    if (lower(k) == name) return false;
+  return routing::validSettingName(name);
+}
+
+bool SessionState::configureSql(std::map<std::string, std::string>& applied,
+                                const ServerParams& reported, std::string& sql,
+                                std::string& badName) const {
+  std::map<std::string, std::string> wanted;
+  for (auto& [k, v] : settings_) wanted[lower(k)] = v;
+  for (auto& [name, value] : wanted) {
+    if (!routing::validSettingName(name)) {
+      badName = name;
+      return false;
+    }
+    auto a = applied.find(name);
+    if (a != applied.end() && a->second == value) continue;
+    if (a == applied.end()) {
+      // Reported parameters (client_encoding, DateStyle, ...) tell us the current value.
+      bool same = false;
+      for (auto& [pk, pv] : reported)
+        if (lower(pk) == name && pv == value) same = true;
+      if (same) continue;
+    }
+    routing::appendSetConfig(sql, name, value);
+    applied[name] = value;
+  }
+  for (auto it = applied.begin(); it != applied.end();) {
+    if (!wanted.count(it->first)) {
+      routing::appendReset(sql, it->first);
+      it = applied.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return true;
+}
+
+void SessionState::appendAllParams(const ServerParams& reported, std::string& out) {
+  for (auto& [k, v] : reported) {
+    protocol::appendParameterStatus(out, k, v);
+    told_[k] = v;
+  }
+}
+
+void SessionState::appendChangedParams(uint64_t serverId, uint64_t generation,
+                                       const ServerParams& reported, std::string& out) {
+  if (serverId == toldServer_ && generation == toldGeneration_) return;
+  toldServer_ = serverId;
+  toldGeneration_ = generation;
+  for (auto& [k, v] : reported) {
+    if (k == "in_hot_standby") continue;
+    auto it = told_.find(k);
+    if (it != told_.end() && it->second == v) continue;
+    protocol::appendParameterStatus(out, k, v);
+    told_[k] = v;
+  }
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,96 @@
+// SessionState: what a client has changed in "its" PostgreSQL session, tracked from the
+// messages it sends and receives, so that a pooled client can move between servers (or must
+// not). Owns the client's settings (startup packet, options, every SET that follows it), the
+// ParameterStatus values the client was told, the pin (one writer: pin()), and the session
+// SETs whose value must be read back. Pure: fed classifications, tags and statuses; no I/O.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "protocol/command_tag.h"
+#include "routing/classifier.h"
+
+namespace pgswitch::proxy {
+
+using Settings = std::vector<std::pair<std::string, std::string>>;
+using ServerParams = std::map<std::string, std::string>;
+
+class SessionState {
+ public:
+  // The startup packet's settings (names as sent; "options" already split into them).
+  void start(Settings startup);
+  // The value the client's session has for a setting ("" when never set).
+  std::string_view setting(std::string_view lowerName) const;
+  const Settings& settings() const { return settings_; }
+  // Identifies settings() (never 0): a server last configured for the same hash needs no SET.
+  uint64_t settingsHash() const;
+
+  // Pinning: session state that lives only on the current server keeps the client there
+  // until it leaves. The first reason is kept.
+  void pin(std::string_view reason);
+  bool pinned() const { return pinned_; }
+  const std::string& pinReason() const { return pinReason_; }
+  // A request about to be routed creates state the command tags will not reveal (temporary
+  // table, advisory lock, WITH HOLD cursor): the client is pinned once a server is linked.
+  void pinOnLink(const char* reason) { pinOnLink_ = reason; }
+  void linked();
+
+  // A statement the client sends, classified. sql is its text; reported: the parameters the
+  // server reports (their changes arrive as ParameterStatus and need no read-back);
+  // carrySets: transaction mode, where an unreported session SET is read back and carried.
+  void noteStatement(const routing::Classification& c, std::string_view sql,
+                     const ServerParams& reported, bool carrySets);
+  // What the relay must do to prepared statements after a CommandComplete.
+  enum class TagEffect { None, ForgetServerStatements, ForgetAllStatements };
+  TagEffect onCommandTag(protocol::CommandTag tag, bool transactionPooling);
+  // A ParameterStatus the server sent while linked: the setting now follows the client.
+  // Returns true when application_name changed (routing rules may match differently).
+  bool onParameterStatus(std::string_view name, std::string_view value);
+  // ReadyForQuery: a SET whose effect was neither reported nor carried pins the client.
+  void onReadyForQuery();
+
+  // Session SETs of unreported settings, read back after their transaction (carrySets).
+  bool readbackDue() const { return !readback_.empty(); }
+  const std::string& nextReadback() const { return readback_.front(); }
+  // The read-back query answered (ok with value) or failed: the setting follows the client,
+  // or (failed) the client is pinned.
+  void onReadback(bool ok, std::string_view value);
+  // The server went away with read-backs pending: those settings cannot follow the client.
+  void readbackLost();
+
+  // The SQL that brings a server from `applied` (what pgswitch SET there) and `reported`
+  // to this client's settings; updates `applied`. False (with `badName`) for a setting name
+  // that cannot be a PostgreSQL parameter.
+  bool configureSql(std::map<std::string, std::string>& applied, const ServerParams& reported,
+                    std::string& sql, std::string& badName) const;
+  // ParameterStatus messages for every reported value (login) or for those the client has not
+  // seen with this value (after moving to another server).
+  void appendAllParams(const ServerParams& reported, std::string& out);
+  // serverId/generation identify the server and its reported values (ServerConn::id(),
+  // paramsGen()): unchanged since the last call, nothing is compared.
+  void appendChangedParams(uint64_t serverId, uint64_t generation, const ServerParams& reported,
+                           std::string& out);
+
+ private:
+  bool carryable(std::string_view name, const ServerParams& reported) const;
+
+  Settings settings_;
+  Settings startup_;  // DISCARD ALL returns the session to these
+  mutable uint64_t hash_ = 0;  // of settings_, 0 = recompute
+  bool pinned_ = false;
+  std::string pinReason_;
+  const char* pinOnLink_ = nullptr;
+  // Between two ReadyForQuery: SET tags seen, and how many of them are accounted for by
+  // ParameterStatus, by transaction-scoped SETs, or by read-back.
+  int setTags_ = 0, reported_ = 0, scoped_ = 0, carried_ = 0;
+  std::vector<std::string> readback_;  // setting names still to read back
+  ServerParams told_;                  // ParameterStatus values the client has seen
+  uint64_t toldServer_ = 0, toldGeneration_ = 0;  // told_ last compared against these
+};
+
+}  // namespace pgswitch::proxy

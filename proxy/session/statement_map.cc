@@ -1,0 +1,132 @@
+// Statement name mapping for transaction mode: lazily prepared pgsw_<hash> statements, stale
+// copies closed and prepared again, the per-server LRU.
+#include "proxy/session/statement_map.h"
+
+#include "protocol/builder.h"
+#include "protocol/messages.h"
+
+namespace pgswitch::proxy {
+
+using namespace protocol;
+
+namespace {
+
+std::string_view untilNul(std::string_view s) { return s.substr(0, s.find('\0')); }
+
+StatementMap::Result invalid(const char* why) {
+  StatementMap::Result r;
+  r.outcome = StatementMap::Outcome::Invalid;
+  r.error = why;
+  return r;
+}
+
+}  // namespace
+
+void StatementMap::prepare(uint64_t h, std::string_view tail, Expect::Kind kind,
+                           std::string_view clientName, const StatementTarget& t) {
+  auto evicted = t.cache.add(h, t.capacity, t.stale.epoch());
+  if (evicted) {
+    appendClose(t.toServer, 'S', serverStatementName(*evicted));
+    t.exchange.expect({Expect::Kind::HiddenClose, *evicted});
+  }
+  appendParse(t.toServer, serverStatementName(h), tail);
+  t.exchange.expect({kind, h, std::string(clientName)});
+}
+
+// Whether the server has a usable copy of statement h. A copy prepared before h went stale
+// (its result type changed: StaleStatements) is dropped here and closed on the server, ahead
+// of the Parse the caller sends next.
+bool StatementMap::onServer(uint64_t h, const StatementTarget& t) {
+  if (!t.cache.contains(h)) return false;
+  if (!t.stale.isStale(h, t.cache.preparedAt(h))) {
+    t.cache.touch(h);
+    return true;
+  }
+  t.cache.erase(h);
+  appendClose(t.toServer, 'S', serverStatementName(h));
+  t.exchange.expect({Expect::Kind::HiddenClose, h});  // undone by restore(): stale again
+  return false;
+}
+
+StatementMap::Result StatementMap::parse(ByteQueue& in, size_t total, const StatementTarget& t) {
+  auto msg = in.contiguous(total, scratch_);
+  auto body = msg.subspan(5);
+  auto pv = parseParse(body);
+  if (!pv) return invalid(pv.error());
+  if (pv->name.empty()) return {Outcome::Forward, 0, nullptr, pv->sql};  // lives in one batch
+  std::string name(pv->name);
+  std::string_view tail = asText(body.subspan(name.size() + 1));
+  if (const ClientStatement* existing = names_.find(name)) {
+    // PostgreSQL refuses to redefine a name (42P05): let the server say so, about the
+    // statement that name stands for.
+    uint64_t h = existing->hash;
+    if (!onServer(h, t)) prepare(h, existing->parseTail, Expect::Kind::HiddenParse, {}, t);
+    appendParse(t.toServer, serverStatementName(h), tail);
+    t.exchange.expect({Expect::Kind::Parse});
+  } else {
+    uint64_t h = statementHash(asBytes(tail));
+    names_.put(name, ClientStatement{h, std::string(tail)});
+    if (onServer(h, t)) {
+      t.exchange.expect({Expect::Kind::FakeParse, h, name});
+    } else {
+      prepare(h, tail, Expect::Kind::Parse, name, t);
+    }
+  }
+  t.exchange.batchOpened();
+  return {Outcome::Rewritten, 0, nullptr, pv->sql};
+}
+
+StatementMap::Result StatementMap::bind(ByteQueue& in, size_t total, const StatementTarget& t) {
+  size_t avail = std::min(total, in.size());
+  auto prefix = in.contiguous(avail, scratch_);
+  auto head = parseBindHead(prefix.subspan(5));
+  if (!head) {
+    // Names longer than the prefix: forward untouched.
+    if (avail == total) return invalid(head.error());
+    return {};
+  }
+  if (head->statement.empty()) return {};
+  const ClientStatement* cs = names_.find(head->statement);
+  // Unknown names go through unchanged: the server answers 26000 with the client's name.
+  if (!cs) return {};
+  if (!onServer(cs->hash, t)) prepare(cs->hash, cs->parseTail, Expect::Kind::HiddenParse, {}, t);
+  size_t restLen = total - 5 - head->restOffset;
+  if (!appendBindHead(t.toServer, head->portal, serverStatementName(cs->hash), restLen))
+    return invalid("Bind message too long");
+  t.exchange.expect({Expect::Kind::Bind, cs->hash});
+  t.exchange.batchOpened();
+  // Parameters are forwarded by reference, not copied.
+  return {Outcome::Partial, restLen, nullptr, untilNul(cs->parseTail)};
+}
+
+StatementMap::Result StatementMap::describe(ByteQueue& in, size_t total,
+                                            const StatementTarget& t) {
+  auto msg = in.contiguous(total, scratch_);
+  auto dv = parseDescribeClose(msg.subspan(5));
+  if (!dv) return invalid(dv.error());
+  if (dv->kind != 'S' || dv->name.empty()) return {};
+  const ClientStatement* cs = names_.find(dv->name);
+  if (!cs) return {};
+  if (!onServer(cs->hash, t)) prepare(cs->hash, cs->parseTail, Expect::Kind::HiddenParse, {}, t);
+  appendDescribe(t.toServer, 'S', serverStatementName(cs->hash));
+  t.exchange.expect({Expect::Kind::Describe, cs->hash});
+  t.exchange.batchOpened();
+  return {Outcome::Rewritten, 0, nullptr, untilNul(cs->parseTail)};
+}
+
+StatementMap::Result StatementMap::close(ByteQueue& in, size_t total, const StatementTarget& t) {
+  auto msg = in.contiguous(total, scratch_);
+  auto cv = parseDescribeClose(msg.subspan(5));
+  if (!cv) return invalid(cv.error());
+  if (cv->kind != 'S' || cv->name.empty()) return {};
+  // The server keeps the statement for other clients (bounded by the LRU); the client's name
+  // is gone, which is all PostgreSQL promises. Until CloseComplete goes out the name is kept
+  // aside: an error earlier in the batch means PostgreSQL skipped this Close.
+  if (!t.exchange.closePending()) names_.clearCloses();  // leftovers never answered
+  names_.close(cv->name);
+  t.exchange.expect({Expect::Kind::FakeClose});
+  t.exchange.batchOpened();
+  return {Outcome::Rewritten, 0, nullptr, {}};
+}
+
+}  // namespace pgswitch::proxy

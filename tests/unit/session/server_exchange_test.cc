@@ -1,0 +1,233 @@
+// ServerExchange fed message sequences, no sockets: what is owed, when the server is idle,
+// what an error makes the server skip, where pgswitch adds or swallows responses, COPY.
+#include "proxy/session/server_exchange.h"
+
+#include <gtest/gtest.h>
+
+#include "protocol/messages.h"
+
+namespace pgswitch::proxy {
+namespace {
+
+using namespace protocol;
+using V = ServerExchange::Verdict;
+
+void send(ServerExchange& x, std::string_view types) {
+  for (char t : types) x.forwarded(t);
+}
+
+// Feeds backend types; returns the verdicts as a string: F forward, S swallow, D desync.
+std::string answer(ServerExchange& x, std::string_view types) {
+  std::string out;
+  for (char t : types) {
+    V v = x.onResponse(t).verdict;
+    out += v == V::Forward ? 'F' : v == V::Swallow ? 'S' : 'D';
+  }
+  return out;
+}
+
+TEST(ServerExchange, SimpleQueryOwesUntilReadyForQuery) {
+  ServerExchange x;
+  EXPECT_TRUE(x.idle());
+  send(x, "Q");
+  EXPECT_FALSE(x.idle());
+  EXPECT_TRUE(x.owesReadyForQuery());
+  EXPECT_EQ(answer(x, "TDDC"), "FFFF");  // RowDescription, DataRows, CommandComplete
+  EXPECT_FALSE(x.idle());
+  EXPECT_EQ(answer(x, "Z"), "F");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, PipelinedQueriesPopInOrder) {
+  ServerExchange x;
+  send(x, "QQQ");
+  EXPECT_EQ(x.pending(), 3u);
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_EQ(x.pending(), 2u);
+  EXPECT_EQ(answer(x, "IZCZ"), "FFFF");  // EmptyQueryResponse
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, ExtendedBatchEndsAtSync) {
+  ServerExchange x;
+  send(x, "PBDE");
+  EXPECT_TRUE(x.owed());
+  EXPECT_FALSE(x.owesReadyForQuery());
+  EXPECT_EQ(answer(x, "12TDC"), "FFFFF");
+  EXPECT_EQ(x.pending(), 0u);
+  EXPECT_FALSE(x.idle()) << "no Sync yet: the batch is open";
+  send(x, "S");
+  EXPECT_EQ(answer(x, "Z"), "F");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, FlushEndedBatchKeepsTheServer) {
+  // asyncpg prepares with Parse/Describe/Flush and sends the next command later.
+  ServerExchange x;
+  send(x, "PDH");
+  EXPECT_EQ(answer(x, "1tT"), "FFF");  // ParseComplete, ParameterDescription, RowDescription
+  EXPECT_EQ(x.pending(), 0u);
+  EXPECT_TRUE(x.owed()) << "unsynced: a Flush does not end the batch";
+  EXPECT_FALSE(x.quiet());
+  EXPECT_FALSE(x.idle());
+  send(x, "BES");
+  EXPECT_EQ(answer(x, "2CZ"), "FFF");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, ErrorMidPipelineSkipsToSyncAndUndoesNames) {
+  ServerExchange x;
+  ClientStatements names;
+  ServerStatementCache cache;
+  StaleStatements stale;
+  // Parse s1 (forwarded with hash 11), Bind, Execute, Sync, then a second batch.
+  names.put("s1", ClientStatement{11, "select 1"});
+  cache.add(11, 10);
+  x.expect({Expect::Kind::Parse, 11, "s1"});
+  x.batchOpened();
+  send(x, "BES");
+  send(x, "PBES");
+  // The Parse failed: everything up to the first Sync is skipped by the server.
+  x.error("42601", StatementBooks{names, &cache, &stale});
+  EXPECT_EQ(names.find("s1"), nullptr) << "a failed Parse forgets the client's name";
+  EXPECT_FALSE(cache.contains(11));
+  EXPECT_TRUE(x.owesReadyForQuery());
+  EXPECT_EQ(answer(x, "Z"), "F");  // the first batch's Sync
+  EXPECT_EQ(answer(x, "12CZ"), "FFFF");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, ErrorWithNothingAfterItDiscardsUntilSync) {
+  ServerExchange x;
+  ClientStatements names;
+  send(x, "PBE");
+  x.error("22012", StatementBooks{names});
+  EXPECT_TRUE(x.discarding()) << "no Sync sent yet: the server skips what comes next";
+  EXPECT_FALSE(x.idle());
+  send(x, "S");
+  EXPECT_FALSE(x.discarding());
+  EXPECT_EQ(answer(x, "Z"), "F");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, ErrorInSimpleQueryWaitsForReadyForQuery) {
+  ServerExchange x;
+  ClientStatements names;
+  send(x, "Q");
+  x.error("42P01", StatementBooks{names});
+  EXPECT_FALSE(x.discarding());
+  EXPECT_EQ(x.pending(), 1u);
+  EXPECT_EQ(answer(x, "Z"), "F");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, StaleAndMissingStatementsOnBindErrors) {
+  ServerExchange x;
+  ClientStatements names;
+  ServerStatementCache cache;
+  StaleStatements stale;
+  cache.add(7, 10, stale.epoch());
+  x.expect({Expect::Kind::Bind, 7});
+  send(x, "ES");
+  x.error("0A000", StatementBooks{names, &cache, &stale});  // cached plan changed type
+  EXPECT_TRUE(stale.isStale(7, cache.preparedAt(7)));
+  EXPECT_EQ(answer(x, "Z"), "F");
+  x.expect({Expect::Kind::Bind, 7});
+  send(x, "ES");
+  x.error("26000", StatementBooks{names, &cache, &stale});  // the server does not have it
+  EXPECT_FALSE(cache.contains(7));
+}
+
+TEST(ServerExchange, FakeAndHiddenResponses) {
+  ServerExchange x;
+  ClientStatements names;
+  // FakeParse (statement already on the server), then a hidden Parse of pgswitch's own and a
+  // forwarded Bind.
+  x.expect({Expect::Kind::FakeParse, 5, "a"});
+  x.expect({Expect::Kind::HiddenParse, 6});
+  x.expect({Expect::Kind::Bind, 6});
+  x.batchOpened();
+  std::string out;
+  x.appendFakes(out, names);
+  EXPECT_EQ(out, std::string("1\0\0\0\4", 5));
+  auto r = x.onResponse(be::ParseComplete);
+  EXPECT_EQ(r.verdict, V::Swallow);
+  EXPECT_EQ(r.parsed, 6u) << "a confirmed parse is remembered by hash";
+  EXPECT_EQ(answer(x, "2"), "F");
+}
+
+TEST(ServerExchange, FakeCloseAnsweredInOrderAndUndoneByError) {
+  ServerExchange x;
+  ClientStatements names;
+  names.put("a", ClientStatement{1, "select 1"});
+  send(x, "B");
+  names.close("a");
+  x.expect({Expect::Kind::FakeClose});
+  EXPECT_TRUE(x.closePending());
+  std::string out;
+  x.appendFakes(out, names);
+  EXPECT_TRUE(out.empty()) << "the Bind's answer comes first";
+  x.error("22012", StatementBooks{names});  // the Bind failed: the Close was skipped
+  EXPECT_NE(names.find("a"), nullptr) << "a skipped Close leaves the name";
+  EXPECT_FALSE(x.closePending());
+}
+
+TEST(ServerExchange, HiddenCloseRestoredWhenSkipped) {
+  ServerExchange x;
+  ClientStatements names;
+  ServerStatementCache cache;
+  x.expect({Expect::Kind::HiddenClose, 9});
+  send(x, "B");
+  x.error("22012", StatementBooks{names, &cache});
+  EXPECT_TRUE(cache.contains(9)) << "the eviction did not happen: the server still has it";
+}
+
+TEST(ServerExchange, CopyInAndOut) {
+  ServerExchange x;
+  send(x, "Q");
+  EXPECT_EQ(answer(x, "G"), "F");  // CopyInResponse
+  EXPECT_TRUE(x.inCopy());
+  send(x, "dc");  // CopyData, CopyDone: no answers of their own
+  EXPECT_EQ(x.pending(), 1u);
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_FALSE(x.inCopy());
+  EXPECT_TRUE(x.idle());
+  send(x, "Q");
+  EXPECT_EQ(answer(x, "Hdc"), "FFF");  // CopyOutResponse, CopyData, CopyDone
+  EXPECT_TRUE(x.inCopy());
+  EXPECT_FALSE(x.idle());
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, UnexpectedResponsesAreADesync) {
+  ServerExchange x;
+  EXPECT_EQ(answer(x, "Z"), "D");
+  EXPECT_EQ(answer(x, "1"), "D");
+  send(x, "Q");
+  EXPECT_EQ(answer(x, "2"), "D");
+  EXPECT_EQ(answer(x, "N"), "F") << "notices may come at any time";
+  EXPECT_EQ(answer(x, "A"), "F") << "so may notifications";
+}
+
+TEST(ServerExchange, CommitInFlightClearedByReadyForQuery) {
+  ServerExchange x;
+  send(x, "Q");
+  x.commitSent(true);
+  EXPECT_TRUE(x.commitInFlight());
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_FALSE(x.commitInFlight());
+}
+
+TEST(ServerExchange, ResetForgetsEverything) {
+  ServerExchange x;
+  send(x, "PBEQ");
+  x.commitSent(true);
+  x.reset();
+  EXPECT_TRUE(x.idle());
+  EXPECT_FALSE(x.commitInFlight());
+  EXPECT_EQ(x.pending(), 0u);
+}
+
+}  // namespace
+}  // namespace pgswitch::proxy

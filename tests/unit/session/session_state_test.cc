@@ -1,0 +1,209 @@
+// SessionState fed classifications, tags and statuses, no sockets: which settings follow the
+// client, what pins it, what is read back, the SQL that configures a server.
+#include "proxy/session/session_state.h"
+
+#include <gtest/gtest.h>
+
+#include "routing/classifier.h"
+
+namespace pgswitch::proxy {
+namespace {
+
+using protocol::CommandTag;
+
+routing::Classification classify(std::string_view sql) {
+  return routing::classifyUncached(sql, {});
+}
+
+// Runs one statement the way the relay does: classified, then its tag, then ReadyForQuery.
+void run(SessionState& s, std::string_view sql, CommandTag tag, const ServerParams& reported = {},
+         bool carry = true) {
+  s.noteStatement(classify(sql), sql, reported, carry);
+  s.onCommandTag(tag, carry);
+}
+
+const ServerParams kReported = {{"application_name", "app"}, {"client_encoding", "UTF8"},
+                                {"DateStyle", "ISO, MDY"}, {"TimeZone", "UTC"}};
+
+TEST(SessionState, StartupSettingsAndHash) {
+  SessionState s;
+  s.start({{"application_name", "a"}, {"search_path", "x,public"}});
+  EXPECT_EQ(s.setting("search_path"), "x,public");
+  EXPECT_EQ(s.setting("nope"), "");
+  uint64_t h = s.settingsHash();
+  EXPECT_NE(h, 0u);
+  SessionState t;
+  t.start({{"application_name", "a"}, {"search_path", "x,public"}});
+  EXPECT_EQ(t.settingsHash(), h);
+  t.onParameterStatus("application_name", "b");
+  EXPECT_NE(t.settingsHash(), h);
+}
+
+TEST(SessionState, ConfigureSqlSetsWhatDiffersAndResetsLeftovers) {
+  SessionState s;
+  s.start({{"search_path", "a,public"}, {"client_encoding", "UTF8"}});
+  std::map<std::string, std::string> applied = {{"work_mem", "64MB"}};
+  std::string sql, bad;
+  ASSERT_TRUE(s.configureSql(applied, kReported, sql, bad));
+  // client_encoding is already what the server reports: no SET for it.
+  EXPECT_EQ(sql, "SELECT set_config('search_path', 'a,public', false);RESET work_mem;");
+  EXPECT_EQ(applied.size(), 1u);
+  EXPECT_EQ(applied["search_path"], "a,public");
+  sql.clear();
+  ASSERT_TRUE(s.configureSql(applied, kReported, sql, bad));
+  EXPECT_EQ(sql, "") << "a server already configured needs nothing";
+}
+
+TEST(SessionState, ConfigureSqlRefusesBadNames) {
+  SessionState s;
+  s.start({{"bad name;drop", "x"}});
+  std::map<std::string, std::string> applied;
+  std::string sql, bad;
+  EXPECT_FALSE(s.configureSql(applied, kReported, sql, bad));
+  EXPECT_EQ(bad, "bad name;drop");
+}
+
+TEST(SessionState, ReportedSettingFollowsTheClient) {
+  SessionState s;
+  s.start({});
+  run(s, "SET application_name = 'x'", CommandTag::Set, kReported);
+  EXPECT_TRUE(s.onParameterStatus("application_name", "x"));
+  s.onReadyForQuery();
+  EXPECT_FALSE(s.pinned());
+  EXPECT_EQ(s.setting("application_name"), "x");
+  EXPECT_FALSE(s.readbackDue());
+}
+
+TEST(SessionState, UnreportedSessionSetIsReadBackInTransactionMode) {
+  SessionState s;
+  s.start({});
+  run(s, "SET work_mem = '8MB'", CommandTag::Set, kReported);
+  s.onReadyForQuery();
+  EXPECT_FALSE(s.pinned());
+  ASSERT_TRUE(s.readbackDue());
+  EXPECT_EQ(s.nextReadback(), "work_mem");
+  s.onReadback(true, "8MB");
+  EXPECT_FALSE(s.readbackDue());
+  EXPECT_EQ(s.setting("work_mem"), "8MB");
+}
+
+TEST(SessionState, FailedReadbackPins) {
+  SessionState s;
+  s.start({});
+  run(s, "SET work_mem = '8MB'", CommandTag::Set, kReported);
+  s.onReadyForQuery();
+  s.onReadback(false, "");
+  EXPECT_TRUE(s.pinned());
+  EXPECT_EQ(s.pinReason(), "SET of work_mem (its value could not be read back)");
+}
+
+TEST(SessionState, ReadbackLostWithItsServerPins) {
+  SessionState s;
+  s.start({});
+  run(s, "SET work_mem = '8MB'", CommandTag::Set, kReported);
+  s.readbackLost();
+  EXPECT_TRUE(s.pinned());
+  EXPECT_EQ(s.pinReason(), "SET whose value was lost with its server");
+}
+
+TEST(SessionState, UnreportedSetPinsInSessionMode) {
+  SessionState s;
+  s.start({});
+  run(s, "SET work_mem = '8MB'", CommandTag::Set, kReported, /*carry=*/false);
+  s.onReadyForQuery();
+  EXPECT_TRUE(s.pinned());
+  EXPECT_EQ(s.pinReason(), "SET of a parameter PostgreSQL does not report");
+}
+
+TEST(SessionState, TransactionScopedAndHarmlessSetsDoNotPin) {
+  SessionState s;
+  s.start({});
+  run(s, "SET LOCAL work_mem = '8MB'", CommandTag::Set, kReported);
+  run(s, "SET TRANSACTION READ ONLY", CommandTag::Set, kReported);
+  run(s, "SET extra_float_digits = 3", CommandTag::Set, kReported);
+  s.onReadyForQuery();
+  EXPECT_FALSE(s.pinned());
+  EXPECT_FALSE(s.readbackDue());
+  run(s, "SET extra_float_digits = 0", CommandTag::Set, kReported, /*carry=*/false);
+  s.onReadyForQuery();
+  EXPECT_TRUE(s.pinned()) << "0 changes float output: it is real session state";
+}
+
+TEST(SessionState, SessionStateStatementsPin) {
+  for (auto [sql, reason] : std::vector<std::pair<std::string, std::string>>{
+           {"CREATE TEMP TABLE t (a int)", "temporary table"},
+           {"SELECT pg_advisory_lock(1)", "session advisory lock"},
+           {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", "WITH HOLD cursor"}}) {
+    SessionState s;
+    s.start({});
+    run(s, sql, CommandTag::Other);
+    EXPECT_TRUE(s.pinned()) << sql;
+    EXPECT_EQ(s.pinReason(), reason) << sql;
+  }
+}
+
+TEST(SessionState, TagsThatPin) {
+  SessionState s;
+  s.onCommandTag(CommandTag::Prepare, true);
+  EXPECT_EQ(s.pinReason(), "SQL-level PREPARE");
+  SessionState l;
+  l.onCommandTag(CommandTag::Listen, false);
+  EXPECT_EQ(l.pinReason(), "LISTEN") << "session mode: a failover cannot carry it either";
+}
+
+TEST(SessionState, PinKeepsTheFirstReason) {
+  SessionState s;
+  s.pin("LISTEN");
+  s.pin("temporary table");
+  EXPECT_EQ(s.pinReason(), "LISTEN");
+}
+
+TEST(SessionState, PinOnLink) {
+  SessionState s;
+  s.pinOnLink("temporary table");
+  EXPECT_FALSE(s.pinned());
+  s.linked();
+  EXPECT_TRUE(s.pinned());
+  SessionState t;
+  t.pinOnLink("temporary table");
+  t.pinOnLink(nullptr);  // the next request was routed without it
+  t.linked();
+  EXPECT_FALSE(t.pinned());
+}
+
+TEST(SessionState, DiscardAllReturnsToStartupSettings) {
+  SessionState s;
+  s.start({{"search_path", "a"}});
+  s.onParameterStatus("search_path", "b");
+  run(s, "SET work_mem = '8MB'", CommandTag::Set, kReported);
+  EXPECT_EQ(s.onCommandTag(CommandTag::DiscardAll, true),
+            SessionState::TagEffect::ForgetAllStatements);
+  EXPECT_EQ(s.setting("search_path"), "a");
+  EXPECT_FALSE(s.readbackDue());
+  EXPECT_EQ(s.onCommandTag(CommandTag::DiscardAll, false),
+            SessionState::TagEffect::ForgetServerStatements);
+  EXPECT_EQ(s.onCommandTag(CommandTag::DeallocateAll, true),
+            SessionState::TagEffect::ForgetAllStatements);
+}
+
+TEST(SessionState, ParamsToldOnceAndAfterChanges) {
+  SessionState s;
+  std::string out;
+  s.appendAllParams(kReported, out);
+  EXPECT_FALSE(out.empty());
+  out.clear();
+  s.appendChangedParams(1, 1, kReported, out);
+  EXPECT_TRUE(out.empty()) << "the client already has these values";
+  ServerParams other = kReported;
+  other["TimeZone"] = "Europe/Paris";
+  other["in_hot_standby"] = "on";  // a property of the server: never sent
+  s.appendChangedParams(2, 1, other, out);
+  EXPECT_NE(out.find("Europe/Paris"), std::string::npos);
+  EXPECT_EQ(out.find("in_hot_standby"), std::string::npos);
+  out.clear();
+  s.appendChangedParams(2, 1, other, out);
+  EXPECT_TRUE(out.empty()) << "same server, same generation: nothing compared";
+}
+
+}  // namespace
+}  // namespace pgswitch::proxy
