@@ -10,6 +10,11 @@ it to a file. Exits non-zero if any pgswitch run had failed transactions or any 
 exited non-zero. Everything it starts is stopped on exit, including on Ctrl-C / SIGTERM.
 
     /usr/bin/python3 bench/pooler_bench.py [-T 10 | --quick] [--rounds N] [--out FILE]
+                                           [--baseline /path/to/older/pgswitch]
+
+--baseline adds a fourth target: another pgswitch binary (e.g. built from an earlier commit)
+with the same configuration, interleaved with the others, so a change is measured against
+what it replaces in one run.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ DB, USER, PASSWORD = "appdb", "app", "app"
 POOL_SIZE = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
-TARGETS = ("direct", "pgswitch", "pgbouncer")
+TARGETS = ("direct", "pgswitch", "pgbouncer")  # + "baseline" with --baseline
 
 
 @dataclass(frozen=True)
@@ -346,20 +351,30 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "—"
 
 
+def tps_cells(cell: "dict[str, Cell]", targets, max_other: float) -> tuple[dict, dict, bool]:
+    """Median TPS per target, its text (marked ~ when the machine was busy), any busy run."""
+    tps = {t: cell[t].median("tps") for t in targets}
+    text = {t: fmt_num(tps[t]) for t in targets}
+    noisy = False
+    for t in targets:
+        if any(r.other_pct >= max_other for r in cell[t].runs):
+            text[t] += " ~"
+            noisy = True
+    return tps, text, noisy
+
+
 def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other: float) -> str:
+    if "baseline" in TARGETS:
+        return make_baseline_table(results, scenarios, max_other)
     head = ("| scenario | direct TPS | pgswitch TPS | pgbouncer TPS | pgswitch/direct | "
             "pgswitch/pgbouncer | latency ms (d/s/b) | CPU µs/txn (s/b) | failures (d/s/b) |")
     lines = [head, "|" + "---|" * 9]
     footnote = noisy = False
     for sc in scenarios:
         c = results[sc.name]
-        tps = {t: c[t].median("tps") for t in TARGETS}
+        tps, cell, busy = tps_cells(c, TARGETS, max_other)
+        noisy |= busy
         lat = {t: c[t].median("latency_ms") for t in TARGETS}
-        cell = {t: fmt_num(tps[t]) for t in TARGETS}
-        for t in TARGETS:
-            if any(r.other_pct >= max_other for r in c[t].runs):
-                cell[t] += " ~"
-                noisy = True
         if notes.get(sc.name):
             cell["pgbouncer"] += " †"
             footnote = True
@@ -394,6 +409,37 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
     lines.append("TPS excludes connection time, except the -C row (includes reconnects). "
                  "CPU µs/txn: proxy process utime+stime during the run ÷ transactions. "
                  "`!` after a failure count: pgbench exited non-zero.")
+    return "\n".join(lines) + "\n"
+
+
+def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: float) -> str:
+    """--baseline: the change (pgswitch) against what it replaces (baseline), with PgBouncer
+    as the yardstick both are compared to."""
+    head = ("| scenario | pgswitch TPS | baseline TPS | pgbouncer TPS | pgswitch/baseline | "
+            "pgswitch/pgbouncer | baseline/pgbouncer | CPU µs/txn (s/base/b) | "
+            "failures (s/base/b) |")
+    lines = [head, "|" + "---|" * 9]
+    noisy = False
+    order = ("pgswitch", "baseline", "pgbouncer")
+    for sc in scenarios:
+        c = results[sc.name]
+        tps, cell, busy = tps_cells(c, order, max_other)
+        noisy |= busy
+        lines.append(
+            f"| {sc.name} | {cell['pgswitch']} | {cell['baseline']} | {cell['pgbouncer']} | "
+            f"{ratio(tps['pgswitch'], tps['baseline'])} | "
+            f"{ratio(tps['pgswitch'], tps['pgbouncer'])} | "
+            f"{ratio(tps['baseline'], tps['pgbouncer'])} | "
+            + " / ".join(fmt_num(c[t].cpu_us_per_txn(), 1) for t in order) + " | "
+            + " / ".join(str(c[t].failures()) + ("!" if c[t].bad_rc() else "") for t in order)
+            + " |")
+    if noisy:
+        lines.append("")
+        lines.append(f"~ other processes on the machine used ≥ {max_other:.0f}% of the CPUs "
+                     "during this run (after the retries): treat the number with suspicion.")
+    lines.append("")
+    lines.append("TPS excludes connection time, except the -C row (includes reconnects). "
+                 "CPU µs/txn: proxy process utime+stime during the run ÷ transactions.")
     return "\n".join(lines) + "\n"
 
 
@@ -435,10 +481,17 @@ def main(argv: list[str]) -> int:
                     help="a run during which other processes used more than PCT%% of the "
                          "CPUs is noisy: it is retried, and marked if it stays noisy")
     ap.add_argument("--retries", type=int, default=1, help="re-runs of a noisy run")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="another pgswitch binary to run as a fourth target (before/after)")
     ap.add_argument("--idle-wait", type=float, default=60, metavar="S",
                     help="before each run wait up to S seconds for the machine to be quiet "
                          "(0: do not wait)")
     args = ap.parse_args(argv)
+    global TARGETS
+    if args.baseline:
+        if not os.access(args.baseline, os.X_OK):
+            ap.error(f"--baseline {args.baseline}: not an executable")
+        TARGETS = ("direct", "pgswitch", "baseline", "pgbouncer")
     seconds = 3 if args.quick else args.seconds
     scenarios = [s for s in SCENARIOS if args.only in s.name]
     if not scenarios:
@@ -450,7 +503,7 @@ def main(argv: list[str]) -> int:
     notes: dict[str, str] = {}
     problems: list[str] = []
     cluster = PgCluster(replicas=0, extra_conf={"shared_buffers": "256MB"})
-    sw = bouncer = None
+    sw = bouncer = base = None
     try:
         log("starting PostgreSQL 15")
         cluster.start()
@@ -462,6 +515,10 @@ def main(argv: list[str]) -> int:
         log("starting pgswitch and PgBouncer")
         sw = PgSwitch(cluster, pool_mode="transaction", workers=int(os.environ.get("PGSWITCH_WORKERS", "2")),
                       extra_toml=f"[pool]\npool_size = {POOL_SIZE}")
+        if args.baseline:
+            base = PgSwitch(cluster, pool_mode="transaction", binary=args.baseline,
+                            workers=int(os.environ.get("PGSWITCH_WORKERS", "2")),
+                            extra_toml=f"[pool]\npool_size = {POOL_SIZE}")
         bouncer = PgBouncer(cluster, session_pool_size=max(s.clients for s in scenarios))
         bouncer.start()
         log(f"PgBouncer {bouncer.version[0]}.{bouncer.version[1]} on {bouncer.port}, "
@@ -473,6 +530,8 @@ def main(argv: list[str]) -> int:
                 return pg_port, DB, None, ""
             if t == "pgswitch":
                 return sw.port, DB, sw.pid, ""
+            if t == "baseline":
+                return base.port, DB, base.pid, ""
             db, note = bouncer.dbname_for(mode)
             return bouncer.port, db, bouncer.pid, note
 
@@ -480,7 +539,7 @@ def main(argv: list[str]) -> int:
         pm_pid = _postmaster_pid(cluster.nodes[0].datadir)
 
         def watch():
-            return [p for p in (sw.pid, bouncer.pid) if p], pm_pid
+            return [p for p in (sw.pid, bouncer.pid, base.pid if base else None) if p], pm_pid
 
         warm = Scenario("warm-up", ("-S",), 8, "simple")
         for t in TARGETS:
@@ -495,8 +554,8 @@ def main(argv: list[str]) -> int:
                 k = (i + rnd) % len(TARGETS)
                 for t in TARGETS[k:] + TARGETS[:k]:
                     port, db, pid, note = target(t, sc.mode)
-                    if t != "direct" and not (sw.running() if t == "pgswitch"
-                                              else bouncer.running()):
+                    proc = {"pgswitch": sw, "baseline": base, "pgbouncer": bouncer}.get(t)
+                    if proc is not None and not proc.running():
                         problems.append(f"{t} is not running before '{sc.name}'")
                         log(problems[-1])
                         results[sc.name][t].runs.append(RunResult(rc=-1))
@@ -534,6 +593,11 @@ def main(argv: list[str]) -> int:
     finally:
         if bouncer is not None:
             bouncer.stop()
+        if base is not None:
+            try:
+                base.stop()
+            except AssertionError as e:
+                problems.append(f"baseline: {e}")
         sw_log = sw.log() if sw is not None else ""
         if sw is not None:
             try:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs dependencies, builds pgswitch (Release) and runs every test
-# (GoogleTest unit tests and the Python integration tests against real PostgreSQL) via ctest.
+# (GoogleTest unit tests and the Python integration tests against real PostgreSQL) via ctest,
+# then the session-facing ones again under AddressSanitizer + UBSan.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,3 +10,15 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
 # Integration entries are RUN_SERIAL, so parallelism only spreads the unit tests.
 ctest --test-dir build --output-on-failure --parallel "$(nproc)"
+
+# The same code under AddressSanitizer + UndefinedBehaviorSanitizer (Debug): the unit tests and
+# the integration tests that drive the client session, relay and pools (all but the health
+# checker's own, which the release run covers). A sanitizer report
+# ends pgswitch, which the tests see as a crash. (PGSWITCH_SKIP_SANITIZE=1 skips this stage.)
+if [[ "${PGSWITCH_SKIP_SANITIZE:-}" != 1 ]]; then
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGSWITCH_SANITIZE=ON -DPGSWITCH_BENCH=OFF
+  cmake --build build-asan -j"$(nproc)" --target pgswitch pgswitch_unit_tests
+  ASAN_OPTIONS=detect_leaks=0 ctest --test-dir build-asan --output-on-failure \
+    --parallel "$(nproc)" \
+    -E '^(boundary\.|integration\.test_health)'
+fi

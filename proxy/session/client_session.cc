@@ -11,6 +11,7 @@
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "proxy/core/cancel_forwarder.h"
+#include "proxy/session/session_errors.h"
 #include "routing/session_sql.h"
 
 namespace pgswitch::proxy {
@@ -18,40 +19,6 @@ namespace pgswitch::proxy {
 using namespace protocol;
 
 namespace {
-
-std::string errorResponse(std::string_view sqlstate, std::string_view message,
-                          std::string_view detail = {}, std::string_view hint = {}) {
-  std::string err;
-  appendError(err, ErrorSpec{"ERROR", sqlstate, message, detail, hint});
-  return err;
-}
-
-// The ErrorResponse for work lost with its server: 08007 when a COMMIT was in flight (the
-// outcome is unknown), else 08006 or failover.retry_safe_as (nothing took effect).
-std::string lostServerError(const Config& cfg, bool commitInFlight, std::string_view serverSaid) {
-  std::string_view code = commitInFlight ? "08007" : "08006";
-  if (!commitInFlight && !cfg.failover.retrySafeAs.empty()) code = cfg.failover.retrySafeAs;
-  std::string detail =
-      "pgswitch keeps this connection usable; the server connection behind it ended";
-  if (!serverSaid.empty()) detail += " (server said " + std::string(serverSaid) + ")";
-  return errorResponse(code,
-                       commitInFlight
-                           ? "connection to the server lost while COMMIT was in progress: the "
-                             "transaction may or may not have committed"
-                           : "connection to the server lost (failover?): the transaction was "
-                             "rolled back and is safe to retry",
-                       detail);
-}
-
-// A login failure that says nothing about the client: no connection, or the server is
-// shutting down / starting up / in recovery.
-bool connectionLevelFailure(const std::string& serverError) {
-  if (serverError.empty()) return true;
-  auto f = parseErrorFields(asBytes(serverError).subspan(serverError.size() >= 5 ? 5 : 0));
-  if (!f) return false;
-  return f->code == "08006" || f->code == "08001" || f->code == "57P01" || f->code == "57P02" ||
-         f->code == "57P03";
-}
 
 void forwardCancel(Worker& w, int32_t pid, int32_t key) {
   auto slot = w.runtime().cancels().find(pid, key);
@@ -98,8 +65,7 @@ ClientSession::~ClientSession() {
 void ClientSession::transitionTo(State next) {
   if (next == state_) return;
   if (!legalTransition(state_, next)) {
-    spdlog::error("client session: illegal transition {} -> {}", toString(state_),
-                  toString(next));
+    spdlog::error("client session: illegal transition {} -> {}", toString(state_), toString(next));
     assert(!"illegal client session transition");
   }
   switch (state_) {  // leave
@@ -231,8 +197,8 @@ void ClientSession::requestServer() {
   bool paused = worker_.runtime().pause.paused(login_.database());
   routing::RoutePick pick;
   if (!paused)
-    pick = route_.pick(*worker_.runtime().topology(), *cfg_, worker_.outstanding(),
-                       worker_.random());
+    pick =
+        route_.pick(*worker_.runtime().topology(), *cfg_, worker_.outstanding(), worker_.random());
   if (paused || pick.outcome == routing::RoutePick::Outcome::Hold) {
     spdlog::debug("client {}: no usable backend, holding", cancelPid_);
     transitionTo(State::Holding);
@@ -270,7 +236,7 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
   s.link(this);
   s.touch(worker_.nowMs());
   int b = pool_->backend();
-  relay_.link(s, worker_.counters(b));
+  relay_.link(s, b);
   outstandingBackend_ = b;
   worker_.addOutstanding(b, +1);
   settings_.linked();
@@ -489,104 +455,6 @@ void ClientSession::releaseServer(bool reusable) {
   pool_->release(*s, clean, reset);
 }
 
-void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
-  spdlog::debug("client {}: server {} lost in state {} ({})", cancelPid_, s.id(),
-                toString(state_), uv_strerror(status));
-  const bool relaying = state_ == State::Active || state_ == State::OwnQuery;
-  ServerExchange& x = relay_.exchange();
-  const bool wasIdle = x.quiet() && !x.inCopy() && s.txnStatus() == 'I';
-  const bool midMessage = relay_.midMessage();
-  const bool owed = x.owed();
-  const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
-  const bool commitInFlight = x.commitInFlight();
-  relay_.unlink();
-  worker_.addOutstanding(outstandingBackend_, -1);
-  outstandingBackend_ = -1;
-  if (cancelSlot_) cancelSlot_->clear();
-  settings_.readbackLost();  // a session SET not read back yet cannot follow the client
-  if (state_ == State::OwnQuery && own_ == Own::CommitLsn) {
-    // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until a
-    // replica has replayed everything the primary had when the LSN was last known.
-    route_.lsnLost(worker_.nowMs());
-  }
-  if (state_ == State::Closing) return;
-  std::string serverSaid = std::move(serverFatal_);
-  serverFatal_.clear();
-  // Lost while being brought to the client's settings: nothing of the request reached it, so
-  // it is routed again, away from that backend.
-  if (loggedIn_ && !settings_.pinned() && transactionPooling_ && state_ == State::Configure) {
-    route_.retryElsewhere(s.pool().backend());
-    transitionTo(State::Idle);
-    pump();
-    return;
-  }
-  // The client survives a lost server when it has no session state there: between
-  // transactions it never notices; in a transaction it gets an error and stays connected.
-  if (loggedIn_ && !settings_.pinned() && !midMessage && relaying && transactionPooling_ &&
-      route_.retryLostRead(client_->in(), s.pool().backend())) {
-    spdlog::info("client {}: read lost with backend {}; retrying it on another backend",
-                 client_->peerName(), s.pool().backend());
-    transitionTo(State::Idle);
-    pump();
-    return;
-  }
-  if (!loggedIn_ || settings_.pinned() || midMessage || !relaying) {
-    fatal("08006", "server connection lost",
-          std::string("the connection to backend ended: ") + uv_strerror(status));
-    return;
-  }
-  if (owed) {
-    relay_.answerLost(lostServerError(*cfg_, commitInFlight, serverSaid), ended);
-  } else if (!wasIdle) {
-    // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
-    // learns it from the answer to its next request (as PostgreSQL would report it then).
-    lostTxnPending_ = true;
-  }
-  transitionTo(State::Idle);
-  if (!client_->in().empty()) pump();
-}
-
-void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
-  spdlog::debug("client {}: no server ({}): {}", cancelPid_, int(e.kind), e.text);
-  if (state_ == State::Closing) return;
-  switch (e.kind) {
-    case PoolError::Kind::LoginFailed:
-      if (connectionLevelFailure(e.serverError)) {
-        // The backend is unreachable or going away (a failover in progress): wait for the
-        // health thread to say where to go instead of failing the client. Reads avoid it.
-        if (pool_) route_.avoid(pool_->backend());
-        transitionTo(State::Holding);
-        return;
-      }
-      if (!e.serverError.empty()) {
-        client_->send(e.serverError);
-        end(true);
-        return;
-      }
-      fatal("08006", e.text);
-      return;
-    case PoolError::Kind::Timeout:
-      if (loggedIn_) {
-        // The request is answered with an error and the connection stays usable (the client
-        // may retry); only a client still logging in is turned away.
-        relay_.failRequest(errorResponse("53300", e.text, "raise pool_size or query_wait_timeout_ms"));
-        transitionTo(State::Idle);
-        return;
-      }
-      fatal("53300", e.text, {}, "raise pool_size or query_wait_timeout_ms");
-      return;
-    case PoolError::Kind::Shutdown:
-      fatal("57P01", "terminating connection due to administrator command");
-      return;
-    case PoolError::Kind::NoBackend:
-      fatal("08006", e.text);
-      return;
-    case PoolError::Kind::BackendDown:
-      requestServer();  // the backend went away while we waited for it: route again
-      return;
-  }
-}
-
 void ClientSession::terminate(std::string_view sqlstate, std::string_view message) {
   fatal(sqlstate, message);
 }
@@ -707,15 +575,27 @@ ClientInfo ClientSession::info(uint64_t nowMs) const {
   ci.addr = client_->peerName();
   switch (state_) {
     case State::Startup:
-    case State::Auth: ci.state = "login"; break;
+    case State::Auth:
+      ci.state = "login";
+      break;
     case State::Queued:
-    case State::Holding: ci.state = "waiting"; break;
+    case State::Holding:
+      ci.state = "waiting";
+      break;
     case State::Configure:
     case State::Active:
-    case State::OwnQuery: ci.state = "active"; break;
-    case State::Idle: ci.state = "idle"; break;
-    case State::Console: ci.state = "console"; break;
-    case State::Closing: ci.state = "closing"; break;
+    case State::OwnQuery:
+      ci.state = "active";
+      break;
+    case State::Idle:
+      ci.state = "idle";
+      break;
+    case State::Console:
+      ci.state = "console";
+      break;
+    case State::Closing:
+      ci.state = "closing";
+      break;
   }
   ci.connectedMs = nowMs - std::min(nowMs, startedMs_);
   ci.serverId = relay_.server() ? relay_.server()->id() : 0;

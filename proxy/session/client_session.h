@@ -69,7 +69,7 @@ class ClientSession final : public Conn::Owner,
   void configure();  // Configure: SET what differs, then (first time) finish the login
   void pump();       // client input in Idle and Active
   bool onRelayEvent(const Relay::Event& ev);  // false: the relay must stop
-  void afterTransaction();  // transaction mode: read back, commit LSN, or release
+  void afterTransaction();                    // transaction mode: read back, commit LSN, or release
   void releaseServer(bool reusable = true);
   void fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {},
              std::string_view hint = {});

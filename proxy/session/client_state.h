@@ -23,32 +23,51 @@ constexpr bool legalTransition(ClientState from, ClientState to) {
   using S = ClientState;
   if (to == S::Closing) return from != S::Closing;
   switch (from) {
-    case S::Startup: return to == S::Auth;
-    case S::Auth: return to == S::Queued || to == S::Holding || to == S::Console;
-    case S::Queued: return to == S::Configure || to == S::Holding || to == S::Idle;
-    case S::Holding: return to == S::Queued || to == S::Idle;
-    case S::Configure: return to == S::Active || to == S::Idle;  // Idle: server lost, retry
-    case S::Active: return to == S::Idle || to == S::OwnQuery;
-    case S::OwnQuery: return to == S::Active || to == S::Idle;
-    case S::Idle: return to == S::Queued || to == S::Holding;
+    case S::Startup:
+      return to == S::Auth;
+    case S::Auth:
+      return to == S::Queued || to == S::Holding || to == S::Console;
+    case S::Queued:
+      return to == S::Configure || to == S::Holding || to == S::Idle;
+    case S::Holding:
+      return to == S::Queued || to == S::Idle;
+    case S::Configure:
+      return to == S::Active || to == S::Idle;  // Idle: server lost, retry
+    case S::Active:
+      return to == S::Idle || to == S::OwnQuery;
+    case S::OwnQuery:
+      return to == S::Active || to == S::Idle;
+    case S::Idle:
+      return to == S::Queued || to == S::Holding;
     case S::Console:
-    case S::Closing: return false;
+    case S::Closing:
+      return false;
   }
   return false;
 }
 
 constexpr const char* toString(ClientState s) {
   switch (s) {
-    case ClientState::Startup: return "startup";
-    case ClientState::Auth: return "auth";
-    case ClientState::Queued: return "queued";
-    case ClientState::Holding: return "holding";
-    case ClientState::Configure: return "configure";
-    case ClientState::Active: return "active";
-    case ClientState::OwnQuery: return "own-query";
-    case ClientState::Idle: return "idle";
-    case ClientState::Console: return "console";
-    case ClientState::Closing: return "closing";
+    case ClientState::Startup:
+      return "startup";
+    case ClientState::Auth:
+      return "auth";
+    case ClientState::Queued:
+      return "queued";
+    case ClientState::Holding:
+      return "holding";
+    case ClientState::Configure:
+      return "configure";
+    case ClientState::Active:
+      return "active";
+    case ClientState::OwnQuery:
+      return "own-query";
+    case ClientState::Idle:
+      return "idle";
+    case ClientState::Console:
+      return "console";
+    case ClientState::Closing:
+      return "closing";
   }
   return "?";
 }

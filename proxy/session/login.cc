@@ -107,8 +107,9 @@ Login::Outcome Login::feed(ByteQueue& in, const Config& cfg, std::string& out) {
       return fatal("08P01", "invalid message length during authentication");
     if (f.type != fe::Password) {
       if (f.type == fe::Terminate) return step(Step::Close);
-      return fatal("08P01", "expected password response, got message type " +
-                                std::to_string(static_cast<int>(static_cast<unsigned char>(f.type))));
+      return fatal("08P01",
+                   "expected password response, got message type " +
+                       std::to_string(static_cast<int>(static_cast<unsigned char>(f.type))));
     }
     auto msg = in.contiguous(f.total, packet_);
     std::vector<std::byte> body(msg.begin() + 5, msg.end());

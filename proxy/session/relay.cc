@@ -42,9 +42,9 @@ Relay::Relay(Worker& w, const Config& cfg, Conn& client, SessionState& state)
       state_(state),
       transactionPooling_(cfg.poolMode == PoolMode::Transaction) {}
 
-void Relay::link(ServerConn& s, BackendCounters& counters) {
+void Relay::link(ServerConn& s, int backend) {
   server_ = &s;
-  counters_ = &counters;
+  backend_ = backend;
 }
 
 void Relay::unlink() {
@@ -66,7 +66,7 @@ bool Relay::atRequestStart() const {
 // it comes).
 bool Relay::forwardWhole(size_t total, char type) {
   exchange_.forwarded(type);
-  counters_->bytesIn += total;
+  counters().bytesIn += total;
   if (reqStartUs_ == 0) reqStartUs_ = nowUs();
   c2sPassthrough_ = total - forward(client_.in(), server_->conn(), total, slices_);
   return true;
@@ -138,10 +138,18 @@ Relay::Event Relay::toServer() {
                              static_cast<size_t>(cfg_.maxPreparedStatements), exchange_};
       StatementMap::Result r;
       switch (t) {
-        case fe::Parse: r = statements_.parse(in, f.total, target); break;
-        case fe::Bind: r = statements_.bind(in, f.total, target); break;
-        case fe::Describe: r = statements_.describe(in, f.total, target); break;
-        default: r = statements_.close(in, f.total, target); break;
+        case fe::Parse:
+          r = statements_.parse(in, f.total, target);
+          break;
+        case fe::Bind:
+          r = statements_.bind(in, f.total, target);
+          break;
+        case fe::Describe:
+          r = statements_.describe(in, f.total, target);
+          break;
+        default:
+          r = statements_.close(in, f.total, target);
+          break;
       }
       if (r.outcome == StatementMap::Outcome::Invalid) {
         in.consume(f.total);
@@ -152,11 +160,11 @@ Relay::Event Relay::toServer() {
       // SETs of statements prepared with the extended protocol, and (inside a transaction)
       // whatever may create session state.
       if (!r.sql.empty()) {
-        bool look = t == fe::Parse ? !state_.pinned() &&
-                                         ((r.outcome == StatementMap::Outcome::Forward &&
-                                           routing::startsWithSet(r.sql)) ||
-                                          (txn != 'I' && routing::mayTouchSessionState(r.sql)))
-                                   : routing::startsWithSet(r.sql);
+        bool look = t == fe::Parse
+                        ? !state_.pinned() && ((r.outcome == StatementMap::Outcome::Forward &&
+                                                routing::startsWithSet(r.sql)) ||
+                                               (txn != 'I' && routing::mayTouchSessionState(r.sql)))
+                        : routing::startsWithSet(r.sql);
         if (look) noteStatement(r.sql);
       }
       if (r.outcome != StatementMap::Outcome::Forward) {
@@ -164,7 +172,7 @@ Relay::Event Relay::toServer() {
         toServer_.clear();
         in.consume(f.total - r.passthrough);
         c2sPassthrough_ = r.passthrough;
-        counters_->bytesIn += f.total;
+        counters().bytesIn += f.total;
         if (reqStartUs_ == 0) reqStartUs_ = nowUs();
         continue;
       }
@@ -212,10 +220,11 @@ Relay::Event Relay::toServer() {
 }
 
 void Relay::countReady(char status) {
-  ++counters_->queries;
-  if (status == 'I') ++counters_->transactions;
+  BackendCounters& k = counters();
+  ++k.queries;
+  if (status == 'I') ++k.transactions;
   uint64_t now = nowUs();
-  if (reqStartUs_) counters_->latency.add(now - reqStartUs_);
+  if (reqStartUs_) k.latency.add(now - reqStartUs_);
   // A pipelining client already sent its next request: it has been waiting since now.
   reqStartUs_ = exchange_.pending() == 0 ? 0 : now;
 }
@@ -280,7 +289,8 @@ Relay::Event Relay::toClient() {
       case be::CommandComplete: {
         if (auto tag = parseCommandComplete(body)) {
           switch (state_.onCommandTag(commandTagKind(*tag), transactionPooling_)) {
-            case SessionState::TagEffect::None: break;
+            case SessionState::TagEffect::None:
+              break;
             case SessionState::TagEffect::ForgetAllStatements:
               statements_.names().clear();
               // This server reset its settings to its own defaults (DISCARD ALL): the next
@@ -323,7 +333,7 @@ Relay::Event Relay::toClient() {
       in.consume(f.total);
       continue;
     }
-    counters_->bytesOut += f.total;
+    counters().bytesOut += f.total;
     s2cPassthrough_ = f.total - forward(in, cc, f.total, slices_);
   }
   if (s2cPassthrough_ == 0) exchange_.appendFakes(toClient_, statements_.names());
@@ -376,9 +386,9 @@ bool Relay::answerLocally(char txnStatus) {
   ByteQueue& in = client_.in();
   bool any = false;
   while (!in.empty() &&
-         (answerParse(in, cfg_.maxMessageBytes, statements_.names(),
-                      [this](uint64_t h) { return worker_.knownStatement(h); }, scratch_,
-                      toClient_) ||
+         (answerParse(
+              in, cfg_.maxMessageBytes, statements_.names(),
+              [this](uint64_t h) { return worker_.knownStatement(h); }, scratch_, toClient_) ||
           answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txnStatus, scratch_,
                            toClient_) ||
           answerTxnEnd(in, cfg_.maxMessageBytes, toClient_))) {

@@ -31,10 +31,10 @@ class Relay {
   struct Event {
     enum class Kind {
       Ok,
-      Terminate,     // the client said goodbye
-      ClientError,   // the client broke the protocol: FATAL 08P01 with `message`
-      ServerError,   // the server broke the protocol: drop it, FATAL 08P01 with `message`
-      ServerFatal,   // the server said FATAL (`message`: its code and text): abandon it
+      Terminate,    // the client said goodbye
+      ClientError,  // the client broke the protocol: FATAL 08P01 with `message`
+      ServerError,  // the server broke the protocol: drop it, FATAL 08P01 with `message`
+      ServerFatal,  // the server said FATAL (`message`: its code and text): abandon it
     };
     Kind kind = Kind::Ok;
     std::string message;
@@ -42,7 +42,9 @@ class Relay {
     bool applicationNameChanged = false;  // routing rules may match differently
   };
 
-  void link(ServerConn& s, BackendCounters& counters);
+  // backend: the slot its counters are kept under (looked up per use: the worker's counter
+  // array grows when a new backend appears).
+  void link(ServerConn& s, int backend);
   void unlink();
   ServerConn* server() const { return server_; }
 
@@ -78,6 +80,7 @@ class Relay {
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);
   void countReady(char status);
+  BackendCounters& counters() { return worker_.counters(backend_); }
 
   Worker& worker_;
   const Config& cfg_;
@@ -85,12 +88,12 @@ class Relay {
   SessionState& state_;
   const bool transactionPooling_;
   ServerConn* server_ = nullptr;
-  BackendCounters* counters_ = nullptr;
+  int backend_ = -1;
   ServerExchange exchange_;
   StatementMap statements_;
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
-  bool dropping_ = false;  // a failed request: its messages are dropped up to Sync/Query
+  bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
   std::vector<protocol::Slice> slices_;
   std::vector<std::byte> scratch_;

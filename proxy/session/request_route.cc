@@ -50,9 +50,8 @@ void RequestRoute::toPrimary() {
   routedWrite_ = true;
 }
 
-bool RequestRoute::decide(const ByteQueue& in, const Config& cfg,
-                          routing::Classifier& classifier, const ClientStatements& names,
-                          SessionState& state, uint64_t nowMs) {
+bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Classifier& classifier,
+                          const ClientStatements& names, SessionState& state, uint64_t nowMs) {
   route_ = {};
   retryable_ = false;
   const bool isRetry = retryPending_;

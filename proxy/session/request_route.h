@@ -64,7 +64,7 @@ class RequestRoute {
  private:
   routing::RouteRequest route_;  // of the request waiting for a server (tag points below)
   std::string routeTag_;
-  std::string sessionTag_;  // from [[routing.rule]]
+  std::string sessionTag_;   // from [[routing.rule]]
   bool routedWrite_ = true;  // the current server was chosen for a write
   // Read-your-writes floor: replicas must have replayed this far. `blindSinceMs_` set: the
   // floor is unknown (reads go to the primary) since then, for at most kBlindMs.

@@ -14,20 +14,36 @@ using K = Expect::Kind;
 
 void ServerExchange::forwarded(char type) {
   switch (type) {
-    case fe::Query: expect_.push_back({K::Query}); return;
-    case fe::FunctionCall: expect_.push_back({K::FunctionCall}); return;
+    case fe::Query:
+      expect_.push_back({K::Query});
+      return;
+    case fe::FunctionCall:
+      expect_.push_back({K::FunctionCall});
+      return;
     case fe::Sync:
       expect_.push_back({K::Sync});
       discardUntilSync_ = false;
       unsynced_ = false;
       return;
-    case fe::Parse: expect_.push_back({K::Parse}); break;
-    case fe::Bind: expect_.push_back({K::Bind}); break;
-    case fe::Describe: expect_.push_back({K::Describe}); break;
-    case fe::Execute: expect_.push_back({K::Execute}); break;
-    case fe::Close: expect_.push_back({K::Close}); break;
-    case fe::Flush: break;
-    default: return;  // COPY data and the like: no response of their own
+    case fe::Parse:
+      expect_.push_back({K::Parse});
+      break;
+    case fe::Bind:
+      expect_.push_back({K::Bind});
+      break;
+    case fe::Describe:
+      expect_.push_back({K::Describe});
+      break;
+    case fe::Execute:
+      expect_.push_back({K::Execute});
+      break;
+    case fe::Close:
+      expect_.push_back({K::Close});
+      break;
+    case fe::Flush:
+      break;
+    default:
+      return;  // COPY data and the like: no response of their own
   }
   unsynced_ = true;
 }

@@ -25,11 +25,11 @@ struct Expect {
     FakeParse,     // pgswitch sends ParseComplete itself (statement already on the server)
     HiddenParse,   // pgswitch's own Parse: its ParseComplete is swallowed
     Bind,
-    Describe,      // ends with RowDescription or NoData
-    Execute,       // ends with CommandComplete, EmptyQueryResponse or PortalSuspended
+    Describe,  // ends with RowDescription or NoData
+    Execute,   // ends with CommandComplete, EmptyQueryResponse or PortalSuspended
     Close,
-    FakeClose,     // pgswitch sends CloseComplete itself (statement kept for others)
-    HiddenClose,   // pgswitch's own Close (LRU eviction): swallowed
+    FakeClose,    // pgswitch sends CloseComplete itself (statement kept for others)
+    HiddenClose,  // pgswitch's own Close (LRU eviction): swallowed
   };
   Expect(Kind k, uint64_t h = 0, std::string name = {})
       : kind(k), hash(h), clientName(std::move(name)) {}
@@ -95,7 +95,7 @@ class ServerExchange {
   bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
   bool discardUntilSync_ = false;  // the server skips messages until Sync after an error
   bool inCopy_ = false;
-  bool commitInFlight_ = false;    // a COMMIT was sent and not yet answered
+  bool commitInFlight_ = false;  // a COMMIT was sent and not yet answered
 };
 
 }  // namespace pgswitch::proxy

@@ -75,9 +75,9 @@ void SessionState::linked() {
 // them out); temporary tables, session advisory locks and WITH HOLD cursors outlive it.
 void SessionState::noteStatement(const routing::Classification& c, std::string_view sql,
                                  const ServerParams& reported, bool carrySets) {
-  bool txnScoped = c.kind == routing::StatementKind::LocalSet ||
-                   (c.kind == routing::StatementKind::SetTxnReadOnly &&
-                    c.setName == "transaction_read_only");
+  bool txnScoped =
+      c.kind == routing::StatementKind::LocalSet ||
+      (c.kind == routing::StatementKind::SetTxnReadOnly && c.setName == "transaction_read_only");
   if (txnScoped || routing::isHarmlessSessionSet(c, sql)) {
     ++scoped_;
   } else if (carrySets && c.kind == routing::StatementKind::SessionSet && !c.multiStatement &&

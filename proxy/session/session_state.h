@@ -80,7 +80,7 @@ class SessionState {
   bool carryable(std::string_view name, const ServerParams& reported) const;
 
   Settings settings_;
-  Settings startup_;  // DISCARD ALL returns the session to these
+  Settings startup_;           // DISCARD ALL returns the session to these
   mutable uint64_t hash_ = 0;  // of settings_, 0 = recompute
   bool pinned_ = false;
   std::string pinReason_;
@@ -88,8 +88,8 @@ class SessionState {
   // Between two ReadyForQuery: SET tags seen, and how many of them are accounted for by
   // ParameterStatus, by transaction-scoped SETs, or by read-back.
   int setTags_ = 0, reported_ = 0, scoped_ = 0, carried_ = 0;
-  std::vector<std::string> readback_;  // setting names still to read back
-  ServerParams told_;                  // ParameterStatus values the client has seen
+  std::vector<std::string> readback_;             // setting names still to read back
+  ServerParams told_;                             // ParameterStatus values the client has seen
   uint64_t toldServer_ = 0, toldGeneration_ = 0;  // told_ last compared against these
 };
 

@@ -99,8 +99,7 @@ StatementMap::Result StatementMap::bind(ByteQueue& in, size_t total, const State
   return {Outcome::Partial, restLen, nullptr, untilNul(cs->parseTail)};
 }
 
-StatementMap::Result StatementMap::describe(ByteQueue& in, size_t total,
-                                            const StatementTarget& t) {
+StatementMap::Result StatementMap::describe(ByteQueue& in, size_t total, const StatementTarget& t) {
   auto msg = in.contiguous(total, scratch_);
   auto dv = parseDescribeClose(msg.subspan(5));
   if (!dv) return invalid(dv.error());

@@ -374,6 +374,9 @@ class FoundationTest(ProxyTestCase):
 
     # -- backpressure ---------------------------------------------------------------------------
     @budget(150)
+    @unittest.skipIf(os.environ.get("PGSWITCH_SANITIZED"),
+                     "AddressSanitizer keeps freed memory in quarantine: RSS says nothing here "
+                     "(the release build's run checks it)")
     def test_slow_reader_bounded_memory(self):
         want_rows = 2_000_000
         limit_kb = 64 * 1024

@@ -212,7 +212,9 @@ TEST(ClientStateTable, EveryStateCanCloseAndClosingIsFinal) {
                    S::Active,  S::OwnQuery, S::Idle,   S::Console, S::Closing};
   for (S s : all) {
     EXPECT_EQ(legalTransition(s, S::Closing), s != S::Closing) << toString(s);
-    if (s != S::Closing) EXPECT_FALSE(legalTransition(S::Closing, s)) << toString(s);
+    if (s != S::Closing) {
+      EXPECT_FALSE(legalTransition(S::Closing, s)) << toString(s);
+    }
   }
   EXPECT_TRUE(legalTransition(S::Idle, S::Queued));
   EXPECT_TRUE(legalTransition(S::Active, S::OwnQuery));

@@ -1,0 +1,129 @@
+// What a client sees when its server fails: a server lost while linked (error, EOF, FATAL
+// it sent) and a pool that cannot provide one. Between transactions the client never
+// notices; a lone read is retried elsewhere; inside a transaction it gets an error and stays
+// connected; only session state on the lost server ends the session.
+#include <spdlog/spdlog.h>
+
+#include "protocol/builder.h"
+#include "protocol/messages.h"
+#include "proxy/session/client_session.h"
+#include "proxy/session/session_errors.h"
+
+namespace pgswitch::proxy {
+
+using namespace protocol;
+
+namespace {
+
+// A login failure that says nothing about the client: no connection, or the server is
+// shutting down / starting up / in recovery.
+bool connectionLevelFailure(const std::string& serverError) {
+  if (serverError.empty()) return true;
+  auto f = parseErrorFields(asBytes(serverError).subspan(serverError.size() >= 5 ? 5 : 0));
+  if (!f) return false;
+  return f->code == "08006" || f->code == "08001" || f->code == "57P01" || f->code == "57P02" ||
+         f->code == "57P03";
+}
+
+}  // namespace
+
+void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
+  spdlog::debug("client {}: server {} lost in state {} ({})", cancelPid_, s.id(), toString(state_),
+                uv_strerror(status));
+  const bool relaying = state_ == State::Active || state_ == State::OwnQuery;
+  ServerExchange& x = relay_.exchange();
+  const bool wasIdle = x.quiet() && !x.inCopy() && s.txnStatus() == 'I';
+  const bool midMessage = relay_.midMessage();
+  const bool owed = x.owed();
+  const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
+  const bool commitInFlight = x.commitInFlight();
+  relay_.unlink();
+  worker_.addOutstanding(outstandingBackend_, -1);
+  outstandingBackend_ = -1;
+  if (cancelSlot_) cancelSlot_->clear();
+  settings_.readbackLost();  // a session SET not read back yet cannot follow the client
+  if (state_ == State::OwnQuery && own_ == Own::CommitLsn) {
+    // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until a
+    // replica has replayed everything the primary had when the LSN was last known.
+    route_.lsnLost(worker_.nowMs());
+  }
+  if (state_ == State::Closing) return;
+  std::string serverSaid = std::move(serverFatal_);
+  serverFatal_.clear();
+  // Lost while being brought to the client's settings: nothing of the request reached it, so
+  // it is routed again, away from that backend.
+  if (loggedIn_ && !settings_.pinned() && transactionPooling_ && state_ == State::Configure) {
+    route_.retryElsewhere(s.pool().backend());
+    transitionTo(State::Idle);
+    pump();
+    return;
+  }
+  // The client survives a lost server when it has no session state there: between
+  // transactions it never notices; in a transaction it gets an error and stays connected.
+  if (loggedIn_ && !settings_.pinned() && !midMessage && relaying && transactionPooling_ &&
+      route_.retryLostRead(client_->in(), s.pool().backend())) {
+    spdlog::info("client {}: read lost with backend {}; retrying it on another backend",
+                 client_->peerName(), s.pool().backend());
+    transitionTo(State::Idle);
+    pump();
+    return;
+  }
+  if (!loggedIn_ || settings_.pinned() || midMessage || !relaying) {
+    fatal("08006", "server connection lost",
+          std::string("the connection to backend ended: ") + uv_strerror(status));
+    return;
+  }
+  if (owed) {
+    relay_.answerLost(lostServerError(*cfg_, commitInFlight, serverSaid), ended);
+  } else if (!wasIdle) {
+    // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
+    // learns it from the answer to its next request (as PostgreSQL would report it then).
+    lostTxnPending_ = true;
+  }
+  transitionTo(State::Idle);
+  if (!client_->in().empty()) pump();
+}
+
+void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
+  spdlog::debug("client {}: no server ({}): {}", cancelPid_, int(e.kind), e.text);
+  if (state_ == State::Closing) return;
+  switch (e.kind) {
+    case PoolError::Kind::LoginFailed:
+      if (connectionLevelFailure(e.serverError)) {
+        // The backend is unreachable or going away (a failover in progress): wait for the
+        // health thread to say where to go instead of failing the client. Reads avoid it.
+        if (pool_) route_.avoid(pool_->backend());
+        transitionTo(State::Holding);
+        return;
+      }
+      if (!e.serverError.empty()) {
+        client_->send(e.serverError);
+        end(true);
+        return;
+      }
+      fatal("08006", e.text);
+      return;
+    case PoolError::Kind::Timeout:
+      if (loggedIn_) {
+        // The request is answered with an error and the connection stays usable (the client
+        // may retry); only a client still logging in is turned away.
+        relay_.failRequest(
+            errorResponse("53300", e.text, "raise pool_size or query_wait_timeout_ms"));
+        transitionTo(State::Idle);
+        return;
+      }
+      fatal("53300", e.text, {}, "raise pool_size or query_wait_timeout_ms");
+      return;
+    case PoolError::Kind::Shutdown:
+      fatal("57P01", "terminating connection due to administrator command");
+      return;
+    case PoolError::Kind::NoBackend:
+      fatal("08006", e.text);
+      return;
+    case PoolError::Kind::BackendDown:
+      requestServer();  // the backend went away while we waited for it: route again
+      return;
+  }
+}
+
+}  // namespace pgswitch::proxy
