@@ -252,6 +252,9 @@ void Pool::closeAll(PoolError::Kind why) {
     s->close();
     if (u) linked.emplace_back(s, u);
   }
+  // Every server is closed or closing now: none still connecting will log in (its close is
+  // not a login failure), so none may keep counting against the next waiters' spawns.
+  connecting_ = 0;
   // At shutdown the clients are being closed as well; nothing to route again.
   // Otherwise: closed above, but the memory lives until the connection's close callback runs.
   if (why != PoolError::Kind::Shutdown)

@@ -65,8 +65,11 @@ ClientSession::~ClientSession() {
 void ClientSession::transitionTo(State next) {
   if (next == state_) return;
   if (!legalTransition(state_, next)) {
+    // A bug, not bad input. Release builds refuse the edge: a session already Closing (its
+    // client vanished during a write a moment ago) must not come back to life.
     spdlog::error("client session: illegal transition {} -> {}", toString(state_), toString(next));
     assert(!"illegal client session transition");
+    return;
   }
   switch (state_) {  // leave
     case State::Queued:
@@ -130,6 +133,7 @@ void ClientSession::onLogin() {
       client_->send(out);
       client_->flush();
       out.clear();
+      if (state_ == State::Closing) return;  // the write failed: the client is gone
     }
     switch (o.step) {
       case Login::Step::NeedMore:
@@ -210,7 +214,9 @@ void ClientSession::requestServer() {
         "57P03", "no replica can serve this read",
         "routing.fallback = \"error\" and no replica is up, within the lag limits and "
         "carrying the requested tag"));
+    bool fromIdle = state_ == State::Idle;  // pump() goes on with the next request itself
     transitionTo(State::Idle);
+    if (!fromIdle) pump();  // requests pipelined behind the refused one
     return;
   }
   BackendCounters& c = worker_.counters(pick.index);
@@ -276,8 +282,12 @@ void ClientSession::configure() {
     // what it was last told.
     settings_.appendChangedParams(s.id(), s.paramsGen(), s.params(), out);
   }
-  client_->send(out);
-  client_->flush();
+  if (!out.empty()) {
+    client_->send(out);
+    // With a request waiting, this goes out with its answer; else now.
+    if (client_->in().empty()) client_->flush();
+    if (state_ != State::Configure) return;  // the write failed: the client is gone
+  }
   transitionTo(State::Active);
   s.conn().startReading();
   client_->startReading();
@@ -334,20 +344,23 @@ void ClientSession::pump() {
       if (readFrame(in, cfg_->maxMessageBytes).status == FrameStatus::NeedMore) return;
       lostTxnPending_ = false;
       relay_.failRequest(lostServerError(*cfg_, false, {}));
+      if (state_ != State::Idle) return;  // the write failed: the client is gone
     }
-    std::array<std::byte, 1> first;
-    if (in.copyOut(0, first) && !fe::validAfterLogin(static_cast<char>(first[0]))) {
-      fatal("08P01", "invalid frontend message type " + std::to_string(uint8_t(first[0])));
-      return;
-    }
-    relay_.answerLocally('I');
-    if (!in.empty() && !relay_.dropping()) {
-      if (route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                        settings_, worker_.nowMs())) {
-        requestServer();
-      } else {
-        client_->startReading();  // the request is still arriving
+    // One request after the other: a refused one leaves the session Idle for the next.
+    while (state_ == State::Idle && !in.empty() && !relay_.dropping()) {
+      std::array<std::byte, 1> first;
+      if (in.copyOut(0, first) && !fe::validAfterLogin(static_cast<char>(first[0]))) {
+        fatal("08P01", "invalid frontend message type " + std::to_string(uint8_t(first[0])));
+        return;
       }
+      relay_.answerLocally('I');
+      if (in.empty()) break;
+      if (!route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
+                         settings_, worker_.nowMs())) {
+        client_->startReading();  // the request is still arriving
+        break;
+      }
+      requestServer();
     }
     client_->flush();
     return;
@@ -356,11 +369,13 @@ void ClientSession::pump() {
   // A client pinned to a replica (session state made inside a read-only transaction that ran
   // there) cannot write on it. A request that needs the primary gets an error that says why,
   // rather than the replica's "cannot execute ... in a read-only transaction".
-  auto topo = worker_.runtime().topology();
+  routing::TopologyPtr topo;
   int b = pool_->backend();
-  bool onReplica = b >= 0 && b < static_cast<int>(topo->backends.size()) &&
-                   topo->backends[b].role == routing::Role::Replica;
-  while (settings_.pinned() && transactionPooling_ && onReplica && !in.empty() &&
+  if (settings_.pinned() && transactionPooling_ && relay_.atRequestStart()) {
+    topo = worker_.runtime().topology();
+  }
+  while (topo && b >= 0 && b < static_cast<int>(topo->backends.size()) &&
+         topo->backends[b].role == routing::Role::Replica && !in.empty() &&
          relay_.atRequestStart()) {
     int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
                                         relay_.statements().names());
@@ -373,7 +388,7 @@ void ClientSession::pump() {
         "The session state was created inside a read-only transaction that pgswitch routed to "
         "a replica. Create it outside read-only transactions (or with /* pgswitch: primary "
         "*/), or reconnect."));
-    if (relay_.dropping()) return;
+    if (relay_.dropping() || state_ != State::Active) return;
   }
   Relay::Event ev = relay_.toServer();
   if (onRelayEvent(ev) && ev.answeredLocally) afterTransaction();
@@ -401,7 +416,8 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       return false;
     case Relay::Event::Kind::ServerFatal:
       serverFatal_ = ev.message;
-      relay_.server()->abandon(UV_ECONNRESET);  // onServerLost decides what the client sees
+      // onServerLost decides what the client sees (unless the client went first).
+      if (ServerConn* s = relay_.server()) s->abandon(UV_ECONNRESET);
       return false;
   }
   return false;
@@ -421,7 +437,8 @@ void ClientSession::afterTransaction() {
   // Read-your-writes: right after the ReadyForQuery of a write transaction went to the
   // client, the same server is asked for its WAL position. The client is not waiting for
   // this; only a request it sends within that round trip waits for the server.
-  if (route_.wantsCommitLsn(*cfg_, pool_->backend() == worker_.runtime().topology()->primary)) {
+  if (route_.wantsCommitLsn(*cfg_) &&
+      pool_->backend() == worker_.runtime().topology()->primary) {
     own_ = Own::CommitLsn;
     transitionTo(State::OwnQuery);
     client_->stopReading();
@@ -483,17 +500,18 @@ void ClientSession::janitor(uint64_t now) {
       relay_.failRequest(errorResponse("57P03", "no primary server is available",
                                        "pgswitch waited failover_wait_ms for a primary"));
       transitionTo(State::Idle);
+      pump();  // requests pipelined behind the failed one
       return;
     case State::Queued:
     case State::Configure:
     case State::OwnQuery:
-    case State::Console:
     case State::Closing:
       return;
     case State::Active:
       if (relay_.exchange().pending() > 0) return;  // the server owes an answer
       break;
     case State::Idle:
+    case State::Console:
       break;
   }
   uint64_t quiet = now - std::max(lastActivityMs_, startedMs_);

@@ -53,6 +53,18 @@ void Relay::unlink() {
   c2sPassthrough_ = s2cPassthrough_ = 0;
 }
 
+void Relay::unlinkLost() {
+  skip_ += c2sPassthrough_;
+  unlink();
+}
+
+std::string_view Relay::queryHead(size_t total) {
+  size_t n = std::min(head_.size(), total - 5);
+  client_.in().copyOut(5, std::as_writable_bytes(std::span(head_.data(), n)));
+  if (n == total - 5 && n > 0) --n;  // the whole text: drop its NUL
+  return std::string_view(head_.data(), n);
+}
+
 bool Relay::idle() const {
   return server_ && exchange_.idle() && s2cPassthrough_ == 0 && c2sPassthrough_ == 0 &&
          server_->txnStatus() == 'I';
@@ -81,9 +93,10 @@ void Relay::noteStatement(std::string_view sql) {
 }
 
 Relay::Event Relay::toServer() {
+  Event ev;
+  if (!server_) return ev;
   ByteQueue& in = client_.in();
   Conn& sc = server_->conn();
-  Event ev;
   while (!in.empty() && server_) {
     if (c2sPassthrough_ > 0) {
       c2sPassthrough_ -= forward(in, sc, c2sPassthrough_, slices_);
@@ -187,15 +200,22 @@ Relay::Event Relay::toServer() {
         ev.answeredLocally = true;
         continue;
       }
-      if (complete) {
-        auto msg = in.contiguous(f.total, scratch_);
-        std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
-        if (txn != 'I') exchange_.commitSent(routing::isCommit(sql));
-        if (!state_.pinned() &&
-            (!transactionPooling_ || txn != 'I' || routing::startsWithSet(sql) ||
-             routing::startsWithReset(sql)) &&
-            routing::mayTouchSessionState(sql))
-          noteStatement(sql);
+      if (complete && f.total > 5) {
+        // The head tells a COMMIT (what a lost server makes "outcome unknown") and a SET; the
+        // whole text is assembled only where session state may be made.
+        std::string_view head = queryHead(f.total);
+        if (txn != 'I') {
+          // A head cut inside its first word ("COMMITTED...") is not a COMMIT.
+          bool cut = head.size() < f.total - 6;
+          exchange_.commitSent(routing::isCommit(head) &&
+                               (!cut || routing::isCommit(head.substr(0, head.size() - 1))));
+        }
+        if (!state_.pinned() && (!transactionPooling_ || txn != 'I' ||
+                                 routing::startsWithSet(head) || routing::startsWithReset(head))) {
+          auto msg = in.contiguous(f.total, scratch_);
+          std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
+          if (routing::mayTouchSessionState(sql)) noteStatement(sql);
+        }
       } else if (txn != 'I') {
         // Too long to be read in place yet: whatever it is, it is not a bare COMMIT.
         exchange_.commitSent(false);
@@ -372,6 +392,12 @@ void Relay::answerLost(std::string_view err, bool ended) {
 }
 
 bool Relay::dropFailedRequest() {
+  if (skip_ > 0) {
+    size_t n = std::min(skip_, client_.in().size());
+    client_.in().consume(n);
+    skip_ -= n;
+    if (skip_ > 0) return false;
+  }
   if (!dropping_) return true;
   if (!dropRequest(client_.in(), cfg_.maxMessageBytes)) return false;
   dropping_ = false;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,6 +47,9 @@ class Relay {
   // array grows when a new backend appears).
   void link(ServerConn& s, int backend);
   void unlink();
+  // The server was lost: as unlink(), and what was left of a client message half-forwarded
+  // to it is dropped as it arrives (it must not be read as a new message).
+  void unlinkLost();
   ServerConn* server() const { return server_; }
 
   // Client bytes to the linked server (and the answers pgswitch owes, to the client).
@@ -80,6 +84,8 @@ class Relay {
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);
   void countReady(char status);
+  // Up to 256 bytes of the Query text at the front (what is enough to tell a COMMIT or SET).
+  std::string_view queryHead(size_t total);
   BackendCounters& counters() { return worker_.counters(backend_); }
 
   Worker& worker_;
@@ -94,11 +100,13 @@ class Relay {
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
+  size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
   std::vector<protocol::Slice> slices_;
   std::vector<std::byte> scratch_;
   std::string toServer_;  // rewritten messages, reused
   std::string toClient_;  // pgswitch's own answers, reused
+  std::array<char, 256> head_{};
 };
 
 }  // namespace pgswitch::proxy

@@ -59,6 +59,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   if (!isRetry) avoid_ = -1;
   routedWrite_ = true;
   state.pinOnLink(nullptr);
+  if (cfg.poolMode != PoolMode::Transaction) return true;
 
   const bool readOnlySession = state.setting("default_transaction_read_only") == "on";
   bool primary = false, ended = false, unnamedParsed = false;
@@ -236,8 +237,8 @@ void RequestRoute::retryElsewhere(int backend) {
   retryPending_ = true;
 }
 
-bool RequestRoute::wantsCommitLsn(const Config& cfg, bool onPrimary) const {
-  return cfg.routing.consistency == Consistency::ReadYourWrites && routedWrite_ && onPrimary;
+bool RequestRoute::wantsCommitLsn(const Config& cfg) const {
+  return cfg.routing.consistency == Consistency::ReadYourWrites && routedWrite_;
 }
 
 void RequestRoute::commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs) {

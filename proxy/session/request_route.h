@@ -30,6 +30,7 @@ class RequestRoute {
 
   // Classifies the request at the front of `in` (up to its Sync, Flush or Query). False: it
   // has not arrived whole yet. Session state it creates is noted in `state` (pinOnLink).
+  // Session mode: the primary, unclassified (the server stays with the session).
   bool decide(const protocol::ByteQueue& in, const Config& cfg, routing::Classifier& classifier,
               const ClientStatements& names, SessionState& state, uint64_t nowMs);
   // The request goes to the primary without classification (login, session mode).
@@ -55,8 +56,9 @@ class RequestRoute {
   // A byte of the answer reached the client: the request can no longer be sent elsewhere.
   void answered() { retryable_ = false; }
 
-  // Read-your-writes: after a write transaction on the primary, its LSN is asked for.
-  bool wantsCommitLsn(const Config& cfg, bool onPrimary) const;
+  // Read-your-writes: after a write transaction (on the primary: the caller checks), its LSN
+  // is asked for.
+  bool wantsCommitLsn(const Config& cfg) const;
   // The LSN arrived (or could not be read: nullopt). lsnLost: the server went away first.
   void commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs);
   void lsnLost(uint64_t nowMs) { commitLsn(std::nullopt, nowMs); }

@@ -37,7 +37,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   const bool owed = x.owed();
   const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
   const bool commitInFlight = x.commitInFlight();
-  relay_.unlink();
+  relay_.unlinkLost();
   worker_.addOutstanding(outstandingBackend_, -1);
   outstandingBackend_ = -1;
   if (cancelSlot_) cancelSlot_->clear();
@@ -110,6 +110,7 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
         relay_.failRequest(
             errorResponse("53300", e.text, "raise pool_size or query_wait_timeout_ms"));
         transitionTo(State::Idle);
+        pump();  // requests pipelined behind the failed one
         return;
       }
       fatal("53300", e.text, {}, "raise pool_size or query_wait_timeout_ms");

@@ -39,9 +39,10 @@ void SessionState::start(Settings startup) {
 }
 
 std::string_view SessionState::setting(std::string_view lowerName) const {
+  std::string_view value;  // the last one wins, as when they are applied in order
   for (auto& [k, v] : settings_)
-    if (k == lowerName) return v;
-  return {};
+    if (k == lowerName) value = v;
+  return value;
 }
 
 uint64_t SessionState::settingsHash() const {
@@ -179,10 +180,12 @@ bool SessionState::configureSql(std::map<std::string, std::string>& applied,
   std::map<std::string, std::string> wanted;
   for (auto& [k, v] : settings_) wanted[lower(k)] = v;
   for (auto& [name, value] : wanted) {
-    if (!routing::validSettingName(name)) {
+    if (!routing::validSettingName(name)) {  // before `applied` changes: nothing is sent
       badName = name;
       return false;
     }
+  }
+  for (auto& [name, value] : wanted) {
     auto a = applied.find(name);
     if (a != applied.end() && a->second == value) continue;
     if (a == applied.end()) {
