@@ -76,12 +76,11 @@ bool Relay::atRequestStart() const {
 
 // Forwards the client message at the front (all of it that has arrived; the rest follows as
 // it comes).
-bool Relay::forwardWhole(size_t total, char type) {
+void Relay::forwardWhole(size_t total, char type) {
   exchange_.forwarded(type);
   counters().bytesIn += total;
   if (reqStartUs_ == 0) reqStartUs_ = nowUs();
   c2sPassthrough_ = total - forward(client_.in(), server_->conn(), total, slices_);
-  return true;
 }
 
 // Session state a statement may create: in transaction mode for statements inside a

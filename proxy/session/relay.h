@@ -80,7 +80,7 @@ class Relay {
   bool answerLocally(char txnStatus);
 
  private:
-  bool forwardWhole(size_t total, char type);
+  void forwardWhole(size_t total, char type);
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);
   void countReady(char status);
