@@ -169,6 +169,10 @@ Relay::Event Relay::toServer() {
         ev.message = r.error;
         return ev;
       }
+      // A COMMIT prepared (or bound) in a transaction: its outcome is unknown if the server
+      // is lost before the answer (pgjdbc commits this way).
+      if (txn != 'I' && (t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql))
+        exchange_.commitSent(true);
       // SETs of statements prepared with the extended protocol, and (inside a transaction)
       // whatever may create session state.
       if (!r.sql.empty()) {
@@ -219,10 +223,15 @@ Relay::Event Relay::toServer() {
         // Too long to be read in place yet: whatever it is, it is not a bare COMMIT.
         exchange_.commitSent(false);
       }
-    } else if (t == fe::Parse && !transactionPooling_ && !state_.pinned()) {
+    } else if (t == fe::Parse && !transactionPooling_) {
       // Session mode: a named statement is session state a failover cannot carry over.
       std::array<std::byte, 1> first{};
-      if (in.copyOut(5, first) && first[0] != std::byte{0}) state_.pin("named prepared statement");
+      if (!state_.pinned() && in.copyOut(5, first) && first[0] != std::byte{0})
+        state_.pin("named prepared statement");
+      if (txn != 'I' && complete) {  // a COMMIT in flight, as for a Query
+        auto pv = parseParse(in.contiguous(f.total, scratch_).subspan(5));
+        if (pv && routing::isCommit(pv->sql)) exchange_.commitSent(true);
+      }
     }
     forwardWhole(f.total, t);
   }

@@ -134,9 +134,12 @@ class FakePg:
                 body = self._read_exact(c, ln - 4)
                 if t == b"X":
                     return
-                if t != b"Q":  # extended protocol is not needed by these tests
+                if t != b"Q":  # extended protocol: only a COMMIT's Parse is looked at
+                    if t == b"P" and in_txn and re.search(rb"\b(COMMIT|END)\b", body.upper()):
+                        self.misbehaved.append("commit_lost")
+                        return
                     if t == b"S":
-                        c.sendall(READY)
+                        c.sendall(_msg(b"Z", b"T" if in_txn else b"I"))
                     continue
                 sql = body.rstrip(b"\0").decode(errors="replace")
                 if "pg_is_in_recovery" in sql:

@@ -19,6 +19,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepg import MISBEHAVIOURS, FakePg  # noqa: E402
+from pgwire import PgWire, msg, parse_error_fields  # noqa: E402
 from pgcluster import PgSwitch  # noqa: E402
 from proxycase import ProxyTestCase, budget  # noqa: E402
 
@@ -131,6 +132,22 @@ class ServerGarbageTest(ProxyTestCase):
                         self.assertEqual(cur.fetchone()[0], "1")
                 finally:
                     conn.close()
+        # The same COMMIT over the extended protocol (as pgjdbc commits), in both pool modes.
+        for mode, sw in self.switches.items():
+            with self.subTest(mode=mode, protocol="extended"):
+                w = PgWire(port=sw.port, timeout=10)
+                try:
+                    w.startup("app", "appdb", "app")
+                    w.query("BEGIN")
+                    parse = msg(b"P", b"\0COMMIT\0\0\0")
+                    bind = msg(b"B", b"\0\0" + b"\0\0" + b"\0\0" + b"\0\0")
+                    execute = msg(b"E", b"\0" + b"\0\0\0\0")
+                    w.send(parse + bind + execute + msg(b"S"))
+                    t, p = w.read_msg()
+                    self.assertEqual(t, b"E", (t, p))
+                    self.assertEqual(parse_error_fields(p).get("C"), "08007", p)
+                finally:
+                    w.close()
         # Work lost before any COMMIT was sent is safe to retry.
         conn = psycopg2.connect(self.sw.dsn(connect_timeout=5))
         try:
