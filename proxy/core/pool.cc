@@ -39,8 +39,15 @@ ServerConn* Pool::acquire(PoolWaiter* w) {
     return s;
   }
   waiters_.push_back(Waiter{w, worker_.nowMs()});
-  if (servers_.size() < static_cast<size_t>(limit()) && connecting_ < waiters_.size()) spawn();
+  if (servers_.size() < static_cast<size_t>(limit()) && connectingCount() < waiters_.size()) spawn();
   return nullptr;
+}
+
+size_t Pool::connectingCount() const {
+  size_t n = 0;
+  for (const auto& s : servers_)
+    n += s->state() == ServerConn::State::Connecting || s->state() == ServerConn::State::Login;
+  return n;
 }
 
 void Pool::cancelWait(PoolWaiter* w) {
@@ -93,7 +100,6 @@ void Pool::spawn() {
                                          worker_.runtime().nextServerId.fetch_add(1));
   ServerConn* raw = s.get();
   servers_.push_back(std::move(s));
-  ++connecting_;
   raw->connect(reinterpret_cast<sockaddr*>(&addr));
 }
 
@@ -130,13 +136,11 @@ void Pool::release(ServerConn& s, bool reusable, bool reset) {
 }
 
 void Pool::onLoginDone(ServerConn& s) {
-  if (connecting_ > 0) --connecting_;
   spdlog::debug("server {} logged in to backend {} ({}/{})", s.id(), backend_, database_, user_);
   handOut(s);
 }
 
 void Pool::onLoginFailed(ServerConn& s, const std::string& errorMessage) {
-  if (connecting_ > 0) --connecting_;
   spdlog::warn("login to backend {} as {} on {} failed", backend_, user_, database_);
   // Every waiter of this pool asked for the same database and user: they would all get the
   // same answer, so they all get it now rather than one connect attempt each.
@@ -164,7 +168,7 @@ void Pool::onServerClosed(ServerConn& s) {
     }
   }
   if (!waiters_.empty() && servers_.size() < static_cast<size_t>(limit()) &&
-      connecting_ < waiters_.size() && !worker_.stopping())
+      connectingCount() < waiters_.size() && !worker_.stopping())
     spawn();
 }
 
@@ -191,7 +195,7 @@ void Pool::janitor(uint64_t now) {
   if (!waiters_.empty() && cfg->reservePoolSize > 0 &&
       now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->reservePoolTimeoutMs) &&
       servers_.size() < static_cast<size_t>(limit() + worker_.workerShare(cfg->reservePoolSize)) &&
-      connecting_ < waiters_.size()) {
+      connectingCount() < waiters_.size()) {
     spdlog::info("pool {}/{}: using reserve connection", database_, user_);
     spawn();
   }
@@ -252,9 +256,6 @@ void Pool::closeAll(PoolError::Kind why) {
     s->close();
     if (u) linked.emplace_back(s, u);
   }
-  // Every server is closed or closing now: none still connecting will log in (its close is
-  // not a login failure), so none may keep counting against the next waiters' spawns.
-  connecting_ = 0;
   // At shutdown the clients are being closed as well; nothing to route again.
   // Otherwise: closed above, but the memory lives until the connection's close callback runs.
   if (why != PoolError::Kind::Shutdown)

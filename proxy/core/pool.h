@@ -66,10 +66,12 @@ class Pool {
   const std::string& database() const { return database_; }
   const std::string& user() const { return user_; }
   size_t idleCount() const { return idle_.size(); }
-  size_t activeCount() const { return servers_.size() - idle_.size() - connecting_; }
+  size_t activeCount() const { return servers_.size() - idle_.size() - connectingCount(); }
   size_t waitingCount() const { return waiters_.size(); }
   size_t totalCount() const { return servers_.size(); }
-  size_t connectingCount() const { return connecting_; }
+  // Servers still connecting or logging in, read off their states (a counter kept beside
+  // them went wrong whenever one was closed mid-login).
+  size_t connectingCount() const;
   // Since when the longest-waiting session waits (0: nobody waits).
   uint64_t oldestWaitSinceMs() const { return waiters_.empty() ? 0 : waiters_.front().sinceMs; }
   // Every server of the pool, for SHOW SERVERS.
@@ -86,7 +88,6 @@ class Pool {
   std::string database_, user_;
   std::list<std::unique_ptr<ServerConn>> servers_;  // every server of this pool
   std::deque<ServerConn*> idle_;                    // most recently used at the back
-  size_t connecting_ = 0;
   struct Waiter {
     PoolWaiter* w;
     uint64_t sinceMs;

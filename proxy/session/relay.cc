@@ -375,19 +375,10 @@ Relay::Event Relay::toClient() {
 }
 
 void Relay::failRequest(std::string_view err) {
-  bool ended = dropRequest(client_.in(), cfg_.maxMessageBytes);
-  client_.send(err);
-  if (ended) {
-    appendReadyForQuery(toClient_, 'I');
-    client_.send(toClient_);
-    toClient_.clear();
-  } else {
-    dropping_ = true;
-  }
-  client_.flush();
+  answerError(err, dropRequest(client_.in(), cfg_.maxMessageBytes));
 }
 
-void Relay::answerLost(std::string_view err, bool ended) {
+void Relay::answerError(std::string_view err, bool ended) {
   client_.send(err);
   if (ended) {
     appendReadyForQuery(toClient_, 'I');

@@ -73,9 +73,10 @@ class Relay {
   // Drops what is left of a failed request; false while its end has not arrived.
   bool dropFailedRequest();
   bool dropping() const { return dropping_; }
-  // The server was lost with answers owed: `err` now, then ReadyForQuery (ended: the request
-  // is all here) or once the rest of the request has arrived and been dropped.
-  void answerLost(std::string_view err, bool ended);
+  // `err` now for the request in progress, then ReadyForQuery: at once when the request has
+  // ended (ended), else once the rest of it has arrived and been dropped. Used when its
+  // server was lost with answers owed.
+  void answerError(std::string_view err, bool ended);
   // Transaction mode, between transactions: requests pgswitch answers itself.
   bool answerLocally(char txnStatus);
 

@@ -74,7 +74,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     return;
   }
   if (owed) {
-    relay_.answerLost(lostServerError(*cfg_, commitInFlight, serverSaid), ended);
+    relay_.answerError(lostServerError(*cfg_, commitInFlight, serverSaid), ended);
   } else if (!wasIdle) {
     // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
     // learns it from the answer to its next request (as PostgreSQL would report it then).
