@@ -32,6 +32,13 @@ Snapshot ProxyControl::base() const {
   s.authFailures = rt_.authFailures.load();
   s.failovers = rt_.failovers.load();
   s.clientsTotal = static_cast<uint64_t>(std::max(0, rt_.clients.load()));
+  s.loginClients = static_cast<uint64_t>(std::max(0, rt_.loginClients.load()));
+  s.loginRefused = rt_.loginRefused.load();
+  s.loginTimeouts = rt_.loginTimeouts.load();
+  s.stalledClients = rt_.stalledClients.load();
+  s.acceptFdExhausted = rt_.accepts.fdExhausted.load();
+  s.acceptTurnedAway = rt_.accepts.turnedAway.load();
+  s.poolsDropped = rt_.poolsDropped.load();
   s.paused = rt_.pause.any();
   return s;
 }

@@ -107,6 +107,7 @@ Outcome showStats(const Context& c);
 Outcome showConfig(const Context& c);
 Outcome showEvents(const Context& c);
 Outcome showVersion(const Context& c);
+Outcome showTotals(const Context& c);
 
 // Every setting with its current value (console_config.cc): config_file, then the settings
 // table (proxy/config/settings.h) in its order, keys qualified with their TOML section

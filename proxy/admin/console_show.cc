@@ -5,6 +5,7 @@
 
 #include "health/events.h"
 #include "proxy/admin/console_internal.h"
+#include "proxy/admin/totals.h"
 
 namespace pgswitch::proxy::console {
 namespace {
@@ -258,6 +259,14 @@ Outcome showEvents(const Context& c) {
         .add(e.backend)
         .add(e.detail);
   }
+  rs.write(c.out);
+  return Outcome::Ok;
+}
+
+Outcome showTotals(const Context& c) {
+  if (!noArgs(c, "SHOW TOTALS")) return Outcome::Error;
+  RS rs({{"name", RS::kText}, {"value", RS::kInt8}});
+  for (const Total& t : totals(c.snap)) rs.row().add(t.name).add(t.value);
   rs.write(c.out);
   return Outcome::Ok;
 }

@@ -9,6 +9,7 @@
 
 #include "health/events.h"
 #include "proxy/admin/console_commands.h"
+#include "proxy/admin/totals.h"
 
 namespace pgswitch::proxy {
 namespace {
@@ -298,8 +299,10 @@ std::string renderMetrics(const Snapshot& snap) {
              {{"database", p.database}, {"user", p.user}, {"backend", p.backend}},
              usToSeconds(p.maxWaitMs * 1000));
   }
-  e.family("pgswitch_clients", "gauge", "Client connections.");
-  e.sample("pgswitch_clients", {}, snap.clientsTotal);
+  for (const Total& t : totals(snap)) {
+    e.family(t.metric, t.counter ? "counter" : "gauge", t.help);
+    e.sample(t.metric, {}, t.value);
+  }
 
   // Per-backend counters.
   std::vector<std::string> names = backendNames(snap);
@@ -347,10 +350,6 @@ std::string renderMetrics(const Snapshot& snap) {
     e.sample("pgswitch_query_duration_seconds_count", {{"backend", names[i]}}, h.count);
   }
 
-  e.family("pgswitch_failovers_total", "counter", "Failovers and switchovers performed.");
-  e.sample("pgswitch_failovers_total", {}, snap.failovers);
-  e.family("pgswitch_auth_failures_total", "counter", "Failed client authentications.");
-  e.sample("pgswitch_auth_failures_total", {}, snap.authFailures);
   e.family("pgswitch_paused", "gauge", "1 while PAUSE is in effect.");
   e.sample("pgswitch_paused", {}, uint64_t{snap.paused});
   return out;

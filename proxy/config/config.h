@@ -101,6 +101,9 @@ struct Config {
   std::vector<std::string> adminUsers;
   int workers{};  // 0 = number of CPUs
   int maxClientConn{};
+  int maxLoginClients{};
+  int clientLoginTimeoutMs{};
+  int clientStallTimeoutMs{};
   std::string logLevel;
   std::string logFile;
   uint32_t maxMessageBytes{};

@@ -35,8 +35,9 @@ class ClientHandle : public Retirable {
   virtual ClientInfo info(uint64_t nowMs) const = 0;
 };
 
-// Accepts one connection from `listener` on worker `w` and starts its session; the session
-// registers itself with Worker::addClient. Failures close the socket quietly.
-using SessionFactory = void (*)(Worker& w, uv_stream_t* listener);
+// Starts the session of a socket `fd` accepted on worker `w` (which now belongs to the
+// session); the session registers itself with Worker::addClient. Failures close the socket
+// quietly.
+using SessionFactory = void (*)(Worker& w, int fd);
 
 }  // namespace pgswitch::proxy

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <unistd.h>
 
 #include "proxy/core/worker.h"
 
@@ -18,10 +19,14 @@ Conn::Conn(Worker& w, Owner* owner)
 
 Conn::~Conn() = default;
 
-int Conn::accept(uv_stream_t* listener) {
-  int rc = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_));
-  if (rc == 0) uv_tcp_nodelay(&tcp_, 1);
-  return rc;
+int Conn::adopt(int fd) {
+  int rc = uv_tcp_open(&tcp_, fd);
+  if (rc != 0) {
+    ::close(fd);
+    return rc;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  return 0;
 }
 
 int Conn::connect(const sockaddr* addr) {

@@ -44,7 +44,8 @@ class Conn {
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
-  int accept(uv_stream_t* listener);
+  // Takes over an accepted socket (the Conn closes it, also when this fails).
+  int adopt(int fd);
   int connect(const sockaddr* addr);
   void setOwner(Owner* o) { owner_ = o; }
 

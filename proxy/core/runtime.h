@@ -12,6 +12,7 @@
 
 #include "health/health_monitor.h"
 #include "proxy/config/config.h"
+#include "proxy/core/listener.h"
 #include "proxy/core/pause.h"
 #include "routing/topology.h"
 
@@ -111,6 +112,13 @@ class Runtime {
   std::atomic<uint64_t> authFailures{0};
   std::atomic<uint64_t> failovers{0};       // primary changed (failover or switchover)
   std::atomic<uint64_t> nextServerId{1};    // server connection ids, unique in the process
+  // Guards against clients that never get anywhere (SHOW TOTALS, /metrics).
+  std::atomic<int> loginClients{0};          // sockets accepted, login not finished
+  std::atomic<uint64_t> loginRefused{0};     // turned away: max_login_clients reached
+  std::atomic<uint64_t> loginTimeouts{0};    // closed: client_login_timeout_ms passed
+  std::atomic<uint64_t> stalledClients{0};   // closed: stopped mid-message (client_stall_timeout_ms)
+  AcceptCounters accepts;                    // descriptor exhaustion
+  std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
   PauseState pause;                         // PAUSE / RESUME
   // The console's and /metrics' access to the whole process (null in loop tests).
   ProxyControl* control = nullptr;

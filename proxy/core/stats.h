@@ -86,6 +86,13 @@ struct Snapshot {
   uint64_t authFailures = 0;
   uint64_t failovers = 0;
   uint64_t clientsTotal = 0;  // connected now
+  uint64_t loginClients = 0;  // accepted, not logged in yet
+  uint64_t loginRefused = 0;
+  uint64_t loginTimeouts = 0;
+  uint64_t stalledClients = 0;
+  uint64_t acceptFdExhausted = 0;
+  uint64_t acceptTurnedAway = 0;
+  uint64_t poolsDropped = 0;
   bool paused = false;
 };
 

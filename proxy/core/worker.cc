@@ -15,7 +15,10 @@
 namespace pgswitch::proxy {
 
 Worker::Worker(int id, Runtime& rt, SessionFactory sessions)
-    : id_(id), rt_(rt), sessions_(sessions) {
+    : id_(id),
+      rt_(rt),
+      sessions_(sessions),
+      listener_(&loop_, rt.accepts, &Worker::onAccepted, this) {
   rng_ ^= static_cast<uint64_t>(id + 1) * 0xbf58476d1ce4e5b9ull ^
           static_cast<uint64_t>(reinterpret_cast<uintptr_t>(this));
   uv_loop_init(&loop_);
@@ -38,39 +41,9 @@ Worker::~Worker() {
   if (rc != 0) spdlog::error("worker {}: loop closed with open handles", id_);
 }
 
-void Worker::listen(const std::string& host, int port) {
-  sockaddr_storage addr{};
-  int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
-  if (rc != 0) throw std::runtime_error("invalid listen address " + host);
-  // libuv 1.44 has no UV_TCP_REUSEPORT, so the socket is made by hand and given to libuv.
-  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error("socket() failed");
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-  socklen_t len = addr.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    int e = errno;
-    ::close(fd);
-    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
-                             strerror(e));
-  }
-  uv_tcp_init(&loop_, &listener_);
-  listener_.data = this;
-  uv_tcp_open(&listener_, fd);
-  rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 1024, &Worker::onConnection);
-  if (rc != 0) throw std::runtime_error(std::string("listen failed: ") + uv_strerror(rc));
-  listening_ = true;
-}
+void Worker::listen(const std::string& host, int port) { listener_.open(host, port); }
 
-int Worker::boundPort() const {
-  sockaddr_storage ss{};
-  int len = sizeof(ss);
-  if (uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
-  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-}
+int Worker::boundPort() const { return listener_.boundPort(); }
 
 void Worker::start() {
   workerCount_ = workerCount_ < 1 ? 1 : workerCount_;
@@ -102,10 +75,7 @@ void Worker::stop() {
 void Worker::shutdownNow() {
   if (stopping_) return;
   stopping_ = true;
-  if (listening_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listening_ = false;
-  }
+  listener_.close();
   stopAtMs_ = nowMs();
   auto clients = clients_;
   for (auto* c : clients) c->terminate("57P01", "terminating connection due to administrator command");
@@ -114,10 +84,18 @@ void Worker::shutdownNow() {
   // janitor forces that after kShutdownGraceMs if a client does not read its goodbye.
 }
 
-void Worker::onConnection(uv_stream_t* s, int status) {
-  Worker* w = static_cast<Worker*>(s->data);
-  if (status < 0 || w->stopping_) return;
-  w->sessions_(*w, s);
+void Worker::onAccepted(void* self, int fd) {
+  Worker* w = static_cast<Worker*>(self);
+  auto cfg = w->rt_.config();
+  // Sockets that have not logged in are not clients yet (max_client_conn does not see
+  // them) but hold a descriptor each: their own limit keeps a flood of silent connections
+  // from taking every descriptor the logged-in clients' servers need.
+  if (w->stopping_ || w->rt_.loginClients.load(std::memory_order_relaxed) >= cfg->maxLoginClients) {
+    ++w->rt_.loginRefused;
+    refuseConnection(fd, w->rt_.accepts);
+    return;
+  }
+  w->sessions_(*w, fd);
 }
 
 void Worker::onCheck(uv_check_t* h) {

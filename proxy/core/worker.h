@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "protocol/buffer.h"
+#include "proxy/core/listener.h"
 #include "proxy/core/client_handle.h"
 #include "proxy/core/prepared_statements.h"
 #include "proxy/core/runtime.h"
@@ -114,7 +115,7 @@ class Worker {
   StaleStatements& staleStatements() { return staleStatements_; }
 
  private:
-  static void onConnection(uv_stream_t* s, int status);
+  static void onAccepted(void* self, int fd);
   static void onCheck(uv_check_t* h);
   static void onAsync(uv_async_t* h);
   static void onJanitor(uv_timer_t* t);
@@ -127,8 +128,7 @@ class Worker {
   SessionFactory sessions_;
   uv_loop_t loop_;
   protocol::ChunkPool chunks_;
-  uv_tcp_t listener_;
-  bool listening_ = false;
+  Listener listener_;
   uv_check_t check_;
   uv_async_t async_;
   uv_timer_t janitor_;

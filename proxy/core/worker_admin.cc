@@ -84,10 +84,7 @@ void Worker::stopGraceful() {
   post([this] {
     if (stopping_ || draining_) return;
     draining_ = true;
-    if (listening_) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-      listening_ = false;
-    }
+    listener_.close();
     spdlog::info("worker {}: SHUTDOWN WAIT: not accepting; {} clients finish their transactions",
                  id_, clients_.size());
     endQuiescentClients();

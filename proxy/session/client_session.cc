@@ -38,10 +38,10 @@ void forwardCancel(Worker& w, int32_t pid, int32_t key) {
 
 }  // namespace
 
-void ClientSession::accept(Worker& w, uv_stream_t* listener) {
+void ClientSession::accept(Worker& w, int fd) {
   auto* c = new ClientSession(w, w.runtime().config());
   // On failure the session's handle is initialised but unused: the close path frees it.
-  if (c->client_->accept(listener) != 0) {
+  if (c->client_->adopt(fd) != 0) {
     c->abort();
     return;
   }
@@ -55,7 +55,9 @@ ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
       transactionPooling_(cfg_->poolMode == PoolMode::Transaction),
       client_(std::make_unique<Conn>(w, this)),
       startedMs_(w.nowMs()),
-      relay_(w, *cfg_, *client_, settings_) {}
+      relay_(w, *cfg_, *client_, settings_) {
+  ++w.runtime().loginClients;  // until the state leaves Startup/Auth (transitionTo)
+}
 
 ClientSession::~ClientSession() {
   if (cancelPid_) worker_.runtime().cancels().remove(cancelPid_, cancelKey_);
@@ -71,6 +73,7 @@ void ClientSession::transitionTo(State next) {
     assert(!"illegal client session transition");
     return;
   }
+  if (loggingIn(state_) && !loggingIn(next)) --worker_.runtime().loginClients;
   switch (state_) {  // leave
     case State::Queued:
       if (pool_) pool_->cancelWait(this);  // nothing to cancel once assigned
@@ -484,7 +487,10 @@ void ClientSession::janitor(uint64_t now) {
     case State::Startup:
     case State::Auth:
       // A client that never finishes logging in (PostgreSQL's authentication_timeout).
-      if (now - startedMs_ >= 60000) abort();
+      if (now - startedMs_ >= static_cast<uint64_t>(cfg->clientLoginTimeoutMs)) {
+        ++worker_.runtime().loginTimeouts;
+        abort();
+      }
       return;
     case State::Holding:
       if (worker_.runtime().pause.paused(login_.database()) ||

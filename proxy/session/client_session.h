@@ -33,7 +33,7 @@ class ClientSession final : public Conn::Owner,
   using State = ClientState;
 
   // The worker's SessionFactory: a session for the next connection on `listener`.
-  static void accept(Worker& w, uv_stream_t* listener);
+  static void accept(Worker& w, int fd);
   ClientSession(Worker& w, std::shared_ptr<const Config> cfg);
   ~ClientSession() override;
 

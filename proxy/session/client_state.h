@@ -46,6 +46,12 @@ constexpr bool legalTransition(ClientState from, ClientState to) {
   return false;
 }
 
+// Not authenticated yet: counted against max_login_clients, closed after
+// client_login_timeout_ms.
+constexpr bool loggingIn(ClientState s) {
+  return s == ClientState::Startup || s == ClientState::Auth;
+}
+
 constexpr const char* toString(ClientState s) {
   switch (s) {
     case ClientState::Startup:

@@ -604,8 +604,11 @@ class PgSwitch:
     def __init__(self, cluster: PgCluster, pool_mode: str = "session", users=None,
                  extra_toml: str = "", workers: int | None = None, port: int | None = None,
                  admin_users=("admin",), log_level: str = "info", health_period_ms: int = 500,
-                 binary: str | None = None, start: bool = True):
+                 binary: str | None = None, start: bool = True, nofile: int | None = None,
+                 server_toml: str = ""):
         self.cluster = cluster
+        self.server_toml = server_toml  # extra lines for the [server] table
+        self.nofile = nofile  # RLIMIT_NOFILE of the process (soft and hard), None = inherited
         self.pool_mode = pool_mode
         self.users = list(users) if users is not None else [dict(u) for u in DEFAULT_USERS]
         self.extra_toml = extra_toml
@@ -634,6 +637,12 @@ class PgSwitch:
     def __exit__(self, *exc):
         self.stop()
 
+    def _preexec(self):
+        _set_pdeathsig()
+        if self.nofile is not None:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
     def config_text(self) -> str:
         out = ["[server]",
                f"listen = {_toml_str(f'{HOST}:{self.port}')}",
@@ -642,6 +651,8 @@ class PgSwitch:
                f"log_level = {_toml_str(self.log_level)}"]
         if self.workers is not None:
             out.append(f"workers = {int(self.workers)}")
+        if self.server_toml:
+            out.append(self.server_toml.strip())
         out += ["", "[health]", f"period_ms = {int(self.health_period_ms)}",
                 'user = "postgres"', 'password = "postgres"', ""]
         # backend_toml: {node index: extra TOML lines for that [[backend]] (weight, tags)}
@@ -678,7 +689,7 @@ class PgSwitch:
         try:
             self.proc = subprocess.Popen([self.binary, "--config", str(self.config_path)],
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                         cwd=self.dir, preexec_fn=_set_pdeathsig)
+                                         cwd=self.dir, preexec_fn=self._preexec)
         finally:
             logf.close()
         self.returncode = None

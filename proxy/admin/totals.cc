@@ -1,0 +1,34 @@
+#include "proxy/admin/totals.h"
+
+namespace pgswitch::proxy {
+
+std::vector<Total> totals(const Snapshot& s) {
+  return {
+      {"clients", "pgswitch_clients", false, "Client connections.", s.clientsTotal},
+      {"login_clients", "pgswitch_login_clients", false,
+       "Client sockets accepted that have not logged in yet.", s.loginClients},
+      {"pools", "pgswitch_pools", false, "Server pools (backend, database, user, worker).",
+       s.pools.size()},
+      {"failovers", "pgswitch_failovers_total", true, "Failovers and switchovers performed.",
+       s.failovers},
+      {"auth_failures", "pgswitch_auth_failures_total", true, "Failed client authentications.",
+       s.authFailures},
+      {"login_refused", "pgswitch_login_refused_total", true,
+       "Sockets turned away because max_login_clients were still logging in.", s.loginRefused},
+      {"login_timeouts", "pgswitch_login_timeouts_total", true,
+       "Clients closed for not logging in within client_login_timeout_ms.", s.loginTimeouts},
+      {"stalled_clients", "pgswitch_stalled_clients_total", true,
+       "Clients closed for stopping mid-message longer than client_stall_timeout_ms.",
+       s.stalledClients},
+      {"accept_fd_exhausted", "pgswitch_accept_fd_exhausted_total", true,
+       "Times accepting failed for lack of file descriptors (accepting paused briefly).",
+       s.acceptFdExhausted},
+      {"accept_turned_away", "pgswitch_accept_turned_away_total", true,
+       "Connections answered with 53300 and closed at once (descriptors or login limit).",
+       s.acceptTurnedAway},
+      {"pools_dropped", "pgswitch_pools_dropped_total", true,
+       "Pools removed: unused, or for a database or user the backend refused.", s.poolsDropped},
+  };
+}
+
+}  // namespace pgswitch::proxy

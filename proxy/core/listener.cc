@@ -1,0 +1,157 @@
+#include "proxy/core/listener.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "protocol/builder.h"
+
+namespace pgswitch::proxy {
+
+namespace {
+
+int openReserve() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+}  // namespace
+
+void refuseConnection(int fd, AcceptCounters& counters) {
+  // What PostgreSQL says when it is full. The client has not been read from: its startup
+  // packet, if already sent, is discarded with the socket.
+  static const std::string kTooMany = [] {
+    std::string s;
+    protocol::appendError(s, {"FATAL", "53300", "sorry, too many clients already"});
+    return s;
+  }();
+  (void)::send(fd, kTooMany.data(), kTooMany.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::close(fd);
+  ++counters.turnedAway;
+}
+
+Listener::Listener(uv_loop_t* loop, AcceptCounters& counters, OnAccept onAccept, void* ctx)
+    : loop_(loop), counters_(counters), onAccept_(onAccept), ctx_(ctx) {}
+
+Listener::~Listener() {
+  if (reserveFd_ >= 0) ::close(reserveFd_);
+}
+
+void Listener::open(const std::string& host, int port) {
+  sockaddr_storage addr{};
+  int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
+  if (rc != 0) throw std::runtime_error("invalid listen address " + host);
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket() failed: ") + strerror(errno));
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  socklen_t len = addr.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1024) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                             strerror(e));
+  }
+  fd_ = fd;
+  reserveFd_ = openReserve();
+  uv_poll_init(loop_, &poll_, fd_);
+  poll_.data = this;
+  uv_timer_init(loop_, &resume_);
+  resume_.data = this;
+  handlesInit_ = true;
+  uv_poll_start(&poll_, UV_READABLE, &Listener::onReadable);
+}
+
+void Listener::close() {
+  if (!handlesInit_) return;
+  handlesInit_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&resume_), nullptr);
+  // uv_poll never owns the descriptor.
+  ::close(fd_);
+  fd_ = -1;
+}
+
+int Listener::boundPort() const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+void Listener::onReadable(uv_poll_t* p, int status, int) {
+  auto* l = static_cast<Listener*>(p->data);
+  if (status < 0) return;
+  l->acceptBatch();
+}
+
+void Listener::acceptBatch() {
+  for (int i = 0; i < kBatch && fd_ >= 0 && !paused_; ++i) {
+    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      onAccept_(ctx_, fd);
+      continue;
+    }
+    int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK) return;
+    if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+      outOfDescriptors(e);
+      return;
+    }
+    spdlog::warn("accept failed: {}", strerror(e));
+    return;
+  }
+}
+
+// No descriptor for a new client. Refuse the ones waiting (each through the reserve
+// descriptor, which another thread may grab in between: then they wait in the backlog),
+// and stop polling for a moment: retrying at once would only spin.
+void Listener::outOfDescriptors(int err) {
+  ++counters_.fdExhausted;
+  ++failuresSinceLog_;
+  uint64_t now = uv_now(loop_);
+  if (lastLogMs_ == 0 || now - lastLogMs_ >= kLogEveryMs) {
+    spdlog::error(
+        "cannot accept new clients: {} ({} times since the last report); refusing waiting "
+        "connections with 53300 and pausing accept for {} ms. Raise the descriptor limit "
+        "(ulimit -n / LimitNOFILE) or lower max_client_conn and max_login_clients",
+        strerror(err), failuresSinceLog_, kPauseMs);
+    lastLogMs_ = now;
+    failuresSinceLog_ = 0;
+  }
+  for (int i = 0; i < kBatch && reserveFd_ >= 0; ++i)
+    if (!turnAwayOne()) break;
+  if (reserveFd_ < 0) reserveFd_ = openReserve();
+  pause();
+}
+
+bool Listener::turnAwayOne() {
+  ::close(reserveFd_);
+  int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) refuseConnection(fd, counters_);
+  reserveFd_ = openReserve();
+  return fd >= 0;  // false: nothing waits any more, or the descriptor went elsewhere
+}
+
+void Listener::pause() {
+  if (paused_ || !handlesInit_) return;
+  paused_ = true;
+  uv_poll_stop(&poll_);
+  uv_timer_start(&resume_, &Listener::onResume, kPauseMs, 0);
+}
+
+void Listener::onResume(uv_timer_t* t) {
+  auto* l = static_cast<Listener*>(t->data);
+  if (!l->handlesInit_) return;
+  l->paused_ = false;
+  uv_poll_start(&l->poll_, UV_READABLE, &Listener::onReadable);
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,76 @@
+// Listener: one worker's listening socket (SO_REUSEPORT: every worker has its own, and the
+// kernel spreads new connections over them).
+//
+// It accepts by hand (accept4 on a uv_poll) instead of through uv_listen because libuv's
+// accept loop cannot be paused: when the process runs out of descriptors it retries
+// accept4 forever inside one callback once its single reserve descriptor has been taken by
+// another thread, and the loop never gets back to its timers or signals. Here, EMFILE or
+// ENFILE turns away the waiting connections with PostgreSQL's "too many clients" error
+// (through a reserve descriptor of this listener), pauses accepting for kPauseMs while the
+// existing clients go on being served, and is logged once per kLogEveryMs.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace pgswitch::proxy {
+
+// Process-wide accept counters, shared by every worker's listener.
+struct AcceptCounters {
+  std::atomic<uint64_t> fdExhausted{0};  // accept4 failed with EMFILE/ENFILE
+  std::atomic<uint64_t> turnedAway{0};   // connections closed with "too many clients"
+};
+
+// Answers fd with FATAL 53300 "sorry, too many clients already" and closes it (also used
+// for sockets over max_login_clients).
+void refuseConnection(int fd, AcceptCounters& counters);
+
+class Listener {
+ public:
+  // Called for every accepted socket (non-blocking, close-on-exec): the callee owns fd.
+  using OnAccept = void (*)(void* ctx, int fd);
+
+  Listener(uv_loop_t* loop, AcceptCounters& counters, OnAccept onAccept, void* ctx);
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  ~Listener();
+
+  // Binds and listens (throws std::runtime_error on failure).
+  void open(const std::string& host, int port);
+  // Stops accepting and closes the socket; the handles close on the loop's next turn.
+  void close();
+  bool open() const { return fd_ >= 0; }
+  int boundPort() const;
+  bool paused() const { return paused_; }
+
+  static constexpr uint64_t kPauseMs = 250;
+  static constexpr uint64_t kLogEveryMs = 10000;
+  // Accepted per wake-up: the loop returns to its other work between batches.
+  static constexpr int kBatch = 64;
+
+ private:
+  static void onReadable(uv_poll_t* p, int status, int events);
+  static void onResume(uv_timer_t* t);
+  void acceptBatch();
+  void outOfDescriptors(int err);
+  bool turnAwayOne();
+  void pause();
+
+  uv_loop_t* loop_;
+  AcceptCounters& counters_;
+  OnAccept onAccept_;
+  void* ctx_;
+  int fd_ = -1;
+  int reserveFd_ = -1;  // given up for a moment to accept and refuse one connection
+  uv_poll_t poll_;
+  uv_timer_t resume_;
+  bool handlesInit_ = false;
+  bool paused_ = false;
+  uint64_t lastLogMs_ = 0;
+  uint64_t failuresSinceLog_ = 0;
+};
+
+}  // namespace pgswitch::proxy
