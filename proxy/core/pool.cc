@@ -12,7 +12,11 @@
 namespace pgswitch::proxy {
 
 Pool::Pool(Worker& w, int backend, std::string database, std::string user)
-    : worker_(w), backend_(backend), database_(std::move(database)), user_(std::move(user)) {}
+    : worker_(w),
+      backend_(backend),
+      database_(std::move(database)),
+      user_(std::move(user)),
+      lastAcquireMs_(w.nowMs()) {}
 
 Pool::~Pool() = default;
 
@@ -24,6 +28,13 @@ int Pool::limit() const {
 ServerConn* Pool::acquire(PoolWaiter* w) {
   auto cfg = worker_.runtime().config();
   uint64_t now = worker_.nowMs();
+  lastAcquireMs_ = now;
+  if (!loginError_.empty() && servers_.empty() &&
+      now - loginFailedMs_ < static_cast<uint64_t>(cfg->serverLoginRetryMs)) {
+    w->onServerUnavailable(PoolError{PoolError::Kind::LoginFailed, loginError_,
+                                     "server login failed (server_login_retry_ms)"});
+    return nullptr;
+  }
   while (!idle_.empty()) {
     ServerConn* s = idle_.back();
     idle_.pop_back();
@@ -137,11 +148,14 @@ void Pool::release(ServerConn& s, bool reusable, bool reset) {
 
 void Pool::onLoginDone(ServerConn& s) {
   spdlog::debug("server {} logged in to backend {} ({}/{})", s.id(), backend_, database_, user_);
+  loginError_.clear();
   handOut(s);
 }
 
 void Pool::onLoginFailed(ServerConn& s, const std::string& errorMessage) {
   spdlog::warn("login to backend {} as {} on {} failed", backend_, user_, database_);
+  loginError_ = errorMessage;
+  loginFailedMs_ = worker_.nowMs();
   // Every waiter of this pool asked for the same database and user: they would all get the
   // same answer, so they all get it now rather than one connect attempt each.
   auto waiters = std::move(waiters_);
@@ -170,6 +184,12 @@ void Pool::onServerClosed(ServerConn& s) {
   if (!waiters_.empty() && servers_.size() < static_cast<size_t>(limit()) &&
       connectingCount() < waiters_.size() && !worker_.stopping())
     spawn();
+}
+
+bool Pool::disposable(uint64_t now, uint64_t loginRetryMs) const {
+  if (!servers_.empty() || !waiters_.empty()) return false;
+  if (!loginError_.empty()) return now - loginFailedMs_ >= loginRetryMs;
+  return now - lastAcquireMs_ >= kUnusedDropMs;
 }
 
 void Pool::prewarm(size_t n) {

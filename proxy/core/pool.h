@@ -74,6 +74,11 @@ class Pool {
   size_t connectingCount() const;
   // Since when the longest-waiting session waits (0: nobody waits).
   uint64_t oldestWaitSinceMs() const { return waiters_.empty() ? 0 : waiters_.front().sinceMs; }
+  // Nothing in it and nobody waiting, and either unused for kUnusedDropMs or its last login
+  // was refused longer than server_login_retry_ms ago: the worker may delete it. (A database
+  // or user that does not exist must not leave a pool behind per attempt.)
+  bool disposable(uint64_t nowMs, uint64_t loginRetryMs) const;
+  static constexpr uint64_t kUnusedDropMs = 60000;
   // Every server of the pool, for SHOW SERVERS.
   const std::list<std::unique_ptr<ServerConn>>& servers() const { return servers_; }
 
@@ -94,6 +99,13 @@ class Pool {
   };
   std::deque<Waiter> waiters_;
   std::optional<std::array<uint8_t, 32>> clientKey_;
+  uint64_t lastAcquireMs_ = 0;
+  // The last login failure (the ErrorResponse, or ours for a connection failure). For
+  // server_login_retry_ms after it, new requests get the same answer at once instead of a
+  // connection attempt each: a storm of logins to a missing database costs the backend one
+  // attempt per interval.
+  std::string loginError_;
+  uint64_t loginFailedMs_ = 0;
 };
 
 }  // namespace pgswitch::proxy

@@ -143,7 +143,16 @@ void Worker::onJanitor(uv_timer_t* t) {
     }
     return;
   }
-  for (auto& [k, p] : w->pools_) p->janitor(now);
+  auto cfg = w->rt_.config();
+  for (auto it = w->pools_.begin(); it != w->pools_.end();) {
+    it->second->janitor(now);
+    if (it->second->disposable(now, static_cast<uint64_t>(cfg->serverLoginRetryMs))) {
+      it = w->pools_.erase(it);
+      ++w->rt_.poolsDropped;
+    } else {
+      ++it;
+    }
+  }
   if (w->draining_) w->endQuiescentClients();
   auto clients = w->clients_;
   for (auto* c : clients) c->janitor(now);

@@ -472,7 +472,7 @@ void ClientSession::releaseServer(bool reusable) {
   outstandingBackend_ = -1;
   if (cancelSlot_) cancelSlot_->clear();
   // The server keeps reading: an idle pooled server must notice when it goes away.
-  pool_->release(*s, clean, reset);
+  std::exchange(pool_, nullptr)->release(*s, clean, reset);
 }
 
 void ClientSession::terminate(std::string_view sqlstate, std::string_view message) {
@@ -492,31 +492,49 @@ void ClientSession::janitor(uint64_t now) {
         abort();
       }
       return;
-    case State::Holding:
-      if (worker_.runtime().pause.paused(login_.database()) ||
-          now - holdSinceMs_ < static_cast<uint64_t>(cfg->failover.failoverWaitMs)) {
+    case State::Holding: {
+      // PAUSE holds a request up to query_wait_timeout_ms (0: until RESUME), a failover up
+      // to failover_wait_ms.
+      const bool paused = worker_.runtime().pause.paused(login_.database());
+      const uint64_t limit = static_cast<uint64_t>(paused ? cfg->queryWaitTimeoutMs
+                                                          : cfg->failover.failoverWaitMs);
+      if ((paused && limit == 0) || now - holdSinceMs_ < limit) {
         retryHold();
         return;
       }
+      const char* code = paused ? "53300" : "57P03";
+      std::string msg = paused ? "query_wait_timeout: database \"" + login_.database() +
+                                     "\" is paused (PAUSE) since " +
+                                     std::to_string(now - holdSinceMs_) + " ms"
+                               : "no primary server is available";
+      const char* hint = paused ? "An operator paused the database; it accepts requests again "
+                                  "after RESUME."
+                                : "pgswitch waited failover_wait_ms for a primary";
       if (!loggedIn_) {
-        fatal("57P03", "no primary server is available", {},
-              "pgswitch waited failover_wait_ms for a primary");
+        fatal(code, msg, {}, hint);
         return;
       }
-      relay_.failRequest(errorResponse("57P03", "no primary server is available",
-                                       "pgswitch waited failover_wait_ms for a primary"));
+      relay_.failRequest(errorResponse(code, msg, hint));
       transitionTo(State::Idle);
       pump();  // requests pipelined behind the failed one
       return;
+    }
     case State::Queued:
     case State::Configure:
     case State::OwnQuery:
     case State::Closing:
       return;
     case State::Active:
-      if (relay_.exchange().pending() > 0) return;  // the server owes an answer
-      break;
     case State::Idle:
+      // Stopped in the middle of a message (reading, so not held back by pgswitch): any
+      // server it holds waits for bytes that may never come.
+      if (client_->reading() && now - lastActivityMs_ >= uint64_t(cfg->clientStallTimeoutMs) &&
+          relay_.clientMidMessage()) {
+        stalled(now - lastActivityMs_);
+        return;
+      }
+      if (state_ == State::Active && relay_.exchange().pending() > 0) return;  // answer owed
+      break;
     case State::Console:
       break;
   }
@@ -529,6 +547,16 @@ void ClientSession::janitor(uint64_t now) {
   }
   if (!inTxn && cfg->clientIdleTimeoutS > 0 && quiet >= uint64_t(cfg->clientIdleTimeoutS) * 1000)
     terminate("57P05", "terminating connection due to idle-session timeout");
+}
+
+void ClientSession::stalled(uint64_t forMs) {
+  ++worker_.runtime().stalledClients;
+  spdlog::warn("client {}: no bytes for {} ms in the middle of a message; closing it",
+               client_->peerName(), forMs);
+  releaseServer(false);  // it holds part of a message: unusable
+  fatal("08P01", "incomplete message from client",
+        "No bytes arrived for " + std::to_string(forMs) +
+            " ms in the middle of a message (client_stall_timeout_ms).");
 }
 
 void ClientSession::onConnRead(Conn& c) noexcept {

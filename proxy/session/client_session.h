@@ -73,7 +73,9 @@ class ClientSession final : public Conn::Owner,
   void releaseServer(bool reusable = true);
   void fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {},
              std::string_view hint = {});
-  void end(bool afterFlush);  // the one way out: Closing, then the socket closes
+  void end(bool afterFlush);     // the one way out: Closing, then the socket closes
+  // Closed for stopping mid-message (client_stall_timeout_ms); its server is discarded.
+  void stalled(uint64_t forMs);
 
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;

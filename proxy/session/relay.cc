@@ -74,6 +74,20 @@ bool Relay::atRequestStart() const {
   return server_ && c2sPassthrough_ == 0 && exchange_.quiet() && server_->txnStatus() == 'I';
 }
 
+bool Relay::clientMidMessage() {
+  if (c2sPassthrough_ > 0 || skip_ > 0) return true;
+  const ByteQueue& in = client_.in();
+  std::array<std::byte, 5> hdr;
+  for (size_t off = 0; off < in.size();) {
+    if (!in.copyOut(off, hdr)) return true;  // part of a header
+    Frame f = readFrame(hdr, cfg_.maxMessageBytes);
+    if (f.status == FrameStatus::Invalid) return false;  // reported when it is read
+    if (off + f.total > in.size()) return true;
+    off += f.total;
+  }
+  return false;
+}
+
 // Forwards the client message at the front (all of it that has arrived; the rest follows as
 // it comes).
 void Relay::forwardWhole(size_t total, char type) {

@@ -63,6 +63,9 @@ class Relay {
   bool atRequestStart() const;
   // A server message is half-forwarded: the client cannot be given anything else now.
   bool midMessage() const { return s2cPassthrough_ > 0; }
+  // The client has sent part of a message (half-forwarded, half-buffered or half-dropped) and
+  // owes the rest.
+  bool clientMidMessage();
   ServerExchange& exchange() { return exchange_; }
   StatementMap& statements() { return statements_; }
 

@@ -84,10 +84,10 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
       primary = true;  // the relay reports the bad message; no need to decide anything
       break;
     }
-    if (off + f.total > in.size()) {
-      if (off + f.total > kRouteScanLimit) primary = true;
-      break;
-    }
+    // Not all here: wait for it (below), even for a message larger than the scan limit,
+    // until the limit's worth has arrived. A client that sends the header of a huge message
+    // and then nothing must not hold a server meanwhile.
+    if (off + f.total > in.size()) break;
     switch (f.type) {
       case fe::Query:
       case fe::Parse: {

@@ -4,6 +4,8 @@
 // connected; only session state on the lost server ends the session.
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "protocol/builder.h"
 #include "protocol/messages.h"
 #include "proxy/session/client_session.h"
@@ -38,6 +40,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
   const bool commitInFlight = x.commitInFlight();
   relay_.unlinkLost();
+  pool_ = nullptr;  // the server was its link to the pool
   worker_.addOutstanding(outstandingBackend_, -1);
   outstandingBackend_ = -1;
   if (cancelSlot_) cancelSlot_->clear();
@@ -86,13 +89,15 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
 
 void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
   spdlog::debug("client {}: no server ({}): {}", cancelPid_, int(e.kind), e.text);
+  // The pool is done with this session (it may be deleted once empty).
+  Pool* from = std::exchange(pool_, nullptr);
   if (state_ == State::Closing) return;
   switch (e.kind) {
     case PoolError::Kind::LoginFailed:
       if (connectionLevelFailure(e.serverError)) {
         // The backend is unreachable or going away (a failover in progress): wait for the
         // health thread to say where to go instead of failing the client. Reads avoid it.
-        if (pool_) route_.avoid(pool_->backend());
+        if (from) route_.avoid(from->backend());
         transitionTo(State::Holding);
         return;
       }

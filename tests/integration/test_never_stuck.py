@@ -26,7 +26,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import HOST, PgCluster, PgSwitch  # noqa: E402
-from pgwire import PgWire, msg  # noqa: E402
+from pgwire import PgWire  # noqa: E402
 from proxycase import ProxyTestCase, budget  # noqa: E402
 
 
@@ -145,6 +145,158 @@ class NeverStuckCase(ProxyTestCase):
         self.assertEqual(sw.stop(timeout=10), 0)
         self.assertLess(time.monotonic() - t0, 10)
     test_descriptor_exhaustion_is_survivable.stops_pgswitch = True
+
+    def stall_huge_query(self, sw, sent_bytes: int) -> PgWire:
+        """A logged-in client that starts an 8 MB Query, sends `sent_bytes` of it, then stops."""
+        w = PgWire(port=sw.port, timeout=15)
+        w.startup("app", "appdb", "app")
+        body_len = 8 * 1024 * 1024
+        head = b"Q" + struct.pack("!I", 4 + body_len) + b"SELECT '"
+        w.send(head + b"x" * max(0, sent_bytes - len(head)))
+        return w
+
+    @staticmethod
+    def error_then_eof(w: PgWire) -> dict:
+        t, p = w.read_msg()
+        if t != b"E":
+            raise AssertionError(f"expected an ErrorResponse, got {t!r}")
+        from pgwire import parse_error_fields
+        fields = parse_error_fields(p)
+        try:
+            w.read_msg()
+            raise AssertionError("the connection stayed open after the error")
+        except (ConnectionError, OSError):
+            pass
+        return fields
+
+    @budget(60)
+    def test_stalled_large_messages_do_not_lock_others_out(self):
+        sw = self.start_switch(pool_mode="transaction", workers=1,
+                               server_toml="client_stall_timeout_ms = 2000",
+                               extra_toml="[pool]\npool_size = 2\nquery_wait_timeout_ms = 10000")
+        app = psycopg2.connect(sw.dsn())
+        app.autocommit = True
+        with app.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS stall_t (id int)")
+        # More clients than servers send only the start of a huge Query: none may hold a
+        # server, so another client's write runs at once.
+        headers = [self.stall_huge_query(sw, 64 * 1024) for _ in range(3)]
+        t0 = time.monotonic()
+        with app.cursor() as cur:
+            cur.execute("INSERT INTO stall_t VALUES (1)")
+        self.assertLess(time.monotonic() - t0, 1.5, "a stalled header held a server")
+        # Clients past the routing buffer (1 MiB) do take a server, and stop: they are closed
+        # after client_stall_timeout_ms and their servers discarded, so the others get servers.
+        bodies = [self.stall_huge_query(sw, 1536 * 1024) for _ in range(2)]
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        with app.cursor() as cur:
+            cur.execute("INSERT INTO stall_t VALUES (2)")
+            cur.execute("SELECT count(*) FROM stall_t")
+            self.assertGreaterEqual(cur.fetchone()[0], 2)
+        self.assertLess(time.monotonic() - t0, 6, "stalled clients held their servers")
+        for w in headers + bodies:
+            f = self.error_then_eof(w)
+            self.assertEqual(f.get("C"), "08P01", f)
+            w.sock.close()
+        t = self.totals(sw)
+        self.assertGreaterEqual(t["stalled_clients"], 5, t)
+        # The discarded servers left no half-message behind: later requests work.
+        for i in range(10):
+            with app.cursor() as cur:
+                cur.execute("SELECT %s", (i,))
+                self.assertEqual(cur.fetchone()[0], i)
+        app.close()
+
+    @budget(60)
+    def test_missing_databases_leave_no_pools(self):
+        sw = self.start_switch(pool_mode="transaction", workers=2,
+                               extra_toml="[pool]\nserver_login_retry_ms = 1000")
+        def login(db):
+            try:
+                psycopg2.connect(sw.dsn(db=db)).close()
+                return None
+            except psycopg2.OperationalError as e:
+                return str(e)
+        # Distinct missing databases: each gets PostgreSQL's error, and no pool stays.
+        for i in range(100):
+            err = login(f"nosuch_{i}")
+            self.assertIn(f'database "nosuch_{i}" does not exist', err or "")
+        # A burst to one missing database: the backend sees about one attempt per
+        # server_login_retry_ms per worker, not one per client.
+        t0 = time.monotonic()
+        errs = [login("nosuchdb") for _ in range(60)]
+        burst_s = time.monotonic() - t0
+        self.assertTrue(all('database "nosuchdb" does not exist' in (e or "") for e in errs), errs)
+        attempts = sw.log().count("on nosuchdb failed")
+        self.assertLessEqual(attempts, 2 * (int(burst_s) + 2),
+                             f"{attempts} backend logins for 60 clients in {burst_s:.1f}s")
+        time.sleep(3.5)  # the janitor drops refused pools after server_login_retry_ms
+        with closing(psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SHOW POOLS")
+                names = [d[0] for d in cur.description]
+                dbs = {dict(zip(names, r))["database"] for r in cur.fetchall()}
+        self.assertFalse({d for d in dbs if d.startswith("nosuch")}, dbs)
+        self.assertGreaterEqual(self.totals(sw)["pools_dropped"], 101)
+        with closing(psycopg2.connect(sw.dsn())) as c, c.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    @budget(60)
+    def test_paused_clients_obey_query_wait_timeout(self):
+        sw = self.start_switch(pool_mode="transaction", workers=1,
+                               extra_toml="[pool]\nquery_wait_timeout_ms = 2000")
+        app = psycopg2.connect(sw.dsn())
+        app.autocommit = True
+        admin = psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cur:
+                cur.execute("PAUSE")
+            t0 = time.monotonic()
+            with app.cursor() as cur:
+                with self.assertRaises(psycopg2.Error) as ctx:
+                    cur.execute("SELECT 1")
+            waited = time.monotonic() - t0
+            self.assertEqual(ctx.exception.pgcode, "53300")
+            self.assertIn("paused", str(ctx.exception))
+            self.assertGreaterEqual(waited, 1.5)
+            self.assertLess(waited, 5)
+            with admin.cursor() as cur:
+                cur.execute("RESUME")
+            with app.cursor() as cur:  # the connection is still usable
+                cur.execute("SELECT 7")
+                self.assertEqual(cur.fetchone()[0], 7)
+        finally:
+            admin.close()
+            app.close()
+
+    @budget(60)
+    def test_max_login_clients(self):
+        sw = self.start_switch(pool_mode="transaction", workers=1,
+                               server_toml="max_login_clients = 20")
+        silent = silent_sockets(sw.port, 40)
+        try:
+            time.sleep(0.5)
+            refused = 0
+            for s in silent:
+                s.settimeout(0.2)
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    continue
+                if data.startswith(b"E") and b"53300" in data:
+                    refused += 1
+            self.assertGreaterEqual(refused, 20)
+        finally:
+            for s in silent:
+                s.close()
+        time.sleep(0.5)
+        t = self.totals(sw)
+        self.assertGreaterEqual(t["login_refused"], 20, t)
+        with closing(psycopg2.connect(sw.dsn())) as c, c.cursor() as cur:
+            cur.execute("SELECT 1")
 
 
 if __name__ == "__main__":
