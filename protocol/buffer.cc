@@ -42,6 +42,15 @@ void ChunkPool::release(Chunk* c) {
   ++freeCount_;
 }
 
+void ChunkPool::trim(size_t keep) {
+  while (freeCount_ > keep) {
+    Chunk* c = free_;
+    free_ = c->nextFree;
+    --freeCount_;
+    delete c;
+  }
+}
+
 // ---- ByteQueue ----
 
 std::span<std::byte> ByteQueue::writable(size_t minFree) {

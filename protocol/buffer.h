@@ -35,6 +35,8 @@ class ChunkPool {
 
   Chunk* acquire();
   void release(Chunk* c);
+  // Frees idle chunks beyond `keep` (after a burst, so the memory can go back to the system).
+  void trim(size_t keep);
 
   size_t liveChunks() const { return live_; }  // chunks referenced right now
   size_t freeChunks() const { return freeCount_; }

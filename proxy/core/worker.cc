@@ -1,11 +1,9 @@
-// Worker loop plumbing: listener with SO_REUSEPORT, deferred deletion on the check phase,
+// Worker loop plumbing: the listener (listener.cc), deferred deletion on the check phase,
 // cross-thread posts through uv_async, and the once-a-second janitor.
 #include "proxy/core/worker.h"
 
-#include <netinet/in.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -156,6 +154,18 @@ void Worker::onJanitor(uv_timer_t* t) {
   if (w->draining_) w->endQuiescentClients();
   auto clients = w->clients_;
   for (auto* c : clients) c->janitor(now);
+  if (now - w->lastTrimMs_ >= kTrimEveryMs) w->giveMemoryBack(now);
+}
+
+// After a burst of clients the memory they used is free inside the process but not returned:
+// the chunk pool keeps its idle chunks and malloc keeps freed pages in its arenas. Both are
+// trimmed on a timer (malloc_trim walks every arena, so only worker 0 calls it).
+void Worker::giveMemoryBack(uint64_t now) {
+  lastTrimMs_ = now;
+  chunks_.trim(std::max<size_t>(kKeepFreeChunks, chunks_.liveChunks() / 4));
+  if (id_ != 0) return;
+  struct mallinfo2 mi = mallinfo2();
+  if (mi.fordblks >= kTrimAboveBytes) malloc_trim(0);
 }
 
 void Worker::onTopologyChanged() {

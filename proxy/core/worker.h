@@ -122,6 +122,7 @@ class Worker {
   void drainPosted();
   void shutdownNow();
   void endQuiescentClients();  // SHUTDOWN WAIT, once a second
+  void giveMemoryBack(uint64_t now);
 
   int id_;
   Runtime& rt_;
@@ -155,6 +156,10 @@ class Worker {
   std::atomic<bool> finished_{false};
   BackendCounters spareCounters_;
   uint64_t stopAtMs_ = 0;
+  uint64_t lastTrimMs_ = 0;
+  static constexpr uint64_t kTrimEveryMs = 5000;
+  static constexpr size_t kKeepFreeChunks = 32;             // 1 MiB of 32 KiB chunks
+  static constexpr size_t kTrimAboveBytes = 4 * 1024 * 1024;  // free in malloc's arenas
   static constexpr uint64_t kShutdownGraceMs = 3000;
 };
 
