@@ -206,6 +206,13 @@ int main(int argc, char** argv) {
       rl.rlim_cur = rl.rlim_max;
       setrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+        rl.rlim_cur < rlim_t(cfg->maxClientConn) + rlim_t(cfg->maxLoginClients) + 64) {
+      spdlog::warn("the descriptor limit ({}) is below max_client_conn + max_login_clients "
+                   "({} + {}) plus server connections: when it runs out, new clients get 53300 "
+                   "(raise ulimit -n / LimitNOFILE)",
+                   rl.rlim_cur, cfg->maxClientConn, cfg->maxLoginClients);
+    }
     Runtime rt(cfg, health::staticTopology(backendInfos(*cfg)));
     int n = cfg->workers > 0 ? cfg->workers
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
