@@ -32,6 +32,12 @@ void CancelForwarder::onConnConnected(Conn& c, int status) noexcept {
     c.close();
     return;
   }
+  if (target_.slot && target_.slot->inFlight() != target_.request) {
+    // The request ended while we connected: this cancel must not hit the next one.
+    spdlog::debug("cancel request dropped: its request ended meanwhile");
+    c.close();
+    return;
+  }
   std::string out;
   protocol::appendCancelRequest(out, target_.pid, target_.key);
   c.send(out);

@@ -19,11 +19,14 @@
 namespace pgswitch::proxy {
 
 // Where a client's cancel request must go: the server connection currently serving it.
+class CancelSlot;
 struct CancelTarget {
   std::string host;
   int port = 0;
   int32_t pid = 0;
   int32_t key = 0;
+  std::shared_ptr<const CancelSlot> slot;  // the client's, to check it is still busy
+  uint64_t request = 0;                    // the request the cancel was meant for
 };
 
 // Which server connection a client is using right now, written by the client's own worker
@@ -39,7 +42,17 @@ class CancelSlot {
     server_.store((uint64_t(uint32_t(serverPid)) << 32) | uint32_t(serverKey),
                   std::memory_order_release);
   }
-  void clear() { server_.store(0, std::memory_order_release); }
+  void clear() {
+    server_.store(0, std::memory_order_release);
+    inFlight_.store(0, std::memory_order_release);
+  }
+  // Whether the client has a request the server is working on, as a number that changes
+  // with every request (0: none). PostgreSQL ignores a cancel for an idle backend; a cancel
+  // forwarded late would hit the client's next query instead, so the forwarder checks it
+  // when the cancel arrives and again just before sending it. Owner thread only.
+  void requestStarted() { inFlight_.store(++requests_, std::memory_order_release); }
+  void requestEnded() { inFlight_.store(0, std::memory_order_release); }
+  uint64_t inFlight() const { return inFlight_.load(std::memory_order_acquire); }
   // False when no server is linked.
   bool get(int& backend, int32_t& serverPid, int32_t& serverKey) const {
     uint64_t v = server_.load(std::memory_order_acquire);
@@ -53,6 +66,8 @@ class CancelSlot {
  private:
   std::atomic<uint64_t> server_{0};
   std::atomic<int> backend_{-1};
+  std::atomic<uint64_t> inFlight_{0};
+  uint64_t requests_ = 0;  // written by the owner thread only
 };
 
 // Client cancel keys -> their CancelSlot. The map changes only at login and logout.

@@ -31,6 +31,13 @@ void forwardCancel(Worker& w, int32_t pid, int32_t key) {
     spdlog::debug("cancel request for unknown key {}", pid);
     return;
   }
+  t.request = slot->inFlight();
+  if (t.request == 0) {
+    // Linked (session mode) but idle: PostgreSQL ignores a cancel for an idle backend.
+    spdlog::debug("cancel request for idle client {}: ignored", pid);
+    return;
+  }
+  t.slot = slot;
   t.host = topo->backends[backend].host;
   t.port = topo->backends[backend].port;
   CancelForwarder::start(w, t);
@@ -395,6 +402,18 @@ void ClientSession::pump() {
   }
   Relay::Event ev = relay_.toServer();
   if (onRelayEvent(ev) && ev.answeredLocally) afterTransaction();
+  noteInFlight();
+}
+
+void ClientSession::noteInFlight() {
+  bool busy = state_ == State::Active && relay_.exchange().owed();
+  if (busy == inFlightShown_ || !cancelSlot_) return;
+  inFlightShown_ = busy;
+  if (busy) {
+    cancelSlot_->requestStarted();
+  } else {
+    cancelSlot_->requestEnded();
+  }
 }
 
 bool ClientSession::onRelayEvent(const Relay::Event& ev) {
@@ -471,6 +490,7 @@ void ClientSession::releaseServer(bool reusable) {
   worker_.addOutstanding(outstandingBackend_, -1);
   outstandingBackend_ = -1;
   if (cancelSlot_) cancelSlot_->clear();
+  inFlightShown_ = false;
   // The server keeps reading: an idle pooled server must notice when it goes away.
   std::exchange(pool_, nullptr)->release(*s, clean, reset);
 }
@@ -590,6 +610,7 @@ void ClientSession::onServerRead(ServerConn& s) noexcept {
   if (state_ != State::Active) return;
   if (!s.conn().in().empty()) route_.answered();  // the server has started answering
   if (onRelayEvent(relay_.toClient())) afterTransaction();
+  noteInFlight();
 }
 
 // The client's write queue drained: let the server talk again.

@@ -68,6 +68,9 @@ class ClientSession final : public Conn::Owner,
   void requestServer();
   void configure();  // Configure: SET what differs, then (first time) finish the login
   void pump();       // client input in Idle and Active
+  // Tells the cancel slot whether a request is in flight (cancels of idle clients are
+  // dropped).
+  void noteInFlight();
   bool onRelayEvent(const Relay::Event& ev);  // false: the relay must stop
   void afterTransaction();                    // transaction mode: read back, commit LSN, or release
   void releaseServer(bool reusable = true);
@@ -85,6 +88,7 @@ class ClientSession final : public Conn::Owner,
   uint64_t startedMs_ = 0;
   uint64_t lastActivityMs_ = 0;  // last bytes from the client
   uint64_t holdSinceMs_ = 0;     // entered Holding
+  bool inFlightShown_ = false;   // what the cancel slot was last told
 
   Login login_;
   SessionState settings_;

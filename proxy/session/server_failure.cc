@@ -44,6 +44,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   worker_.addOutstanding(outstandingBackend_, -1);
   outstandingBackend_ = -1;
   if (cancelSlot_) cancelSlot_->clear();
+  inFlightShown_ = false;
   settings_.readbackLost();  // a session SET not read back yet cannot follow the client
   if (state_ == State::OwnQuery && own_ == Own::CommitLsn) {
     // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until a
