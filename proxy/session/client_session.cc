@@ -210,9 +210,12 @@ void ClientSession::onLogin() {
 void ClientSession::requestServer() {
   bool paused = worker_.runtime().pause.paused(login_.database());
   routing::RoutePick pick;
-  if (!paused)
-    pick =
-        route_.pick(*worker_.runtime().topology(), *cfg_, worker_.outstanding(), worker_.random());
+  if (!paused) {
+    auto topo = worker_.runtime().topology();
+    pick = route_.pick(*topo, *cfg_, worker_.outstanding(), worker_.random());
+    onReplica_ = pick.index >= 0 && pick.index < static_cast<int>(topo->backends.size()) &&
+                 topo->backends[pick.index].role == routing::Role::Replica;
+  }
   if (paused || pick.outcome == routing::RoutePick::Outcome::Hold) {
     spdlog::debug("client {}: no usable backend, holding", cancelPid_);
     transitionTo(State::Holding);
@@ -376,6 +379,7 @@ void ClientSession::pump() {
     return;
   }
   if (state_ != State::Active) return;
+  if (relay_.exchange().syncingByUs()) return;  // the request goes elsewhere after that
   // A client pinned to a replica (session state made inside a read-only transaction that ran
   // there) cannot write on it. A request that needs the primary gets an error that says why,
   // rather than the replica's "cannot execute ... in a read-only transaction".
@@ -400,10 +404,36 @@ void ClientSession::pump() {
         "*/), or reconnect."));
     if (relay_.dropping() || state_ != State::Active) return;
   }
-  Relay::Event ev = relay_.toServer();
-  if (onRelayEvent(ev) && ev.answeredLocally) afterTransaction();
+  // A batch the client ended with Flush (no Sync) ran on a replica, and the next request
+  // needs the primary (asyncpg prepares with Parse/Describe/Flush, then sends COPY): the
+  // batch is closed there with pgswitch's own Sync and the request routed afresh once its
+  // ReadyForQuery is in (afterTransaction).
+  if (transactionPooling_ && !settings_.pinned() && relay_.batchAwaitsSync() && !in.empty() &&
+      onReplica_) {
+    int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
+                                        relay_.statements().names());
+    if (w < 0) return;  // its first message is still arriving
+    if (w == 1) {
+      relay_.closeBatch();
+      return;
+    }
+  }
+  // On a replica, requests pipelined behind this one are forwarded only while they are reads;
+  // the first that may write waits for this one's ReadyForQuery and is routed afresh.
+  relay_.stopAtRequestEnd(transactionPooling_ && onReplica_);
+  for (;;) {
+    Relay::Event ev = relay_.toServer();
+    bool ok = onRelayEvent(ev);
+    if (ok && ev.answeredLocally) afterTransaction();
+    if (!ok || !ev.requestEnded || state_ != State::Active ||
+        route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
+                                    relay_.statements().names()) != 0)
+      break;
+  }
   noteInFlight();
 }
+
+
 
 void ClientSession::noteInFlight() {
   bool busy = state_ == State::Active && relay_.exchange().owed();
@@ -467,13 +497,19 @@ void ClientSession::afterTransaction() {
     s.runInternal(routing::kCommitLsnQuery);
     return;
   }
-  // A pipelining client already sent its next request: keep the server for it.
-  if (!client_->in().empty()) {
+  // A pipelining client already sent its next request: keep the server for it, unless it is
+  // a replica and the request may need the primary (or has not fully arrived: it is routed
+  // once it has).
+  ByteQueue& in = client_->in();
+  if (!in.empty() &&
+      (!onReplica_ || route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
+                                                   relay_.statements().names()) == 0)) {
     pump();
     return;
   }
   releaseServer();
   transitionTo(State::Idle);
+  if (!in.empty()) pump();  // routed afresh
 }
 
 // Gives the server back. It is reusable only when nothing is in flight and no transaction is
@@ -610,6 +646,9 @@ void ClientSession::onServerRead(ServerConn& s) noexcept {
   if (state_ != State::Active) return;
   if (!s.conn().in().empty()) route_.answered();  // the server has started answering
   if (onRelayEvent(relay_.toClient())) afterTransaction();
+  // Requests held back at a request boundary (see pump) inside a transaction that stays on
+  // this server: they go now.
+  if (state_ == State::Active && relay_.exchange().quiet() && !client_->in().empty()) pump();
   noteInFlight();
 }
 

@@ -89,6 +89,7 @@ class ClientSession final : public Conn::Owner,
   uint64_t lastActivityMs_ = 0;  // last bytes from the client
   uint64_t holdSinceMs_ = 0;     // entered Holding
   bool inFlightShown_ = false;   // what the cancel slot was last told
+  bool onReplica_ = false;       // the server picked last is a replica
 
   Login login_;
   SessionState settings_;

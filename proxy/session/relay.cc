@@ -70,6 +70,19 @@ bool Relay::idle() const {
          server_->txnStatus() == 'I';
 }
 
+bool Relay::batchAwaitsSync() const {
+  return server_ && exchange_.answeredUnsynced() && c2sPassthrough_ == 0 &&
+         s2cPassthrough_ == 0 && server_->txnStatus() == 'I';
+}
+
+void Relay::closeBatch() {
+  std::string sync;
+  appendSync(sync);
+  server_->conn().send(sync);
+  server_->conn().flush();
+  exchange_.syncedByUs();
+}
+
 bool Relay::atRequestStart() const {
   return server_ && c2sPassthrough_ == 0 && exchange_.quiet() && server_->txnStatus() == 'I';
 }
@@ -248,6 +261,10 @@ Relay::Event Relay::toServer() {
       }
     }
     forwardWhole(f.total, t);
+    if (stopAtRequestEnd_ && complete && (t == fe::Query || t == fe::Sync) && !in.empty()) {
+      ev.requestEnded = true;
+      break;
+    }
   }
   if (!server_) return ev;
   sc.flush();
@@ -311,6 +328,7 @@ Relay::Event Relay::toClient() {
         resp = exchange_.onResponse(f.type);
         if (resp.verdict == ServerExchange::Verdict::Desync)
           return desync("unexpected response from server");
+        if (resp.verdict == ServerExchange::Verdict::Swallow) break;  // our own Sync's
         countReady(*st);
         state_.onReadyForQuery();
         break;

@@ -40,6 +40,7 @@ class Relay {
     Kind kind = Kind::Ok;
     std::string message;
     bool answeredLocally = false;         // the client may be between transactions now
+    bool requestEnded = false;            // stopped after a Query or Sync (stopAtRequestEnd)
     bool applicationNameChanged = false;  // routing rules may match differently
   };
 
@@ -54,11 +55,19 @@ class Relay {
 
   // Client bytes to the linked server (and the answers pgswitch owes, to the client).
   Event toServer();
+  // toServer() stops after each complete Query or Sync that has more input behind it, so the
+  // caller can look at the next request first.
+  void stopAtRequestEnd(bool on) { stopAtRequestEnd_ = on; }
   // Server bytes to the client.
   Event toClient();
 
   // Between transactions: nothing owed, nothing half-forwarded, transaction status idle.
   bool idle() const;
+  // Outside a transaction, a batch the client ended with Flush has been answered in full: the
+  // next request may still go elsewhere once closeBatch() ends it.
+  bool batchAwaitsSync() const;
+  // Ends that batch with pgswitch's own Sync (its ReadyForQuery is not forwarded).
+  void closeBatch();
   // The next client message starts a request: nothing owed or half-sent, no transaction.
   bool atRequestStart() const;
   // A server message is half-forwarded: the client cannot be given anything else now.
@@ -104,6 +113,7 @@ class Relay {
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
+  bool stopAtRequestEnd_ = false;
   size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
   std::vector<protocol::Slice> slices_;

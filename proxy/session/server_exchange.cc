@@ -48,6 +48,12 @@ void ServerExchange::forwarded(char type) {
   unsynced_ = true;
 }
 
+void ServerExchange::syncedByUs() {
+  expect_.push_back({K::HiddenSync});
+  discardUntilSync_ = false;
+  unsynced_ = false;
+}
+
 ServerExchange::Response ServerExchange::onResponse(char type) {
   auto front = expect_.empty() ? std::optional<K>() : std::optional<K>(expect_.front().kind);
   bool ok = false;
@@ -55,7 +61,9 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
   Response r;
   switch (type) {
     case be::ReadyForQuery:
-      ok = front && (*front == K::Query || *front == K::Sync || *front == K::FunctionCall);
+      ok = front && (*front == K::Query || *front == K::Sync || *front == K::FunctionCall ||
+                     *front == K::HiddenSync);
+      if (ok && *front == K::HiddenSync) r.verdict = Verdict::Swallow;
       inCopy_ = false;
       commitInFlight_ = false;
       break;
@@ -108,7 +116,8 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
 void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
   if (expect_.empty()) return;  // e.g. FATAL on an idle connection
   K f = expect_.front().kind;
-  if (f == K::Query || f == K::FunctionCall || f == K::Sync) return;  // ReadyForQuery follows
+  if (f == K::Query || f == K::FunctionCall || f == K::Sync || f == K::HiddenSync)
+    return;  // ReadyForQuery follows
   if ((f == K::Bind || f == K::Describe) && expect_.front().hash && books.server) {
     uint64_t h = expect_.front().hash;
     // 0A000 "cached plan must not change result type": DDL changed the statement's result
@@ -121,7 +130,7 @@ void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
   // The server skips everything up to Sync, so what pgswitch recorded for those messages is
   // undone, newest first (a skipped "Close s; Parse s" must leave the old s).
   size_t n = 0;
-  while (n < expect_.size() && expect_[n].kind != K::Sync) ++n;
+  while (n < expect_.size() && expect_[n].kind != K::Sync && expect_[n].kind != K::HiddenSync) ++n;
   for (size_t i = n; i-- > 0;) {
     const Expect& e = expect_[i];
     switch (e.kind) {
@@ -159,6 +168,12 @@ void ServerExchange::appendFakes(std::string& out, ClientStatements& client) {
     }
     expect_.pop_front();
   }
+}
+
+bool ServerExchange::syncingByUs() const {
+  for (const auto& e : expect_)
+    if (e.kind == K::HiddenSync) return true;
+  return false;
 }
 
 bool ServerExchange::closePending() const {

@@ -30,6 +30,8 @@ struct Expect {
     Close,
     FakeClose,    // pgswitch sends CloseComplete itself (statement kept for others)
     HiddenClose,  // pgswitch's own Close (LRU eviction): swallowed
+    HiddenSync,   // pgswitch's own Sync closing a batch the client ended with Flush:
+                  // its ReadyForQuery is swallowed
   };
   Expect(Kind k, uint64_t h = 0, std::string name = {})
       : kind(k), hash(h), clientName(std::move(name)) {}
@@ -54,6 +56,15 @@ class ServerExchange {
   // A client message pgswitch rewrote or answers itself: the entries it needs.
   void expect(Expect e) { expect_.push_back(std::move(e)); }
   void batchOpened() { unsynced_ = true; }
+  // pgswitch sent its own Sync to close a batch the client ended with Flush (the next
+  // request must go elsewhere).
+  void syncedByUs();
+  // pgswitch's own Sync is outstanding: nothing of the client's may follow it here.
+  bool syncingByUs() const;
+  // Every response of a batch ended with Flush has arrived; no Sync yet.
+  bool answeredUnsynced() const {
+    return expect_.empty() && unsynced_ && !discardUntilSync_ && !inCopy_;
+  }
   // The server skips everything up to Sync after an extended-protocol error.
   bool discarding() const { return discardUntilSync_; }
   void commitSent(bool isCommit) { commitInFlight_ = isCommit; }

@@ -90,3 +90,70 @@ class CancelCase(ProxyTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReplicaBatchCase(ProxyTestCase):
+    """Requests that follow a batch or a pipelined request on a replica go where they must.
+
+    asyncpg's copy_records_to_table prepares its introspection query with Parse/Describe/Flush
+    (no Sync) and then sends COPY ... FROM STDIN: pgswitch used to keep the replica it picked
+    for the Parse and sent the COPY there (25006). libpq/psycopg 3 pipelines a read and then a
+    write: the write used to follow the read to its replica."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=2).start()
+        cls.cluster.psql(0, "CREATE TABLE IF NOT EXISTS batch_t (id int, v text)", db="appdb",
+                         user="app")
+        cls.cluster.wait_replicated()
+        cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", workers=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def primary_count(self) -> int:
+        out = self.cluster.psql(0, "SELECT count(*) FROM batch_t", db="appdb", user="app")
+        return int(out)
+
+    @budget(60)
+    def test_asyncpg_copy_after_flush_batch(self):
+        import asyncio
+        import asyncpg
+
+        async def run():
+            conn = await asyncpg.connect(host="127.0.0.1", port=self.sw.port, user="app",
+                                         password="app", database="appdb")
+            try:
+                for i in range(5):
+                    await conn.copy_records_to_table("batch_t", records=[(i, "a"), (i, "b")],
+                                                     columns=["id", "v"])
+                # the statement prepared on the replica is usable wherever the next run goes
+                self.assertEqual(await conn.fetchval("SELECT $1::int + 1", 41), 42)
+            finally:
+                await conn.close()
+
+        before = self.primary_count()
+        asyncio.run(run())
+        self.assertEqual(self.primary_count() - before, 10)
+
+    @budget(60)
+    def test_pipelined_write_after_read(self):
+        from pgwire import PgWire, parse_error_fields, query_msg
+        before = self.primary_count()
+        with PgWire(port=self.sw.port) as w:
+            w.startup("app", "appdb", "app")
+            for i in range(10):
+                # Three simple queries in one write: a read, a write, a read.
+                w.send(query_msg("SELECT 1") + query_msg(f"INSERT INTO batch_t VALUES ({i}, 'p')")
+                       + query_msg("SELECT 2"))
+                ready = 0
+                while ready < 3:
+                    t, p = w.read_msg()
+                    if t == b"E":
+                        self.fail(f"pipelined request failed: {parse_error_fields(p)}")
+                    ready += t == b"Z"
+        self.assertEqual(self.primary_count() - before, 10)
