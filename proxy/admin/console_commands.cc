@@ -52,14 +52,14 @@ std::string joinNames(const std::vector<std::string>& names) {
 Outcome backendArg(const Context& c, std::string_view command, std::string& name) {
   if (c.args.empty() || !c.args[0].isName()) {
     return fail(c.out, kSyntaxError, std::string(command) + " needs a backend name",
-                "backends: " + joinNames(backendNames(c.snap)));
+                "backends: " + joinNames(liveBackendNames(c.snap)));
   }
   if (c.args.size() > 1) {
     return fail(c.out, kSyntaxError,
                 "unexpected \"" + c.args[1].text + "\" after the backend name");
   }
   const Token& t = c.args[0];
-  std::vector<std::string> names = backendNames(c.snap);
+  std::vector<std::string> names = liveBackendNames(c.snap);
   for (const auto& n : names) {
     if (n == t.text) {
       name = n;
@@ -415,6 +415,14 @@ std::vector<std::string> backendNames(const Snapshot& snap) {
   } else if (snap.config) {
     for (const auto& b : snap.config->backends) names.push_back(b.name);
   }
+  return names;
+}
+
+std::vector<std::string> liveBackendNames(const Snapshot& snap) {
+  if (!snap.topology) return backendNames(snap);
+  std::vector<std::string> names;
+  for (const auto& b : snap.topology->backends)
+    if (b.state != routing::BackendState::Removed) names.push_back(b.name);
   return names;
 }
 

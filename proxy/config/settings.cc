@@ -411,6 +411,20 @@ std::vector<const Setting*> restartOnlyChanges(const Config& running, const Conf
   return changed;
 }
 
+std::string logValue(std::string_view v, size_t limit) {
+  size_t keep = v.size();
+  if (keep > limit) {
+    keep = limit;
+    // Do not split a multi-byte character: back up over continuation bytes (10xxxxxx).
+    while (keep > 0 && (static_cast<unsigned char>(v[keep]) & 0xC0) == 0x80) --keep;
+  }
+  std::string out(v.substr(0, keep));
+  for (char& ch : out)
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  if (keep < v.size()) out += "... (" + std::to_string(v.size()) + " bytes)";
+  return out;
+}
+
 // Defaults live in the table only; a Config starts from them.
 Config::Config() {
   for (const Setting& s : settings()) s.write(*this, s.def);

@@ -373,6 +373,23 @@ TEST_F(ConsoleTest, ShowBackends) {
   EXPECT_EQ(r.tag, "SHOW");
 }
 
+// A backend a reload removed keeps its slot (counters) but is gone for everything else.
+TEST_F(ConsoleTest, RemovedBackendIsNotShownOrAccepted) {
+  auto topo = std::make_shared<routing::Topology>(*snap_.topology);
+  topo->backends[1].state = routing::BackendState::Removed;
+  topo->backends[1].role = routing::Role::Unknown;
+  snap_.topology = topo;
+  Response r = one("SHOW BACKENDS");
+  ASSERT_EQ(r.rows.size(), 2u);
+  EXPECT_EQ(r.rows[0][0], "pg1");
+  EXPECT_EQ(r.rows[1][0], "Pg3");
+  Response d = one("DISABLE pg2");
+  EXPECT_EQ(d.error['C'], "42704");
+  EXPECT_EQ(d.error['H'], "backends: pg1, Pg3");
+  EXPECT_TRUE(actions_.calls.empty());
+  EXPECT_EQ(one("SHOW STATS").at("pg2", "queries"), "6");  // its counters stay
+}
+
 TEST_F(ConsoleTest, ShowBackendsBeforeFirstHealthCheck) {
   snap_.topology = nullptr;
   Response r = one("show backends");

@@ -378,6 +378,19 @@ TEST(Settings, RulesBetweenSettingsHoldInTheLoaderAndInSet) {
   EXPECT_EQ(c.poolSize, 5);
 }
 
+TEST(Settings, LogValueCutsLongValues) {
+  EXPECT_EQ(logValue("SELECT 1"), "SELECT 1");
+  std::string big(1 << 20, 'x');
+  std::string cut = logValue(big);
+  EXPECT_EQ(cut, std::string(200, 'x') + "... (1048576 bytes)");
+  EXPECT_EQ(logValue(std::string(200, 'y')), std::string(200, 'y'));
+  // Never half a character, never a line break.
+  std::string utf = std::string(199, 'a') + "\xc3\xa9" + "tail";
+  EXPECT_EQ(logValue(utf), std::string(199, 'a') + "... (205 bytes)");
+  EXPECT_EQ(logValue("a\nb\rc"), "a?b?c");
+  EXPECT_EQ(logValue("abcdef", 3), "abc... (6 bytes)");
+}
+
 // ---- what SET refuses ----
 
 TEST(Settings, SetRefusesWhatOnlyARestartOrTheFileChanges) {
