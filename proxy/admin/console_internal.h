@@ -19,6 +19,8 @@ namespace pgswitch::proxy::console {
 inline constexpr std::string_view kSyntaxError = "42601";
 inline constexpr std::string_view kUndefinedObject = "42704";
 inline constexpr std::string_view kNotInPrerequisiteState = "55000";
+inline constexpr std::string_view kInvalidParameterValue = "22023";
+inline constexpr std::string_view kInvalidCatalogName = "3D000";
 
 struct Token {
   enum class Kind { Word, QuotedIdent, String, Equals, Comma, Semicolon };

@@ -168,6 +168,17 @@ std::string checkSqlstate(const SettingValue& v) {
   return "must be a 5-character SQLSTATE such as \"40001\"";
 }
 
+// The check query is what proves an idle server connection alive before a client depends on
+// it: an empty one would skip the check, a blank one proves nothing. Off is
+// server_check_delay = 0, which says so.
+std::string checkNotBlank(const SettingValue& v) {
+  const std::string& s = std::get<std::string>(v);
+  if (std::any_of(s.begin(), s.end(),
+                  [](char ch) { return !std::isspace(static_cast<unsigned char>(ch)); }))
+    return "";
+  return "must not be empty or blank (server_check_delay = 0 turns the check off)";
+}
+
 constexpr Apply kRestart = Apply::Restart, kReload = Apply::Reload, kSet = Apply::Set;
 constexpr int64_t kMiB = 1024 * 1024;
 
@@ -232,7 +243,8 @@ std::vector<Setting> makeTable() {
       text("pool.server_reset_query", field(&Config::serverResetQuery), "DISCARD ALL", kSet,
            "session mode: run before a server connection is reused"),
       text("pool.server_check_query", field(&Config::serverCheckQuery), "SELECT 1", kSet,
-           "the check run on a server connection idle for server_check_delay"),
+           "the check run on a server connection idle for server_check_delay",
+           {.check = checkNotBlank}),
       integer("pool.max_prepared_statements", field(&Config::maxPreparedStatements), 200, {}, kSet,
               "prepared statements cached per server connection (LRU)"),
 
