@@ -131,7 +131,7 @@ void FailoverCoordinator::resume(const char* why) {
 }
 
 std::string FailoverCoordinator::notPromotable(int i) const {
-  if (i < 0 || i >= static_cast<int>(specs_.size())) return "no such backend";
+  if (i < 0 || i >= static_cast<int>(specs_.size()) || specs_[i].removed) return "no such backend";
   const BackendTrack& t = host_.builder().track(i);
   const std::string& n = specs_[i].name;
   if (t.fenced) return n + " is fenced";
@@ -205,7 +205,8 @@ FailoverPlan FailoverCoordinator::plan(OpKind kind, int oldPrimary, int candidat
     }
   }
   for (int i = 0; i < static_cast<int>(specs_.size()); ++i) {
-    if (i == oldPrimary) continue;
+    // A removed backend is neither a candidate nor a replica to re-point: it is not ours.
+    if (i == oldPrimary || specs_[i].removed) continue;
     const BackendTrack& t = b.track(i);
     PlanBackend pb;
     pb.index = i;

@@ -143,9 +143,12 @@ void HealthMonitor::Impl::start() {
   wake_.data = this;
   const int n = static_cast<int>(specs_.size());
   for (int i = 0; i < n; ++i) {
-    probes_.push_back(std::make_unique<PgProbe>(&loop_, i, connectionString(settings_, specs_[i]),
-                                                settings_.connectTimeoutMs,
-                                                settings_.queryTimeoutMs, *this));
+    // A removed backend keeps its index but gets no probe: no connection, no check.
+    probes_.push_back(specs_[i].removed
+                          ? nullptr
+                          : std::make_unique<PgProbe>(
+                                &loop_, i, connectionString(settings_, specs_[i]),
+                                settings_.connectTimeoutMs, settings_.queryTimeoutMs, *this));
   }
   inRound_.assign(n, 0);
   extraUsed_.assign(n, 0);
@@ -216,7 +219,7 @@ void HealthMonitor::Impl::startRound() {
   std::fill(extraUsed_.begin(), extraUsed_.end(), 0);
   roundPending_ = 1;  // guard: a check may finish synchronously inside check()
   for (size_t i = 0; i < probes_.size(); ++i) {
-    if (probes_[i]->busy()) continue;
+    if (!probes_[i] || probes_[i]->busy()) continue;
     inRound_[i] = 1;
     ++roundPending_;
     probes_[i]->check();
@@ -225,7 +228,7 @@ void HealthMonitor::Impl::startRound() {
 }
 
 void HealthMonitor::Impl::requestExtraCheck(int i) {
-  if (probes_[i]->busy() || extraUsed_[i]) return;
+  if (!probes_[i] || probes_[i]->busy() || extraUsed_[i]) return;
   extraUsed_[i] = 1;
   inRound_[i] = 0;
   probes_[i]->check();
@@ -252,7 +255,7 @@ void HealthMonitor::Impl::onCheckDone(int i, ProbeResult r) {
 }
 
 void HealthMonitor::Impl::checkNow(int i) {
-  if (i < 0 || i >= static_cast<int>(probes_.size())) return;
+  if (i < 0 || i >= static_cast<int>(probes_.size()) || !probes_[i]) return;
   if (probes_[i]->busy()) {
     checkAfter_[i] = 1;
     return;
@@ -361,7 +364,8 @@ void HealthMonitor::Impl::shutdown() {
   uv_timer_stop(&tick_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
-  for (auto& p : probes_) p->close();
+  for (auto& p : probes_)
+    if (p) p->close();
   hooks_->close();
 }
 

@@ -29,6 +29,7 @@ class HealthMonitor {
 
   static constexpr size_t kRecentEvents = 256;
 
+  // Backends marked removed keep their index but get no probe (see BackendSpec::removed).
   HealthMonitor(HealthSettings settings, std::vector<BackendSpec> backends, Publish publish);
   ~HealthMonitor();  // stop()
   HealthMonitor(const HealthMonitor&) = delete;

@@ -56,6 +56,9 @@ struct BackendSpec {
   int weight = 1;
   std::vector<std::string> tags;  // "no_promote": never chosen by an automatic failover
   int priority = 0;               // failover candidates with equal LSNs: the higher priority wins
+  // Taken out of the configuration by a reload: the slot keeps its index (the proxy keys pools
+  // and counters by it) but is not checked, never a primary, replica or failover candidate.
+  bool removed = false;
 };
 
 }  // namespace pgswitch::health

@@ -7,10 +7,15 @@ routing::TopologyPtr staticTopology(std::vector<routing::BackendInfo> backends) 
   auto t = std::make_shared<routing::Topology>();
   t->backends = std::move(backends);
   for (size_t i = 0; i < t->backends.size(); ++i) {
-    t->backends[i].role = i == 0 ? routing::Role::Primary : routing::Role::Replica;
-    t->backends[i].state = routing::BackendState::Up;
+    routing::BackendInfo& b = t->backends[i];
+    if (b.state == routing::BackendState::Removed) {
+      b.role = routing::Role::Unknown;
+      continue;
+    }
+    b.role = t->primary < 0 ? routing::Role::Primary : routing::Role::Replica;
+    b.state = routing::BackendState::Up;
+    if (t->primary < 0) t->primary = static_cast<int>(i);
   }
-  t->primary = t->backends.empty() ? -1 : 0;
   t->version = 1;
   return t;
 }

@@ -40,6 +40,7 @@ routing::TopologyPtr TopologyBuilder::initial() const {
     b.port = t.spec.port;
     b.weight = t.spec.weight;
     b.tags = t.spec.tags;
+    if (t.spec.removed) b.state = routing::BackendState::Removed;
     infos.push_back(std::move(b));
   }
   return staticTopology(std::move(infos));
@@ -61,7 +62,7 @@ void TopologyBuilder::raise(EventType type, int i, std::string detail) {
 }
 
 bool TopologyBuilder::record(int i, const ProbeResult& r) {
-  if (!valid(i)) return false;
+  if (!valid(i) || tracks_[i].spec.removed) return false;
   auto& t = tracks_[i];
   bool changed = false;
   if (r.ok) {
@@ -165,10 +166,13 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
     }
   }
 
-  // Claimants: reachable, unfenced backends that are not in recovery.
+  // Claimants: reachable, unfenced backends that are not in recovery. A removed one never is:
+  // after a rename its old name points at the same server as the new one, and counting both
+  // would be a split brain with itself.
   std::vector<int> claimants;
   for (int i = 0; i < n; ++i) {
     const auto& t = tracks_[i];
+    if (t.spec.removed) continue;
     if (t.health == Health::Up && t.haveSample && !t.fenced && !t.sample.inRecovery) {
       claimants.push_back(i);
     }
@@ -203,8 +207,10 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
   topo->writesRefused = winners.size() >= 2;
   if (paused_ && resumeWhenPrimary_ >= 0 && topo->primary == resumeWhenPrimary_) resumeWrites();
   topo->writesPaused = paused_;
-  topo->settled = std::none_of(tracks_.begin(), tracks_.end(),
-                               [](const BackendTrack& t) { return t.health == Health::Unknown; });
+  // Removed backends are never checked, so they stay Unknown and must not hold this back.
+  topo->settled = std::none_of(tracks_.begin(), tracks_.end(), [](const BackendTrack& t) {
+    return !t.spec.removed && t.health == Health::Unknown;
+  });
 
   if (topo->primary >= 0) {
     const uint64_t primaryLsn = tracks_[topo->primary].sample.currentLsn;
@@ -248,7 +254,9 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
     b.weight = t.spec.weight;
     b.tags = t.spec.tags;
     b.role = t.role;
-    if (t.fenced) {
+    if (t.spec.removed) {
+      b.state = routing::BackendState::Removed;
+    } else if (t.fenced) {
       b.state = routing::BackendState::Fenced;
     } else if (t.disabled) {
       b.state = routing::BackendState::Disabled;

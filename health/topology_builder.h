@@ -53,7 +53,8 @@ class TopologyBuilder {
 
   // Feeds the outcome of one check. Returns true when something a router cares about changed
   // (up/down, recovery state, timeline), i.e. a snapshot is worth publishing now rather than
-  // at the end of the round.
+  // at the end of the round. Ignored for a removed backend (BackendSpec::removed), which is
+  // published as BackendState::Removed and never claims the primary.
   bool record(int i, const ProbeResult& r);
 
   // Operator actions. A fenced backend is never routed to until attach(), even if healthy.

@@ -19,6 +19,7 @@ const char* toString(BackendState s) {
     case BackendState::Fenced: return "fenced";
     case BackendState::Draining: return "draining";
     case BackendState::Disabled: return "disabled";
+    case BackendState::Removed: return "removed";
   }
   return "?";
 }

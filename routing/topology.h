@@ -10,7 +10,10 @@
 namespace pgswitch::routing {
 
 enum class Role { Unknown, Primary, Replica };
-enum class BackendState { Up, Down, Fenced, Draining, Disabled };
+// Removed: a RELOAD took the backend out of the configuration. Its slot (index) stays, since
+// pools and counters are keyed by it, but it is never checked, never routed to, never a
+// primary, and displays leave it out.
+enum class BackendState { Up, Down, Fenced, Draining, Disabled, Removed };
 
 const char* toString(Role r);
 const char* toString(BackendState s);

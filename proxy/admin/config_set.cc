@@ -1,7 +1,7 @@
 // The console's SET: one setting of a Config copy changed from text. Only the reading of the
-// typed text is SET's own; the range check and the rules between settings are the settings
-// table's (proxy/config/settings.h), the same the file loader applies, so a SET can never
-// produce a config that a RELOAD of the same values would refuse.
+// typed text and the lock-out guard are SET's own; the range check and the rules between
+// settings are the settings table's (proxy/config/settings.h), the same the file loader
+// applies, so a SET can never produce a config that a RELOAD of the same values would refuse.
 #include <cctype>
 #include <charconv>
 #include <string>
@@ -76,19 +76,37 @@ std::string parseText(const Setting& s, std::string_view text, SettingValue& out
   return "unknown setting type";
 }
 
+// Rules only SET applies. The file may hold these values (admin_users = [] is the default:
+// no console), but typed into the console they would lock every admin out of it until a
+// restart, since the console is the only way to SET back. "" or why not.
+std::string lockOut(const Setting& s, const Config& next) {
+  if (s.key != "server.admin_users") return "";
+  if (next.adminUsers.empty()) {
+    return "must name at least one user: an empty list would lock every admin out of the "
+           "console until a restart";
+  }
+  for (const std::string& a : next.adminUsers)
+    if (next.findUser(a)) return "";
+  return "names no configured [[user]]: that would lock every admin out of the console until "
+         "a restart";
+}
+
 }  // namespace
 
-std::string applySetting(Config& cfg, std::string_view key, std::string_view text) {
+SetResult trySetting(Config& cfg, std::string_view key, std::string_view text) {
   const Setting* s = findSetting(key);
   if (!s) {
-    return "setting \"" + std::string(key) +
-           "\" cannot be changed with SET: edit the configuration file and RELOAD";
+    return {"setting \"" + std::string(key) +
+            "\" cannot be changed with SET: edit the configuration file and RELOAD"};
   }
-  if (std::string refused = setRefusal(*s); !refused.empty()) return refused;
+  if (std::string refused = setRefusal(*s); !refused.empty()) return {refused};
+  auto invalid = [&](const std::string& why) {
+    return SetResult{"invalid value for " + std::string(key) + ": " + why, true};
+  };
   SettingValue v;
   std::string why = parseText(*s, text, v);
   if (why.empty()) why = checkValue(*s, v);
-  if (!why.empty()) return "invalid value for " + std::string(key) + ": " + why;
+  if (!why.empty()) return invalid(why);
 
   // A rule between settings may fail only in combination: change, check, and undo on failure
   // so that `cfg` is never left invalid.
@@ -97,10 +115,13 @@ std::string applySetting(Config& cfg, std::string_view key, std::string_view tex
   for (const CrossCheck& x : crossChecks()) {
     if (x.holds(cfg)) continue;
     s->write(cfg, before);
-    return "invalid value for " + std::string(key) + ": " +
-           std::string(findSetting(x.key)->name()) + " " + std::string(x.rule);
+    return invalid(std::string(findSetting(x.key)->name()) + " " + std::string(x.rule));
   }
-  return "";
+  if (std::string locked = lockOut(*s, cfg); !locked.empty()) {
+    s->write(cfg, before);
+    return invalid(locked);
+  }
+  return {};
 }
 
 }  // namespace pgswitch::proxy

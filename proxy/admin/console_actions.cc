@@ -8,6 +8,7 @@
 #include <condition_variable>
 
 #include "health/events.h"
+#include "proxy/config/settings.h"
 #include "proxy/core/controller.h"
 #include "proxy/core/runtime.h"
 #include "proxy/core/snapshot_collect.h"
@@ -83,14 +84,14 @@ void ProxyControl::retryHeldSessions() {
 
 std::string ProxyControl::pause(std::string_view db) {
   rt_.pause.pause(db);
-  spdlog::info("console: PAUSE {}", db.empty() ? "(all databases)" : std::string(db));
+  spdlog::info("console: PAUSE {}", db.empty() ? "(all databases)" : logValue(db));
   return "";
 }
 
 std::string ProxyControl::resume(std::string_view db) {
   std::string err = rt_.pause.resume(db);
   if (!err.empty()) return err;
-  spdlog::info("console: RESUME {}", db.empty() ? "(all databases)" : std::string(db));
+  spdlog::info("console: RESUME {}", db.empty() ? "(all databases)" : logValue(db));
   retryHeldSessions();
   return "";
 }
@@ -208,15 +209,16 @@ void ProxyControl::runPending(const PendingOp& op, Worker& home,
   }
 }
 
-std::string ProxyControl::set(std::string_view key, std::string_view value) {
+SetResult ProxyControl::set(std::string_view key, std::string_view value) {
   std::lock_guard g(setMu_);
   auto next = std::make_shared<Config>(*rt_.config());
-  std::string err = applySetting(*next, key, value);
-  if (!err.empty()) return err;
+  SetResult r = trySetting(*next, key, value);
+  if (!r.error.empty()) return r;
   ctl_.apply(next);
-  spdlog::info("console: SET {} = {}", key,
-               key.find("password") != std::string_view::npos ? "********" : std::string(value));
-  return "";
+  const Setting* s = findSetting(key);
+  spdlog::info("console: SET {} = {}", logValue(key),
+               s && s->secret ? std::string("********") : logValue(value));
+  return r;
 }
 
 std::string ProxyControl::shutdown(bool wait) {

@@ -47,7 +47,7 @@ class ProxyControl final : public ConsoleActions {
   std::string attachBackend(std::string_view name) override;
   std::string promoteBackend(std::string_view name) override;
   std::string switchoverTo(std::string_view name) override;
-  std::string set(std::string_view key, std::string_view value) override;
+  SetResult set(std::string_view key, std::string_view value) override;
   std::string shutdown(bool wait) override;
 
   // PROMOTE and SWITCHOVER take seconds, and a worker must not wait for them. The action
@@ -76,8 +76,14 @@ class ProxyControl final : public ConsoleActions {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
-// A copy of `base` with one setting (its SHOW CONFIG key, e.g. "pool.pool_size") changed to
-// the text `value`, validated as the config file would be; "" or why not (config_set.cc).
-std::string applySetting(Config& cfg, std::string_view key, std::string_view value);
+// `cfg` with one setting (its SHOW CONFIG key, e.g. "pool.pool_size") changed to the text
+// `value`, validated as the config file would be, plus the guard rails only SET needs (an
+// admin_users that would lock every admin out); on failure `cfg` is unchanged and the result
+// says why (config_set.cc).
+SetResult trySetting(Config& cfg, std::string_view key, std::string_view value);
+// The same, only the reason: "" or why not.
+inline std::string applySetting(Config& cfg, std::string_view key, std::string_view value) {
+  return trySetting(cfg, key, value).error;
+}
 
 }  // namespace pgswitch::proxy

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cctype>
 #include <memory>
+#include <set>
 
 #include "protocol/builder.h"
 #include "proxy/admin/console_internal.h"
+#include "proxy/admin/console_session.h"
 #include "proxy/config/settings.h"
 
 namespace pgswitch::proxy {
@@ -52,14 +54,14 @@ std::string joinNames(const std::vector<std::string>& names) {
 Outcome backendArg(const Context& c, std::string_view command, std::string& name) {
   if (c.args.empty() || !c.args[0].isName()) {
     return fail(c.out, kSyntaxError, std::string(command) + " needs a backend name",
-                "backends: " + joinNames(backendNames(c.snap)));
+                "backends: " + joinNames(liveBackendNames(c.snap)));
   }
   if (c.args.size() > 1) {
     return fail(c.out, kSyntaxError,
                 "unexpected \"" + c.args[1].text + "\" after the backend name");
   }
   const Token& t = c.args[0];
-  std::vector<std::string> names = backendNames(c.snap);
+  std::vector<std::string> names = liveBackendNames(c.snap);
   for (const auto& n : names) {
     if (n == t.text) {
       name = n;
@@ -92,6 +94,39 @@ Outcome actionResult(const Context& c, std::string_view tag, const std::string& 
 
 // ---- commands that act ----
 
+// pgswitch has no list of databases (clients name any their servers have), so a database is
+// known once something shows it is used: a pool (pools stay for the life of the process), a
+// connected client, or a [[routing.rule]] naming it. The console's own is not one.
+std::set<std::string> knownDatabases(const Snapshot& snap) {
+  std::set<std::string> dbs;
+  for (const PoolInfo& p : snap.pools) dbs.insert(p.database);
+  for (const ClientInfo& ci : snap.clients) dbs.insert(ci.database);
+  if (snap.config) {
+    for (const RouteRule& r : snap.config->routing.rules)
+      if (!r.database.empty()) dbs.insert(r.database);
+  }
+  dbs.erase(std::string(kConsoleDatabase));
+  dbs.erase("");  // a client still logging in
+  return dbs;
+}
+
+std::string knownList(const std::set<std::string>& dbs) {
+  constexpr size_t kMax = 20;
+  std::string s;
+  size_t n = 0;
+  for (const auto& d : dbs) {
+    if (n++ == kMax) {
+      s += ", ...";
+      break;
+    }
+    s += (s.empty() ? "" : ", ") + d;
+  }
+  return s.empty() ? "known databases: none yet (no client has used one)" : "known databases: " + s;
+}
+
+// A typo must not pause something else, nothing, or everything: PAUSE "" is refused as
+// PostgreSQL refuses "" anywhere (42601), an unknown name as PostgreSQL answers a connection
+// to it (3D000). Only PAUSE without an argument pauses every database.
 Outcome pauseOrResume(const Context& c, bool pause) {
   std::string_view cmd = pause ? "PAUSE" : "RESUME";
   std::string db;
@@ -102,6 +137,25 @@ Outcome pauseOrResume(const Context& c, bool pause) {
                   "unexpected \"" + c.args[1].text + "\" after the database name");
     }
     db = c.args[0].text;
+    if (db.empty()) {
+      return fail(c.out, kSyntaxError, "zero-length delimited identifier at or near \"\"\"\"",
+                  std::string(cmd) + " without a name " + (pause ? "pauses" : "resumes") +
+                      " every database");
+    }
+    if (db == kConsoleDatabase) {
+      return fail(c.out, kNotInPrerequisiteState,
+                  "the admin console \"" + db + "\" cannot be paused");
+    }
+    std::set<std::string> known = knownDatabases(c.snap);
+    if (!known.count(db)) {
+      // Whatever is paused can be resumed, known or not (it was known when paused).
+      if (!pause && c.actions.resume(db).empty()) {
+        protocol::appendCommandComplete(c.out, cmd);
+        return Outcome::Ok;
+      }
+      return fail(c.out, kInvalidCatalogName, "database \"" + db + "\" does not exist",
+                  knownList(known));
+    }
   }
   return actionResult(c, cmd, pause ? c.actions.pause(db) : c.actions.resume(db));
 }
@@ -206,7 +260,9 @@ Outcome cmdSet(const Context& c) {
   if (std::string refused = setRefusal(*setting); !refused.empty()) {
     return fail(c.out, kNotInPrerequisiteState, refused);
   }
-  return actionResult(c, "SET", c.actions.set(setting->key, args[2].text));
+  SetResult r = c.actions.set(setting->key, args[2].text);
+  if (r.badValue) return fail(c.out, kInvalidParameterValue, r.error);
+  return actionResult(c, "SET", r.error);
 }
 
 Outcome cmdShutdown(const Context& c) {
@@ -418,6 +474,14 @@ std::vector<std::string> backendNames(const Snapshot& snap) {
   } else if (snap.config) {
     for (const auto& b : snap.config->backends) names.push_back(b.name);
   }
+  return names;
+}
+
+std::vector<std::string> liveBackendNames(const Snapshot& snap) {
+  if (!snap.topology) return backendNames(snap);
+  std::vector<std::string> names;
+  for (const auto& b : snap.topology->backends)
+    if (b.state != routing::BackendState::Removed) names.push_back(b.name);
   return names;
 }
 

@@ -13,6 +13,14 @@ namespace pgswitch::proxy {
 
 inline constexpr std::string_view kPgswitchVersion = "0.1.0";
 
+// What SET answers: error "" when applied. badValue: the value itself is not allowed (the
+// console answers 22023 invalid_parameter_value, as PostgreSQL does for SET work_mem = -1);
+// otherwise the proxy refused (55000).
+struct SetResult {
+  std::string error;
+  bool badValue = false;
+};
+
 // What the console can ask the running proxy to do; implemented by proxy/, faked in tests.
 // Each returns an empty string on success or a human-readable error.
 class ConsoleActions {
@@ -29,7 +37,7 @@ class ConsoleActions {
   virtual std::string switchoverTo(std::string_view name) = 0;
   // key is the qualified name shown by SHOW CONFIG ("pool.pool_size"), already checked to
   // exist and to be reloadable; value is the text as typed (quotes removed).
-  virtual std::string set(std::string_view key, std::string_view value) = 0;
+  virtual SetResult set(std::string_view key, std::string_view value) = 0;
   virtual std::string shutdown(bool wait) = 0;
 };
 

@@ -19,6 +19,8 @@ namespace pgswitch::proxy::console {
 inline constexpr std::string_view kSyntaxError = "42601";
 inline constexpr std::string_view kUndefinedObject = "42704";
 inline constexpr std::string_view kNotInPrerequisiteState = "55000";
+inline constexpr std::string_view kInvalidParameterValue = "22023";
+inline constexpr std::string_view kInvalidCatalogName = "3D000";
 
 struct Token {
   enum class Kind { Word, QuotedIdent, String, Equals, Comma, Semicolon };
@@ -95,8 +97,11 @@ class ResultSet {
   std::vector<std::vector<std::optional<std::string>>> rows_;
 };
 
-// Backend names in topology order (config order while no topology is known).
+// Backend names in topology order (config order while no topology is known), one per slot:
+// index i names counter slot i, also for a backend a reload removed (SHOW STATS).
 std::vector<std::string> backendNames(const Snapshot& snap);
+// The same without removed backends: the names commands accept.
+std::vector<std::string> liveBackendNames(const Snapshot& snap);
 
 // SHOW commands (console_show.cc).
 Outcome showBackends(const Context& c);

@@ -54,6 +54,7 @@ Outcome showBackends(const Context& c) {
     const auto& bs = s.topology->backends;
     for (size_t i = 0; i < bs.size(); ++i) {
       const routing::BackendInfo& b = bs[i];
+      if (b.state == routing::BackendState::Removed) continue;  // a reload took it out
       const BackendCounters& k = countersOf(s, i);
       rs.row()
           .add(b.name)

@@ -238,8 +238,12 @@ std::string renderMetrics(const Snapshot& snap) {
   static constexpr routing::BackendState kStates[] = {
       routing::BackendState::Up, routing::BackendState::Down, routing::BackendState::Fenced,
       routing::BackendState::Draining, routing::BackendState::Disabled};
-  const std::vector<routing::BackendInfo> noBackends;
-  const auto& bs = snap.topology ? snap.topology->backends : noBackends;
+  // A backend removed by a reload has no facts to report (its counters stay, below).
+  std::vector<routing::BackendInfo> bs;
+  if (snap.topology) {
+    for (const auto& b : snap.topology->backends)
+      if (b.state != routing::BackendState::Removed) bs.push_back(b);
+  }
   e.family("pgswitch_backend_up", "gauge", "1 when the backend is up and routable.");
   for (const auto& b : bs) {
     e.sample("pgswitch_backend_up", {{"backend", b.name}},
@@ -450,6 +454,10 @@ std::string renderStatusJson(const Snapshot& snap) {
   for (size_t i = 0; i < names.size(); ++i) {
     const BackendCounters& k = countersOf(snap, i);
     total.merge(k);
+    if (snap.topology && i < snap.topology->backends.size() &&
+        snap.topology->backends[i].state == routing::BackendState::Removed) {
+      continue;  // a reload took it out; its counters are in the totals
+    }
     j.open('{').kv("name", names[i]);
     if (snap.topology && i < snap.topology->backends.size()) {
       const routing::BackendInfo& b = snap.topology->backends[i];

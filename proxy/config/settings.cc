@@ -168,6 +168,17 @@ std::string checkSqlstate(const SettingValue& v) {
   return "must be a 5-character SQLSTATE such as \"40001\"";
 }
 
+// The check query is what proves an idle server connection alive before a client depends on
+// it: an empty one would skip the check, a blank one proves nothing. Off is
+// server_check_delay = 0, which says so.
+std::string checkNotBlank(const SettingValue& v) {
+  const std::string& s = std::get<std::string>(v);
+  if (std::any_of(s.begin(), s.end(),
+                  [](char ch) { return !std::isspace(static_cast<unsigned char>(ch)); }))
+    return "";
+  return "must not be empty or blank (server_check_delay = 0 turns the check off)";
+}
+
 constexpr Apply kRestart = Apply::Restart, kReload = Apply::Reload, kSet = Apply::Set;
 constexpr int64_t kMiB = 1024 * 1024;
 
@@ -239,7 +250,8 @@ std::vector<Setting> makeTable() {
       text("pool.server_reset_query", field(&Config::serverResetQuery), "DISCARD ALL", kSet,
            "session mode: run before a server connection is reused"),
       text("pool.server_check_query", field(&Config::serverCheckQuery), "SELECT 1", kSet,
-           "the check run on a server connection idle for server_check_delay"),
+           "the check run on a server connection idle for server_check_delay",
+           {.check = checkNotBlank}),
       integer("pool.max_prepared_statements", field(&Config::maxPreparedStatements), 200, {}, kSet,
               "prepared statements cached per server connection (LRU)"),
 
@@ -416,6 +428,20 @@ std::vector<const Setting*> restartOnlyChanges(const Config& running, const Conf
   for (const Setting& s : settings())
     if (s.apply == Apply::Restart && s.read(running) != s.read(loaded)) changed.push_back(&s);
   return changed;
+}
+
+std::string logValue(std::string_view v, size_t limit) {
+  size_t keep = v.size();
+  if (keep > limit) {
+    keep = limit;
+    // Do not split a multi-byte character: back up over continuation bytes (10xxxxxx).
+    while (keep > 0 && (static_cast<unsigned char>(v[keep]) & 0xC0) == 0x80) --keep;
+  }
+  std::string out(v.substr(0, keep));
+  for (char& ch : out)
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  if (keep < v.size()) out += "... (" + std::to_string(v.size()) + " bytes)";
+  return out;
 }
 
 // Defaults live in the table only; a Config starts from them.

@@ -87,4 +87,11 @@ std::string setRefusal(const Setting& s);
 // restart: what a reload must warn about (it keeps running with the old values).
 std::vector<const Setting*> restartOnlyChanges(const Config& running, const Config& loaded);
 
+// A value (or a line quoting one) as the log may show it: at most `limit` bytes, cut on a
+// UTF-8 character boundary, followed by "... (N bytes)" when cut; control characters become
+// '?' so that a value cannot forge log lines. A console SET or a config file can carry
+// megabytes, and each would otherwise become one log line.
+inline constexpr size_t kLogValueLimit = 200;
+std::string logValue(std::string_view v, size_t limit = kLogValueLimit);
+
 }  // namespace pgswitch::proxy

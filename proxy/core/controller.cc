@@ -46,8 +46,11 @@ health::HealthSettings Controller::healthSettings(const Config& c) {
   return s;
 }
 
+// Slots are matched by name: a renamed backend is a removal plus an addition, and a name that
+// comes back takes its old slot (and index) again, as a new backend.
 bool Controller::mergeSlotsLocked(const Config& c) {
   bool changed = false;
+  const bool starting = slots_.empty();
   std::vector<bool> seen(slots_.size(), false);
   for (const BackendConfig& b : c.backends) {
     health::BackendSpec spec{b.name, b.host, b.port, b.weight, b.tags, b.priority};
@@ -57,10 +60,12 @@ bool Controller::mergeSlotsLocked(const Config& c) {
       slots_.push_back(Slot{spec});
       seen.push_back(true);
       changed = true;
+      if (!starting) spdlog::info("reload: backend {} added (slot {})", logValue(b.name), i);
       continue;
     }
     seen[i] = true;
     Slot& s = slots_[i];
+    if (s.removed) spdlog::info("reload: backend {} back in slot {}", logValue(b.name), i);
     if (s.removed || s.spec.host != spec.host || s.spec.port != spec.port ||
         s.spec.weight != spec.weight || s.spec.tags != spec.tags ||
         s.spec.priority != spec.priority) {
@@ -70,11 +75,19 @@ bool Controller::mergeSlotsLocked(const Config& c) {
     s.removed = false;
   }
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (!seen[i] && !slots_[i].removed) {
-      slots_[i].removed = true;
-      changed = true;
-    }
+    Slot& s = slots_[i];
+    if (seen[i] || s.removed) continue;
+    // Operator states belong to the backend that was removed, not to whatever comes back.
+    s.removed = true;
+    s.disabled = false;
+    s.draining = false;
+    changed = true;
+    spdlog::info(
+        "reload: backend {} removed (slot {}): no more checks or new work, its server "
+        "connections close as their clients release them",
+        logValue(s.spec.name), i);
   }
+  for (Slot& s : slots_) s.spec.removed = s.removed;
   return changed;
 }
 
@@ -117,7 +130,7 @@ void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
   rt_.health = health_.get();
   health_->start();
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].removed || slots_[i].disabled) health_->setDisabled(static_cast<int>(i), true);
+    if (slots_[i].disabled) health_->setDisabled(static_cast<int>(i), true);
     if (slots_[i].draining) health_->setDraining(static_cast<int>(i), true);
   }
 }
@@ -128,11 +141,13 @@ void Controller::onPublish(uint64_t generation, bool skipGuess, routing::Topolog
   // reports the unchecked ones as down: after a reload the previous real snapshot is better
   // (each check ends within connect + query timeout, so this waits no longer than that).
   if (skipGuess && (t->version <= 1 || !t->settled)) return;
-  // A failover or switchover moved the primary (possibly through snapshots with none).
+  // A failover or switchover moved the primary (possibly through snapshots with none). By
+  // address: a backend renamed by a reload is the same server, not a failover.
   if (t->version > 1 && t->primary >= 0) {
-    const std::string& name = t->backends[t->primary].name;
-    if (!lastPrimary_.empty() && name != lastPrimary_) ++rt_.failovers;
-    lastPrimary_ = name;
+    const routing::BackendInfo& p = t->backends[t->primary];
+    std::string where = p.host + ":" + std::to_string(p.port);
+    if (!lastPrimary_.empty() && where != lastPrimary_) ++rt_.failovers;
+    lastPrimary_ = where;
   }
   rt_.setTopology(t);
   if (t->version > 1) {
@@ -164,9 +179,12 @@ void Controller::stop() {
 std::string Controller::reload() {
   auto r = loadConfig(configPath_);
   if (!r) {
-    std::string why = r.error().joined();
-    spdlog::error("reload refused, keeping the running configuration:\n{}", why);
-    return why;
+    // Error lines quote names and keys from the file, which may be of any length.
+    std::string logged;
+    for (const std::string& m : r.error().messages)
+      logged += "\n" + logValue(m, 2 * kLogValueLimit);
+    spdlog::error("reload refused, keeping the running configuration:{}", logged);
+    return r.error().joined();
   }
   std::shared_ptr<const Config> next = *r;
   auto prev = rt_.config();

@@ -57,8 +57,9 @@ class Controller {
 
  private:
   // Backend slots keep their index for the life of the process: pools and counters are
-  // keyed by it. A backend removed from the file keeps its slot, disabled; a new one is
-  // appended.
+  // keyed by it. A backend removed from the file keeps its slot, marked removed (not checked,
+  // never routed to: BackendState::Removed); a new name is appended; a name that comes back
+  // takes its old slot again.
   struct Slot {
     health::BackendSpec spec;
     bool removed = false;
@@ -82,7 +83,7 @@ class Controller {
   // Publications of a replaced monitor are ignored; a new monitor's guessed initial
   // snapshot is ignored while a real one from its predecessor is in place.
   std::atomic<uint64_t> generation_{0};
-  std::string lastPrimary_;  // onPublish only (one publisher at a time): failover count
+  std::string lastPrimary_;  // host:port; onPublish only (one publisher at a time): failovers
   std::mutex firstMu_;
   std::condition_variable firstCv_;
   bool firstRound_ = false;

@@ -192,8 +192,8 @@ void Worker::onTopologyChanged() {
     if (st == routing::BackendState::Down || st == routing::BackendState::Fenced ||
         st == routing::BackendState::Disabled) {
       p->closeAll(PoolError::Kind::BackendDown);
-    } else if (st == routing::BackendState::Draining) {
-      p->closeIdle();
+    } else if (st == routing::BackendState::Draining || st == routing::BackendState::Removed) {
+      p->closeIdle();  // removed by a reload: a busy server goes on a later round, once released
     }
   }
   // Sessions holding for a usable backend (e.g. during a failover) try again now.

@@ -339,12 +339,87 @@ class ConsoleTest(ProxyTestCase):
             waiting = [c for c in self.rows("SHOW CLIENTS") if c["state"] == "waiting"]
             self.assertEqual(len(waiting), 1)
             with self.assertRaises(psycopg2.Error) as cm:
-                ccur.execute("RESUME otherdb")
-            self.assertEqual(cm.exception.pgcode, "55000")
+                ccur.execute("RESUME otherdb")  # no client ever used it: a typo
+            self.assertEqual(cm.exception.pgcode, "3D000")
             ccur.execute("RESUME appdb")
             th.join(10)
             self.assertEqual(result.get("value"), 42)
             self.assertGreater(result["elapsed"], 0.9)
+
+    def test_08b_console_guard_rails(self):
+        """Issue 17: a console command must not leave pgswitch stuck. PAUSE of an empty or
+        unknown database, a SET that locks every admin out or blanks the check query are
+        refused; what SET and RELOAD log is cut to a sane length."""
+        def refused(cur, sql, code, text=None):
+            with self.assertRaises(psycopg2.Error) as cm:
+                cur.execute(sql)
+            self.assertEqual(cm.exception.pgcode, code, sql)
+            if text:
+                self.assertIn(text, str(cm.exception), sql)
+
+        def app_query_runs():
+            """A request through pgswitch answers (nothing paused), bounded in time."""
+            out = {}
+
+            def run():
+                with closing(self.app()) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT 7")
+                    out["v"] = cur.fetchone()[0]
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            t.join(5)
+            return out.get("v") == 7
+
+        with closing(self.console()) as con, con.cursor() as cur:
+            with closing(self.app()) as conn:  # appdb has a pool and a client: known
+                conn.cursor().execute("SELECT 1")
+            refused(cur, 'PAUSE ""', "42601", "zero-length delimited identifier")
+            refused(cur, 'RESUME ""', "42601")
+            refused(cur, "PAUSE nosuchdb", "3D000", 'database "nosuchdb" does not exist')
+            refused(cur, "RESUME nosuchdb", "3D000")
+            refused(cur, "PAUSE pgswitch", "55000")
+            self.assertTrue(app_query_runs(), "a refused PAUSE paused something")
+            self.assertEqual(metric_sum(http_get(self.metrics_port, "/metrics")[2],
+                                        "pgswitch_paused"), 0)
+            cur.execute("PAUSE appdb")  # a known database still pauses...
+            cur.execute("RESUME appdb")
+            self.assertTrue(app_query_runs())
+
+            # SET that would lock every admin out, or blank the check query: 22023.
+            refused(cur, "SET admin_users = ''", "22023", "lock every admin out")
+            refused(cur, "SET server.admin_users = 'nobody'", "22023", "lock every admin out")
+            refused(cur, "SET pool.server_check_query = ''", "22023", "must not be empty")
+            refused(cur, "SET pool.server_check_query = '   '", "22023", "must not be empty")
+            cfg = {r["key"]: r["value"] for r in self.rows("SHOW CONFIG")}
+            self.assertEqual(cfg["server.admin_users"], "admin")
+            self.assertEqual(cfg["pool.server_check_query"], "SELECT 1")
+            # ...and a new admin login still works.
+            self.assertEqual(self.rows("SHOW VERSION"), [{"version": "pgswitch 0.1.0"}])
+
+            # A 1 MB value is applied but logged cut.
+            big = "SELECT 1 -- " + "x" * 1_000_000
+            cur.execute(f"SET pool.server_check_query = '{big}'")
+            cur.execute("SET pool.server_check_query = 'SELECT 1'")
+        log = self.sw.log()
+        lines = [ln for ln in log.splitlines() if "console: SET pool.server_check_query" in ln]
+        self.assertTrue(lines, log[-2000:])
+        self.assertIn(f"... ({len(big)} bytes)", lines[-2])
+        self.assertLess(max(len(ln) for ln in log.splitlines()), 2000)
+
+        # RELOAD of a file with a blank check query is refused too, and its errors are logged
+        # cut as well.
+        good = self.sw.config_path.read_text()
+        try:
+            self.sw.config_path.write_text(good + '\n[pool]\nserver_check_query = " "\n')
+            with closing(self.console()) as con, con.cursor() as cur:
+                refused(cur, "RELOAD", "55000", "server_check_query must not be empty or blank")
+            self.sw.config_path.write_text(good + f'\n[pool]\n{"k" * 100_000} = 1\n')
+            with closing(self.console()) as con, con.cursor() as cur:
+                refused(cur, "RELOAD", "55000", "unknown key")
+        finally:
+            self.sw.config_path.write_text(good)
+        self.assertLess(max(len(ln) for ln in self.sw.log().splitlines()), 2000)
+        self.assertTrue(app_query_runs())
 
     def test_09_set_disable_drain_enable(self):
         with closing(self.console()) as con, con.cursor() as cur:
@@ -354,7 +429,7 @@ class ConsoleTest(ProxyTestCase):
             cur.execute("SET pool.pool_size TO '20'")
             with self.assertRaises(psycopg2.Error) as cm:
                 cur.execute("SET pool_size = 0")
-            self.assertEqual(cm.exception.pgcode, "55000")
+            self.assertEqual(cm.exception.pgcode, "22023")
             cur.execute("DISABLE pg2")
             self.wait_for(lambda: self.backends()["pg2"]["state"] == "disabled",
                           what="pg2 disabled")

@@ -386,5 +386,50 @@ TEST(BuilderSettled, OnlyOnceEveryBackendWasChecked) {
   EXPECT_EQ(out.topology->backends[2].state, BackendState::Down);
 }
 
+// A reload renamed the primary's backend: slot 0 (the old name) is removed, slot 2 (the new
+// name) has the same address. The old slot must not claim the primary next to the new one
+// (a split brain with itself), nor hold back `settled`, nor be routed to.
+TEST(BuilderRemoved, RenamedPrimaryIsNoSplitBrain) {
+  auto s = specs(3);
+  s[0].removed = true;
+  s[2].host = s[0].host;
+  s[2].port = s[0].port;
+  TopologyBuilder b{s, BuilderThresholds{3, 2, 0, 0}};
+  auto init = b.initial();
+  EXPECT_EQ(init->primary, 1);  // the first backend that is not removed
+  EXPECT_EQ(init->backends[0].state, BackendState::Removed);
+  EXPECT_EQ(init->backends[0].role, Role::Unknown);
+  EXPECT_EQ(init->backends[2].role, Role::Replica);
+  EXPECT_FALSE(init->usable(0));
+
+  EXPECT_FALSE(b.record(0, primary(1, 100)));  // ignored: nothing checks it anyway
+  b.record(1, replica(1, 100));
+  b.record(2, primary(1, 100));
+  auto out = b.build(kNow);
+  const auto& t = *out.topology;
+  EXPECT_TRUE(t.settled);  // slot 0 is never checked and does not count
+  EXPECT_EQ(t.primary, 2);
+  EXPECT_FALSE(t.writesRefused);
+  EXPECT_EQ(count(out.events, EventType::SplitBrain), 0);
+  EXPECT_EQ(t.backends[0].state, BackendState::Removed);
+  EXPECT_EQ(t.backends[0].role, Role::Unknown);
+  EXPECT_FALSE(t.usable(0));
+  EXPECT_EQ(t.backends[1].state, BackendState::Up);
+  EXPECT_FALSE(b.track(0).haveSample);
+}
+
+TEST(BuilderRemoved, RemovedReplicaIsNeitherUpNorDown) {
+  auto s = specs(3);
+  s[1].removed = true;
+  TopologyBuilder b{s, BuilderThresholds{3, 2, 0, 0}};
+  b.record(0, primary(1, 100));
+  b.record(2, replica(1, 100));
+  auto out = b.build(kNow);
+  EXPECT_TRUE(out.topology->settled);
+  EXPECT_EQ(out.topology->backends[1].state, BackendState::Removed);
+  EXPECT_TRUE(out.events.empty());  // no backend_down for something that is not ours
+  EXPECT_STREQ(routing::toString(BackendState::Removed), "removed");
+}
+
 }  // namespace
 }  // namespace pgswitch::health

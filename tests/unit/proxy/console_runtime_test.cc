@@ -9,6 +9,12 @@
 namespace pgswitch::proxy {
 namespace {
 
+UserConfig userNamed(std::string name) {
+  UserConfig u;
+  u.name = std::move(name);
+  return u;
+}
+
 PoolInfo pool(std::string backend, int active, int idle, uint64_t wait) {
   PoolInfo p;
   p.backend = std::move(backend);
@@ -86,8 +92,13 @@ TEST(ApplySetting, ChangesOneValueWithTheLoadersChecks) {
   EXPECT_EQ(applySetting(c, "server.pool_mode", "Transaction"), "");
   EXPECT_EQ(c.poolMode, PoolMode::Transaction);
   EXPECT_NE(applySetting(c, "server.pool_mode", "statement"), "");
+  EXPECT_NE(applySetting(c, "server.admin_users", "admin, ops"), "");  // no such [[user]]
+  c.users.push_back(userNamed("ops"));
   EXPECT_EQ(applySetting(c, "server.admin_users", "admin, ops"), "");
   EXPECT_EQ(c.adminUsers, (std::vector<std::string>{"admin", "ops"}));
+  EXPECT_TRUE(trySetting(c, "server.admin_users", "").badValue);
+  EXPECT_EQ(c.adminUsers, (std::vector<std::string>{"admin", "ops"}));
+  EXPECT_FALSE(trySetting(c, "server.listen", "0.0.0.0:1").badValue);  // refused, not bad
   EXPECT_EQ(applySetting(c, "failover.auto_failover", "on"), "");
   EXPECT_TRUE(c.failover.autoFailover);
   EXPECT_NE(applySetting(c, "failover.retry_safe_as", "4000"), "");

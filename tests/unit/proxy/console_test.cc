@@ -193,9 +193,10 @@ struct FakeActions : ConsoleActions {
   std::string switchoverTo(std::string_view n) override {
     return rec("switchover(" + std::string(n) + ")");
   }
-  std::string set(std::string_view k, std::string_view v) override {
-    return rec("set(" + std::string(k) + "=" + std::string(v) + ")");
+  SetResult set(std::string_view k, std::string_view v) override {
+    return {rec("set(" + std::string(k) + "=" + std::string(v) + ")"), badValue};
   }
+  bool badValue = false;  // set(): failWith is about the value
   std::string shutdown(bool wait) override { return rec(wait ? "shutdown(wait)" : "shutdown()"); }
 };
 
@@ -373,6 +374,23 @@ TEST_F(ConsoleTest, ShowBackends) {
   EXPECT_EQ(r.tag, "SHOW");
 }
 
+// A backend a reload removed keeps its slot (counters) but is gone for everything else.
+TEST_F(ConsoleTest, RemovedBackendIsNotShownOrAccepted) {
+  auto topo = std::make_shared<routing::Topology>(*snap_.topology);
+  topo->backends[1].state = routing::BackendState::Removed;
+  topo->backends[1].role = routing::Role::Unknown;
+  snap_.topology = topo;
+  Response r = one("SHOW BACKENDS");
+  ASSERT_EQ(r.rows.size(), 2u);
+  EXPECT_EQ(r.rows[0][0], "pg1");
+  EXPECT_EQ(r.rows[1][0], "Pg3");
+  Response d = one("DISABLE pg2");
+  EXPECT_EQ(d.error['C'], "42704");
+  EXPECT_EQ(d.error['H'], "backends: pg1, Pg3");
+  EXPECT_TRUE(actions_.calls.empty());
+  EXPECT_EQ(one("SHOW STATS").at("pg2", "queries"), "6");  // its counters stay
+}
+
 TEST_F(ConsoleTest, ShowBackendsBeforeFirstHealthCheck) {
   snap_.topology = nullptr;
   Response r = one("show backends");
@@ -533,12 +551,48 @@ TEST_F(ConsoleTest, ExtraArgumentsAreErrors) {
 }
 
 TEST_F(ConsoleTest, PauseResumeReload) {
+  PoolInfo other = snap_.pools[0];
+  other.database = "AppDb";
+  snap_.pools.push_back(other);
   EXPECT_EQ(one("PAUSE").tag, "PAUSE");
   EXPECT_EQ(one("pause \"AppDb\"").tag, "PAUSE");
   EXPECT_EQ(one("RESUME").tag, "RESUME");
   EXPECT_EQ(one("reload;").tag, "RELOAD");
   EXPECT_EQ(actions_.calls,
             (std::vector<std::string>{"pause()", "pause(AppDb)", "resume()", "reload()"}));
+}
+
+// A database is known by its pools, its clients, or a routing rule; anything else is a typo.
+TEST_F(ConsoleTest, PauseRefusesEmptyAndUnknownDatabases) {
+  Response empty = one("PAUSE \"\"");
+  EXPECT_EQ(empty.error['C'], "42601");
+  EXPECT_EQ(empty.error['M'], "zero-length delimited identifier at or near \"\"\"\"");
+  EXPECT_EQ(one("RESUME \"\"").error['C'], "42601");
+  Response unknown = one("PAUSE nosuchdb");
+  EXPECT_EQ(unknown.error['C'], "3D000");
+  EXPECT_EQ(unknown.error['M'], "database \"nosuchdb\" does not exist");
+  EXPECT_EQ(unknown.error['H'], "known databases: appdb");
+  EXPECT_EQ(one("PAUSE AppDB").error['C'], "3D000");  // names are case-sensitive
+  EXPECT_EQ(one("PAUSE pgswitch").error['C'], "55000");
+  EXPECT_TRUE(actions_.calls.empty());
+  // RESUME of an unknown name: only when it is paused (the fake says it was not).
+  actions_.failWith = "database \"nosuchdb\" is not paused";
+  EXPECT_EQ(one("RESUME nosuchdb").error['C'], "3D000");
+  actions_.failWith.clear();
+  EXPECT_EQ(one("RESUME gone").tag, "RESUME");
+  // Known: from a client, from a routing rule.
+  snap_.pools.clear();
+  EXPECT_EQ(one("PAUSE appdb").tag, "PAUSE");  // its clients are still connected
+  snap_.clients.clear();
+  EXPECT_EQ(one("PAUSE appdb").error['C'], "3D000");
+  auto cfg = std::make_shared<Config>(*snap_.config);
+  cfg->routing.rules.push_back(RouteRule{"reports", "", "", "reporting"});
+  snap_.config = cfg;
+  EXPECT_EQ(one("PAUSE reports").tag, "PAUSE");
+  EXPECT_EQ(one("PAUSE").tag, "PAUSE");
+  EXPECT_EQ(actions_.calls,
+            (std::vector<std::string>{"resume(nosuchdb)", "resume(gone)", "pause(appdb)",
+                                      "pause(reports)", "pause()"}));
 }
 
 TEST_F(ConsoleTest, BackendCommands) {
@@ -568,6 +622,16 @@ TEST_F(ConsoleTest, UnknownBackend) {
   EXPECT_EQ(missing.error['C'], "42601");
   EXPECT_EQ(missing.error['H'], "backends: pg1, pg2, Pg3");
   EXPECT_TRUE(actions_.calls.empty());
+}
+
+TEST_F(ConsoleTest, BadSetValuesAre22023) {
+  actions_.failWith = "invalid value for server.admin_users: must name at least one user";
+  actions_.badValue = true;
+  Response r = one("SET admin_users = ''");
+  EXPECT_EQ(r.error['C'], "22023");
+  EXPECT_EQ(r.error['M'], actions_.failWith);
+  actions_.badValue = false;
+  EXPECT_EQ(one("SET pool_size = 3").error['C'], "55000");  // the proxy refused
 }
 
 TEST_F(ConsoleTest, ActionErrorsAre55000) {

@@ -16,6 +16,12 @@
 namespace pgswitch::proxy {
 namespace {
 
+UserConfig userNamed(std::string name) {
+  UserConfig u;
+  u.name = std::move(name);
+  return u;
+}
+
 constexpr const char* kPath = "/etc/pgswitch/settings.toml";
 constexpr std::string_view kBackend = "[[backend]]\nhost = \"h\"\n";
 
@@ -91,11 +97,11 @@ class ConfigActions final : public ConsoleActions {
   std::string attachBackend(std::string_view) override { return ""; }
   std::string promoteBackend(std::string_view) override { return ""; }
   std::string switchoverTo(std::string_view) override { return ""; }
-  std::string set(std::string_view key, std::string_view value) override {
+  SetResult set(std::string_view key, std::string_view value) override {
     auto next = std::make_shared<Config>(*cfg);
-    std::string err = applySetting(*next, key, value);
-    if (err.empty()) cfg = next;
-    return err;
+    SetResult r = trySetting(*next, key, value);
+    if (r.error.empty()) cfg = next;
+    return r;
   }
   std::string shutdown(bool) override { return ""; }
 };
@@ -253,6 +259,10 @@ TEST(Settings, EverySettableEntryRoundTripsThroughSetAndShowConfig) {
   for (const Setting& s : settings()) {
     if (s.apply != Apply::Set) continue;
     ConfigActions a;
+    // A [[user]] "a": SET admin_users = 'a, b c' must not lock every admin out.
+    auto withUser = std::make_shared<Config>();
+    withUser->users.push_back(userNamed("a"));
+    a.cfg = withUser;
     SettingValue v = otherValue(s);
     Reply r = run("SET " + std::string(s.key) + " = '" + typedValue(v) + "'", a);
     ASSERT_EQ(r.tag, "SET") << s.key << ": " << r.message;
@@ -308,6 +318,8 @@ TEST(Settings, LoaderAndSetEnforceTheSameRanges) {
     } else if (s.extraCheck) {
       cases.push_back({"\"" + typedValue(otherValue(s)) + "\"", typedValue(otherValue(s))});
       cases.push_back({"\"x:y:z:w\"", "x:y:z:w"});
+      cases.push_back({"\"\"", ""});
+      cases.push_back({"\"   \"", "   "});
     }
     for (const auto& [toml, typed] : cases) {
       SettingValue v;
@@ -379,6 +391,65 @@ TEST(Settings, RulesBetweenSettingsHoldInTheLoaderAndInSet) {
 }
 
 // ---- what SET refuses ----
+
+// Guard rails: a SET must not leave the process stuck until a restart.
+TEST(Settings, SetRefusesToLockEveryAdminOut) {
+  ConfigActions a;
+  auto c = std::make_shared<Config>();
+  c->users.push_back(userNamed("admin"));
+  c->adminUsers = {"admin"};
+  a.cfg = c;
+  Reply empty = run("SET admin_users = ''", a);
+  EXPECT_EQ(empty.sqlstate, "22023");
+  EXPECT_EQ(empty.message,
+            "invalid value for server.admin_users: must name at least one user: an empty list "
+            "would lock every admin out of the console until a restart");
+  Reply nobody = run("SET admin_users = 'nobody, ghost'", a);
+  EXPECT_EQ(nobody.sqlstate, "22023");
+  EXPECT_NE(nobody.message.find("names no configured [[user]]"), std::string::npos);
+  EXPECT_EQ(a.cfg->adminUsers, (std::vector<std::string>{"admin"}));  // unchanged
+  EXPECT_EQ(run("SET admin_users = 'ops, admin'", a).tag, "SET");
+  EXPECT_EQ(a.cfg->adminUsers, (std::vector<std::string>{"ops", "admin"}));
+  // In the file an empty list is the default (no console) and stays allowed.
+  auto r = parseConfig("[server]\nadmin_users = []\n" + std::string(kBackend), kPath);
+  EXPECT_TRUE(r.ok()) << r.error().joined();
+}
+
+TEST(Settings, CheckQueryMustNotBeBlankInSetOrFile) {
+  ConfigActions a;
+  for (std::string_view v : {"''", "'   '", "' \t '"}) {
+    Reply r = run("SET server_check_query = " + std::string(v), a);
+    EXPECT_EQ(r.sqlstate, "22023") << v;
+    EXPECT_EQ(r.message,
+              "invalid value for pool.server_check_query: must not be empty or blank "
+              "(server_check_delay = 0 turns the check off)")
+        << v;
+  }
+  EXPECT_EQ(a.cfg->serverCheckQuery, "SELECT 1");
+  auto r = parseConfig("[pool]\nserver_check_query = \" \"\n" + std::string(kBackend), kPath);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().joined(), std::string(kPath) +
+                                    ":2: server_check_query must not be empty or blank "
+                                    "(server_check_delay = 0 turns the check off)\n");
+  EXPECT_EQ(run("SET server_check_query = ';'", a).tag, "SET");
+  EXPECT_EQ(run("SET server_check_delay = 0", a).tag, "SET");
+  // Any other value the setting does not allow is 22023 as well; what SET cannot change, 55000.
+  EXPECT_EQ(run("SET pool_size = 0", a).sqlstate, "22023");
+  EXPECT_EQ(run("SET listen = '0.0.0.0:1'", a).sqlstate, "55000");
+}
+
+TEST(Settings, LogValueCutsLongValues) {
+  EXPECT_EQ(logValue("SELECT 1"), "SELECT 1");
+  std::string big(1 << 20, 'x');
+  std::string cut = logValue(big);
+  EXPECT_EQ(cut, std::string(200, 'x') + "... (1048576 bytes)");
+  EXPECT_EQ(logValue(std::string(200, 'y')), std::string(200, 'y'));
+  // Never half a character, never a line break.
+  std::string utf = std::string(199, 'a') + "\xc3\xa9" + "tail";
+  EXPECT_EQ(logValue(utf), std::string(199, 'a') + "... (205 bytes)");
+  EXPECT_EQ(logValue("a\nb\rc"), "a?b?c");
+  EXPECT_EQ(logValue("abcdef", 3), "abc... (6 bytes)");
+}
 
 TEST(Settings, SetRefusesWhatOnlyARestartOrTheFileChanges) {
   int restartOnly = 0;
