@@ -355,6 +355,8 @@ class PgbenchLoop(threading.Thread):
         m = re.search(r"number of failed transactions: (\d+)", text)
         self.failed += int(m.group(1)) if m else 0
         for line in text.splitlines():
+            if "Run was aborted" in line:  # pgbench's summary after an aborted client
+                continue
             if "aborted in command" in line or "error:" in line:
                 if "aborted in command" in line:
                     self.aborted += 1
@@ -434,8 +436,9 @@ def wait_for(pred, timeout: float, step: float = 0.25) -> bool:
 
 
 class Chaos:
-    def __init__(self, opts, cluster: PgCluster, sw: ChaosSwitch, rng: random.Random):
-        self.o, self.cluster, self.sw, self.rng = opts, cluster, sw, rng
+    def __init__(self, opts, cluster: PgCluster, sw: ChaosSwitch):
+        self.o, self.cluster, self.sw = opts, cluster, sw
+        self.local = threading.local()  # each action draws from its own generator
         self.counts: Counter = Counter()      # action -> times run
         self.notes: list[str] = []            # what happened, in order
         self.problems: list[str] = []         # pgswitch misbehaviour seen during actions
@@ -503,13 +506,20 @@ class Chaos:
         p = self.sw.primary()
         return [n.index for n in self.cluster.nodes if n.index != p]
 
-    def run(self, action: str) -> None:
+    @property
+    def rng(self) -> random.Random:
+        return self.local.rng
+
+    def run(self, action: str, k: int) -> None:
+        """Action number k; its random choices come from (seed, k), so a background storm
+        does not shift the draws of the actions that follow."""
+        self.local.rng = random.Random(f"{self.o.seed}:{k}")
         self.counts[action] += 1
         getattr(self, "do_" + action)()
 
-    def guarded(self, action: str) -> None:
+    def guarded(self, action: str, k: int) -> None:
         try:
-            self.run(action)
+            self.run(action, k)
         except Exception as e:  # noqa: BLE001 - a failed action is reported, then healed
             self.harness_problems.append(f"{action}: {type(e).__name__}: {first_line(e)}")
             log(f"action {action} raised {type(e).__name__}: {e}")
@@ -745,25 +755,27 @@ def run_chaos(o) -> dict:
             pgb = PgbenchLoop(sw.port, o.pgbench_clients, o.pgbench_rate, stop_load, work)
             pgb.start()
 
-        chaos = Chaos(o, cluster, sw, rng)
+        chaos = Chaos(o, cluster, sw)
         t0 = time.monotonic()
         end = t0 + o.duration
         time.sleep(min(3.0, o.duration / 10))
         bag: list[str] = []
         background: list[threading.Thread] = []
+        k = 0
         aborted = None
         while time.monotonic() < end - 2:
             if not bag:
                 bag = [a for a in ACTIONS if a not in o.skip]
                 rng.shuffle(bag)
             action = bag.pop(0)
+            k += 1
             if action in STORMS and rng.random() < o.overlap:
                 chaos.note(f"{action} starts in the background")
-                th = threading.Thread(target=chaos.guarded, args=(action,), daemon=True)
+                th = threading.Thread(target=chaos.guarded, args=(action, k), daemon=True)
                 th.start()
                 background.append(th)
                 continue
-            chaos.guarded(action)
+            chaos.guarded(action, k)
             if not sw.running():
                 aborted = "pgswitch exited"
                 break
