@@ -864,7 +864,11 @@ def run_chaos(o) -> dict:
               f"{total_sv} server connections open")
 
         # --- data check on the final primary
-        p = sw.primary()
+        try:
+            p = sw.primary()
+        except psycopg2.Error as e:  # pgswitch not answering: find the primary directly
+            log(f"SHOW BACKENDS failed at the end: {first_line(e)}")
+            p = None
         if p is None:
             p = next((n.index for n in cluster.nodes if cluster.is_running(n.index) and
                       cluster.psql(n.index, "SELECT pg_is_in_recovery()", check=False) == "f"),
