@@ -219,9 +219,15 @@ void Pool::janitor(uint64_t now) {
     spdlog::info("pool {}/{}: using reserve connection", database_, user_);
     spawn();
   }
-  // Pre-warm up to min_pool_size.
+  // Pre-warm up to min_pool_size, only towards a backend that is up (not one down, fenced,
+  // draining, disabled or removed: the topology change closed those connections).
   size_t minSize = static_cast<size_t>(worker_.workerShare(cfg->minPoolSize));
-  for (size_t n = servers_.size(); n < minSize && !worker_.stopping(); ++n) spawn();
+  if (servers_.size() < minSize && !worker_.stopping()) {
+    auto topo = worker_.runtime().topology();
+    bool up = backend_ >= 0 && backend_ < static_cast<int>(topo->backends.size()) &&
+              topo->backends[backend_].state == routing::BackendState::Up;
+    for (size_t n = servers_.size(); up && n < minSize; ++n) spawn();
+  }
   // Logins that take too long.
   for (auto& s : servers_) {
     auto st = s->state();

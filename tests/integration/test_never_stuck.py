@@ -10,6 +10,7 @@ a restart ended.
 - Logins to databases that do not exist leave no pools behind, and repeat failures are answered
   without a connection to the backend each.
 - Paused clients obey query_wait_timeout_ms.
+- Memory used by a burst of clients goes back to the system afterwards.
 """
 from __future__ import annotations
 
@@ -297,6 +298,39 @@ class NeverStuckCase(ProxyTestCase):
         self.assertGreaterEqual(t["login_refused"], 20, t)
         with closing(psycopg2.connect(sw.dsn())) as c, c.cursor() as cur:
             cur.execute("SELECT 1")
+
+    @budget(120)
+    @unittest.skipIf(os.environ.get("PGSWITCH_SANITIZED"), "ASan's allocator keeps freed memory")
+    def test_memory_goes_back_after_a_burst(self):
+        sw = self.start_switch(pool_mode="transaction", workers=2)
+        def rss_mib():
+            with open(f"/proc/{sw.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        time.sleep(1)
+        start = rss_mib()
+        conns = []
+        try:
+            for i in range(800):
+                c = psycopg2.connect(sw.dsn())
+                c.autocommit = True
+                with c.cursor() as cur:
+                    cur.execute("SELECT repeat('x', 65536)" if i % 10 == 0 else "SELECT 1")
+                    cur.fetchall()
+                conns.append(c)
+            peak = rss_mib()
+        finally:
+            for c in conns:
+                c.close()
+        self.assertGreater(peak - start, 8, f"the burst used too little memory to tell ({start:.1f} -> {peak:.1f} MiB)")
+        deadline = time.monotonic() + 15
+        after = rss_mib()
+        while time.monotonic() < deadline and after > start + (peak - start) / 2:
+            time.sleep(1)
+            after = rss_mib()
+        self.assertLessEqual(after, start + (peak - start) / 2,
+                             f"RSS stayed up: {start:.1f} -> peak {peak:.1f} -> {after:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -33,20 +33,7 @@ from proxycase import ProxyTestCase, budget  # noqa: E402
 PGBENCH = str(PG_BIN / "pgbench")
 
 
-class Switch(PgSwitch):
-    """PgSwitch with extra keys in [server] (the harness's extra_toml lands after the
-    [[user]] tables, where [server] keys cannot go)."""
-
-    def __init__(self, *args, server_toml: str = "", **kw):
-        self.server_toml = server_toml
-        super().__init__(*args, **kw)
-
-    def config_text(self) -> str:
-        text = super().config_text()
-        if self.server_toml:
-            text = text.replace("\n\n[health]", "\n" + self.server_toml.strip() + "\n\n[health]",
-                                1)
-        return text
+Switch = PgSwitch  # [server] keys go in through server_toml
 
 
 def raise_nofile(want: int = 8192) -> None:
