@@ -225,6 +225,7 @@ int main(int argc, char** argv) {
       if (port == 0) port = w->boundPort();
       workers.push_back(std::move(w));
     }
+    for (auto& w : workers) rt.workers.push_back(w.get());
     spdlog::info("pgswitch listening on {}:{} ({} workers, pool_mode={}, {} backends)",
                  cfg->listenHost, port, n, toString(cfg->poolMode), cfg->backends.size());
 

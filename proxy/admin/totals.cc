@@ -7,7 +7,7 @@ std::vector<Total> totals(const Snapshot& s) {
       {"clients", "pgswitch_clients", false, "Client connections.", s.clientsTotal},
       {"login_clients", "pgswitch_login_clients", false,
        "Client sockets accepted that have not logged in yet.", s.loginClients},
-      {"pools", "pgswitch_pools", false, "Server pools (backend, database, user, worker).",
+      {"pools", "pgswitch_pools", false, "Server pools (backend, database, user).",
        s.pools.size()},
       {"failovers", "pgswitch_failovers_total", true, "Failovers and switchovers performed.",
        s.failovers},

@@ -16,13 +16,47 @@ Pool::Pool(Worker& w, int backend, std::string database, std::string user)
       backend_(backend),
       database_(std::move(database)),
       user_(std::move(user)),
-      lastAcquireMs_(w.nowMs()) {}
+      lastAcquireMs_(w.nowMs()),
+      budget_(w.runtime().budgets.get(PoolKey{backend_, database_, user_})) {}
 
 Pool::~Pool() = default;
 
-int Pool::limit() const {
-  auto cfg = worker_.runtime().config();
-  return worker_.workerShare(cfg->poolSize);
+int Pool::limit() const { return worker_.runtime().config()->poolSize; }
+
+bool Pool::trySpawn(int limit) {
+  if (worker_.stopping() || !budget_->tryTake(limit)) return false;
+  spawn();
+  return true;
+}
+
+// Every worker's pool of this key, to ask for idle connections or announce a free unit.
+// Looked up by key on the other thread: the pool may have been dropped meanwhile.
+void Pool::tellPeers(bool freed) {
+  PoolKey key{backend_, database_, user_};
+  for (Worker* w : worker_.runtime().workers) {
+    if (w == &worker_ && !freed) continue;
+    w->post([w, key, freed] {
+      if (Pool* p = w->findPool(key)) {
+        if (freed) {
+          p->budgetFreed();
+        } else {
+          p->yieldIdle();
+        }
+      }
+    });
+  }
+}
+
+void Pool::yieldIdle() {
+  if (!waiters_.empty() || idle_.empty()) return;
+  ServerConn* s = idle_.front();  // the least recently used
+  idle_.pop_front();
+  s->close();
+}
+
+void Pool::budgetFreed() {
+  if (waiters_.empty() || connectingCount() >= waiters_.size()) return;
+  if (!trySpawn(limit())) budget_->wanted = true;
 }
 
 ServerConn* Pool::acquire(PoolWaiter* w) {
@@ -50,7 +84,12 @@ ServerConn* Pool::acquire(PoolWaiter* w) {
     return s;
   }
   waiters_.push_back(Waiter{w, worker_.nowMs()});
-  if (servers_.size() < static_cast<size_t>(limit()) && connectingCount() < waiters_.size()) spawn();
+  if (connectingCount() < waiters_.size() && !trySpawn(limit())) {
+    // The total is reached. Other workers may keep idle connections of this key: they
+    // close one, and the unit it frees is announced to every worker.
+    budget_->wanted = true;
+    tellPeers(false);
+  }
   return nullptr;
 }
 
@@ -101,6 +140,7 @@ void Pool::spawn() {
   li.clientKey = clientKey_;
   sockaddr_storage addr;
   if (!resolve(addr)) {
+    budget_->give();
     auto waiters = std::move(waiters_);
     waiters_.clear();
     PoolError e{PoolError::Kind::NoBackend, {}, "cannot resolve backend address"};
@@ -116,6 +156,10 @@ void Pool::spawn() {
 
 void Pool::handOut(ServerConn& s) {
   s.touch(worker_.nowMs());
+  if (waiters_.empty() && budget_->wanted.load(std::memory_order_relaxed)) {
+    s.close();  // another worker is short of a connection of this key: it gets the unit
+    return;
+  }
   if (!waiters_.empty()) {
     Waiter w = waiters_.front();
     waiters_.pop_front();
@@ -178,12 +222,12 @@ void Pool::onServerClosed(ServerConn& s) {
     if (it->get() == &s) {
       worker_.retire(it->release());
       servers_.erase(it);
+      budget_->give();
       break;
     }
   }
-  if (!waiters_.empty() && servers_.size() < static_cast<size_t>(limit()) &&
-      connectingCount() < waiters_.size() && !worker_.stopping())
-    spawn();
+  if (!waiters_.empty() && connectingCount() < waiters_.size() && trySpawn(limit())) return;
+  if (budget_->wanted.exchange(false)) tellPeers(true);
 }
 
 bool Pool::disposable(uint64_t now, uint64_t loginRetryMs) const {
@@ -193,8 +237,8 @@ bool Pool::disposable(uint64_t now, uint64_t loginRetryMs) const {
 }
 
 void Pool::prewarm(size_t n) {
-  n = std::min(n, static_cast<size_t>(limit()));
-  for (size_t k = servers_.size(); k < n && !worker_.stopping(); ++k) spawn();
+  for (size_t k = servers_.size(); k < n && trySpawn(limit()); ++k) {
+  }
 }
 
 void Pool::janitor(uint64_t now) {
@@ -214,10 +258,8 @@ void Pool::janitor(uint64_t now) {
   // Reserve: extra connections once the oldest waiter has waited reserve_pool_timeout.
   if (!waiters_.empty() && cfg->reservePoolSize > 0 &&
       now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->reservePoolTimeoutMs) &&
-      servers_.size() < static_cast<size_t>(limit() + worker_.workerShare(cfg->reservePoolSize)) &&
-      connectingCount() < waiters_.size()) {
+      connectingCount() < waiters_.size() && trySpawn(limit() + cfg->reservePoolSize)) {
     spdlog::info("pool {}/{}: using reserve connection", database_, user_);
-    spawn();
   }
   // Pre-warm up to min_pool_size, only towards a backend that is up (not one down, fenced,
   // draining, disabled or removed: the topology change closed those connections).
@@ -226,7 +268,8 @@ void Pool::janitor(uint64_t now) {
     auto topo = worker_.runtime().topology();
     bool up = backend_ >= 0 && backend_ < static_cast<int>(topo->backends.size()) &&
               topo->backends[backend_].state == routing::BackendState::Up;
-    for (size_t n = servers_.size(); up && n < minSize; ++n) spawn();
+    for (size_t n = servers_.size(); up && n < minSize && trySpawn(limit()); ++n) {
+    }
   }
   // Logins that take too long.
   for (auto& s : servers_) {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "proxy/core/pool_budget.h"
 #include "proxy/core/server_conn.h"
 
 namespace pgswitch::proxy {
@@ -58,6 +59,11 @@ class Pool {
   // Opens connections until the pool has n (bounded by its size): a new primary after a
   // failover gets the old one's working set before the first writes arrive.
   void prewarm(size_t n);
+  // Another worker of this key is short of a connection: close an idle one (if nobody here
+  // waits), freeing its unit of the budget.
+  void yieldIdle();
+  // A unit of the budget was freed somewhere: open a connection if sessions wait here.
+  void budgetFreed();
 
   // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
   void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }
@@ -83,7 +89,9 @@ class Pool {
   const std::list<std::unique_ptr<ServerConn>>& servers() const { return servers_; }
 
  private:
-  void spawn();
+  void spawn();  // opens a connection; the caller took its unit of the budget
+  bool trySpawn(int limit);  // takes a unit (at most `limit` over all workers) and spawns
+  void tellPeers(bool freed);
   void handOut(ServerConn& s);
   int limit() const;
   bool resolve(sockaddr_storage& out);
@@ -100,6 +108,7 @@ class Pool {
   std::deque<Waiter> waiters_;
   std::optional<std::array<uint8_t, 32>> clientKey_;
   uint64_t lastAcquireMs_ = 0;
+  std::shared_ptr<PoolBudget> budget_;  // pool_size over all workers
   // The last login failure (the ErrorResponse, or ours for a connection failure). For
   // server_login_retry_ms after it, new requests get the same answer at once instead of a
   // connection attempt each: a storm of logins to a missing database costs the backend one

@@ -9,11 +9,13 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "health/health_monitor.h"
 #include "proxy/config/config.h"
 #include "proxy/core/listener.h"
 #include "proxy/core/pause.h"
+#include "proxy/core/pool_budget.h"
 #include "routing/topology.h"
 
 namespace pgswitch::proxy {
@@ -93,6 +95,7 @@ class CancelRegistry {
 };
 
 class ProxyControl;
+class Worker;
 
 class Runtime {
  public:
@@ -135,6 +138,10 @@ class Runtime {
   AcceptCounters accepts;                    // descriptor exhaustion
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
   PauseState pause;                         // PAUSE / RESUME
+  PoolBudgets budgets;                      // server connections per pool key, all workers
+  // Every worker, set once before they start (a pool short of connections asks the others
+  // to give up idle ones). Empty in tests with a lone worker.
+  std::vector<Worker*> workers;
   // The console's and /metrics' access to the whole process (null in loop tests).
   ProxyControl* control = nullptr;
 

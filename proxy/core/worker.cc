@@ -240,10 +240,15 @@ Pool& Worker::pool(int backend, const std::string& database, const std::string& 
   return *it->second;
 }
 
+Pool* Worker::findPool(const PoolKey& key) {
+  auto it = pools_.find(key);
+  return it == pools_.end() ? nullptr : it->second.get();
+}
+
 int Worker::workerShare(int total) const {
   if (total <= 0) return 0;
-  int share = (total + workerCount_ - 1) / workerCount_;
-  return share < 1 ? 1 : share;
+  int n = workerCount_ < 1 ? 1 : workerCount_;
+  return total / n + (id_ % n < total % n ? 1 : 0);
 }
 
 }  // namespace pgswitch::proxy

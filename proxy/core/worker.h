@@ -79,9 +79,11 @@ class Worker {
 
   // The pool for (backend, database, user), created on first use.
   Pool& pool(int backend, const std::string& database, const std::string& user);
-  // Pool sizes are per worker: the configured size divided over the workers, so the total
-  // of server connections stays what the operator set (PgBouncer's so_reuseport splits the
-  // same way).
+  // This worker's pool of a key, if it has one.
+  Pool* findPool(const PoolKey& key);
+  // This worker's part of a total that is divided over the workers (min_pool_size): the
+  // parts add up to the total exactly (5 over 2 workers: 3 and 2). pool_size and
+  // reserve_pool_size are not divided: the workers share them through a PoolBudget.
   int workerShare(int total) const;
   int workerCount() const { return workerCount_; }
   void setWorkerCount(int n) { workerCount_ = n; }
@@ -140,7 +142,7 @@ class Worker {
   std::vector<Retirable*> graveyard_;
   std::vector<ClientHandle*> clients_;
   std::vector<ClientHandle*> holding_;
-  std::map<std::tuple<int, std::string, std::string>, std::unique_ptr<Pool>> pools_;
+  std::map<PoolKey, std::unique_ptr<Pool>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;
   static constexpr size_t kKnownStatementsMax = 65536;

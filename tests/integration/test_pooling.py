@@ -610,6 +610,73 @@ class PoolingTest(ProxyTestCase):
         self.assertEqual(waiter.query("SELECT 5"), [("5",)], "the waiter's connection works")
         self.assertEqual(self.one(self.connect2(sw), "SELECT 4"), 4)
 
+    def show(self, sw, command) -> list[dict]:
+        conn = psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(command)
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, r)) for r in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def app_backends(self) -> int:
+        """Server connections of user app on the primary right now."""
+        with self.direct().cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' "
+                        "AND backend_type = 'client backend'")
+            return cur.fetchone()[0]
+
+    @budget(60)
+    def test_06c_pool_size_is_a_total_over_workers(self):
+        """pool_size counts over all workers, however it divides: 3 over 2 workers opens 3,
+        not 2 + 2, and 1 over 2 workers opens 1, which serves clients of both workers (the
+        worker that has it gives it up when the other one is short)."""
+        for size in (3, 1):
+            with self.subTest(pool_size=size):
+                sw = self.start_switch(pool_size=size, workers=2,
+                                       pool_toml="query_wait_timeout_ms = 10000")
+                # Sixteen clients (the kernel spreads them over both workers), each holding a
+                # transaction open for a moment, all at once.
+                conns = [self.connect2(sw, autocommit=False) for _ in range(16)]
+                peak = 0
+                stop = threading.Event()
+
+                def sample():
+                    nonlocal peak
+                    while not stop.is_set():
+                        peak = max(peak, self.app_backends())
+                        time.sleep(0.02)
+
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                errors = []
+
+                def work(c):
+                    try:
+                        for _ in range(3):
+                            with c.cursor() as cur:
+                                cur.execute("SELECT pg_sleep(0.05)")
+                            c.commit()
+                    except Exception as e:  # noqa: BLE001
+                        errors.append(repr(e))
+
+                threads = [threading.Thread(target=work, args=(c,)) for c in conns]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(30)
+                stop.set()
+                sampler.join(5)
+                self.assertEqual(errors, [])
+                self.assertLessEqual(peak, size, f"{peak} server connections for pool_size {size}")
+                rows = {r["database"]: r for r in self.show(sw, "SHOW POOLS")}
+                self.assertLessEqual(int(rows["appdb"]["sv_total"]), size)
+                for c in conns:
+                    c.close()
+                sw.stop()
+
     @budget(30)
     def test_06b_max_client_conn(self):
         sw = self.start_switch(pool_size=2, workers=1, server_toml="max_client_conn = 3")
