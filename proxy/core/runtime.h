@@ -134,6 +134,7 @@ class Runtime {
   std::atomic<uint64_t> stalledClients{0};   // closed: stopped mid-message (client_stall_timeout_ms)
   AcceptCounters accepts;                    // descriptor exhaustion
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
+  std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary
   PauseState pause;                         // PAUSE / RESUME
   // The console's and /metrics' access to the whole process (null in loop tests).
   ProxyControl* control = nullptr;
