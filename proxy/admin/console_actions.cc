@@ -40,6 +40,7 @@ Snapshot ProxyControl::base() const {
   s.acceptFdExhausted = rt_.accepts.fdExhausted.load();
   s.acceptTurnedAway = rt_.accepts.turnedAway.load();
   s.poolsDropped = rt_.poolsDropped.load();
+  s.readonlyRetries = rt_.readonlyRetries.load();
   s.paused = rt_.pause.any();
   return s;
 }

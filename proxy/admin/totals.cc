@@ -28,6 +28,9 @@ std::vector<Total> totals(const Snapshot& s) {
        s.acceptTurnedAway},
       {"pools_dropped", "pgswitch_pools_dropped_total", true,
        "Pools removed: unused, or for a database or user the backend refused.", s.poolsDropped},
+      {"readonly_retries", "pgswitch_readonly_retries_total", true,
+       "Lone reads that wrote on a replica (25006) and were run again on the primary.",
+       s.readonlyRetries},
   };
 }
 

@@ -137,6 +137,7 @@ class Runtime {
   std::atomic<uint64_t> stalledClients{0};   // closed: stopped mid-message (client_stall_timeout_ms)
   AcceptCounters accepts;                    // descriptor exhaustion
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
+  std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary
   PauseState pause;                         // PAUSE / RESUME
   PoolBudgets budgets;                      // server connections per pool key, all workers
   // Every worker, set once before they start (a pool short of connections asks the others

@@ -93,6 +93,7 @@ struct Snapshot {
   uint64_t acceptFdExhausted = 0;
   uint64_t acceptTurnedAway = 0;
   uint64_t poolsDropped = 0;
+  uint64_t readonlyRetries = 0;
   bool paused = false;
 };
 

@@ -256,6 +256,7 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
   s.touch(worker_.nowMs());
   int b = pool_->backend();
   relay_.link(s, b);
+  if (transactionPooling_ && onReplica_ && route_.canRetryOnPrimary()) relay_.armReadOnlyRetry();
   outstandingBackend_ = b;
   worker_.addOutstanding(b, +1);
   settings_.linked();
@@ -466,6 +467,23 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       releaseServer(false);
       fatal("08P01", "protocol error between pgswitch and the server: " + ev.message);
       return false;
+    case Relay::Event::Kind::RetryOnPrimary: {
+      // The replica's error and ReadyForQuery were dropped; the server is idle and reusable.
+      int b = pool_ ? pool_->backend() : -1;
+      releaseServer();
+      if (!route_.retryOnPrimary(client_->in())) {  // cannot happen: armed only with a copy
+        fatal("XX000", "internal error: read to retry on the primary has no copy");
+        return false;
+      }
+      ++worker_.runtime().readonlyRetries;
+      spdlog::info(
+          "client {}: read on replica backend {} tried to write (25006 read-only transaction); "
+          "running it on the primary",
+          client_->peerName(), b);
+      transitionTo(State::Idle);
+      pump();
+      return false;
+    }
     case Relay::Event::Kind::ServerFatal:
       serverFatal_ = ev.message;
       // onServerLost decides what the client sees (unless the client went first).

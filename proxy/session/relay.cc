@@ -50,6 +50,7 @@ void Relay::link(ServerConn& s, int backend) {
 void Relay::unlink() {
   server_ = nullptr;
   exchange_.reset();
+  retry_.disarm();
   c2sPassthrough_ = s2cPassthrough_ = 0;
 }
 
@@ -314,11 +315,17 @@ Relay::Event Relay::toClient() {
       return desync("a message type the server may not send on an established session");
     const bool complete = f.status == FrameStatus::Complete;
     // The messages pgswitch reads are small; they are assembled whole before acting on them.
-    bool read = f.type == be::ReadyForQuery || f.type == be::ParameterStatus ||
-                f.type == be::CommandComplete || f.type == be::ErrorResponse;
+    bool read =
+        f.type == be::ReadyForQuery || f.type == be::ParameterStatus ||
+        f.type == be::CommandComplete || f.type == be::ErrorResponse ||
+        (retry_.active() && f.type == be::RowDescription && f.total <= ReadOnlyRetry::kHoldLimit);
     if (read && !complete) break;
-    std::span<const std::byte> body;
-    if (read) body = in.contiguous(f.total, scratch_).subspan(5);
+    std::span<const std::byte> whole, body;
+    if (read) {
+      whole = in.contiguous(f.total, scratch_);
+      body = whole.subspan(5);
+    }
+    std::string_view errCode;
     ServerExchange::Response resp;
     switch (f.type) {
       case be::ReadyForQuery: {
@@ -377,6 +384,7 @@ Relay::Event Relay::toClient() {
           cc.flush();  // what came before the FATAL (often a complete answer) goes out first
           return ev;
         }
+        errCode = ef->code;
         exchange_.error(ef->code, StatementBooks{statements_.names(), &server_->statements(),
                                                  &worker_.staleStatements()});
         break;
@@ -392,6 +400,28 @@ Relay::Event Relay::toClient() {
       if (!complete) break;
       in.consume(f.total);
       continue;
+    }
+    if (retry_.active()) {
+      // Only while a lone read runs on a replica: nothing reaches the client before it is
+      // known whether the read must run on the primary instead.
+      char ready = f.type == be::ReadyForQuery ? server_->txnStatus() : 0;
+      bool alone = exchange_.quiet() && c2sPassthrough_ == 0;
+      switch (retry_.onMessage(f.type, complete, f.total, errCode, ready, alone)) {
+        case ReadOnlyRetry::Step::Forward:
+          break;
+        case ReadOnlyRetry::Step::Hold:
+          retry_.hold(whole);
+          in.consume(f.total);
+          continue;
+        case ReadOnlyRetry::Step::Release:
+          cc.send(retry_.held());
+          retry_.disarm();
+          break;
+        case ReadOnlyRetry::Step::Retry:
+          in.consume(f.total);
+          ev.kind = Event::Kind::RetryOnPrimary;
+          return ev;
+      }
     }
     counters().bytesOut += f.total;
     s2cPassthrough_ = f.total - forward(in, cc, f.total, slices_);

@@ -19,6 +19,7 @@
 #include "proxy/core/conn.h"
 #include "proxy/core/server_conn.h"
 #include "proxy/core/worker.h"
+#include "proxy/session/readonly_retry.h"
 #include "proxy/session/server_exchange.h"
 #include "proxy/session/session_state.h"
 #include "proxy/session/statement_map.h"
@@ -36,6 +37,9 @@ class Relay {
       ClientError,  // the client broke the protocol: FATAL 08P01 with `message`
       ServerError,  // the server broke the protocol: drop it, FATAL 08P01 with `message`
       ServerFatal,  // the server said FATAL (`message`: its code and text): abandon it
+      // A lone read wrote on a replica (25006) before any byte of its answer reached the
+      // client: its error and ReadyForQuery were dropped; run it again on the primary.
+      RetryOnPrimary,
     };
     Kind kind = Kind::Ok;
     std::string message;
@@ -52,6 +56,9 @@ class Relay {
   // to it is dropped as it arrives (it must not be read as a new message).
   void unlinkLost();
   ServerConn* server() const { return server_; }
+  // The request about to be sent to this replica is a lone autocommit read with a retry copy:
+  // a 25006 before any answer byte reached the client becomes Event::Kind::RetryOnPrimary.
+  void armReadOnlyRetry() { retry_.arm(); }
 
   // Client bytes to the linked server (and the answers pgswitch owes, to the client).
   Event toServer();
@@ -110,6 +117,7 @@ class Relay {
   int backend_ = -1;
   ServerExchange exchange_;
   StatementMap statements_;
+  ReadOnlyRetry retry_;
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query

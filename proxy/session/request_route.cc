@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 
 #include "protocol/framing.h"
 #include "protocol/messages.h"
@@ -46,6 +47,8 @@ void RequestRoute::toPrimary() {
   route_ = {};
   retryable_ = false;
   retryPending_ = false;
+  hasRetryCopy_ = false;
+  forcePrimary_ = false;
   avoid_ = -1;
   routedWrite_ = true;
 }
@@ -54,8 +57,10 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
                           const ClientStatements& names, SessionState& state, uint64_t nowMs) {
   route_ = {};
   retryable_ = false;
+  hasRetryCopy_ = false;
   const bool isRetry = retryPending_;
   retryPending_ = false;
+  const bool forcePrimary = std::exchange(forcePrimary_, false);
   if (!isRetry) avoid_ = -1;
   routedWrite_ = true;
   state.pinOnLink(nullptr);
@@ -151,7 +156,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
     if (in.size() <= kRouteScanLimit) return false;  // the request is not complete yet
     primary = true;
   }
-  if (!cfg.routing.readWriteSplit) primary = true;
+  if (!cfg.routing.readWriteSplit || forcePrimary) primary = true;
   route_.target = primary ? routing::Target::Primary : routing::Target::Replica;
   routedWrite_ = primary;
   // A lone autocommit read Query can be sent again elsewhere if its replica dies before
@@ -160,6 +165,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
     retryBuf_.resize(off);
     in.copyOut(0, retryBuf_);
     retryable_ = true;
+    hasRetryCopy_ = true;
   }
   if (!primary) {
     routeTag_ = !hintTagOwned.empty() ? std::move(hintTagOwned) : sessionTag_;
@@ -221,7 +227,7 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
 
 bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
   if (!retryable_) return false;
-  retryable_ = false;
+  retryable_ = hasRetryCopy_ = false;
   retryPending_ = true;
   scratch_.resize(in.size());
   in.copyOut(0, scratch_);
@@ -229,6 +235,20 @@ bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
   in.append(retryBuf_);
   in.append(scratch_);
   avoid_ = lostBackend;
+  return true;
+}
+
+bool RequestRoute::retryOnPrimary(ByteQueue& in) {
+  if (!hasRetryCopy_) return false;
+  hasRetryCopy_ = retryable_ = false;
+  retryPending_ = true;
+  forcePrimary_ = true;
+  scratch_.resize(in.size());
+  in.copyOut(0, scratch_);
+  in.clear();
+  in.append(retryBuf_);
+  in.append(scratch_);
+  avoid_ = -1;
   return true;
 }
 

@@ -49,6 +49,13 @@ class RequestRoute {
   // the read is put back in front of `in`, to be routed again away from that backend. Once
   // per request; false when it cannot be retried.
   bool retryLostRead(protocol::ByteQueue& in, int lostBackend);
+  // The lone read decided last (routed to a replica) has its copy: it can be run again on the
+  // primary if the replica finds it writes (Relay::armReadOnlyRetry).
+  bool canRetryOnPrimary() const { return hasRetryCopy_; }
+  // The replica refused that read with 25006 before a byte of it reached the client: it is
+  // put back in front of `in`, and the next decide() sends it to the primary. Once per
+  // request; false when there is no copy.
+  bool retryOnPrimary(protocol::ByteQueue& in);
   // The pending request failed on this backend before reaching it: route it again, elsewhere.
   void retryElsewhere(int backend);
   // A backend that refused logins for now: the next pick avoids it.
@@ -77,6 +84,8 @@ class RequestRoute {
   std::vector<std::byte> retryBuf_;  // copy of a lone read Query, for one retry elsewhere
   bool retryable_ = false;           // no answer byte has reached the client yet
   bool retryPending_ = false;        // the next request is a retry (never retried again)
+  bool hasRetryCopy_ = false;        // retryBuf_ holds the request decided last
+  bool forcePrimary_ = false;        // the next request is a read that wrote on a replica
   std::vector<std::byte> scratch_;
   static constexpr size_t kRetryCopyLimit = 64 * 1024;
 };

@@ -13,8 +13,10 @@ import sys
 import threading
 import time
 import unittest
+from contextlib import closing
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -157,3 +159,46 @@ class ReplicaBatchCase(ProxyTestCase):
                         self.fail(f"pipelined request failed: {parse_error_fields(p)}")
                     ready += t == b"Z"
         self.assertEqual(self.primary_count() - before, 10)
+
+    @budget(90)
+    def test_select_of_a_writing_function(self):
+        # A user's function that writes, called as SELECT: classified as a read, sent to a
+        # replica, refused there with 25006; pgswitch runs it again on the primary and the
+        # client sees only the primary's answer.
+        self.cluster.psql(0, """
+            CREATE TABLE IF NOT EXISTS fn_t (id serial, at timestamptz DEFAULT now());
+            CREATE OR REPLACE FUNCTION my_write_fn() RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO fn_t DEFAULT VALUES; RETURN 1; END $$;""", db="appdb", user="app")
+        self.cluster.wait_replicated()
+
+        def fn_rows() -> int:
+            return int(self.cluster.psql(0, "SELECT count(*) FROM fn_t", db="appdb", user="app"))
+
+        def retries() -> int:
+            with closing(psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))) as conn:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("SHOW TOTALS")
+                    return {k: int(v) for k, v in cur.fetchall()}["readonly_retries"]
+
+        before = fn_rows()
+        with closing(psycopg2.connect(self.sw.dsn(user="app", db="appdb"))) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                for _ in range(20):
+                    cur.execute("SELECT my_write_fn()")
+                    self.assertEqual(cur.fetchall(), [(1,)])
+                    self.assertEqual([d.name for d in cur.description], ["my_write_fn"])
+                # The connection goes on as usual: a plain read, a read that fails on its own.
+                cur.execute("SELECT 41 + 1")
+                self.assertEqual(cur.fetchone(), (42,))
+                with self.assertRaises(psycopg2.errors.UndefinedTable):
+                    cur.execute("SELECT * FROM no_such_table_here")
+                cur.execute("SELECT 1")
+                self.assertEqual(cur.fetchone(), (1,))
+        self.assertEqual(fn_rows() - before, 20)
+        # Counted once per retried call (nothing else in this class fails with 25006; a call
+        # that fell back to the primary for replica lag would not need a retry).
+        n = retries()
+        self.assertGreaterEqual(n, 1)
+        self.assertLessEqual(n, 20)

@@ -1,0 +1,51 @@
+// The retry decision for a read that wrote on a replica: only a 25006 that comes before any
+// byte of the answer reached the client, in a request that ends alone and leaves the server
+// outside a transaction, is taken back.
+#include "proxy/session/readonly_retry.h"
+
+#include "protocol/messages.h"
+
+namespace pgswitch::proxy {
+
+ReadOnlyRetry::Step ReadOnlyRetry::release() {
+  // Whatever was said to Hold (a RowDescription, the error) goes out first.
+  Step s = rowDescHeld_ || state_ == State::Failed ? Step::Release : Step::Forward;
+  state_ = State::Off;
+  rowDescHeld_ = false;
+  return s;  // held() stays readable until the next arm()/disarm()
+}
+
+ReadOnlyRetry::Step ReadOnlyRetry::onMessage(char type, bool complete, size_t total,
+                                             std::string_view sqlstate, char readyStatus,
+                                             bool requestAlone) {
+  switch (state_) {
+    case State::Off:
+      return Step::Forward;
+    case State::Armed:
+      // PostgreSQL describes the result before it runs the statement: keep that until it is
+      // known whether the statement fails.
+      if (type == protocol::be::RowDescription && !rowDescHeld_ && complete &&
+          total <= kHoldLimit) {
+        rowDescHeld_ = true;
+        return Step::Hold;
+      }
+      if (type == protocol::be::ErrorResponse && complete && sqlstate == "25006") {
+        state_ = State::Failed;
+        return Step::Hold;
+      }
+      return release();
+    case State::Failed:
+      // 'I': the implicit transaction ended with the error; the request may run elsewhere.
+      // Inside an explicit transaction (or with more owed) the client must see the error.
+      if (type == protocol::be::ReadyForQuery && readyStatus == 'I' && requestAlone) {
+        state_ = State::Off;
+        rowDescHeld_ = false;
+        held_.clear();
+        return Step::Retry;
+      }
+      return release();
+  }
+  return Step::Forward;
+}
+
+}  // namespace pgswitch::proxy
