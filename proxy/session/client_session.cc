@@ -185,6 +185,7 @@ void ClientSession::onLogin() {
   cancelPid_ = entry.pid;
   cancelKey_ = entry.key;
   cancelSlot_ = std::move(entry.slot);
+  relay_.setCancelSlot(cancelSlot_.get());
   if (login_.database() != kConsoleDatabase) {
     route_.toPrimary();
     requestServer();

@@ -336,6 +336,7 @@ Relay::Event Relay::toClient() {
         if (resp.verdict == ServerExchange::Verdict::Desync)
           return desync("unexpected response from server");
         if (resp.verdict == ServerExchange::Verdict::Swallow) break;  // our own Sync's
+        if (cancelSlot_ && !exchange_.owed()) cancelSlot_->requestEnded();
         countReady(*st);
         state_.onReadyForQuery();
         break;

@@ -51,6 +51,9 @@ class Relay {
   // backend: the slot its counters are kept under (looked up per use: the worker's counter
   // array grows when a new backend appears).
   void link(ServerConn& s, int backend);
+  // The client's cancel slot: told that its requests are answered before the ReadyForQuery
+  // that says so reaches the client (a cancel the client sends after it must be dropped).
+  void setCancelSlot(CancelSlot* slot) { cancelSlot_ = slot; }
   void unlink();
   // The server was lost: as unlink(), and what was left of a client message half-forwarded
   // to it is dropped as it arrives (it must not be read as a new message).
@@ -122,6 +125,7 @@ class Relay {
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
   bool stopAtRequestEnd_ = false;
+  CancelSlot* cancelSlot_ = nullptr;
   size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
   std::vector<protocol::Slice> slices_;
