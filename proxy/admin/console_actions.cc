@@ -41,6 +41,7 @@ Snapshot ProxyControl::base() const {
   s.acceptTurnedAway = rt_.accepts.turnedAway.load();
   s.poolsDropped = rt_.poolsDropped.load();
   s.readonlyRetries = rt_.readonlyRetries.load();
+  s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
   s.paused = rt_.pause.any();
   return s;
 }

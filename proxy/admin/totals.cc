@@ -31,6 +31,10 @@ std::vector<Total> totals(const Snapshot& s) {
       {"readonly_retries", "pgswitch_readonly_retries_total", true,
        "Lone reads that wrote on a replica (25006) and were run again on the primary.",
        s.readonlyRetries},
+      {"recovery_conflict_retries", "pgswitch_recovery_conflict_retries_total", true,
+       "Lone reads a replica cancelled for a conflict with recovery (40001) before answering, "
+       "run again on the primary.",
+       s.recoveryConflictRetries},
   };
 }
 

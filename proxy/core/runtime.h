@@ -138,6 +138,7 @@ class Runtime {
   AcceptCounters accepts;                    // descriptor exhaustion
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
   std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary
+  std::atomic<uint64_t> recoveryConflictRetries{0};  // reads a replica's replay cancelled
   PauseState pause;                         // PAUSE / RESUME
   PoolBudgets budgets;                      // server connections per pool key, all workers
   // Every worker, set once before they start (a pool short of connections asks the others

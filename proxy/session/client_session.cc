@@ -476,11 +476,17 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
         fatal("XX000", "internal error: read to retry on the primary has no copy");
         return false;
       }
-      ++worker_.runtime().readonlyRetries;
-      spdlog::info(
-          "client {}: read on replica backend {} tried to write (25006 read-only transaction); "
-          "running it on the primary",
-          client_->peerName(), b);
+      if (ev.recoveryConflict) {
+        ++worker_.runtime().recoveryConflictRetries;
+        spdlog::info("client {}: read on replica backend {} cancelled by a conflict with "
+                     "recovery (40001); running it on the primary",
+                     client_->peerName(), b);
+      } else {
+        ++worker_.runtime().readonlyRetries;
+        spdlog::info("client {}: read on replica backend {} tried to write (25006 read-only "
+                     "transaction); running it on the primary",
+                     client_->peerName(), b);
+      }
       transitionTo(State::Idle);
       pump();
       return false;

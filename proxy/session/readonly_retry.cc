@@ -1,4 +1,5 @@
-// The retry decision for a read that wrote on a replica: only a 25006 that comes before any
+// The retry decision for a read that wrote on a replica (or met a conflict with recovery
+// there): only a 25006 or 40001 that comes before any
 // byte of the answer reached the client, in a request that ends alone and leaves the server
 // outside a transaction, is taken back.
 #include "proxy/session/readonly_retry.h"
@@ -29,8 +30,12 @@ ReadOnlyRetry::Step ReadOnlyRetry::onMessage(char type, bool complete, size_t to
         rowDescHeld_ = true;
         return Step::Hold;
       }
-      if (type == protocol::be::ErrorResponse && complete && sqlstate == "25006") {
+      // 25006: the read wrote after all. 40001 on a replica: a conflict with recovery
+      // (replayed WAL removed rows or locks the read needed) cancelled it.
+      if (type == protocol::be::ErrorResponse && complete &&
+          (sqlstate == "25006" || sqlstate == "40001")) {
         state_ = State::Failed;
+        recoveryConflict_ = sqlstate == "40001";
         return Step::Hold;
       }
       return release();

@@ -2,7 +2,8 @@
 // function called as SELECT my_fn()). Armed while such a read runs on a replica; it holds the
 // RowDescription PostgreSQL sends before executing, and when the replica answers 25006 (read-
 // only transaction) before anything else reached the client, it says the request must be run
-// again on the primary: the error and its ReadyForQuery are never forwarded. Pure: fed the
+// again on the primary: the error and its ReadyForQuery are never forwarded. A 40001 from the
+// replica (its replay cancelled the read: "conflict with recovery") is taken back the same way. Pure: fed the
 // messages the relay would forward, it says what to do with each.
 #pragma once
 
@@ -36,6 +37,8 @@ class ReadOnlyRetry {
     held_.clear();
   }
   bool active() const { return state_ != State::Off; }
+  // After Retry: the replica's error was 40001 (conflict with recovery), not 25006.
+  bool recoveryConflict() const { return recoveryConflict_; }
 
   // A whole-or-partial server message the relay would forward: its type, whether it arrived
   // whole, its length with header, the SQLSTATE of an ErrorResponse (else empty), the status
@@ -58,6 +61,7 @@ class ReadOnlyRetry {
   Step release();
   State state_ = State::Off;
   bool rowDescHeld_ = false;
+  bool recoveryConflict_ = false;
   std::string held_;
 };
 

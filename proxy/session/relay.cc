@@ -421,6 +421,7 @@ Relay::Event Relay::toClient() {
         case ReadOnlyRetry::Step::Retry:
           in.consume(f.total);
           ev.kind = Event::Kind::RetryOnPrimary;
+          ev.recoveryConflict = retry_.recoveryConflict();
           return ev;
       }
     }

@@ -45,6 +45,7 @@ class Relay {
     std::string message;
     bool answeredLocally = false;         // the client may be between transactions now
     bool requestEnded = false;            // stopped after a Query or Sync (stopAtRequestEnd)
+    bool recoveryConflict = false;        // RetryOnPrimary: the replica said 40001, not 25006
     bool applicationNameChanged = false;  // routing rules may match differently
   };
 

@@ -56,6 +56,22 @@ TEST(ReadOnlyRetry, ReadThatWroteIsRetried) {
   EXPECT_EQ(feed(r, {{be::ErrorResponse, "25006"}, {be::ReadyForQuery, {}, 'I'}}), "HX");
 }
 
+TEST(ReadOnlyRetry, RecoveryConflictBeforeRowsIsRetried) {
+  ReadOnlyRetry r;
+  r.arm();
+  EXPECT_EQ(
+      feed(r, {{be::RowDescription}, {be::ErrorResponse, "40001"}, {be::ReadyForQuery, {}, 'I'}}),
+      "HHX");
+  EXPECT_TRUE(r.recoveryConflict());
+  r.arm();  // after rows: the client sees the conflict, as on PostgreSQL
+  EXPECT_EQ(feed(r, {{be::RowDescription}, {be::DataRow}, {be::ErrorResponse, "40001"},
+                     {be::ReadyForQuery, {}, 'I'}}),
+            "HRFF");
+  r.arm();
+  EXPECT_EQ(feed(r, {{be::ErrorResponse, "25006"}, {be::ReadyForQuery, {}, 'I'}}), "HX");
+  EXPECT_FALSE(r.recoveryConflict());
+}
+
 TEST(ReadOnlyRetry, RowsReleaseTheHeldDescription) {
   ReadOnlyRetry r;
   r.arm();
