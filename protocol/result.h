@@ -7,8 +7,11 @@
 
 namespace pgswitch {
 
+// A constructor rather than an aggregate: `Err("text")` would otherwise rely on
+// parenthesized aggregate initialization, which clang supports only from version 16.
 template <class E>
 struct Err {
+  constexpr Err(E e) : error(std::move(e)) {}
   E error;
 };
 template <class E>

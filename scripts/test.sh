@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs dependencies, builds pgswitch (Release) and runs every test
 # (GoogleTest unit tests and the Python integration tests against real PostgreSQL) via ctest,
-# then the session-facing ones again under AddressSanitizer + UBSan.
+# then the session-facing ones again under AddressSanitizer + UBSan, then the libFuzzer targets.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,3 +22,8 @@ if [[ "${PGSWITCH_SKIP_SANITIZE:-}" != 1 ]]; then
     --parallel "$(nproc)" \
     -E '^(boundary\.|integration\.test_health)'
 fi
+
+# libFuzzer targets (fuzz/, a clang build in build-fuzz/) for the parsers that take hostile
+# input, each run for PGSWITCH_FUZZ_SECONDS (default 30) on a copy of its seed corpus; a crash
+# fails the command. (PGSWITCH_SKIP_FUZZ=1 skips this stage.)
+bash scripts/fuzz.sh
