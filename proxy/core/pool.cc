@@ -47,6 +47,14 @@ void Pool::tellPeers(bool freed) {
   }
 }
 
+// The total is reached while sessions wait here. Other workers may keep idle connections of
+// this key: they close one, and the unit it frees is announced to every worker.
+void Pool::askPeers() {
+  short_ = true;
+  budget_->wanted = true;
+  tellPeers(false);
+}
+
 void Pool::yieldIdle() {
   if (!waiters_.empty() || idle_.empty()) return;
   ServerConn* s = idle_.front();  // the least recently used
@@ -56,7 +64,15 @@ void Pool::yieldIdle() {
 
 void Pool::budgetFreed() {
   if (waiters_.empty() || connectingCount() >= waiters_.size()) return;
-  if (!trySpawn(limit())) budget_->wanted = true;
+  if (!trySpawn(limit())) askPeers();
+}
+
+// Nobody waits here any more: stop asking the others for connections (another short worker
+// asks again on its next janitor tick).
+void Pool::noLongerShort() {
+  if (!short_) return;
+  short_ = false;
+  budget_->wanted = false;
 }
 
 ServerConn* Pool::acquire(PoolWaiter* w) {
@@ -84,12 +100,7 @@ ServerConn* Pool::acquire(PoolWaiter* w) {
     return s;
   }
   waiters_.push_back(Waiter{w, worker_.nowMs()});
-  if (connectingCount() < waiters_.size() && !trySpawn(limit())) {
-    // The total is reached. Other workers may keep idle connections of this key: they
-    // close one, and the unit it frees is announced to every worker.
-    budget_->wanted = true;
-    tellPeers(false);
-  }
+  if (connectingCount() < waiters_.size() && !trySpawn(limit())) askPeers();
   return nullptr;
 }
 
@@ -156,15 +167,18 @@ void Pool::spawn() {
 
 void Pool::handOut(ServerConn& s) {
   s.touch(worker_.nowMs());
-  if (waiters_.empty() && budget_->wanted.load(std::memory_order_relaxed)) {
-    s.close();  // another worker is short of a connection of this key: it gets the unit
-    return;
-  }
   if (!waiters_.empty()) {
     Waiter w = waiters_.front();
     waiters_.pop_front();
+    if (waiters_.empty()) noLongerShort();
     s.setState(ServerConn::State::Active);
     w.w->onServerAssigned(s);
+    return;
+  }
+  if (short_) {
+    noLongerShort();
+  } else if (budget_->wanted.load(std::memory_order_relaxed)) {
+    s.close();  // another worker is short of a connection of this key: it gets the unit
     return;
   }
   s.setState(ServerConn::State::Idle);
@@ -255,6 +269,9 @@ void Pool::janitor(uint64_t now) {
                         std::to_string(cfg->queryWaitTimeoutMs) + " ms"});
     }
   }
+  // Still short of connections (the request to the other workers may have found none idle
+  // then): ask again.
+  if (!waiters_.empty() && connectingCount() < waiters_.size() && !trySpawn(limit())) askPeers();
   // Reserve: extra connections once the oldest waiter has waited reserve_pool_timeout.
   if (!waiters_.empty() && cfg->reservePoolSize > 0 &&
       now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->reservePoolTimeoutMs) &&

@@ -92,6 +92,8 @@ class Pool {
   void spawn();  // opens a connection; the caller took its unit of the budget
   bool trySpawn(int limit);  // takes a unit (at most `limit` over all workers) and spawns
   void tellPeers(bool freed);
+  void askPeers();
+  void noLongerShort();
   void handOut(ServerConn& s);
   int limit() const;
   bool resolve(sockaddr_storage& out);
@@ -109,6 +111,7 @@ class Pool {
   std::optional<std::array<uint8_t, 32>> clientKey_;
   uint64_t lastAcquireMs_ = 0;
   std::shared_ptr<PoolBudget> budget_;  // pool_size over all workers
+  bool short_ = false;  // this pool raised budget_->wanted and still has waiters
   // The last login failure (the ErrorResponse, or ours for a connection failure). For
   // server_login_retry_ms after it, new requests get the same answer at once instead of a
   // connection attempt each: a storm of logins to a missing database costs the backend one
