@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "protocol/builder.h"
+#include "protocol/messages.h"
 
 namespace pgswitch::proxy {
 
@@ -211,7 +212,14 @@ void Pool::onLoginDone(ServerConn& s) {
 }
 
 void Pool::onLoginFailed(ServerConn& s, const std::string& errorMessage) {
-  spdlog::warn("login to backend {} as {} on {} failed", backend_, user_, database_);
+  // The reason, from the ErrorResponse (the server's, or pgswitch's for a connection that
+  // failed); its text is the server's, so it is cut.
+  std::string why = "unknown reason";
+  if (errorMessage.size() > 5) {
+    auto f = protocol::parseErrorFields(protocol::asBytes(errorMessage).subspan(5));
+    if (f) why = std::string(f->code) + " " + std::string(f->message.substr(0, 200));
+  }
+  spdlog::warn("login to backend {} as {} on {} failed: {}", backend_, user_, database_, why);
   loginError_ = errorMessage;
   loginFailedMs_ = worker_.nowMs();
   // Every waiter of this pool asked for the same database and user: they would all get the
