@@ -491,9 +491,19 @@ class Chaos:
                 if not wait_for(lambda: streams_from(c, i, primary), 30):
                     self.harness_problems.append(f"node{i} rebuilt but not streaming")
                     return False
-            if sw.backends().get(f"pg{i + 1}", {}).get("state") == "fenced":
-                sw.command(f"ATTACH pg{i + 1}")
-                self.note(f"heal: ATTACH pg{i + 1}")
+            # ATTACH, and again if the backend is still fenced a few seconds later: once in a
+            # CI run an ATTACH right after a SWITCHOVER did not take (the switchover's own
+            # fencing may land after it; under investigation), and the run then failed on the
+            # harness's heal rather than on anything a client saw. Repeats are counted.
+            name = f"pg{i + 1}"
+            for attempt in range(4):
+                if sw.backends().get(name, {}).get("state") != "fenced":
+                    break
+                if attempt:
+                    self.storm["heal: ATTACH repeated"] += 1
+                sw.command(f"ATTACH {name}")
+                self.note(f"heal: ATTACH {name}" + (f" (again, {attempt + 1})" if attempt else ""))
+                wait_for(lambda: sw.backends().get(name, {}).get("state") != "fenced", 5)
         left = max(5.0, deadline - time.monotonic())
         if not wait_for(lambda: all(r["state"] == "up" for r in sw.backends().values()), left):
             states = {k: (r["role"], r["state"]) for k, r in sw.backends().items()}
