@@ -66,9 +66,12 @@ RoutePick pickBackend(const Topology& t, const RoutePolicy& p, const RouteReques
   };
   if (r.target == Target::Primary) return toPrimary(false);
 
-  // Candidates: usable replicas within the lag limits, carrying the tag, far enough along.
+  // Candidates: usable replicas within the lag limits, carrying the tag. A replica not known
+  // to have replayed minReplayLsn is a candidate only when it may have (close behind at the
+  // last health check) and the caller can ask it first: "unsure".
   constexpr size_t kMax = 64;
   std::array<int, kMax> cand{};
+  std::array<bool, kMax> unsure{};
   size_t n = 0;
   uint64_t totalWeight = 0;
   for (size_t i = 0; i < t.backends.size() && n < kMax; ++i) {
@@ -78,7 +81,18 @@ RoutePick pickBackend(const Topology& t, const RoutePolicy& p, const RouteReques
     if (p.maxLagBytes && b.lagBytes > p.maxLagBytes) continue;
     if (p.maxLagMs && b.lagMs > p.maxLagMs) continue;
     if (!r.tag.empty() && !hasTag(b, r.tag)) continue;
-    if (r.minReplayLsn && b.replayLsn < r.minReplayLsn) continue;
+    bool behind = false;
+    if (r.minReplayLsn) {
+      uint64_t replay = b.replayLsn;
+      if (i < r.learnedReplayLsn.size()) replay = std::max(replay, r.learnedReplayLsn[i]);
+      if (replay < r.minReplayLsn) {
+        if (p.verifyMaxLagMs < 0 || b.lagMs > uint64_t(p.verifyMaxLagMs) ||
+            r.minReplayLsn == UINT64_MAX)
+          continue;
+        behind = true;
+      }
+    }
+    unsure[n] = behind;
     cand[n++] = static_cast<int>(i);
     totalWeight += static_cast<uint64_t>(b.weight);
   }
@@ -92,23 +106,29 @@ RoutePick pickBackend(const Topology& t, const RoutePolicy& p, const RouteReques
     }
     return toPrimary(true);
   }
-  auto draw = [&](uint64_t x) {
+  auto draw = [&](uint64_t x) {  // a position in cand
     uint64_t w = x % totalWeight;
     for (size_t k = 0; k < n; ++k) {
       uint64_t bw = static_cast<uint64_t>(t.backends[cand[k]].weight);
-      if (w < bw) return cand[k];
+      if (w < bw) return k;
       w -= bw;
     }
-    return cand[n - 1];
+    return n - 1;
   };
-  int a = draw(mix(random));
-  int b = draw(mix(random ^ 0x5851f42d4c957f2dull));
-  auto load = [&](int i) {
+  size_t a = draw(mix(random));
+  size_t b = draw(mix(random ^ 0x5851f42d4c957f2dull));
+  auto load = [&](size_t k) {
+    int i = cand[k];
     int o = i < static_cast<int>(outstanding.size()) ? outstanding[i] : 0;
     return static_cast<double>(o) / t.backends[i].weight;
   };
+  // Of the two, one known to be far enough along beats one that must be asked first (a
+  // round trip); an unsure replica still gets reads when both draws land on unsure ones, so
+  // the first replica to catch up after a commit does not keep every read to itself.
+  size_t k = unsure[a] != unsure[b] ? (unsure[a] ? b : a) : (load(b) < load(a) ? b : a);
   pick.outcome = RoutePick::Outcome::Backend;
-  pick.index = load(b) < load(a) ? b : a;
+  pick.index = cand[k];
+  pick.verify = unsure[k];
   return pick;
 }
 

@@ -1,6 +1,6 @@
 // Where a request goes: the pure half of read/write routing. targetFor() turns a statement's
 // Classification into "primary" or "a replica will do"; pickBackend() chooses the backend
-// from a Topology snapshot (lag limits, tags, read-your-writes LSN, weights, outstanding
+// from a Topology snapshot (lag limits, tags, the replay LSN a read needs, weights, outstanding
 // work). No I/O and no clocks: the proxy passes everything in, tests drive it with tables.
 #pragma once
 
@@ -25,12 +25,19 @@ struct RoutePolicy {
   uint64_t maxLagBytes = 0;  // replicas further behind are skipped (0 = no limit)
   uint64_t maxLagMs = 0;
   Fallback fallback = Fallback::Primary;  // when no replica qualifies for a read
+  // When no replica is known to have replayed minReplayLsn, one that may have (its lag at
+  // the last health check at most this) is picked with RoutePick::verify set: the caller asks
+  // it before sending the read. -1: never; go to the primary.
+  int64_t verifyMaxLagMs = -1;
 };
 
 struct RouteRequest {
   Target target = Target::Primary;
   std::string_view tag;      // only backends carrying this tag ("" = any)
-  uint64_t minReplayLsn = 0;  // read-your-writes: replicas must have replayed this far
+  uint64_t minReplayLsn = 0;  // replicas must have replayed this far (strong, read-your-writes)
+  // Replay positions learned since the snapshot was taken, by backend index (may be shorter
+  // than the topology, 0 = none): a replica counts as far as the larger of the two.
+  std::span<const uint64_t> learnedReplayLsn;
   int avoid = -1;             // a replica that just failed this request (retry elsewhere)
 };
 
@@ -43,6 +50,7 @@ struct RoutePick {
   Outcome outcome = Outcome::Hold;
   int index = -1;
   bool fellBack = false;  // a read sent to the primary because no replica qualified
+  bool verify = false;    // the replica is not known to have reached minReplayLsn: ask it
 };
 
 // outstanding[i]: requests this worker has in flight on backend i (may be shorter than the

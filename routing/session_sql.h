@@ -90,8 +90,15 @@ void appendReset(std::string& sql, std::string_view name);
 // of it in transaction mode can be carried to the client's next server instead of pinning.
 std::string currentSettingQuery(std::string_view name);
 
-// Asked of the primary right after a write transaction for read-your-writes: the WAL position
-// a replica must have replayed before it may serve this client's next read.
+// Asked of the primary right after a write transaction (strong, read-your-writes): the WAL
+// position a replica must have replayed before it may serve a later read.
 inline constexpr std::string_view kCommitLsnQuery = "SELECT pg_current_wal_insert_lsn()";
+
+// Asked of a replica before a read that must see a commit it is not known to have replayed.
+inline constexpr std::string_view kReplayLsnQuery = "SELECT pg_last_wal_replay_lsn()";
+// The same after a 1 ms pause on the server (the FROM item runs first): how a read waits for
+// the replica to catch up, up to routing.max_wait_ms, without a timer in pgswitch.
+inline constexpr std::string_view kReplayLsnAfterPauseQuery =
+    "SELECT pg_last_wal_replay_lsn() FROM pg_sleep(0.001)";
 
 }  // namespace pgswitch::routing

@@ -41,6 +41,8 @@ Snapshot ProxyControl::base() const {
   s.acceptTurnedAway = rt_.accepts.turnedAway.load();
   s.poolsDropped = rt_.poolsDropped.load();
   s.readonlyRetries = rt_.readonlyRetries.load();
+  s.replicaWaits = rt_.replicaWaits.load();
+  s.replicaWaitFallbacks = rt_.replicaWaitFallbacks.load();
   s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
   s.paused = rt_.pause.any();
   return s;

@@ -35,6 +35,14 @@ std::vector<Total> totals(const Snapshot& s) {
        "Lone reads a replica cancelled for a conflict with recovery (40001) before answering, "
        "run again on the primary.",
        s.recoveryConflictRetries},
+      {"replica_waits", "pgswitch_replica_waits_total", true,
+       "Reads that asked a replica how far it had replayed before running there (strong "
+       "consistency: it was not known to have the latest acknowledged commit).",
+       s.replicaWaits},
+      {"replica_wait_fallbacks", "pgswitch_replica_wait_fallbacks_total", true,
+       "Of those, reads that went to the primary because no replica caught up within "
+       "routing.max_wait_ms.",
+       s.replicaWaitFallbacks},
   };
 }
 

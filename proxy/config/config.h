@@ -77,7 +77,7 @@ struct RouteRule {
   std::string tag;
 };
 
-enum class Consistency { Eventual, ReadYourWrites };
+enum class Consistency { Eventual, ReadYourWrites, Strong };
 
 struct RoutingConfig {
   bool readWriteSplit{};   // transaction mode: reads to replicas
@@ -85,6 +85,7 @@ struct RoutingConfig {
   uint64_t maxLagMs{};
   bool fallbackError{};  // no replica qualifies: false = primary, true = ErrorResponse
   Consistency consistency{};
+  uint64_t maxWaitMs{};  // strong / read_your_writes: how long a read waits for a replica
   std::vector<std::string> writeFunctions;  // user functions that write (besides built-ins)
   std::vector<RouteRule> rules;             // [[routing.rule]], loaded by hand (config.cc)
 };

@@ -311,10 +311,18 @@ std::vector<Setting> makeTable() {
       choice("routing.fallback", field(kRouting, &RC::fallbackError), "primary",
              {{"primary", false}, {"error", true}}, kReload,
              "no replica qualifies: read from the primary, or answer an error (57P03)"),
-      choice(
-          "routing.consistency", field(kRouting, &RC::consistency), "eventual",
-          {{"eventual", Consistency::Eventual}, {"read_your_writes", Consistency::ReadYourWrites}},
-          kReload, "read_your_writes: a session reads only where its last write has arrived"),
+      choice("routing.consistency", field(kRouting, &RC::consistency), "strong",
+             {{"strong", Consistency::Strong},
+              {"read_your_writes", Consistency::ReadYourWrites},
+              {"eventual", Consistency::Eventual}},
+             kReload,
+             "strong: a read sees every write acknowledged to any client of its database "
+             "before it started; read_your_writes: only its own connection's; eventual: no "
+             "guarantee"),
+      integer("routing.max_wait_ms", field(kRouting, &RC::maxWaitMs), 10, {.max = 10000},
+              kReload,
+              "strong / read_your_writes: how long a read may wait for a replica to replay "
+              "what it must see before it goes to the primary (0 = do not wait)"),
       list("routing.write_functions", field(kRouting, &RC::writeFunctions), kReload,
            "your functions that write, besides the built-in list"),
   };

@@ -149,6 +149,12 @@ void Controller::onPublish(uint64_t generation, bool skipGuess, routing::Topolog
     if (!lastPrimary_.empty() && where != lastPrimary_) ++rt_.failovers;
     lastPrimary_ = where;
   }
+  // A position learned from a server holds only while it stays an Up replica in its slot.
+  for (int i = 0; i < ReplayPositions::kSlots; ++i) {
+    if (i >= static_cast<int>(t->backends.size()) || i == t->primary || !t->usable(i) ||
+        t->backends[i].role != routing::Role::Replica)
+      rt_.replay.forget(i);
+  }
   rt_.setTopology(t);
   if (t->version > 1) {
     std::lock_guard l(firstMu_);

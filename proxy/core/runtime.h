@@ -16,6 +16,7 @@
 #include "proxy/core/listener.h"
 #include "proxy/core/pause.h"
 #include "proxy/core/pool_budget.h"
+#include "proxy/core/write_floor.h"
 #include "routing/topology.h"
 
 namespace pgswitch::proxy {
@@ -141,6 +142,10 @@ class Runtime {
   std::atomic<uint64_t> recoveryConflictRetries{0};  // reads a replica's replay cancelled
   PauseState pause;                         // PAUSE / RESUME
   PoolBudgets budgets;                      // server connections per pool key, all workers
+  WriteFloors floors;                       // consistency = strong: what reads must see
+  ReplayPositions replay;                   // replay LSNs learned from the replicas themselves
+  std::atomic<uint64_t> replicaWaits{0};    // reads that asked a replica for its position
+  std::atomic<uint64_t> replicaWaitFallbacks{0};  // ... and went to the primary after all
   // Every worker, set once before they start (a pool short of connections asks the others
   // to give up idle ones). Empty in tests with a lone worker.
   std::vector<Worker*> workers;

@@ -94,6 +94,8 @@ struct Snapshot {
   uint64_t acceptTurnedAway = 0;
   uint64_t poolsDropped = 0;
   uint64_t readonlyRetries = 0;
+  uint64_t replicaWaits = 0;
+  uint64_t replicaWaitFallbacks = 0;
   uint64_t recoveryConflictRetries = 0;
   bool paused = false;
 };

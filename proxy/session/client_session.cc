@@ -20,6 +20,14 @@ using namespace protocol;
 
 namespace {
 
+// More than one backend (whatever their state now): a replica may serve reads, now or once it
+// is back, so commits must raise the floor.
+bool couldHaveReplicas(const routing::Topology& t) {
+  int n = 0;
+  for (const auto& b : t.backends) n += b.state != routing::BackendState::Removed;
+  return n > 1;
+}
+
 void forwardCancel(Worker& w, int32_t pid, int32_t key) {
   auto slot = w.runtime().cancels().find(pid, key);
   int backend = -1;
@@ -213,9 +221,11 @@ void ClientSession::requestServer() {
   routing::RoutePick pick;
   if (!paused) {
     auto topo = worker_.runtime().topology();
-    pick = route_.pick(*topo, *cfg_, worker_.outstanding(), worker_.random());
+    pick = route_.pick(*topo, *cfg_, worker_.runtime().replay, worker_.outstanding(),
+                       worker_.random());
     onReplica_ = pick.index >= 0 && pick.index < static_cast<int>(topo->backends.size()) &&
                  topo->backends[pick.index].role == routing::Role::Replica;
+    verifyReplica_ = pick.verify && onReplica_;
   }
   if (paused || pick.outcome == routing::RoutePick::Outcome::Hold) {
     spdlog::debug("client {}: no usable backend, holding", cancelPid_);
@@ -233,8 +243,7 @@ void ClientSession::requestServer() {
     if (!fromIdle) pump();  // requests pipelined behind the refused one
     return;
   }
-  BackendCounters& c = worker_.counters(pick.index);
-  ++(route_.forWrite() ? c.writes : c.reads);
+  countAsWrite_ = route_.forWrite();  // counted once the request goes (startRelaying)
   pool_ = &worker_.pool(pick.index, login_.database(), login_.user());
   if (auto key = login_.clientKey()) pool_->setClientKey(*key);
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
@@ -258,6 +267,7 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
   int b = pool_->backend();
   relay_.link(s, b);
   if (transactionPooling_ && onReplica_ && route_.canRetryOnPrimary()) relay_.armReadOnlyRetry();
+  relay_.holdFinalReady(transactionPooling_ && !onReplica_ && route_.holdsReady(*cfg_));
   outstandingBackend_ = b;
   worker_.addOutstanding(b, +1);
   settings_.linked();
@@ -292,6 +302,7 @@ void ClientSession::configure() {
     loggedIn_ = true;
     route_.resolveSessionTag(*cfg_, login_.database(), login_.user(),
                              settings_.setting("application_name"));
+    route_.useFloor(&worker_.runtime().floors.of(login_.database()));
   } else {
     // A client that lands on another server sees ParameterStatus for whatever differs from
     // what it was last told.
@@ -303,7 +314,25 @@ void ClientSession::configure() {
     if (client_->in().empty()) client_->flush();
     if (state_ != State::Configure) return;  // the write failed: the client is gone
   }
+  if (std::exchange(verifyReplica_, false)) {
+    // Strong consistency: the read must see a commit this replica is not known to have
+    // replayed yet. Ask it (and wait up to max_wait_ms) before sending anything.
+    ++worker_.runtime().replicaWaits;
+    own_ = Own::ReplayCheck;
+    replayWaitSinceMs_ = worker_.nowMs();
+    transitionTo(State::OwnQuery);
+    s.runInternal(routing::kReplayLsnQuery);
+    return;
+  }
+  startRelaying(s);
+}
+
+void ClientSession::startRelaying(ServerConn& s) {
   transitionTo(State::Active);
+  if (auto b = pool_->backend(); loggedIn_ && b >= 0) {
+    BackendCounters& c = worker_.counters(b);
+    ++(countAsWrite_ ? c.writes : c.reads);
+  }
   s.conn().startReading();
   client_->startReading();
   if (!client_->in().empty()) {
@@ -311,6 +340,30 @@ void ClientSession::configure() {
   } else {
     afterTransaction();
   }
+}
+
+// The replica's answer to kReplayLsnQuery: far enough (the read goes there), not yet (ask
+// again after a pause, within max_wait_ms), or give up (the read goes to the primary).
+void ClientSession::replayChecked(ServerConn& s, bool ok) {
+  std::optional<uint64_t> lsn = ok ? health::parseLsn(s.internalValue()) : std::nullopt;
+  const int b = pool_->backend();
+  if (lsn) worker_.runtime().replay.learn(b, *lsn);
+  if (lsn && *lsn >= route_.replayNeeded()) {
+    startRelaying(s);
+    return;
+  }
+  if (lsn && worker_.nowMs() - replayWaitSinceMs_ < cfg_->routing.maxWaitMs) {
+    s.runInternal(routing::kReplayLsnAfterPauseQuery);
+    return;
+  }
+  ++worker_.runtime().replicaWaitFallbacks;
+  spdlog::debug("client {}: replica backend {} has not replayed {:X} after {} ms; reading from "
+                "the primary",
+                cancelPid_, b, route_.replayNeeded(), worker_.nowMs() - replayWaitSinceMs_);
+  route_.readOnPrimary();
+  releaseServer();
+  transitionTo(State::Idle);
+  requestServer();
 }
 
 void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {
@@ -330,15 +383,26 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
       return;
     }
     case State::OwnQuery:
-      if (own_ == Own::Readback) {
-        std::string name = settings_.nextReadback();
-        settings_.onReadback(ok, s.internalValue());
-        if (ok) {  // this server has exactly the client's settings
-          s.appliedGucs()[name] = s.internalValue();
-          s.setConfiguredHash(settings_.settingsHash());
+      switch (own_) {
+        case Own::ReplayCheck:
+          replayChecked(s, ok);
+          return;
+        case Own::Readback: {
+          std::string name = settings_.nextReadback();
+          settings_.onReadback(ok, s.internalValue());
+          if (ok) {  // this server has exactly the client's settings
+            s.appliedGucs()[name] = s.internalValue();
+            s.setConfiguredHash(settings_.settingsHash());
+          }
+          break;
         }
-      } else {
-        route_.commitLsn(health::parseLsn(s.internalValue()), worker_.nowMs());
+        case Own::CommitLsn:
+          // The floor moves before the client hears its commit is done (strong).
+          route_.commitLsn(ok ? health::parseLsn(s.internalValue()) : std::nullopt,
+                           worker_.nowMs(), *cfg_);
+          relay_.holdFinalReady(route_.holdsReady(*cfg_));
+          relay_.releaseReady();
+          break;
       }
       transitionTo(State::Active);
       client_->startReading();
@@ -419,6 +483,12 @@ void ClientSession::pump() {
       relay_.closeBatch();
       return;
     }
+  }
+  // A client pinned to the primary keeps its server: each of its transactions may write.
+  if (settings_.pinned() && transactionPooling_ && !onReplica_ && relay_.atRequestStart() &&
+      !in.empty()) {
+    route_.writingAgain();
+    relay_.holdFinalReady(route_.holdsReady(*cfg_));
   }
   // On a replica, requests pipelined behind this one are forwarded only while they are reads;
   // the first that may write waits for this one's ReadyForQuery and is routed afresh.
@@ -501,25 +571,33 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
 }
 
 void ClientSession::afterTransaction() {
-  if (!transactionPooling_ || settings_.pinned() || state_ != State::Active) return;
+  if (!transactionPooling_ || state_ != State::Active) return;
   ServerConn& s = *relay_.server();
   if (!relay_.idle() || !s.conn().in().empty()) return;
+  // A write transaction ended: its LSN is asked for on the same server connection (strong:
+  // while its ReadyForQuery waits; read-your-writes: after the client has it, so the client
+  // waits only if it sends its next request within that round trip).
+  if (route_.wantsCommitLsn(*cfg_)) {
+    auto topo = worker_.runtime().topology();
+    if (!couldHaveReplicas(*topo)) {
+      route_.untrackedCommit(worker_.nowMs(), *cfg_);  // nothing to read stale data from
+    } else if (pool_->backend() == topo->primary) {
+      own_ = Own::CommitLsn;
+      transitionTo(State::OwnQuery);
+      client_->stopReading();
+      s.runInternal(routing::kCommitLsnQuery);
+      return;
+    } else {
+      route_.lsnLost(worker_.nowMs(), *cfg_);  // the primary moved under it
+    }
+  }
+  relay_.releaseReady();
+  if (settings_.pinned()) return;
   if (settings_.readbackDue()) {
     own_ = Own::Readback;
     transitionTo(State::OwnQuery);
     client_->stopReading();
     s.runInternal(routing::currentSettingQuery(settings_.nextReadback()));
-    return;
-  }
-  // Read-your-writes: right after the ReadyForQuery of a write transaction went to the
-  // client, the same server is asked for its WAL position. The client is not waiting for
-  // this; only a request it sends within that round trip waits for the server.
-  if (route_.wantsCommitLsn(*cfg_) &&
-      pool_->backend() == worker_.runtime().topology()->primary) {
-    own_ = Own::CommitLsn;
-    transitionTo(State::OwnQuery);
-    client_->stopReading();
-    s.runInternal(routing::kCommitLsnQuery);
     return;
   }
   // A pipelining client already sent its next request: keep the server for it, unless it is

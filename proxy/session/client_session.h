@@ -67,6 +67,8 @@ class ClientSession final : public Conn::Owner,
   void onLogin();
   void requestServer();
   void configure();  // Configure: SET what differs, then (first time) finish the login
+  void startRelaying(ServerConn& s);          // Active: the request goes to the server
+  void replayChecked(ServerConn& s, bool ok);  // a replica said how far it has replayed
   void pump();       // client input in Idle and Active
   // Tells the cancel slot whether a request is in flight (cancels of idle clients are
   // dropped).
@@ -97,7 +99,11 @@ class ClientSession final : public Conn::Owner,
   Relay relay_;
   std::unique_ptr<ConsoleSession> console_;
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
-  enum class Own { CommitLsn, Readback } own_ = Own::CommitLsn;  // what OwnQuery runs
+  // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
+  enum class Own { CommitLsn, Readback, ReplayCheck } own_ = Own::CommitLsn;
+  uint64_t replayWaitSinceMs_ = 0;  // ReplayCheck began
+  bool verifyReplica_ = false;      // the replica picked must show it has replayed enough
+  bool countAsWrite_ = false;       // the request counts as a write of its backend
 
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData
   std::shared_ptr<CancelSlot> cancelSlot_;  // where a cancel for this client goes

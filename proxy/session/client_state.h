@@ -12,8 +12,9 @@ enum class ClientState {
   Holding,    // no usable backend (failover, PAUSE): waits for the topology to change
   Configure,  // server linked, being brought to the client's settings
   Active,     // server linked, relaying
-  OwnQuery,   // server linked, pgswitch's own query runs after the client's transaction
-              // (commit LSN, read-back of a SET); the client's next request waits
+  OwnQuery,   // server linked, pgswitch's own query runs: after the client's transaction
+              // (commit LSN, read-back of a SET; the client's next request waits) or before
+              // a read (how far the replica has replayed)
   Idle,       // transaction mode: logged in, between transactions, no server linked
   Console,    // the admin console answers; no server
   Closing,    // everything released; the socket closes
@@ -32,7 +33,8 @@ constexpr bool legalTransition(ClientState from, ClientState to) {
     case S::Holding:
       return to == S::Queued || to == S::Idle;
     case S::Configure:
-      return to == S::Active || to == S::Idle;  // Idle: server lost, retry
+      return to == S::Active || to == S::Idle ||  // Idle: server lost, retry
+             to == S::OwnQuery;                   // the replica's replay position first
     case S::Active:
       return to == S::Idle || to == S::OwnQuery;
     case S::OwnQuery:

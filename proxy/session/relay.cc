@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "protocol/builder.h"
 #include "protocol/command_tag.h"
@@ -49,6 +50,7 @@ void Relay::link(ServerConn& s, int backend) {
 
 void Relay::unlink() {
   server_ = nullptr;
+  holdReady_ = false;
   exchange_.reset();
   retry_.disarm();
   c2sPassthrough_ = s2cPassthrough_ = 0;
@@ -339,6 +341,12 @@ Relay::Event Relay::toClient() {
         if (cancelSlot_ && !exchange_.owed()) cancelSlot_->requestEnded();
         countReady(*st);
         state_.onReadyForQuery();
+        if (holdReady_ && *st == 'I' && exchange_.quiet() && c2sPassthrough_ == 0 &&
+            !retry_.active()) {
+          readyHeld_ = true;
+          in.consume(f.total);
+          continue;
+        }
         break;
       }
       case be::ParameterStatus: {
@@ -433,9 +441,17 @@ Relay::Event Relay::toClient() {
     cc.send(toClient_);
     toClient_.clear();
   }
-  cc.flush();
+  if (!readyHeld_) cc.flush();  // else the answer goes out with its ReadyForQuery
   if (server_ && cc.aboveHighWater()) server_->conn().stopReading();
   return ev;
+}
+
+void Relay::releaseReady() {
+  if (!std::exchange(readyHeld_, false)) return;
+  appendReadyForQuery(toClient_, 'I');
+  client_.send(toClient_);
+  toClient_.clear();
+  client_.flush();
 }
 
 void Relay::failRequest(std::string_view err) {

@@ -60,6 +60,14 @@ class Relay {
   // to it is dropped as it arrives (it must not be read as a new message).
   void unlinkLost();
   ServerConn* server() const { return server_; }
+  // Strong consistency: the ReadyForQuery that ends a write transaction (status idle, nothing
+  // else owed) is kept back, with what came before it unflushed, until releaseReady(): the
+  // session first learns the commit's LSN, so no other client can read before the floor
+  // moves. Set for each link.
+  void holdFinalReady(bool on) { holdReady_ = on; }
+  bool readyHeld() const { return readyHeld_; }
+  // Sends the held ReadyForQuery (also after the server was lost: the commit was done).
+  void releaseReady();
   // The request about to be sent to this replica is a lone autocommit read with a retry copy:
   // a 25006 before any answer byte reached the client becomes Event::Kind::RetryOnPrimary.
   void armReadOnlyRetry() { retry_.arm(); }
@@ -126,6 +134,8 @@ class Relay {
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
   bool stopAtRequestEnd_ = false;
+  bool holdReady_ = false;
+  bool readyHeld_ = false;
   CancelSlot* cancelSlot_ = nullptr;
   size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)

@@ -24,6 +24,10 @@ namespace {
 // unclassified: it is almost certainly a bulk write, and waiting longer would only buffer.
 constexpr size_t kRouteScanLimit = 1024 * 1024;
 
+// Two health rounds and a margin: the primary's LSN in the snapshot published after that was
+// read after the commit.
+uint64_t untrackedBlindMs(const Config& cfg) { return 2 * uint64_t(cfg.health.periodMs) + 1000; }
+
 std::string_view untilNul(std::string_view s) {
   size_t z = s.find('\0');
   return z == std::string_view::npos ? s : s.substr(0, z);
@@ -170,28 +174,58 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   if (!primary) {
     routeTag_ = !hintTagOwned.empty() ? std::move(hintTagOwned) : sessionTag_;
     route_.tag = routeTag_;
-    if (cfg.routing.consistency == Consistency::ReadYourWrites) {
-      if (blindSinceMs_ && nowMs - *blindSinceMs_ > kBlindMs) {
-        blindSinceMs_.reset();
-        floorLsn_ = 0;
-      }
-      route_.minReplayLsn = blindSinceMs_ ? UINT64_MAX : floorLsn_;
+    // What the read must see is fixed now, when it starts: a commit acknowledged to anyone
+    // before this point has already raised the floor (strong).
+    switch (cfg.routing.consistency) {
+      case Consistency::Eventual:
+        break;
+      case Consistency::ReadYourWrites:
+        if (blindSinceMs_ && nowMs - *blindSinceMs_ > kBlindMs) {
+          blindSinceMs_.reset();
+          floorLsn_ = 0;
+        }
+        route_.minReplayLsn = blindSinceMs_ ? UINT64_MAX : floorLsn_;
+        break;
+      case Consistency::Strong:
+        if (floor_) route_.minReplayLsn = floor_->blind(nowMs) ? UINT64_MAX : floor_->lsn();
+        break;
     }
   }
   return true;
 }
 
 routing::RoutePick RequestRoute::pick(const routing::Topology& topo, const Config& cfg,
+                                      const ReplayPositions& learned,
                                       std::span<const int> outstanding, uint64_t random) {
+  if (std::exchange(readOnPrimary_, false)) route_.target = routing::Target::Primary;
   routing::RoutePolicy policy;
   policy.maxLagBytes = cfg.routing.maxLagBytes;
   policy.maxLagMs = cfg.routing.maxLagMs;
   policy.fallback =
       cfg.routing.fallbackError ? routing::Fallback::Error : routing::Fallback::Primary;
   route_.avoid = avoid_;
+  route_.learnedReplayLsn = {};
+  if (route_.target == routing::Target::Replica && route_.minReplayLsn) {
+    // A floor left by a commit whose LSN was not known is settled by the primary's LSN from
+    // a health check taken after the blind period began.
+    if (cfg.routing.consistency == Consistency::Strong && floor_ && topo.usable(topo.primary) &&
+        route_.minReplayLsn != UINT64_MAX) {
+      floor_->caughtUp(topo.backends[topo.primary].replayLsn);
+      route_.minReplayLsn = std::max(route_.minReplayLsn, floor_->lsn());
+    }
+    size_t n = std::min(topo.backends.size(), learned_.size());
+    for (size_t i = 0; i < n; ++i) learned_[i] = learned.get(static_cast<int>(i));
+    route_.learnedReplayLsn = std::span<const uint64_t>(learned_.data(), n);
+    policy.verifyMaxLagMs = static_cast<int64_t>(cfg.routing.maxWaitMs);
+  }
   routing::RoutePick p = routing::pickBackend(topo, policy, route_, outstanding, random);
   if (p.fellBack) routedWrite_ = false;  // a read on the primary: no LSN to record
   return p;
+}
+
+void RequestRoute::readOnPrimary() {
+  readOnPrimary_ = true;
+  routedWrite_ = false;
 }
 
 int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
@@ -258,17 +292,34 @@ void RequestRoute::retryElsewhere(int backend) {
 }
 
 bool RequestRoute::wantsCommitLsn(const Config& cfg) const {
-  return cfg.routing.consistency == Consistency::ReadYourWrites && routedWrite_;
+  return cfg.routing.consistency != Consistency::Eventual && cfg.routing.readWriteSplit &&
+         routedWrite_;
 }
 
-void RequestRoute::commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs) {
+bool RequestRoute::holdsReady(const Config& cfg) const {
+  return cfg.routing.consistency == Consistency::Strong && wantsCommitLsn(cfg);
+}
+
+void RequestRoute::commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs, const Config& cfg) {
   routedWrite_ = false;
+  if (floor_) {
+    if (lsn) {
+      floor_->raise(*lsn);
+    } else {
+      floor_->unknownCommit(nowMs + std::max(kStrongBlindMs, untrackedBlindMs(cfg)));
+    }
+  }
   if (!lsn) {
     blindSinceMs_ = nowMs;  // unknown: read from the primary for a while
   } else if (blindSinceMs_ || *lsn > floorLsn_) {
     blindSinceMs_.reset();
     floorLsn_ = *lsn;
   }
+}
+
+void RequestRoute::untrackedCommit(uint64_t nowMs, const Config& cfg) {
+  routedWrite_ = false;
+  if (floor_) floor_->unknownCommit(nowMs + untrackedBlindMs(cfg));
 }
 
 }  // namespace pgswitch::proxy

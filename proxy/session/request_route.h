@@ -1,11 +1,13 @@
 // RequestRoute: where a transaction-mode client's next request goes, decided before a server
 // is asked for. Owns the route of the pending request (primary or replica, tag, the backend
 // to avoid), the copy of a lone read kept for one retry elsewhere, and the read-your-writes
-// floor (the primary's LSN after this client's last write). Reads the client's input but
-// never consumes it; classification is routing/'s, the choice routing::pickBackend's.
+// floors (what a read must see: the database's for strong consistency, this client's own for
+// read-your-writes). Reads the client's input but never consumes it; classification is
+// routing/'s, the choice routing::pickBackend's.
 #pragma once
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -15,6 +17,7 @@
 #include "protocol/buffer.h"
 #include "proxy/config/config.h"
 #include "proxy/core/prepared_statements.h"
+#include "proxy/core/write_floor.h"
 #include "routing/classifier.h"
 #include "routing/route_policy.h"
 
@@ -35,10 +38,18 @@ class RequestRoute {
               const ClientStatements& names, SessionState& state, uint64_t nowMs);
   // The request goes to the primary without classification (login, session mode).
   void toPrimary();
-  // The backend for the decided request: Backend (index), Hold or Refuse.
+  // The database's write floor (strong consistency), set once the database is known.
+  void useFloor(WriteFloor* f) { floor_ = f; }
+  // The backend for the decided request: Backend (index), Hold or Refuse. `learned`: replay
+  // positions the replicas told sessions since the topology was taken.
   routing::RoutePick pick(const routing::Topology& topo, const Config& cfg,
-                          std::span<const int> outstanding, uint64_t random);
+                          const ReplayPositions& learned, std::span<const int> outstanding,
+                          uint64_t random);
   bool forWrite() const { return route_.target == routing::Target::Primary; }
+  // The picked replica must first show it has replayed this far (RoutePick::verify).
+  uint64_t replayNeeded() const { return route_.minReplayLsn; }
+  // It did not within routing.max_wait_ms: the read goes to the primary.
+  void readOnPrimary();
 
   // Whether the request at the front of `in` starts with a statement that writes: 1, 0, or -1
   // while its first message is incomplete. Query, Parse and Bind of a known statement only.
@@ -63,12 +74,18 @@ class RequestRoute {
   // A byte of the answer reached the client: the request can no longer be sent elsewhere.
   void answered() { retryable_ = false; }
 
-  // Read-your-writes: after a write transaction (on the primary: the caller checks), its LSN
-  // is asked for.
+  // Strong and read-your-writes: after a write transaction (on the primary: the caller
+  // checks), its LSN is asked for.
   bool wantsCommitLsn(const Config& cfg) const;
+  // Strong: the commit's ReadyForQuery waits for that LSN (Relay::holdFinalReady).
+  bool holdsReady(const Config& cfg) const;
   // The LSN arrived (or could not be read: nullopt). lsnLost: the server went away first.
-  void commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs);
-  void lsnLost(uint64_t nowMs) { commitLsn(std::nullopt, nowMs); }
+  void commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs, const Config& cfg);
+  void lsnLost(uint64_t nowMs, const Config& cfg) { commitLsn(std::nullopt, nowMs, cfg); }
+  // A client pinned to the primary starts another transaction there: it may write.
+  void writingAgain() { routedWrite_ = true; }
+  // A write committed where its LSN is not tracked (no replica to read it from).
+  void untrackedCommit(uint64_t nowMs, const Config& cfg);
 
  private:
   routing::RouteRequest route_;  // of the request waiting for a server (tag points below)
@@ -80,6 +97,10 @@ class RequestRoute {
   uint64_t floorLsn_ = 0;
   std::optional<uint64_t> blindSinceMs_;
   static constexpr uint64_t kBlindMs = 30000;
+  static constexpr uint64_t kStrongBlindMs = 10000;  // everyone's reads: shorter
+  WriteFloor* floor_ = nullptr;  // the database's (strong)
+  bool readOnPrimary_ = false;   // the next pick sends this read to the primary
+  std::array<uint64_t, 64> learned_{};  // copied from ReplayPositions for one pick
   int avoid_ = -1;
   std::vector<std::byte> retryBuf_;  // copy of a lone read Query, for one retry elsewhere
   bool retryable_ = false;           // no answer byte has reached the client yet

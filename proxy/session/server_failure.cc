@@ -49,14 +49,17 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   if (state_ == State::OwnQuery && own_ == Own::CommitLsn) {
     // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until a
     // replica has replayed everything the primary had when the LSN was last known.
-    route_.lsnLost(worker_.nowMs());
+    route_.lsnLost(worker_.nowMs(), *cfg_);
+    relay_.releaseReady();  // the commit itself was done
   }
   if (state_ == State::Closing) return;
   std::string serverSaid = std::move(serverFatal_);
   serverFatal_.clear();
   // Lost while being brought to the client's settings: nothing of the request reached it, so
   // it is routed again, away from that backend.
-  if (loggedIn_ && !settings_.pinned() && transactionPooling_ && state_ == State::Configure) {
+  const bool beforeRequest =
+      state_ == State::Configure || (state_ == State::OwnQuery && own_ == Own::ReplayCheck);
+  if (loggedIn_ && !settings_.pinned() && transactionPooling_ && beforeRequest) {
     route_.retryElsewhere(s.pool().backend());
     transitionTo(State::Idle);
     pump();

@@ -365,7 +365,10 @@ class PgCluster:
             "max_replication_slots": "10",
             "hot_standby": "on",
             "fsync": "off",
-            "synchronous_commit": "off" if not self.sync else "on",
+            # PostgreSQL's default. With fsync off a local flush is only a write(), and a
+            # commit reaches the replicas at once (async commits wait for the WAL writer,
+            # up to wal_writer_delay: strong consistency would read them from the primary).
+            "synchronous_commit": "on",
             "max_connections": "300",
             "shared_buffers": "32MB",
             "wal_keep_size": "256MB",

@@ -170,12 +170,86 @@ class RoutingTest(ProxyTestCase):
                 ryw.stop()
             print(f"\nread_your_writes: 10000 insert+select in {took:.1f}s, {misses} misses")
             self.assertEqual(misses, 0, "read-your-writes missed its own rows\n" + log)
-            misses = self.ryw_loop(self.sw, 2000, stop_after_misses=20)
+            eventual = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200,
+                                extra_toml='[routing]\nconsistency = "eventual"\n')
+            try:
+                misses = self.ryw_loop(eventual, 2000, stop_after_misses=20)
+            finally:
+                eventual.stop()
             print(f"eventual consistency: {misses} misses (expected > 0)")
             self.assertGreater(misses, 0, "without read_your_writes no read missed: the test "
                                           "cannot tell the two apart (is a replica lagging?)")
         finally:
             self.cluster.set_conf(1, "recovery_min_apply_delay", None)
+
+    def two_connection_loop(self, sw: PgSwitch, n: int, seconds: float,
+                            stop_after_misses: int | None = None) -> tuple[int, int]:
+        """Writes a row on one connection and reads it at once on another (the redirect after
+        a POST, with a connection pool): returns (misses, rounds)."""
+        a = psycopg2.connect(sw.dsn())
+        b = psycopg2.connect(sw.dsn())
+        a.autocommit = b.autocommit = True
+        ca, cb = a.cursor(), b.cursor()
+        misses = rounds = 0
+        base = int(time.time() * 1000) * 100000 + 50000
+        deadline = time.monotonic() + seconds
+        try:
+            for k in range(n):
+                if time.monotonic() > deadline:
+                    break
+                rounds += 1
+                ca.execute("INSERT INTO ryw (id, v) VALUES (%s, 'y')", (base + k,))
+                cb.execute("SELECT v FROM ryw WHERE id = %s", (base + k,))
+                if cb.fetchone() is None:
+                    misses += 1
+                    if stop_after_misses and misses >= stop_after_misses:
+                        break
+        finally:
+            a.close()
+            b.close()
+        return misses, rounds
+
+    @budget(150)
+    def test_strong_default_sees_other_connections_writes(self):
+        # Both replicas replay 300 ms late: a read another connection makes right after a
+        # commit must still see it (consistency = "strong", the default), and reads go back to
+        # the replicas once they have caught up.
+        for i in (1, 2):
+            self.cluster.set_conf(i, "recovery_min_apply_delay", "300ms")
+        try:
+            time.sleep(1.0)
+            misses, rounds = self.two_connection_loop(self.sw, 3000, 20)
+            print(f"\nstrong: {rounds} insert on A + select on B, {misses} misses")
+            self.assertGreater(rounds, 100)
+            self.assertEqual(misses, 0, "a read on another connection missed a committed row\n"
+                             + self.sw.log_tail())
+            # DDL then an immediate read on another connection.
+            a = psycopg2.connect(self.sw.dsn())
+            b = psycopg2.connect(self.sw.dsn())
+            a.autocommit = b.autocommit = True
+            a.cursor().execute("DROP TABLE IF EXISTS strong_ddl")
+            a.cursor().execute("CREATE TABLE strong_ddl AS SELECT 7 AS v")
+            cur = b.cursor()
+            cur.execute("SELECT v FROM strong_ddl")
+            self.assertEqual(cur.fetchone()[0], 7)
+            a.close()
+            time.sleep(1.5)  # the replicas catch up: reads go back to them
+            cur.execute("SELECT inet_server_port()")
+            self.assertIn(cur.fetchone()[0], {self.cluster.port_of(1), self.cluster.port_of(2)})
+            b.close()
+            eventual = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200,
+                                extra_toml='[routing]\nconsistency = "eventual"\n')
+            try:
+                misses, rounds = self.two_connection_loop(eventual, 1000, 10,
+                                                          stop_after_misses=10)
+            finally:
+                eventual.stop()
+            print(f"eventual: {misses} misses in {rounds} rounds (expected > 0)")
+            self.assertGreater(misses, 0, "eventual consistency missed nothing: the replicas "
+                                          "do not lag, the test cannot tell the modes apart")
+        finally:
+            for i in (1, 2):
+                self.cluster.set_conf(i, "recovery_min_apply_delay", None)
 
     def test_hints_and_tags(self):
         conn = psycopg2.connect(self.sw.dsn())

@@ -196,7 +196,7 @@ TEST(Settings, DefaultsAreValidAndAreWhatConfigStartsWith) {
   EXPECT_EQ(c.health.user, "postgres");
   EXPECT_EQ(c.failover.maxFailoverLagBytes, 16u * 1024 * 1024);
   EXPECT_TRUE(c.routing.readWriteSplit);
-  EXPECT_EQ(c.routing.consistency, Consistency::Eventual);
+  EXPECT_EQ(c.routing.consistency, Consistency::Strong);
   EXPECT_FALSE(c.routing.fallbackError);
 }
 
