@@ -81,6 +81,12 @@ std::optional<uint64_t> parseLsn(std::string_view text) {
   return (static_cast<uint64_t>(hi) << 32) | lo;
 }
 
+uint64_t insertLsnAsRecordEnd(uint64_t lsn) {
+  constexpr uint64_t kPage = 8192, kShortHeader = 24, kLongHeader = 40;
+  uint64_t off = lsn % kPage;
+  return off == kShortHeader || off == kLongHeader ? lsn - off : lsn;
+}
+
 std::string formatLsn(uint64_t lsn) {
   char buf[24];
   snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),

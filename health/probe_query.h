@@ -48,6 +48,13 @@ std::string quoteConnValue(std::string_view v);
 // "16/B374D848" → 0x16B374D848; nullopt when malformed.
 std::optional<uint64_t> parseLsn(std::string_view text);
 std::string formatLsn(uint64_t lsn);
+// pg_current_wal_insert_lsn() points past the page header when nothing has been inserted on
+// the new page yet (after 24 bytes, or 40 on a segment's first page): a replica's replay LSN,
+// the end of the last record replayed, stops at the page boundary and would never reach it.
+// Such a position is moved back to the boundary; no record can end between the boundary and
+// it, so a replica at the boundary has replayed everything before. (8 KiB WAL pages, the
+// default XLOG_BLCKSZ, are assumed.)
+uint64_t insertLsnAsRecordEnd(uint64_t lsn);
 
 // Parses the probe's row: one text per column, nullopt for NULL. Returns a failed result
 // (with the reason) when the row does not have the expected shape.

@@ -353,6 +353,7 @@ void ClientSession::replayChecked(ServerConn& s, bool ok) {
     return;
   }
   if (lsn && worker_.nowMs() - replayWaitSinceMs_ < cfg_->routing.maxWaitMs) {
+    ++worker_.runtime().replicaRechecks;
     s.runInternal(routing::kReplayLsnAfterPauseQuery);
     return;
   }
@@ -398,8 +399,11 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
         }
         case Own::CommitLsn:
           // The floor moves before the client hears its commit is done (strong).
-          route_.commitLsn(ok ? health::parseLsn(s.internalValue()) : std::nullopt,
-                           worker_.nowMs(), *cfg_);
+          if (auto lsn = ok ? health::parseLsn(s.internalValue()) : std::nullopt) {
+            route_.commitLsn(health::insertLsnAsRecordEnd(*lsn), worker_.nowMs(), *cfg_);
+          } else {
+            route_.lsnLost(worker_.nowMs(), *cfg_);
+          }
           relay_.holdFinalReady(route_.holdsReady(*cfg_));
           relay_.releaseReady();
           break;

@@ -54,7 +54,7 @@ void RequestRoute::toPrimary() {
   hasRetryCopy_ = false;
   forcePrimary_ = false;
   avoid_ = -1;
-  routedWrite_ = true;
+  routedWrite_ = false;  // login or session mode: no commit LSN is asked for
 }
 
 bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Classifier& classifier,

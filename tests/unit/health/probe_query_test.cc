@@ -24,6 +24,16 @@ TEST(Lsn, ParseAndFormat) {
   EXPECT_EQ(formatLsn(0), "0/0");
 }
 
+// An insert position right after a page header (nothing on the page yet) is the page
+// boundary for a replica's replay LSN; anything else is left alone.
+TEST(Lsn, InsertPositionAsRecordEnd) {
+  EXPECT_EQ(insertLsnAsRecordEnd(0x4000028), 0x4000000u);  // segment start: long header
+  EXPECT_EQ(insertLsnAsRecordEnd(0x4002018), 0x4002000u);  // page start: short header
+  EXPECT_EQ(insertLsnAsRecordEnd(0x4002000), 0x4002000u);
+  EXPECT_EQ(insertLsnAsRecordEnd(0x4002030), 0x4002030u);
+  EXPECT_EQ(insertLsnAsRecordEnd(0x16B374D848ull), 0x16B374D848ull);
+}
+
 TEST(ConnString, QuotesEveryValue) {
   EXPECT_EQ(quoteConnValue(""), "''");
   EXPECT_EQ(quoteConnValue("a b"), "'a b'");
