@@ -2,6 +2,8 @@
 // text of the session's internal queries. Comment skipping is the SQL lexer's.
 #include "routing/session_sql.h"
 
+#include <cstdio>
+
 #include "routing/sql_lexer.h"
 
 namespace pgswitch::routing {
@@ -181,6 +183,20 @@ void appendReset(std::string& sql, std::string_view name) {
   sql += "RESET ";
   sql += name;
   sql += ';';
+}
+
+std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs) {
+  char target[24];
+  snprintf(target, sizeof target, "%X/%X", static_cast<unsigned>(lsn >> 32),
+           static_cast<unsigned>(lsn & 0xffffffffu));
+  const std::string last = std::to_string(waitMs);
+  std::string sql =
+      "SELECT pg_last_wal_replay_lsn() FROM generate_series(0, " + last +
+      ") AS g WHERE CASE WHEN g > 0 THEN pg_sleep(0.001) IS NOT NULL ELSE true END AND "
+      "(pg_last_wal_replay_lsn() >= '";
+  sql += target;
+  sql += "' OR g = " + last + ") LIMIT 1";
+  return sql;
 }
 
 std::string currentSettingQuery(std::string_view name) {

@@ -94,11 +94,11 @@ std::string currentSettingQuery(std::string_view name);
 // position a replica must have replayed before it may serve a later read.
 inline constexpr std::string_view kCommitLsnQuery = "SELECT pg_current_wal_insert_lsn()";
 
-// Asked of a replica before a read that must see a commit it is not known to have replayed.
-inline constexpr std::string_view kReplayLsnQuery = "SELECT pg_last_wal_replay_lsn()";
-// The same after a 1 ms pause on the server (the FROM item runs first): how a read waits for
-// the replica to catch up, up to routing.max_wait_ms, without a timer in pgswitch.
-inline constexpr std::string_view kReplayLsnAfterPauseQuery =
-    "SELECT pg_last_wal_replay_lsn() FROM pg_sleep(0.001)";
+// Asked of a replica before a read that must see the commit at `lsn`: its replay position as
+// soon as it has replayed that far, or after waiting up to `waitMs` for it (in 1 ms steps, on
+// the server: no timer in pgswitch, and a read sent right behind the question runs only
+// once the answer is decided). The rows of generate_series are checked one by one and LIMIT 1
+// stops at the first that passes; the CASE sleeps before each check but the first.
+std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs);
 
 }  // namespace pgswitch::routing

@@ -43,7 +43,6 @@ Snapshot ProxyControl::base() const {
   s.readonlyRetries = rt_.readonlyRetries.load();
   s.replicaWaits = rt_.replicaWaits.load();
   s.replicaWaitFallbacks = rt_.replicaWaitFallbacks.load();
-  s.replicaRechecks = rt_.replicaRechecks.load();
   s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
   s.paused = rt_.pause.any();
   return s;

@@ -43,10 +43,6 @@ std::vector<Total> totals(const Snapshot& s) {
        "Of those, reads that went to the primary because no replica caught up within "
        "routing.max_wait_ms.",
        s.replicaWaitFallbacks},
-      {"replica_rechecks", "pgswitch_replica_rechecks_total", true,
-       "Times a replica was asked again, after a 1 ms pause on the server, because it had not "
-       "replayed far enough yet.",
-       s.replicaRechecks},
   };
 }
 

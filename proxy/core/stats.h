@@ -96,7 +96,6 @@ struct Snapshot {
   uint64_t readonlyRetries = 0;
   uint64_t replicaWaits = 0;
   uint64_t replicaWaitFallbacks = 0;
-  uint64_t replicaRechecks = 0;
   uint64_t recoveryConflictRetries = 0;
   bool paused = false;
 };

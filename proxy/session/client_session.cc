@@ -243,7 +243,7 @@ void ClientSession::requestServer() {
     if (!fromIdle) pump();  // requests pipelined behind the refused one
     return;
   }
-  countAsWrite_ = route_.forWrite();  // counted once the request goes (startRelaying)
+  countAs_ = route_.forWrite();  // counted once the request goes (startRelaying)
   pool_ = &worker_.pool(pick.index, login_.database(), login_.user());
   if (auto key = login_.clientKey()) pool_->setClientKey(*key);
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
@@ -316,12 +316,21 @@ void ClientSession::configure() {
   }
   if (std::exchange(verifyReplica_, false)) {
     // Strong consistency: the read must see a commit this replica is not known to have
-    // replayed yet. Ask it (and wait up to max_wait_ms) before sending anything.
+    // replayed yet. Ask it first; it answers once it has replayed that far, or after
+    // max_wait_ms. A lone read that can be taken back goes right behind the question (no
+    // extra round trip; it runs once the question is answered), and its answer is dropped if
+    // the replica was still behind: the read then runs on the primary. Any other request
+    // waits for the answer.
     ++worker_.runtime().replicaWaits;
     own_ = Own::ReplayCheck;
-    replayWaitSinceMs_ = worker_.nowMs();
     transitionTo(State::OwnQuery);
-    s.runInternal(routing::kReplayLsnQuery);
+    s.runInternal(routing::replayWaitQuery(route_.replayNeeded(), cfg_->routing.maxWaitMs));
+    readSentBehindCheck_ = relay_.canDiscardAnswer() && !client_->in().empty();
+    if (readSentBehindCheck_) {
+      relay_.stopAtRequestEnd(true);
+      Relay::Event ev = relay_.toServer();
+      if (ev.kind != Relay::Event::Kind::Ok) onRelayEvent(ev);
+    }
     return;
   }
   startRelaying(s);
@@ -329,10 +338,11 @@ void ClientSession::configure() {
 
 void ClientSession::startRelaying(ServerConn& s) {
   transitionTo(State::Active);
-  if (auto b = pool_->backend(); loggedIn_ && b >= 0) {
+  if (auto b = pool_->backend(); loggedIn_ && b >= 0 && countAs_) {
     BackendCounters& c = worker_.counters(b);
-    ++(countAsWrite_ ? c.writes : c.reads);
+    ++(*countAs_ ? c.writes : c.reads);
   }
+  countAs_.reset();
   s.conn().startReading();
   client_->startReading();
   if (!client_->in().empty()) {
@@ -342,25 +352,32 @@ void ClientSession::startRelaying(ServerConn& s) {
   }
 }
 
-// The replica's answer to kReplayLsnQuery: far enough (the read goes there), not yet (ask
-// again after a pause, within max_wait_ms), or give up (the read goes to the primary).
+// The replica's answer to replayWaitQuery: far enough (the read goes there), or not within
+// max_wait_ms (the read goes to the primary).
 void ClientSession::replayChecked(ServerConn& s, bool ok) {
   std::optional<uint64_t> lsn = ok ? health::parseLsn(s.internalValue()) : std::nullopt;
   const int b = pool_->backend();
   if (lsn) worker_.runtime().replay.learn(b, *lsn);
-  if (lsn && *lsn >= route_.replayNeeded()) {
+  const bool caughtUp = lsn && *lsn >= route_.replayNeeded();
+  if (std::exchange(readSentBehindCheck_, false)) {
+    // The read already ran there, after the question: its answer is what the replica had
+    // then. Forwarded if that was far enough, else dropped (onRelayEvent: RetryOnPrimary).
+    if (!caughtUp) {
+      relay_.discardAnswer();
+      countAs_.reset();  // counted where it does run
+    }
+    startRelaying(s);
+    if (state_ == State::Active && !s.conn().in().empty()) onServerRead(s);
+    return;
+  }
+  if (caughtUp) {
     startRelaying(s);
     return;
   }
-  if (lsn && worker_.nowMs() - replayWaitSinceMs_ < cfg_->routing.maxWaitMs) {
-    ++worker_.runtime().replicaRechecks;
-    s.runInternal(routing::kReplayLsnAfterPauseQuery);
-    return;
-  }
   ++worker_.runtime().replicaWaitFallbacks;
-  spdlog::debug("client {}: replica backend {} has not replayed {:X} after {} ms; reading from "
-                "the primary",
-                cancelPid_, b, route_.replayNeeded(), worker_.nowMs() - replayWaitSinceMs_);
+  spdlog::debug("client {}: replica backend {} has not replayed {:X} within {} ms; reading "
+                "from the primary",
+                cancelPid_, b, route_.replayNeeded(), cfg_->routing.maxWaitMs);
   route_.readOnPrimary();
   releaseServer();
   transitionTo(State::Idle);
@@ -546,11 +563,17 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       // The replica's error and ReadyForQuery were dropped; the server is idle and reusable.
       int b = pool_ ? pool_->backend() : -1;
       releaseServer();
-      if (!route_.retryOnPrimary(client_->in())) {  // cannot happen: armed only with a copy
+      if (!route_.retryOnPrimary(client_->in(), ev.replicaBehind)) {
+        // cannot happen: armed only with a copy
         fatal("XX000", "internal error: read to retry on the primary has no copy");
         return false;
       }
-      if (ev.recoveryConflict) {
+      if (ev.replicaBehind) {
+        ++worker_.runtime().replicaWaitFallbacks;
+        spdlog::debug("client {}: replica backend {} had not replayed {:X}; reading from the "
+                      "primary",
+                      cancelPid_, b, route_.replayNeeded());
+      } else if (ev.recoveryConflict) {
         ++worker_.runtime().recoveryConflictRetries;
         spdlog::info("client {}: read on replica backend {} cancelled by a conflict with "
                      "recovery (40001); running it on the primary",

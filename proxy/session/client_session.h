@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "proxy/admin/console_session.h"
@@ -101,9 +102,9 @@ class ClientSession final : public Conn::Owner,
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
   // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
   enum class Own { CommitLsn, Readback, ReplayCheck } own_ = Own::CommitLsn;
-  uint64_t replayWaitSinceMs_ = 0;  // ReplayCheck began
   bool verifyReplica_ = false;      // the replica picked must show it has replayed enough
-  bool countAsWrite_ = false;       // the request counts as a write of its backend
+  bool readSentBehindCheck_ = false;  // ReplayCheck: the read went right behind the question
+  std::optional<bool> countAs_;     // the request is to be counted as a write (or a read)
 
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData
   std::shared_ptr<CancelSlot> cancelSlot_;  // where a cancel for this client goes

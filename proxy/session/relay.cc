@@ -51,6 +51,7 @@ void Relay::link(ServerConn& s, int backend) {
 void Relay::unlink() {
   server_ = nullptr;
   holdReady_ = false;
+  s2cDrop_ = 0;
   exchange_.reset();
   retry_.disarm();
   c2sPassthrough_ = s2cPassthrough_ = 0;
@@ -305,6 +306,12 @@ Relay::Event Relay::toClient() {
       s2cPassthrough_ -= forward(in, cc, s2cPassthrough_, slices_);
       continue;
     }
+    if (s2cDrop_ > 0) {  // the rest of a message of a discarded answer
+      size_t n = std::min(s2cDrop_, in.size());
+      in.consume(n);
+      s2cDrop_ -= n;
+      continue;
+    }
     exchange_.appendFakes(toClient_, statements_.names());
     if (!toClient_.empty()) {
       cc.send(toClient_);
@@ -430,7 +437,14 @@ Relay::Event Relay::toClient() {
           in.consume(f.total);
           ev.kind = Event::Kind::RetryOnPrimary;
           ev.recoveryConflict = retry_.recoveryConflict();
+          ev.replicaBehind = retry_.discarded();
           return ev;
+        case ReadOnlyRetry::Step::Drop: {
+          size_t n = std::min(f.total, in.size());
+          in.consume(n);
+          s2cDrop_ = f.total - n;
+          continue;
+        }
       }
     }
     counters().bytesOut += f.total;

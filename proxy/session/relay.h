@@ -46,6 +46,7 @@ class Relay {
     bool answeredLocally = false;         // the client may be between transactions now
     bool requestEnded = false;            // stopped after a Query or Sync (stopAtRequestEnd)
     bool recoveryConflict = false;        // RetryOnPrimary: the replica said 40001, not 25006
+    bool replicaBehind = false;           // RetryOnPrimary: the answer was discarded (below)
     bool applicationNameChanged = false;  // routing rules may match differently
   };
 
@@ -71,6 +72,12 @@ class Relay {
   // The request about to be sent to this replica is a lone autocommit read with a retry copy:
   // a 25006 before any answer byte reached the client becomes Event::Kind::RetryOnPrimary.
   void armReadOnlyRetry() { retry_.arm(); }
+  // Strong consistency: the lone read with a retry copy can be sent right behind the question
+  // to the replica (nothing of its answer has been seen yet).
+  bool canDiscardAnswer() const { return retry_.armed() && s2cPassthrough_ == 0; }
+  // The replica had not replayed far enough: the read's answer is dropped as it arrives, then
+  // Event::Kind::RetryOnPrimary with replicaBehind.
+  void discardAnswer() { retry_.discard(); }
 
   // Client bytes to the linked server (and the answers pgswitch owes, to the client).
   Event toServer();
@@ -132,6 +139,7 @@ class Relay {
   ReadOnlyRetry retry_;
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
+  size_t s2cDrop_ = 0;  // bytes of a discarded server message still to drop
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
   bool stopAtRequestEnd_ = false;
   bool holdReady_ = false;

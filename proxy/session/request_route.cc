@@ -197,7 +197,6 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
 routing::RoutePick RequestRoute::pick(const routing::Topology& topo, const Config& cfg,
                                       const ReplayPositions& learned,
                                       std::span<const int> outstanding, uint64_t random) {
-  if (std::exchange(readOnPrimary_, false)) route_.target = routing::Target::Primary;
   routing::RoutePolicy policy;
   policy.maxLagBytes = cfg.routing.maxLagBytes;
   policy.maxLagMs = cfg.routing.maxLagMs;
@@ -217,6 +216,15 @@ routing::RoutePick RequestRoute::pick(const routing::Topology& topo, const Confi
     for (size_t i = 0; i < n; ++i) learned_[i] = learned.get(static_cast<int>(i));
     route_.learnedReplayLsn = std::span<const uint64_t>(learned_.data(), n);
     policy.verifyMaxLagMs = static_cast<int64_t>(cfg.routing.maxWaitMs);
+  }
+  if (std::exchange(readOnPrimary_, false) && route_.target == routing::Target::Replica) {
+    // A read no replica could serve in time: the primary, counted as a read there.
+    routing::RouteRequest onPrimary = route_;
+    onPrimary.target = routing::Target::Primary;
+    routing::RoutePick p = routing::pickBackend(topo, policy, onPrimary, outstanding, random);
+    p.fellBack = true;
+    routedWrite_ = false;
+    return p;
   }
   routing::RoutePick p = routing::pickBackend(topo, policy, route_, outstanding, random);
   if (p.fellBack) routedWrite_ = false;  // a read on the primary: no LSN to record
@@ -272,11 +280,11 @@ bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
   return true;
 }
 
-bool RequestRoute::retryOnPrimary(ByteQueue& in) {
+bool RequestRoute::retryOnPrimary(ByteQueue& in, bool behind) {
   if (!hasRetryCopy_) return false;
   hasRetryCopy_ = retryable_ = false;
   retryPending_ = true;
-  forcePrimary_ = true;
+  (behind ? readOnPrimary_ : forcePrimary_) = true;
   scratch_.resize(in.size());
   in.copyOut(0, scratch_);
   in.clear();

@@ -57,8 +57,11 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   serverFatal_.clear();
   // Lost while being brought to the client's settings: nothing of the request reached it, so
   // it is routed again, away from that backend.
+  // (A read sent right behind the question is retried as a lone read, below.)
   const bool beforeRequest =
-      state_ == State::Configure || (state_ == State::OwnQuery && own_ == Own::ReplayCheck);
+      state_ == State::Configure ||
+      (state_ == State::OwnQuery && own_ == Own::ReplayCheck && !readSentBehindCheck_);
+  readSentBehindCheck_ = false;
   if (loggedIn_ && !settings_.pinned() && transactionPooling_ && beforeRequest) {
     route_.retryElsewhere(s.pool().backend());
     transitionTo(State::Idle);
