@@ -129,6 +129,13 @@ public class DiffJdbc {
   }
 
   // -- helpers ----------------------------------------------------------------------------------
+  /** Lets connections opened just now age like pooled ones: longer than the replicas' apply
+   * delay plus a health round (the harness sets DIFF_SETTLE_MS). */
+  static void settle() throws InterruptedException {
+    String ms = System.getenv("DIFF_SETTLE_MS");
+    Thread.sleep(ms == null || ms.isEmpty() ? 1500 : Long.parseLong(ms));
+  }
+
   static Connection connect(String... kv) throws SQLException {
     Properties p = new Properties();
     p.setProperty("user", user);
@@ -299,6 +306,8 @@ public class DiffJdbc {
 
   static void twoConnections() throws Exception {
     try (Connection a = connect(); Connection b = connect()) {
+      step("b_warm_up_read", () -> query(b, "SELECT 1"));
+      settle();
       a.setAutoCommit(false);
       step("a_create_commit", () -> {
         Object r = exec(a, "CREATE TABLE " + P + "two (id int PRIMARY KEY, v text)");

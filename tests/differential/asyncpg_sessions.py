@@ -204,6 +204,10 @@ async def apg_pool(rec: Recorder, connect, P: str, pool_factory):
         a = await pool.acquire()
         b = await pool.acquire()
         try:
+            await rec.astep("b_warm_up_read", lambda: b.fetchval("SELECT 1"))
+            # Pooled connections are old: older than the replicas' apply delay plus a health
+            # round (the harness sets DIFF_SETTLE_MS).
+            await asyncio.sleep(int(os.environ.get("DIFF_SETTLE_MS", "1500")) / 1000)
             await rec.astep("a_create", lambda: a.execute(
                 f"CREATE TABLE {P}pool (id int PRIMARY KEY)"))
             await rec.astep("b_read_new_table",

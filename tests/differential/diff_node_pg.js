@@ -88,6 +88,10 @@ const scenarios = {
       const a = await pool.connect()
       const b = await pool.connect()
       try {
+        await step('b_warm_up_read', () => q(b, 'SELECT 1'))
+        // Pooled connections are old: older than the replicas' apply delay plus a health round
+        // (the harness sets DIFF_SETTLE_MS).
+        await new Promise((resolve) => setTimeout(resolve, Number(process.env.DIFF_SETTLE_MS || 1500)))
         await step('a_create', () => q(a, `CREATE TABLE ${P}pool (id int PRIMARY KEY, v text)`))
         await step('b_read_new_table', () => q(b, `SELECT count(*)::int FROM ${P}pool`))
         for (let i = 0; i < 3; i++) {

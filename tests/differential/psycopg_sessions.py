@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import psycopg
 from psycopg.types.enum import EnumInfo
@@ -252,8 +253,16 @@ def psy_metadata(rec: Recorder, dsn: str, P: str):
                  lambda: run(c, f"INSERT INTO {P}md VALUES (2, 'furious', 'n')"))
 
 
+def settle():
+    """Lets connections opened just now age like a pooled connection: longer than the
+    replicas' apply delay plus a health round (the harness sets DIFF_SETTLE_MS)."""
+    time.sleep(int(os.environ.get("DIFF_SETTLE_MS", "1500")) / 1000)
+
+
 def psy_two_connections(rec: Recorder, dsn: str, P: str):
     with psycopg.connect(dsn) as a, psycopg.connect(dsn, autocommit=True) as b:
+        rec.step("b_warm_up_read", lambda: run(b, "SELECT 1"))
+        settle()
         rec.step("a_create_commit", lambda: (run(
             a, f"CREATE TABLE {P}two (id int PRIMARY KEY, v text)"), a.commit())[0])
         rec.step("b_read_new_table", lambda: run(b, f"SELECT count(*) FROM {P}two"))

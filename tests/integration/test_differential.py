@@ -46,6 +46,23 @@ PGJDBC_JAR = Path(os.environ.get("PGJDBC_JAR", "/usr/share/java/postgresql.jar")
 CONSISTENCY = os.environ.get("PGSWITCH_DIFF_CONSISTENCY", "").strip()
 APPLY_DELAY = os.environ.get("PGSWITCH_DIFF_APPLY_DELAY", "300ms")
 RUN_TIMEOUT = 90  # seconds per session program
+HEALTH_PERIOD_MS = 500  # the PgSwitch fixture's [health] period_ms
+
+
+def _ms(value: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|min)?\s*", value)
+    if not m:
+        return 300
+    return int(m.group(1)) * {"ms": 1, None: 1, "s": 1000, "min": 60000}[m.group(2)]
+
+
+# The "two connections of one application" scenarios open connection B, read once, and let it
+# age this long before A starts writing: like a pooled connection, B is then older than the
+# replicas' delay plus two health rounds. (With read_your_writes pgswitch gives a new connection
+# the primary's WAL position at login as its floor, so a brand-new B reads from the primary for
+# its first few hundred ms: without this wait, per-connection consistency would pass the
+# cross-connection scenarios by accident.)
+SETTLE_MS = _ms(APPLY_DELAY) + 2 * HEALTH_PERIOD_MS + 200
 DRIVERS = ("psql", "psy", "apg", "jdbc", "node")
 
 _cluster: PgCluster | None = None
@@ -175,7 +192,8 @@ def _run(cmd, env=None, cwd=None, input=None, timeout=RUN_TIMEOUT, merge=False):
         return subprocess.CompletedProcess(cmd, -9, out, err + f"\n(timed out after {timeout}s)")
 
 
-def program_transcript(cmd, env=None, cwd=None) -> Transcript:
+def program_transcript(cmd, env=None, cwd=None, proxied=False) -> Transcript:
+    env = dict(env or {}, DIFF_SETTLE_MS=str(SETTLE_MS if proxied else 0))
     cp = _run(cmd, env=env, cwd=cwd)
     t = Transcript.from_json_lines(cp.stdout)
     if cp.returncode != 0 or not t.finished:
@@ -230,6 +248,10 @@ def psql_transcript(port: int, pfx: str, workdir: Path) -> Transcript:
             tag = f"{n}:" if len(procs) > 1 else ""
             step, lines = f"{tag}(start)", []
             for line in cp.stdout.splitlines():
+                if line.startswith("LOCATION:  "):
+                    # VERBOSITY verbose: the server's source position of an error. pgswitch's
+                    # own answers (the WARNING for COMMIT outside a transaction) carry none.
+                    continue
                 if line.startswith("#step "):
                     if lines or step != f"{tag}(start)":
                         t.add(scenario, step, "\n".join(lines))
@@ -263,6 +285,18 @@ class DifferentialCase(ProxyTestCase):
         if cls.sw is not None:
             cls.sw.stop()
 
+    def backend_counters(self) -> dict[str, tuple[int, int]]:
+        """SHOW BACKENDS: {name: (reads, writes)} routed so far."""
+        cp = _run([str(PG_BIN / "psql"), "-X", "-A", "-t", "-F", "|", "-h", HOST, "-p",
+                   str(self.sw.port), "-U", "admin", "-d", "pgswitch", "-c", "SHOW BACKENDS"],
+                  env={"PGPASSWORD": "admin"}, timeout=20)
+        out = {}
+        for line in cp.stdout.splitlines():
+            f = line.split("|")
+            if len(f) >= 13 and f[11].isdigit():
+                out[f[0]] = (int(f[11]), int(f[12]))
+        return out
+
     def differential(self, driver: str, run_one) -> None:
         """run_one(port, prefix, workdir) -> Transcript, for the primary and for pgswitch."""
         work = Path(tempfile.mkdtemp(prefix=f"pgswitch-diff-{driver}-"))
@@ -270,16 +304,20 @@ class DifferentialCase(ProxyTestCase):
             t0 = time.monotonic()
             direct = run_one(_cluster.port_of(0), prefix("direct", driver), work / "direct")
             t1 = time.monotonic()
+            before = self.backend_counters()
             proxied = run_one(self.sw.port, prefix("proxied", driver), work / "proxied")
             t2 = time.monotonic()
+            after = self.backend_counters()
         finally:
             shutil.rmtree(work, ignore_errors=True)
         diffs, per = compare(direct, proxied)
         mode = CONSISTENCY or "default"
         summary = ", ".join(f"{s} {'same' if n == 0 else f'DIFFERS ({n})'}"
                             for s, n in per.items())
-        print(f"\n{driver} [consistency={mode}] direct {t1 - t0:.1f}s, pgswitch {t2 - t1:.1f}s: "
-              f"{summary}", file=sys.stderr)
+        routed = ", ".join(f"{name} {r - before.get(name, (0, 0))[0]}r/{w - before.get(name, (0, 0))[1]}w"
+                           for name, (r, w) in after.items())
+        print(f"\n{driver} [consistency={mode}] direct {t1 - t0:.1f}s, pgswitch {t2 - t1:.1f}s "
+              f"(routed: {routed}): {summary}", file=sys.stderr)
         _verdicts[driver] = {"scenarios": per, "problems": direct.problems + proxied.problems}
         self.assertGreater(len(direct.scenarios), 0, "no scenario ran")
         if diffs:
@@ -295,13 +333,14 @@ class DifferentialCase(ProxyTestCase):
         def run_one(port, pfx, _work):
             dsn = f"host={HOST} port={port} user=app password=app dbname=appdb connect_timeout=10"
             return program_transcript([sys.executable, str(DIFF / "psycopg_sessions.py"), dsn,
-                                       pfx])
+                                       pfx], proxied=port == self.sw.port)
         self.differential("psy", run_one)
 
     def test_asyncpg(self):
         def run_one(port, pfx, _work):
             return program_transcript([sys.executable, str(DIFF / "asyncpg_sessions.py"), HOST,
-                                       str(port), "app", "app", "appdb", pfx])
+                                       str(port), "app", "app", "appdb", pfx],
+                                      proxied=port == self.sw.port)
         self.differential("apg", run_one)
 
     def test_pgjdbc(self):
@@ -315,7 +354,8 @@ class DifferentialCase(ProxyTestCase):
         def run_one(port, pfx, _work):
             return program_transcript(["java", "-Xmx256m", "-cp",
                                        f"{classes}{os.pathsep}{PGJDBC_JAR}", "DiffJdbc", HOST,
-                                       str(port), "app", "app", "appdb", pfx])
+                                       str(port), "app", "app", "appdb", pfx],
+                                      proxied=port == self.sw.port)
         self.differential("jdbc", run_one)
 
     def test_node_postgres(self):
@@ -327,7 +367,8 @@ class DifferentialCase(ProxyTestCase):
         def run_one(port, pfx, _work):
             return program_transcript(["node", str(DIFF / "diff_node_pg.js"), HOST, str(port),
                                        "app", "app", "appdb", pfx],
-                                      env={"NODE_PATH": str(NODE_MODULES)})
+                                      env={"NODE_PATH": str(NODE_MODULES)},
+                                      proxied=port == self.sw.port)
         self.differential("node", run_one)
 
 
