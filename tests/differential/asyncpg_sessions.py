@@ -117,6 +117,20 @@ async def apg_copy(rec: Recorder, connect, P: str):
         await c.close()
 
 
+async def apg_copy_replicated(rec: Recorder, connect, P: str):
+    """copy_records_to_table into a table created by the harness and replayed by the replicas
+    (tests/differential/setup.sql): asyncpg prepares its introspection query with
+    Parse/Describe/Flush and then sends COPY ... FROM STDIN, which must reach the primary."""
+    c = await connect()
+    try:
+        for i in range(3):
+            await rec.astep(f"copy_records_{i}", lambda i=i: c.copy_records_to_table(
+                f"{P}cpr", records=[(i, "a"), (i, "b")], columns=["id", "v"]))
+        await rec.astep("statement_after_copy", lambda: c.fetchval("SELECT $1::int + 1", 41))
+    finally:
+        await c.close()
+
+
 async def _rows(coro):
     return rows(await coro)
 
@@ -269,7 +283,7 @@ async def _prep_call(c, sql):
     return await st.fetchval("c")
 
 
-SCENARIOS = ["apg_prepared", "apg_copy", "apg_transactions", "apg_types", "apg_pool",
+SCENARIOS = ["apg_prepared", "apg_copy", "apg_copy_replicated", "apg_transactions", "apg_types", "apg_pool",
              "apg_write_function", "apg_write_function_replicated"]
 
 

@@ -8,3 +8,6 @@ BEGIN
   INSERT INTO @P@wfr (note) VALUES (n);
   RETURN (SELECT count(*) FROM @P@wfr);
 END $$;
+-- apg_copy_replicated: asyncpg's copy_records_to_table into a table the replicas already have
+-- (its introspection query is a Parse/Describe/Flush batch that may run on a replica).
+CREATE TABLE @P@cpr (id int, v text);
