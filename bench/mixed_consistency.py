@@ -223,10 +223,14 @@ def run_all(args) -> dict:
     from pgcluster import PgCluster
     doc = {"clients": args.clients, "duration_s": args.duration, "write_every": args.write_every,
            "apply_delay": args.apply_delay, "period_ms": args.period_ms,
+           "synchronous_commit": args.synchronous_commit,
            "workers": args.workers, "pool_size": args.pool_size,
            "routing_toml": args.routing_toml, "pgswitch": args.pgswitch,
            "loadavg_start": os.getloadavg(), "runs": []}
-    cluster = PgCluster(replicas=2).start()
+    # The fixture's synchronous_commit = off would let a commit wait up to wal_writer_delay
+    # (200 ms) before its WAL is flushed and streamed: the replicas would always lag.
+    cluster = PgCluster(replicas=2,
+                        extra_conf={"synchronous_commit": args.synchronous_commit}).start()
     try:
         cluster.psql(0, "CREATE TABLE mc_counter (id int PRIMARY KEY, n bigint NOT NULL); "
                         f"INSERT INTO mc_counter SELECT g, 0 FROM generate_series(0, "
@@ -283,6 +287,9 @@ def main(argv=None) -> int:
                     help="one write transaction per N operations (default 10: 1 write, 9 reads)")
     ap.add_argument("--apply-delay", default="300ms",
                     help="recovery_min_apply_delay of both replicas in the lag scenario")
+    ap.add_argument("--synchronous-commit", default="local",
+                    help="the servers' synchronous_commit (default local; replication is "
+                         "asynchronous either way)")
     ap.add_argument("--period-ms", type=int, default=500, help="[health] period_ms")
     ap.add_argument("--workers", type=int, default=2, help="pgswitch worker threads")
     ap.add_argument("--pool-size", type=int, default=20, help="[pool] pool_size")
