@@ -140,6 +140,16 @@ def backend_counters(sw) -> dict[str, dict]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all threads), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run_mode(cluster, scenario: str, mode: str, args) -> dict:
     from pgcluster import HOST, PgSwitch
     res = {"scenario": scenario, "mode": mode}
@@ -169,6 +179,7 @@ def run_mode(cluster, scenario: str, mode: str, args) -> dict:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         time.sleep(max(0.0, start_at - time.time() - 0.2))
         before = backend_counters(sw)
+        cpu0 = cpu_seconds(sw.pid)
         t0 = time.monotonic()
         parts = []
         for c in children:
@@ -183,6 +194,7 @@ def run_mode(cluster, scenario: str, mode: str, args) -> dict:
             except (ValueError, IndexError):
                 res.setdefault("problems", []).append(f"load process failed: {se[-800:]}")
         elapsed = time.monotonic() - t0
+        cpu = cpu_seconds(sw.pid) - cpu0
         after = backend_counters(sw)
     finally:
         sw.stop()
@@ -210,6 +222,7 @@ def run_mode(cluster, scenario: str, mode: str, args) -> dict:
         "stale_examples": [e for p in parts for e in p["stale_examples"]][:5],
         "read_ms_p50": _pct(read_ms, 0.5), "read_ms_p99": _pct(read_ms, 0.99),
         "write_ms_p50": _pct(write_ms, 0.5), "write_ms_p99": _pct(write_ms, 0.99),
+        "proxy_cpu_us_per_op": round(cpu * 1e6 / (reads + writes), 1) if reads + writes else None,
         "errors": dict(errors),
         "error_examples": [e for p in parts for e in p["error_examples"]][:5],
     })
@@ -253,12 +266,12 @@ def run_all(args) -> dict:
 def table(doc: dict) -> str:
     head = ("| scenario | consistency | ops/s | reads/s | writes/s | reads on replicas | "
             "stale reads (right after commit) / reads | read p50 / p99 ms | "
-            "write txn p50 / p99 ms | errors |")
-    lines = [head, "|" + "---|" * 10]
+            "write txn p50 / p99 ms | pgswitch CPU µs/op | errors |")
+    lines = [head, "|" + "---|" * 11]
     for r in doc["runs"]:
         if "skipped" in r:
             lines.append(f"| {r['scenario']} | {r['mode']} | skipped: {r['skipped'][:120]} "
-                         "| | | | | | | |")
+                         "| | | | | | | | |")
             continue
         share = "–" if r["replica_read_share"] is None else f"{100 * r['replica_read_share']:.1f} %"
         errs = ", ".join(f"{k} × {v}" for k, v in r["errors"].items()) or "0"
@@ -266,7 +279,7 @@ def table(doc: dict) -> str:
             f"| {r['scenario']} | {r['mode']} | {r['tps']:.0f} | {r['reads_per_s']:.0f} | "
             f"{r['writes_per_s']:.0f} | {share} | {r['stale']} ({r['stale_after_commit']}) / "
             f"{r['reads']} | {r['read_ms_p50']} / {r['read_ms_p99']} | {r['write_ms_p50']} / "
-            f"{r['write_ms_p99']} | {errs} |")
+            f"{r['write_ms_p99']} | {r['proxy_cpu_us_per_op']} | {errs} |")
     return "\n".join(lines)
 
 

@@ -413,6 +413,10 @@ class CheckReplicasLag(unittest.TestCase):
     the primary is not visible on a replica right away, and is a moment later."""
 
     def test_replicas_lag_on_purpose(self):
+        for i in (1, 2):  # pg_settings gives the delay in ms
+            self.assertEqual(int(_cluster.psql(i, "SELECT setting FROM pg_settings WHERE name = "
+                                                  "'recovery_min_apply_delay'")),
+                             _ms(APPLY_DELAY), f"node{i}: recovery_min_apply_delay")
         _cluster.psql(0, "CREATE TABLE IF NOT EXISTS difx_lag (n int); INSERT INTO difx_lag "
                          "VALUES (1)", user="app", db="appdb")
         t0 = time.monotonic()
