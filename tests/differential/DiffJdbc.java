@@ -415,6 +415,7 @@ public class DiffJdbc {
   static void writeFunctionReplicated() throws Exception {
     // The function and its table were created by the harness and replayed by the replicas
     // (tests/differential/setup.sql): only the write inside SELECT is at stake.
+    settle();  // nothing written lately: a consistency mode may send the call to a replica
     try (Connection c = connect("prepareThreshold", "1")) {
       step("call_statement", () -> query(c, "SELECT " + P + "wfr_add('a')"));
       step("call_prepared", () -> queryP(c, "SELECT " + P + "wfr_add(?)", "b"));

@@ -123,6 +123,7 @@ async def apg_copy_replicated(rec: Recorder, connect, P: str):
     Parse/Describe/Flush and then sends COPY ... FROM STDIN, which must reach the primary."""
     c = await connect()
     try:
+        await _settle()
         for i in range(3):
             await rec.astep(f"copy_records_{i}", lambda i=i: c.copy_records_to_table(
                 f"{P}cpr", records=[(i, "a"), (i, "b")], columns=["id", "v"]))
@@ -220,8 +221,8 @@ async def apg_pool(rec: Recorder, connect, P: str, pool_factory):
         try:
             await rec.astep("b_warm_up_read", lambda: b.fetchval("SELECT 1"))
             # Pooled connections are old: older than the replicas' apply delay plus a health
-            # round (the harness sets DIFF_SETTLE_MS).
-            await asyncio.sleep(int(os.environ.get("DIFF_SETTLE_MS", "1500")) / 1000)
+            # round.
+            await _settle()
             await rec.astep("a_create", lambda: a.execute(
                 f"CREATE TABLE {P}pool (id int PRIMARY KEY)"))
             await rec.astep("b_read_new_table",
@@ -270,12 +271,20 @@ async def apg_write_function_replicated(rec: Recorder, connect, P: str):
     (tests/differential/setup.sql): only the write inside SELECT is at stake here."""
     c = await connect()
     try:
+        await _settle()
         await rec.astep("call_fetchval", lambda: c.fetchval(f"SELECT {P}wfr_add($1)", "a"))
         await rec.astep("call_execute_simple", lambda: c.execute(
             f"SELECT {P}wfr_add('b')"))
         await rec.astep("call_prepared", lambda: _prep_call(c, f"SELECT {P}wfr_add($1)"))
     finally:
         await c.close()
+
+
+async def _settle():
+    """Waits until the replicas have replayed what this program wrote before (the harness sets
+    DIFF_SETTLE_MS: their apply delay plus two health rounds), so that a consistency mode
+    may send the next read to a replica: otherwise the scenario would test nothing there."""
+    await asyncio.sleep(int(os.environ.get("DIFF_SETTLE_MS", "1500")) / 1000)
 
 
 async def _prep_call(c, sql):

@@ -52,6 +52,13 @@ async function q(c, text, values, name) {
   return Array.isArray(r) ? r.map(one) : one(r)
 }
 
+// Waits longer than the replicas' apply delay plus two health rounds (the harness sets
+// DIFF_SETTLE_MS; 0 in the direct run).
+function settle() {
+  const ms = process.env.DIFF_SETTLE_MS === undefined ? 1500 : Number(process.env.DIFF_SETTLE_MS)
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
 async function withClient(fn) {
   const c = new pg.Client(base)
   await c.connect()
@@ -91,7 +98,7 @@ const scenarios = {
         await step('b_warm_up_read', () => q(b, 'SELECT 1'))
         // Pooled connections are old: older than the replicas' apply delay plus a health round
         // (the harness sets DIFF_SETTLE_MS).
-        await new Promise((resolve) => setTimeout(resolve, Number(process.env.DIFF_SETTLE_MS || 1500)))
+        await settle()
         await step('a_create', () => q(a, `CREATE TABLE ${P}pool (id int PRIMARY KEY, v text)`))
         await step('b_read_new_table', () => q(b, `SELECT count(*)::int FROM ${P}pool`))
         for (let i = 0; i < 3; i++) {
@@ -171,7 +178,9 @@ const scenarios = {
 
   async node_write_function_replicated() {
     // Function and table created by the harness and replayed by the replicas
-    // (tests/differential/setup.sql): only the write inside SELECT is at stake.
+    // (tests/differential/setup.sql): only the write inside SELECT is at stake. Nothing
+    // written lately (DIFF_SETTLE_MS): a consistency mode may send the call to a replica.
+    await settle()
     await withClient(async (c) => {
       await step('call_simple', () => q(c, `SELECT ${P}wfr_add('a')`))
       await step('call_param', () => q(c, `SELECT ${P}wfr_add($1)`, ['b']))

@@ -254,8 +254,9 @@ def psy_metadata(rec: Recorder, dsn: str, P: str):
 
 
 def settle():
-    """Lets connections opened just now age like a pooled connection: longer than the
-    replicas' apply delay plus a health round (the harness sets DIFF_SETTLE_MS)."""
+    """Waits longer than the replicas' apply delay plus two health rounds (the harness sets
+    DIFF_SETTLE_MS): connections opened just before age like pooled ones, and what was
+    written before has reached the replicas, so a read may be sent there."""
     time.sleep(int(os.environ.get("DIFF_SETTLE_MS", "1500")) / 1000)
 
 
@@ -296,6 +297,7 @@ def psy_write_function(rec: Recorder, dsn: str, P: str):
 def psy_write_function_replicated(rec: Recorder, dsn: str, P: str):
     """The function and its table were created by the harness and have reached the replicas
     (tests/differential/setup.sql): only the write inside SELECT is at stake here."""
+    settle()  # nothing written lately: a consistency mode may send the call to a replica
     with psycopg.connect(dsn, autocommit=True) as c:
         rec.step("call_extended_protocol", lambda: run(c, f"SELECT {P}wfr_add(%s)", ("ext",)))
         rec.step("call_prepared", lambda: run(c, f"SELECT {P}wfr_add(%s)", ("prep",),

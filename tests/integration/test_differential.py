@@ -225,7 +225,9 @@ PSQL_SESSIONS = [
     ("psql_copy", [("stdin", "copy.sql", {})]),
     ("psql_metadata", [("file", "metadata.sql", {})]),
     ("psql_write_fn", [("file", "write_fn.sql", {})]),
-    ("psql_write_fn_replicated", [("file", "write_fn_replicated.sql", {})]),
+    # "sleep": through pgswitch, wait SETTLE_MS first (nothing written lately, so a consistency
+    # mode may send the call to a replica: only the write inside SELECT is at stake).
+    ("psql_write_fn_replicated", [("sleep", "", {}), ("file", "write_fn_replicated.sql", {})]),
     ("psql_two_processes", _TWO),
 ]
 
@@ -240,6 +242,10 @@ def psql_transcript(port: int, pfx: str, workdir: Path) -> Transcript:
         if only and scenario not in only:
             continue
         for n, (how, script, variables) in enumerate(procs):
+            if how == "sleep":
+                if pfx.startswith("difp_"):
+                    time.sleep(SETTLE_MS / 1000)
+                continue
             text = (DIFF / "psql" / script).read_text().replace("@P@", pfx)
             (workdir / script).write_text(text)
             cmd = [str(PG_BIN / "psql"), "-X", "-h", HOST, "-p", str(port), "-U", "app",
