@@ -273,7 +273,8 @@ def table(doc: dict) -> str:
             lines.append(f"| {r['scenario']} | {r['mode']} | skipped: {r['skipped'][:120]} "
                          "| | | | | | | | |")
             continue
-        share = "–" if r["replica_read_share"] is None else f"{100 * r['replica_read_share']:.1f} %"
+        share = ("–" if r["replica_read_share"] is None
+                 else f"{100 * r['replica_read_share']:.1f} %")
         errs = ", ".join(f"{k} × {v}" for k, v in r["errors"].items()) or "0"
         lines.append(
             f"| {r['scenario']} | {r['mode']} | {r['tps']:.0f} | {r['reads_per_s']:.0f} | "

@@ -292,8 +292,8 @@ async def _prep_call(c, sql):
     return await st.fetchval("c")
 
 
-SCENARIOS = ["apg_prepared", "apg_copy", "apg_copy_replicated", "apg_transactions", "apg_types", "apg_pool",
-             "apg_write_function", "apg_write_function_replicated"]
+SCENARIOS = ["apg_prepared", "apg_copy", "apg_copy_replicated", "apg_transactions", "apg_types",
+             "apg_pool", "apg_write_function", "apg_write_function_replicated"]
 
 
 async def amain(host, port, user, password, db, P):

@@ -334,8 +334,8 @@ class DifferentialCase(ProxyTestCase):
         mode = CONSISTENCY or "default"
         summary = ", ".join(f"{s} {'same' if n == 0 else f'DIFFERS ({n})'}"
                             for s, n in per.items())
-        routed = ", ".join(f"{name} {r - before.get(name, (0, 0))[0]}r/{w - before.get(name, (0, 0))[1]}w"
-                           for name, (r, w) in after.items())
+        routed = ", ".join(f"{name} {r - before.get(name, (0, 0))[0]}r/"
+                           f"{w - before.get(name, (0, 0))[1]}w" for name, (r, w) in after.items())
         print(f"\n{driver} [consistency={mode}] direct {t1 - t0:.1f}s, pgswitch {t2 - t1:.1f}s "
               f"(routed: {routed}): {summary}", file=sys.stderr)
         _verdicts[driver] = {"scenarios": per, "problems": direct.problems + proxied.problems}
