@@ -24,7 +24,8 @@ difference fails the test. PGSWITCH_DIFF_STRICT=1, or naming a mode, always fail
 Environment:
   PGSWITCH_DIFF_CONSISTENCY   "", "eventual", "read_your_writes", "strong", ... (default:
                               unset = no `consistency` key, i.e. pgswitch's default)
-  PGSWITCH_DIFF_STRICT        1: fail on differences even with a binary that has no "strong"
+  PGSWITCH_DIFF_STRICT        1: fail on every difference, also before "strong" exists and in
+                              the scenarios listed in KNOWN_DIFFERENCES
   PGSWITCH_DIFF_APPLY_DELAY   recovery_min_apply_delay of both replicas (default "300ms")
   PGSWITCH_DIFF_REPORT        a file to write the per-scenario verdicts to (JSON)
   DIFF_ONLY                   comma-separated scenario names to run (debugging)
@@ -76,6 +77,19 @@ DRIVERS = ("psql", "psy", "apg", "jdbc", "node")
 _cluster: PgCluster | None = None
 _jdbc_classes: str | None = None
 _verdicts: dict[str, dict] = {}
+
+# Differences still expected with every consistency mode, and why. Only these scenarios'
+# differences are then reported as a skip (listed on stderr) instead of a failure, unless
+# PGSWITCH_DIFF_STRICT=1. Remove an entry once its fix has landed (the run prints a notice when
+# a listed scenario shows no difference any more).
+KNOWN_DIFFERENCES = {
+    "psy_write_function_replicated":
+        "issue 12 item 4: SELECT of a writing user function over the extended protocol runs on "
+        "a replica and gets 25006 (the 25006 safety net covers only a lone simple Query)",
+    "apg_write_function_replicated":
+        "issue 12 item 4: SELECT of a writing user function over the extended protocol runs on "
+        "a replica and gets 25006 (the 25006 safety net covers only a lone simple Query)",
+}
 
 
 def prefix(run: str, driver: str) -> str:
@@ -342,6 +356,10 @@ class DifferentialCase(ProxyTestCase):
         if not direct.scenarios and os.environ.get("DIFF_ONLY"):
             self.skipTest("DIFF_ONLY names none of this driver's scenarios")
         self.assertGreater(len(direct.scenarios), 0, "no scenario ran")
+        for name, why in KNOWN_DIFFERENCES.items():
+            if per.get(name) == 0:
+                print(f"notice: {name} shows no difference any more; remove it from "
+                      f"KNOWN_DIFFERENCES ({why})", file=sys.stderr)
         if diffs:
             differing = sum(1 for n in per.values() if n)
             msg = (f"{driver}: {len(diffs)} differences in {differing} of {len(per)} scenarios "
@@ -352,6 +370,11 @@ class DifferentialCase(ProxyTestCase):
                 self.skipTest(f"{len(diffs)} differences (listed above), expected: this pgswitch "
                               "has no consistency = \"strong\" yet (issue 12); "
                               "PGSWITCH_DIFF_STRICT=1 fails on them")
+            unknown = [s for s, n in per.items() if n and s not in KNOWN_DIFFERENCES]
+            if not unknown and not STRICT and not direct.problems and not proxied.problems:
+                print(msg, file=sys.stderr)
+                self.skipTest("only known differences (listed above): " + "; ".join(
+                    f"{s}: {KNOWN_DIFFERENCES[s]}" for s, n in per.items() if n))
             self.fail(msg)
 
     def test_psql(self):
