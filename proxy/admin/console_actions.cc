@@ -42,6 +42,8 @@ Snapshot ProxyControl::base() const {
   s.poolsDropped = rt_.poolsDropped.load();
   s.readonlyRetries = rt_.readonlyRetries.load();
   s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
+  s.volatileFunctionRoutes = rt_.volatileFunctionRoutes.load();
+  s.functionCatalogReads = rt_.catalog ? rt_.catalog->reads() : 0;
   s.paused = rt_.pause.any();
   return s;
 }

@@ -86,6 +86,9 @@ struct RoutingConfig {
   bool fallbackError{};  // no replica qualifies: false = primary, true = ErrorResponse
   Consistency consistency{};
   std::vector<std::string> writeFunctions;  // user functions that write (besides built-ins)
+  // Volatile functions trusted not to write: a read calling them may still go to a replica.
+  std::vector<std::string> readOnlyFunctions;
+  int functionRefreshMs{};  // how often each database's volatile functions are read (0 = off)
   std::vector<RouteRule> rules;             // [[routing.rule]], loaded by hand (config.cc)
 };
 

@@ -95,6 +95,8 @@ struct Snapshot {
   uint64_t poolsDropped = 0;
   uint64_t readonlyRetries = 0;
   uint64_t recoveryConflictRetries = 0;
+  uint64_t volatileFunctionRoutes = 0;
+  uint64_t functionCatalogReads = 0;
   bool paused = false;
 };
 

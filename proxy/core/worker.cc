@@ -203,11 +203,14 @@ void Worker::onTopologyChanged() {
 }
 
 routing::Classifier& Worker::classifier(const Config& cfg) {
-  if (!classifier_ || classifierFunctions_ != cfg.routing.writeFunctions) {
+  if (!classifier_ || classifierFunctions_ != cfg.routing.writeFunctions ||
+      classifierReadOnly_ != cfg.routing.readOnlyFunctions) {
     routing::ClassifierOptions o;
     o.extraWriteFunctions = cfg.routing.writeFunctions;
+    o.readOnlyFunctions = cfg.routing.readOnlyFunctions;
     classifier_ = std::make_unique<routing::Classifier>(std::move(o));
     classifierFunctions_ = cfg.routing.writeFunctions;
+    classifierReadOnly_ = cfg.routing.readOnlyFunctions;
   }
   return *classifier_;
 }
@@ -235,8 +238,10 @@ void Worker::removeClient(ClientHandle* c) {
 Pool& Worker::pool(int backend, const std::string& database, const std::string& user) {
   auto key = std::make_tuple(backend, database, user);
   auto it = pools_.find(key);
-  if (it == pools_.end())
+  if (it == pools_.end()) {
     it = pools_.emplace(key, std::make_unique<Pool>(*this, backend, database, user)).first;
+    if (rt_.catalog) rt_.catalog->watch(database);  // a database clients use: know its functions
+  }
   return *it->second;
 }
 

@@ -371,10 +371,13 @@ void ClientSession::pump() {
       relay_.answerLocally('I');
       if (in.empty()) break;
       if (!route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                         settings_, worker_.nowMs())) {
+                         settings_, worker_.nowMs(), worker_.volatileFunctions(login_.database()))) {
         client_->startReading();  // the request is still arriving
         break;
       }
+      auto fn = route_.takeFunctionNotes();
+      if (fn.toPrimary) ++worker_.runtime().volatileFunctionRoutes;
+      if (fn.catalogChanged) worker_.functionsChanged(login_.database());
       requestServer();
     }
     client_->flush();
