@@ -15,12 +15,13 @@ namespace {
 // Sorted, lower-case. Reserved words PostgreSQL never reads as a function name before '(' and
 // type names that take modifiers (seen after CAST ... AS or '::' too, but not only there:
 // "character varying(10)", "double precision").
-constexpr std::array<std::string_view, 56> kNotFunctions = {
+constexpr std::array<std::string_view, 66> kNotFunctions = {
     "all", "and", "any", "array", "as", "between", "bit", "by", "case", "cast", "char",
-    "character", "check", "collate", "dec", "decimal", "distinct", "else", "except", "exists",
-    "filter", "float", "from", "having", "in", "intersect", "interval", "into", "is", "join",
-    "lateral", "like", "nchar", "not", "numeric", "on", "only", "or", "over", "returning", "row",
-    "select", "some", "then", "time", "timestamp", "union", "using", "values", "varbit",
+    "character", "check", "collate", "dec", "decimal", "default", "distinct", "else", "escape",
+    "except", "exists", "filter", "float", "from", "group", "having", "ilike", "in", "intersect",
+    "interval", "into", "is", "join", "lateral", "like", "limit", "nchar", "not", "numeric",
+    "offset", "on", "only", "or", "over", "overlaps", "returning", "rollup", "row", "select",
+    "sets", "similar", "some", "then", "time", "timestamp", "union", "using", "values", "varbit",
     "varchar", "varying", "when", "where", "window", "within",
 };
 
