@@ -1,0 +1,166 @@
+"""Volatile functions (issue 12, item 4): a SELECT calling an application's own function that
+writes runs on the primary with no configuration, because pgswitch reads which functions are
+volatile (pg_proc.provolatile) in each database clients use. Not by the 25006 retry: the
+readonly_retries total stays 0 while volatile_function_routes rises. A volatile function
+trusted in routing.read_only_functions stays on the replicas."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import unittest
+from contextlib import closing
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pgcluster import PgCluster, PgSwitch  # noqa: E402
+from proxycase import ProxyTestCase, budget  # noqa: E402
+
+
+def totals(sw: PgSwitch) -> dict:
+    with closing(psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SHOW TOTALS")
+            return {k: int(v) for k, v in cur.fetchall()}
+
+
+def wait_catalog_reads(sw: PgSwitch, at_least: int, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        n = totals(sw)["function_catalog_reads"]
+        if n >= at_least:
+            return n
+        if time.monotonic() > deadline:
+            raise AssertionError(f"function_catalog_reads stayed at {n} (< {at_least})")
+        time.sleep(0.05)
+
+
+class VolatileFunctionCase(ProxyTestCase):
+    default_budget = 60.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=2).start()
+        try:
+            cls.cluster.psql(0, "CREATE TABLE IF NOT EXISTS vf_t (id serial, port int)",
+                             db="appdb", user="app")
+            cls.cluster.wait_replicated()
+            # Default settings: function_refresh_ms is 30 s, longer than this test takes, so
+            # only the CREATE FUNCTION passing through pgswitch can make it read again.
+            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", workers=2)
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def rows(self) -> int:
+        return int(self.cluster.psql(0, "SELECT count(*) FROM vf_t", db="appdb", user="app"))
+
+    def ports(self, cur, sql: str, n: int) -> set:
+        out = set()
+        for _ in range(n):
+            cur.execute(sql)
+            out.add(cur.fetchone()[0])
+        return out
+
+    @budget(60)
+    def test_writing_function_created_through_pgswitch_runs_on_the_primary(self):
+        primary = self.cluster.port_of(0)
+        replicas = {self.cluster.port_of(1), self.cluster.port_of(2)}
+        with closing(psycopg2.connect(self.sw.dsn())) as conn:
+            conn.autocommit = True
+            cur = conn.cursor()
+            # The first pool for appdb registers the database; its catalog is read at once.
+            self.assertTrue(self.ports(cur, "SELECT inet_server_port()", 10) <= replicas)
+            r0 = wait_catalog_reads(self.sw, 1)
+            before = totals(self.sw)
+            cur.execute("CREATE OR REPLACE FUNCTION my_write_fn() RETURNS int LANGUAGE plpgsql "
+                        "AS $$ BEGIN INSERT INTO vf_t (port) VALUES (inet_server_port()); "
+                        "RETURN inet_server_port(); END $$")
+            # Read again shortly after the CREATE FUNCTION (and once more a second later).
+            wait_catalog_reads(self.sw, r0 + 2)
+            rows0 = self.rows()
+            self.assertEqual(self.ports(cur, "SELECT my_write_fn()", 20), {primary})
+            self.assertEqual(cur.description[0].name, "my_write_fn")
+            # Qualified, nested, inside a subquery: still the primary.
+            self.assertEqual(self.ports(cur, "SELECT (SELECT public.MY_WRITE_FN()) + 0", 5),
+                             {primary})
+            # Reads that call no volatile function of theirs still use the replicas.
+            self.assertTrue(self.ports(cur, "SELECT inet_server_port()", 20) <= replicas)
+            self.assertEqual(self.rows() - rows0, 25)
+        after = totals(self.sw)
+        self.assertEqual(after["readonly_retries"], 0)
+        self.assertEqual(after["readonly_retries"], before["readonly_retries"])
+        self.assertGreaterEqual(after["volatile_function_routes"] -
+                                before["volatile_function_routes"], 25)
+
+    @budget(60)
+    def test_extended_protocol_call_runs_on_the_primary(self):
+        import psycopg  # psycopg 3: Parse/Bind/Execute/Sync
+        primary = self.cluster.port_of(0)
+        self.cluster.psql(0, "CREATE OR REPLACE FUNCTION ext_write_fn(p int) RETURNS int "
+                             "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO vf_t (port) "
+                             "VALUES (p); RETURN inet_server_port(); END $$",
+                          db="appdb", user="app")
+        self.cluster.wait_replicated()
+        with closing(psycopg2.connect(self.sw.dsn())) as conn:
+            conn.autocommit = True
+            conn.cursor().execute("DROP FUNCTION IF EXISTS no_such_fn_here()")  # a stale mark
+        r = totals(self.sw)["function_catalog_reads"]
+        wait_catalog_reads(self.sw, r + 1)
+        with psycopg.connect(self.sw.dsn(), autocommit=True) as conn:
+            for i in range(10):
+                got = conn.execute("SELECT ext_write_fn(%s)", (i,), prepare=True).fetchone()
+                self.assertEqual(got[0], primary)
+        self.assertEqual(totals(self.sw)["readonly_retries"], 0)
+
+    @budget(90)
+    def test_trusted_volatile_function_stays_on_replicas(self):
+        primary = self.cluster.port_of(0)
+        replicas = {self.cluster.port_of(1), self.cluster.port_of(2)}
+        body = "RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT inet_server_port() $$"
+        self.cluster.psql(0, f"CREATE OR REPLACE FUNCTION trusted_volatile_fn() {body}; "
+                             f"CREATE OR REPLACE FUNCTION untrusted_volatile_fn() {body}",
+                          db="appdb", user="app")
+        self.cluster.wait_replicated()
+        sw = PgSwitch(self.cluster, pool_mode="transaction", workers=1,
+                      extra_toml='[routing]\nread_only_functions = ["Trusted_Volatile_Fn"]\n'
+                                 'function_refresh_ms = 500\n')
+        try:
+            with closing(psycopg2.connect(sw.dsn())) as conn:
+                conn.autocommit = True
+                cur = conn.cursor()
+                cur.execute("SELECT 1")
+                wait_catalog_reads(sw, 1)
+                self.assertEqual(self.ports(cur, "SELECT trusted_volatile_fn()", 40), replicas)
+                self.assertEqual(self.ports(cur, "SELECT untrusted_volatile_fn()", 10),
+                                 {primary})
+                # Created outside pgswitch: seen after the refresh period.
+                self.cluster.psql(0, f"CREATE OR REPLACE FUNCTION late_volatile_fn() {body}",
+                                  db="appdb", user="app")
+                self.cluster.wait_replicated()
+                wait_catalog_reads(sw, totals(sw)["function_catalog_reads"] + 1)
+                self.assertEqual(self.ports(cur, "SELECT late_volatile_fn()", 10), {primary})
+                # A stable function is read-only by PostgreSQL's rules: replicas.
+                self.cluster.psql(0, "CREATE OR REPLACE FUNCTION stable_fn() RETURNS int "
+                                     "LANGUAGE sql STABLE AS $$ SELECT inet_server_port() $$",
+                                  db="appdb", user="app")
+                self.cluster.wait_replicated()
+                self.assertEqual(self.ports(cur, "SELECT stable_fn()", 40), replicas)
+            t = totals(sw)
+            self.assertEqual(t["readonly_retries"], 0)
+            self.assertGreaterEqual(t["volatile_function_routes"], 20)
+        finally:
+            sw.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
