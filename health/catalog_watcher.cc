@@ -152,7 +152,8 @@ void CatalogWatcher::run() {
     after.reading = false;
     const auto done = Clock::now();
     auto again = done + std::chrono::milliseconds(s.refreshMs);
-    if (after.staleReads > 0) again = std::min(again, done + std::chrono::milliseconds(kFollowUpMs));
+    if (after.staleReads > 0)
+      again = std::min(again, done + std::chrono::milliseconds(kFollowUpMs));
     routing::FunctionCatalogPtr published;
     if (!error) {
       if (after.warned) spdlog::info("catalog: volatile functions of database {} read again", due);
@@ -205,9 +206,9 @@ std::optional<std::string> CatalogWatcher::readOne(const std::string& database,
                     start + std::chrono::milliseconds(std::max(1, s.connectTimeoutMs)))) {
     return conn.error();
   }
-  SyncConn::Result r = conn.exec(kVolatileFunctionsQuery,
-                                 SyncConn::Clock::now() +
-                                     std::chrono::milliseconds(std::max(1, s.queryTimeoutMs)));
+  SyncConn::Result r =
+      conn.exec(kVolatileFunctionsQuery,
+                SyncConn::Clock::now() + std::chrono::milliseconds(std::max(1, s.queryTimeoutMs)));
   conn.close();
   if (!r.ok) return r.error.empty() ? std::string("query failed") : r.error;
   out = volatileFunctionsFromRows(r.rows);

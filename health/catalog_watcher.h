@@ -71,15 +71,14 @@ class CatalogWatcher {
   using Clock = std::chrono::steady_clock;
   struct Database {
     Clock::time_point due;
-    int staleReads = 0;  // reads still owed to markStale()
+    int staleReads = 0;   // reads still owed to markStale()
     bool warned = false;  // the failure was logged; quiet until a read succeeds
     bool reading = false;
   };
 
   void run();
   // One read of `database`; the error when it failed.
-  std::optional<std::string> readOne(const std::string& database,
-                                     const CatalogWatcherSettings& s,
+  std::optional<std::string> readOne(const std::string& database, const CatalogWatcherSettings& s,
                                      routing::VolatileFunctions& out);
 
   TopologySource topology_;

@@ -16,13 +16,15 @@ namespace {
 // type names that take modifiers (seen after CAST ... AS or '::' too, but not only there:
 // "character varying(10)", "double precision").
 constexpr std::array<std::string_view, 66> kNotFunctions = {
-    "all", "and", "any", "array", "as", "between", "bit", "by", "case", "cast", "char",
-    "character", "check", "collate", "dec", "decimal", "default", "distinct", "else", "escape",
-    "except", "exists", "filter", "float", "from", "group", "having", "ilike", "in", "intersect",
-    "interval", "into", "is", "join", "lateral", "like", "limit", "nchar", "not", "numeric",
-    "offset", "on", "only", "or", "over", "overlaps", "returning", "rollup", "row", "select",
-    "sets", "similar", "some", "then", "time", "timestamp", "union", "using", "values", "varbit",
-    "varchar", "varying", "when", "where", "window", "within",
+    "all",     "and",      "any",     "array",     "as",      "between",   "bit",       "by",
+    "case",    "cast",     "char",    "character", "check",   "collate",   "dec",       "decimal",
+    "default", "distinct", "else",    "escape",    "except",  "exists",    "filter",    "float",
+    "from",    "group",    "having",  "ilike",     "in",      "intersect", "interval",  "into",
+    "is",      "join",     "lateral", "like",      "limit",   "nchar",     "not",       "numeric",
+    "offset",  "on",       "only",    "or",        "over",    "overlaps",  "returning", "rollup",
+    "row",     "select",   "sets",    "similar",   "some",    "then",      "time",      "timestamp",
+    "union",   "using",    "values",  "varbit",    "varchar", "varying",   "when",      "where",
+    "window",  "within",
 };
 
 constexpr bool sorted() {
@@ -46,8 +48,7 @@ bool notAFunctionName(std::string_view w) {
   return std::binary_search(kNotFunctions.begin(), kNotFunctions.end(), key);
 }
 
-void noteCalledFunction(std::string_view name, const ClassifierOptions& opts,
-                        Classification& out) {
+void noteCalledFunction(std::string_view name, const ClassifierOptions& opts, Classification& out) {
   if (name.empty()) return;
   std::string lower(name);
   for (char& ch : lower) {

@@ -16,8 +16,7 @@ inline constexpr size_t kMaxCalledFunctions = 16;
 
 // Adds `name` (the last component of a called name, as written, without quotes) to
 // out.calledFunctions, lower-cased, unless it is trusted as read-only or already there.
-void noteCalledFunction(std::string_view name, const ClassifierOptions& opts,
-                        Classification& out);
+void noteCalledFunction(std::string_view name, const ClassifierOptions& opts, Classification& out);
 
 // Lexer path: whether an unquoted word followed by '(' cannot be a function call — a
 // keyword that takes a parenthesised list (IN, EXISTS, VALUES, OVER, FILTER, ...) or a type

@@ -140,7 +140,7 @@ class Runtime {
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
   std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary
   std::atomic<uint64_t> recoveryConflictRetries{0};  // reads a replica's replay cancelled
-  std::atomic<uint64_t> volatileFunctionRoutes{0};  // reads sent to the primary: volatile fn
+  std::atomic<uint64_t> volatileFunctionRoutes{0};   // reads sent to the primary: volatile fn
   // Reads each database's volatile functions (null in tests without a controller).
   health::CatalogWatcher* catalog = nullptr;
   PauseState pause;                         // PAUSE / RESUME

@@ -371,7 +371,8 @@ void ClientSession::pump() {
       relay_.answerLocally('I');
       if (in.empty()) break;
       if (!route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                         settings_, worker_.nowMs(), worker_.volatileFunctions(login_.database()))) {
+                         settings_, worker_.nowMs(),
+                         worker_.volatileFunctions(login_.database()))) {
         client_->startReading();  // the request is still arriving
         break;
       }

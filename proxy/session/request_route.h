@@ -40,8 +40,8 @@ class RequestRoute {
               const routing::VolatileFunctions* volatileFns = nullptr);
   // What the last decide() saw about functions, for the session to pass on; cleared here.
   struct FunctionNotes {
-    bool toPrimary = false;         // a read went to the primary for a volatile function
-    bool catalogChanged = false;    // function DDL: the database's catalog needs a fresh read
+    bool toPrimary = false;       // a read went to the primary for a volatile function
+    bool catalogChanged = false;  // function DDL: the database's catalog needs a fresh read
   };
   FunctionNotes takeFunctionNotes() { return std::exchange(functionNotes_, {}); }
   // The request goes to the primary without classification (login, session mode).

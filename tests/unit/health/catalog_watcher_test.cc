@@ -12,9 +12,11 @@ namespace pgswitch::health {
 namespace {
 
 TEST(CatalogWatcher, RowsBecomeTheSet) {
-  routing::VolatileFunctions v =
-      volatileFunctionsFromRows({{std::string("my_write_fn")}, {std::nullopt}, {std::string("")},
-                                 {std::string("audit")}, {}});
+  routing::VolatileFunctions v = volatileFunctionsFromRows({{std::string("my_write_fn")},
+                                                            {std::nullopt},
+                                                            {std::string("")},
+                                                            {std::string("audit")},
+                                                            {}});
   EXPECT_EQ(v.names, (std::unordered_set<std::string>{"my_write_fn", "audit"}));
 }
 

@@ -93,9 +93,10 @@ TEST(RequestRouteFunctions, ExtendedProtocolBatch) {
 
 TEST(RequestRouteFunctions, FunctionDdlAsksForAFreshCatalog) {
   Fixture f;
-  f.query("CREATE OR REPLACE FUNCTION my_write_fn() RETURNS int LANGUAGE plpgsql AS "
-          "$$ BEGIN INSERT INTO t DEFAULT VALUES; RETURN 1; END $$",
-          nullptr);
+  f.query(
+      "CREATE OR REPLACE FUNCTION my_write_fn() RETURNS int LANGUAGE plpgsql AS "
+      "$$ BEGIN INSERT INTO t DEFAULT VALUES; RETURN 1; END $$",
+      nullptr);
   EXPECT_TRUE(f.route.takeFunctionNotes().catalogChanged);
   // Its transaction is over once the next request is decided: once more, then no longer.
   f.query("SELECT 1", nullptr);
