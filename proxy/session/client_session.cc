@@ -508,6 +508,7 @@ void ClientSession::afterTransaction() {
   if (!transactionPooling_ || settings_.pinned() || state_ != State::Active) return;
   ServerConn& s = *relay_.server();
   if (!relay_.idle() || !s.conn().in().empty()) return;
+  if (settings_.takeFunctionsChanged()) worker_.functionsChanged(login_.database());
   if (settings_.readbackDue()) {
     own_ = Own::Readback;
     transitionTo(State::OwnQuery);

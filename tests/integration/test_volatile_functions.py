@@ -37,6 +37,21 @@ def wait_catalog_reads(sw: PgSwitch, at_least: int, timeout: float = 10) -> int:
         time.sleep(0.05)
 
 
+def settled_catalog_reads(sw: PgSwitch, quiet: float = 1.3, timeout: float = 10) -> int:
+    """The count once no read happened for `quiet` seconds (a read still owed to earlier DDL
+    must not be mistaken for the one a test waits for)."""
+    deadline = time.monotonic() + timeout
+    n, since = totals(sw)["function_catalog_reads"], time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError("function catalog reads never settled")
+        time.sleep(0.1)
+        m = totals(sw)["function_catalog_reads"]
+        if m != n:
+            n, since = m, time.monotonic()
+    return n
+
+
 class VolatileFunctionCase(ProxyTestCase):
     default_budget = 60.0
 
@@ -80,7 +95,8 @@ class VolatileFunctionCase(ProxyTestCase):
             cur = conn.cursor()
             # The first pool for appdb registers the database; its catalog is read at once.
             self.assertTrue(self.ports(cur, "SELECT inet_server_port()", 10) <= replicas)
-            r0 = wait_catalog_reads(self.sw, 1)
+            wait_catalog_reads(self.sw, 1)
+            r0 = settled_catalog_reads(self.sw)
             before = totals(self.sw)
             cur.execute("CREATE OR REPLACE FUNCTION my_write_fn() RETURNS int LANGUAGE plpgsql "
                         "AS $$ BEGIN INSERT INTO vf_t (port) VALUES (inet_server_port()); "
@@ -101,6 +117,32 @@ class VolatileFunctionCase(ProxyTestCase):
         self.assertEqual(after["readonly_retries"], before["readonly_retries"])
         self.assertGreaterEqual(after["volatile_function_routes"] -
                                 before["volatile_function_routes"], 25)
+
+    @budget(60)
+    def test_function_created_inside_a_transaction(self):
+        # BEGIN; CREATE FUNCTION ...; COMMIT through pgswitch (what migration tools do): the
+        # CREATE is not the routed request, but the session sees it and asks for a read once
+        # the transaction is over.
+        primary = self.cluster.port_of(0)
+        with closing(psycopg2.connect(self.sw.dsn())) as conn:
+            conn.autocommit = True
+            conn.cursor().execute("SELECT 1")
+        wait_catalog_reads(self.sw, 1)
+        r0 = settled_catalog_reads(self.sw)
+        with closing(psycopg2.connect(self.sw.dsn())) as conn:
+            with conn.cursor() as cur:  # psycopg2 sends BEGIN first
+                cur.execute("CREATE TABLE IF NOT EXISTS vf_txn (id int)")
+                cur.execute("CREATE OR REPLACE FUNCTION txn_write_fn() RETURNS int "
+                            "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO vf_txn VALUES (1); "
+                            "RETURN inet_server_port(); END $$")
+            conn.commit()
+            wait_catalog_reads(self.sw, r0 + 1)
+            conn.autocommit = True
+            before = totals(self.sw)
+            with conn.cursor() as cur:
+                self.assertEqual(self.ports(cur, "SELECT txn_write_fn()", 10), {primary})
+        after = totals(self.sw)
+        self.assertEqual(after["readonly_retries"], before["readonly_retries"])
 
     @budget(60)
     def test_extended_protocol_call_runs_on_the_primary(self):
