@@ -238,11 +238,15 @@ void Worker::removeClient(ClientHandle* c) {
 Pool& Worker::pool(int backend, const std::string& database, const std::string& user) {
   auto key = std::make_tuple(backend, database, user);
   auto it = pools_.find(key);
-  if (it == pools_.end()) {
+  if (it == pools_.end())
     it = pools_.emplace(key, std::make_unique<Pool>(*this, backend, database, user)).first;
-    if (rt_.catalog) rt_.catalog->watch(database);  // a database clients use: know its functions
-  }
   return *it->second;
+}
+
+void Worker::databaseInUse(const std::string& database) {
+  if (!rt_.catalog || watchedDatabases_.count(database) != 0) return;
+  watchedDatabases_.insert(database);
+  rt_.catalog->watch(database);
 }
 
 Pool* Worker::findPool(const PoolKey& key) {

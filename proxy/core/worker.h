@@ -101,6 +101,9 @@ class Worker {
     return functions_ ? functions_->find(database) : nullptr;
   }
   void setFunctionCatalog(routing::FunctionCatalogPtr c) { functions_ = std::move(c); }
+  // A server login to `database` succeeded: its volatile functions are worth knowing (only
+  // databases that exist and clients use; a name a client merely tried is never read).
+  void databaseInUse(const std::string& database);
   // Function DDL for `database` passed through this worker: have its catalog read again.
   void functionsChanged(std::string_view database) {
     if (rt_.catalog) rt_.catalog->markStale(database);
@@ -162,6 +165,7 @@ class Worker {
   std::vector<std::string> classifierFunctions_;
   std::vector<std::string> classifierReadOnly_;
   routing::FunctionCatalogPtr functions_;
+  std::unordered_set<std::string> watchedDatabases_;  // told to the CatalogWatcher already
   std::vector<int> outstanding_;
   int lastPrimary_ = -1;  // primary of the last topology this worker saw
   std::vector<BackendCounters> counters_;

@@ -93,7 +93,7 @@ class VolatileFunctionCase(ProxyTestCase):
         with closing(psycopg2.connect(self.sw.dsn())) as conn:
             conn.autocommit = True
             cur = conn.cursor()
-            # The first pool for appdb registers the database; its catalog is read at once.
+            # The first login to appdb registers the database; its catalog is read at once.
             self.assertTrue(self.ports(cur, "SELECT inet_server_port()", 10) <= replicas)
             wait_catalog_reads(self.sw, 1)
             r0 = settled_catalog_reads(self.sw)
