@@ -151,7 +151,8 @@ void CatalogWatcher::run() {
     Database& after = databases_.find(due)->second;
     after.reading = false;
     const auto done = Clock::now();
-    auto again = done + std::chrono::milliseconds(s.refreshMs);
+    // A few milliseconds would be a connection storm on the primary: 100 ms at least.
+    auto again = done + std::chrono::milliseconds(std::max(kMinRefreshMs, s.refreshMs));
     if (after.staleReads > 0)
       again = std::min(again, done + std::chrono::milliseconds(kFollowUpMs));
     routing::FunctionCatalogPtr published;
@@ -159,10 +160,12 @@ void CatalogWatcher::run() {
       if (after.warned) spdlog::info("catalog: volatile functions of database {} read again", due);
       after.warned = false;
       ++reads_;
-      auto next = std::make_shared<routing::FunctionCatalog>(*current_);
-      next->version = current_->version + 1;
-      next->databases[due] = std::make_shared<const routing::VolatileFunctions>(std::move(fns));
-      current_ = published = next;
+      if (settings_.refreshMs > 0) {  // not turned off meanwhile
+        auto next = std::make_shared<routing::FunctionCatalog>(*current_);
+        next->version = current_->version + 1;
+        next->databases[due] = std::make_shared<const routing::VolatileFunctions>(std::move(fns));
+        current_ = published = next;
+      }
     } else if (*error == "no primary") {
       again = std::min(again, done + std::chrono::milliseconds(kNoPrimaryRetryMs));
     } else if (!after.warned && !stopping_) {

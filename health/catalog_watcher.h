@@ -66,6 +66,7 @@ class CatalogWatcher {
   static constexpr int kSettleMs = 100;
   static constexpr int kFollowUpMs = 1000;
   static constexpr int kNoPrimaryRetryMs = 1000;
+  static constexpr int kMinRefreshMs = 100;
 
  private:
   using Clock = std::chrono::steady_clock;

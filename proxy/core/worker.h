@@ -100,7 +100,10 @@ class Worker {
   const routing::VolatileFunctions* volatileFunctions(std::string_view database) const {
     return functions_ ? functions_->find(database) : nullptr;
   }
-  void setFunctionCatalog(routing::FunctionCatalogPtr c) { functions_ = std::move(c); }
+  void setFunctionCatalog(routing::FunctionCatalogPtr c) {
+    // Posts from two threads (a read, a reload turning the lookup off) may arrive out of order.
+    if (!functions_ || c->version > functions_->version) functions_ = std::move(c);
+  }
   // A server login to `database` succeeded: its volatile functions are worth knowing (only
   // databases that exist and clients use; a name a client merely tried is never read).
   void databaseInUse(const std::string& database);
