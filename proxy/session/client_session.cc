@@ -417,7 +417,8 @@ void ClientSession::pump() {
   if (transactionPooling_ && !settings_.pinned() && relay_.batchAwaitsSync() && !in.empty() &&
       onReplica_) {
     int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                        relay_.statements().names());
+                                        relay_.statements().names(),
+                                        worker_.volatileFunctions(login_.database()));
     if (w < 0) return;  // its first message is still arriving
     if (w == 1) {
       relay_.closeBatch();
@@ -433,7 +434,8 @@ void ClientSession::pump() {
     if (ok && ev.answeredLocally) afterTransaction();
     if (!ok || !ev.requestEnded || state_ != State::Active ||
         route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                    relay_.statements().names()) != 0)
+                                    relay_.statements().names(),
+                                    worker_.volatileFunctions(login_.database())) != 0)
       break;
   }
   noteInFlight();
@@ -532,8 +534,9 @@ void ClientSession::afterTransaction() {
   // once it has).
   ByteQueue& in = client_->in();
   if (!in.empty() &&
-      (!onReplica_ || route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                                   relay_.statements().names()) == 0)) {
+      (!onReplica_ || route_.firstStatementWrites(
+                          in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
+                          worker_.volatileFunctions(login_.database())) == 0)) {
     pump();
     return;
   }

@@ -210,7 +210,8 @@ routing::RoutePick RequestRoute::pick(const routing::Topology& topo, const Confi
 
 int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
                                        routing::Classifier& classifier,
-                                       const ClientStatements& names) {
+                                       const ClientStatements& names,
+                                       const routing::VolatileFunctions* volatileFns) {
   std::array<std::byte, 5> hdr;
   if (!in.copyOut(0, hdr)) return -1;
   Frame f = readFrame(hdr, cfg.maxMessageBytes);
@@ -236,6 +237,9 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
   // statement was prepared on this very server: let it run; the server knows what it does.
   if (routing::isSqlExecute(sql)) return 0;
   routing::Classification c = classifier.classify(sql);
+  if (c.kind == routing::StatementKind::Read && routing::callsVolatileFunction(c, volatileFns)) {
+    return 1;
+  }
   return c.write || c.kind == routing::StatementKind::Write ? 1 : 0;
 }
 

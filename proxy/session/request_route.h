@@ -53,8 +53,11 @@ class RequestRoute {
 
   // Whether the request at the front of `in` starts with a statement that writes: 1, 0, or -1
   // while its first message is incomplete. Query, Parse and Bind of a known statement only.
+  // With volatileFns, a read calling one of them counts as a write (decide() would send it to
+  // the primary).
   int firstStatementWrites(const protocol::ByteQueue& in, const Config& cfg,
-                           routing::Classifier& classifier, const ClientStatements& names);
+                           routing::Classifier& classifier, const ClientStatements& names,
+                           const routing::VolatileFunctions* volatileFns = nullptr);
 
   // The replica running a lone read died before a byte of the answer reached the client:
   // the read is put back in front of `in`, to be routed again away from that backend. Once

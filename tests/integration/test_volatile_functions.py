@@ -162,6 +162,24 @@ class VolatileFunctionCase(ProxyTestCase):
             for i in range(10):
                 got = conn.execute("SELECT ext_write_fn(%s)", (i,), prepare=True).fetchone()
                 self.assertEqual(got[0], primary)
+        # Pipelined behind a read that runs on a replica: the call waits for that read's
+        # ReadyForQuery and is routed afresh, to the primary (not 25006 on the replica).
+        from pgwire import PgWire, parse_error_fields, query_msg
+        with PgWire(port=self.sw.port) as w:
+            w.startup("app", "appdb", "app")
+            for i in range(10):
+                w.send(query_msg("SELECT inet_server_port()") +
+                       query_msg(f"SELECT ext_write_fn({i})") + query_msg("SELECT 3"))
+                ready, rows = 0, []
+                while ready < 3:
+                    t, p = w.read_msg()
+                    if t == b"E":
+                        self.fail(f"pipelined request failed: {parse_error_fields(p)}")
+                    if t == b"D":
+                        rows.append(p)
+                    ready += t == b"Z"
+                # DataRow: int16 count, int32 length, text
+                self.assertEqual(int(rows[1][6:].decode()), primary)
         self.assertEqual(totals(self.sw)["readonly_retries"], 0)
 
     @budget(90)

@@ -109,3 +109,25 @@ TEST(RequestRouteFunctions, FunctionDdlAsksForAFreshCatalog) {
 
 }  // namespace
 }  // namespace pgswitch::proxy
+
+namespace pgswitch::proxy {
+namespace {
+
+// A request pipelined behind a read on a replica is forwarded there only if it is a read;
+// one calling a volatile function waits and is routed afresh (to the primary).
+TEST(RequestRouteFunctions, PipelinedVolatileCallCountsAsAWrite) {
+  Fixture f;
+  std::string q;
+  protocol::appendQuery(q, "SELECT my_write_fn()");
+  f.in.append(q);
+  EXPECT_EQ(f.route.firstStatementWrites(f.in, f.cfg, f.classifier, f.names), 0);
+  EXPECT_EQ(f.route.firstStatementWrites(f.in, f.cfg, f.classifier, f.names, &f.fns), 1);
+  f.in.consume(f.in.size());
+  q.clear();
+  protocol::appendQuery(q, "SELECT lower('A')");
+  f.in.append(q);
+  EXPECT_EQ(f.route.firstStatementWrites(f.in, f.cfg, f.classifier, f.names, &f.fns), 0);
+}
+
+}  // namespace
+}  // namespace pgswitch::proxy
