@@ -79,6 +79,10 @@ Classification classifyImpl(std::string_view sql, const ClassifierOptions& opts)
     }
   }
   parseLeadingHints(sql, r);
+  if (r.write) {  // the primary anyway: nothing to look up, nothing to cache
+    r.calledFunctions.clear();
+    r.calledFunctionsTruncated = false;
+  }
   return r;
 }
 
@@ -117,9 +121,11 @@ Classification classifyUncached(std::string_view sql, const ClassifierOptions& o
 }
 
 Classifier::Classifier(ClassifierOptions opts) : opts_(std::move(opts)) {
-  for (std::string& f : opts_.extraWriteFunctions) {
-    for (char& ch : f) {
-      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + ('a' - 'A'));
+  for (auto* list : {&opts_.extraWriteFunctions, &opts_.readOnlyFunctions}) {
+    for (std::string& f : *list) {
+      for (char& ch : f) {
+        if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + ('a' - 'A'));
+      }
     }
   }
   if (opts_.cacheCapacity > 0) cache_ = std::make_unique<ClassifyCache>(opts_.cacheCapacity);

@@ -50,6 +50,16 @@ struct Classification {
   Hint hint = Hint::None;       // leading /* pgswitch: primary */ or /* pgswitch: replica */
   std::string hintTag;          // leading /* pgswitch: tag=reporting */
   bool usedParser = false;      // the lexer was unsure; libpg_query decided
+  // Functions the text calls that the proxy may have to look up (routing/called_functions.h):
+  // the last name component, lower-cased, without built-in writers and trusted names, at most
+  // kMaxCalledFunctions (calledFunctionsTruncated when there were more). Empty when `write`
+  // is set: such a statement goes to the primary anyway. A SELECT calling a function the
+  // database's catalog says is volatile is sent to the primary (routing/volatile_functions.h).
+  std::vector<std::string> calledFunctions;
+  bool calledFunctionsTruncated = false;
+  // CREATE/ALTER/DROP FUNCTION, PROCEDURE, ROUTINE or EXTENSION, DROP SCHEMA, DO: the
+  // database's function catalog may have changed.
+  bool changesFunctions = false;
 
   bool operator==(const Classification&) const = default;
 };
@@ -58,6 +68,9 @@ struct ClassifierOptions {
   // Functions that write or must run on the primary, in addition to the built-in list
   // (nextval, setval, pg_advisory_lock, ...). Compared case-insensitively.
   std::vector<std::string> extraWriteFunctions;
+  // Functions trusted as read-only although the catalog says volatile: never reported in
+  // Classification::calledFunctions. Compared case-insensitively.
+  std::vector<std::string> readOnlyFunctions;
   // Entries in the per-Classifier cache; 0 disables caching.
   size_t cacheCapacity = 16384;
 };

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "routing/called_functions.h"
 #include "routing/json_tree.h"
 #include "routing/statement_rules.h"
 #include "routing/write_functions.h"
@@ -67,6 +68,7 @@ class TreeRules {
       WriteFunctionMatch m = matchWriteFunction(name, opts_.extraWriteFunctions);
       out.write |= m.write;
       out.sessionAdvisoryLock |= m.sessionAdvisoryLock;
+      if (!m.write) noteCalledFunction(name, opts_, out);
     }
   }
 
@@ -178,6 +180,7 @@ class TreeRules {
       // Everything else changes data, schema or server state: the primary's business.
       out.write = true;
       out.kind = StatementKind::Write;
+      out.changesFunctions = changesFunctions(type, n);
       out.listen = type == "ListenStmt";
       out.unlisten = type == "UnlistenStmt";
       if (type == "CreateStmt") out.createsTempTable = tempRelation(d_.member(n, "relation"));
@@ -192,6 +195,28 @@ class TreeRules {
         out.createsTempTable = next != 0 && str(d_.path(first, {"String", "sval"})) == "pg_temp";
       }
     }
+  }
+
+  // As the lexer rule (statement_rules.cc): DDL after which the database's volatile
+  // functions may differ.
+  bool changesFunctions(std::string_view type, uint32_t n) const {
+    if (type == "CreateFunctionStmt" || type == "AlterFunctionStmt" || type == "DoStmt" ||
+        type == "CreateExtensionStmt" || type == "AlterExtensionStmt" ||
+        type == "AlterExtensionContentsStmt") {
+      return true;
+    }
+    if (type != "DropStmt" && type != "RenameStmt" && type != "AlterObjectSchemaStmt" &&
+        type != "AlterOwnerStmt") {
+      return false;
+    }
+    for (std::string_view key : {"removeType", "renameType", "objectType"}) {
+      const std::string_view o = str(d_.member(n, key));
+      if (o == "OBJECT_FUNCTION" || o == "OBJECT_PROCEDURE" || o == "OBJECT_ROUTINE" ||
+          o == "OBJECT_EXTENSION" || (type == "DropStmt" && o == "OBJECT_SCHEMA")) {
+        return true;
+      }
+    }
+    return false;
   }
 
   void classifyTransaction(uint32_t n, Classification& out) const {

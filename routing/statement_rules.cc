@@ -2,6 +2,7 @@
 // with certainty or returns false, so that only text the rules fully understand skips the parser.
 #include "routing/statement_rules.h"
 
+#include "routing/called_functions.h"
 #include "routing/write_functions.h"
 
 namespace pgswitch::routing {
@@ -35,6 +36,15 @@ bool isQueryStart(const TokenSeq& t, size_t i, size_t e) {
              t, i, e, {"select", "values", "table", "with", "insert", "update", "delete", "merge"});
 }
 
+// Token i (followed by '(') names a type, not a function: x::name(...), CAST(x AS name(...)),
+// also schema-qualified (x::app.t(...) is not valid, but nothing is lost by skipping it).
+bool castTarget(const TokenSeq& t, size_t b, size_t i) {
+  while (i >= b + 2 && t[i - 1].kind == TK::Dot) i -= 2;
+  if (i <= b) return false;
+  if (t[i - 1].kind == TK::Operator && t.text(i - 1) == "::") return true;
+  return t.word(i - 1, i, "as");
+}
+
 // Function calls, locking clauses and SELECT ... INTO anywhere in [b, e). Returns false when
 // unsure (INTO below the statement's own level, a U&"..." function name).
 bool scanQuery(const RuleContext& c, size_t b, size_t e, Classification& out, bool allowInto) {
@@ -48,10 +58,12 @@ bool scanQuery(const RuleContext& c, size_t b, size_t e, Classification& out, bo
       if (!t.kindAt(i + 1, e, TK::LParen)) continue;
       std::string_view q = t.text(i);
       if (q[0] != '"') return false;  // U&"..." may spell anything
-      WriteFunctionMatch m =
-          matchWriteFunction(q.substr(1, q.size() - 2), c.opts.extraWriteFunctions);
+      if (q.find("\"\"") != std::string_view::npos) return false;  // "a""b": the parser unescapes
+      q = q.substr(1, q.size() - 2);
+      WriteFunctionMatch m = matchWriteFunction(q, c.opts.extraWriteFunctions);
       out.write |= m.write;
       out.sessionAdvisoryLock |= m.sessionAdvisoryLock;
+      if (!m.write && !castTarget(t, b, i)) noteCalledFunction(q, c.opts, out);
       continue;
     }
     if (tok.kind != TK::Word) continue;
@@ -60,6 +72,9 @@ bool scanQuery(const RuleContext& c, size_t b, size_t e, Classification& out, bo
       WriteFunctionMatch m = matchWriteFunction(w, c.opts.extraWriteFunctions);
       out.write |= m.write;
       out.sessionAdvisoryLock |= m.sessionAdvisoryLock;
+      if (!m.write && !notAFunctionName(w) && !castTarget(t, b, i)) {
+        noteCalledFunction(w, c.opts, out);
+      }
     } else if (equalsLower(w, "for")) {
       // FOR UPDATE / FOR NO KEY UPDATE / FOR SHARE / FOR KEY SHARE, at any depth.
       if (t.word(i + 1, e, "update") || t.word(i + 1, e, "share") ||
@@ -269,6 +284,17 @@ void classifyCreate(const TokenSeq& t, size_t b, size_t e, Classification& out) 
   if (t.word(i, e, "pg_temp") && t.kindAt(i + 1, e, TK::Dot)) out.createsTempTable = true;
 }
 
+// CREATE [OR REPLACE] / ALTER / DROP of a FUNCTION, PROCEDURE, ROUTINE or EXTENSION, DROP
+// SCHEMA (CASCADE takes its functions along), DO (its body may create functions): the volatile
+// functions of the database may have changed. `k` is the lower-cased first keyword.
+bool changesFunctions(const TokenSeq& t, size_t b, size_t e, std::string_view k) {
+  if (k == "do") return true;
+  size_t i = b + 1;
+  if (k == "create" && t.word(i, e, "or") && t.word(i + 1, e, "replace")) i += 2;
+  if (k == "drop" && t.word(i, e, "schema")) return true;
+  return startsWithAny(t, i, e, {"function", "procedure", "routine", "extension"});
+}
+
 bool classifyDiscard(const TokenSeq& t, size_t b, size_t e, Classification& out) {
   if (b + 2 != e) return false;
   if (t.word(b + 1, e, "all") || t.word(b + 1, e, "plans")) {
@@ -302,6 +328,7 @@ void absorbEffects(Classification& to, const Classification& from) {
   to.sqlPrepare |= from.sqlPrepare;
   to.sqlDeallocate |= from.sqlDeallocate;
   to.discard |= from.discard;
+  mergeCalledFunctions(to, from);
 }
 
 void StatementMerger::add(Classification&& s) {
@@ -378,6 +405,9 @@ bool classifyStatement(const RuleContext& c, size_t b, size_t e, Classification&
     return true;
   }
   if (k == "discard") return classifyDiscard(t, b, e, out);
+  if (k == "create" || k == "alter" || k == "drop" || k == "do") {
+    out.changesFunctions = changesFunctions(t, b, e, k);
+  }
   if (k == "create") {
     classifyCreate(t, b, e, out);
     return true;

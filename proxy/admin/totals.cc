@@ -43,6 +43,13 @@ std::vector<Total> totals(const Snapshot& s) {
        "Of those, reads that went to the primary because no replica caught up within "
        "routing.max_wait_ms.",
        s.replicaWaitFallbacks},
+      {"volatile_function_routes", "pgswitch_volatile_function_routes_total", true,
+       "Reads sent to the primary because they call a function the database's catalog says is "
+       "volatile (it may write).",
+       s.volatileFunctionRoutes},
+      {"function_catalog_reads", "pgswitch_function_catalog_reads_total", true,
+       "Reads of a database's volatile functions (pg_proc) from the primary.",
+       s.functionCatalogReads},
   };
 }
 

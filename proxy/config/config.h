@@ -87,6 +87,9 @@ struct RoutingConfig {
   Consistency consistency{};
   uint64_t maxWaitMs{};  // strong / read_your_writes: how long a read waits for a replica
   std::vector<std::string> writeFunctions;  // user functions that write (besides built-ins)
+  // Volatile functions trusted not to write: a read calling them may still go to a replica.
+  std::vector<std::string> readOnlyFunctions;
+  int functionRefreshMs{};  // how often each database's volatile functions are read (0 = off)
   std::vector<RouteRule> rules;             // [[routing.rule]], loaded by hand (config.cc)
 };
 

@@ -325,6 +325,12 @@ std::vector<Setting> makeTable() {
               "what it must see before it goes to the primary (0 = do not wait)"),
       list("routing.write_functions", field(kRouting, &RC::writeFunctions), kReload,
            "your functions that write, besides the built-in list"),
+      list("routing.read_only_functions", field(kRouting, &RC::readOnlyFunctions), kReload,
+           "volatile functions trusted not to write: reads calling them may use replicas"),
+      integer("routing.function_refresh_ms", field(kRouting, &RC::functionRefreshMs), 30000,
+              {.max = 86400000}, kReload,
+              "how often each database's volatile functions are read from the primary; reads "
+              "calling one go to the primary; 0 = off"),
   };
 }
 

@@ -46,6 +46,16 @@ health::HealthSettings Controller::healthSettings(const Config& c) {
   return s;
 }
 
+health::CatalogWatcherSettings Controller::catalogSettings(const Config& c) {
+  health::CatalogWatcherSettings s;
+  s.user = c.health.user;
+  s.password = c.health.password;
+  s.connectTimeoutMs = c.health.connectTimeoutMs;
+  s.queryTimeoutMs = c.health.queryTimeoutMs;
+  s.refreshMs = c.routing.functionRefreshMs;
+  return s;
+}
+
 // Slots are matched by name: a renamed backend is a removal plus an addition, and a name that
 // comes back takes its old slot (and index) again, as a new backend.
 bool Controller::mergeSlotsLocked(const Config& c) {
@@ -97,6 +107,18 @@ void Controller::start() {
     std::lock_guard g(mu_);
     mergeSlotsLocked(*cfg);
     startHealthLocked(*cfg, false);
+    // Workers start after this and register databases as their pools appear; each new
+    // catalog snapshot is handed to every worker like a topology.
+    catalog_ = std::make_unique<health::CatalogWatcher>(
+        catalogSettings(*cfg), [this] { return rt_.topology(); },
+        [this](routing::FunctionCatalogPtr c) {
+          for (auto& w : workers_) {
+            Worker* wp = w.get();
+            wp->post([wp, c] { wp->setFunctionCatalog(c); });
+          }
+        });
+    rt_.catalog = catalog_.get();
+    catalog_->start();
   }
   // The initial snapshot is a guess (first backend primary). Wait briefly for the first real
   // round so that a restarted pgswitch does not send a write to a demoted primary.
@@ -175,6 +197,7 @@ void Controller::postToWorkers(void (Worker::*fn)()) {
 
 void Controller::stop() {
   std::lock_guard g(mu_);
+  if (catalog_) catalog_->stop();  // rt_.catalog stays valid: workers may still mark stale
   if (!health_) return;
   ++generation_;
   rt_.health = nullptr;
@@ -216,6 +239,9 @@ void Controller::applyLocked(std::shared_ptr<const Config> next) {
   rt_.setConfig(next);
   spdlog::set_level(spdlog::level::from_str(next->logLevel));
   bool failoverChanged = failoverSettings(*next) != failoverSettings(*prev);
+  if (catalog_ && catalogSettings(*next) != catalogSettings(*prev)) {
+    catalog_->setSettings(catalogSettings(*next));
+  }
   if (backendsChanged || failoverChanged || healthSettings(*next) != settings_) {
     spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());
     startHealthLocked(*next, true);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "health/catalog_watcher.h"
 #include "health/health_monitor.h"
 #include "proxy/config/config.h"
 #include "proxy/core/runtime.h"
@@ -54,6 +55,7 @@ class Controller {
 
   static health::HealthSettings healthSettings(const Config& c);
   static health::FailoverSettings failoverSettings(const Config& c);
+  static health::CatalogWatcherSettings catalogSettings(const Config& c);
 
  private:
   // Backend slots keep their index for the life of the process: pools and counters are
@@ -80,6 +82,8 @@ class Controller {
   std::vector<std::unique_ptr<Worker>>& workers_;
   mutable std::mutex mu_;
   std::unique_ptr<health::HealthMonitor> health_;
+  // Volatile functions per database; lives from start() to stop(), across health restarts.
+  std::unique_ptr<health::CatalogWatcher> catalog_;
   // Publications of a replaced monitor are ignored; a new monitor's guessed initial
   // snapshot is ignored while a real one from its predecessor is in place.
   std::atomic<uint64_t> generation_{0};

@@ -208,6 +208,7 @@ void Pool::release(ServerConn& s, bool reusable, bool reset) {
 void Pool::onLoginDone(ServerConn& s) {
   spdlog::debug("server {} logged in to backend {} ({}/{})", s.id(), backend_, database_, user_);
   loginError_.clear();
+  worker_.databaseInUse(database_);
   handOut(s);
 }
 

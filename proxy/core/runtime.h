@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "health/catalog_watcher.h"
 #include "health/health_monitor.h"
 #include "proxy/config/config.h"
 #include "proxy/core/listener.h"
@@ -140,6 +141,9 @@ class Runtime {
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
   std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary
   std::atomic<uint64_t> recoveryConflictRetries{0};  // reads a replica's replay cancelled
+  std::atomic<uint64_t> volatileFunctionRoutes{0};   // reads sent to the primary: volatile fn
+  // Reads each database's volatile functions (null in tests without a controller).
+  health::CatalogWatcher* catalog = nullptr;
   PauseState pause;                         // PAUSE / RESUME
   PoolBudgets budgets;                      // server connections per pool key, all workers
   WriteFloors floors;                       // consistency = strong: what reads must see

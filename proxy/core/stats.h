@@ -97,6 +97,8 @@ struct Snapshot {
   uint64_t replicaWaits = 0;
   uint64_t replicaWaitFallbacks = 0;
   uint64_t recoveryConflictRetries = 0;
+  uint64_t volatileFunctionRoutes = 0;
+  uint64_t functionCatalogReads = 0;
   bool paused = false;
 };
 

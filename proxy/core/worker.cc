@@ -203,11 +203,14 @@ void Worker::onTopologyChanged() {
 }
 
 routing::Classifier& Worker::classifier(const Config& cfg) {
-  if (!classifier_ || classifierFunctions_ != cfg.routing.writeFunctions) {
+  if (!classifier_ || classifierFunctions_ != cfg.routing.writeFunctions ||
+      classifierReadOnly_ != cfg.routing.readOnlyFunctions) {
     routing::ClassifierOptions o;
     o.extraWriteFunctions = cfg.routing.writeFunctions;
+    o.readOnlyFunctions = cfg.routing.readOnlyFunctions;
     classifier_ = std::make_unique<routing::Classifier>(std::move(o));
     classifierFunctions_ = cfg.routing.writeFunctions;
+    classifierReadOnly_ = cfg.routing.readOnlyFunctions;
   }
   return *classifier_;
 }
@@ -238,6 +241,12 @@ Pool& Worker::pool(int backend, const std::string& database, const std::string& 
   if (it == pools_.end())
     it = pools_.emplace(key, std::make_unique<Pool>(*this, backend, database, user)).first;
   return *it->second;
+}
+
+void Worker::databaseInUse(const std::string& database) {
+  if (!rt_.catalog || watchedDatabases_.count(database) != 0) return;
+  watchedDatabases_.insert(database);
+  rt_.catalog->watch(database);
 }
 
 Pool* Worker::findPool(const PoolKey& key) {

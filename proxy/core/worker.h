@@ -23,6 +23,7 @@
 #include "proxy/core/runtime.h"
 #include "proxy/core/stats.h"
 #include "routing/classifier.h"
+#include "routing/volatile_functions.h"
 
 namespace pgswitch::proxy {
 
@@ -94,6 +95,22 @@ class Worker {
   // replica choice balances), and a cheap PRNG for the choice.
   routing::Classifier& classifier(const Config& cfg);
   std::vector<int>& outstanding() { return outstanding_; }
+  // The volatile functions of `database` as last read (null: not read yet), and the
+  // snapshot they come from (CatalogWatcher, posted here when it changes).
+  const routing::VolatileFunctions* volatileFunctions(std::string_view database) const {
+    return functions_ ? functions_->find(database) : nullptr;
+  }
+  void setFunctionCatalog(routing::FunctionCatalogPtr c) {
+    // Posts from two threads (a read, a reload turning the lookup off) may arrive out of order.
+    if (!functions_ || c->version > functions_->version) functions_ = std::move(c);
+  }
+  // A server login to `database` succeeded: its volatile functions are worth knowing (only
+  // databases that exist and clients use; a name a client merely tried is never read).
+  void databaseInUse(const std::string& database);
+  // Function DDL for `database` passed through this worker: have its catalog read again.
+  void functionsChanged(std::string_view database) {
+    if (rt_.catalog) rt_.catalog->markStale(database);
+  }
   void addOutstanding(int backend, int delta) {
     if (backend < 0) return;
     if (static_cast<size_t>(backend) >= outstanding_.size()) outstanding_.resize(backend + 1, 0);
@@ -149,6 +166,9 @@ class Worker {
   int workerCount_ = 1;
   std::unique_ptr<routing::Classifier> classifier_;
   std::vector<std::string> classifierFunctions_;
+  std::vector<std::string> classifierReadOnly_;
+  routing::FunctionCatalogPtr functions_;
+  std::unordered_set<std::string> watchedDatabases_;  // told to the CatalogWatcher already
   std::vector<int> outstanding_;
   int lastPrimary_ = -1;  // primary of the last topology this worker saw
   std::vector<BackendCounters> counters_;

@@ -456,10 +456,14 @@ void ClientSession::pump() {
       relay_.answerLocally('I');
       if (in.empty()) break;
       if (!route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                         settings_, worker_.nowMs())) {
+                         settings_, worker_.nowMs(),
+                         worker_.volatileFunctions(login_.database()))) {
         client_->startReading();  // the request is still arriving
         break;
       }
+      auto fn = route_.takeFunctionNotes();
+      if (fn.toPrimary) ++worker_.runtime().volatileFunctionRoutes;
+      if (fn.catalogChanged) worker_.functionsChanged(login_.database());
       requestServer();
     }
     client_->flush();
@@ -498,7 +502,8 @@ void ClientSession::pump() {
   if (transactionPooling_ && !settings_.pinned() && relay_.batchAwaitsSync() && !in.empty() &&
       onReplica_) {
     int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                        relay_.statements().names());
+                                        relay_.statements().names(),
+                                        worker_.volatileFunctions(login_.database()));
     if (w < 0) return;  // its first message is still arriving
     if (w == 1) {
       relay_.closeBatch();
@@ -512,7 +517,15 @@ void ClientSession::pump() {
     relay_.holdFinalReady(route_.holdsReady(*cfg_));
   }
   // On a replica, requests pipelined behind this one are forwarded only while they are reads;
-  // the first that may write waits for this one's ReadyForQuery and is routed afresh.
+  // the first that may write waits for this one's ReadyForQuery and is routed afresh. That
+  // holds however the bytes arrived: also for a request read after the one in flight was sent
+  // (e.g. right behind strong consistency's question to the replica).
+  if (transactionPooling_ && onReplica_ && !settings_.pinned() && !relay_.clientHalfSent() &&
+      relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
+      route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
+                                  relay_.statements().names(),
+                                  worker_.volatileFunctions(login_.database())) != 0)
+    return;
   relay_.stopAtRequestEnd(transactionPooling_ && onReplica_);
   for (;;) {
     Relay::Event ev = relay_.toServer();
@@ -520,7 +533,8 @@ void ClientSession::pump() {
     if (ok && ev.answeredLocally) afterTransaction();
     if (!ok || !ev.requestEnded || state_ != State::Active ||
         route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                    relay_.statements().names()) != 0)
+                                    relay_.statements().names(),
+                                    worker_.volatileFunctions(login_.database())) != 0)
       break;
   }
   noteInFlight();
@@ -601,6 +615,7 @@ void ClientSession::afterTransaction() {
   if (!transactionPooling_ || state_ != State::Active) return;
   ServerConn& s = *relay_.server();
   if (!relay_.idle() || !s.conn().in().empty()) return;
+  if (settings_.takeFunctionsChanged()) worker_.functionsChanged(login_.database());
   // A write transaction ended: its LSN is asked for on the same server connection (strong:
   // while its ReadyForQuery waits; read-your-writes: after the client has it, so the client
   // waits only if it sends its next request within that round trip).
@@ -632,8 +647,9 @@ void ClientSession::afterTransaction() {
   // once it has).
   ByteQueue& in = client_->in();
   if (!in.empty() &&
-      (!onReplica_ || route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                                   relay_.statements().names()) == 0)) {
+      (!onReplica_ || route_.firstStatementWrites(
+                          in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
+                          worker_.volatileFunctions(login_.database())) == 0)) {
     pump();
     return;
   }

@@ -101,6 +101,8 @@ class Relay {
   // The client has sent part of a message (half-forwarded, half-buffered or half-dropped) and
   // owes the rest.
   bool clientMidMessage();
+  // A client message is partly forwarded: the next client bytes are its rest.
+  bool clientHalfSent() const { return c2sPassthrough_ > 0 || skip_ > 0; }
   ServerExchange& exchange() { return exchange_; }
   StatementMap& statements() { return statements_; }
 

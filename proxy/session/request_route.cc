@@ -58,7 +58,8 @@ void RequestRoute::toPrimary() {
 }
 
 bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Classifier& classifier,
-                          const ClientStatements& names, SessionState& state, uint64_t nowMs) {
+                          const ClientStatements& names, SessionState& state, uint64_t nowMs,
+                          const routing::VolatileFunctions* volatileFns) {
   route_ = {};
   retryable_ = false;
   hasRetryCopy_ = false;
@@ -69,9 +70,10 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   routedWrite_ = true;
   state.pinOnLink(nullptr);
   if (cfg.poolMode != PoolMode::Transaction) return true;
+  functionNotes_.catalogChanged |= std::exchange(functionDdlBefore_, false);
 
   const bool readOnlySession = state.setting("default_transaction_read_only") == "on";
-  bool primary = false, ended = false, unnamedParsed = false;
+  bool primary = false, ended = false, unnamedParsed = false, callsVolatile = false;
   int frames = 0;
   char firstType = 0;
   std::string hintTagOwned;
@@ -79,6 +81,14 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   auto consider = [&](std::string_view sql) {
     routing::Classification c = classifier.classify(sql);
     if (routing::targetFor(c, readOnlySession) == routing::Target::Primary) primary = true;
+    // A volatile function may write; in a read-only session it could not on the primary
+    // either, and an explicit replica hint is the client's call.
+    if (c.kind == routing::StatementKind::Read && !readOnlySession &&
+        c.hint != routing::Classification::Hint::Replica &&
+        routing::callsVolatileFunction(c, volatileFns)) {
+      callsVolatile = true;
+    }
+    if (c.changesFunctions) functionNotes_.catalogChanged = functionDdlBefore_ = true;
     // Session state the command tags do not reveal: pin the client to the server it gets.
     if (c.createsTempTable) state.pinOnLink("temporary table");
     if (c.sessionAdvisoryLock) state.pinOnLink("session advisory lock");
@@ -161,6 +171,10 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
     primary = true;
   }
   if (!cfg.routing.readWriteSplit || forcePrimary) primary = true;
+  if (callsVolatile && !primary) {
+    primary = true;
+    functionNotes_.toPrimary = true;
+  }
   route_.target = primary ? routing::Target::Primary : routing::Target::Replica;
   routedWrite_ = primary;
   // A lone autocommit read Query can be sent again elsewhere if its replica dies before
@@ -238,7 +252,8 @@ void RequestRoute::readOnPrimary() {
 
 int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
                                        routing::Classifier& classifier,
-                                       const ClientStatements& names) {
+                                       const ClientStatements& names,
+                                       const routing::VolatileFunctions* volatileFns) {
   std::array<std::byte, 5> hdr;
   if (!in.copyOut(0, hdr)) return -1;
   Frame f = readFrame(hdr, cfg.maxMessageBytes);
@@ -264,6 +279,9 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
   // statement was prepared on this very server: let it run; the server knows what it does.
   if (routing::isSqlExecute(sql)) return 0;
   routing::Classification c = classifier.classify(sql);
+  if (c.kind == routing::StatementKind::Read && routing::callsVolatileFunction(c, volatileFns)) {
+    return 1;
+  }
   return c.write || c.kind == routing::StatementKind::Write ? 1 : 0;
 }
 

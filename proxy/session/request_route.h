@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "protocol/buffer.h"
@@ -20,6 +21,7 @@
 #include "proxy/core/write_floor.h"
 #include "routing/classifier.h"
 #include "routing/route_policy.h"
+#include "routing/volatile_functions.h"
 
 namespace pgswitch::proxy {
 
@@ -34,8 +36,17 @@ class RequestRoute {
   // Classifies the request at the front of `in` (up to its Sync, Flush or Query). False: it
   // has not arrived whole yet. Session state it creates is noted in `state` (pinOnLink).
   // Session mode: the primary, unclassified (the server stays with the session).
+  // volatileFns: the database's volatile functions (null: not known yet); a read calling one
+  // goes to the primary.
   bool decide(const protocol::ByteQueue& in, const Config& cfg, routing::Classifier& classifier,
-              const ClientStatements& names, SessionState& state, uint64_t nowMs);
+              const ClientStatements& names, SessionState& state, uint64_t nowMs,
+              const routing::VolatileFunctions* volatileFns = nullptr);
+  // What the last decide() saw about functions, for the session to pass on; cleared here.
+  struct FunctionNotes {
+    bool toPrimary = false;       // a read went to the primary for a volatile function
+    bool catalogChanged = false;  // function DDL: the database's catalog needs a fresh read
+  };
+  FunctionNotes takeFunctionNotes() { return std::exchange(functionNotes_, {}); }
   // The request goes to the primary without classification (login, session mode).
   void toPrimary();
   // The database's write floor (strong consistency), set once the database is known.
@@ -53,8 +64,11 @@ class RequestRoute {
 
   // Whether the request at the front of `in` starts with a statement that writes: 1, 0, or -1
   // while its first message is incomplete. Query, Parse and Bind of a known statement only.
+  // With volatileFns, a read calling one of them counts as a write (decide() would send it to
+  // the primary).
   int firstStatementWrites(const protocol::ByteQueue& in, const Config& cfg,
-                           routing::Classifier& classifier, const ClientStatements& names);
+                           routing::Classifier& classifier, const ClientStatements& names,
+                           const routing::VolatileFunctions* volatileFns = nullptr);
 
   // The replica running a lone read died before a byte of the answer reached the client:
   // the read is put back in front of `in`, to be routed again away from that backend. Once
@@ -109,6 +123,10 @@ class RequestRoute {
   bool hasRetryCopy_ = false;        // retryBuf_ holds the request decided last
   bool forcePrimary_ = false;        // the next request is a read that wrote on a replica
   std::vector<std::byte> scratch_;
+  FunctionNotes functionNotes_;
+  // The request decided last had function DDL: the next decide() (its transaction is over by
+  // then) asks for another read of the catalog.
+  bool functionDdlBefore_ = false;
   static constexpr size_t kRetryCopyLimit = 64 * 1024;
 };
 

@@ -92,6 +92,7 @@ void SessionState::noteStatement(const routing::Classification& c, std::string_v
   if (c.createsTempTable) pin("temporary table");
   if (c.sessionAdvisoryLock) pin("session advisory lock");
   if (c.withHoldCursor) pin("WITH HOLD cursor");
+  if (c.changesFunctions) functionsChanged_ = true;
 }
 
 SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,

@@ -45,6 +45,9 @@ class SessionState {
   // carrySets: transaction mode, where an unreported session SET is read back and carried.
   void noteStatement(const routing::Classification& c, std::string_view sql,
                      const ServerParams& reported, bool carrySets);
+  // A noted statement was function DDL (CREATE FUNCTION inside a transaction): once that
+  // transaction is over, the database's catalog of volatile functions wants a fresh read.
+  bool takeFunctionsChanged() { return std::exchange(functionsChanged_, false); }
   // What the relay must do to prepared statements after a CommandComplete.
   enum class TagEffect { None, ForgetServerStatements, ForgetAllStatements };
   TagEffect onCommandTag(protocol::CommandTag tag, bool transactionPooling);
@@ -77,6 +80,7 @@ class SessionState {
                            std::string& out);
 
  private:
+  bool functionsChanged_ = false;
   bool carryable(std::string_view name, const ServerParams& reported) const;
 
   Settings settings_;

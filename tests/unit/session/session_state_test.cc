@@ -207,3 +207,22 @@ TEST(SessionState, ParamsToldOnceAndAfterChanges) {
 
 }  // namespace
 }  // namespace pgswitch::proxy
+
+namespace pgswitch::proxy {
+namespace {
+
+// CREATE FUNCTION inside a transaction is seen here (not by the request's routing): the
+// session asks for a fresh catalog read once, after that transaction.
+TEST(SessionState, FunctionDdlInsideATransactionIsReportedOnce) {
+  SessionState s;
+  const std::string_view create =
+      "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'";
+  s.noteStatement(classify("CREATE TABLE t (a int)"), "CREATE TABLE t (a int)", {}, true);
+  EXPECT_FALSE(s.takeFunctionsChanged());
+  s.noteStatement(classify(create), create, {}, true);
+  EXPECT_TRUE(s.takeFunctionsChanged());
+  EXPECT_FALSE(s.takeFunctionsChanged());
+}
+
+}  // namespace
+}  // namespace pgswitch::proxy
