@@ -368,6 +368,7 @@ void ClientSession::replayChecked(ServerConn& s, bool ok) {
     }
     startRelaying(s);
     if (state_ == State::Active && !s.conn().in().empty()) onServerRead(s);
+    noteInFlight();  // the read is running: a cancel now is for it
     return;
   }
   if (caughtUp) {
@@ -495,17 +496,20 @@ void ClientSession::pump() {
         "*/), or reconnect."));
     if (relay_.dropping() || state_ != State::Active) return;
   }
-  // A batch the client ended with Flush (no Sync) ran on a replica, and the next request
-  // needs the primary (asyncpg prepares with Parse/Describe/Flush, then sends COPY): the
-  // batch is closed there with pgswitch's own Sync and the request routed afresh once its
-  // ReadyForQuery is in (afterTransaction).
+  // A batch the client ended with Flush (no Sync) ran on a replica (asyncpg prepares with
+  // Parse/Describe/Flush, then sends COPY, or Bind/Execute/Sync): the batch is closed there
+  // with pgswitch's own Sync and the next request routed afresh once its ReadyForQuery is in
+  // (afterTransaction): a write goes to the primary, a read gets its own retry copy and
+  // consistency check. A request that goes on with what the batch left there (the unnamed
+  // statement, a suspended portal) stays.
   if (transactionPooling_ && !settings_.pinned() && relay_.batchAwaitsSync() && !in.empty() &&
       onReplica_) {
     int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
                                         relay_.statements().names(),
                                         worker_.volatileFunctions(login_.database()));
     if (w < 0) return;  // its first message is still arriving
-    if (w == 1) {
+    if (w == 1 || !route_.continuesBatch(in)) {
+      rerouteNext_ = true;
       relay_.closeBatch();
       return;
     }
@@ -646,7 +650,7 @@ void ClientSession::afterTransaction() {
   // a replica and the request may need the primary (or has not fully arrived: it is routed
   // once it has).
   ByteQueue& in = client_->in();
-  if (!in.empty() &&
+  if (!in.empty() && !std::exchange(rerouteNext_, false) &&
       (!onReplica_ || route_.firstStatementWrites(
                           in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
                           worker_.volatileFunctions(login_.database())) == 0)) {
@@ -669,6 +673,7 @@ void ClientSession::releaseServer(bool reusable) {
                s->state() != ServerConn::State::Internal;
   bool reset = !transactionPooling_ || settings_.pinned();
   relay_.unlink();
+  rerouteNext_ = false;
   worker_.addOutstanding(outstandingBackend_, -1);
   outstandingBackend_ = -1;
   if (cancelSlot_) cancelSlot_->clear();

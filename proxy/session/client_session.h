@@ -104,6 +104,7 @@ class ClientSession final : public Conn::Owner,
   enum class Own { CommitLsn, Readback, ReplayCheck } own_ = Own::CommitLsn;
   bool verifyReplica_ = false;      // the replica picked must show it has replayed enough
   bool readSentBehindCheck_ = false;  // ReplayCheck: the read went right behind the question
+  bool rerouteNext_ = false;  // pgswitch closed a Flush-ended batch: route the next request
   std::optional<bool> countAs_;     // the request is to be counted as a write (or a read)
 
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData

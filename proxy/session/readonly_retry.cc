@@ -10,9 +10,9 @@ namespace pgswitch::proxy {
 
 ReadOnlyRetry::Step ReadOnlyRetry::release() {
   // Whatever was said to Hold (a RowDescription, the error) goes out first.
-  Step s = rowDescHeld_ || state_ == State::Failed ? Step::Release : Step::Forward;
+  Step s = heldAny_ || state_ == State::Failed ? Step::Release : Step::Forward;
   state_ = State::Off;
-  rowDescHeld_ = false;
+  rowDescHeld_ = heldAny_ = false;
   return s;  // held() stays readable until the next arm()/disarm()
 }
 
@@ -30,11 +30,16 @@ ReadOnlyRetry::Step ReadOnlyRetry::onMessage(char type, bool complete, size_t to
       discarded_ = true;
       return Step::Retry;
     case State::Armed:
-      // PostgreSQL describes the result before it runs the statement: keep that until it is
-      // known whether the statement fails.
-      if (type == protocol::be::RowDescription && !rowDescHeld_ && complete &&
-          total <= kHoldLimit) {
-        rowDescHeld_ = true;
+      // PostgreSQL describes the result before it runs the statement (and, in an extended
+      // batch, confirms Parse and Bind first): keep that until it is known whether the
+      // statement fails. One RowDescription only: a second one is the next statement of a
+      // multi-statement Query, after the first ran.
+      if (complete && held_.size() + total <= kHoldLimit &&
+          ((type == protocol::be::RowDescription && !rowDescHeld_) ||
+           type == protocol::be::ParseComplete || type == protocol::be::BindComplete ||
+           type == protocol::be::ParameterDescription || type == protocol::be::NoData)) {
+        rowDescHeld_ |= type == protocol::be::RowDescription;
+        heldAny_ = true;
         return Step::Hold;
       }
       // 25006: the read wrote after all. 40001 on a replica: a conflict with recovery
@@ -52,7 +57,7 @@ ReadOnlyRetry::Step ReadOnlyRetry::onMessage(char type, bool complete, size_t to
       // Inside an explicit transaction (or with more owed) the client must see the error.
       if (type == protocol::be::ReadyForQuery && readyStatus == 'I' && requestAlone) {
         state_ = State::Off;
-        rowDescHeld_ = false;
+        rowDescHeld_ = heldAny_ = false;
         held_.clear();
         return Step::Retry;
       }

@@ -1,6 +1,7 @@
 // ReadOnlyRetry: the safety net for a lone autocommit read that writes after all (a user's
 // function called as SELECT my_fn()). Armed while such a read runs on a replica; it holds the
-// RowDescription PostgreSQL sends before executing, and when the replica answers 25006 (read-
+// RowDescription PostgreSQL sends before executing (and an extended batch's ParseComplete,
+// BindComplete, ParameterDescription and NoData), and when the replica answers 25006 (read-
 // only transaction) before anything else reached the client, it says the request must be run
 // again on the primary: the error and its ReadyForQuery are never forwarded. A 40001 from the
 // replica (its replay cancelled the read: "conflict with recovery") is taken back the same
@@ -18,7 +19,7 @@ namespace pgswitch::proxy {
 
 class ReadOnlyRetry {
  public:
-  // A RowDescription larger than this is forwarded (and the net given up): holding is a copy.
+  // Held messages beyond this are forwarded (and the net given up): holding is a copy.
   static constexpr size_t kHoldLimit = 8 * 1024;
 
   enum class Step {
@@ -31,16 +32,16 @@ class ReadOnlyRetry {
 
   void arm() {
     state_ = State::Armed;
-    rowDescHeld_ = false;
+    rowDescHeld_ = heldAny_ = false;
     held_.clear();
   }
   void disarm() {
     state_ = State::Off;
-    rowDescHeld_ = false;
+    rowDescHeld_ = heldAny_ = false;
     held_.clear();
   }
   bool active() const { return state_ != State::Off; }
-  bool armed() const { return state_ == State::Armed && !rowDescHeld_; }
+  bool armed() const { return state_ == State::Armed && !heldAny_; }
   // Strong consistency sent the read right behind its question to the replica, which turned
   // out not to have replayed far enough: its whole answer is dropped, and at its
   // ReadyForQuery the request goes to the primary (Retry). Only while armed().
@@ -72,6 +73,7 @@ class ReadOnlyRetry {
   Step release();
   State state_ = State::Off;
   bool rowDescHeld_ = false;
+  bool heldAny_ = false;  // something is held (what the client has not seen yet)
   bool recoveryConflict_ = false;
   bool discarded_ = false;
   std::string held_;

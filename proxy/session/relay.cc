@@ -327,7 +327,10 @@ Relay::Event Relay::toClient() {
     bool read =
         f.type == be::ReadyForQuery || f.type == be::ParameterStatus ||
         f.type == be::CommandComplete || f.type == be::ErrorResponse ||
-        (retry_.active() && f.type == be::RowDescription && f.total <= ReadOnlyRetry::kHoldLimit);
+        (retry_.active() && f.total <= ReadOnlyRetry::kHoldLimit &&
+         (f.type == be::RowDescription || f.type == be::ParseComplete ||
+          f.type == be::BindComplete || f.type == be::ParameterDescription ||
+          f.type == be::NoData));
     if (read && !complete) break;
     std::span<const std::byte> whole, body;
     if (read) {

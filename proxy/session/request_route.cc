@@ -74,6 +74,9 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
 
   const bool readOnlySession = state.setting("default_transaction_read_only") == "on";
   bool primary = false, ended = false, unnamedParsed = false, callsVolatile = false;
+  // An extended batch can be taken back whole (retry copy) unless it names a statement or
+  // closes one: the client's names would already have changed.
+  bool namesChange = false, endedBySync = false;
   int frames = 0;
   char firstType = 0;
   std::string hintTagOwned;
@@ -131,6 +134,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
           } else {
             consider(pv->sql);
             unnamedParsed |= pv->name.empty();
+            namesChange |= !pv->name.empty();
           }
         }
         break;
@@ -154,10 +158,13 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
       case fe::Sync:
       case fe::Flush:
         ended = true;
+        endedBySync = f.type == fe::Sync;
+        break;
+      case fe::Close:
+        namesChange = true;
         break;
       case fe::Describe:
       case fe::Execute:
-      case fe::Close:
         break;
       default:  // FunctionCall, COPY data outside COPY, Terminate, unknown: the primary
         primary = true;
@@ -177,9 +184,12 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   }
   route_.target = primary ? routing::Target::Primary : routing::Target::Replica;
   routedWrite_ = primary;
-  // A lone autocommit read Query can be sent again elsewhere if its replica dies before
-  // answering: keep a copy (the buffer's capacity is reused, so no allocation per request).
-  if (!primary && !isRetry && frames == 1 && firstType == fe::Query && off <= kRetryCopyLimit) {
+  // A lone autocommit read (a Query, or an extended batch up to its Sync) can be sent again
+  // elsewhere if its replica dies, refuses it or was behind before answering: keep a copy (the
+  // buffer's capacity is reused, so no allocation per request).
+  const bool loneRead = (frames == 1 && firstType == fe::Query) ||
+                        (firstType != fe::Query && endedBySync && !namesChange);
+  if (!primary && !isRetry && loneRead && off <= kRetryCopyLimit) {
     retryBuf_.resize(off);
     in.copyOut(0, retryBuf_);
     retryable_ = true;
@@ -283,6 +293,24 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
     return 1;
   }
   return c.write || c.kind == routing::StatementKind::Write ? 1 : 0;
+}
+
+bool RequestRoute::continuesBatch(const ByteQueue& in) {
+  std::array<std::byte, 5> hdr;
+  if (!in.copyOut(0, hdr)) return true;
+  switch (static_cast<char>(hdr[0])) {
+    case fe::Query:
+    case fe::Parse:
+      return false;
+    case fe::Bind: {
+      scratch_.resize(std::min<size_t>(in.size(), 1024 + 5));
+      in.copyOut(0, scratch_);
+      auto bh = parseBindHead(std::span<const std::byte>(scratch_).subspan(5));
+      return !bh || bh->statement.empty();
+    }
+    default:  // Execute (the next rows of a portal), Describe, Close, ...
+      return true;
+  }
 }
 
 bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {

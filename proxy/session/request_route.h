@@ -70,6 +70,12 @@ class RequestRoute {
                            routing::Classifier& classifier, const ClientStatements& names,
                            const routing::VolatileFunctions* volatileFns = nullptr);
 
+  // The request at the front of `in` goes on with what an earlier Flush-ended batch left on
+  // its server: a Bind of the unnamed statement, an Execute of a suspended portal, a Describe
+  // or Close. Only a Query, a Parse or a Bind of a named statement starts afresh. Its first
+  // message must be whole.
+  bool continuesBatch(const protocol::ByteQueue& in);
+
   // The replica running a lone read died before a byte of the answer reached the client:
   // the read is put back in front of `in`, to be routed again away from that backend. Once
   // per request; false when it cannot be retried.

@@ -207,3 +207,29 @@ class ReplicaBatchCase(ProxyTestCase):
         n = retries()
         self.assertGreaterEqual(n, 1)
         self.assertLessEqual(n, 20)
+        import asyncio
+        import asyncpg
+        import psycopg
+
+        # The same over the extended protocol (psycopg 3 sends Parse/Bind/Describe/Execute/Sync
+        # for a query with parameters; asyncpg prepares a named statement first, then runs it
+        # with Bind/Execute/Sync): the whole batch is taken back and run on the primary.
+        before = fn_rows()
+        with psycopg.connect(self.sw.dsn(user="app", db="appdb"), autocommit=True) as conn:
+            for i in range(10):
+                row = conn.execute("SELECT my_write_fn() + %s - %s", (i, i)).fetchone()
+                self.assertEqual(row, (1,))
+
+        async def with_asyncpg():
+            conn = await asyncpg.connect(host="127.0.0.1", port=self.sw.port, user="app",
+                                         password="app", database="appdb")
+            try:
+                stmt = await conn.prepare("SELECT my_write_fn() AS v")
+                for _ in range(10):
+                    self.assertEqual(await stmt.fetchval(), 1)
+            finally:
+                await conn.close()
+
+        asyncio.run(with_asyncpg())
+        self.assertEqual(fn_rows() - before, 20)
+        self.assertGreater(retries(), n, "no extended-protocol batch was retried")
