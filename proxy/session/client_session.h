@@ -65,6 +65,7 @@ class ClientSession final : public Conn::Owner,
   // Holding registers with the worker, entering Closing releases everything).
   void transitionTo(State next);
   void onLogin();
+  bool startTls();  // after 'S' went out; false: the session is ending
   void requestServer();
   void configure();  // Configure: SET what differs, then (first time) finish the login
   void pump();       // client input in Idle and Active
@@ -82,6 +83,7 @@ class ClientSession final : public Conn::Owner,
 
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
+  std::shared_ptr<const TlsContexts> tls_;  // as loaded when the client connected
   const bool transactionPooling_;
   std::unique_ptr<Conn> client_;
   State state_ = State::Startup;
