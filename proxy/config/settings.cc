@@ -419,12 +419,6 @@ std::span<const CrossCheck> crossChecks() {
        [](const Config& c) {
          return c.tls.clientTls != ClientTls::Require || c.tls.clientTlsOffered();
        }},
-      {"tls.key_file", "must be set together with cert_file",
-       [](const Config& c) { return c.tls.certFile.empty() == c.tls.keyFile.empty(); }},
-      {"tls.server_key_file", "must be set together with server_cert_file",
-       [](const Config& c) {
-         return c.tls.serverCertFile.empty() == c.tls.serverKeyFile.empty();
-       }},
       {"tls.server_ca_file", "must be set for server_sslmode verify-ca and verify-full",
        [](const Config& c) {
          return !c.tls.serverCaFile.empty() || (c.tls.serverSslMode != ServerSslMode::VerifyCa &&

@@ -127,6 +127,11 @@ Result<std::shared_ptr<const TlsContexts>, std::string> buildTlsContexts(const T
   out->clientTls = c.clientTls;
   out->serverSslMode = c.serverSslMode;
   ERR_clear_error();
+  // Checked here rather than in the settings table, whose rules hold for each setting alone.
+  if (c.certFile.empty() != c.keyFile.empty())
+    return Err{std::string("[tls] cert_file and key_file must be set together")};
+  if (c.serverCertFile.empty() != c.serverKeyFile.empty())
+    return Err{std::string("[tls] server_cert_file and server_key_file must be set together")};
   if (c.clientTlsOffered()) {
     auto r = clientsContext(c, out->cbindData);
     if (!r) return Err{"[tls] " + r.error()};
