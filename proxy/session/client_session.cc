@@ -56,8 +56,10 @@ void ClientSession::accept(Worker& w, int fd) {
   LoginTls t;
   t.offered = c->tls_->clients != nullptr;
   t.required = t.offered && c->tls_->clientTls == ClientTls::Require;
-  std::string peer = c->client_->peerName();
-  t.peerHost = peer.substr(0, peer.rfind(':'));
+  if (t.required) {  // only the refusal names the host
+    std::string peer = c->client_->peerName();
+    t.peerHost = peer.substr(0, peer.rfind(':'));
+  }
   c->login_.setTls(std::move(t));
   c->client_->startReading();
 }
