@@ -294,8 +294,9 @@ Result<std::string, AuthError> ScramServer::handleClientFirst(std::string_view m
       return fail("channel binding is not supported (SCRAM-SHA-256-PLUS was not offered)");
     }
     if (!plusSelected) {
-      return fail("malformed SCRAM message: the client selected SCRAM-SHA-256 without channel "
-                  "binding, but the SCRAM message includes channel binding data");
+      return fail(
+          "malformed SCRAM message: the client selected SCRAM-SHA-256 without channel "
+          "binding, but the SCRAM message includes channel binding data");
     }
     if (cbindFlag.substr(2) != kTlsServerEndPoint) {
       return fail("unsupported SCRAM channel-binding type \"" + std::string(cbindFlag.substr(2)) +
@@ -304,12 +305,14 @@ Result<std::string, AuthError> ScramServer::handleClientFirst(std::string_view m
     bound_ = true;
   } else if (cbindFlag == "n" || cbindFlag == "y") {
     if (plusSelected) {
-      return fail("malformed SCRAM message: the client selected SCRAM-SHA-256-PLUS, but the "
-                  "SCRAM message does not include channel binding data");
+      return fail(
+          "malformed SCRAM message: the client selected SCRAM-SHA-256-PLUS, but the "
+          "SCRAM message does not include channel binding data");
     }
     if (cbindFlag == "y" && !cbindData_.empty()) {
-      return fail("SCRAM channel binding negotiation error: the client supports channel binding "
-                  "but thinks the server does not, while this server does");
+      return fail(
+          "SCRAM channel binding negotiation error: the client supports channel binding "
+          "but thinks the server does not, while this server does");
     }
   } else {
     return fail("malformed SCRAM message: bad channel binding flag");

@@ -81,7 +81,7 @@ struct TlsConfig {
   std::string caFile;             // client certificates are verified against it when sent
   ClientTls clientTls{};          // "allow" without cert_file/key_file offers no TLS
   ServerSslMode serverSslMode{};
-  std::string serverCaFile;  // verify-ca / verify-full
+  std::string serverCaFile;                   // verify-ca / verify-full
   std::string serverCertFile, serverKeyFile;  // pgswitch's client certificate for backends
   bool clientTlsOffered() const {
     return clientTls != ClientTls::Disable && !certFile.empty() && !keyFile.empty();

@@ -345,13 +345,11 @@ std::vector<Setting> makeTable() {
            "CA that backend certificates are verified against (verify-ca, verify-full)"),
       text("tls.server_cert_file", field(kTls, &TC::serverCertFile), "", kReload,
            "client certificate pgswitch shows backends (optional)"),
-      text("tls.server_key_file", field(kTls, &TC::serverKeyFile), "", kReload,
-           "its private key"),
+      text("tls.server_key_file", field(kTls, &TC::serverKeyFile), "", kReload, "its private key"),
   };
 }
 
-constexpr std::string_view kSections[] = {"server",   "pool",    "health",
-                                          "failover", "routing", "tls"};
+constexpr std::string_view kSections[] = {"server", "pool", "health", "failover", "routing", "tls"};
 
 bool unboundedAbove(int64_t max) { return max == INT32_MAX || max == INT64_MAX; }
 

@@ -1,6 +1,6 @@
 // The settings table: every single-valued setting of [server], [pool], [health], [failover],
-// [routing] and [tls], declared once. The TOML loader, the console's SET and SHOW CONFIG, and the reload
-// check iterate it, so a range or a default cannot differ between them.
+// [routing] and [tls], declared once. The TOML loader, the console's SET and SHOW CONFIG, and the
+// reload check iterate it, so a range or a default cannot differ between them.
 #pragma once
 
 #include <cstdint>

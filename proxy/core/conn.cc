@@ -122,8 +122,7 @@ void Conn::onTlsRead(size_t) noexcept {
 }
 
 bool Conn::tlsEncryptPending() noexcept {
-  if (!out_.empty() && tls_->handshakeDone() &&
-      tls_->encrypt(out_) != TlsStream::Status::Ok) {
+  if (!out_.empty() && tls_->handshakeDone() && tls_->encrypt(out_) != TlsStream::Status::Ok) {
     out_.clear();
     tlsFailed(TlsStream::Status::Failed);
     return false;

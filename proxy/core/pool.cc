@@ -152,7 +152,8 @@ void Pool::spawn() {
   }
   li.clientKey = clientKey_;
   li.tls = worker_.runtime().tls();
-  if (auto topo = worker_.runtime().topology(); backend_ >= 0 && backend_ < int(topo->backends.size()))
+  if (auto topo = worker_.runtime().topology();
+      backend_ >= 0 && backend_ < int(topo->backends.size()))
     li.host = topo->backends[backend_].host;
   sockaddr_storage addr;
   if (!resolve(addr)) {

@@ -85,8 +85,8 @@ void ServerConn::handleTlsAnswer() {
     // startTls refuses bytes after the 'S' (a man in the middle injecting plaintext that
     // would be read as if it came through TLS: CVE-2021-23222).
     std::string host = mode == ServerSslMode::VerifyFull ? login_.host : std::string();
-    std::string err = conn_->startTls(login_.tls->backends.get(), TlsStream::Role::Connect, host,
-                                      login_.host);
+    std::string err =
+        conn_->startTls(login_.tls->backends.get(), TlsStream::Role::Connect, host, login_.host);
     if (!err.empty()) {
       loginFailed(fatal("08006", "TLS with the server failed: " + err));
       return;

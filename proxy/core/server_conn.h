@@ -26,8 +26,8 @@ struct LoginInfo {
   std::string password;  // plaintext, md5 hash or SCRAM secret, as configured
   std::optional<protocol::ScramSecret> scram;
   std::optional<std::array<uint8_t, 32>> clientKey;  // SCRAM passthrough
-  std::string host;                                   // as configured: verify-full, SNI
-  std::shared_ptr<const TlsContexts> tls;             // server_sslmode and its context
+  std::string host;                                  // as configured: verify-full, SNI
+  std::shared_ptr<const TlsContexts> tls;            // server_sslmode and its context
 };
 
 // What a linked client session hears from its server.

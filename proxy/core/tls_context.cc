@@ -109,8 +109,8 @@ Result<SslCtxPtr, std::string> backendsContext(const TlsConfig& c) {
   if (!c.serverCertFile.empty() &&
       !loadKeyPair(ctx.get(), c.serverCertFile, c.serverKeyFile, "server_", err))
     return Err{err};
-  bool verify = c.serverSslMode == ServerSslMode::VerifyCa ||
-                c.serverSslMode == ServerSslMode::VerifyFull;
+  bool verify =
+      c.serverSslMode == ServerSslMode::VerifyCa || c.serverSslMode == ServerSslMode::VerifyFull;
   if (!c.serverCaFile.empty() &&
       SSL_CTX_load_verify_locations(ctx.get(), c.serverCaFile.c_str(), nullptr) != 1)
     return Err{"server_ca_file \"" + c.serverCaFile + "\": " + opensslReason()};

@@ -87,7 +87,8 @@ TlsStream::Status TlsStream::fail(int rc) {
     error_ += "certificate verify failed: ";
     error_ += X509_verify_cert_error_string(verify);
   }
-  if (error_.empty()) error_ = e == SSL_ERROR_SYSCALL ? "unexpected end of TLS stream" : "TLS error";
+  if (error_.empty())
+    error_ = e == SSL_ERROR_SYSCALL ? "unexpected end of TLS stream" : "TLS error";
   ERR_clear_error();
   return Status::Failed;
 }

@@ -92,8 +92,8 @@ using Key = std::array<uint8_t, 32>;
 Key hmac(std::span<const uint8_t> key, std::string_view msg) {
   Key out{};
   unsigned int n = 0;
-  HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(msg.data()),
-       msg.size(), out.data(), &n);
+  HMAC(EVP_sha256(), key.data(), int(key.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out.data(), &n);
   return out;
 }
 
@@ -167,10 +167,10 @@ TEST(ScramPlus, FlagAndMechanismMustAgree) {
     const char* why;
   };
   const Case cases[] = {
-      {"y,,", false, true, "negotiation error"},        // downgrade: the server can bind
-      {"n,,", true, true, "does not include"},           // -PLUS chosen without binding
+      {"y,,", false, true, "negotiation error"},  // downgrade: the server can bind
+      {"n,,", true, true, "does not include"},    // -PLUS chosen without binding
       {"p=tls-server-end-point,,", false, true, "includes channel binding data"},
-      {"p=tls-unique,,", true, true, "unsupported"},      // only tls-server-end-point
+      {"p=tls-unique,,", true, true, "unsupported"},  // only tls-server-end-point
       {"p=tls-server-end-point,,", true, false, "not offered"},
       {"p=tls-server-end-point,,", false, false, "not supported"},
   };
