@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <array>
 
 namespace pgswitch::proxy {
@@ -141,12 +142,13 @@ TlsStream::Status TlsStream::encrypt(protocol::SliceQueue& plain) {
 }
 
 void TlsStream::drainTo(protocol::SliceQueue& wire) {
-  char* data = nullptr;
-  long len = BIO_get_mem_data(wbio_, &data);
-  if (len <= 0) return;
-  wire.pushCopy(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data),
-                                           static_cast<size_t>(len)));
-  (void)BIO_reset(wbio_);
+  // Read straight into the queue's chunk: one copy out of the BIO, none in between.
+  for (size_t pending = BIO_ctrl_pending(wbio_); pending > 0; pending = BIO_ctrl_pending(wbio_)) {
+    std::span<std::byte> room = wire.copySpace();
+    int n = BIO_read(wbio_, room.data(), static_cast<int>(std::min(room.size(), pending)));
+    if (n <= 0) return;
+    wire.commitCopy(static_cast<size_t>(n));
+  }
 }
 
 void TlsStream::shutdown() {
