@@ -81,6 +81,7 @@ Result<SslCtxPtr, std::string> clientsContext(const TlsConfig& c, std::string& c
     return Err{err};
   SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx.get(), 0);  // TLS 1.3 tickets nobody could use
   SSL_CTX_set_alpn_select_cb(ctx.get(), &selectAlpn, nullptr);
   if (!c.caFile.empty()) {
     if (SSL_CTX_load_verify_locations(ctx.get(), c.caFile.c_str(), nullptr) != 1)
