@@ -84,7 +84,8 @@ void Conn::onRead(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
 std::string Conn::startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view verifyHost,
                            std::string_view sni) {
   if (tls_) return "TLS is already on";
-  if (!in_.empty()) return "received unencrypted data after SSL request";
+  bool direct = role == TlsStream::Role::AcceptDirect;
+  if (!in_.empty() && !direct) return "received unencrypted data after SSL request";
   // The plaintext answer must be on the wire before the first TLS byte: one byte, which
   // uv_try_write has written unless the socket is broken.
   if (writing_ || !out_.empty()) return "could not write the answer to SSLRequest";
@@ -94,6 +95,17 @@ std::string Conn::startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view 
     if (tls_->handshake() == TlsStream::Status::Failed) return tls_->error();
     tls_->drainTo(wire_);
     flush();
+  }
+  if (direct && !in_.empty()) {
+    // The ClientHello (and whatever followed) was read as plaintext: it is ciphertext.
+    bool fed = tls_->feed(in_.contiguous(in_.size(), cipherScratch_));
+    in_.clear();
+    if (!fed) return "could not hand the ClientHello to TLS";
+    size_t produced = 0;
+    TlsStream::Status st = tls_->readInto(in_, produced);
+    tls_->drainTo(wire_);
+    flush();
+    if (st == TlsStream::Status::Failed) return tls_->error();
   }
   return "";
 }

@@ -78,6 +78,7 @@ class Conn {
   // encrypted. The plaintext answer that precedes it ('S') must already be written and
   // nothing may be waiting in in() (bytes a client sent before the handshake must not be
   // taken as if they had come encrypted: CVE-2021-23214). Connect role starts the handshake.
+  // AcceptDirect is the exception: what was read is the ClientHello and goes to TLS.
   // Returns "" or why not; on failure the caller closes.
   std::string startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view verifyHost = {},
                        std::string_view sni = {});

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "protocol/channel_binding.h"
+#include "proxy/core/tls_stream.h"
 
 namespace pgswitch::proxy {
 
@@ -61,7 +62,7 @@ bool loadKeyPair(SSL_CTX* ctx, const std::string& cert, const std::string& key,
   return true;
 }
 
-int selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                unsigned int inlen, void*) {
   unsigned char* selected = nullptr;
   if (SSL_select_next_proto(&selected, outlen, kAlpnPostgresql, sizeof(kAlpnPostgresql), in,
@@ -69,7 +70,9 @@ int selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
     *out = selected;
     return SSL_TLSEXT_ERR_OK;
   }
-  // A client that names no protocol, or others, still gets TLS (older libpq sends none).
+  // Direct TLS must name PostgreSQL's protocol (a TLS client of something else that reached
+  // this port is refused); after SSLRequest, older libpq sends no ALPN and still gets TLS.
+  if (SSL_get_app_data(ssl) == TlsStream::directMarker()) return SSL_TLSEXT_ERR_ALERT_FATAL;
   return SSL_TLSEXT_ERR_NOACK;
 }
 

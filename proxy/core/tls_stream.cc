@@ -42,7 +42,8 @@ std::unique_ptr<TlsStream> TlsStream::make(SSL_CTX* ctx, Role role, std::string_
   // An empty read BIO means "wait for the socket", not end of file.
   BIO_set_mem_eof_return(t->rbio_, -1);
   SSL_set_bio(ssl, t->rbio_, t->wbio_);
-  if (role == Role::Accept) {
+  if (role == Role::Accept || role == Role::AcceptDirect) {
+    if (role == Role::AcceptDirect) SSL_set_app_data(ssl, directMarker());
     SSL_set_accept_state(ssl);
     return t;
   }
@@ -61,6 +62,11 @@ std::unique_ptr<TlsStream> TlsStream::make(SSL_CTX* ctx, Role role, std::string_
 }
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
+
+void* TlsStream::directMarker() {
+  static char marker;
+  return &marker;
+}
 
 bool TlsStream::feed(std::span<const std::byte> cipher) {
   if (cipher.empty()) return true;
@@ -105,6 +111,15 @@ TlsStream::Status TlsStream::readInto(protocol::ByteQueue& in, size_t& produced)
   if (!handshakeDone()) {
     Status s = handshake();
     if (s != Status::Ok || !handshakeDone()) return s;
+    // The ALPN callback only runs when the client offers ALPN at all: a direct TLS client
+    // that offered none is refused here.
+    const unsigned char* alpn = nullptr;
+    unsigned int alpnLen = 0;
+    SSL_get0_alpn_selected(ssl_, &alpn, &alpnLen);
+    if (SSL_get_app_data(ssl_) == directMarker() && alpnLen == 0) {
+      error_ = "direct TLS connection without ALPN \"postgresql\"";
+      return Status::Failed;
+    }
   }
   for (;;) {
     std::span<std::byte> room = in.writable(kRecordRoom);

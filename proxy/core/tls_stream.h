@@ -17,7 +17,9 @@ namespace pgswitch::proxy {
 
 class TlsStream {
  public:
-  enum class Role { Accept, Connect };
+  // AcceptDirect: a client that began with its ClientHello (no SSLRequest); the stream
+  // then fails unless it negotiated ALPN "postgresql", as PostgreSQL 17 requires.
+  enum class Role { Accept, AcceptDirect, Connect };
   enum class Status { Ok, Closed, Failed };  // Closed: the peer sent close_notify
 
   // Connect role: verifyHost non-empty checks the peer certificate's name against it (an IP
@@ -45,6 +47,9 @@ class TlsStream {
   void shutdown();
 
   bool handshakeDone() const;
+  // Set on the SSL of an AcceptDirect stream (SSL_get_app_data): the context's ALPN callback
+  // refuses a client that does not ask for "postgresql".
+  static void* directMarker();
   SSL* ssl() const { return ssl_; }
   // Why the last Failed happened (OpenSSL's reason, and the verification result if any).
   const std::string& error() const { return error_; }

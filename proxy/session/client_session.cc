@@ -144,8 +144,10 @@ void ClientSession::consoleEnd(std::string_view sqlstate, std::string_view messa
   }
 }
 
-bool ClientSession::startTls() {
-  std::string err = client_->startTls(tls_->clients.get(), TlsStream::Role::Accept);
+bool ClientSession::startTls(bool direct) {
+  std::string err = client_->startTls(tls_->clients.get(),
+                                      direct ? TlsStream::Role::AcceptDirect
+                                             : TlsStream::Role::Accept);
   if (!err.empty()) {
     spdlog::info("client {}: TLS not started: {}", client_->peerName(), err);
     end(false);
@@ -183,7 +185,8 @@ void ClientSession::onLogin() {
         if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::StartTls:
-        if (!startTls()) return;
+      case Login::Step::DirectTls:
+        if (!startTls(o.step == Login::Step::DirectTls)) return;
         o = login_.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:

@@ -65,7 +65,9 @@ class ClientSession final : public Conn::Owner,
   // Holding registers with the worker, entering Closing releases everything).
   void transitionTo(State next);
   void onLogin();
-  bool startTls();  // after 'S' went out; false: the session is ending
+  // After 'S' went out, or (direct) with the ClientHello already read; false: the session is
+  // ending.
+  bool startTls(bool direct);
   void requestServer();
   void configure();  // Configure: SET what differs, then (first time) finish the login
   void pump();       // client input in Idle and Active

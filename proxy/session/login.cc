@@ -84,6 +84,12 @@ bool parseOptions(std::string_view opts, Settings& out, std::string& error) {
 }  // namespace
 
 Login::Outcome Login::feed(ByteQueue& in, const Config& cfg, std::string& out) {
+  // PostgreSQL 17's direct TLS (sslnegotiation=direct): a TLS handshake record where a
+  // startup packet's length would be (0x16 there would mean a length over 369 MB).
+  std::byte first[1];
+  if (phase_ == Phase::Startup && tls_.offered && !tls_.active && in.copyOut(0, first) &&
+      first[0] == std::byte{0x16})
+    return step(Step::DirectTls);
   while (phase_ == Phase::Startup) {
     Frame f = readStartupFrame(in, kMaxStartupPacket);
     if (f.status == FrameStatus::NeedMore) return step(Step::NeedMore);

@@ -39,6 +39,8 @@ class Login {
     Cancel,         // a CancelRequest: cancelPid/cancelKey; the connection then closes
     Close,          // close quietly (bad startup length, Terminate during login)
     StartTls,       // write `out` ('S'), then start the TLS handshake and feed again
+    DirectTls,      // the client began with a TLS ClientHello (no SSLRequest): start TLS
+                    // with the bytes already read, then feed again
     Fatal,          // FATAL with sqlstate/message/detail/hint, then close
     AuthFailed,     // wrong password: FATAL 28P01 (counted by the caller)
   };

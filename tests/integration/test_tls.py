@@ -182,6 +182,28 @@ class TlsTest(ProxyTestCase):
             s.sendall(bytes.fromhex("0000000804d21630"))
             self.assertEqual(s.recv(1), b"N")
 
+    def test_direct_tls_needs_alpn_postgresql(self):
+        # PostgreSQL 17's sslnegotiation=direct: the ClientHello first, no SSLRequest.
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.set_alpn_protocols(["postgresql"])
+        with PgWire(port=self.sw.port) as w:
+            w.sock = ctx.wrap_socket(w.sock, server_hostname="localhost")
+            self.assertEqual(w.sock.selected_alpn_protocol(), "postgresql")
+            w.startup("app", "appdb", "app")
+            self.assertEqual(w.query("SELECT 'direct'"), [("direct",)])
+        # Without ALPN the connection is closed once the handshake is done (a TLS client of
+        # something else): no answer to its startup packet.
+        bare = ssl.create_default_context(cafile=str(self.ca))
+        with socket.create_connection((HOST, self.sw.port), timeout=10) as s:
+            try:
+                with bare.wrap_socket(s, server_hostname="localhost") as t:
+                    t.sendall(startup_packet("app", "appdb"))
+                    answer = t.recv(1)
+            except (ssl.SSLError, ConnectionError):
+                answer = b""
+            self.assertEqual(answer, b"")
+        self.assertIn("without ALPN", self.sw.log())
+
     def test_plaintext_after_ssl_request_is_refused(self):
         # CVE-2021-23214: a startup packet queued behind SSLRequest, before any handshake.
         with PgWire(port=self.sw.port) as w:

@@ -270,6 +270,17 @@ TEST(LoginTls, BytesAfterSslRequestAreRefusedBeforeTheS) {
   }
 }
 
+TEST(LoginTls, ClientHelloFirstIsDirectTlsOnlyWhenOffered) {
+  const std::string hello("\x16\x03\x01\x02\x00\x01", 6);
+  Client c;
+  c.login.setTls(offered());
+  EXPECT_EQ(c.send(hello).step, Login::Step::DirectTls);
+  EXPECT_EQ(c.out, "");
+  EXPECT_EQ(c.in.size(), hello.size());  // left for the TLS handshake
+  Client d;  // no TLS configured: an absurd startup length, closed as before
+  EXPECT_EQ(d.send(hello).step, Login::Step::Close);
+}
+
 TEST(LoginTls, GssEncRequestStillGetsN) {
   Client c;
   c.login.setTls(offered());
