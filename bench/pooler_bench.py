@@ -512,7 +512,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--quick", action="store_true", help="3 s per run (CI smoke)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every scenario N times")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
-    ap.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    ap.add_argument("--only", default="",
+                    help="run only scenarios whose name contains this (comma-separated: any)")
     ap.add_argument("--out", help="also write the table to this file")
     ap.add_argument("--max-other", type=float, default=10.0, metavar="PCT",
                     help="a run during which other processes used more than PCT%% of the "
@@ -532,7 +533,7 @@ def main(argv: list[str]) -> int:
             ap.error(f"--baseline {args.baseline}: not an executable")
         TARGETS = ("direct", "pgswitch", "baseline", "pgbouncer")
     seconds = 3 if args.quick else args.seconds
-    scenarios = [s for s in SCENARIOS if args.only in s.name]
+    scenarios = [s for s in SCENARIOS if any(o in s.name for o in args.only.split(","))]
     if args.tls and not args.only:
         scenarios = [s for s in scenarios if s.name in TLS_SCENARIOS]
     if not scenarios:
