@@ -91,6 +91,7 @@ void ServerConn::handleTlsAnswer() {
       loginFailed(fatal("08006", "TLS with the server failed: " + err));
       return;
     }
+    if (state_ == State::Closing) return;  // the ClientHello's write failed: already reported
     sendStartup();
     return;
   }

@@ -239,6 +239,35 @@ class TlsTest(ProxyTestCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("certificate verify failed", r.stderr + sw.log())
 
+    @budget(60)
+    def test_server_sslmode_prefer_and_require_against_a_server_without_tls(self):
+        hba = self.cluster.nodes[0].datadir / "pg_hba.conf"
+        hba.write_text(HBA_SSL_ONLY.replace("hostssl", "host").replace(
+            "hostnossl all           all             127.0.0.1/32    reject\n", ""))
+        _chown_pg(hba)
+        self.cluster.psql(0, "ALTER SYSTEM SET ssl = off")
+        self.cluster.psql(0, "SELECT pg_reload_conf()")
+        try:
+            time.sleep(0.5)
+            with PgSwitch(self.cluster, pool_mode="transaction",
+                          extra_toml=self.tls_toml(server_sslmode="prefer")) as sw:
+                r = self.psql("sslmode=disable", "SELECT ssl FROM pg_stat_ssl "
+                              "WHERE pid = pg_backend_pid()", port=sw.port)
+                self.assertEqual(r.returncode, 0, r.stderr + sw.log_tail())
+                self.assertEqual(r.stdout.strip(), "f")  # 'N', and prefer goes on in plaintext
+            with PgSwitch(self.cluster, pool_mode="transaction",
+                          extra_toml=self.tls_toml(server_sslmode="require")) as sw:
+                r = self.psql("sslmode=disable", "SELECT 1", port=sw.port)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("server does not support SSL, but server_sslmode = require",
+                              r.stderr + sw.log())
+        finally:
+            hba.write_text(HBA_SSL_ONLY)
+            _chown_pg(hba)
+            self.cluster.psql(0, "ALTER SYSTEM RESET ssl")
+            self.cluster.psql(0, "SELECT pg_reload_conf()")
+            time.sleep(0.5)
+
     # -- reload -------------------------------------------------------------------------------
     @budget(60)
     def test_reload_new_certificate_keeps_sessions(self):
