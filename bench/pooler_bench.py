@@ -15,6 +15,12 @@ exited non-zero. Everything it starts is stopped on exit, including on Ctrl-C / 
 --baseline adds a fourth target: another pgswitch binary (e.g. built from an earlier commit)
 with the same configuration, interleaved with the others, so a change is measured against
 what it replaces in one run.
+
+--tls measures the cost of TLS between clients and the target: a throwaway CA and server
+certificate (openssl CLI), PostgreSQL with ssl=on (for the direct runs), pgswitch with [tls]
+cert_file/key_file, PgBouncer with client_tls_sslmode=allow, pgbench with PGSSLMODE=require;
+proxy-to-PostgreSQL stays plaintext for both proxies (server_sslmode / server_tls_sslmode =
+disable). Scenarios: -S at 8 and 64 clients and connection churn (-C), unless --only.
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ POOL_SIZE = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 TARGETS = ("direct", "pgswitch", "pgbouncer")  # + "baseline" with --baseline
+TLS: "Path | None" = None  # --tls: directory holding ca.crt, server.crt, server.key
+TLS_SCENARIOS = ("select simple c8", "select simple c64", "select churn -C c8")
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,10 @@ class PgBouncer:
 
     def __init__(self, cluster: PgCluster, session_pool_size: int):
         self.cluster = cluster
+        tls = []
+        if TLS is not None:
+            tls = ["client_tls_sslmode = allow", f"client_tls_cert_file = {TLS / 'server.crt'}",
+                   f"client_tls_key_file = {TLS / 'server.key'}", "server_tls_sslmode = disable"]
         self.version = pgbouncer_version()
         self.prepared_in_txn_mode = self.version >= (1, 21)
         self.port = free_port()
@@ -209,6 +221,7 @@ class PgBouncer:
         ]
         if self.prepared_in_txn_mode:
             settings.append("max_prepared_statements = 200")
+        settings += tls
         self.config_path = self.dir / "pgbouncer.ini"
         self.config_path.write_text("[databases]\n" + "\n".join(dbs) + "\n\n[pgbouncer]\n"
                                     + "\n".join(settings) + "\n")
@@ -276,8 +289,32 @@ class PgBouncer:
 # ----------------------------------------------------------------------------------------------
 # pgbench
 
-def pgbench_env() -> dict:
-    return {"PGPASSWORD": PASSWORD, "PGSSLMODE": "disable", "PGCONNECT_TIMEOUT": "10"}
+def pgbench_env(setup: bool = False) -> dict:
+    """setup: the pgbench -i run, always plaintext."""
+    mode = "require" if TLS is not None and not setup else "disable"
+    return {"PGPASSWORD": PASSWORD, "PGSSLMODE": mode, "PGCONNECT_TIMEOUT": "10"}
+
+
+def make_certs() -> Path:
+    """A throwaway CA and a certificate for 127.0.0.1/localhost, readable by PostgreSQL and
+    PgBouncer (both run as the postgres user)."""
+    d = Path(tempfile.mkdtemp(prefix="pgswitch-bench-tls-", dir="/tmp"))
+    os.chmod(d, 0o755)
+
+    def ossl(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True, timeout=60)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=bench CA",
+         "-keyout", "ca.key", "-out", "ca.crt")
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
+         "server.key", "-out", "server.csr")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    for f in d.iterdir():
+        os.chmod(f, 0o644)
+        _chown_pg(f)
+    os.chmod(d / "server.key", 0o600)
+    return d
 
 
 def parse_pgbench(out: str, churn: bool) -> RunResult:
@@ -475,7 +512,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--quick", action="store_true", help="3 s per run (CI smoke)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every scenario N times")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
-    ap.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    ap.add_argument("--only", default="",
+                    help="run only scenarios whose name contains this (comma-separated: any)")
     ap.add_argument("--out", help="also write the table to this file")
     ap.add_argument("--max-other", type=float, default=10.0, metavar="PCT",
                     help="a run during which other processes used more than PCT%% of the "
@@ -483,17 +521,21 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--retries", type=int, default=1, help="re-runs of a noisy run")
     ap.add_argument("--baseline", metavar="BIN",
                     help="another pgswitch binary to run as a fourth target (before/after)")
+    ap.add_argument("--tls", action="store_true",
+                    help="clients connect with sslmode=require (see above)")
     ap.add_argument("--idle-wait", type=float, default=60, metavar="S",
                     help="before each run wait up to S seconds for the machine to be quiet "
                          "(0: do not wait)")
     args = ap.parse_args(argv)
-    global TARGETS
+    global TARGETS, TLS
     if args.baseline:
         if not os.access(args.baseline, os.X_OK):
             ap.error(f"--baseline {args.baseline}: not an executable")
         TARGETS = ("direct", "pgswitch", "baseline", "pgbouncer")
     seconds = 3 if args.quick else args.seconds
-    scenarios = [s for s in SCENARIOS if args.only in s.name]
+    scenarios = [s for s in SCENARIOS if any(o in s.name for o in args.only.split(","))]
+    if args.tls and not args.only:
+        scenarios = [s for s in scenarios if s.name in TLS_SCENARIOS]
     if not scenarios:
         ap.error(f"no scenario matches {args.only!r}")
 
@@ -502,7 +544,15 @@ def main(argv: list[str]) -> int:
     results = {s.name: {t: Cell() for t in TARGETS} for s in scenarios}
     notes: dict[str, str] = {}
     problems: list[str] = []
-    cluster = PgCluster(replicas=0, extra_conf={"shared_buffers": "256MB"})
+    extra_conf = {"shared_buffers": "256MB"}
+    tls_toml = ""
+    if args.tls:
+        TLS = make_certs()
+        extra_conf.update({"ssl": True, "ssl_cert_file": str(TLS / "server.crt"),
+                           "ssl_key_file": str(TLS / "server.key")})
+        tls_toml = (f'\n[tls]\ncert_file = "{TLS / "server.crt"}"\n'
+                    f'key_file = "{TLS / "server.key"}"\n')
+    cluster = PgCluster(replicas=0, extra_conf=extra_conf)
     sw = bouncer = base = None
     try:
         log("starting PostgreSQL 15")
@@ -510,15 +560,15 @@ def main(argv: list[str]) -> int:
         pg_port = cluster.port_of(0)
         log(f"pgbench -i -s {args.scale}")
         run([PGBENCH, "-i", "-q", "-s", str(args.scale), "-h", HOST, "-p", str(pg_port),
-             "-U", USER, DB], env=pgbench_env(), timeout=600)
+             "-U", USER, DB], env=pgbench_env(setup=True), timeout=600)
         cluster.psql(0, "CHECKPOINT")
         log("starting pgswitch and PgBouncer")
         sw = PgSwitch(cluster, pool_mode="transaction", workers=int(os.environ.get("PGSWITCH_WORKERS", "2")),
-                      extra_toml=f"[pool]\npool_size = {POOL_SIZE}")
+                      extra_toml=f"[pool]\npool_size = {POOL_SIZE}" + tls_toml)
         if args.baseline:
             base = PgSwitch(cluster, pool_mode="transaction", binary=args.baseline,
                             workers=int(os.environ.get("PGSWITCH_WORKERS", "2")),
-                            extra_toml=f"[pool]\npool_size = {POOL_SIZE}")
+                            extra_toml=f"[pool]\npool_size = {POOL_SIZE}" + tls_toml)
         bouncer = PgBouncer(cluster, session_pool_size=max(s.clients for s in scenarios))
         bouncer.start()
         log(f"PgBouncer {bouncer.version[0]}.{bouncer.version[1]} on {bouncer.port}, "
@@ -607,6 +657,9 @@ def main(argv: list[str]) -> int:
             except AssertionError as e:
                 problems.append(str(e))
         cluster.stop()
+        if TLS is not None:
+            import shutil
+            shutil.rmtree(TLS, ignore_errors=True)
 
     print(table, end="")
     if args.out:

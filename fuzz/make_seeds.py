@@ -137,4 +137,31 @@ application_name = "reporting"
 tag = "reporting"
 """ % (b64(stored_key), b64(server_key)))
 
+# ---- tls: real ClientHellos (TLS 1.3 with 1.2 fallback, and 1.2 only), whole and in pieces
+import ssl
+
+
+def client_hello(maximum):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = maximum
+    ctx.set_alpn_protocols(["postgresql"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+hello13 = client_hello(ssl.TLSVersion.TLSv1_3)
+hello12 = client_hello(ssl.TLSVersion.TLSv1_2)
+put("tls", "hello13", b"\0" + hello13)
+put("tls", "hello13_pieces", b"\x07" + hello13)
+put("tls", "hello12", b"\0" + hello12)
+put("tls", "alert", b"\0" + bytes([21, 3, 3, 0, 2, 2, 40]))
+put("tls", "plaintext_startup", b"\0" + startup([("user", "u"), ("database", "d")]))
+
 # exchange: operation sequences from a fuzzing run, kept as they are (corpus/exchange/seq_*)

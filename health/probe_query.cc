@@ -51,6 +51,10 @@ std::string connectionString(const HealthSettings& s, const BackendSpec& b,
   if (!s.password.empty()) add("password", s.password);
   add("dbname", s.database);
   add("application_name", applicationName);
+  if (!s.sslmode.empty()) add("sslmode", s.sslmode);
+  if (!s.sslrootcert.empty()) add("sslrootcert", s.sslrootcert);
+  if (!s.sslcert.empty()) add("sslcert", s.sslcert);
+  if (!s.sslkey.empty()) add("sslkey", s.sslkey);
   return out;
 }
 

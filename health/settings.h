@@ -21,6 +21,12 @@ struct HealthSettings {
   uint64_t maxLagBytes = 0;  // lag_exceeded threshold, 0 = off
   uint64_t maxLagMs = 0;     // lag_exceeded threshold, 0 = off
   std::string onEvent;       // shell command run for every event, empty = none
+  // libpq's TLS keywords for the checks' and the failover's connections ("" = libpq's
+  // default): sslmode, sslrootcert, sslcert, sslkey.
+  std::string sslmode;
+  std::string sslrootcert;
+  std::string sslcert;
+  std::string sslkey;
 
   bool operator==(const HealthSettings&) const = default;
 };

@@ -182,6 +182,21 @@ void SliceQueue::pushCopy(std::span<const std::byte> bytes) {
   }
 }
 
+std::span<std::byte> SliceQueue::copySpace() {
+  if (!copyChunk_ || copyUsed_ == Chunk::kSize) {
+    copyChunk_ = ChunkRef(pool_->acquire());
+    copyUsed_ = 0;
+  }
+  return {copyChunk_->data + copyUsed_, Chunk::kSize - copyUsed_};
+}
+
+void SliceQueue::commitCopy(size_t n) {
+  if (n == 0 || !copyChunk_) return;
+  n = std::min<size_t>(n, Chunk::kSize - copyUsed_);
+  push(Slice{copyChunk_, copyUsed_, static_cast<uint32_t>(n)});
+  copyUsed_ += static_cast<uint32_t>(n);
+}
+
 size_t SliceQueue::gather(std::span<IoVec> out) const {
   size_t n = 0;
   for (size_t i = head_; i < q_.size() && n < out.size(); ++i, ++n) {

@@ -133,6 +133,11 @@ class SliceQueue {
   void pushSlices(std::vector<Slice>& slices);  // moves them in, clears the vector
   void pushCopy(std::span<const std::byte> bytes);
   void pushCopy(std::string_view s) { pushCopy(std::as_bytes(std::span(s.data(), s.size()))); }
+  // pushCopy for a producer that writes in place (TLS records read out of OpenSSL's write
+  // BIO): copySpace() is the free tail of the copy chunk (a fresh one when it is full);
+  // commitCopy(n) queues the first n bytes written there.
+  std::span<std::byte> copySpace();
+  void commitCopy(size_t n);
 
   size_t bytes() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }

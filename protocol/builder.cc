@@ -69,6 +69,8 @@ void appendParameterStatus(std::string& out, std::string_view name, std::string_
 void appendBackendKeyData(std::string& out, int32_t pid, int32_t key) {
   MessageBuilder(out).begin('K').i32(pid).i32(key).finish();
 }
+void appendEncryptionAnswer(std::string& out, bool accept) { out += accept ? 'S' : 'N'; }
+
 void appendAuthOk(std::string& out) { MessageBuilder(out).begin('R').i32(0).finish(); }
 void appendAuthCleartext(std::string& out) { MessageBuilder(out).begin('R').i32(3).finish(); }
 void appendAuthMd5(std::string& out, std::span<const std::byte, 4> salt) {

@@ -54,6 +54,8 @@ void appendAuthMd5(std::string& out, std::span<const std::byte, 4> salt);
 void appendAuthSasl(std::string& out, std::span<const std::string_view> mechanisms);
 void appendAuthSaslContinue(std::string& out, std::string_view data);
 void appendAuthSaslFinal(std::string& out, std::string_view data);
+// The one-byte answer to SSLRequest and GSSENCRequest: 'S' (TLS handshake follows) or 'N'.
+void appendEncryptionAnswer(std::string& out, bool accept);
 void appendNegotiateProtocolVersion(std::string& out, int32_t newestMinor,
                                     std::span<const std::string_view> unrecognized);
 

@@ -273,7 +273,8 @@ Result<std::string, AuthError> ScramServer::fail(AuthError reason) {
   return Err{std::move(reason)};
 }
 
-Result<std::string, AuthError> ScramServer::handleClientFirst(std::string_view msg) {
+Result<std::string, AuthError> ScramServer::handleClientFirst(std::string_view msg,
+                                                              bool plusSelected) {
   if (state_ != State::ExpectClientFirst) return fail("unexpected SCRAM client-first-message");
   if (serverNonce_.empty() || !isPrintable(serverNonce_)) return fail("no usable server nonce");
   if (msg.empty()) return fail("malformed SCRAM message: empty client-first-message");
@@ -283,10 +284,37 @@ Result<std::string, AuthError> ScramServer::handleClientFirst(std::string_view m
   size_t comma1 = msg.find(',');
   if (comma1 == std::string_view::npos) return fail("malformed SCRAM message: no gs2 header");
   std::string_view cbindFlag = msg.substr(0, comma1);
-  if (cbindFlag.starts_with("p=")) {
-    return fail("channel binding is not supported (SCRAM-SHA-256-PLUS was not offered)");
+  if (plusSelected && cbindData_.empty()) {
+    return fail("SCRAM-SHA-256-PLUS was selected but channel binding was not offered");
   }
-  if (cbindFlag != "n" && cbindFlag != "y") {
+  // The checks PostgreSQL makes (read_client_first_message): the flag must agree with the
+  // mechanism the client chose, and "y" on a connection that can bind is a downgrade.
+  if (cbindFlag.starts_with("p=")) {
+    if (cbindData_.empty()) {
+      return fail("channel binding is not supported (SCRAM-SHA-256-PLUS was not offered)");
+    }
+    if (!plusSelected) {
+      return fail(
+          "malformed SCRAM message: the client selected SCRAM-SHA-256 without channel "
+          "binding, but the SCRAM message includes channel binding data");
+    }
+    if (cbindFlag.substr(2) != kTlsServerEndPoint) {
+      return fail("unsupported SCRAM channel-binding type \"" + std::string(cbindFlag.substr(2)) +
+                  "\"");
+    }
+    bound_ = true;
+  } else if (cbindFlag == "n" || cbindFlag == "y") {
+    if (plusSelected) {
+      return fail(
+          "malformed SCRAM message: the client selected SCRAM-SHA-256-PLUS, but the "
+          "SCRAM message does not include channel binding data");
+    }
+    if (cbindFlag == "y" && !cbindData_.empty()) {
+      return fail(
+          "SCRAM channel binding negotiation error: the client supports channel binding "
+          "but thinks the server does not, while this server does");
+    }
+  } else {
     return fail("malformed SCRAM message: bad channel binding flag");
   }
   size_t comma2 = msg.find(',', comma1 + 1);
@@ -332,8 +360,13 @@ Result<std::string, AuthError> ScramServer::handleClientFinal(std::string_view m
   if (!binding) return fail("malformed SCRAM message: expected channel binding (c=)");
   std::optional<std::string> bindingRaw = base64Decode(*binding);
   if (!bindingRaw) return fail("malformed SCRAM message: bad channel binding encoding");
-  if (*bindingRaw != gs2Header_) {
-    return fail("SCRAM channel binding check failed: c= does not match the gs2 header");
+  // Bound: c= carries the gs2 header and the hash of our certificate as the client saw it; a
+  // man in the middle with another certificate cannot produce it.
+  std::string expected = bound_ ? gs2Header_ + cbindData_ : gs2Header_;
+  if (bindingRaw->size() != expected.size() ||
+      CRYPTO_memcmp(bindingRaw->data(), expected.data(), expected.size()) != 0) {
+    return fail(bound_ ? "SCRAM channel binding check failed"
+                       : "SCRAM channel binding check failed: c= does not match the gs2 header");
   }
   if (parts.size() < 3) return fail("malformed SCRAM message: expected nonce and proof");
   std::optional<std::string_view> nonce = attribute(parts[1], 'r');
@@ -410,6 +443,11 @@ Result<std::string, AuthError> ScramClient::handleServerFirst(std::string_view m
   if (!salt || salt->empty()) return fail<R>("malformed SCRAM server-first-message: bad salt");
   std::optional<int> iterations = parseIterations(*iterText);
   if (!iterations) return fail<R>("malformed SCRAM server-first-message: bad iteration count");
+  if (password_ && *iterations > kMaxServerScramIterations) {
+    return fail<R>("the server asked for " + std::to_string(*iterations) +
+                   " SCRAM iterations, more than pgswitch accepts (" +
+                   std::to_string(kMaxServerScramIterations) + ")");
+  }
   for (size_t i = 3; i < parts.size(); ++i) {
     if (!isExtension(parts[i])) return fail<R>("malformed SCRAM server-first-message");
   }

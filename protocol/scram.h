@@ -63,18 +63,39 @@ std::string base64Encode(std::span<const std::byte> bytes);
 // zero, no whitespace.
 std::optional<std::string> base64Decode(std::string_view text);
 
-// Server side: pgswitch authenticating a client. Accepts gs2 headers "n,," and "y,," (we never
-// advertise SCRAM-SHA-256-PLUS, so "y" is not a downgrade); rejects channel binding ("p="),
-// authorization identities and mandatory extensions. The username in client-first is ignored,
-// as PostgreSQL does (it comes from the startup packet). Attribute order is strict. One object
-// per exchange; after any error every later call fails too.
+inline constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
+inline constexpr std::string_view kScramSha256Plus = "SCRAM-SHA-256-PLUS";
+inline constexpr std::string_view kTlsServerEndPoint = "tls-server-end-point";
+// The most PBKDF2 iterations pgswitch runs for a server's SCRAM challenge. PostgreSQL's default
+// is 4096; a hostile or misconfigured server asking for 2^31 would hold a worker thread for
+// hours, so more than this is refused.
+inline constexpr int kMaxServerScramIterations = 1'000'000;
+
+// Server side: pgswitch authenticating a client, as PostgreSQL does it (auth-scram.c).
+// Without offerChannelBinding() it accepts gs2 headers "n,," and "y,," and refuses "p=".
+// With it (SCRAM-SHA-256-PLUS was offered on a TLS connection), "p=tls-server-end-point" is
+// accepted when the client chose the -PLUS mechanism and its c= must carry the gs2 header
+// followed by the channel binding data; "y,," is then a downgrade and refused (the client
+// thinks the server cannot bind). Authorization identities and mandatory extensions are
+// refused. The username in client-first is ignored, as PostgreSQL does (it comes from the
+// startup packet). Attribute order is strict. One object per exchange; after any error every
+// later call fails too.
 class ScramServer {
  public:
   // serverNonce: printable, no ','; appended to the client's nonce (use makeNonce()).
   ScramServer(ScramSecret secret, std::string serverNonce);
 
+  // SCRAM-SHA-256-PLUS was offered; cbindData is the tls-server-end-point data of the TLS
+  // connection (tlsServerEndPoint() of the server's certificate). Call before the exchange.
+  void offerChannelBinding(std::string cbindData) { cbindData_ = std::move(cbindData); }
+
   // client-first-message -> server-first-message "r=<nonce>,s=<salt>,i=<iterations>".
-  Result<std::string, AuthError> handleClientFirst(std::string_view clientFirst);
+  // plusSelected: the client chose SCRAM-SHA-256-PLUS in its SASLInitialResponse (only valid
+  // after offerChannelBinding()).
+  Result<std::string, AuthError> handleClientFirst(std::string_view clientFirst,
+                                                   bool plusSelected = false);
+  // True when the exchange uses channel binding (the client sent "p=tls-server-end-point").
+  bool channelBound() const { return bound_; }
   // client-final-message -> server-final-message "v=<ServerSignature>". Verifies the proof in
   // constant time; a wrong password is an error.
   Result<std::string, AuthError> handleClientFinal(std::string_view clientFinal);
@@ -94,7 +115,9 @@ class ScramServer {
   State state_ = State::ExpectClientFirst;
   ScramSecret secret_;
   std::string serverNonce_;
-  std::string gs2Header_;        // "n,," or "y,,": client-final's c= must carry exactly this
+  std::string cbindData_;        // non-empty: -PLUS was offered
+  bool bound_ = false;           // the client uses channel binding
+  std::string gs2Header_;        // client-final's c= must carry this (+ cbindData_ if bound_)
   std::string clientFirstBare_;  // these three make up the AuthMessage
   std::string serverFirst_;
   std::string nonce_;  // client nonce + server nonce
@@ -114,7 +137,8 @@ class ScramClient {
   // "n,,n=,r=<nonce>".
   std::string clientFirst();
   // server-first-message -> client-final-message "c=biws,r=<nonce>,p=<ClientProof>".
-  // With a password this runs PBKDF2 at the server's iteration count (CPU-bound).
+  // With a password this runs PBKDF2 at the server's iteration count (CPU-bound), so more
+  // than kMaxServerScramIterations is refused.
   Result<std::string, AuthError> handleServerFirst(std::string_view serverFirst);
   // Verifies the server signature "v=..." in constant time, or reports the server's "e=..." error.
   // Every failure, including a wrong signature, is an error: the value is always true, so

@@ -191,6 +191,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::shared_ptr<const Config> cfg = *loaded;
+  auto tls = buildTlsContexts(cfg->tls);
+  if (!tls) {
+    std::fprintf(stderr, "%s: %s\n", configPath.c_str(), tls.error().c_str());
+    return 1;
+  }
   if (check) {
     std::printf("%s: configuration is valid (%zu backends, %zu users)\n", configPath.c_str(),
                 cfg->backends.size(), cfg->users.size());
@@ -214,6 +219,7 @@ int main(int argc, char** argv) {
                    rl.rlim_cur, cfg->maxClientConn, cfg->maxLoginClients);
     }
     Runtime rt(cfg, health::staticTopology(backendInfos(*cfg)));
+    rt.setTls(*tls);
     int n = cfg->workers > 0 ? cfg->workers
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::vector<std::unique_ptr<Worker>> workers;

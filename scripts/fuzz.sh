@@ -13,7 +13,7 @@ if [[ "${PGSWITCH_SKIP_FUZZ:-}" == 1 ]]; then
   exit 0
 fi
 seconds="${PGSWITCH_FUZZ_SECONDS:-30}"
-targets="${PGSWITCH_FUZZ_TARGETS:-framing messages login scram classifier config exchange}"
+targets="${PGSWITCH_FUZZ_TARGETS:-framing messages login scram classifier config exchange tls}"
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPGSWITCH_FUZZ=ON -DPGSWITCH_TESTS=OFF -DPGSWITCH_BENCH=OFF

@@ -10,6 +10,7 @@ PKGS=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3 python3-psycopg2 python3-psycopg python3-asyncpg
   procps
+  openssl              # tests/integration/test_tls.py makes a throwaway CA with the CLI
   clang libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer targets built with clang 14
   chromium             # the status page test renders it in a headless browser
   libpostgresql-jdbc-java   # pgjdbc for tests/integration/test_drivers.py

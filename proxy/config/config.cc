@@ -30,6 +30,17 @@ const char* toString(AuthMethod m) {
   return "?";
 }
 
+const char* toString(ServerSslMode m) {
+  switch (m) {
+    case ServerSslMode::Disable: return "disable";
+    case ServerSslMode::Prefer: return "prefer";
+    case ServerSslMode::Require: return "require";
+    case ServerSslMode::VerifyCa: return "verify-ca";
+    case ServerSslMode::VerifyFull: return "verify-full";
+  }
+  return "?";
+}
+
 bool UserConfig::passwordIsScram() const { return password.rfind("SCRAM-SHA-256$", 0) == 0; }
 bool UserConfig::passwordIsMd5() const {
   return password.size() == 35 && password.rfind("md5", 0) == 0;

@@ -15,9 +15,13 @@ namespace pgswitch::proxy {
 
 enum class PoolMode { Session, Transaction };
 enum class AuthMethod { ScramSha256, Md5, Trust };
+enum class ClientTls { Disable, Allow, Require };
+enum class ServerSslMode { Disable, Prefer, Require, VerifyCa, VerifyFull };
 
 const char* toString(PoolMode m);
 const char* toString(AuthMethod m);
+// libpq's name ("verify-full").
+const char* toString(ServerSslMode m);
 
 struct BackendConfig {
   std::string name;
@@ -68,6 +72,20 @@ struct FailoverConfig {
   std::string user, password;  // runs pg_promote()/ALTER SYSTEM ("" = the health user)
   int promoteTimeoutMs{};
   int switchoverTimeoutMs{};
+};
+
+// [tls]: client side (clients connecting to pgswitch) and server side (pgswitch connecting
+// to backends: pooled connections, health checks and failover). docs/tls.md.
+struct TlsConfig {
+  std::string certFile, keyFile;  // pgswitch's certificate for clients (PEM)
+  std::string caFile;             // client certificates are verified against it when sent
+  ClientTls clientTls{};          // "allow" without cert_file/key_file offers no TLS
+  ServerSslMode serverSslMode{};
+  std::string serverCaFile;                   // verify-ca / verify-full
+  std::string serverCertFile, serverKeyFile;  // pgswitch's client certificate for backends
+  bool clientTlsOffered() const {
+    return clientTls != ClientTls::Disable && !certFile.empty() && !keyFile.empty();
+  }
 };
 
 struct RouteRule {
@@ -133,6 +151,7 @@ struct Config {
   HealthConfig health;
   FailoverConfig failover;
   RoutingConfig routing;
+  TlsConfig tls;
   std::vector<BackendConfig> backends;  // [[backend]], loaded by hand (config.cc)
   std::vector<UserConfig> users;        // [[user]], loaded by hand (config.cc)
 

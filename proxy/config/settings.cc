@@ -186,6 +186,7 @@ constexpr int64_t kMiB = 1024 * 1024;
 constexpr auto kHealth = &Config::health;
 constexpr auto kFailover = &Config::failover;
 constexpr auto kRouting = &Config::routing;
+constexpr auto kTls = &Config::tls;
 
 // The table. Order is SHOW CONFIG's. Settings that shape sockets and threads are read once at
 // start-up (kRestart). kReload marks settings a RELOAD applies but SET does not offer; keeping
@@ -194,6 +195,7 @@ std::vector<Setting> makeTable() {
   using HC = HealthConfig;
   using FC = FailoverConfig;
   using RC = RoutingConfig;
+  using TC = TlsConfig;
   return {
       // [server]
       listenSetting(),
@@ -331,10 +333,37 @@ std::vector<Setting> makeTable() {
               {.max = 86400000}, kReload,
               "how often each database's volatile functions are read from the primary; reads "
               "calling one go to the primary; 0 = off"),
+
+      // [tls]: files are read at start-up and at each RELOAD (new connections get the new
+      // certificate; connections already encrypted keep theirs). docs/tls.md.
+      text("tls.cert_file", field(kTls, &TC::certFile), "", kReload,
+           "pgswitch's certificate for clients (PEM, may hold the chain)"),
+      text("tls.key_file", field(kTls, &TC::keyFile), "", kReload, "its private key (PEM)"),
+      text("tls.ca_file", field(kTls, &TC::caFile), "", kReload,
+           "CA that client certificates are verified against, when a client sends one"),
+      choice("tls.client_tls", field(kTls, &TC::clientTls), "allow",
+             {{"disable", ClientTls::Disable},
+              {"allow", ClientTls::Allow},
+              {"require", ClientTls::Require}},
+             kReload,
+             "allow: TLS for clients that ask (once cert_file and key_file are set); require: "
+             "plaintext clients get FATAL 28000; disable: SSLRequest is answered 'N'"),
+      choice("tls.server_sslmode", field(kTls, &TC::serverSslMode), "disable",
+             {{"disable", ServerSslMode::Disable},
+              {"prefer", ServerSslMode::Prefer},
+              {"require", ServerSslMode::Require},
+              {"verify-ca", ServerSslMode::VerifyCa},
+              {"verify-full", ServerSslMode::VerifyFull}},
+             kReload, "TLS to backends (pool, health checks, failover), as libpq's sslmode"),
+      text("tls.server_ca_file", field(kTls, &TC::serverCaFile), "", kReload,
+           "CA that backend certificates are verified against (verify-ca, verify-full)"),
+      text("tls.server_cert_file", field(kTls, &TC::serverCertFile), "", kReload,
+           "client certificate pgswitch shows backends (optional)"),
+      text("tls.server_key_file", field(kTls, &TC::serverKeyFile), "", kReload, "its private key"),
   };
 }
 
-constexpr std::string_view kSections[] = {"server", "pool", "health", "failover", "routing"};
+constexpr std::string_view kSections[] = {"server", "pool", "health", "failover", "routing", "tls"};
 
 bool unboundedAbove(int64_t max) { return max == INT32_MAX || max == INT64_MAX; }
 
@@ -398,6 +427,15 @@ std::span<const CrossCheck> crossChecks() {
   static const CrossCheck checks[] = {
       {"pool.min_pool_size", "must not exceed pool_size",
        [](const Config& c) { return c.minPoolSize <= c.poolSize; }},
+      {"tls.client_tls", "= \"require\" needs cert_file and key_file",
+       [](const Config& c) {
+         return c.tls.clientTls != ClientTls::Require || c.tls.clientTlsOffered();
+       }},
+      {"tls.server_ca_file", "must be set for server_sslmode verify-ca and verify-full",
+       [](const Config& c) {
+         return !c.tls.serverCaFile.empty() || (c.tls.serverSslMode != ServerSslMode::VerifyCa &&
+                                                c.tls.serverSslMode != ServerSslMode::VerifyFull);
+       }},
   };
   return checks;
 }

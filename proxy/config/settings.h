@@ -1,6 +1,6 @@
-// The settings table: every single-valued setting of [server], [pool], [health], [failover] and
-// [routing], declared once. The TOML loader, the console's SET and SHOW CONFIG, and the reload
-// check iterate it, so a range or a default cannot differ between them.
+// The settings table: every single-valued setting of [server], [pool], [health], [failover],
+// [routing] and [tls], declared once. The TOML loader, the console's SET and SHOW CONFIG, and the
+// reload check iterate it, so a range or a default cannot differ between them.
 #pragma once
 
 #include <cstdint>
@@ -57,7 +57,7 @@ struct Setting {
   std::string_view name() const { return key.substr(key.find('.') + 1); }
 };
 
-// In SHOW CONFIG order: [server], [pool], [health], [failover], [routing].
+// In SHOW CONFIG order: [server], [pool], [health], [failover], [routing], [tls].
 std::span<const Setting> settings();
 // Exact key ("pool.pool_size"), or nullptr.
 const Setting* findSetting(std::string_view key);

@@ -1,5 +1,7 @@
 // Socket I/O for one connection. Why uv_try_write first: most small responses fit in the
 // kernel buffer, so no write request is needed at all; only the remainder goes to uv_write.
+// With TLS the socket reads into cipherIn_ and writes from wire_; the plaintext path below
+// touches neither.
 #include "proxy/core/conn.h"
 
 #include <arpa/inet.h>
@@ -12,7 +14,12 @@
 namespace pgswitch::proxy {
 
 Conn::Conn(Worker& w, Owner* owner)
-    : worker_(w), owner_(owner), in_(w.chunks()), out_(w.chunks()) {
+    : worker_(w),
+      owner_(owner),
+      in_(w.chunks()),
+      out_(w.chunks()),
+      cipherIn_(w.chunks()),
+      wire_(w.chunks()) {
   uv_tcp_init(w.loop(), &tcp_);
   tcp_.data = this;
 }
@@ -55,14 +62,17 @@ void Conn::stopReading() {
 
 void Conn::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   Conn* c = static_cast<Conn*>(h->data);
-  auto span = c->in_.writable();
+  auto span = c->tls_ ? c->cipherIn_.writable() : c->in_.writable();
   buf->base = reinterpret_cast<char*>(span.data());
   buf->len = span.size();
 }
 
 void Conn::onRead(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
   Conn* c = static_cast<Conn*>(s->data);
-  if (n > 0) {
+  if (n > 0 && c->tls_) {
+    c->cipherIn_.commit(static_cast<size_t>(n));
+    c->onTlsRead(static_cast<size_t>(n));
+  } else if (n > 0) {
     c->in_.commit(static_cast<size_t>(n));
     if (!c->closing_) c->owner_->onConnRead(*c);
   } else if (n < 0) {
@@ -71,34 +81,113 @@ void Conn::onRead(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
   }
 }
 
+std::string Conn::startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view verifyHost,
+                           std::string_view sni) {
+  if (tls_) return "TLS is already on";
+  bool direct = role == TlsStream::Role::AcceptDirect;
+  if (!in_.empty() && !direct) return "received unencrypted data after SSL request";
+  // The plaintext answer must be on the wire before the first TLS byte: one byte, which
+  // uv_try_write has written unless the socket is broken.
+  if (writing_ || !out_.empty()) return "could not write the answer to SSLRequest";
+  tls_ = TlsStream::make(ctx, role, verifyHost, sni);
+  if (!tls_) return "could not create a TLS session";
+  if (role == TlsStream::Role::Connect) {
+    if (tls_->handshake() == TlsStream::Status::Failed) return tls_->error();
+    tls_->drainTo(wire_);
+    flush();
+  }
+  if (direct && !in_.empty()) {
+    // The ClientHello (and whatever followed) was read as plaintext: it is ciphertext.
+    bool fed = tls_->feed(in_.contiguous(in_.size(), cipherScratch_));
+    in_.clear();
+    if (!fed) return "could not hand the ClientHello to TLS";
+    size_t produced = 0;
+    TlsStream::Status st = tls_->readInto(in_, produced);
+    tls_->drainTo(wire_);
+    flush();
+    if (st == TlsStream::Status::Failed) return tls_->error();
+  }
+  return "";
+}
+
+void Conn::onTlsRead(size_t) noexcept {
+  // Everything read is handed to the BIO at once, so the queue holds one read: one chunk.
+  bool fed = tls_->feed(cipherIn_.contiguous(cipherIn_.size(), cipherScratch_));
+  cipherIn_.clear();
+  if (!fed) {
+    tlsFailed(TlsStream::Status::Failed);
+    return;
+  }
+  bool wasDone = tls_->handshakeDone();
+  size_t produced = 0;
+  TlsStream::Status st = tls_->readInto(in_, produced);
+  // Handshake answers, alerts and tickets go out even when no plaintext came in; output the
+  // owner queued before the handshake finished is encrypted now.
+  if (st != TlsStream::Status::Failed || !wasDone) tls_->drainTo(wire_);
+  if (!wireQueue().empty() || (!wasDone && tls_->handshakeDone())) flush();
+  if (closing_ || closed_) return;
+  if (produced > 0) {
+    owner_->onConnRead(*this);
+    if (closing_ || closed_) return;
+  }
+  if (st != TlsStream::Status::Ok) tlsFailed(st);
+}
+
+bool Conn::tlsEncryptPending() noexcept {
+  if (!out_.empty() && tls_->handshakeDone() && tls_->encrypt(out_) != TlsStream::Status::Ok) {
+    out_.clear();
+    tlsFailed(TlsStream::Status::Failed);
+    return false;
+  }
+  tls_->drainTo(wire_);
+  return true;
+}
+
+void Conn::tlsFailed(TlsStream::Status s) noexcept {
+  stopReading();
+  if (!closing_) owner_->onConnError(*this, s == TlsStream::Status::Closed ? UV_EOF : UV_EPROTO);
+}
+
 void Conn::flush() noexcept {
-  if (writing_ || closed_ || out_.empty()) return;
+  if (closed_) return;
   if (closing_ && !closeWhenFlushed_) return;
+  if (tls_ && !tlsEncryptPending()) return;
+  protocol::SliceQueue& q = wireQueue();
+  if (writing_) return;
+  if (q.empty()) {
+    if (closeWhenFlushed_) {
+      closeWhenFlushed_ = false;
+      closing_ = false;
+      close();
+    }
+    return;
+  }
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
   // Bounded: at most a few rounds of try_write, then hand the rest to uv_write.
-  for (int round = 0; round < 4 && !out_.empty(); ++round) {
+  for (int round = 0; round < 4 && !q.empty(); ++round) {
     std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
-    size_t cnt = out_.gather(v);
+    size_t cnt = q.gather(v);
     for (size_t i = 0; i < cnt; ++i) {
       iov_[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
                             static_cast<unsigned>(v[i].len));
     }
     int w = uv_try_write(stream, iov_.data(), static_cast<unsigned>(cnt));
     if (w > 0) {
-      out_.consume(static_cast<size_t>(w));
+      q.consume(static_cast<size_t>(w));
       continue;
     }
     if (w == UV_EAGAIN) break;
     if (w < 0) {
       // The peer is gone; reading reports the error to the owner.
+      q.clear();
       out_.clear();
       if (!closing_) owner_->onConnError(*this, w);
       return;
     }
   }
-  if (!out_.empty()) {
+  if (!q.empty()) {
     std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
-    size_t cnt = out_.gather(v);
+    size_t cnt = q.gather(v);
     inflight_ = 0;
     for (size_t i = 0; i < cnt; ++i) {
       iov_[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
@@ -111,12 +200,13 @@ void Conn::flush() noexcept {
       writing_ = true;
     } else {
       inflight_ = 0;
+      q.clear();
       out_.clear();
       if (!closing_) owner_->onConnError(*this, rc);
       return;
     }
   }
-  if (!writing_ && out_.empty() && closeWhenFlushed_) {
+  if (!writing_ && q.empty() && closeWhenFlushed_) {
     closeWhenFlushed_ = false;
     closing_ = false;
     close();
@@ -126,7 +216,7 @@ void Conn::flush() noexcept {
 }
 
 void Conn::notifyDrainedIfLow() noexcept {
-  if (!drainWanted_ || closing_ || closed_ || out_.bytes() >= kLowWater) return;
+  if (!drainWanted_ || closing_ || closed_ || pendingBytes() >= kLowWater) return;
   drainWanted_ = false;
   owner_->onConnDrained(*this);
 }
@@ -135,11 +225,12 @@ void Conn::onWrite(uv_write_t* req, int status) {
   Conn* c = static_cast<Conn*>(req->data);
   c->writing_ = false;
   // The slices stay referenced in out_ until now: consume releases the chunks.
-  c->out_.consume(c->inflight_);
+  c->wireQueue().consume(c->inflight_);
   c->inflight_ = 0;
   if (c->closed_) return;
   if (status < 0) {
     c->out_.clear();
+    c->wire_.clear();
     if (c->closeWhenFlushed_) {
       c->closeWhenFlushed_ = false;
       c->closing_ = false;
@@ -155,7 +246,13 @@ void Conn::onWrite(uv_write_t* req, int status) {
 
 void Conn::closeAfterFlush() noexcept {
   if (closing_ || closed_) return;
-  if (out_.empty() && !writing_) {  // nothing to wait for (flush() would not close)
+  if (tls_) {
+    // What is queued, then close_notify, as ciphertext; no error callbacks from here on.
+    if (tls_->handshakeDone() && tls_->encrypt(out_) == TlsStream::Status::Ok) tls_->shutdown();
+    out_.clear();
+    tls_->drainTo(wire_);
+  }
+  if (pendingBytes() == 0 && !writing_) {  // nothing to wait for
     close();
     return;
   }
@@ -186,6 +283,8 @@ void Conn::onClose(uv_handle_t* h) {
   // referenced are already released; drop what is left.
   c->out_.clear();
   c->in_.clear();
+  c->wire_.clear();
+  c->cipherIn_.clear();
   c->owner_->onConnClosed(*c);
 }
 

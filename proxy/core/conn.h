@@ -2,14 +2,19 @@
 // no allocation per read) and output SliceQueue (written with uv_try_write first, then one
 // uv_write at a time). Conn never decides anything: it reports reads, drains, errors and
 // closes to its Owner. Memory of the handle is released only after uv_close's callback.
+// After startTls() the same queues hold plaintext: a TlsStream owned by the Conn sits between
+// them and the socket, so what is above the Conn does not change.
 #pragma once
 
 #include <uv.h>
 
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "protocol/buffer.h"
+#include "proxy/core/tls_stream.h"
 
 namespace pgswitch::proxy {
 
@@ -63,11 +68,22 @@ class Conn {
   // caller's interest: onConnDrained fires once the queue falls below kLowWater, however
   // the queue got there (uv_try_write, a completed uv_write, or a clear).
   bool aboveHighWater() const {
-    if (out_.bytes() <= kHighWater) return false;
+    if (pendingBytes() <= kHighWater) return false;
     drainWanted_ = true;
     return true;
   }
-  size_t queuedBytes() const { return out_.bytes() + inflight_; }
+  size_t queuedBytes() const { return pendingBytes() + inflight_; }
+
+  // From now on the socket carries TLS: bytes read are decrypted into in(), bytes sent are
+  // encrypted. The plaintext answer that precedes it ('S') must already be written and
+  // nothing may be waiting in in() (bytes a client sent before the handshake must not be
+  // taken as if they had come encrypted: CVE-2021-23214). Connect role starts the handshake.
+  // AcceptDirect is the exception: what was read is the ClientHello and goes to TLS.
+  // Returns "" or why not; on failure the caller closes.
+  std::string startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view verifyHost = {},
+                       std::string_view sni = {});
+  bool encrypted() const { return tls_ != nullptr; }
+  const TlsStream* tls() const { return tls_.get(); }
 
   // Flushes what is queued (best effort) and closes. Idempotent.
   void close() noexcept;
@@ -103,6 +119,18 @@ class Conn {
   bool closeWhenFlushed_ = false;
   mutable bool drainWanted_ = false;
   void notifyDrainedIfLow() noexcept;
+  // Plaintext not yet written plus, with TLS, ciphertext not yet written.
+  size_t pendingBytes() const { return out_.bytes() + wire_.bytes(); }
+  // The queue the socket writes from: out_ in plaintext, wire_ (ciphertext) with TLS.
+  protocol::SliceQueue& wireQueue() { return tls_ ? wire_ : out_; }
+  void onTlsRead(size_t n) noexcept;
+  bool tlsEncryptPending() noexcept;
+  void tlsFailed(TlsStream::Status s) noexcept;
+
+  std::unique_ptr<TlsStream> tls_;  // null: plaintext
+  protocol::ByteQueue cipherIn_;    // TLS: what the socket read, until the BIO takes it
+  protocol::SliceQueue wire_;       // TLS: records waiting for the socket
+  std::vector<std::byte> cipherScratch_;
 };
 
 }  // namespace pgswitch::proxy

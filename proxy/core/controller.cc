@@ -43,6 +43,11 @@ health::HealthSettings Controller::healthSettings(const Config& c) {
   s.maxLagBytes = c.health.maxLagBytes;
   s.maxLagMs = c.health.maxLagMs;
   s.onEvent = c.health.onEvent;
+  // The same TLS as the pooled connections (docs/tls.md).
+  s.sslmode = toString(c.tls.serverSslMode);
+  s.sslrootcert = c.tls.serverCaFile;
+  s.sslcert = c.tls.serverCertFile;
+  s.sslkey = c.tls.serverKeyFile;
   return s;
 }
 
@@ -216,6 +221,14 @@ std::string Controller::reload() {
     return r.error().joined();
   }
   std::shared_ptr<const Config> next = *r;
+  // Certificates and keys are read again on every reload, also when the file names did not
+  // change (a renewed certificate under the same name).
+  auto tls = buildTlsContexts(next->tls);
+  if (!tls) {
+    spdlog::error("reload refused, keeping the running configuration: {}",
+                  logValue(tls.error(), 2 * kLogValueLimit));
+    return tls.error();
+  }
   auto prev = rt_.config();
   std::string restartOnly;  // the settings table says which are read only at start-up
   for (const Setting* s : restartOnlyChanges(*prev, *next))
@@ -223,6 +236,7 @@ std::string Controller::reload() {
   if (!restartOnly.empty())
     spdlog::warn("reload: {} take effect only after a restart", restartOnly);
   std::lock_guard g(mu_);
+  rt_.setTls(*tls);
   applyLocked(next);
   spdlog::info("configuration reloaded from {}", configPath_);
   return "";

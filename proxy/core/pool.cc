@@ -108,7 +108,8 @@ ServerConn* Pool::acquire(PoolWaiter* w) {
 size_t Pool::connectingCount() const {
   size_t n = 0;
   for (const auto& s : servers_)
-    n += s->state() == ServerConn::State::Connecting || s->state() == ServerConn::State::Login;
+    n += s->state() == ServerConn::State::Connecting || s->state() == ServerConn::State::Tls ||
+         s->state() == ServerConn::State::Login;
   return n;
 }
 
@@ -150,6 +151,10 @@ void Pool::spawn() {
     li.scram = u->scram;
   }
   li.clientKey = clientKey_;
+  li.tls = worker_.runtime().tls();
+  if (auto topo = worker_.runtime().topology();
+      backend_ >= 0 && backend_ < int(topo->backends.size()))
+    li.host = topo->backends[backend_].host;
   sockaddr_storage addr;
   if (!resolve(addr)) {
     budget_->give();
@@ -300,7 +305,8 @@ void Pool::janitor(uint64_t now) {
   // Logins that take too long.
   for (auto& s : servers_) {
     auto st = s->state();
-    if ((st == ServerConn::State::Connecting || st == ServerConn::State::Login) &&
+    if ((st == ServerConn::State::Connecting || st == ServerConn::State::Tls ||
+         st == ServerConn::State::Login) &&
         now - s->createdMs() >= static_cast<uint64_t>(cfg->serverConnectTimeoutMs)) {
       std::string err;
       protocol::appendError(err, {"FATAL", "08006", "timeout while connecting to the server"});

@@ -17,6 +17,7 @@
 #include "proxy/core/listener.h"
 #include "proxy/core/pause.h"
 #include "proxy/core/pool_budget.h"
+#include "proxy/core/tls_context.h"
 #include "proxy/core/write_floor.h"
 #include "routing/topology.h"
 
@@ -112,6 +113,15 @@ class Runtime {
     std::lock_guard g(mu_);
     config_ = std::move(c);
   }
+  // The TLS contexts of the current configuration (replaced whole by a reload).
+  std::shared_ptr<const TlsContexts> tls() const {
+    std::lock_guard g(mu_);
+    return tls_;
+  }
+  void setTls(std::shared_ptr<const TlsContexts> t) {
+    std::lock_guard g(mu_);
+    tls_ = std::move(t);
+  }
   routing::TopologyPtr topology() const {
     std::lock_guard g(mu_);
     return topology_;
@@ -159,6 +169,7 @@ class Runtime {
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const Config> config_;
+  std::shared_ptr<const TlsContexts> tls_ = std::make_shared<const TlsContexts>();
   routing::TopologyPtr topology_;
   CancelRegistry cancels_;
 };

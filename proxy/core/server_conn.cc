@@ -43,14 +43,68 @@ void ServerConn::onConnConnected(Conn& c, int status) noexcept {
     loginFailed(fatal("08006", std::string("could not connect to server: ") + uv_strerror(status)));
     return;
   }
+  if (login_.tls && login_.tls->backends) {
+    std::string out;
+    appendSslRequest(out);
+    conn_->send(out);
+    conn_->flush();
+    state_ = State::Tls;
+    conn_->startReading();
+    return;
+  }
+  sendStartup();
+}
+
+void ServerConn::sendStartup() {
   std::vector<std::pair<std::string, std::string>> params{{"user", login_.user},
                                                           {"database", login_.database}};
   std::string out;
   appendStartup(out, params);
+  // With TLS the Conn keeps it until the handshake is done, then sends it encrypted.
   conn_->send(out);
   conn_->flush();
   state_ = State::Login;
   conn_->startReading();
+}
+
+void ServerConn::handleTlsAnswer() {
+  ByteQueue& in = conn_->in();
+  std::byte b[1];
+  if (!in.copyOut(0, b)) return;
+  char answer = static_cast<char>(b[0]);
+  ServerSslMode mode = login_.tls->serverSslMode;
+  if (answer == 'E') {
+    // A server that cannot even answer (too many connections, or older than 7.0) sends an
+    // ErrorResponse: read it as a login error.
+    state_ = State::Login;
+    handleLogin();
+    return;
+  }
+  in.consume(1);
+  if (answer == 'S') {
+    // startTls refuses bytes after the 'S' (a man in the middle injecting plaintext that
+    // would be read as if it came through TLS: CVE-2021-23222).
+    std::string host = mode == ServerSslMode::VerifyFull ? login_.host : std::string();
+    std::string err =
+        conn_->startTls(login_.tls->backends.get(), TlsStream::Role::Connect, host, login_.host);
+    if (!err.empty()) {
+      loginFailed(fatal("08006", "TLS with the server failed: " + err));
+      return;
+    }
+    if (state_ == State::Closing) return;  // the ClientHello's write failed: already reported
+    sendStartup();
+    return;
+  }
+  if (answer == 'N' && mode == ServerSslMode::Prefer) {
+    sendStartup();
+    return;
+  }
+  if (answer == 'N') {
+    loginFailed(fatal("08006", std::string("server does not support SSL, but server_sslmode = ") +
+                                   toString(mode) + " requires it"));
+    return;
+  }
+  loginFailed(fatal("08P01", "received invalid response to SSL negotiation from server"));
 }
 
 void ServerConn::onConnRead(Conn& c) noexcept {
@@ -58,6 +112,9 @@ void ServerConn::onConnRead(Conn& c) noexcept {
     case State::Connecting:
     case State::Login:
       handleLogin();
+      return;
+    case State::Tls:
+      handleTlsAnswer();
       return;
     case State::Idle:
       handleIdle();
@@ -314,7 +371,12 @@ void ServerConn::onConnError(Conn& c, int status) noexcept {
                 uv_strerror(status));
   switch (state_) {
     case State::Connecting:
+    case State::Tls:
     case State::Login:
+      if (status == UV_EPROTO && c.tls() && !c.tls()->error().empty()) {
+        loginFailed(fatal("08006", "TLS with the server failed: " + c.tls()->error()));
+        return;
+      }
       loginFailed(fatal("08006", std::string("server closed the connection during login: ") +
                                      uv_strerror(status)));
       return;

@@ -13,6 +13,7 @@
 #include "protocol/scram.h"
 #include "proxy/core/conn.h"
 #include "proxy/core/prepared_statements.h"
+#include "proxy/core/tls_context.h"
 #include "proxy/core/worker.h"
 
 namespace pgswitch::proxy {
@@ -25,6 +26,8 @@ struct LoginInfo {
   std::string password;  // plaintext, md5 hash or SCRAM secret, as configured
   std::optional<protocol::ScramSecret> scram;
   std::optional<std::array<uint8_t, 32>> clientKey;  // SCRAM passthrough
+  std::string host;                                  // as configured: verify-full, SNI
+  std::shared_ptr<const TlsContexts> tls;            // server_sslmode and its context
 };
 
 // What a linked client session hears from its server.
@@ -43,7 +46,8 @@ class ServerUser {
 
 class ServerConn final : public Conn::Owner, public Retirable {
  public:
-  enum class State { Connecting, Login, Idle, Active, Internal, Closing };
+  // Tls: SSLRequest sent, waiting for 'S' or 'N' (server_sslmode other than disable).
+  enum class State { Connecting, Tls, Login, Idle, Active, Internal, Closing };
 
   ServerConn(Worker& w, Pool& pool, LoginInfo login, uint64_t id);
   ~ServerConn() override;
@@ -108,6 +112,8 @@ class ServerConn final : public Conn::Owner, public Retirable {
 
  private:
   void handleLogin();
+  void handleTlsAnswer();
+  void sendStartup();
   void handleIdle();
   void handleInternal();
   void loginFailed(std::string errorMessage);

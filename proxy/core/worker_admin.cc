@@ -16,6 +16,7 @@ namespace {
 const char* serverStateName(ServerConn::State s) {
   switch (s) {
     case ServerConn::State::Connecting: return "connecting";
+    case ServerConn::State::Tls: return "tls";
     case ServerConn::State::Login: return "login";
     case ServerConn::State::Idle: return "idle";
     case ServerConn::State::Active: return "active";

@@ -61,12 +61,21 @@ void ClientSession::accept(Worker& w, int fd) {
     return;
   }
   w.addClient(c);
+  LoginTls t;
+  t.offered = c->tls_->clients != nullptr;
+  t.required = t.offered && c->tls_->clientTls == ClientTls::Require;
+  if (t.required) {  // only the refusal names the host
+    std::string peer = c->client_->peerName();
+    t.peerHost = peer.substr(0, peer.rfind(':'));
+  }
+  c->login_.setTls(std::move(t));
   c->client_->startReading();
 }
 
 ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
     : worker_(w),
       cfg_(std::move(cfg)),
+      tls_(w.runtime().tls()),
       transactionPooling_(cfg_->poolMode == PoolMode::Transaction),
       client_(std::make_unique<Conn>(w, this)),
       startedMs_(w.nowMs()),
@@ -143,6 +152,22 @@ void ClientSession::consoleEnd(std::string_view sqlstate, std::string_view messa
   }
 }
 
+bool ClientSession::startTls(bool direct) {
+  std::string err = client_->startTls(tls_->clients.get(),
+                                      direct ? TlsStream::Role::AcceptDirect
+                                             : TlsStream::Role::Accept);
+  if (!err.empty()) {
+    spdlog::info("client {}: TLS not started: {}", client_->peerName(), err);
+    end(false);
+    return false;
+  }
+  LoginTls t = login_.tls();
+  t.active = true;
+  t.cbindData = tls_->cbindData;
+  login_.setTls(std::move(t));
+  return true;
+}
+
 void ClientSession::onLogin() {
   std::string out;
   Login::Outcome o = login_.feed(client_->in(), *cfg_, out);
@@ -166,6 +191,11 @@ void ClientSession::onLogin() {
         }
         o = login_.begin(*cfg_, out);
         if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+        continue;
+      case Login::Step::StartTls:
+      case Login::Step::DirectTls:
+        if (!startTls(o.step == Login::Step::DirectTls)) return;
+        o = login_.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:
         break;
@@ -819,7 +849,11 @@ void ClientSession::onServerDrained(ServerConn& s) noexcept {
 }
 
 // The client went away (EOF or error).
-void ClientSession::onConnError(Conn& c, int status) noexcept { end(false); }
+void ClientSession::onConnError(Conn& c, int status) noexcept {
+  if (status == UV_EPROTO && c.tls() && !c.tls()->error().empty())
+    spdlog::info("client {}: TLS: {}", c.peerName(), c.tls()->error());
+  end(false);
+}
 
 void ClientSession::onConnClosed(Conn& c) noexcept {
   if (state_ != State::Closing) transitionTo(State::Closing);

@@ -66,6 +66,9 @@ class ClientSession final : public Conn::Owner,
   // Holding registers with the worker, entering Closing releases everything).
   void transitionTo(State next);
   void onLogin();
+  // After 'S' went out, or (direct) with the ClientHello already read; false: the session is
+  // ending.
+  bool startTls(bool direct);
   void requestServer();
   void configure();  // Configure: SET what differs, then (first time) finish the login
   void startRelaying(ServerConn& s);          // Active: the request goes to the server
@@ -85,6 +88,7 @@ class ClientSession final : public Conn::Owner,
 
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
+  std::shared_ptr<const TlsContexts> tls_;  // as loaded when the client connected
   const bool transactionPooling_;
   std::unique_ptr<Conn> client_;
   State state_ = State::Startup;

@@ -84,6 +84,12 @@ bool parseOptions(std::string_view opts, Settings& out, std::string& error) {
 }  // namespace
 
 Login::Outcome Login::feed(ByteQueue& in, const Config& cfg, std::string& out) {
+  // PostgreSQL 17's direct TLS (sslnegotiation=direct): a TLS handshake record where a
+  // startup packet's length would be (0x16 there would mean a length over 369 MB).
+  std::byte first[1];
+  if (phase_ == Phase::Startup && tls_.offered && !tls_.active && in.copyOut(0, first) &&
+      first[0] == std::byte{0x16})
+    return step(Step::DirectTls);
   while (phase_ == Phase::Startup) {
     Frame f = readStartupFrame(in, kMaxStartupPacket);
     if (f.status == FrameStatus::NeedMore) return step(Step::NeedMore);
@@ -98,6 +104,15 @@ Login::Outcome Login::feed(ByteQueue& in, const Config& cfg, std::string& out) {
     std::vector<std::byte> packet(msg.begin(), msg.end());
     in.consume(f.total);
     Outcome o = startup(std::span<const std::byte>(packet).subspan(4), out);
+    if (o.step == Step::StartTls && !in.empty()) {
+      // Bytes sent after SSLRequest and before the handshake would otherwise be read as if
+      // they had come through TLS (CVE-2021-23214). Refused before 'S' leaves, so the
+      // client reads a plain ErrorResponse.
+      out.clear();
+      return fatal("08P01", "received unencrypted data after SSL request",
+                   "This could be either a client-software bug or evidence of an attempted "
+                   "man-in-the-middle attack.");
+    }
     if (o.step != Step::NeedMore) return o;
   }
   while (phase_ == Phase::AuthFirst || phase_ == Phase::AuthFinal) {
@@ -126,9 +141,7 @@ Login::Outcome Login::startup(std::span<const std::byte> body, std::string& out)
   switch (sv->kind) {
     case StartupKind::Ssl:
     case StartupKind::GssEnc:
-      // No TLS/GSS yet: 'N' tells the client to go on in plaintext (or give up).
-      out += 'N';
-      return step(Step::NeedMore);
+      return encryptionRequest(sv->kind, out);
     case StartupKind::Cancel: {
       Outcome o = step(Step::Cancel);
       o.cancelPid = sv->cancelPid;
@@ -165,6 +178,13 @@ Login::Outcome Login::startup(std::span<const std::byte> body, std::string& out)
   }
   if (user_.empty()) return fatal("28000", "no PostgreSQL user name specified in startup packet");
   if (database_.empty()) database_ = user_;
+  if (tls_.required && !tls_.active) {
+    // Worded as PostgreSQL's refusal by a hostssl-only pg_hba.conf.
+    return fatal("28000",
+                 "no pgswitch entry for host \"" + tls_.peerHost + "\", user \"" + user_ +
+                     "\", database \"" + database_ + "\", no encryption",
+                 {}, "pgswitch accepts only TLS connections (client_tls = \"require\")");
+  }
   if (!options.empty()) {
     std::string err;
     if (!parseOptions(options, settings_, err)) return fatal("42601", err);
@@ -175,6 +195,17 @@ Login::Outcome Login::startup(std::span<const std::byte> body, std::string& out)
     appendNegotiateProtocolVersion(out, kProtocolV3, unrecognized);
   phase_ = Phase::AuthFirst;
   return step(Step::StartupDone);
+}
+
+Login::Outcome Login::encryptionRequest(StartupKind kind, std::string& out) {
+  if (tls_.active) {
+    // A second negotiation inside TLS: PostgreSQL refuses it as an unknown protocol.
+    return fatal("08P01", "unexpected encryption request on an encrypted connection");
+  }
+  // GSSAPI encryption is not supported: 'N' tells the client to go on (or give up).
+  bool accept = kind == StartupKind::Ssl && tls_.offered;
+  appendEncryptionAnswer(out, accept);
+  return step(accept ? Step::StartTls : Step::NeedMore);
 }
 
 Login::Outcome Login::begin(const Config& cfg, std::string& out) {
@@ -190,12 +221,21 @@ Login::Outcome Login::begin(const Config& cfg, std::string& out) {
       appendAuthMd5(out, md5Salt_);
       break;
     case AuthMethod::ScramSha256: {
-      std::string_view mech[] = {"SCRAM-SHA-256"};
-      appendAuthSasl(out, mech);
+      // As PostgreSQL: -PLUS first, and only on a TLS connection whose certificate has a
+      // usable hash.
+      bool plus = tls_.active && !tls_.cbindData.empty();
+      std::string_view withPlus[] = {kScramSha256Plus, kScramSha256};
+      std::string_view plain[] = {kScramSha256};
+      if (plus) {
+        appendAuthSasl(out, withPlus);
+      } else {
+        appendAuthSasl(out, plain);
+      }
       ScramSecret secret = (userCfg_ && userCfg_->scram)
                                ? *userCfg_->scram
                                : mockScramSecret(user_, "pgswitch-mock-" + cfg.path);
       scram_.emplace(std::move(secret), makeNonce());
+      if (plus) scram_->offerChannelBinding(tls_.cbindData);
       break;
     }
   }
@@ -216,9 +256,11 @@ Login::Outcome Login::password(std::span<const std::byte> body, std::string& out
   if (phase_ == Phase::AuthFirst) {  // SASLInitialResponse
     auto init = parseSaslInitial(body);
     if (!init) return fatal("08P01", init.error());
-    if (init->mechanism != "SCRAM-SHA-256")
+    bool plusOffered = tls_.active && !tls_.cbindData.empty();
+    bool plus = plusOffered && init->mechanism == kScramSha256Plus;
+    if (init->mechanism != kScramSha256 && !plus)
       return fatal("08P01", "client selected an invalid SASL authentication mechanism");
-    auto r = scram_->handleClientFirst(asText(init->data));
+    auto r = scram_->handleClientFirst(asText(init->data), plus);
     if (!r) return fatal("08P01", "malformed SCRAM message", r.error());
     appendAuthSaslContinue(out, *r);
     phase_ = Phase::AuthFinal;

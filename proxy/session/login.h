@@ -2,7 +2,9 @@
 // (SSL/GSS negotiation, cancel requests, protocol version, "options"), then SCRAM-SHA-256,
 // md5 or trust against pgswitch's user list. Unknown users go through the same exchange as
 // known ones with a mock secret, so the answer never reveals whether a user exists (as
-// PostgreSQL does). Pure: the client's input in, bytes for the client out.
+// PostgreSQL does). With TLS it answers SSLRequest 'S', refuses plaintext logins when TLS is
+// required and offers SCRAM-SHA-256-PLUS on encrypted connections; the caller runs the TLS
+// handshake itself. Pure: the client's input in, bytes for the client out.
 #pragma once
 
 #include <array>
@@ -12,11 +14,21 @@
 #include <vector>
 
 #include "protocol/buffer.h"
+#include "protocol/messages.h"
 #include "protocol/scram.h"
 #include "proxy/config/config.h"
 #include "proxy/session/session_state.h"
 
 namespace pgswitch::proxy {
+
+// What Login knows about encryption: set by the session at accept and after the handshake.
+struct LoginTls {
+  bool offered = false;   // answer SSLRequest 'S' (client_tls allow/require with a cert)
+  bool required = false;  // a plaintext startup packet gets FATAL 28000
+  bool active = false;    // the connection is encrypted now
+  std::string cbindData;  // active: tls-server-end-point data, "" = no SCRAM-SHA-256-PLUS
+  std::string peerHost;   // for the 28000 message, as PostgreSQL names the host
+};
 
 class Login {
  public:
@@ -26,6 +38,9 @@ class Login {
     Authenticated,  // the client proved who it is
     Cancel,         // a CancelRequest: cancelPid/cancelKey; the connection then closes
     Close,          // close quietly (bad startup length, Terminate during login)
+    StartTls,       // write `out` ('S'), then start the TLS handshake and feed again
+    DirectTls,      // the client began with a TLS ClientHello (no SSLRequest): start TLS
+                    // with the bytes already read, then feed again
     Fatal,          // FATAL with sqlstate/message/detail/hint, then close
     AuthFailed,     // wrong password: FATAL 28P01 (counted by the caller)
   };
@@ -34,6 +49,9 @@ class Login {
     std::string sqlstate, message, detail, hint;
     int32_t cancelPid = 0, cancelKey = 0;
   };
+
+  void setTls(LoginTls t) { tls_ = std::move(t); }
+  const LoginTls& tls() const { return tls_; }
 
   // Reads what it can from `in` and appends its answers to `out`.
   Outcome feed(protocol::ByteQueue& in, const Config& cfg, std::string& out);
@@ -50,9 +68,11 @@ class Login {
  private:
   enum class Phase { Startup, AuthFirst, AuthFinal, Done };
   Outcome startup(std::span<const std::byte> body, std::string& out);
+  Outcome encryptionRequest(protocol::StartupKind kind, std::string& out);
   Outcome password(std::span<const std::byte> body, std::string& out);
 
   Phase phase_ = Phase::Startup;
+  LoginTls tls_;
   std::string user_, database_;
   Settings settings_;
   const UserConfig* userCfg_ = nullptr;  // into the Config the session keeps alive

@@ -524,5 +524,31 @@ TEST(BufferRoundTrip, RandomPiecesThroughByteQueueAndSliceQueue) {
   }
 }
 
+TEST(SliceQueue, CopySpaceWrittenInPlaceJoinsPushCopyBytes) {
+  // What TLS records take: bytes written into copySpace() queue like pushCopy's, in order,
+  // adjacent ones as one iovec, spilling into a fresh chunk when the tail is full.
+  ChunkPool pool;
+  SliceQueue q(pool);
+  q.pushCopy(std::string_view("ab"));
+  auto room = q.copySpace();
+  ASSERT_EQ(room.size(), Chunk::kSize - 2);
+  std::memcpy(room.data(), "cd", 2);
+  q.commitCopy(2);
+  std::array<SliceQueue::IoVec, 4> v;
+  ASSERT_EQ(q.gather(v), 1u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(v[0].base), v[0].len), "abcd");
+  room = q.copySpace();
+  q.commitCopy(room.size());  // fill the chunk
+  room = q.copySpace();
+  EXPECT_EQ(room.size(), Chunk::kSize);  // a fresh one
+  q.commitCopy(1);
+  EXPECT_EQ(q.bytes(), Chunk::kSize + 1);
+  EXPECT_EQ(pool.liveChunks(), 2u);
+  q.consume(q.bytes());
+  EXPECT_EQ(q.bytes(), 0u);
+  q.commitCopy(0);
+  EXPECT_TRUE(q.empty());
+}
+
 }  // namespace
 }  // namespace pgswitch::protocol

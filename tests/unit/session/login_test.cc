@@ -229,5 +229,113 @@ TEST(Login, WrongMessageDuringAuth) {
   EXPECT_EQ(t.send(x).step, Login::Step::Close);
 }
 
+// --- TLS -------------------------------------------------------------------------------------
+
+LoginTls offered(bool required = false) {
+  LoginTls t;
+  t.offered = true;
+  t.required = required;
+  t.peerHost = "127.0.0.1";
+  return t;
+}
+
+TEST(LoginTls, SslRequestGetsSWhenOffered) {
+  Client c;
+  c.login.setTls(offered());
+  std::string ssl;
+  appendSslRequest(ssl);
+  EXPECT_EQ(c.send(ssl).step, Login::Step::StartTls);
+  EXPECT_EQ(c.out, "S");
+}
+
+TEST(LoginTls, BytesAfterSslRequestAreRefusedBeforeTheS) {
+  // CVE-2021-23214: plaintext queued behind SSLRequest must not be read as if encrypted.
+  // Split at every point, the injected startup packet arrives with or after the request.
+  std::string ssl;
+  appendSslRequest(ssl);
+  std::string startup;
+  appendStartup(startup, std::vector<std::pair<std::string, std::string>>{{"user", "scram"}});
+  Client c;
+  c.login.setTls(offered());
+  auto o = c.send(ssl + startup);
+  EXPECT_EQ(o.step, Login::Step::Fatal);
+  EXPECT_EQ(o.sqlstate, "08P01");
+  EXPECT_EQ(o.message, "received unencrypted data after SSL request");
+  EXPECT_EQ(c.out, "");  // no 'S': the client reads a plain ErrorResponse
+  for (size_t cut = 1; cut < ssl.size(); ++cut) {
+    Client d;
+    d.login.setTls(offered());
+    EXPECT_EQ(d.send(ssl.substr(0, cut)).step, Login::Step::NeedMore);
+    EXPECT_EQ(d.send(ssl.substr(cut) + "x").step, Login::Step::Fatal) << cut;
+  }
+}
+
+TEST(LoginTls, ClientHelloFirstIsDirectTlsOnlyWhenOffered) {
+  const std::string hello("\x16\x03\x01\x02\x00\x01", 6);
+  Client c;
+  c.login.setTls(offered());
+  EXPECT_EQ(c.send(hello).step, Login::Step::DirectTls);
+  EXPECT_EQ(c.out, "");
+  EXPECT_EQ(c.in.size(), hello.size());  // left for the TLS handshake
+  Client d;  // no TLS configured: an absurd startup length, closed as before
+  EXPECT_EQ(d.send(hello).step, Login::Step::Close);
+}
+
+TEST(LoginTls, GssEncRequestStillGetsN) {
+  Client c;
+  c.login.setTls(offered());
+  const std::string gss("\0\0\0\x08\x04\xd2\x16\x30", 8);  // GSSENCRequest, 80877104
+  EXPECT_EQ(c.send(gss).step, Login::Step::NeedMore);
+  EXPECT_EQ(c.out, "N");
+}
+
+TEST(LoginTls, RequiredRefusesPlaintextWith28000) {
+  Client c;
+  c.login.setTls(offered(true));
+  auto o = c.startup({{"user", "scram"}, {"database", "appdb"}});
+  EXPECT_EQ(o.step, Login::Step::Fatal);
+  EXPECT_EQ(o.sqlstate, "28000");
+  EXPECT_NE(o.message.find("host \"127.0.0.1\", user \"scram\", database \"appdb\", no encryption"),
+            std::string::npos)
+      << o.message;
+  // Encrypted: accepted.
+  Client d;
+  LoginTls t = offered(true);
+  t.active = true;
+  d.login.setTls(t);
+  EXPECT_EQ(d.startup({{"user", "scram"}}).step, Login::Step::StartupDone);
+}
+
+TEST(LoginTls, SecondSslRequestInsideTlsIsRefused) {
+  Client c;
+  LoginTls t = offered();
+  t.active = true;
+  c.login.setTls(t);
+  std::string ssl;
+  appendSslRequest(ssl);
+  EXPECT_EQ(c.send(ssl).step, Login::Step::Fatal);
+}
+
+TEST(LoginTls, PlusIsOfferedOnlyWithTlsAndBindingData) {
+  auto mechanisms = [](LoginTls t) {
+    Client c;
+    c.login.setTls(std::move(t));
+    EXPECT_EQ(c.startup({{"user", "scram"}}).step, Login::Step::StartupDone);
+    c.out.clear();
+    c.login.begin(*c.cfg, c.out);
+    return c.out;
+  };
+  LoginTls plain;
+  EXPECT_EQ(mechanisms(plain).find("SCRAM-SHA-256-PLUS"), std::string::npos);
+  LoginTls tls = offered();
+  tls.active = true;
+  EXPECT_EQ(mechanisms(tls).find("SCRAM-SHA-256-PLUS"), std::string::npos);  // no hash
+  tls.cbindData = std::string(32, 'h');
+  std::string out = mechanisms(tls);
+  size_t plus = out.find("SCRAM-SHA-256-PLUS");
+  ASSERT_NE(plus, std::string::npos);
+  EXPECT_NE(out.find(std::string("SCRAM-SHA-256\0", 14), plus + 18), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pgswitch::proxy
