@@ -21,7 +21,9 @@ bool inside(std::string_view v, std::string_view s) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view sql(reinterpret_cast<const char*>(data), size);
-  static Classifier classifier(ClassifierOptions{{"my_writer"}, 64});
+  static Classifier classifier(
+      ClassifierOptions{.extraWriteFunctions = {"my_writer"}, .readOnlyFunctions = {"my_reader"},
+                        .cacheCapacity = 64});
 
   Classification c = classifier.classify(sql);
   Classification again = classifier.classify(sql);  // from the cache when it fits
