@@ -200,6 +200,10 @@ std::optional<std::string> CatalogWatcher::readOne(const std::string& database,
   hs.user = s.user;
   hs.password = s.password;
   hs.database = database;
+  hs.sslmode = s.sslmode;
+  hs.sslrootcert = s.sslrootcert;
+  hs.sslcert = s.sslcert;
+  hs.sslkey = s.sslkey;
   BackendSpec spec;
   spec.host = p.host;
   spec.port = p.port;

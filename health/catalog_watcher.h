@@ -28,6 +28,8 @@ struct CatalogWatcherSettings {
   int connectTimeoutMs = 2000;
   int queryTimeoutMs = 2000;
   int refreshMs = 30000;  // 0: never read (no function is considered volatile)
+  // The TLS of the health checks (libpq names; empty: libpq's default).
+  std::string sslmode, sslrootcert, sslcert, sslkey;
 
   bool operator==(const CatalogWatcherSettings&) const = default;
 };

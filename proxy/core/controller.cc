@@ -58,6 +58,12 @@ health::CatalogWatcherSettings Controller::catalogSettings(const Config& c) {
   s.connectTimeoutMs = c.health.connectTimeoutMs;
   s.queryTimeoutMs = c.health.queryTimeoutMs;
   s.refreshMs = c.routing.functionRefreshMs;
+  // The same TLS as the health checks and the pooled connections (docs/tls.md).
+  health::HealthSettings h = healthSettings(c);
+  s.sslmode = h.sslmode;
+  s.sslrootcert = h.sslrootcert;
+  s.sslcert = h.sslcert;
+  s.sslkey = h.sslkey;
   return s;
 }
 
