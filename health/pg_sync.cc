@@ -102,6 +102,30 @@ SyncConn::Result SyncConn::exec(const std::string& sql, Clock::time_point deadli
     out.error = error_;
     return out;
   }
+  return finish(deadline);
+}
+
+SyncConn::Result SyncConn::exec(const std::string& sql, const std::vector<std::string>& params,
+                                Clock::time_point deadline) {
+  Result out;
+  if (conn_ == nullptr) {
+    out.error = error_.empty() ? "not connected" : error_;
+    return out;
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const std::string& p : params) values.push_back(p.c_str());
+  if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                        values.data(), nullptr, nullptr, 0) == 0) {
+    fail(oneLine(PQerrorMessage(conn_)));
+    out.error = error_;
+    return out;
+  }
+  return finish(deadline);
+}
+
+SyncConn::Result SyncConn::finish(Clock::time_point deadline) {
+  Result out;
   for (;;) {
     int f = PQflush(conn_);
     if (f < 0) {

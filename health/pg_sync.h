@@ -37,6 +37,9 @@ class SyncConn {
   // Runs one simple-protocol query string. The connection is dropped on timeout, cancel or a
   // broken connection.
   Result exec(const std::string& sql, Clock::time_point deadline);
+  // The same with text parameters $1, $2, ... (extended protocol: values never enter the SQL).
+  Result exec(const std::string& sql, const std::vector<std::string>& params,
+              Clock::time_point deadline);
   // A SQL string literal for `v` (PQescapeLiteral); empty when not connected.
   std::string literal(std::string_view v);
   const std::string& error() const { return error_; }
@@ -46,6 +49,8 @@ class SyncConn {
   // Waits until the socket is ready; false on deadline, cancel or poll error (error_ set).
   bool wait(bool forWrite, Clock::time_point deadline);
   bool fail(std::string why);
+  // After a query was sent: flushes it and reads every result before the deadline.
+  Result finish(Clock::time_point deadline);
 
   const std::atomic<bool>& cancel_;
   pg_conn* conn_ = nullptr;

@@ -46,6 +46,8 @@ Snapshot ProxyControl::base() const {
   s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
   s.volatileFunctionRoutes = rt_.volatileFunctionRoutes.load();
   s.functionCatalogReads = rt_.catalog ? rt_.catalog->reads() : 0;
+  s.authLookups = rt_.secrets ? rt_.secrets->queries() : 0;
+  s.authLookupFailures = rt_.authLookupFailures.load();
   s.paused = rt_.pause.any();
   return s;
 }

@@ -50,6 +50,12 @@ std::vector<Total> totals(const Snapshot& s) {
       {"function_catalog_reads", "pgswitch_function_catalog_reads_total", true,
        "Reads of a database's volatile functions (pg_proc) from the primary.",
        s.functionCatalogReads},
+      {"auth_lookups", "pgswitch_auth_lookups_total", true,
+       "Passwords read from the database with auth.query (cache misses).",
+       s.authLookups},
+      {"auth_lookup_failures", "pgswitch_auth_lookup_failures_total", true,
+       "Logins refused (FATAL 08006) because auth.query could not run.",
+       s.authLookupFailures},
   };
 }
 

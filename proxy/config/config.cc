@@ -6,6 +6,9 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -46,6 +49,26 @@ bool UserConfig::passwordIsMd5() const {
   return password.size() == 35 && password.rfind("md5", 0) == 0;
 }
 bool UserConfig::passwordIsPlaintext() const { return !passwordIsScram() && !passwordIsMd5(); }
+
+std::shared_ptr<const UserConfig> lookedUpUser(std::string name, std::string stored) {
+  auto u = std::make_shared<UserConfig>();
+  u->name = std::move(name);
+  u->password = std::move(stored);
+  if (u->passwordIsScram()) {
+    u->scram = protocol::parseScramSecret(u->password);
+    if (!u->scram) return nullptr;
+    u->auth = AuthMethod::ScramSha256;
+  } else if (u->passwordIsMd5()) {
+    u->auth = AuthMethod::Md5;
+  } else {
+    std::array<std::byte, 16> salt;
+    protocol::randomBytes(salt);
+    u->scram = protocol::makeScramSecret(
+        u->password, std::string_view(reinterpret_cast<const char*>(salt.data()), salt.size()));
+    u->auth = AuthMethod::ScramSha256;
+  }
+  return u;
+}
 
 const UserConfig* Config::findUser(std::string_view name) const {
   for (const auto& u : users)
@@ -173,9 +196,65 @@ class Loader {
     return false;
   }
 
+  // A secret may come from a file or an environment variable instead of the config itself:
+  // `<key>_file` (the file's content without its final line break, read at each load, so a
+  // rotated secret takes effect on RELOAD) or `<key>_env`. At most one of the three. Returns
+  // the node that gave the value (nullptr: none of them).
+  const toml::node* secretValue(const toml::table& t, std::string_view key, std::string& out) {
+    const std::string fileKey = std::string(key) + "_file", envKey = std::string(key) + "_env";
+    const toml::node* plain = t.get(key);
+    const toml::node* file = t.get(fileKey);
+    const toml::node* env = t.get(envKey);
+    if ((plain != nullptr) + (file != nullptr) + (env != nullptr) > 1) {
+      error(file ? file : env, "set only one of " + std::string(key) + ", " + fileKey + " and " +
+                                   envKey);
+      return nullptr;
+    }
+    std::string where;
+    if (file) {
+      get(t, fileKey, where);
+      std::string why = readSecretFile(where, out);
+      if (!why.empty()) error(file, fileKey + ": " + why);
+      return why.empty() ? file : nullptr;
+    }
+    if (env) {
+      get(t, envKey, where);
+      const char* v = where.empty() ? nullptr : std::getenv(where.c_str());
+      if (v == nullptr || *v == '\0') {
+        error(env, envKey + ": environment variable \"" + where + "\" is not set or empty");
+        return nullptr;
+      }
+      out = v;
+      return env;
+    }
+    return plain;
+  }
+
+  static std::string readSecretFile(const std::string& path, std::string& out) {
+    if (path.empty()) return "no file named";
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return "cannot read \"" + path + "\": " + std::strerror(errno);
+    constexpr size_t kMaxSecretBytes = 64 * 1024;
+    std::string text(kMaxSecretBytes + 1, '\0');
+    f.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(f.gcount()));
+    if (text.size() > kMaxSecretBytes) return "\"" + path + "\" is larger than 64 KiB";
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.empty()) return "\"" + path + "\" is empty";
+    out = std::move(text);
+    return "";
+  }
+
   // One section's settings from the table: type, then the shared range check.
   void loadSection(const toml::table& t, std::string_view section, Config& c) {
-    std::vector<std::string_view> known;
+    std::vector<std::string> alternatives;  // secrets' _file and _env keys
+    for (const Setting& s : settings()) {
+      if (s.section() != section || !s.secret) continue;
+      alternatives.push_back(std::string(s.name()) + "_file");
+      alternatives.push_back(std::string(s.name()) + "_env");
+    }
+    std::vector<std::string_view> known(alternatives.begin(), alternatives.end());
     for (const Setting& s : settings())
       if (s.section() == section) known.push_back(s.name());
     if (section == "routing") known.push_back("rule");
@@ -186,7 +265,18 @@ class Loader {
       if (s.section() != section) continue;
       const toml::node* n = t.get(s.name());
       SettingValue v;
-      if (!n || !read(s, *n, v)) continue;
+      if (s.secret) {
+        std::string elsewhere;
+        n = secretValue(t, s.name(), elsewhere);
+        if (!n) continue;
+        if (n != t.get(s.name())) {
+          v = std::move(elsewhere);
+        } else if (!read(s, *n, v)) {
+          continue;
+        }
+      } else if (!n || !read(s, *n, v)) {
+        continue;
+      }
       std::string why = checkValue(s, v);
       if (!why.empty()) {
         error(n, std::string(s.name()) + " " + why);
@@ -297,10 +387,11 @@ class Loader {
   }
 
   void loadUser(const toml::table& t, Config& c) {
-    checkKeys(t, "[[user]]", {"name", "password", "auth"});
+    checkKeys(t, "[[user]]", {"name", "password", "password_file", "password_env", "auth"});
     UserConfig u;
     get(t, "name", u.name);
-    get(t, "password", u.password);
+    const toml::node* pw = secretValue(t, "password", u.password);
+    if (pw && pw == t.get("password")) get(t, "password", u.password);
     std::string auth = "scram-sha-256";
     get(t, "auth", auth);
     if (auth == "scram-sha-256") {

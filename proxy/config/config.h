@@ -44,6 +44,11 @@ struct UserConfig {
   bool passwordIsScram() const;
 };
 
+// A user auth.query found, with the password as the database stores it: a SCRAM secret
+// (clients use SCRAM; backends get the ClientKey they prove), an md5 hash (clients use md5)
+// or, from old setups, plaintext (SCRAM). Null when the text is none of these.
+std::shared_ptr<const UserConfig> lookedUpUser(std::string name, std::string stored);
+
 // The sections below hold the settings of the table in settings.h, which also gives their
 // defaults, ranges and TOML names: Config() fills every one of them from it. Fields start as
 // {} only so that nothing is left indeterminate.
@@ -86,6 +91,17 @@ struct TlsConfig {
   bool clientTlsOffered() const {
     return clientTls != ClientTls::Disable && !certFile.empty() && !keyFile.empty();
   }
+};
+
+// [auth]: passwords of users without a [[user]] entry, read from the database (PgBouncer's
+// auth_user / auth_query). docs/auth.md.
+struct AuthConfig {
+  std::string user;      // the login that runs `query`; "" = off
+  std::string password;
+  std::string query;     // $1 = the user name; returns (name, password as stored)
+  std::string database;  // where `query` runs; "" = the database the client asked for
+  int cacheMs{};         // a looked-up password is used this long before it is read again
+  bool enabled() const { return !user.empty(); }
 };
 
 struct RouteRule {
@@ -152,9 +168,11 @@ struct Config {
   FailoverConfig failover;
   RoutingConfig routing;
   TlsConfig tls;
+  AuthConfig auth;
   std::vector<BackendConfig> backends;  // [[backend]], loaded by hand (config.cc)
   std::vector<UserConfig> users;        // [[user]], loaded by hand (config.cc)
 
+  // [[user]] entries only; users found by auth.query are the session's (lookedUpUser).
   const UserConfig* findUser(std::string_view name) const;
   bool isAdmin(std::string_view user) const;
 };

@@ -179,6 +179,12 @@ std::string checkNotBlank(const SettingValue& v) {
   return "must not be empty or blank (server_check_delay = 0 turns the check off)";
 }
 
+// The user name reaches the query only as its parameter, never spliced into the text.
+std::string checkAuthQuery(const SettingValue& v) {
+  if (std::get<std::string>(v).find("$1") != std::string::npos) return "";
+  return "must take the user name as $1";
+}
+
 constexpr Apply kRestart = Apply::Restart, kReload = Apply::Reload, kSet = Apply::Set;
 constexpr int64_t kMiB = 1024 * 1024;
 
@@ -187,6 +193,7 @@ constexpr auto kHealth = &Config::health;
 constexpr auto kFailover = &Config::failover;
 constexpr auto kRouting = &Config::routing;
 constexpr auto kTls = &Config::tls;
+constexpr auto kAuth = &Config::auth;
 
 // The table. Order is SHOW CONFIG's. Settings that shape sockets and threads are read once at
 // start-up (kRestart). kReload marks settings a RELOAD applies but SET does not offer; keeping
@@ -196,6 +203,7 @@ std::vector<Setting> makeTable() {
   using FC = FailoverConfig;
   using RC = RoutingConfig;
   using TC = TlsConfig;
+  using AC = AuthConfig;
   return {
       // [server]
       listenSetting(),
@@ -360,10 +368,25 @@ std::vector<Setting> makeTable() {
       text("tls.server_cert_file", field(kTls, &TC::serverCertFile), "", kReload,
            "client certificate pgswitch shows backends (optional)"),
       text("tls.server_key_file", field(kTls, &TC::serverKeyFile), "", kReload, "its private key"),
+
+      // [auth]: users without a [[user]] entry, looked up in the database. docs/auth.md.
+      text("auth.user", field(kAuth, &AC::user), "", kReload,
+           "login that runs auth.query for users not in [[user]]; empty = off"),
+      text("auth.password", field(kAuth, &AC::password), "", kReload, "that login's password",
+           {.secret = true}),
+      text("auth.query", field(kAuth, &AC::query),
+           "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1", kReload,
+           "returns the user's name and stored password (SCRAM secret or md5 hash); $1 = the user",
+           {.check = checkAuthQuery}),
+      text("auth.database", field(kAuth, &AC::database), "", kReload,
+           "database auth.query runs in; empty = the database the client asked for"),
+      integer("auth.cache_ms", field(kAuth, &AC::cacheMs), 60000, {.max = INT32_MAX}, kReload,
+              "a looked-up password is reused this long before it is read again"),
   };
 }
 
-constexpr std::string_view kSections[] = {"server", "pool", "health", "failover", "routing", "tls"};
+constexpr std::string_view kSections[] = {"server", "pool",    "health", "failover",
+                                           "routing", "tls", "auth"};
 
 bool unboundedAbove(int64_t max) { return max == INT32_MAX || max == INT64_MAX; }
 

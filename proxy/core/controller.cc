@@ -67,6 +67,23 @@ health::CatalogWatcherSettings Controller::catalogSettings(const Config& c) {
   return s;
 }
 
+health::SecretLookupSettings Controller::secretSettings(const Config& c) {
+  health::SecretLookupSettings s;
+  s.user = c.auth.user;
+  s.password = c.auth.password;
+  s.query = c.auth.query;
+  s.database = c.auth.database;
+  s.cacheMs = c.auth.cacheMs;
+  s.connectTimeoutMs = c.health.connectTimeoutMs;
+  s.queryTimeoutMs = c.health.queryTimeoutMs;
+  health::HealthSettings h = healthSettings(c);
+  s.sslmode = h.sslmode;
+  s.sslrootcert = h.sslrootcert;
+  s.sslcert = h.sslcert;
+  s.sslkey = h.sslkey;
+  return s;
+}
+
 // Slots are matched by name: a renamed backend is a removal plus an addition, and a name that
 // comes back takes its old slot (and index) again, as a new backend.
 bool Controller::mergeSlotsLocked(const Config& c) {
@@ -130,6 +147,10 @@ void Controller::start() {
         });
     rt_.catalog = catalog_.get();
     catalog_->start();
+    secrets_ = std::make_unique<health::SecretLookup>(secretSettings(*cfg),
+                                                      [this] { return rt_.topology(); });
+    rt_.secrets = secrets_.get();
+    secrets_->start();
   }
   // The initial snapshot is a guess (first backend primary). Wait briefly for the first real
   // round so that a restarted pgswitch does not send a write to a demoted primary.
@@ -209,6 +230,7 @@ void Controller::postToWorkers(void (Worker::*fn)()) {
 void Controller::stop() {
   std::lock_guard g(mu_);
   if (catalog_) catalog_->stop();  // rt_.catalog stays valid: workers may still mark stale
+  if (secrets_) secrets_->stop();  // so does rt_.secrets: later lookups are answered at once
   if (!health_) return;
   ++generation_;
   rt_.health = nullptr;
@@ -261,6 +283,9 @@ void Controller::applyLocked(std::shared_ptr<const Config> next) {
   bool failoverChanged = failoverSettings(*next) != failoverSettings(*prev);
   if (catalog_ && catalogSettings(*next) != catalogSettings(*prev)) {
     catalog_->setSettings(catalogSettings(*next));
+  }
+  if (secrets_ && secretSettings(*next) != secretSettings(*prev)) {
+    secrets_->setSettings(secretSettings(*next));
   }
   if (backendsChanged || failoverChanged || healthSettings(*next) != settings_) {
     spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());

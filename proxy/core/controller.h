@@ -56,6 +56,7 @@ class Controller {
   static health::HealthSettings healthSettings(const Config& c);
   static health::FailoverSettings failoverSettings(const Config& c);
   static health::CatalogWatcherSettings catalogSettings(const Config& c);
+  static health::SecretLookupSettings secretSettings(const Config& c);
 
  private:
   // Backend slots keep their index for the life of the process: pools and counters are
@@ -84,6 +85,7 @@ class Controller {
   std::unique_ptr<health::HealthMonitor> health_;
   // Volatile functions per database; lives from start() to stop(), across health restarts.
   std::unique_ptr<health::CatalogWatcher> catalog_;
+  std::unique_ptr<health::SecretLookup> secrets_;
   // Publications of a replaced monitor are ignored; a new monitor's guessed initial
   // snapshot is ignored while a real one from its predecessor is in place.
   std::atomic<uint64_t> generation_{0};

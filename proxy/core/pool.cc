@@ -143,6 +143,7 @@ bool Pool::resolve(sockaddr_storage& out) {
 void Pool::spawn() {
   auto cfg = worker_.runtime().config();
   const UserConfig* u = cfg->findUser(user_);
+  if (!u) u = lookedUpUser_.get();
   LoginInfo li;
   li.user = user_;
   li.database = database_;

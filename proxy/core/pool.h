@@ -67,6 +67,8 @@ class Pool {
 
   // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
   void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }
+  // A user without a [[user]] entry: its password as auth.query found it, for backend logins.
+  void setLookedUpUser(std::shared_ptr<const UserConfig> u) { lookedUpUser_ = std::move(u); }
 
   int backend() const { return backend_; }
   const std::string& database() const { return database_; }
@@ -109,6 +111,7 @@ class Pool {
   };
   std::deque<Waiter> waiters_;
   std::optional<std::array<uint8_t, 32>> clientKey_;
+  std::shared_ptr<const UserConfig> lookedUpUser_;
   uint64_t lastAcquireMs_ = 0;
   std::shared_ptr<PoolBudget> budget_;  // pool_size over all workers
   bool short_ = false;  // this pool raised budget_->wanted and still has waiters

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "health/catalog_watcher.h"
+#include "health/secret_lookup.h"
 #include "health/health_monitor.h"
 #include "proxy/config/config.h"
 #include "proxy/core/listener.h"
@@ -140,6 +141,7 @@ class Runtime {
   }
   std::atomic<int> clients{0};
   std::atomic<uint64_t> authFailures{0};
+  std::atomic<uint64_t> authLookupFailures{0};  // logins refused: auth.query could not run
   std::atomic<uint64_t> failovers{0};       // primary changed (failover or switchover)
   std::atomic<uint64_t> nextServerId{1};    // server connection ids, unique in the process
   // Guards against clients that never get anywhere (SHOW TOTALS, /metrics).
@@ -154,6 +156,8 @@ class Runtime {
   std::atomic<uint64_t> volatileFunctionRoutes{0};   // reads sent to the primary: volatile fn
   // Reads each database's volatile functions (null in tests without a controller).
   health::CatalogWatcher* catalog = nullptr;
+  // Passwords of users without a [[user]] entry ([auth]; null in tests without a controller).
+  health::SecretLookup* secrets = nullptr;
   PauseState pause;                         // PAUSE / RESUME
   PoolBudgets budgets;                      // server connections per pool key, all workers
   WriteFloors floors;                       // consistency = strong: what reads must see

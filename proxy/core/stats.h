@@ -99,6 +99,8 @@ struct Snapshot {
   uint64_t recoveryConflictRetries = 0;
   uint64_t volatileFunctionRoutes = 0;
   uint64_t functionCatalogReads = 0;
+  uint64_t authLookups = 0;
+  uint64_t authLookupFailures = 0;
   bool paused = false;
 };
 

@@ -10,7 +10,6 @@
 #include "protocol/builder.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
-#include "proxy/core/cancel_forwarder.h"
 #include "proxy/session/session_errors.h"
 #include "routing/session_sql.h"
 
@@ -26,29 +25,6 @@ bool couldHaveReplicas(const routing::Topology& t) {
   int n = 0;
   for (const auto& b : t.backends) n += b.state != routing::BackendState::Removed;
   return n > 1;
-}
-
-void forwardCancel(Worker& w, int32_t pid, int32_t key) {
-  auto slot = w.runtime().cancels().find(pid, key);
-  int backend = -1;
-  CancelTarget t;
-  auto topo = w.runtime().topology();
-  if (!slot || !slot->get(backend, t.pid, t.key) || backend < 0 ||
-      backend >= static_cast<int>(topo->backends.size())) {
-    // Unknown key or nothing running: dropped silently, as PostgreSQL does.
-    spdlog::debug("cancel request for unknown key {}", pid);
-    return;
-  }
-  t.request = slot->inFlight();
-  if (t.request == 0) {
-    // Linked (session mode) but idle: PostgreSQL ignores a cancel for an idle backend.
-    spdlog::debug("cancel request for idle client {}: ignored", pid);
-    return;
-  }
-  t.slot = slot;
-  t.host = topo->backends[backend].host;
-  t.port = topo->backends[backend].port;
-  CancelForwarder::start(w, t);
 }
 
 }  // namespace
@@ -152,96 +128,6 @@ void ClientSession::consoleEnd(std::string_view sqlstate, std::string_view messa
   }
 }
 
-bool ClientSession::startTls(bool direct) {
-  std::string err = client_->startTls(tls_->clients.get(),
-                                      direct ? TlsStream::Role::AcceptDirect
-                                             : TlsStream::Role::Accept);
-  if (!err.empty()) {
-    spdlog::info("client {}: TLS not started: {}", client_->peerName(), err);
-    end(false);
-    return false;
-  }
-  LoginTls t = login_.tls();
-  t.active = true;
-  t.cbindData = tls_->cbindData;
-  login_.setTls(std::move(t));
-  return true;
-}
-
-void ClientSession::onLogin() {
-  std::string out;
-  Login::Outcome o = login_.feed(client_->in(), *cfg_, out);
-  for (;;) {
-    if (!out.empty()) {
-      client_->send(out);
-      client_->flush();
-      out.clear();
-      if (state_ == State::Closing) return;  // the write failed: the client is gone
-    }
-    switch (o.step) {
-      case Login::Step::NeedMore:
-        return;
-      case Login::Step::StartupDone:
-        transitionTo(State::Auth);
-        settings_.start(std::move(login_.settings()));
-        counted_ = true;
-        if (++worker_.runtime().clients > cfg_->maxClientConn) {
-          fatal("53300", "sorry, too many clients already");
-          return;
-        }
-        o = login_.begin(*cfg_, out);
-        if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
-        continue;
-      case Login::Step::StartTls:
-      case Login::Step::DirectTls:
-        if (!startTls(o.step == Login::Step::DirectTls)) return;
-        o = login_.feed(client_->in(), *cfg_, out);
-        continue;
-      case Login::Step::Authenticated:
-        break;
-      case Login::Step::Cancel:
-        forwardCancel(worker_, o.cancelPid, o.cancelKey);
-        end(false);
-        return;
-      case Login::Step::Close:
-        if (!o.message.empty()) spdlog::info("client {}: {}", client_->peerName(), o.message);
-        end(false);
-        return;
-      case Login::Step::Fatal:
-        fatal(o.sqlstate, o.message, o.detail, o.hint);
-        return;
-      case Login::Step::AuthFailed:
-        ++worker_.runtime().authFailures;
-        spdlog::info("client {}: password authentication failed for user \"{}\"",
-                     client_->peerName(), login_.user());
-        fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
-        return;
-    }
-    break;
-  }
-  auto entry = worker_.runtime().cancels().allocate();
-  cancelPid_ = entry.pid;
-  cancelKey_ = entry.key;
-  cancelSlot_ = std::move(entry.slot);
-  relay_.setCancelSlot(cancelSlot_.get());
-  if (login_.database() != kConsoleDatabase) {
-    route_.toPrimary();
-    requestServer();
-    return;
-  }
-  if (!cfg_->isAdmin(login_.user())) {
-    spdlog::info("client {}: user \"{}\" is not in admin_users: console refused",
-                 client_->peerName(), login_.user());
-    fatal("42501", "permission denied for database \"" + std::string(kConsoleDatabase) + "\"",
-          "Only the users listed in server.admin_users may use the pgswitch admin console.");
-    return;
-  }
-  transitionTo(State::Console);
-  console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
-  console_->start(login_.user(), settings_.setting("application_name"),
-                  settings_.setting("client_encoding"), cancelPid_, cancelKey_);
-}
-
 // Hold, don't fail: during a failover there is briefly no primary (or the one the topology
 // names is already gone). The session waits, up to failover_wait_ms, and tries again when the
 // health thread publishes a new topology and once a second. PAUSE holds new requests the
@@ -276,6 +162,7 @@ void ClientSession::requestServer() {
   countAs_ = route_.forWrite();  // counted once the request goes (startRelaying)
   pool_ = &worker_.pool(pick.index, login_.database(), login_.user());
   if (auto key = login_.clientKey()) pool_->setClientKey(*key);
+  if (lookedUpUser_) pool_->setLookedUpUser(lookedUpUser_);
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
   // per transaction costs more than the rare read that arrives while we wait (onConnRead
   // stops reading then).

@@ -66,6 +66,11 @@ class ClientSession final : public Conn::Owner,
   // Holding registers with the worker, entering Closing releases everything).
   void transitionTo(State next);
   void onLogin();
+  void continueLogin(Login::Outcome o, std::string& out);  // sends `out`, acts on `o`
+  // [auth]: the user has no [[user]] entry and auth.query may know its password.
+  bool needsSecretLookup() const;
+  void lookUpSecret();
+  void onSecret(const health::SecretAnswer& a);  // on this worker's thread
   // After 'S' went out, or (direct) with the ClientHello already read; false: the session is
   // ending.
   bool startTls(bool direct);
@@ -99,6 +104,8 @@ class ClientSession final : public Conn::Owner,
   bool onReplica_ = false;       // the server picked last is a replica
 
   Login login_;
+  std::shared_ptr<int> secretToken_;  // a password lookup is in flight (its answer checks it)
+  std::shared_ptr<const UserConfig> lookedUpUser_;  // found by auth.query; Login points into it
   SessionState settings_;
   RequestRoute route_;
   Relay relay_;

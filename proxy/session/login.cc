@@ -208,8 +208,9 @@ Login::Outcome Login::encryptionRequest(StartupKind kind, std::string& out) {
   return step(accept ? Step::StartTls : Step::NeedMore);
 }
 
-Login::Outcome Login::begin(const Config& cfg, std::string& out) {
+Login::Outcome Login::begin(const Config& cfg, std::string& out, const UserConfig* lookedUp) {
   userCfg_ = cfg.findUser(user_);
+  if (!userCfg_) userCfg_ = lookedUp;
   AuthMethod method = userCfg_ ? userCfg_->auth : AuthMethod::ScramSha256;
   switch (method) {
     case AuthMethod::Trust:

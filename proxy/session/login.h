@@ -56,7 +56,9 @@ class Login {
   // Reads what it can from `in` and appends its answers to `out`.
   Outcome feed(protocol::ByteQueue& in, const Config& cfg, std::string& out);
   // After StartupDone: the first authentication request (Trust: Authenticated at once).
-  Outcome begin(const Config& cfg, std::string& out);
+  // `lookedUp`: the user as auth.query found it, when it has no [[user]] entry (the caller
+  // keeps it alive).
+  Outcome begin(const Config& cfg, std::string& out, const UserConfig* lookedUp = nullptr);
 
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -402,6 +404,69 @@ TEST(ConfigErrors, NoBackendAndMissingFile) {
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.error().messages.size(), 1u);
   EXPECT_EQ(r.error().messages[0], "/nonexistent/pgswitch-test.toml:0: cannot open file");
+}
+
+// ---- secrets from files and the environment, [auth] ----
+
+std::string writeTemp(const std::string& name, const std::string& content) {
+  std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+constexpr std::string_view kBackendOnly = "[[backend]]\nhost = \"127.0.0.1\"\n";
+
+TEST(Config, SecretsFromFilesAndEnvironment) {
+  std::string userFile = writeTemp("pgswitch-user-pw", "from-file\r\n");
+  std::string authFile = writeTemp("pgswitch-auth-pw", "auth-secret\n");
+  setenv("PGSWITCH_UNIT_HEALTH_PW", "from-env", 1);
+  auto c = parseOk(std::string(kBackendOnly) + "[[user]]\nname = \"filed\"\npassword_file = \"" +
+                   userFile + "\"\n[health]\n" +
+                   "password_env = \"PGSWITCH_UNIT_HEALTH_PW\"\n[auth]\nuser = \"lookup\"\n" +
+                   "password_file = \"" + authFile + "\"\n");
+  unsetenv("PGSWITCH_UNIT_HEALTH_PW");
+  ASSERT_TRUE(c);
+  ASSERT_NE(c->findUser("filed"), nullptr);
+  EXPECT_EQ(c->findUser("filed")->password, "from-file");  // the line break is not part of it
+  EXPECT_TRUE(c->findUser("filed")->scram.has_value());
+  EXPECT_EQ(c->health.password, "from-env");
+  EXPECT_EQ(c->auth.password, "auth-secret");
+  EXPECT_TRUE(c->auth.enabled());
+  EXPECT_EQ(c->auth.query, "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1");
+  EXPECT_EQ(c->auth.cacheMs, 60000);
+}
+
+TEST(ConfigErrors, SecretSources) {
+  unsetenv("PGSWITCH_UNIT_UNSET");
+  std::string empty = writeTemp("pgswitch-empty-pw", "\n");
+  std::string text = std::string(kBackendOnly) +
+                     "[[user]]\nname = \"both\"\npassword = \"x\"\npassword_file = \"/x\"\n"
+                     "[[user]]\nname = \"missing\"\npassword_file = \"/nonexistent/pw\"\n"
+                     "[[user]]\nname = \"blank\"\npassword_file = \"" + empty + "\"\n"
+                     "[health]\npassword_env = \"PGSWITCH_UNIT_UNSET\"\n"
+                     "[auth]\nquery = \"SELECT 'x', 'y'\"\n";
+  auto errors = parseErrors(text);
+  EXPECT_TRUE(hasError(errors, lineOf(text, "password_file = \"/x\""),
+                       "set only one of password, password_file and password_env"));
+  EXPECT_TRUE(hasError(errors, lineOf(text, "/nonexistent/pw"), "cannot read"));
+  EXPECT_TRUE(hasError(errors, lineOf(text, empty), "is empty"));
+  EXPECT_TRUE(hasError(errors, lineOf(text, "PGSWITCH_UNIT_UNSET"), "is not set or empty"));
+  EXPECT_TRUE(hasError(errors, lineOf(text, "SELECT 'x'"), "must take the user name as $1"));
+}
+
+TEST(Config, LookedUpUsersFollowTheStoredFormat) {
+  auto scram = lookedUpUser("a", scramSecretText());
+  ASSERT_TRUE(scram);
+  EXPECT_EQ(scram->auth, AuthMethod::ScramSha256);
+  EXPECT_TRUE(scram->scram.has_value());
+  auto md5 = lookedUpUser("b", "md5" + std::string(32, 'a'));
+  ASSERT_TRUE(md5);
+  EXPECT_EQ(md5->auth, AuthMethod::Md5);
+  auto plain = lookedUpUser("c", "old-plaintext");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->auth, AuthMethod::ScramSha256);
+  EXPECT_TRUE(plain->scram.has_value());
+  EXPECT_EQ(lookedUpUser("d", "SCRAM-SHA-256$garbage"), nullptr);
 }
 
 }  // namespace

@@ -53,6 +53,7 @@ std::string typedValue(const SettingValue& v) {
 SettingValue otherValue(const Setting& s) {
   if (s.key == "server.listen") return std::string("[::1]:7000");
   if (s.key == "failover.retry_safe_as") return std::string("40001");
+  if (s.key == "auth.query") return std::string("SELECT name, pw FROM users WHERE name = $1");
   switch (s.type) {
     case SettingType::Integer: {
       int64_t d = std::get<int64_t>(s.def);

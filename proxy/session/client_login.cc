@@ -1,0 +1,187 @@
+// Client session: logging in. Drives Login (pure) over the client's socket: TLS, the
+// password lookup for users without a [[user]] entry ([auth], docs/auth.md), cancel requests,
+// and the step into the console or the first server.
+#include <spdlog/spdlog.h>
+
+#include "protocol/builder.h"
+#include "proxy/core/cancel_forwarder.h"
+#include "proxy/session/client_session.h"
+
+namespace pgswitch::proxy {
+
+using namespace protocol;
+
+namespace {
+
+void forwardCancel(Worker& w, int32_t pid, int32_t key) {
+  auto slot = w.runtime().cancels().find(pid, key);
+  int backend = -1;
+  CancelTarget t;
+  auto topo = w.runtime().topology();
+  if (!slot || !slot->get(backend, t.pid, t.key) || backend < 0 ||
+      backend >= static_cast<int>(topo->backends.size())) {
+    // Unknown key or nothing running: dropped silently, as PostgreSQL does.
+    spdlog::debug("cancel request for unknown key {}", pid);
+    return;
+  }
+  t.request = slot->inFlight();
+  if (t.request == 0) {
+    // Linked (session mode) but idle: PostgreSQL ignores a cancel for an idle backend.
+    spdlog::debug("cancel request for idle client {}: ignored", pid);
+    return;
+  }
+  t.slot = slot;
+  t.host = topo->backends[backend].host;
+  t.port = topo->backends[backend].port;
+  CancelForwarder::start(w, t);
+}
+
+}  // namespace
+
+bool ClientSession::startTls(bool direct) {
+  std::string err = client_->startTls(tls_->clients.get(),
+                                      direct ? TlsStream::Role::AcceptDirect
+                                             : TlsStream::Role::Accept);
+  if (!err.empty()) {
+    spdlog::info("client {}: TLS not started: {}", client_->peerName(), err);
+    end(false);
+    return false;
+  }
+  LoginTls t = login_.tls();
+  t.active = true;
+  t.cbindData = tls_->cbindData;
+  login_.setTls(std::move(t));
+  return true;
+}
+
+void ClientSession::onLogin() {
+  // While the password is looked up the client has nothing to send; what it sends anyway
+  // waits in its input until the answer arrives.
+  if (secretToken_) return;
+  std::string out;
+  Login::Outcome o = login_.feed(client_->in(), *cfg_, out);
+  continueLogin(o, out);
+}
+
+bool ClientSession::needsSecretLookup() const {
+  if (!cfg_->auth.enabled() || !worker_.runtime().secrets) return false;
+  if (cfg_->findUser(login_.user())) return false;
+  // The console database exists only in pgswitch: auth.query can run there only when
+  // auth.database names a real one.
+  return login_.database() != kConsoleDatabase || !cfg_->auth.database.empty();
+}
+
+// The answer comes on the lookup thread: it is posted to this worker, and dropped there when
+// the session has ended meanwhile (the token is gone with it).
+void ClientSession::lookUpSecret() {
+  secretToken_ = std::make_shared<int>(0);
+  std::weak_ptr<int> token = secretToken_;
+  Worker* w = &worker_;
+  worker_.runtime().secrets->lookup(
+      login_.database(), login_.user(), [w, token, this](const health::SecretAnswer& a) {
+        w->post([token, this, a] {
+          if (token.lock()) onSecret(a);
+        });
+      });
+}
+
+void ClientSession::onSecret(const health::SecretAnswer& a) {
+  secretToken_.reset();
+  if (state_ == State::Closing) return;
+  if (a.kind == health::SecretAnswer::Kind::Failed) {
+    ++worker_.runtime().authLookupFailures;
+    fatal("08006", "could not look up the password of user \"" + login_.user() + "\"", a.error,
+          "pgswitch reads passwords of users without a [[user]] entry with auth.query.");
+    return;
+  }
+  if (a.kind == health::SecretAnswer::Kind::Found) {
+    lookedUpUser_ = lookedUpUser(login_.user(), a.secret);
+    if (!lookedUpUser_)
+      spdlog::warn("auth: the stored password of user \"{}\" is in a format pgswitch cannot use",
+                   login_.user());
+  }
+  // No password (or an unusable one): the exchange runs with a mock secret and fails like a
+  // wrong password, as for an unknown user.
+  std::string out;
+  Login::Outcome o = login_.begin(*cfg_, out, lookedUpUser_.get());
+  if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+  continueLogin(o, out);
+}
+
+void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
+  for (;;) {
+    if (!out.empty()) {
+      client_->send(out);
+      client_->flush();
+      out.clear();
+      if (state_ == State::Closing) return;  // the write failed: the client is gone
+    }
+    switch (o.step) {
+      case Login::Step::NeedMore:
+        return;
+      case Login::Step::StartupDone:
+        transitionTo(State::Auth);
+        settings_.start(std::move(login_.settings()));
+        counted_ = true;
+        if (++worker_.runtime().clients > cfg_->maxClientConn) {
+          fatal("53300", "sorry, too many clients already");
+          return;
+        }
+        if (needsSecretLookup()) {
+          lookUpSecret();
+          return;
+        }
+        o = login_.begin(*cfg_, out);
+        if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+        continue;
+      case Login::Step::StartTls:
+      case Login::Step::DirectTls:
+        if (!startTls(o.step == Login::Step::DirectTls)) return;
+        o = login_.feed(client_->in(), *cfg_, out);
+        continue;
+      case Login::Step::Authenticated:
+        break;
+      case Login::Step::Cancel:
+        forwardCancel(worker_, o.cancelPid, o.cancelKey);
+        end(false);
+        return;
+      case Login::Step::Close:
+        if (!o.message.empty()) spdlog::info("client {}: {}", client_->peerName(), o.message);
+        end(false);
+        return;
+      case Login::Step::Fatal:
+        fatal(o.sqlstate, o.message, o.detail, o.hint);
+        return;
+      case Login::Step::AuthFailed:
+        ++worker_.runtime().authFailures;
+        spdlog::info("client {}: password authentication failed for user \"{}\"",
+                     client_->peerName(), login_.user());
+        fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
+        return;
+    }
+    break;
+  }
+  auto entry = worker_.runtime().cancels().allocate();
+  cancelPid_ = entry.pid;
+  cancelKey_ = entry.key;
+  cancelSlot_ = std::move(entry.slot);
+  relay_.setCancelSlot(cancelSlot_.get());
+  if (login_.database() != kConsoleDatabase) {
+    route_.toPrimary();
+    requestServer();
+    return;
+  }
+  if (!cfg_->isAdmin(login_.user())) {
+    spdlog::info("client {}: user \"{}\" is not in admin_users: console refused",
+                 client_->peerName(), login_.user());
+    fatal("42501", "permission denied for database \"" + std::string(kConsoleDatabase) + "\"",
+          "Only the users listed in server.admin_users may use the pgswitch admin console.");
+    return;
+  }
+  transitionTo(State::Console);
+  console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
+  console_->start(login_.user(), settings_.setting("application_name"),
+                  settings_.setting("client_encoding"), cancelPid_, cancelKey_);
+}
+
+}  // namespace pgswitch::proxy
