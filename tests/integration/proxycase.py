@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import unittest
+from contextlib import closing
 
 
 def budget(seconds: float):
@@ -16,6 +17,16 @@ def budget(seconds: float):
         fn._budget = seconds
         return fn
     return deco
+
+
+def show_totals(sw, user: str = "admin", password: str | None = None) -> dict[str, int]:
+    """The admin console's SHOW TOTALS of pgswitch `sw`, as {name: value}."""
+    import psycopg2  # here, so that tests without a console need no driver
+    with closing(psycopg2.connect(sw.dsn(user=user, password=password, db="pgswitch"))) as c:
+        c.autocommit = True
+        with c.cursor() as cur:
+            cur.execute("SHOW TOTALS")
+            return {k: int(v) for k, v in cur.fetchall()}
 
 
 class ProxyTestCase(unittest.TestCase):

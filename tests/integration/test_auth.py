@@ -19,7 +19,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import PgCluster, PgSwitch  # noqa: E402
-from proxycase import ProxyTestCase, budget  # noqa: E402
+from proxycase import ProxyTestCase, budget, show_totals  # noqa: E402
 
 ADMIN = [{"name": "admin", "password": "admin", "auth": "scram-sha-256"}]
 
@@ -36,11 +36,7 @@ GRANT EXECUTE ON FUNCTION public.pgswitch_lookup(text) TO pgswitch_auth;
 
 
 def totals(sw: PgSwitch) -> dict:
-    with closing(psycopg2.connect(sw.dsn(user="admin", password="admin", db="pgswitch"))) as c:
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute("SHOW TOTALS")
-            return {k: int(v) for k, v in cur.fetchall()}
+    return show_totals(sw, password="admin")
 
 
 def login_error(sw: PgSwitch, user: str, password: str, db: str = "appdb"):

@@ -18,7 +18,6 @@ import os
 import socket
 import struct
 import sys
-import threading
 import time
 import unittest
 from contextlib import closing
@@ -28,7 +27,7 @@ import psycopg2
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import HOST, PgCluster, PgSwitch  # noqa: E402
 from pgwire import PgWire  # noqa: E402
-from proxycase import ProxyTestCase, budget  # noqa: E402
+from proxycase import ProxyTestCase, budget, show_totals  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -88,11 +87,7 @@ class NeverStuckCase(ProxyTestCase):
         return sw
 
     def totals(self, sw) -> dict[str, int]:
-        with closing(psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SHOW TOTALS")
-                return {k: int(v) for k, v in cur.fetchall()}
+        return show_totals(sw)
 
     @budget(90)
     def test_descriptor_exhaustion_is_survivable(self):

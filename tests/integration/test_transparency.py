@@ -21,7 +21,7 @@ import psycopg2.extensions
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import PgCluster, PgSwitch  # noqa: E402
-from proxycase import ProxyTestCase, budget  # noqa: E402
+from proxycase import ProxyTestCase, budget, show_totals  # noqa: E402
 
 
 class CancelCase(ProxyTestCase):
@@ -180,11 +180,7 @@ class ReplicaBatchCase(ProxyTestCase):
             return int(self.cluster.psql(0, "SELECT count(*) FROM fn_t", db="appdb", user="app"))
 
         def retries() -> int:
-            with closing(psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))) as conn:
-                conn.autocommit = True
-                with conn.cursor() as cur:
-                    cur.execute("SHOW TOTALS")
-                    return {k: int(v) for k, v in cur.fetchall()}["readonly_retries"]
+            return show_totals(self.sw)["readonly_retries"]
 
         before = fn_rows()
         with closing(psycopg2.connect(self.sw.dsn(user="app", db="appdb"))) as conn:

@@ -15,15 +15,11 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import PgCluster, PgSwitch  # noqa: E402
-from proxycase import ProxyTestCase, budget  # noqa: E402
+from proxycase import ProxyTestCase, budget, show_totals  # noqa: E402
 
 
 def totals(sw: PgSwitch) -> dict:
-    with closing(psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SHOW TOTALS")
-            return {k: int(v) for k, v in cur.fetchall()}
+    return show_totals(sw)
 
 
 def wait_catalog_reads(sw: PgSwitch, at_least: int, timeout: float = 10) -> int:
