@@ -142,9 +142,17 @@ void ByteQueue::consume(size_t n) {
       break;
     }
   }
-  // Keep the last chunk even when drained: its free tail takes the next read.
-  if (drop == segs_.size() && drop > 0) --drop;
+  // Drained chunks go back to the pool. The last one too when nothing else refers to it, so
+  // an idle connection holds no buffer (issue 14: memory per idle client); the pool's free
+  // list is LIFO, so the next read usually gets the same, still cached, chunk back. While
+  // its bytes still wait in a peer's output queue it stays: the next read goes into its
+  // free tail, and the two ranges leave in one iovec.
+  if (drop == segs_.size() && drop > 0 && segs_.back().chunk->refs > 1) --drop;
   if (drop) segs_.erase(segs_.begin(), segs_.begin() + static_cast<std::ptrdiff_t>(drop));
+}
+
+void ByteQueue::releaseUnused() {
+  if (!segs_.empty() && segs_.back().begin == segs_.back().end) segs_.pop_back();
 }
 
 // ---- SliceQueue ----
@@ -223,6 +231,10 @@ void SliceQueue::consume(size_t n) {
   if (head_ == q_.size()) {
     q_.clear();
     head_ = 0;
+    // Nothing queued: the copy chunk goes back to the pool (or stays with the slices a
+    // peer still holds), so an idle connection holds no buffer.
+    copyChunk_.reset();
+    copyUsed_ = 0;
   } else if (head_ > 64 && head_ * 2 > q_.size()) {
     q_.erase(q_.begin(), q_.begin() + static_cast<std::ptrdiff_t>(head_));
     head_ = 0;

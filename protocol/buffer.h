@@ -110,6 +110,8 @@ class ByteQueue {
   void sliceFront(size_t n, std::vector<Slice>& out) const;
   void consume(size_t n);
   void clear() { consume(size_); }
+  // Gives back a chunk taken by writable() that no read filled (a read that found nothing).
+  void releaseUnused();
 
  private:
   struct Seg {

@@ -75,6 +75,8 @@ void Conn::onRead(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
   } else if (n > 0) {
     c->in_.commit(static_cast<size_t>(n));
     if (!c->closing_) c->owner_->onConnRead(*c);
+  } else if (n == 0) {
+    (c->tls_ ? c->cipherIn_ : c->in_).releaseUnused();
   } else if (n < 0) {
     c->stopReading();
     if (!c->closing_) c->owner_->onConnError(*c, static_cast<int>(n));
@@ -163,15 +165,16 @@ void Conn::flush() noexcept {
     return;
   }
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  std::array<uv_buf_t, kMaxIov> iov;
   // Bounded: at most a few rounds of try_write, then hand the rest to uv_write.
   for (int round = 0; round < 4 && !q.empty(); ++round) {
     std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
     size_t cnt = q.gather(v);
     for (size_t i = 0; i < cnt; ++i) {
-      iov_[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
+      iov[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
                             static_cast<unsigned>(v[i].len));
     }
-    int w = uv_try_write(stream, iov_.data(), static_cast<unsigned>(cnt));
+    int w = uv_try_write(stream, iov.data(), static_cast<unsigned>(cnt));
     if (w > 0) {
       q.consume(static_cast<size_t>(w));
       continue;
@@ -190,12 +193,12 @@ void Conn::flush() noexcept {
     size_t cnt = q.gather(v);
     inflight_ = 0;
     for (size_t i = 0; i < cnt; ++i) {
-      iov_[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
+      iov[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
                             static_cast<unsigned>(v[i].len));
       inflight_ += v[i].len;
     }
     writeReq_.data = this;
-    int rc = uv_write(&writeReq_, stream, iov_.data(), static_cast<unsigned>(cnt), &Conn::onWrite);
+    int rc = uv_write(&writeReq_, stream, iov.data(), static_cast<unsigned>(cnt), &Conn::onWrite);
     if (rc == 0) {
       writing_ = true;
     } else {

@@ -109,8 +109,8 @@ class Conn {
   uv_connect_t connectReq_;
   protocol::ByteQueue in_;
   protocol::SliceQueue out_;
+  // Per write: a local array (uv_write copies it), not 1 KiB in every connection.
   static constexpr size_t kMaxIov = 64;
-  std::array<uv_buf_t, kMaxIov> iov_;
   size_t inflight_ = 0;  // bytes handed to uv_write, not yet completed
   bool writing_ = false;
   bool reading_ = false;

@@ -7,13 +7,14 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <list>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+
+#include "proxy/core/fifo_vector.h"
 
 namespace pgswitch::proxy {
 
@@ -54,7 +55,7 @@ class ClientStatements {
     size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, ClientStatement, NameHash, std::equal_to<>> map_;
-  std::deque<std::pair<std::string, std::optional<ClientStatement>>> closed_;
+  FifoVector<std::pair<std::string, std::optional<ClientStatement>>> closed_;
 };
 
 // Statements PostgreSQL declared unusable. When DDL changes the result type of a prepared

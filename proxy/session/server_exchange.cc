@@ -151,7 +151,7 @@ void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
         break;
     }
   }
-  expect_.erase(expect_.begin(), expect_.begin() + static_cast<std::ptrdiff_t>(n));
+  expect_.erase_front(n);
   if (expect_.empty()) discardUntilSync_ = true;
 }
 

@@ -8,10 +8,10 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 
+#include "proxy/core/fifo_vector.h"
 #include "proxy/core/prepared_statements.h"
 
 namespace pgswitch::proxy {
@@ -102,7 +102,7 @@ class ServerExchange {
   void reset();
 
  private:
-  std::deque<Expect> expect_;
+  FifoVector<Expect> expect_;
   bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
   bool discardUntilSync_ = false;  // the server skips messages until Sync after an error
   bool inCopy_ = false;

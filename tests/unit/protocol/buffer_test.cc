@@ -270,7 +270,7 @@ TEST(ByteQueue, SliceFrontSharesChunksWithoutConsuming) {
   EXPECT_EQ(pool.liveChunks(), 0u);
 }
 
-TEST(ByteQueue, ConsumeReleasesChunksButKeepsTheLast) {
+TEST(ByteQueue, ConsumeReleasesEveryDrainedChunk) {
   ChunkPool pool;
   {
     ByteQueue q(pool);
@@ -284,14 +284,15 @@ TEST(ByteQueue, ConsumeReleasesChunksButKeepsTheLast) {
     EXPECT_EQ(queueText(q), data.substr(K));
     q.consume(10 * K);  // clamps to size
     EXPECT_TRUE(q.empty());
-    EXPECT_EQ(pool.liveChunks(), 1u);
-    q.clear();
-    EXPECT_EQ(pool.liveChunks(), 1u);
-
-    // A drained chunk nobody else references is rewound for the next read.
+    // Drained and referenced by nobody else: back in the pool (an idle connection holds no
+    // buffer), and the next read takes it from there.
+    EXPECT_EQ(pool.liveChunks(), 0u);
+    EXPECT_EQ(pool.freeChunks(), 3u);
     auto w = q.writable();
     EXPECT_EQ(w.size(), K);
     EXPECT_EQ(pool.liveChunks(), 1u);
+    q.releaseUnused();  // the read found nothing
+    EXPECT_EQ(pool.liveChunks(), 0u);
   }
   EXPECT_EQ(pool.liveChunks(), 0u);
 }
@@ -390,6 +391,21 @@ TEST(SliceQueue, PushCopySharesOneChunkAndSpansChunks) {
     EXPECT_EQ(gatherAll(q), "again");
   }
   EXPECT_EQ(pool.liveChunks(), 0u);
+}
+
+TEST(SliceQueue, DrainedQueueGivesItsCopyChunkBack) {
+  // An idle connection holds no buffer: once everything built was written, the copy chunk
+  // returns to the pool.
+  ChunkPool pool;
+  SliceQueue q(pool);
+  q.pushCopy(std::string_view("ReadyForQuery"));
+  EXPECT_EQ(pool.liveChunks(), 1u);
+  q.consume(5);
+  EXPECT_EQ(pool.liveChunks(), 1u);
+  q.consume(q.bytes());
+  EXPECT_EQ(pool.liveChunks(), 0u);
+  q.pushCopy(std::string_view("again"));
+  EXPECT_EQ(gatherAll(q), "again");
 }
 
 TEST(SliceQueue, ConsumePartialAndAcrossSlices) {
