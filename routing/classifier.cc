@@ -27,7 +27,10 @@ Classification primaryOnly() {
 bool classifyWithLexer(std::string_view sql, const ClassifierOptions& opts, Classification& out,
                        int& statements) {
   statements = -1;
-  std::vector<Token> tokens;
+  // Reused by each thread: a text the cache has not seen (simple-protocol pgbench makes every
+  // text new with its literals) is classified without allocating (issue 14).
+  thread_local std::vector<Token> tokens;
+  tokens.clear();
   tokens.reserve(64);
   if (!lexSql(sql, tokens)) return false;
   const TokenSeq t(sql, tokens);

@@ -185,17 +185,26 @@ void appendReset(std::string& sql, std::string_view name) {
   sql += ';';
 }
 
-std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs) {
+void appendReplayWaitQuery(std::string& out, uint64_t lsn, uint64_t waitMs) {
   char target[24];
   snprintf(target, sizeof target, "%X/%X", static_cast<unsigned>(lsn >> 32),
            static_cast<unsigned>(lsn & 0xffffffffu));
-  const std::string last = std::to_string(waitMs);
-  std::string sql =
-      "SELECT pg_last_wal_replay_lsn() FROM generate_series(0, " + last +
+  char last[24];
+  snprintf(last, sizeof last, "%llu", static_cast<unsigned long long>(waitMs));
+  out += "SELECT pg_last_wal_replay_lsn() FROM generate_series(0, ";
+  out += last;
+  out +=
       ") AS g WHERE CASE WHEN g > 0 THEN pg_sleep(0.001) IS NOT NULL ELSE true END AND "
       "(pg_last_wal_replay_lsn() >= '";
-  sql += target;
-  sql += "' OR g = " + last + ") LIMIT 1";
+  out += target;
+  out += "' OR g = ";
+  out += last;
+  out += ") LIMIT 1";
+}
+
+std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs) {
+  std::string sql;
+  appendReplayWaitQuery(sql, lsn, waitMs);
   return sql;
 }
 

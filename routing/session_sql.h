@@ -99,6 +99,8 @@ inline constexpr std::string_view kCommitLsnQuery = "SELECT pg_current_wal_inser
 // the server: no timer in pgswitch, and a read sent right behind the question runs only
 // once the answer is decided). The rows of generate_series are checked one by one and LIMIT 1
 // stops at the first that passes; the CASE sleeps before each check but the first.
+// Appends to `out` without allocating beyond out's growth (one per worker: issue 14).
+void appendReplayWaitQuery(std::string& out, uint64_t lsn, uint64_t waitMs);
 std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs);
 
 }  // namespace pgswitch::routing

@@ -10,6 +10,7 @@
 #include "health/events.h"
 #include "proxy/config/settings.h"
 #include "proxy/core/controller.h"
+#include "proxy/core/heap_counter.h"
 #include "proxy/core/runtime.h"
 #include "proxy/core/snapshot_collect.h"
 #include "proxy/core/worker.h"
@@ -48,6 +49,8 @@ Snapshot ProxyControl::base() const {
   s.functionCatalogReads = rt_.catalog ? rt_.catalog->reads() : 0;
   s.authLookups = rt_.secrets ? rt_.secrets->queries() : 0;
   s.authLookupFailures = rt_.authLookupFailures.load();
+  s.workerAllocations = gWorkerAllocations.load(std::memory_order_relaxed);
+  s.serversOpened = rt_.nextServerId.load() - 1;
   s.paused = rt_.pause.any();
   return s;
 }

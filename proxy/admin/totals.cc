@@ -56,6 +56,12 @@ std::vector<Total> totals(const Snapshot& s) {
       {"auth_lookup_failures", "pgswitch_auth_lookup_failures_total", true,
        "Logins refused (FATAL 08006) because auth.query could not run.",
        s.authLookupFailures},
+      {"servers_opened", "pgswitch_servers_opened_total", true,
+       "Server connections opened since start (a steady pool opens none).", s.serversOpened},
+      {"worker_allocations", "pgswitch_worker_allocations_total", true,
+       "Heap allocations (operator new) on the worker threads since start; 0 in sanitizer "
+       "builds. Flat under steady load: forwarding allocates nothing per message.",
+       s.workerAllocations},
   };
 }
 

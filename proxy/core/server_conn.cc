@@ -296,7 +296,10 @@ void ServerConn::handleIdle() {
 }
 
 void ServerConn::runInternal(std::string_view sql) {
-  std::string out;
+  // Built straight into the output queue's copy space would need the length first; a reused
+  // buffer per worker thread does as well: no allocation per internal query (issue 14).
+  thread_local std::string out;
+  out.clear();
   appendQuery(out, sql);
   conn_->send(out);
   conn_->flush();

@@ -2,6 +2,8 @@
 // cross-thread posts through uv_async, and the once-a-second janitor.
 #include "proxy/core/worker.h"
 
+#include "proxy/core/heap_counter.h"
+
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
@@ -45,7 +47,10 @@ int Worker::boundPort() const { return listener_.boundPort(); }
 
 void Worker::start() {
   workerCount_ = workerCount_ < 1 ? 1 : workerCount_;
-  thread_ = std::thread([this] { runHere(); });
+  thread_ = std::thread([this] {
+    tCountAllocations = true;  // SHOW TOTALS worker_allocations
+    runHere();
+  });
 }
 
 void Worker::runHere() {
@@ -152,8 +157,9 @@ void Worker::onJanitor(uv_timer_t* t) {
     }
   }
   if (w->draining_) w->endQuiescentClients();
-  auto clients = w->clients_;
-  for (auto* c : clients) c->janitor(now);
+  // A copy (a janitor may end its session, which leaves clients_), into a reused vector.
+  w->janitorClients_.assign(w->clients_.begin(), w->clients_.end());
+  for (auto* c : w->janitorClients_) c->janitor(now);
   if (now - w->lastTrimMs_ >= kTrimEveryMs) w->giveMemoryBack(now);
 }
 

@@ -158,6 +158,7 @@ class Worker {
   bool asyncClosed_ = false;  // under postMu_: post() must not touch async_ any more
   std::vector<Retirable*> graveyard_;
   std::vector<ClientHandle*> clients_;
+  std::vector<ClientHandle*> janitorClients_;  // onJanitor's copy of clients_, reused
   std::vector<ClientHandle*> holding_;
   std::map<PoolKey, std::unique_ptr<Pool>> pools_;
   std::unordered_set<uint64_t> knownStatements_;

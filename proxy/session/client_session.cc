@@ -241,7 +241,11 @@ void ClientSession::configure() {
     ++worker_.runtime().replicaWaits;
     own_ = Own::ReplayCheck;
     transitionTo(State::OwnQuery);
-    s.runInternal(routing::replayWaitQuery(route_.replayNeeded(), cfg_->routing.maxWaitMs));
+    // One buffer per worker thread, reused: no allocation per question (issue 14).
+    thread_local std::string question;
+    question.clear();
+    routing::appendReplayWaitQuery(question, route_.replayNeeded(), cfg_->routing.maxWaitMs);
+    s.runInternal(question);
     readSentBehindCheck_ = relay_.canDiscardAnswer() && !client_->in().empty();
     if (readSentBehindCheck_) {
       relay_.stopAtRequestEnd(true);

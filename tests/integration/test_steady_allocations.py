@@ -1,0 +1,145 @@
+"""The forwarding path allocates nothing per message in the steady state (issue 14): the
+worker threads' heap allocations (SHOW TOTALS worker_allocations, counted by the pgswitch
+executable's operator new) stay flat while persistent clients run thousands of requests —
+simple protocol with a new literal in every text (a classifier cache miss each time),
+extended protocol, and explicit write transactions — against a primary and a replica.
+Logins allocate (a session object, its strings), so connections are opened before counting,
+and the count is read on one console session whose SHOW TOTALS cost is measured and taken off.
+Not meaningful in sanitizer builds (their runtime owns operator new): skipped there."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import unittest
+
+import psycopg
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pgcluster import PgCluster, PgSwitch  # noqa: E402
+from proxycase import ProxyTestCase, budget  # noqa: E402
+
+CLIENTS = 4
+ROUNDS = 500  # per client and workload
+# Timers (the janitor, topology changes) allocate a little on their own; forwarding must not:
+# well under one allocation per hundred requests.
+MAX_PER_REQUEST = 0.01
+LOGIN_ALLOWANCE = 150  # allocations of one server login (its parameters, SCRAM), generously
+
+
+class SteadyAllocationCase(ProxyTestCase):
+    default_budget = 120.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=1).start()
+        try:
+            cls.cluster.psql(0, "CREATE TABLE acct (id int PRIMARY KEY, balance int NOT NULL); "
+                                "INSERT INTO acct SELECT g, 0 FROM generate_series(1, 1000) g",
+                             db="appdb", user="app")
+            cls.cluster.wait_replicated()
+            cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", workers=2)
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def counted(self) -> tuple[int, int]:
+        """(worker allocations, server connections opened) so far."""
+        with self.admin.cursor() as cur:
+            cur.execute("SHOW TOTALS")
+            t = {k: int(v) for k, v in cur.fetchall()}
+            return t["worker_allocations"], t["servers_opened"]
+
+    def setUp(self):
+        super().setUp()
+        # One console session for every count: its login is not in what is measured.
+        self.admin = psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))
+        self.admin.autocommit = True
+        self.addCleanup(self.admin.close)
+
+    def run_clients(self, connect, work) -> int:
+        """Opens CLIENTS connections and runs `work(conn, i)` on each in parallel: a warm-up
+        (the pools grow to the concurrency, server logins allocate), then ROUNDS per client
+        while counting; returns the allocations of the counted phase, server logins aside."""
+        conns = [connect() for _ in range(CLIENTS)]
+
+        def phase(rounds: int) -> None:
+            errors: list[BaseException] = []
+
+            def loop(c):
+                try:
+                    for i in range(rounds):
+                        work(c, i)
+                except BaseException as e:  # reported below
+                    errors.append(e)
+
+            threads = [threading.Thread(target=loop, args=(c,)) for c in conns]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(90)
+            self.assertEqual(errors, [])
+
+        try:
+            phase(ROUNDS // 2)
+            # SHOW TOTALS itself allocates (a snapshot of every worker): what one costs is
+            # measured and taken off.
+            first, _ = self.counted()
+            before, opened = self.counted()
+            own = before - first
+            phase(ROUNDS)
+            after, opened_after = self.counted()
+            # A server connection opened meanwhile (a pool still growing, or one worker's
+            # idle connection given up to another worker) costs its login's allocations.
+            return max(0, after - before - own - LOGIN_ALLOWANCE * (opened_after - opened))
+        finally:
+            for c in conns:
+                c.close()
+
+    def check(self, allocations: int, requests: int, what: str):
+        if os.environ.get("ASAN_OPTIONS") is not None or self.counted()[0] == 0:
+            self.skipTest("allocations are not counted in this build")
+        per = allocations / requests
+        print(f"\n{what}: {allocations} worker allocations over {requests} requests "
+              f"= {per:.4f} per request", file=sys.stderr)
+        self.assertLess(per, MAX_PER_REQUEST, what)
+
+    @budget(120)
+    def test_simple_protocol_new_text_each_time(self):
+        def connect():
+            c = psycopg2.connect(self.sw.dsn())
+            c.autocommit = True
+            return c
+
+        def work(c, i):
+            with c.cursor() as cur:  # psycopg2 puts the literal into the text
+                cur.execute("SELECT balance FROM acct WHERE id = %s", (i % 1000 + 1,))
+                cur.fetchone()
+
+        n = self.run_clients(connect, work)
+        self.check(n, CLIENTS * ROUNDS, "simple protocol reads")
+
+    @budget(120)
+    def test_extended_protocol_and_write_transactions(self):
+        def connect():
+            return psycopg.connect(self.sw.dsn(), autocommit=True, prepare_threshold=None)
+
+        def work(c, i):
+            c.execute("SELECT balance FROM acct WHERE id = %s", (i % 1000 + 1,)).fetchone()
+            with c.transaction():
+                c.execute("UPDATE acct SET balance = balance + 1 WHERE id = %s", (i % 1000 + 1,))
+
+        n = self.run_clients(connect, work)
+        self.check(n, CLIENTS * ROUNDS * 2, "extended reads and write transactions")
+
+
+if __name__ == "__main__":
+    unittest.main()
