@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
+  dpkg-dev             # dpkg-shlibdeps: the Depends of the .deb CPack builds (packaging/)
   libuv1-dev libpq-dev libssl-dev libxxhash-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libpg-query-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   postgresql-15 postgresql-client-15 postgresql-contrib
