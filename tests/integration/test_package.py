@@ -184,6 +184,16 @@ class PackageTest(ProxyTestCase):
                                text=True)
             self.assertEqual(r.returncode, 0, f"{script}: {r.stderr}")
 
+    def test_apt_resolves_dependencies(self):
+        if shutil.which("apt-get") is None:
+            self.skipTest("apt-get is not installed")
+        # A simulated install: every Depends must be satisfiable from what apt knows (nothing
+        # is changed on this machine).
+        r = subprocess.run(["apt-get", "install", "-s", "-q", str(self.deb)],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("Inst pgswitch", r.stdout)
+
     def test_files_in_place(self):
         binary = self.root / "usr/bin/pgswitch"
         self.assertTrue(os.access(binary, os.X_OK), "usr/bin/pgswitch")
