@@ -2,8 +2,8 @@
 // the main loop that turns signals into shutdown (SIGTERM now, SIGINT after the running
 // transactions) and reload (SIGHUP), telling a service manager (systemd) as it goes.
 #include <signal.h>
-#include <unistd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
