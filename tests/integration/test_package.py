@@ -289,9 +289,16 @@ class PackageTest(ProxyTestCase):
                 cur.execute("INSERT INTO pkg_t VALUES (2, 'during stop')")
                 sw.proc.send_signal(signal.SIGINT)
                 listener.wait_for("STOPPING", "1", 10)
-                time.sleep(0.3)
-                with self.assertRaises(psycopg2.OperationalError):
-                    psycopg2.connect(dsn, connect_timeout=3).close()
+                # The workers close their listeners on their own loops, just after STOPPING=1.
+                refused = None
+                deadline = time.monotonic() + 10
+                while refused is None and time.monotonic() < deadline:
+                    try:
+                        psycopg2.connect(dsn, connect_timeout=3).close()
+                        time.sleep(0.05)
+                    except psycopg2.OperationalError as e:
+                        refused = e
+                self.assertIsNotNone(refused, "new clients still accepted 10 s after SIGINT")
                 cur.execute("UPDATE pkg_t SET v = 'committed' WHERE id = 2")
                 conn.commit()
             self.assertEqual(sw.proc.wait(15), 0, sw.log_tail())
