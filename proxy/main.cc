@@ -1,7 +1,9 @@
 // pgswitch entry point: arguments, config load (or --check), logging, worker threads, and
-// the main loop that turns signals into shutdown (SIGINT/SIGTERM) and reload (SIGHUP).
+// the main loop that turns signals into shutdown (SIGTERM now, SIGINT after the running
+// transactions) and reload (SIGHUP), telling a service manager (systemd) as it goes.
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -20,6 +22,7 @@
 #include "proxy/core/controller.h"
 #include "proxy/admin/http_server.h"
 #include "proxy/core/runtime.h"
+#include "proxy/core/service_notify.h"
 #include "proxy/core/worker.h"
 #include "proxy/session/client_session.h"
 
@@ -28,10 +31,13 @@ using namespace pgswitch::proxy;
 
 namespace {
 
+// Where the Debian package (packaging/) puts the configuration; --config overrides it.
+constexpr const char* kDefaultConfigPath = "/etc/pgswitch/pgswitch.toml";
+
 void usage() {
   std::puts(
-      "usage: pgswitch --config FILE [--check]\n"
-      "  --config FILE  TOML configuration (see README.md)\n"
+      "usage: pgswitch [--config FILE] [--check]\n"
+      "  --config FILE  TOML configuration (see README.md); default /etc/pgswitch/pgswitch.toml\n"
       "  --check        validate the configuration and exit (non-zero on errors)\n"
       "  --version      print the version and exit");
 }
@@ -100,6 +106,7 @@ void closeMainHandles(MainLoop* m) {
 void stopNow(MainLoop* m) {
   if (m->stopping) return;
   m->stopping = true;
+  notifyServiceManager("STOPPING=1\nSTATUS=stopping: closing every session");
   for (auto& w : *m->workers) w->stop();
   closeMainHandles(m);
 }
@@ -119,6 +126,17 @@ void onWaitTimer(uv_timer_t* t) {
   closeMainHandles(m);
 }
 
+// Stop accepting and let the sessions finish their transactions; SIGTERM still forces.
+void startDrain(MainLoop* m) {
+  if (m->draining || m->stopping) return;
+  m->draining = true;
+  notifyServiceManager("STOPPING=1\nSTATUS=draining: waiting for running transactions");
+  for (auto& w : *m->workers) w->stopGraceful();
+  closeHandle(&m->sighup);
+  if (m->http) m->http->close([] {});
+  uv_timer_start(&m->waitTimer, onWaitTimer, 100, 100);
+}
+
 void onShutdownRequest(uv_async_t* a) {
   auto* m = static_cast<MainLoop*>(a->data);
   int req;
@@ -130,13 +148,21 @@ void onShutdownRequest(uv_async_t* a) {
     stopNow(m);
     return;
   }
-  if (req != 1 || m->draining || m->stopping) return;
-  // Stop accepting and let the sessions finish their transactions; SIGTERM still forces.
-  m->draining = true;
-  for (auto& w : *m->workers) w->stopGraceful();
-  closeHandle(&m->sighup);
-  if (m->http) m->http->close([] {});
-  uv_timer_start(&m->waitTimer, onWaitTimer, 100, 100);
+  if (req == 1) startDrain(m);
+}
+
+// SIGINT is SHUTDOWN WAIT, as in PgBouncer ("safe shutdown"): what `systemctl stop` sends
+// (packaging/pgswitch.service, KillSignal=SIGINT). A second SIGINT, or SIGTERM, stops at once.
+void onIntSignal(uv_signal_t* h, int) {
+  auto* m = static_cast<MainLoop*>(h->data);
+  if (m->draining) {
+    spdlog::info("received SIGINT again, shutting down now");
+    stopNow(m);
+    return;
+  }
+  spdlog::info("received SIGINT: closing the listeners, sessions end after their transaction "
+               "(SIGINT again or SIGTERM: at once)");
+  startDrain(m);
 }
 
 bool splitHostPort(const std::string& s, std::string& host, int& port) {
@@ -181,10 +207,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (configPath.empty()) {
-    usage();
-    return 2;
-  }
+  if (configPath.empty()) configPath = kDefaultConfigPath;
   auto loaded = loadConfig(configPath);
   if (!loaded) {
     std::fputs(loaded.error().joined().c_str(), stderr);
@@ -279,10 +302,15 @@ int main(int argc, char** argv) {
       m.http = http.get();
       spdlog::info("metrics and status page on http://{}:{}/", host, http->port());
     }
-    uv_signal_start(&m.sigint, onStopSignal, SIGINT);
+    uv_signal_start(&m.sigint, onIntSignal, SIGINT);
     uv_signal_start(&m.sigterm, onStopSignal, SIGTERM);
     uv_signal_start(&m.sighup, onHup, SIGHUP);
     for (auto& w : workers) w->start();
+    // Controller::start() returned once the first real round of health checks was published
+    // (or after its bounded wait), and the workers now accept: this is "ready" for systemd
+    // (Type=notify), so units ordered after pgswitch start when clients can be served.
+    notifyServiceManager("READY=1\nSTATUS=serving on " + cfg->listenHost + ":" +
+                         std::to_string(port) + "\nMAINPID=" + std::to_string(getpid()));
     uv_run(&m.loop, UV_RUN_DEFAULT);
     for (auto& w : workers) w->join();
     rt.control = nullptr;

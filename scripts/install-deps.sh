@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
+  dpkg-dev             # dpkg-shlibdeps: the Depends of the .deb CPack builds (packaging/)
   libuv1-dev libpq-dev libssl-dev libxxhash-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libpg-query-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   postgresql-15 postgresql-client-15 postgresql-contrib
@@ -14,6 +15,7 @@ PKGS=(
   clang libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer targets built with clang 14
   chromium             # the status page test renders it in a headless browser
   libpostgresql-jdbc-java   # pgjdbc for tests/integration/test_drivers.py
+  pgbackrest           # tests/integration/test_grow_from_backup.py: a replica restored from a backup
 )
 # The driver tests also need a JDK (javac) and Node.js with npm; any installed version will do
 # (NodeSource's nodejs, for one, brings its own npm), so Debian's are added only when missing.

@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "proxy/config/settings.h"
+#include "proxy/core/service_notify.h"
 #include "proxy/core/worker.h"
 
 namespace pgswitch::proxy {
@@ -239,6 +240,17 @@ void Controller::stop() {
 }
 
 std::string Controller::reload() {
+  // systemd shows the unit "reloading" between the two; READY=1 also when the file was
+  // refused, since the running configuration goes on serving (the STATUS line says which).
+  notifyReloading();
+  std::string refused = reloadFromFile();
+  notifyServiceManager(refused.empty()
+                           ? "READY=1\nSTATUS=configuration reloaded"
+                           : "READY=1\nSTATUS=reload refused, running configuration kept");
+  return refused;
+}
+
+std::string Controller::reloadFromFile() {
   auto r = loadConfig(configPath_);
   if (!r) {
     // Error lines quote names and keys from the file, which may be of any length.

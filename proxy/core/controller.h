@@ -69,6 +69,7 @@ class Controller {
     bool disabled = false;
     bool draining = false;
   };
+  std::string reloadFromFile();            // reload() without the service notifications
   bool mergeSlotsLocked(const Config& c);  // true when the backend list changed
   void startHealthLocked(const Config& c, bool keepCurrentTopology);
   void onPublish(uint64_t generation, bool skipGuess, routing::TopologyPtr t);
