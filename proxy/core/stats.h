@@ -98,6 +98,8 @@ struct Snapshot {
   uint64_t replicaWaitFallbacks = 0;
   uint64_t recoveryConflictRetries = 0;
   uint64_t volatileFunctionRoutes = 0;
+  uint64_t sessionReads = 0;
+  uint64_t sessionReadsFallbacks = 0;
   uint64_t functionCatalogReads = 0;
   bool paused = false;
 };

@@ -69,7 +69,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   if (!isRetry) avoid_ = -1;
   routedWrite_ = true;
   state.pinOnLink(nullptr);
-  if (cfg.poolMode != PoolMode::Transaction) return true;
+  if (!cfg.routesRequests()) return true;
   functionNotes_.catalogChanged |= std::exchange(functionDdlBefore_, false);
 
   const bool readOnlySession = state.setting("default_transaction_read_only") == "on";
@@ -96,6 +96,9 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
     if (c.createsTempTable) state.pinOnLink("temporary table");
     if (c.sessionAdvisoryLock) state.pinOnLink("session advisory lock");
     if (c.withHoldCursor) state.pinOnLink("WITH HOLD cursor");
+    // session_reads: the value set_config() gives is neither reported nor read back, so the
+    // session stays where it ran (the primary: set_config is a write function).
+    if (c.callsSetConfig && cfg.sessionReads()) state.pinOnLink("set_config()");
     if (!c.hintTag.empty() && hintTagOwned.empty()) hintTagOwned = c.hintTag;
   };
   while (!ended) {

@@ -1,0 +1,209 @@
+"""Read scaling in session mode (issue 12 item 6): pgswitch in session mode with
+routing.session_reads = true in front of a primary and one streaming replica. A session's
+autocommit reads run on the replica (pg_is_in_recovery(), SHOW TOTALS session_reads), writes
+and transactions on the session's own primary connection (the same backend pid each time), its
+SETs and protocol-level prepared statements follow it to the replica, a write is seen by the
+read right after it (strong consistency), a cancel reaches the replica running the read, and
+session state a replica cannot share (temporary table, set_config) leaves the session on the
+primary alone. Without the setting, session mode never uses the replica."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import unittest
+from contextlib import closing
+
+import psycopg2
+import psycopg2.errors
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pgcluster import PgCluster, PgSwitch  # noqa: E402
+from proxycase import ProxyTestCase, budget  # noqa: E402
+
+
+def totals(sw: PgSwitch) -> dict:
+    with closing(psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SHOW TOTALS")
+            return {k: int(v) for k, v in cur.fetchall()}
+
+
+class SessionReadsTest(ProxyTestCase):
+    default_budget = 60.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=1).start()
+        try:
+            cls.cluster.psql(0, "CREATE SCHEMA sr; "
+                                "CREATE TABLE sr.only_here (v text); "
+                                "INSERT INTO sr.only_here VALUES ('from schema sr'); "
+                                "CREATE TABLE items (id bigint PRIMARY KEY, v text); "
+                                "GRANT ALL ON SCHEMA sr TO app; "
+                                "GRANT ALL ON ALL TABLES IN SCHEMA sr TO app; "
+                                "GRANT ALL ON ALL TABLES IN SCHEMA public TO app", db="appdb")
+            cls.cluster.wait_replicated()
+            cls.sw = PgSwitch(cls.cluster, pool_mode="session", health_period_ms=200,
+                              extra_toml="[routing]\nsession_reads = true\n")
+        except BaseException:
+            cls.cluster.stop()
+            raise
+        cls.next_id = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def connect(self, sw: PgSwitch | None = None):
+        conn = psycopg2.connect((sw or self.sw).dsn())
+        conn.autocommit = True
+        return conn
+
+    def new_id(self) -> int:
+        type(self).next_id += 1
+        return self.next_id
+
+    def test_reads_go_to_the_replica(self):
+        before = totals(self.sw)["session_reads"]
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            for _ in range(5):
+                cur.execute("SELECT pg_is_in_recovery()")
+                self.assertTrue(cur.fetchone()[0], "a session-mode read ran on the primary")
+        self.assertGreaterEqual(totals(self.sw)["session_reads"] - before, 5)
+
+    def test_writes_and_transactions_use_the_sessions_own_primary_connection(self):
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO items VALUES (%s, 'w') RETURNING pg_backend_pid()",
+                        (self.new_id(),))
+            pid = cur.fetchone()[0]
+            cur.execute("SELECT pg_is_in_recovery()")
+            self.assertTrue(cur.fetchone()[0])
+            conn.autocommit = False
+            # A transaction with a write: everything in it, before and after the write, runs
+            # on the primary, on the session's own server connection.
+            cur.execute("SELECT pg_is_in_recovery(), pg_backend_pid()")
+            self.assertEqual(cur.fetchone(), (False, pid))
+            cur.execute("INSERT INTO items VALUES (%s, 'in txn')", (self.new_id(),))
+            cur.execute("SELECT pg_is_in_recovery(), pg_backend_pid()")
+            self.assertEqual(cur.fetchone(), (False, pid))
+            conn.commit()
+            conn.autocommit = True
+            cur.execute("SELECT pg_is_in_recovery()")
+            self.assertTrue(cur.fetchone()[0])
+            cur.execute("UPDATE items SET v = 'u' WHERE id = %s RETURNING pg_backend_pid()",
+                        (self.next_id,))
+            self.assertEqual(cur.fetchone()[0], pid)
+
+    def test_a_read_right_after_a_write_sees_it(self):
+        self.cluster.set_conf(1, "recovery_min_apply_delay", "300ms")
+        try:
+            time.sleep(1.0)
+            with closing(self.connect()) as conn, conn.cursor() as cur:
+                for _ in range(30):
+                    i = self.new_id()
+                    cur.execute("INSERT INTO items VALUES (%s, 'ryw')", (i,))
+                    cur.execute("SELECT v FROM items WHERE id = %s", (i,))
+                    self.assertEqual(cur.fetchall(), [("ryw",)],
+                                     "the session's read missed its own committed write")
+        finally:
+            self.cluster.set_conf(1, "recovery_min_apply_delay", None)
+
+    def test_set_follows_the_session_to_the_replica(self):
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SET search_path = sr, public")
+            cur.execute("SET application_name = 'sr-reader'")
+            cur.execute("SET work_mem = '3MB'")
+            for _ in range(3):
+                cur.execute("SELECT pg_is_in_recovery(), current_setting('search_path'), "
+                            "current_setting('application_name'), "
+                            "current_setting('work_mem'), (SELECT v FROM only_here)")
+                self.assertEqual(cur.fetchone(),
+                                 (True, "sr, public", "sr-reader", "3MB", "from schema sr"))
+            cur.execute("SHOW search_path")
+            self.assertEqual(cur.fetchone()[0], "sr, public")
+            cur.execute("RESET search_path")
+            cur.execute("SELECT pg_is_in_recovery(), current_setting('search_path')")
+            self.assertEqual(cur.fetchone(), (True, '"$user", public'))
+
+    def test_protocol_prepared_statements_on_both(self):
+        import psycopg  # psycopg 3: prepare_threshold=0 prepares every statement (named)
+        with psycopg.connect(self.sw.dsn(), autocommit=True, prepare_threshold=0) as conn:
+            i = self.new_id()
+            for n in range(4):
+                row = conn.execute("SELECT pg_is_in_recovery(), %s::int + 1", (n,)).fetchone()
+                self.assertEqual(row, (True, n + 1))
+                conn.execute("INSERT INTO items VALUES (%s, %s)", (i + n * 1000, str(n)))
+                row = conn.execute("SELECT v, pg_is_in_recovery() FROM items WHERE id = %s",
+                                   (i + n * 1000,)).fetchone()
+                self.assertEqual(row[0], str(n))
+        type(self).next_id += 4000
+
+    def test_cancel_reaches_the_replica_running_the_read(self):
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")
+            self.assertTrue(cur.fetchone()[0])
+            threading.Timer(0.5, conn.cancel).start()
+            t0 = time.monotonic()
+            with self.assertRaises(psycopg2.errors.QueryCanceled):
+                cur.execute("SELECT pg_is_in_recovery(), pg_sleep(20)")
+            self.assertLess(time.monotonic() - t0, 10)
+            cur.execute("SELECT 1")
+            self.assertEqual(cur.fetchone()[0], 1)
+
+    def test_temp_table_falls_back_to_the_primary(self):
+        before = totals(self.sw)["session_reads_fallbacks"]
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")
+            self.assertTrue(cur.fetchone()[0])
+            cur.execute("CREATE TEMP TABLE scratch (x int)")
+            cur.execute("INSERT INTO scratch VALUES (7)")
+            for _ in range(3):
+                cur.execute("SELECT x, pg_is_in_recovery() FROM scratch")
+                self.assertEqual(cur.fetchall(), [(7, False)])
+            cur.execute("SELECT pg_is_in_recovery()")
+            self.assertFalse(cur.fetchone()[0], "a session with a temp table read a replica")
+        self.assertEqual(totals(self.sw)["session_reads_fallbacks"] - before, 1)
+
+    def test_set_config_falls_back_to_the_primary(self):
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT set_config('app.tenant', '42', false)")
+            for _ in range(3):
+                cur.execute("SELECT current_setting('app.tenant'), pg_is_in_recovery()")
+                self.assertEqual(cur.fetchone(), ("42", False))
+
+    def test_show_clients_names_the_parked_primary_server(self):
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SET application_name = 'parked-check'")
+            cur.execute("SELECT 1")
+            with closing(psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))) as a:
+                a.autocommit = True
+                with a.cursor() as ac:
+                    ac.execute("SHOW CLIENTS")
+                    cols = [d[0] for d in ac.description]
+                    rows = [dict(zip(cols, r)) for r in ac.fetchall()]
+            mine = [r for r in rows if r.get("application_name") == "parked-check"]
+            self.assertEqual(len(mine), 1, rows)
+            server = next((v for k, v in mine[0].items() if k.startswith("server")), None)
+            self.assertNotIn(server, (None, "", "0", 0), mine[0])
+
+    @budget(60)
+    def test_setting_off_session_mode_never_uses_the_replica(self):
+        plain = PgSwitch(self.cluster, pool_mode="session", health_period_ms=200)
+        try:
+            with closing(self.connect(plain)) as conn, conn.cursor() as cur:
+                for _ in range(5):
+                    cur.execute("SELECT pg_is_in_recovery()")
+                    self.assertFalse(cur.fetchone()[0])
+            self.assertEqual(totals(plain)["session_reads"], 0)
+        finally:
+            plain.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
