@@ -60,6 +60,12 @@ class SessionReadsTest(ProxyTestCase):
         finally:
             cls.cluster.stop()
 
+    def setUp(self):
+        super().setUp()
+        # A test's reads must not wait for an earlier test's writes (strong consistency would
+        # send them to the primary while the replica is behind).
+        self.cluster.wait_replicated()
+
     def connect(self, sw: PgSwitch | None = None):
         conn = psycopg2.connect((sw or self.sw).dsn())
         conn.autocommit = True
@@ -148,6 +154,8 @@ class SessionReadsTest(ProxyTestCase):
         with closing(self.connect()) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_is_in_recovery()")
             self.assertTrue(cur.fetchone()[0])
+            # The read runs on the replica: a cancel sent to the session's primary connection
+            # (the key the client got at login) would leave it sleeping.
             threading.Timer(0.5, conn.cancel).start()
             t0 = time.monotonic()
             with self.assertRaises(psycopg2.errors.QueryCanceled):
