@@ -71,6 +71,18 @@ class SessionReadsTest(ProxyTestCase):
         conn.autocommit = True
         return conn
 
+    def wait_reading_replica(self, cur, timeout: float = 10) -> None:
+        """Until a read lands on the replica: after an earlier test's writes, strong
+        consistency keeps reads on the primary until a health check (or the replica itself)
+        shows it has replayed them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            cur.execute("SELECT pg_is_in_recovery()")
+            if cur.fetchone()[0]:
+                return
+            self.assertLess(time.monotonic(), deadline, "reads never reached the replica")
+            time.sleep(0.1)
+
     def new_id(self) -> int:
         type(self).next_id += 1
         return self.next_id
@@ -78,6 +90,7 @@ class SessionReadsTest(ProxyTestCase):
     def test_reads_go_to_the_replica(self):
         before = totals(self.sw)["session_reads"]
         with closing(self.connect()) as conn, conn.cursor() as cur:
+            self.wait_reading_replica(cur)
             for _ in range(5):
                 cur.execute("SELECT pg_is_in_recovery()")
                 self.assertTrue(cur.fetchone()[0], "a session-mode read ran on the primary")
@@ -88,8 +101,7 @@ class SessionReadsTest(ProxyTestCase):
             cur.execute("INSERT INTO items VALUES (%s, 'w') RETURNING pg_backend_pid()",
                         (self.new_id(),))
             pid = cur.fetchone()[0]
-            cur.execute("SELECT pg_is_in_recovery()")
-            self.assertTrue(cur.fetchone()[0])
+            self.wait_reading_replica(cur)
             conn.autocommit = False
             # A transaction with a write: everything in it, before and after the write, runs
             # on the primary, on the session's own server connection.
@@ -100,8 +112,7 @@ class SessionReadsTest(ProxyTestCase):
             self.assertEqual(cur.fetchone(), (False, pid))
             conn.commit()
             conn.autocommit = True
-            cur.execute("SELECT pg_is_in_recovery()")
-            self.assertTrue(cur.fetchone()[0])
+            self.wait_reading_replica(cur)
             cur.execute("UPDATE items SET v = 'u' WHERE id = %s RETURNING pg_backend_pid()",
                         (self.next_id,))
             self.assertEqual(cur.fetchone()[0], pid)
@@ -125,6 +136,7 @@ class SessionReadsTest(ProxyTestCase):
             cur.execute("SET search_path = sr, public")
             cur.execute("SET application_name = 'sr-reader'")
             cur.execute("SET work_mem = '3MB'")
+            self.wait_reading_replica(cur)
             for _ in range(3):
                 cur.execute("SELECT pg_is_in_recovery(), current_setting('search_path'), "
                             "current_setting('application_name'), "
@@ -141,19 +153,24 @@ class SessionReadsTest(ProxyTestCase):
         import psycopg  # psycopg 3: prepare_threshold=0 prepares every statement (named)
         with psycopg.connect(self.sw.dsn(), autocommit=True, prepare_threshold=0) as conn:
             i = self.new_id()
+            self.wait_reading_replica(conn.cursor())
             for n in range(4):
                 row = conn.execute("SELECT pg_is_in_recovery(), %s::int + 1", (n,)).fetchone()
                 self.assertEqual(row, (True, n + 1))
+            # The same statements on the primary (writes, reads the replica may not have yet)
+            # and back: each server gets them prepared under its own names.
+            for n in range(4):
                 conn.execute("INSERT INTO items VALUES (%s, %s)", (i + n * 1000, str(n)))
-                row = conn.execute("SELECT v, pg_is_in_recovery() FROM items WHERE id = %s",
+                row = conn.execute("SELECT v FROM items WHERE id = %s",
                                    (i + n * 1000,)).fetchone()
                 self.assertEqual(row[0], str(n))
+                row = conn.execute("SELECT pg_is_in_recovery(), %s::int + 1", (n,)).fetchone()
+                self.assertEqual(row[1], n + 1)
         type(self).next_id += 4000
 
     def test_cancel_reaches_the_replica_running_the_read(self):
         with closing(self.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_is_in_recovery()")
-            self.assertTrue(cur.fetchone()[0])
+            self.wait_reading_replica(cur)
             # The read runs on the replica: a cancel sent to the session's primary connection
             # (the key the client got at login) would leave it sleeping.
             threading.Timer(0.5, conn.cancel).start()
@@ -167,8 +184,7 @@ class SessionReadsTest(ProxyTestCase):
     def test_temp_table_falls_back_to_the_primary(self):
         before = totals(self.sw)["session_reads_fallbacks"]
         with closing(self.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_is_in_recovery()")
-            self.assertTrue(cur.fetchone()[0])
+            self.wait_reading_replica(cur)
             cur.execute("CREATE TEMP TABLE scratch (x int)")
             cur.execute("INSERT INTO scratch VALUES (7)")
             for _ in range(3):
