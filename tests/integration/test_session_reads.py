@@ -194,6 +194,43 @@ class SessionReadsTest(ProxyTestCase):
             self.assertFalse(cur.fetchone()[0], "a session with a temp table read a replica")
         self.assertEqual(totals(self.sw)["session_reads_fallbacks"] - before, 1)
 
+    def test_other_session_state_falls_back_to_the_primary(self):
+        for sql in ("PREPARE p AS SELECT 1", "LISTEN ch", "SELECT pg_advisory_lock(42)",
+                    "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "SET ROLE app"):
+            with self.subTest(sql=sql), closing(self.connect()) as conn, conn.cursor() as cur:
+                self.wait_reading_replica(cur)
+                before = totals(self.sw)["session_reads_fallbacks"]
+                cur.execute(sql)
+                for _ in range(3):
+                    cur.execute("SELECT pg_is_in_recovery()")
+                    self.assertFalse(cur.fetchone()[0], f"read on a replica after {sql}")
+                self.assertEqual(totals(self.sw)["session_reads_fallbacks"] - before, 1)
+
+    def test_read_only_transaction_runs_on_the_primary(self):
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            self.wait_reading_replica(cur)
+            cur.execute("BEGIN READ ONLY")
+            cur.execute("DECLARE c CURSOR WITH HOLD FOR SELECT pg_is_in_recovery()")
+            cur.execute("COMMIT")
+            cur.execute("FETCH ALL FROM c")
+            self.assertEqual(cur.fetchall(), [(False,)])
+
+    def test_lost_primary_connection_between_requests_is_replaced(self):
+        with closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SET application_name = 'lost-parked'")
+            cur.execute("INSERT INTO items VALUES (%s, 'a') RETURNING pg_backend_pid()",
+                        (self.new_id(),))
+            pid = cur.fetchone()[0]
+            self.cluster.psql(0, f"SELECT pg_terminate_backend({pid})")
+            time.sleep(0.3)
+            cur.execute("INSERT INTO items VALUES (%s, 'b') "
+                        "RETURNING pg_backend_pid(), current_setting('application_name')",
+                        (self.new_id(),))
+            new_pid, app = cur.fetchone()
+            self.assertNotEqual(new_pid, pid)
+            self.assertEqual(app, "lost-parked")
+            self.wait_reading_replica(cur)
+
     def test_set_config_falls_back_to_the_primary(self):
         with closing(self.connect()) as conn, conn.cursor() as cur:
             cur.execute("SELECT set_config('app.tenant', '42', false)")
