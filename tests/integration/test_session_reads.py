@@ -168,6 +168,25 @@ class SessionReadsTest(ProxyTestCase):
                 self.assertEqual(row[1], n + 1)
         type(self).next_id += 4000
 
+    def test_pipelined_reads_and_writes(self):
+        import psycopg  # psycopg 3 pipeline mode: requests sent without waiting for answers
+        with psycopg.connect(self.sw.dsn(), autocommit=True) as conn:
+            self.wait_reading_replica(conn.cursor())
+            base = self.new_id()
+            type(self).next_id += 100
+            for round_ in range(5):
+                i = base + round_ * 10
+                with conn.pipeline():
+                    c1 = conn.execute("SELECT %s::int", (round_,))
+                    c2 = conn.execute("INSERT INTO items VALUES (%s, 'p') RETURNING id", (i,))
+                    c3 = conn.execute("SELECT count(*) FROM items WHERE id = %s", (i,))
+                    conn.execute(f"SET application_name = 'pipe{round_}'")
+                    c5 = conn.execute("SELECT current_setting('application_name')")
+                self.assertEqual(c1.fetchone()[0], round_)
+                self.assertEqual(c2.fetchone()[0], i)
+                self.assertEqual(c3.fetchone()[0], 1)
+                self.assertEqual(c5.fetchone()[0], f"pipe{round_}")
+
     def test_cancel_reaches_the_replica_running_the_read(self):
         with closing(self.connect()) as conn, conn.cursor() as cur:
             self.wait_reading_replica(cur)
