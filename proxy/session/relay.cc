@@ -119,11 +119,14 @@ void Relay::forwardWhole(size_t total, char type) {
 // transaction and SETs (the request's classification saw the rest); in session mode always
 // (state decides whether a failover may move the client). With session_reads every statement
 // that may make state is looked at: a pipelined one skips the request's classification, and
-// set_config() leaves the session on the primary (its value cannot be carried to replicas).
+// set_config() and RESET ALL leave the session on the primary (what they change is neither
+// reported nor read back, so the replicas' connections could not be brought to it).
 void Relay::noteStatement(std::string_view sql) {
   routing::Classification c = worker_.classifier(cfg_).classify(sql);
   state_.noteStatement(c, sql, server_->params(), transactionPooling_);
-  if (sessionReads_ && c.callsSetConfig) state_.pin("set_config()");
+  if (!sessionReads_) return;
+  if (c.callsSetConfig) state_.pin("set_config()");
+  if (c.kind == routing::StatementKind::SessionSet && c.setName == "all") state_.pin("RESET ALL");
 }
 
 Relay::Event Relay::toServer() {

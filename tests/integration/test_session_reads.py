@@ -215,7 +215,8 @@ class SessionReadsTest(ProxyTestCase):
 
     def test_other_session_state_falls_back_to_the_primary(self):
         for sql in ("PREPARE p AS SELECT 1", "LISTEN ch", "SELECT pg_advisory_lock(42)",
-                    "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "SET ROLE app"):
+                    "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "SET ROLE app",
+                    "RESET ALL", "SET search_path = sr; RESET ALL"):
             with self.subTest(sql=sql), closing(self.connect()) as conn, conn.cursor() as cur:
                 self.wait_reading_replica(cur)
                 before = totals(self.sw)["session_reads_fallbacks"]
