@@ -211,8 +211,8 @@ Relay::Event Relay::toServer() {
       // is lost before the answer (pgjdbc commits this way).
       if (txn != 'I' && (t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql))
         exchange_.commitSent(true);
-      // SETs of statements prepared with the extended protocol, and (inside a transaction)
-      // whatever may create session state.
+      // SETs of statements prepared with the extended protocol, and (inside a transaction, or
+      // always with session_reads) whatever may create session state.
       if (!r.sql.empty()) {
         bool look = t == fe::Parse
                         ? !state_.pinned() && ((r.outcome == StatementMap::Outcome::Forward &&

@@ -83,8 +83,9 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   size_t off = 0;
   auto consider = [&](std::string_view sql) {
     routing::Classification c = classifier.classify(sql);
-    const routing::Target t = cfg.sessionReads() ? routing::sessionReadsTargetFor(c, readOnlySession)
-                                                 : routing::targetFor(c, readOnlySession);
+    const routing::Target t = cfg.sessionReads()
+                                  ? routing::sessionReadsTargetFor(c, readOnlySession)
+                                  : routing::targetFor(c, readOnlySession);
     if (t == routing::Target::Primary) primary = true;
     // A volatile function may write; in a read-only session it could not on the primary
     // either, and an explicit replica hint is the client's call.
@@ -299,10 +300,8 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
   }
   // session_reads: a transaction or session state pipelined behind a read must not start on
   // the replica (the session's own primary server keeps those).
-  if (cfg.sessionReads() &&
-      routing::sessionReadsTargetFor(c, false) == routing::Target::Primary) {
+  if (cfg.sessionReads() && routing::sessionReadsTargetFor(c, false) == routing::Target::Primary)
     return 1;
-  }
   return c.write || c.kind == routing::StatementKind::Write ? 1 : 0;
 }
 

@@ -43,8 +43,8 @@ ServerConn* ClientSession::takeParked(Pool& to, bool forPrimary) {
 void ClientSession::releaseParked() {
   ServerConn* s = std::exchange(parked_, nullptr);
   if (!s) return;
-  const bool clean = s->conn().in().empty() && s->txnStatus() == 'I' &&
-                     s->state() != ServerConn::State::Closing;
+  const bool clean =
+      s->conn().in().empty() && s->txnStatus() == 'I' && s->state() != ServerConn::State::Closing;
   s->pool().release(*s, clean, true);
 }
 
