@@ -913,6 +913,7 @@ ClientInfo ClientSession::info(uint64_t nowMs) const {
   ci.connectedMs = nowMs - std::min(nowMs, startedMs_);
   // session_reads: between requests the client's primary server is parked, still its own.
   ci.serverId = relay_.server() ? relay_.server()->id() : parked_ ? parked_->id() : 0;
+  ci.parkedServerId = parked_ ? parked_->id() : 0;
   ci.pinned = settings_.pinned();
   ci.pinReason = settings_.pinReason();
   return ci;

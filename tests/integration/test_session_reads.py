@@ -268,10 +268,18 @@ class SessionReadsTest(ProxyTestCase):
                     ac.execute("SHOW CLIENTS")
                     cols = [d[0] for d in ac.description]
                     rows = [dict(zip(cols, r)) for r in ac.fetchall()]
+                    ac.execute("SHOW SERVERS")
+                    cols = [d[0] for d in ac.description]
+                    servers = [dict(zip(cols, r)) for r in ac.fetchall()]
             mine = [r for r in rows if r.get("application_name") == "parked-check"]
             self.assertEqual(len(mine), 1, rows)
-            server = next((v for k, v in mine[0].items() if k.startswith("server")), None)
-            self.assertNotIn(server, (None, "", "0", 0), mine[0])
+            self.assertEqual(mine[0]["state"], "idle")
+            self.assertIsNotNone(mine[0]["server_id"], mine[0])
+            # Between requests the client's own primary connection is still named as its.
+            srv = [s for s in servers if str(s["id"]) == str(mine[0]["server_id"])]
+            self.assertEqual(len(srv), 1, servers)
+            self.assertEqual(srv[0]["backend"], "pg1")
+            self.assertEqual(str(srv[0]["client_id"]), str(mine[0]["id"]))
 
     @budget(60)
     def test_setting_off_session_mode_never_uses_the_replica(self):
