@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pgcluster import PgCluster, PgSwitch  # noqa: E402
+from pgcluster import HOST, PgCluster, PgSwitch  # noqa: E402
 from proxycase import ProxyTestCase, budget  # noqa: E402
 
 
@@ -167,6 +167,37 @@ class SessionReadsTest(ProxyTestCase):
                 row = conn.execute("SELECT pg_is_in_recovery(), %s::int + 1", (n,)).fetchone()
                 self.assertEqual(row[1], n + 1)
         type(self).next_id += 4000
+
+    def test_asyncpg_prepared_reads_and_writes(self):
+        import asyncio
+
+        import asyncpg  # prepares with Parse/Describe/Flush, then Bind/Execute/Sync
+
+        async def run():
+            conn = await asyncpg.connect(host=HOST, port=self.sw.port, user="app",
+                                         password="app", database="appdb")
+            try:
+                deadline = time.monotonic() + 10
+                while not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                    self.assertLess(time.monotonic(), deadline, "reads never reached the replica")
+                    await asyncio.sleep(0.1)
+                stmt = await conn.prepare("SELECT pg_is_in_recovery(), $1::int * 2")
+                for n in range(3):
+                    self.assertEqual(tuple(await stmt.fetchrow(n)), (True, n * 2))
+                base = self.new_id()
+                type(self).next_id += 10
+                for n in range(3):
+                    await conn.execute("INSERT INTO items VALUES ($1, 'apg')", base + n)
+                    self.assertEqual(await conn.fetchval(
+                        "SELECT count(*) FROM items WHERE id = $1", base + n), 1)
+                    self.assertEqual((await stmt.fetchrow(n))[1], n * 2)
+                async with conn.transaction():
+                    await conn.execute("UPDATE items SET v = 'apg2' WHERE id = $1", base)
+                    self.assertFalse(await conn.fetchval("SELECT pg_is_in_recovery()"))
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
 
     def test_pipelined_reads_and_writes(self):
         import psycopg  # psycopg 3 pipeline mode: requests sent without waiting for answers
