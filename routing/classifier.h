@@ -39,6 +39,7 @@ struct Classification {
   bool unlisten = false;             // UNLISTEN
   bool sessionAdvisoryLock = false;  // pg_advisory_lock[_shared], pg_try_advisory_lock[_shared]
   bool withHoldCursor = false;       // DECLARE ... WITH HOLD
+  bool callsSetConfig = false;       // set_config(...): session state no command tag reveals
   bool sqlPrepare = false;           // PREPARE name AS ...
   bool sqlDeallocate = false;        // DEALLOCATE
   bool discard = false;              // DISCARD ALL / DISCARD PLANS

@@ -68,6 +68,7 @@ class TreeRules {
       WriteFunctionMatch m = matchWriteFunction(name, opts_.extraWriteFunctions);
       out.write |= m.write;
       out.sessionAdvisoryLock |= m.sessionAdvisoryLock;
+      out.callsSetConfig |= m.setConfig;
       if (!m.write) noteCalledFunction(name, opts_, out);
     }
   }

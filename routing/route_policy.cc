@@ -38,6 +38,14 @@ Target targetFor(const Classification& c, bool sessionReadOnly) {
   return Target::Primary;
 }
 
+Target sessionReadsTargetFor(const Classification& c, bool sessionReadOnly) {
+  if (c.callsSetConfig || c.kind == StatementKind::TxnBegin ||
+      c.kind == StatementKind::TxnBeginReadOnly) {
+    return Target::Primary;
+  }
+  return targetFor(c, sessionReadOnly);
+}
+
 namespace {
 
 bool hasTag(const BackendInfo& b, std::string_view tag) {

@@ -18,6 +18,11 @@ enum class Target { Primary, Replica };
 // sessionReadOnly: the client's default_transaction_read_only is on, so a plain BEGIN opens
 // a read-only transaction.
 Target targetFor(const Classification& c, bool sessionReadOnly);
+// Session mode with session_reads: the session's own primary server holds its transactions
+// (read-only ones too) and every kind of session state, so only what targetFor() sends to a
+// replica and runs outside a transaction goes there. A replica cannot be left holding a
+// transaction, a cursor or a setting the primary does not have.
+Target sessionReadsTargetFor(const Classification& c, bool sessionReadOnly);
 
 enum class Fallback { Primary, Error };
 

@@ -78,7 +78,8 @@ bool mayTouchSessionState(std::string_view sql) {
   if (equalsLower(w, "set") || equalsLower(w, "reset") || equalsLower(w, "create") ||
       equalsLower(w, "declare"))
     return true;
-  return containsLower(sql, "advisory") || containsLower(sql, "temp");
+  return containsLower(sql, "advisory") || containsLower(sql, "temp") ||
+         containsLower(sql, "set_config");
 }
 
 bool startsWithSet(std::string_view sql) { return firstKeywordIs(sql, "set"); }

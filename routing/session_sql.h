@@ -29,7 +29,8 @@ bool isCommit(std::string_view sql);
 // The cheap filter in front of the classifier: false means the statement cannot set or create
 // session state (SET, RESET, CREATE TEMP ..., DECLARE ... WITH HOLD, session advisory locks),
 // so most SELECTs skip classification. True only means "classify it": the first keyword is
-// SET, RESET, CREATE or DECLARE, or "advisory" or "temp" occurs anywhere in the text.
+// SET, RESET, CREATE or DECLARE, or "advisory", "temp" or "set_config" occurs anywhere in the
+// text.
 bool mayTouchSessionState(std::string_view sql);
 
 // The statement starts with SET; such a statement is classified even when it would otherwise

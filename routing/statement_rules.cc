@@ -63,6 +63,7 @@ bool scanQuery(const RuleContext& c, size_t b, size_t e, Classification& out, bo
       WriteFunctionMatch m = matchWriteFunction(q, c.opts.extraWriteFunctions);
       out.write |= m.write;
       out.sessionAdvisoryLock |= m.sessionAdvisoryLock;
+      out.callsSetConfig |= m.setConfig;
       if (!m.write && !castTarget(t, b, i)) noteCalledFunction(q, c.opts, out);
       continue;
     }
@@ -72,6 +73,7 @@ bool scanQuery(const RuleContext& c, size_t b, size_t e, Classification& out, bo
       WriteFunctionMatch m = matchWriteFunction(w, c.opts.extraWriteFunctions);
       out.write |= m.write;
       out.sessionAdvisoryLock |= m.sessionAdvisoryLock;
+      out.callsSetConfig |= m.setConfig;
       if (!m.write && !notAFunctionName(w) && !castTarget(t, b, i)) {
         noteCalledFunction(w, c.opts, out);
       }
@@ -325,6 +327,7 @@ void absorbEffects(Classification& to, const Classification& from) {
   to.unlisten |= from.unlisten;
   to.sessionAdvisoryLock |= from.sessionAdvisoryLock;
   to.withHoldCursor |= from.withHoldCursor;
+  to.callsSetConfig |= from.callsSetConfig;
   to.sqlPrepare |= from.sqlPrepare;
   to.sqlDeallocate |= from.sqlDeallocate;
   to.discard |= from.discard;

@@ -110,6 +110,7 @@ WriteFunctionMatch matchWriteFunction(std::string_view name,
   if (it != kBuiltin.end() && it->name == key) {
     m.write = true;
     m.sessionAdvisoryLock = it->sessionLock;
+    m.setConfig = key == "set_config";
   }
   return m;
 }

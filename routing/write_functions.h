@@ -11,6 +11,7 @@ namespace pgswitch::routing {
 struct WriteFunctionMatch {
   bool write = false;
   bool sessionAdvisoryLock = false;  // pg_advisory_lock[_shared], pg_try_advisory_lock[_shared]
+  bool setConfig = false;            // set_config: a SET whose value no command tag reveals
 };
 
 // `name` is the last component of the called name (no schema), as written (any case).

@@ -45,6 +45,8 @@ Snapshot ProxyControl::base() const {
   s.replicaWaits = rt_.replicaWaits.load();
   s.replicaWaitFallbacks = rt_.replicaWaitFallbacks.load();
   s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
+  s.sessionReads = rt_.sessionReads.load();
+  s.sessionReadsFallbacks = rt_.sessionReadsFallbacks.load();
   s.volatileFunctionRoutes = rt_.volatileFunctionRoutes.load();
   s.functionCatalogReads = rt_.catalog ? rt_.catalog->reads() : 0;
   s.authLookups = rt_.secrets ? rt_.secrets->queries() : 0;

@@ -43,6 +43,14 @@ std::vector<Total> totals(const Snapshot& s) {
        "Of those, reads that went to the primary because no replica caught up within "
        "routing.max_wait_ms.",
        s.replicaWaitFallbacks},
+      {"session_reads", "pgswitch_session_reads_total", true,
+       "Session-mode requests (routing.session_reads) served by a replica instead of the "
+       "session's own primary connection.",
+       s.sessionReads},
+      {"session_reads_fallbacks", "pgswitch_session_reads_fallbacks_total", true,
+       "Session-mode clients (routing.session_reads) that made session state a replica cannot "
+       "share (temporary table, LISTEN, SQL PREPARE, ...) and use only the primary from then on.",
+       s.sessionReadsFallbacks},
       {"volatile_function_routes", "pgswitch_volatile_function_routes_total", true,
        "Reads sent to the primary because they call a function the database's catalog says is "
        "volatile (it may write).",

@@ -115,6 +115,8 @@ enum class Consistency { Eventual, ReadYourWrites, Strong };
 
 struct RoutingConfig {
   bool readWriteSplit{};   // transaction mode: reads to replicas
+  // Session mode: autocommit reads to replicas, the rest to the session's own primary server.
+  bool sessionReads{};
   uint64_t maxLagBytes{};  // replicas further behind get no reads (0 = off)
   uint64_t maxLagMs{};
   bool fallbackError{};  // no replica qualifies: false = primary, true = ErrorResponse
@@ -175,6 +177,11 @@ struct Config {
   // [[user]] entries only; users found by auth.query are the session's (lookedUpUser).
   const UserConfig* findUser(std::string_view name) const;
   bool isAdmin(std::string_view user) const;
+  // Session mode with routing.session_reads: a client keeps its own primary server and reads
+  // outside transactions go to replicas (docs/routing.md, "Read scaling in session mode").
+  bool sessionReads() const { return poolMode == PoolMode::Session && routing.sessionReads; }
+  // Each request is routed on its own: transaction mode, or session mode with session_reads.
+  bool routesRequests() const { return poolMode == PoolMode::Transaction || sessionReads(); }
 };
 
 struct ConfigError {

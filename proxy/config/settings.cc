@@ -314,6 +314,9 @@ std::vector<Setting> makeTable() {
       // [routing]
       boolean("routing.read_write_split", field(kRouting, &RC::readWriteSplit), true, kReload,
               "transaction mode: reads to replicas, writes to the primary"),
+      boolean("routing.session_reads", field(kRouting, &RC::sessionReads), false, kReload,
+              "session mode: each client's reads outside transactions go to replicas, the "
+              "rest to its own primary connection (docs/routing.md)"),
       integer("routing.max_lag_bytes", field(kRouting, &RC::maxLagBytes), 16 * kMiB, kBytes,
               kReload, "replicas further behind get no reads; 0 = no limit"),
       integer("routing.max_lag_ms", field(kRouting, &RC::maxLagMs), 0, kBytes, kReload,

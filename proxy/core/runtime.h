@@ -154,6 +154,8 @@ class Runtime {
   std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary
   std::atomic<uint64_t> recoveryConflictRetries{0};  // reads a replica's replay cancelled
   std::atomic<uint64_t> volatileFunctionRoutes{0};   // reads sent to the primary: volatile fn
+  std::atomic<uint64_t> sessionReads{0};  // session_reads: session-mode reads run on a replica
+  std::atomic<uint64_t> sessionReadsFallbacks{0};  // ... sessions left on the primary alone
   // Reads each database's volatile functions (null in tests without a controller).
   health::CatalogWatcher* catalog = nullptr;
   // Passwords of users without a [[user]] entry ([auth]; null in tests without a controller).

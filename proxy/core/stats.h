@@ -45,6 +45,9 @@ struct ClientInfo {
   std::string user, database, applicationName, addr, state;
   uint64_t connectedMs = 0;  // age
   uint64_t serverId = 0;     // 0 = none linked
+  // session_reads: the client's own primary server while it is parked (the client is idle or
+  // reads on a replica); SHOW SERVERS names the client for it too. 0 = none.
+  uint64_t parkedServerId = 0;
   bool pinned = false;
   std::string pinReason;
 };
@@ -98,6 +101,8 @@ struct Snapshot {
   uint64_t replicaWaitFallbacks = 0;
   uint64_t recoveryConflictRetries = 0;
   uint64_t volatileFunctionRoutes = 0;
+  uint64_t sessionReads = 0;
+  uint64_t sessionReadsFallbacks = 0;
   uint64_t functionCatalogReads = 0;
   uint64_t authLookups = 0;
   uint64_t authLookupFailures = 0;

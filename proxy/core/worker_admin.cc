@@ -43,6 +43,9 @@ void Worker::collectInto(WorkerPart& part) {
     if (part.clients.back().serverId) {
       clientOfServer[part.clients.back().serverId] = part.clients.back().id;
     }
+    if (part.clients.back().parkedServerId) {
+      clientOfServer[part.clients.back().parkedServerId] = part.clients.back().id;
+    }
   }
   for (auto& [key, p] : pools_) {
     PoolInfo pi;

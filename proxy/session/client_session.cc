@@ -52,7 +52,8 @@ ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
     : worker_(w),
       cfg_(std::move(cfg)),
       tls_(w.runtime().tls()),
-      transactionPooling_(cfg_->poolMode == PoolMode::Transaction),
+      transactionPooling_(cfg_->routesRequests()),
+      sessionReads_(cfg_->sessionReads()),
       client_(std::make_unique<Conn>(w, this)),
       startedMs_(w.nowMs()),
       relay_(w, *cfg_, *client_, settings_) {
@@ -167,6 +168,10 @@ void ClientSession::requestServer() {
   // per transaction costs more than the rare read that arrives while we wait (onConnRead
   // stops reading then).
   transitionTo(State::Queued);
+  if (ServerConn* s = sessionReads_ ? takeParked(*pool_, !onReplica_) : nullptr) {
+    onServerAssigned(*s);
+    return;
+  }
   if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
 }
 
@@ -262,6 +267,7 @@ void ClientSession::startRelaying(ServerConn& s) {
   if (auto b = pool_->backend(); loggedIn_ && b >= 0 && countAs_) {
     BackendCounters& c = worker_.counters(b);
     ++(*countAs_ ? c.writes : c.reads);
+    if (sessionReads_ && onReplica_ && !*countAs_) countSessionRead();
   }
   countAs_.reset();
   s.conn().startReading();
@@ -307,6 +313,7 @@ void ClientSession::replayChecked(ServerConn& s, bool ok) {
 }
 
 void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {
+  if (&s == parked_) return;  // never runs one (parked only when idle); not this session's
   switch (state_) {
     case State::Configure: {
       if (ok) {
@@ -559,7 +566,10 @@ void ClientSession::afterTransaction() {
     }
   }
   relay_.releaseReady();
-  if (settings_.pinned()) return;
+  if (settings_.pinned()) {
+    if (sessionReads_) noteSessionReadsFallback();
+    return;
+  }
   if (settings_.readbackDue()) {
     own_ = Own::Readback;
     transitionTo(State::OwnQuery);
@@ -585,14 +595,18 @@ void ClientSession::afterTransaction() {
 
 // Gives the server back. It is reusable only when nothing is in flight and no transaction is
 // open; in session mode (or for a pinned client) the pool resets it first. A server still
-// running our own query is closed rather than reused.
+// running our own query is closed rather than reused. With session_reads the client's primary
+// server is kept (parked) until the client leaves.
 void ClientSession::releaseServer(bool reusable) {
   ServerConn* s = relay_.server();
-  if (!s) return;
+  if (!s) {
+    if (state_ == State::Closing) releaseParked();
+    return;
+  }
   bool clean = reusable && relay_.idle() && s->conn().in().empty() &&
                s->state() != ServerConn::State::Closing &&
                s->state() != ServerConn::State::Internal;
-  bool reset = !transactionPooling_ || settings_.pinned();
+  bool reset = !transactionPooling_ || settings_.pinned() || (sessionReads_ && !onReplica_);
   relay_.unlink();
   rerouteNext_ = false;
   worker_.addOutstanding(outstandingBackend_, -1);
@@ -600,7 +614,9 @@ void ClientSession::releaseServer(bool reusable) {
   if (cancelSlot_) cancelSlot_->clear();
   inFlightShown_ = false;
   // The server keeps reading: an idle pooled server must notice when it goes away.
-  std::exchange(pool_, nullptr)->release(*s, clean, reset);
+  Pool* from = std::exchange(pool_, nullptr);
+  if (!(sessionReads_ && parkPrimary(*s, clean))) from->release(*s, clean, reset);
+  if (state_ == State::Closing) releaseParked();
 }
 
 void ClientSession::terminate(std::string_view sqlstate, std::string_view message) {
@@ -715,7 +731,7 @@ void ClientSession::onConnRead(Conn& c) noexcept {
 }
 
 void ClientSession::onServerRead(ServerConn& s) noexcept {
-  if (state_ != State::Active) return;
+  if (state_ != State::Active || &s != relay_.server()) return;  // or: parked (session_reads)
   if (!s.conn().in().empty()) route_.answered();  // the server has started answering
   if (onRelayEvent(relay_.toClient())) afterTransaction();
   // Requests held back at a request boundary (see pump) inside a transaction that stays on
@@ -734,7 +750,7 @@ void ClientSession::onConnDrained(Conn& c) noexcept {
 
 // The server's write queue drained: let the client talk again.
 void ClientSession::onServerDrained(ServerConn& s) noexcept {
-  if (state_ != State::Active) return;
+  if (state_ != State::Active || &s != relay_.server()) return;
   client_->startReading();
   if (!client_->in().empty()) pump();
 }
@@ -786,7 +802,9 @@ ClientInfo ClientSession::info(uint64_t nowMs) const {
       break;
   }
   ci.connectedMs = nowMs - std::min(nowMs, startedMs_);
-  ci.serverId = relay_.server() ? relay_.server()->id() : 0;
+  // session_reads: between requests the client's primary server is parked, still its own.
+  ci.serverId = relay_.server() ? relay_.server()->id() : parked_ ? parked_->id() : 0;
+  ci.parkedServerId = parked_ ? parked_->id() : 0;
   ci.pinned = settings_.pinned();
   ci.pinReason = settings_.pinReason();
   return ci;

@@ -4,7 +4,9 @@
 // goes), Relay (bytes both ways, with the ServerExchange and StatementMap inside) and, for the
 // admin database, a ConsoleSession. It links and releases the server connection and decides
 // what a client sees when that connection fails. In session mode the server stays linked
-// until the client leaves; the pool decides what happens to it then.
+// until the client leaves; the pool decides what happens to it then. With session_reads
+// (session mode) requests are routed as in transaction mode, and the client's own primary
+// server is kept (parked) while a read runs on a replica (session_reads.cc).
 #pragma once
 
 #include <memory>
@@ -85,6 +87,15 @@ class ClientSession final : public Conn::Owner,
   bool onRelayEvent(const Relay::Event& ev);  // false: the relay must stop
   void afterTransaction();                    // transaction mode: read back, commit LSN, or release
   void releaseServer(bool reusable = true);
+  // session_reads (session_reads.cc). parkPrimary: releaseServer keeps the client's primary
+  // server instead of giving it back (true: kept). takeParked: the parked server, when the
+  // request goes to its pool; a request for another primary (failover) releases it.
+  bool parkPrimary(ServerConn& s, bool clean);
+  ServerConn* takeParked(Pool& to, bool forPrimary);
+  void releaseParked();
+  bool parkedLost(ServerConn& s);  // onServerLost of the parked server: true when it was
+  void noteSessionReadsFallback();  // the session got pinned: only the primary from now on
+  void countSessionRead();          // a request of this session runs on a replica
   void fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {},
              std::string_view hint = {});
   void end(bool afterFlush);     // the one way out: Closing, then the socket closes
@@ -94,7 +105,10 @@ class ClientSession final : public Conn::Owner,
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
   std::shared_ptr<const TlsContexts> tls_;  // as loaded when the client connected
-  const bool transactionPooling_;
+  const bool transactionPooling_;  // requests routed one by one (also session_reads)
+  const bool sessionReads_;        // session mode with routing.session_reads
+  ServerConn* parked_ = nullptr;   // session_reads: the client's primary server, not linked
+  bool fallbackNoted_ = false;     // session_reads: counted in session_reads_fallbacks
   std::unique_ptr<Conn> client_;
   State state_ = State::Startup;
   uint64_t startedMs_ = 0;

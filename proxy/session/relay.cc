@@ -41,7 +41,8 @@ Relay::Relay(Worker& w, const Config& cfg, Conn& client, SessionState& state)
       cfg_(cfg),
       client_(client),
       state_(state),
-      transactionPooling_(cfg.poolMode == PoolMode::Transaction) {}
+      transactionPooling_(cfg.routesRequests()),
+      sessionReads_(cfg.sessionReads()) {}
 
 void Relay::link(ServerConn& s, int backend) {
   server_ = &s;
@@ -116,10 +117,16 @@ void Relay::forwardWhole(size_t total, char type) {
 
 // Session state a statement may create: in transaction mode for statements inside a
 // transaction and SETs (the request's classification saw the rest); in session mode always
-// (state decides whether a failover may move the client).
+// (state decides whether a failover may move the client). With session_reads every statement
+// that may make state is looked at: a pipelined one skips the request's classification, and
+// set_config() and RESET ALL leave the session on the primary (what they change is neither
+// reported nor read back, so the replicas' connections could not be brought to it).
 void Relay::noteStatement(std::string_view sql) {
-  state_.noteStatement(worker_.classifier(cfg_).classify(sql), sql, server_->params(),
-                       transactionPooling_);
+  routing::Classification c = worker_.classifier(cfg_).classify(sql);
+  state_.noteStatement(c, sql, server_->params(), transactionPooling_);
+  if (!sessionReads_) return;
+  if (c.callsSetConfig) state_.pin("set_config()");
+  if (c.kind == routing::StatementKind::SessionSet && c.setName == "all") state_.pin("RESET ALL");
 }
 
 Relay::Event Relay::toServer() {
@@ -204,13 +211,14 @@ Relay::Event Relay::toServer() {
       // is lost before the answer (pgjdbc commits this way).
       if (txn != 'I' && (t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql))
         exchange_.commitSent(true);
-      // SETs of statements prepared with the extended protocol, and (inside a transaction)
-      // whatever may create session state.
+      // SETs of statements prepared with the extended protocol, and (inside a transaction, or
+      // always with session_reads) whatever may create session state.
       if (!r.sql.empty()) {
         bool look = t == fe::Parse
                         ? !state_.pinned() && ((r.outcome == StatementMap::Outcome::Forward &&
                                                 routing::startsWithSet(r.sql)) ||
-                                               (txn != 'I' && routing::mayTouchSessionState(r.sql)))
+                                               ((txn != 'I' || sessionReads_) &&
+                                                routing::mayTouchSessionState(r.sql)))
                         : routing::startsWithSet(r.sql);
         if (look) noteStatement(r.sql);
       }
@@ -244,7 +252,7 @@ Relay::Event Relay::toServer() {
           exchange_.commitSent(routing::isCommit(head) &&
                                (!cut || routing::isCommit(head.substr(0, head.size() - 1))));
         }
-        if (!state_.pinned() && (!transactionPooling_ || txn != 'I' ||
+        if (!state_.pinned() && (!transactionPooling_ || sessionReads_ || txn != 'I' ||
                                  routing::startsWithSet(head) || routing::startsWithReset(head))) {
           auto msg = in.contiguous(f.total, scratch_);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);

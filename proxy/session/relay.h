@@ -133,7 +133,10 @@ class Relay {
   const Config& cfg_;
   Conn& client_;
   SessionState& state_;
+  // The client may move between servers at request boundaries (transaction mode, or session
+  // mode with session_reads): statements are mapped per server, SETs carried.
   const bool transactionPooling_;
+  const bool sessionReads_;  // session mode with session_reads (Config::sessionReads)
   ServerConn* server_ = nullptr;
   int backend_ = -1;
   ServerExchange exchange_;

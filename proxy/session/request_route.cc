@@ -69,7 +69,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   if (!isRetry) avoid_ = -1;
   routedWrite_ = true;
   state.pinOnLink(nullptr);
-  if (cfg.poolMode != PoolMode::Transaction) return true;
+  if (!cfg.routesRequests()) return true;
   functionNotes_.catalogChanged |= std::exchange(functionDdlBefore_, false);
 
   const bool readOnlySession = state.setting("default_transaction_read_only") == "on";
@@ -83,7 +83,10 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   size_t off = 0;
   auto consider = [&](std::string_view sql) {
     routing::Classification c = classifier.classify(sql);
-    if (routing::targetFor(c, readOnlySession) == routing::Target::Primary) primary = true;
+    const routing::Target t = cfg.sessionReads()
+                                  ? routing::sessionReadsTargetFor(c, readOnlySession)
+                                  : routing::targetFor(c, readOnlySession);
+    if (t == routing::Target::Primary) primary = true;
     // A volatile function may write; in a read-only session it could not on the primary
     // either, and an explicit replica hint is the client's call.
     if (c.kind == routing::StatementKind::Read && !readOnlySession &&
@@ -96,6 +99,9 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
     if (c.createsTempTable) state.pinOnLink("temporary table");
     if (c.sessionAdvisoryLock) state.pinOnLink("session advisory lock");
     if (c.withHoldCursor) state.pinOnLink("WITH HOLD cursor");
+    // session_reads: the value set_config() gives is neither reported nor read back, so the
+    // session stays where it ran (the primary: set_config is a write function).
+    if (c.callsSetConfig && cfg.sessionReads()) state.pinOnLink("set_config()");
     if (!c.hintTag.empty() && hintTagOwned.empty()) hintTagOwned = c.hintTag;
   };
   while (!ended) {
@@ -292,6 +298,10 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
   if (c.kind == routing::StatementKind::Read && routing::callsVolatileFunction(c, volatileFns)) {
     return 1;
   }
+  // session_reads: a transaction or session state pipelined behind a read must not start on
+  // the replica (the session's own primary server keeps those).
+  if (cfg.sessionReads() && routing::sessionReadsTargetFor(c, false) == routing::Target::Primary)
+    return 1;
   return c.write || c.kind == routing::StatementKind::Write ? 1 : 0;
 }
 

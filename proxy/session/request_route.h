@@ -65,7 +65,7 @@ class RequestRoute {
   // Whether the request at the front of `in` starts with a statement that writes: 1, 0, or -1
   // while its first message is incomplete. Query, Parse and Bind of a known statement only.
   // With volatileFns, a read calling one of them counts as a write (decide() would send it to
-  // the primary).
+  // the primary); with session_reads, so does anything sessionReadsTargetFor() keeps there.
   int firstStatementWrites(const protocol::ByteQueue& in, const Config& cfg,
                            routing::Classifier& classifier, const ClientStatements& names,
                            const routing::VolatileFunctions* volatileFns = nullptr);

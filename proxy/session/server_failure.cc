@@ -30,6 +30,7 @@ bool connectionLevelFailure(const std::string& serverError) {
 }  // namespace
 
 void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
+  if (parkedLost(s)) return;
   spdlog::debug("client {}: server {} lost in state {} ({})", cancelPid_, s.id(), toString(state_),
                 uv_strerror(status));
   const bool relaying = state_ == State::Active || state_ == State::OwnQuery;

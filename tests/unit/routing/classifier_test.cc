@@ -53,6 +53,8 @@ Expected expectedFor(const Case& k) {
       e.c.sessionAdvisoryLock = true;
     else if (f == "hold")
       e.c.withHoldCursor = true;
+    else if (f == "setcfg")
+      e.c.callsSetConfig = true;
     else if (f == "prep")
       e.c.sqlPrepare = true;
     else if (f == "deal")
@@ -84,7 +86,8 @@ std::string describe(const Classification& c) {
   std::ostringstream o;
   o << "write=" << c.write << " kind=" << toString(c.kind) << " temp=" << c.createsTempTable
     << " listen=" << c.listen << " unlisten=" << c.unlisten << " adv=" << c.sessionAdvisoryLock
-    << " hold=" << c.withHoldCursor << " prep=" << c.sqlPrepare << " deal=" << c.sqlDeallocate
+    << " hold=" << c.withHoldCursor << " setcfg=" << c.callsSetConfig
+    << " prep=" << c.sqlPrepare << " deal=" << c.sqlDeallocate
     << " disc=" << c.discard << " set='" << c.setName << "' multi=" << c.multiStatement
     << " hint=" << static_cast<int>(c.hint) << " tag='" << c.hintTag << "' parser=" << c.usedParser;
   return o.str();

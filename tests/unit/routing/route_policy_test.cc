@@ -39,6 +39,28 @@ TEST(RoutePolicy, StatementTargets) {
   EXPECT_EQ(target("not sql at all"), Target::Primary);
 }
 
+// session_reads: transactions and session state stay on the session's own primary server.
+TEST(RoutePolicy, SessionReadsTargets) {
+  auto t = [](std::string_view sql, bool readOnlySession = false) {
+    return sessionReadsTargetFor(classifyUncached(sql, {}), readOnlySession);
+  };
+  EXPECT_EQ(t("SELECT * FROM t"), Target::Replica);
+  EXPECT_EQ(t("select 1; select 2"), Target::Replica);
+  EXPECT_EQ(t("SHOW search_path"), Target::Replica);
+  EXPECT_EQ(t("INSERT INTO t VALUES (1)"), Target::Primary);
+  EXPECT_EQ(t("BEGIN READ ONLY"), Target::Primary);
+  EXPECT_EQ(t("BEGIN", true), Target::Primary);
+  EXPECT_EQ(t("/* pgswitch: replica */ BEGIN"), Target::Primary);
+  EXPECT_EQ(t("BEGIN READ ONLY; SELECT 1"), Target::Primary);
+  EXPECT_EQ(t("SELECT set_config('search_path', 'x', false)"), Target::Primary);
+  EXPECT_EQ(t("/* pgswitch: replica */ SELECT set_config('a.b', 'x', true)"), Target::Primary);
+  EXPECT_EQ(t("SET search_path = x"), Target::Primary);
+  EXPECT_EQ(t("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), Target::Primary);
+  EXPECT_EQ(t("PREPARE p AS SELECT 1"), Target::Primary);
+  EXPECT_EQ(t("CREATE TEMP TABLE x (a int)"), Target::Primary);
+  EXPECT_EQ(t("DISCARD ALL"), Target::Primary);
+}
+
 BackendInfo backend(Role role, int weight = 1, std::vector<std::string> tags = {}) {
   BackendInfo b;
   b.role = role;
