@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "protocol/scram.h"
+#include "proxy/config/hba_rules.h"
 
 namespace pgswitch::proxy {
 
@@ -121,11 +122,17 @@ struct Config {
   int listenPort{};
   PoolMode poolMode{};
   std::vector<std::string> adminUsers;
+  std::vector<std::string> statsUsers;  // console: SHOW and HELP only
+  std::string hbaFile;                  // "" = no access rules beyond [[user]]
+  // The rules of hbaFile, read and parsed with the rest of the file (a reload that cannot
+  // read or parse it keeps the running configuration); null without hba_file.
+  std::shared_ptr<const HbaRules> hba;
   int workers{};  // 0 = number of CPUs
   int maxClientConn{};
   int maxLoginClients{};
   int clientLoginTimeoutMs{};
   int clientStallTimeoutMs{};
+  int maxConnectionsPerSecondPerAddress{};  // 0 = no limit
   std::string logLevel;
   std::string logFile;
   uint32_t maxMessageBytes{};
@@ -157,6 +164,7 @@ struct Config {
 
   const UserConfig* findUser(std::string_view name) const;
   bool isAdmin(std::string_view user) const;
+  bool isStatsUser(std::string_view user) const;
 };
 
 struct ConfigError {

@@ -189,7 +189,11 @@ void ClientSession::onLogin() {
           fatal("53300", "sorry, too many clients already");
           return;
         }
-        o = login_.begin(*cfg_, out);
+        if (std::optional<AuthMethod> method; checkAccess(method)) {
+          o = login_.begin(*cfg_, out, method);
+        } else {
+          return;
+        }
         if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::StartTls:
@@ -212,8 +216,7 @@ void ClientSession::onLogin() {
         return;
       case Login::Step::AuthFailed:
         ++worker_.runtime().authFailures;
-        spdlog::info("client {}: password authentication failed for user \"{}\"",
-                     client_->peerName(), login_.user());
+        loginFailed("wrong password");
         fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
         return;
     }
@@ -229,17 +232,11 @@ void ClientSession::onLogin() {
     requestServer();
     return;
   }
-  if (!cfg_->isAdmin(login_.user())) {
-    spdlog::info("client {}: user \"{}\" is not in admin_users: console refused",
-                 client_->peerName(), login_.user());
-    fatal("42501", "permission denied for database \"" + std::string(kConsoleDatabase) + "\"",
-          "Only the users listed in server.admin_users may use the pgswitch admin console.");
-    return;
-  }
+  if (!admitToConsole()) return;
   transitionTo(State::Console);
   console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
   console_->start(login_.user(), settings_.setting("application_name"),
-                  settings_.setting("client_encoding"), cancelPid_, cancelKey_);
+                  settings_.setting("client_encoding"), cancelPid_, cancelKey_, consoleRole_);
 }
 
 // Hold, don't fail: during a failover there is briefly no primary (or the one the topology

@@ -2,9 +2,10 @@
 // the state machine (client_state.h) and owns the parts that do the work: Login (startup and
 // authentication), SessionState (settings, pinning), RequestRoute (where the next request
 // goes), Relay (bytes both ways, with the ServerExchange and StatementMap inside) and, for the
-// admin database, a ConsoleSession. It links and releases the server connection and decides
-// what a client sees when that connection fails. In session mode the server stays linked
-// until the client leaves; the pool decides what happens to it then.
+// admin database, a ConsoleSession; client_access.cc decides who may log in. It links and
+// releases the server connection and decides what a client sees when that connection fails.
+// In session mode the server stays linked until the client leaves; the pool decides what
+// happens to it then.
 #pragma once
 
 #include <memory>
@@ -66,6 +67,13 @@ class ClientSession final : public Conn::Owner,
   // Holding registers with the worker, entering Closing releases everything).
   void transitionTo(State next);
   void onLogin();
+  // client_access.cc. After the startup packet: what hba_file says (false: refused, the
+  // session is ending); `method` is set when it decides the authentication method.
+  bool checkAccess(std::optional<AuthMethod>& method);
+  // Database "pgswitch": admin_users act, stats_users only look (false: refused, ending).
+  bool admitToConsole();
+  // The log line of a refused login; `reason` must not hold a secret.
+  void loginFailed(std::string_view reason);
   // After 'S' went out, or (direct) with the ClientHello already read; false: the session is
   // ending.
   bool startTls(bool direct);
@@ -103,6 +111,7 @@ class ClientSession final : public Conn::Owner,
   RequestRoute route_;
   Relay relay_;
   std::unique_ptr<ConsoleSession> console_;
+  ConsoleRole consoleRole_ = ConsoleRole::Admin;
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
   // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
   enum class Own { CommitLsn, Readback, ReplayCheck } own_ = Own::CommitLsn;

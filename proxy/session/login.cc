@@ -208,10 +208,11 @@ Login::Outcome Login::encryptionRequest(StartupKind kind, std::string& out) {
   return step(accept ? Step::StartTls : Step::NeedMore);
 }
 
-Login::Outcome Login::begin(const Config& cfg, std::string& out) {
+Login::Outcome Login::begin(const Config& cfg, std::string& out,
+                            std::optional<AuthMethod> method) {
   userCfg_ = cfg.findUser(user_);
-  AuthMethod method = userCfg_ ? userCfg_->auth : AuthMethod::ScramSha256;
-  switch (method) {
+  method_ = method.value_or(userCfg_ ? userCfg_->auth : AuthMethod::ScramSha256);
+  switch (method_) {
     case AuthMethod::Trust:
       phase_ = Phase::Done;
       appendAuthOk(out);
@@ -243,8 +244,7 @@ Login::Outcome Login::begin(const Config& cfg, std::string& out) {
 }
 
 Login::Outcome Login::password(std::span<const std::byte> body, std::string& out) {
-  AuthMethod method = userCfg_ ? userCfg_->auth : AuthMethod::ScramSha256;
-  if (method == AuthMethod::Md5) {
+  if (method_ == AuthMethod::Md5) {
     auto pw = parsePasswordMessage(body);
     bool ok = pw && userCfg_ &&
               constantTimeEquals(*pw, md5SaltedResponse(userCfg_->password, user_, md5Salt_));

@@ -56,7 +56,9 @@ class Login {
   // Reads what it can from `in` and appends its answers to `out`.
   Outcome feed(protocol::ByteQueue& in, const Config& cfg, std::string& out);
   // After StartupDone: the first authentication request (Trust: Authenticated at once).
-  Outcome begin(const Config& cfg, std::string& out);
+  // `method` is what hba_file decided (decideAccess); without it, the user's `auth`.
+  Outcome begin(const Config& cfg, std::string& out,
+                std::optional<AuthMethod> method = std::nullopt);
 
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
@@ -76,6 +78,7 @@ class Login {
   std::string user_, database_;
   Settings settings_;
   const UserConfig* userCfg_ = nullptr;  // into the Config the session keeps alive
+  AuthMethod method_ = AuthMethod::ScramSha256;  // chosen by begin()
   std::optional<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5Salt_{};
   std::vector<std::byte> packet_;
