@@ -382,7 +382,6 @@ Result<std::shared_ptr<const Config>, ConfigError> parseConfig(std::string_view 
     return Err(ConfigError{l.errors_});
   }
   auto cfg = l.load(root);
-  if (l.errors_.empty()) loadHbaFile(*cfg, l.errors_);
   if (!l.errors_.empty()) return Err(ConfigError{l.errors_});
   return std::shared_ptr<const Config>(std::move(cfg));
 }
@@ -392,7 +391,13 @@ Result<std::shared_ptr<const Config>, ConfigError> loadConfig(const std::string&
   if (!f) return Err(ConfigError{{path + ":0: cannot open file"}});
   std::stringstream ss;
   ss << f.rdbuf();
-  return parseConfig(ss.str(), path);
+  auto parsed = parseConfig(ss.str(), path);
+  if (!parsed.ok() || (*parsed)->hbaFile.empty()) return parsed;
+  auto cfg = std::make_shared<Config>(**parsed);
+  std::vector<std::string> errors;
+  loadHbaFile(*cfg, errors);
+  if (!errors.empty()) return Err(ConfigError{errors});
+  return std::shared_ptr<const Config>(std::move(cfg));
 }
 
 }  // namespace pgswitch::proxy

@@ -124,8 +124,8 @@ struct Config {
   std::vector<std::string> adminUsers;
   std::vector<std::string> statsUsers;  // console: SHOW and HELP only
   std::string hbaFile;                  // "" = no access rules beyond [[user]]
-  // The rules of hbaFile, read and parsed with the rest of the file (a reload that cannot
-  // read or parse it keeps the running configuration); null without hba_file.
+  // The rules of hbaFile, read and parsed by loadConfig with the rest of the file (a reload
+  // that cannot read or parse it keeps the running configuration); null without hba_file.
   std::shared_ptr<const HbaRules> hba;
   int workers{};  // 0 = number of CPUs
   int maxClientConn{};
@@ -172,7 +172,8 @@ struct ConfigError {
   std::string joined() const;
 };
 
-// Parses and validates; on failure returns every error found.
+// Parses and validates; on failure returns every error found. loadConfig also reads the
+// files the configuration names as part of it (hba_file); parseConfig reads nothing.
 Result<std::shared_ptr<const Config>, ConfigError> loadConfig(const std::string& path);
 Result<std::shared_ptr<const Config>, ConfigError> parseConfig(std::string_view text,
                                                                const std::string& path);
