@@ -110,9 +110,6 @@ void Worker::rateLimited(int fd, const std::string& host, int perSecond) {
 void Worker::onAccepted(void* self, int fd) {
   Worker* w = static_cast<Worker*>(self);
   auto cfg = w->rt_.config();
-  // Sockets that have not logged in are not clients yet (max_client_conn does not see
-  // them) but hold a descriptor each: their own limit keeps a flood of silent connections
-  // from taking every descriptor the logged-in clients' servers need.
   if (cfg->maxConnectionsPerSecondPerAddress > 0 && !w->stopping_) {
     std::string host = peerHost(fd);
     if (!w->rt_.connectRate.admit(host, w->nowMs(), cfg->maxConnectionsPerSecondPerAddress)) {
@@ -120,6 +117,9 @@ void Worker::onAccepted(void* self, int fd) {
       return;
     }
   }
+  // Sockets that have not logged in are not clients yet (max_client_conn does not see
+  // them) but hold a descriptor each: their own limit keeps a flood of silent connections
+  // from taking every descriptor the logged-in clients' servers need.
   if (w->stopping_ || w->rt_.loginClients.load(std::memory_order_relaxed) >= cfg->maxLoginClients) {
     ++w->rt_.loginRefused;
     refuseConnection(fd, w->rt_.accepts);

@@ -216,7 +216,8 @@ void ClientSession::onLogin() {
         return;
       case Login::Step::AuthFailed:
         ++worker_.runtime().authFailures;
-        loginFailed("wrong password");
+        // The client is told the same either way; the log may say which.
+        loginFailed(cfg_->findUser(login_.user()) ? "wrong password" : "no such [[user]]");
         fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
         return;
     }
