@@ -38,6 +38,8 @@ Snapshot ProxyControl::base() const {
   s.loginRefused = rt_.loginRefused.load();
   s.loginTimeouts = rt_.loginTimeouts.load();
   s.stalledClients = rt_.stalledClients.load();
+  s.accessRefused = rt_.accessRefused.load();
+  s.rateLimited = rt_.rateLimited.load();
   s.acceptFdExhausted = rt_.accepts.fdExhausted.load();
   s.acceptTurnedAway = rt_.accepts.turnedAway.load();
   s.poolsDropped = rt_.poolsDropped.load();

@@ -285,20 +285,20 @@ Outcome cmdHelp(const Context& c);
 constexpr Command kCommands[] = {
     {"SHOW BACKENDS", "SHOW BACKENDS",
      "backends: address, role, state, weight, tags, replication lag, server connections",
-     showBackends},
+     showBackends, true},
     {"SHOW POOLS", "SHOW POOLS",
-     "pools (backend, database, user): clients active/waiting, servers by state", showPools},
-    {"SHOW CLIENTS", "SHOW CLIENTS", "client connections", showClients},
-    {"SHOW SERVERS", "SHOW SERVERS", "server connections", showServers},
+     "pools (backend, database, user): clients active/waiting, servers by state", showPools, true},
+    {"SHOW CLIENTS", "SHOW CLIENTS", "client connections", showClients, true},
+    {"SHOW SERVERS", "SHOW SERVERS", "server connections", showServers, true},
     {"SHOW STATS", "SHOW STATS",
-     "per backend and total: transactions, queries, bytes, latency (average, p99)", showStats},
+     "per backend and total: transactions, queries, bytes, latency (average, p99)", showStats, true},
     {"SHOW TOTALS", "SHOW TOTALS",
      "process-wide counters: clients, logins, refused and stalled connections, pools",
-     showTotals},
+     showTotals, true},
     {"SHOW CONFIG", "SHOW CONFIG", "every setting, its value and whether a reload applies it",
-     showConfig},
-    {"SHOW EVENTS", "SHOW EVENTS", "recent health and failover events", showEvents},
-    {"SHOW VERSION", "SHOW VERSION", "the pgswitch version", showVersion},
+     showConfig, true},
+    {"SHOW EVENTS", "SHOW EVENTS", "recent health and failover events", showEvents, true},
+    {"SHOW VERSION", "SHOW VERSION", "the pgswitch version", showVersion, true},
     {"PAUSE", "PAUSE [db]",
      "hold new requests (of one database, or all) until RESUME; running ones finish", cmdPause},
     {"RESUME", "RESUME [db]", "undo PAUSE", cmdResume},
@@ -316,7 +316,7 @@ constexpr Command kCommands[] = {
     {"SET", "SET key = value", "change a reloadable setting (see SHOW CONFIG)", cmdSet},
     {"SHUTDOWN", "SHUTDOWN [WAIT]", "stop pgswitch; WAIT lets running transactions finish first",
      cmdShutdown},
-    {"HELP", "HELP", "this list", cmdHelp},
+    {"HELP", "HELP", "this list", cmdHelp, true},
 };
 
 Outcome cmdHelp(const Context& c) {
@@ -351,7 +351,7 @@ std::string statementText(std::span<const Token> tokens) {
 }
 
 Outcome runStatement(std::span<const Token> tokens, const Snapshot& snap, ConsoleActions& actions,
-                     std::string& out) {
+                     ConsoleRole role, std::string& out) {
   const Command* best = nullptr;
   size_t bestLen = 0;
   for (const Command& cmd : kCommands) {
@@ -367,6 +367,11 @@ Outcome runStatement(std::span<const Token> tokens, const Snapshot& snap, Consol
                   "try HELP; connect to a real database to run queries");
     }
     return fail(out, kSyntaxError, "unknown command \"" + statementText(tokens) + "\"", "try HELP");
+  }
+  if (role == ConsoleRole::Stats && !best->readOnly) {
+    return fail(out, kInsufficientPrivilege, "permission denied to run " + std::string(best->words),
+                "Only the users listed in server.admin_users may; server.stats_users may run "
+                "SHOW commands and HELP.");
   }
   return best->handler(Context{tokens.subspan(bestLen), snap, actions, out});
 }
@@ -487,7 +492,8 @@ std::vector<std::string> liveBackendNames(const Snapshot& snap) {
 
 }  // namespace console
 
-ConsoleReply runConsole(std::string_view query, const Snapshot& snap, ConsoleActions& actions) {
+ConsoleReply runConsole(std::string_view query, const Snapshot& snap, ConsoleActions& actions,
+                        ConsoleRole role) {
   using namespace console;
   ConsoleReply reply;
   std::vector<Token> tokens;
@@ -504,7 +510,7 @@ ConsoleReply runConsole(std::string_view query, const Snapshot& snap, ConsoleAct
     if (end > start) {
       ranAny = true;
       std::span<const Token> stmt(tokens.data() + start, end - start);
-      Outcome o = runStatement(stmt, snap, actions, reply.messages);
+      Outcome o = runStatement(stmt, snap, actions, role, reply.messages);
       if (o == Outcome::Error) break;  // as PostgreSQL: an error ends the query string
       if (o == Outcome::Close) {
         reply.closeAfter = true;

@@ -49,7 +49,10 @@ struct ConsoleReply {
 // One simple Query string. Several ';'-separated commands are answered in turn; as in
 // PostgreSQL, the first error ends the string (the rest is not run). Keywords are
 // case-insensitive; names may be bare or double-quoted, values bare or single-quoted.
-ConsoleReply runConsole(std::string_view query, const Snapshot& snap, ConsoleActions& actions);
+// Admin: every command; Stats (server.stats_users): SHOW and HELP, anything else 42501.
+enum class ConsoleRole { Admin, Stats };
+ConsoleReply runConsole(std::string_view query, const Snapshot& snap, ConsoleActions& actions,
+                        ConsoleRole role = ConsoleRole::Admin);
 
 // The command table as HELP shows it (syntax, description), in table order.
 struct ConsoleCommandHelp {

@@ -21,6 +21,7 @@ inline constexpr std::string_view kUndefinedObject = "42704";
 inline constexpr std::string_view kNotInPrerequisiteState = "55000";
 inline constexpr std::string_view kInvalidParameterValue = "22023";
 inline constexpr std::string_view kInvalidCatalogName = "3D000";
+inline constexpr std::string_view kInsufficientPrivilege = "42501";
 
 struct Token {
   enum class Kind { Word, QuotedIdent, String, Equals, Comma, Semicolon };
@@ -54,6 +55,7 @@ struct Command {
   std::string_view syntax;
   std::string_view help;
   Handler handler;
+  bool readOnly = false;  // only looks: stats_users may run it
 };
 
 // ErrorResponse with severity ERROR (the session stays usable); returns Outcome::Error.

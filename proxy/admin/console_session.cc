@@ -1,4 +1,4 @@
-// The admin console session: admission (admin_users only, 42501 otherwise), the login's
+// The admin console session (admission is the client session's: client_access.cc), the login's
 // ParameterStatus set, and the Query loop. Reading stops while a Snapshot is gathered, so a
 // pipelining client's next Query waits in the input buffer and answers stay in order.
 #include "proxy/admin/console_session.h"
@@ -49,7 +49,9 @@ ConsoleSession::ConsoleSession(ConsoleHost& owner, Worker& w, Conn& client)
 ConsoleSession::~ConsoleSession() = default;
 
 void ConsoleSession::start(std::string_view user, std::string_view applicationName,
-                           std::string_view clientEncoding, int32_t pid, int32_t key) {
+                           std::string_view clientEncoding, int32_t pid, int32_t key,
+                           ConsoleRole role) {
+  role_ = role;
   std::string out;
   // What PostgreSQL reports at login, so that drivers and psql are content. The console's
   // text is ASCII, so whatever encoding the client asked for is fine.
@@ -184,7 +186,7 @@ void ConsoleSession::answer(const Snapshot& snap, const std::string& sql) {
     onRead();
     return;
   }
-  ConsoleReply r = runConsole(sql, snap, *ctl);
+  ConsoleReply r = runConsole(sql, snap, *ctl, role_);
   if (auto op = ctl->takePending()) {
     // Answered once the health thread has promoted (or refused): reading stays stopped.
     busy_ = true;

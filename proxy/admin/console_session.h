@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/admin/console_commands.h"
 #include "proxy/core/stats.h"
 
 namespace pgswitch::proxy {
@@ -39,8 +40,10 @@ class ConsoleSession {
   ConsoleSession& operator=(const ConsoleSession&) = delete;
 
   // The rest of the login: ParameterStatus, BackendKeyData, ReadyForQuery.
+  // `role`: what the user may run (admin_users everything, stats_users SHOW and HELP).
   void start(std::string_view user, std::string_view applicationName,
-             std::string_view clientEncoding, int32_t pid, int32_t key);
+             std::string_view clientEncoding, int32_t pid, int32_t key,
+             ConsoleRole role = ConsoleRole::Admin);
   // Client bytes arrived (or a gathered answer was written): handle what is complete.
   void onRead();
   // The session is closing: answers still being gathered are dropped.
@@ -58,6 +61,7 @@ class ConsoleSession {
   bool busy_ = false;        // a Snapshot is being gathered for the current Query
   bool skipToSync_ = false;  // extended protocol refused: drop messages up to Sync
   bool closed_ = false;
+  ConsoleRole role_ = ConsoleRole::Admin;
   // Continuations of a gather check this to learn whether the session still exists.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

@@ -512,6 +512,7 @@ std::string renderStatusJson(const Snapshot& snap) {
 
   j.key("counters").open('{');
   j.kv("failovers", snap.failovers).kv("auth_failures", snap.authFailures);
+  j.kv("access_refused", snap.accessRefused).kv("rate_limited", snap.rateLimited);
   j.close('}');
 
   j.key("events").open('[');

@@ -11,8 +11,18 @@ std::vector<Total> totals(const Snapshot& s) {
        s.pools.size()},
       {"failovers", "pgswitch_failovers_total", true, "Failovers and switchovers performed.",
        s.failovers},
-      {"auth_failures", "pgswitch_auth_failures_total", true, "Failed client authentications.",
+      {"auth_failures", "pgswitch_auth_failures_total", true,
+       "Failed client authentications: wrong password, or a client certificate hba_file "
+       "refused.",
        s.authFailures},
+      {"access_refused", "pgswitch_access_refused_total", true,
+       "Logins refused before authentication: no hba_file line matched, a reject line, or a "
+       "console user in neither admin_users nor stats_users.",
+       s.accessRefused},
+      {"rate_limited", "pgswitch_rate_limited_total", true,
+       "Connections answered with 53300 and closed: over "
+       "max_connections_per_second_per_address.",
+       s.rateLimited},
       {"login_refused", "pgswitch_login_refused_total", true,
        "Sockets turned away because max_login_clients were still logging in.", s.loginRefused},
       {"login_timeouts", "pgswitch_login_timeouts_total", true,

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -78,6 +79,12 @@ const UserConfig* Config::findUser(std::string_view name) const {
 
 bool Config::isAdmin(std::string_view user) const {
   for (const auto& a : adminUsers)
+    if (a == user) return true;
+  return false;
+}
+
+bool Config::isStatsUser(std::string_view user) const {
+  for (const auto& a : statsUsers)
     if (a == user) return true;
   return false;
 }
@@ -433,6 +440,26 @@ class Loader {
   std::string path_;
 };
 
+// hba_file is read with the configuration, so that a reload that cannot read or parse it is
+// refused whole (PostgreSQL keeps its old pg_hba.conf the same way). A relative name is taken
+// from the configuration file's directory.
+void loadHbaFile(Config& c, std::vector<std::string>& errors) {
+  if (c.hbaFile.empty()) return;
+  std::filesystem::path p(c.hbaFile);
+  if (p.is_relative() && !c.path.empty())
+    p = std::filesystem::path(c.path).parent_path() / p;
+  std::ifstream f(p);
+  if (!f) {
+    errors.push_back(c.path + ": hba_file \"" + p.string() + "\": cannot open file");
+    return;
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto parsed = HbaRules::parse(ss.str(), p.string());
+  errors.insert(errors.end(), parsed.errors.begin(), parsed.errors.end());
+  c.hba = std::move(parsed.rules);
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const Config>, ConfigError> parseConfig(std::string_view text,
@@ -455,7 +482,13 @@ Result<std::shared_ptr<const Config>, ConfigError> loadConfig(const std::string&
   if (!f) return Err(ConfigError{{path + ":0: cannot open file"}});
   std::stringstream ss;
   ss << f.rdbuf();
-  return parseConfig(ss.str(), path);
+  auto parsed = parseConfig(ss.str(), path);
+  if (!parsed.ok() || (*parsed)->hbaFile.empty()) return parsed;
+  auto cfg = std::make_shared<Config>(**parsed);
+  std::vector<std::string> errors;
+  loadHbaFile(*cfg, errors);
+  if (!errors.empty()) return Err(ConfigError{errors});
+  return std::shared_ptr<const Config>(std::move(cfg));
 }
 
 }  // namespace pgswitch::proxy

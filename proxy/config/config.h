@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "protocol/scram.h"
+#include "proxy/config/hba_rules.h"
 
 namespace pgswitch::proxy {
 
@@ -139,11 +140,17 @@ struct Config {
   int listenPort{};
   PoolMode poolMode{};
   std::vector<std::string> adminUsers;
+  std::vector<std::string> statsUsers;  // console: SHOW and HELP only
+  std::string hbaFile;                  // "" = no access rules beyond [[user]]
+  // The rules of hbaFile, read and parsed by loadConfig with the rest of the file (a reload
+  // that cannot read or parse it keeps the running configuration); null without hba_file.
+  std::shared_ptr<const HbaRules> hba;
   int workers{};  // 0 = number of CPUs
   int maxClientConn{};
   int maxLoginClients{};
   int clientLoginTimeoutMs{};
   int clientStallTimeoutMs{};
+  int maxConnectionsPerSecondPerAddress{};  // 0 = no limit
   std::string logLevel;
   std::string logFile;
   uint32_t maxMessageBytes{};
@@ -182,6 +189,7 @@ struct Config {
   bool sessionReads() const { return poolMode == PoolMode::Session && routing.sessionReads; }
   // Each request is routed on its own: transaction mode, or session mode with session_reads.
   bool routesRequests() const { return poolMode == PoolMode::Transaction || sessionReads(); }
+  bool isStatsUser(std::string_view user) const;
 };
 
 struct ConfigError {
@@ -189,7 +197,8 @@ struct ConfigError {
   std::string joined() const;
 };
 
-// Parses and validates; on failure returns every error found.
+// Parses and validates; on failure returns every error found. loadConfig also reads the
+// files the configuration names as part of it (hba_file); parseConfig reads nothing.
 Result<std::shared_ptr<const Config>, ConfigError> loadConfig(const std::string& path);
 Result<std::shared_ptr<const Config>, ConfigError> parseConfig(std::string_view text,
                                                                const std::string& path);

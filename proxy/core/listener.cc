@@ -1,6 +1,7 @@
 #include "proxy/core/listener.h"
 
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -28,9 +29,26 @@ void refuseConnection(int fd, AcceptCounters& counters) {
     protocol::appendError(s, {"FATAL", "53300", "sorry, too many clients already"});
     return s;
   }();
-  (void)::send(fd, kTooMany.data(), kTooMany.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  ::close(fd);
+  refuseWith(fd, kTooMany);
   ++counters.turnedAway;
+}
+
+void refuseWith(int fd, std::string_view errorResponse) {
+  (void)::send(fd, errorResponse.data(), errorResponse.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::close(fd);
+}
+
+std::string peerHost(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return ip;
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, ip, sizeof(ip));
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, ip, sizeof(ip));
+  }
+  return ip;
 }
 
 Listener::Listener(uv_loop_t* loop, AcceptCounters& counters, OnAccept onAccept, void* ctx)

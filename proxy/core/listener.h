@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace pgswitch::proxy {
 
@@ -27,6 +28,10 @@ struct AcceptCounters {
 // Answers fd with FATAL 53300 "sorry, too many clients already" and closes it (also used
 // for sockets over max_login_clients).
 void refuseConnection(int fd, AcceptCounters& counters);
+// Sends `errorResponse` (whole wire messages) without waiting and closes fd.
+void refuseWith(int fd, std::string_view errorResponse);
+// The client's IP address as text ("127.0.0.1", "::1"); "?" when the socket has none.
+std::string peerHost(int fd);
 
 class Listener {
  public:

@@ -15,6 +15,7 @@
 #include "health/secret_lookup.h"
 #include "health/health_monitor.h"
 #include "proxy/config/config.h"
+#include "proxy/core/address_rate_limit.h"
 #include "proxy/core/listener.h"
 #include "proxy/core/pause.h"
 #include "proxy/core/pool_budget.h"
@@ -149,6 +150,9 @@ class Runtime {
   std::atomic<uint64_t> loginRefused{0};     // turned away: max_login_clients reached
   std::atomic<uint64_t> loginTimeouts{0};    // closed: client_login_timeout_ms passed
   std::atomic<uint64_t> stalledClients{0};   // closed: stopped mid-message (client_stall_timeout_ms)
+  std::atomic<uint64_t> accessRefused{0};    // hba_file refused, or console user lists
+  std::atomic<uint64_t> rateLimited{0};      // max_connections_per_second_per_address
+  AddressRateLimit connectRate;              // ... its per-address counts
   AcceptCounters accepts;                    // descriptor exhaustion
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed
   std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary

@@ -176,4 +176,25 @@ std::string TlsStream::describe() const {
   return std::string(SSL_get_version(ssl_)) + " " + (cipher ? cipher : "?");
 }
 
+bool TlsStream::peerVerified() const {
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  return cert != nullptr && SSL_get_verify_result(ssl_) == X509_V_OK;
+}
+
+std::optional<std::string> TlsStream::peerCommonName() const {
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  if (!cert) return std::nullopt;
+  X509_NAME* subject = X509_get_subject_name(cert);
+  int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (i < 0) return std::nullopt;
+  const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+  unsigned char* utf8 = nullptr;
+  int n = ASN1_STRING_to_UTF8(&utf8, data);
+  if (n < 0) return std::nullopt;
+  std::string cn(reinterpret_cast<const char*>(utf8), static_cast<size_t>(n));
+  OPENSSL_free(utf8);
+  if (cn.find('\0') != std::string::npos) return std::nullopt;
+  return cn;
+}
+
 }  // namespace pgswitch::proxy

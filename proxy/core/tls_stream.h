@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -55,6 +56,12 @@ class TlsStream {
   const std::string& error() const { return error_; }
   // "TLSv1.3 TLS_AES_256_GCM_SHA384", for logs.
   std::string describe() const;
+  // After the handshake: the peer sent a certificate and it verified (the context asks for
+  // one only when a CA is configured; one that fails verification fails the handshake).
+  bool peerVerified() const;
+  // Its subject's common name; nullopt without a certificate, without a CN, or when the CN is
+  // not a clean string (an embedded NUL, as PostgreSQL refuses it).
+  std::optional<std::string> peerCommonName() const;
 
  private:
   explicit TlsStream(SSL* ssl) : ssl_(ssl) {}

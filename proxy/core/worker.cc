@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "protocol/builder.h"
 #include "proxy/core/pool.h"
 
 namespace pgswitch::proxy {
@@ -87,9 +88,40 @@ void Worker::shutdownNow() {
   // janitor forces that after kShutdownGraceMs if a client does not read its goodbye.
 }
 
+// Over max_connections_per_second_per_address: PostgreSQL's "too many connections" class
+// (53300), which drivers and poolers treat as "try again later", said before the client's
+// first byte is read (as for max_login_clients), then the socket closes. Logged at most once
+// per kRateLogEveryMs per worker, with the count since, so that a flood cannot flood the log.
+void Worker::rateLimited(int fd, const std::string& host, int perSecond) {
+  ++rt_.rateLimited;
+  std::string out;
+  protocol::appendError(
+      out, {"FATAL", "53300", "sorry, too many connections from host \"" + host + "\"",
+            "More than " + std::to_string(perSecond) +
+                " new connections per second came from this address "
+                "(max_connections_per_second_per_address)."});
+  refuseWith(fd, out);
+  ++rateLimitedSinceLog_;
+  uint64_t now = nowMs();
+  if (now - rateLogMs_ >= kRateLogEveryMs || rateLogMs_ == 0) {
+    spdlog::warn("connections from {} over max_connections_per_second_per_address ({}): {} "
+                 "refused with 53300 (this worker, since the last such line)",
+                 host, perSecond, rateLimitedSinceLog_);
+    rateLogMs_ = now;
+    rateLimitedSinceLog_ = 0;
+  }
+}
+
 void Worker::onAccepted(void* self, int fd) {
   Worker* w = static_cast<Worker*>(self);
   auto cfg = w->rt_.config();
+  if (cfg->maxConnectionsPerSecondPerAddress > 0 && !w->stopping_) {
+    std::string host = peerHost(fd);
+    if (!w->rt_.connectRate.admit(host, w->nowMs(), cfg->maxConnectionsPerSecondPerAddress)) {
+      w->rateLimited(fd, host, cfg->maxConnectionsPerSecondPerAddress);
+      return;
+    }
+  }
   // Sockets that have not logged in are not clients yet (max_client_conn does not see
   // them) but hold a descriptor each: their own limit keeps a flood of silent connections
   // from taking every descriptor the logged-in clients' servers need.

@@ -135,6 +135,8 @@ class Worker {
 
  private:
   static void onAccepted(void* self, int fd);
+  // fd came from `host` faster than max_connections_per_second_per_address: 53300, close.
+  void rateLimited(int fd, const std::string& host, int perSecond);
   static void onCheck(uv_check_t* h);
   static void onAsync(uv_async_t* h);
   static void onJanitor(uv_timer_t* t);
@@ -184,6 +186,9 @@ class Worker {
   static constexpr size_t kKeepFreeChunks = 32;             // 1 MiB of 32 KiB chunks
   static constexpr size_t kTrimAboveBytes = 4 * 1024 * 1024;  // free in malloc's arenas
   static constexpr uint64_t kShutdownGraceMs = 3000;
+  uint64_t rateLogMs_ = 0;             // last log line about rate-limited connections
+  uint64_t rateLimitedSinceLog_ = 0;
+  static constexpr uint64_t kRateLogEveryMs = 10000;
 };
 
 }  // namespace pgswitch::proxy

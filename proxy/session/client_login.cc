@@ -100,10 +100,13 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
       spdlog::warn("auth: the stored password of user \"{}\" is in a format pgswitch cannot use",
                    login_.user());
   }
+  // The method an hba_file line gives may depend on the stored password (md5 lines use SCRAM
+  // for SCRAM secrets): decided again now that it is known.
+  if (lookedUpUser_ && !checkAccess(hbaMethod_, lookedUpUser_.get())) return;
   // No password (or an unusable one): the exchange runs with a mock secret and fails like a
   // wrong password, as for an unknown user.
   std::string out;
-  Login::Outcome o = login_.begin(*cfg_, out, lookedUpUser_.get());
+  Login::Outcome o = login_.begin(*cfg_, out, lookedUpUser_.get(), hbaMethod_);
   if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
   continueLogin(o, out);
 }
@@ -127,11 +130,13 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
           fatal("53300", "sorry, too many clients already");
           return;
         }
+        // Refusals first: a client hba_file turns away costs no password lookup.
+        if (!checkAccess(hbaMethod_, cfg_->findUser(login_.user()))) return;
         if (needsSecretLookup()) {
           lookUpSecret();
           return;
         }
-        o = login_.begin(*cfg_, out);
+        o = login_.begin(*cfg_, out, nullptr, hbaMethod_);
         if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::StartTls:
@@ -154,8 +159,10 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         return;
       case Login::Step::AuthFailed:
         ++worker_.runtime().authFailures;
-        spdlog::info("client {}: password authentication failed for user \"{}\"",
-                     client_->peerName(), login_.user());
+        // The client is told the same either way; the log may say which.
+        loginFailed(cfg_->findUser(login_.user()) || lookedUpUser_ ? "wrong password"
+                    : cfg_->auth.enabled()                         ? "no such user (auth.query)"
+                                                                   : "no such [[user]]");
         fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
         return;
     }
@@ -171,17 +178,11 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
     requestServer();
     return;
   }
-  if (!cfg_->isAdmin(login_.user())) {
-    spdlog::info("client {}: user \"{}\" is not in admin_users: console refused",
-                 client_->peerName(), login_.user());
-    fatal("42501", "permission denied for database \"" + std::string(kConsoleDatabase) + "\"",
-          "Only the users listed in server.admin_users may use the pgswitch admin console.");
-    return;
-  }
+  if (!admitToConsole()) return;
   transitionTo(State::Console);
   console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
   console_->start(login_.user(), settings_.setting("application_name"),
-                  settings_.setting("client_encoding"), cancelPid_, cancelKey_);
+                  settings_.setting("client_encoding"), cancelPid_, cancelKey_, consoleRole_);
 }
 
 }  // namespace pgswitch::proxy

@@ -2,11 +2,12 @@
 // the state machine (client_state.h) and owns the parts that do the work: Login (startup and
 // authentication), SessionState (settings, pinning), RequestRoute (where the next request
 // goes), Relay (bytes both ways, with the ServerExchange and StatementMap inside) and, for the
-// admin database, a ConsoleSession. It links and releases the server connection and decides
-// what a client sees when that connection fails. In session mode the server stays linked
-// until the client leaves; the pool decides what happens to it then. With session_reads
-// (session mode) requests are routed as in transaction mode, and the client's own primary
-// server is kept (parked) while a read runs on a replica (session_reads.cc).
+// admin database, a ConsoleSession; client_login.cc drives the login, client_access.cc decides
+// who may log in. It links and releases the server connection and decides what a client sees
+// when that connection fails. In session mode the server stays linked until the client
+// leaves; the pool decides what happens to it then. With session_reads (session mode)
+// requests are routed as in transaction mode, and the client's own primary server is kept
+// (parked) while a read runs on a replica (session_reads.cc).
 #pragma once
 
 #include <memory>
@@ -73,6 +74,14 @@ class ClientSession final : public Conn::Owner,
   bool needsSecretLookup() const;
   void lookUpSecret();
   void onSecret(const health::SecretAnswer& a);  // on this worker's thread
+  // client_access.cc. After the startup packet: what hba_file says for `user` (its
+  // [[user]] entry, or what auth.query found; null: unknown) — false: refused, the session
+  // is ending; `method` is set when it decides the authentication method.
+  bool checkAccess(std::optional<AuthMethod>& method, const UserConfig* user);
+  // Database "pgswitch": admin_users act, stats_users only look (false: refused, ending).
+  bool admitToConsole();
+  // The log line of a refused login; `reason` must not hold a secret.
+  void loginFailed(std::string_view reason);
   // After 'S' went out, or (direct) with the ClientHello already read; false: the session is
   // ending.
   bool startTls(bool direct);
@@ -120,10 +129,12 @@ class ClientSession final : public Conn::Owner,
   Login login_;
   std::shared_ptr<int> secretToken_;  // a password lookup is in flight (its answer checks it)
   std::shared_ptr<const UserConfig> lookedUpUser_;  // found by auth.query; Login points into it
+  std::optional<AuthMethod> hbaMethod_;  // the method hba_file's line gives, if any
   SessionState settings_;
   RequestRoute route_;
   Relay relay_;
   std::unique_ptr<ConsoleSession> console_;
+  ConsoleRole consoleRole_ = ConsoleRole::Admin;
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
   // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
   enum class Own { CommitLsn, Readback, ReplayCheck } own_ = Own::CommitLsn;

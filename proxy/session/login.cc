@@ -208,11 +208,12 @@ Login::Outcome Login::encryptionRequest(StartupKind kind, std::string& out) {
   return step(accept ? Step::StartTls : Step::NeedMore);
 }
 
-Login::Outcome Login::begin(const Config& cfg, std::string& out, const UserConfig* lookedUp) {
+Login::Outcome Login::begin(const Config& cfg, std::string& out, const UserConfig* lookedUp,
+                            std::optional<AuthMethod> method) {
   userCfg_ = cfg.findUser(user_);
   if (!userCfg_) userCfg_ = lookedUp;
-  AuthMethod method = userCfg_ ? userCfg_->auth : AuthMethod::ScramSha256;
-  switch (method) {
+  method_ = method.value_or(userCfg_ ? userCfg_->auth : AuthMethod::ScramSha256);
+  switch (method_) {
     case AuthMethod::Trust:
       phase_ = Phase::Done;
       appendAuthOk(out);
@@ -244,8 +245,7 @@ Login::Outcome Login::begin(const Config& cfg, std::string& out, const UserConfi
 }
 
 Login::Outcome Login::password(std::span<const std::byte> body, std::string& out) {
-  AuthMethod method = userCfg_ ? userCfg_->auth : AuthMethod::ScramSha256;
-  if (method == AuthMethod::Md5) {
+  if (method_ == AuthMethod::Md5) {
     auto pw = parsePasswordMessage(body);
     bool ok = pw && userCfg_ &&
               constantTimeEquals(*pw, md5SaltedResponse(userCfg_->password, user_, md5Salt_));

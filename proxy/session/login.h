@@ -57,8 +57,10 @@ class Login {
   Outcome feed(protocol::ByteQueue& in, const Config& cfg, std::string& out);
   // After StartupDone: the first authentication request (Trust: Authenticated at once).
   // `lookedUp`: the user as auth.query found it, when it has no [[user]] entry (the caller
-  // keeps it alive).
-  Outcome begin(const Config& cfg, std::string& out, const UserConfig* lookedUp = nullptr);
+  // keeps it alive). `method` is what hba_file decided (decideAccess); without it, the
+  // user's `auth`.
+  Outcome begin(const Config& cfg, std::string& out, const UserConfig* lookedUp = nullptr,
+                std::optional<AuthMethod> method = std::nullopt);
 
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
@@ -78,6 +80,7 @@ class Login {
   std::string user_, database_;
   Settings settings_;
   const UserConfig* userCfg_ = nullptr;  // into the Config the session keeps alive
+  AuthMethod method_ = AuthMethod::ScramSha256;  // chosen by begin()
   std::optional<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5Salt_{};
   std::vector<std::byte> packet_;

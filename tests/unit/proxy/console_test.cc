@@ -562,6 +562,31 @@ TEST_F(ConsoleTest, PauseResumeReload) {
             (std::vector<std::string>{"pause()", "pause(AppDb)", "resume()", "reload()"}));
 }
 
+// stats_users look (every SHOW, HELP) but cannot act: 42501, and nothing reaches the proxy.
+TEST_F(ConsoleTest, StatsRoleMayOnlyShow) {
+  for (std::string_view q : {"SHOW BACKENDS", "SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS",
+                             "SHOW STATS", "SHOW TOTALS", "SHOW CONFIG", "SHOW EVENTS",
+                             "SHOW VERSION", "HELP"}) {
+    auto r = decode(runConsole(q, snap_, actions_, ConsoleRole::Stats).messages);
+    ASSERT_EQ(r.size(), 1u) << q;
+    EXPECT_EQ(r[0].kind, 'T') << q;
+  }
+  for (std::string_view q : {"PAUSE", "RESUME", "RELOAD", "DISABLE pg1", "SET pool_size = 3",
+                             "SHUTDOWN", "PROMOTE pg2", "SWITCHOVER TO pg2"}) {
+    auto r = decode(runConsole(q, snap_, actions_, ConsoleRole::Stats).messages);
+    ASSERT_EQ(r.size(), 1u) << q;
+    EXPECT_EQ(r[0].kind, 'E') << q;
+    EXPECT_EQ(r[0].error['C'], "42501") << q;
+    EXPECT_EQ(r[0].error['M'].rfind("permission denied to run ", 0), 0u) << r[0].error['M'];
+  }
+  // The first refused command ends the string, as any error does.
+  auto r = decode(runConsole("SHOW VERSION; PAUSE; SHOW VERSION", snap_, actions_,
+                             ConsoleRole::Stats).messages);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].kind, 'E');
+  EXPECT_TRUE(actions_.calls.empty());
+}
+
 // A database is known by its pools, its clients, or a routing rule; anything else is a typo.
 TEST_F(ConsoleTest, PauseRefusesEmptyAndUnknownDatabases) {
   Response empty = one("PAUSE \"\"");

@@ -526,6 +526,8 @@ TEST(StatusJson, DocumentParsesWithTheDocumentedFields) {
   EXPECT_EQ(j["totals"]["servers"].num(), 2);
   EXPECT_EQ(j["counters"]["failovers"].num(), 1);
   EXPECT_EQ(j["counters"]["auth_failures"].num(), 4);
+  EXPECT_EQ(j["counters"]["access_refused"].num(), 0);
+  EXPECT_EQ(j["counters"]["rate_limited"].num(), 0);
   ASSERT_EQ(j["events"].size(), 1u);
   EXPECT_EQ(j["events"][0]["time"].str(), "2024-05-01T12:00:00.123Z");
   EXPECT_EQ(j["events"][0]["detail"].str(), "replica -> \"primary\"\n");
