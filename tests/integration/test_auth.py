@@ -157,6 +157,31 @@ cache_ms = 1000
         self.assertNotIn("lookup-pw", sw.log(), "the auth user's password reached the log")
 
     @budget(60)
+    def test_hba_file_with_looked_up_users(self):
+        """hba_file and [auth] together: a refused client costs no lookup, and an md5 line
+        lets a role whose stored password is a SCRAM secret log in (with SCRAM, as
+        PostgreSQL does)."""
+        hba = self.cluster.tmpdir / "pgswitch_hba.conf"
+        hba.write_text("host all app,md5user 127.0.0.1/32 md5\n"
+                       "host pgswitch admin 127.0.0.1/32 scram-sha-256\n"
+                       "host all all 127.0.0.1/32 reject\n")
+        sw = self.start(users=ADMIN, server_toml=f'hba_file = "{hba}"', extra_toml="""
+[auth]
+user = "pgswitch_auth"
+password = "lookup-pw"
+query = "SELECT usename, passwd FROM public.pgswitch_lookup($1)"
+database = "postgres"
+""")
+        self.assertEqual(self.query(sw, "app", "app", "SELECT current_user"), "app")
+        self.assertEqual(self.query(sw, "md5user", "md5pass", "SELECT current_user",
+                                    db="postgres"), "md5user")
+        before = totals(sw)["auth_lookups"]
+        refused = login_error(sw, "latecomer2", "x") or ""
+        self.assertIn('pg_hba.conf rejects connection for host "127.0.0.1", user "latecomer2"',
+                      refused)
+        self.assertEqual(totals(sw)["auth_lookups"], before, "a refused client was looked up")
+
+    @budget(60)
     def test_auth_user_that_cannot_log_in(self):
         sw = self.start(users=ADMIN, extra_toml="""
 [auth]
