@@ -145,6 +145,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         o = login_.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:
+        login_.finish();
         break;
       case Login::Step::Cancel:
         forwardCancel(worker_, o.cancelPid, o.cancelKey);

@@ -68,6 +68,9 @@ class Login {
   Settings& settings() { return settings_; }
   // The SCRAM ClientKey the client proved (passthrough to backends), if it used SCRAM.
   std::optional<std::array<uint8_t, 32>> clientKey() const;
+  // After Authenticated: keeps the ClientKey and frees what only the exchange needed (the
+  // SCRAM state, the startup packet's copy), so a logged-in idle client costs less.
+  void finish();
 
  private:
   enum class Phase { Startup, AuthFirst, AuthFinal, Done };
@@ -84,6 +87,7 @@ class Login {
   std::optional<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5Salt_{};
   std::vector<std::byte> packet_;
+  std::optional<std::array<uint8_t, 32>> clientKey_;  // kept by finish()
 };
 
 }  // namespace pgswitch::proxy
