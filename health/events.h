@@ -26,6 +26,8 @@ enum class EventType {
   SwitchoverStarted,  // writes paused, waiting for the candidate to catch up
   SwitchoverFailed,   // switchover abandoned; writes resumed on the old primary
   SwitchoverDone,     // switchover finished, writes resumed on the new primary
+  PatroniUnreachable,  // no [patroni] url answered /cluster: the last known view is kept
+  PatroniReachable,    // /cluster answered again after PatroniUnreachable
 };
 
 // Whether an event reports trouble (logged as a warning) rather than progress.
