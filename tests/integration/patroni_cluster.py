@@ -186,12 +186,12 @@ class PatroniCluster:
         _chown_pg(node.config)
 
     def _preexec_pg(self):
-        _set_pdeathsig()
         if IS_ROOT:
             uid, gid = _pg_user_ids()
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
+        _set_pdeathsig()  # after setuid: a credential change clears it
 
     def _start_patroni(self, node: PatroniNode) -> None:
         log = open(node.logfile, "ab")
