@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pgcluster import HOST, PgSwitch  # noqa: E402
+from pgcluster import HOST, PgSwitch, free_port  # noqa: E402
 from patroni_cluster import PatroniCluster  # noqa: E402
 from proxycase import ProxyTestCase, budget  # noqa: E402
 
@@ -156,6 +156,41 @@ class PatroniTest(ProxyTestCase):
             time.sleep(0.1)
         self.fail(f"no writes on port {port} within {timeout}s after {what}; errors "
                   f"{w.errors}; pgswitch log:\n{self.sw.log_tail(40)}")
+
+    def write_port(self, sw) -> int:
+        with closing(psycopg2.connect(sw.dsn())) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS x(i int)")
+            cur.execute("INSERT INTO x SELECT inet_server_port() RETURNING i")
+            port = cur.fetchone()[0]
+            conn.rollback()
+            return port
+
+    @budget(60)
+    def test_a_dead_urls_are_skipped_and_unreachable_is_reported(self):
+        """Runs first (name order). A dead URL before the live ones costs nothing; with no
+        URL answering, patroni_unreachable is reported and pgswitch's own probes decide."""
+        dead = f'"http://{HOST}:{free_port()}"'
+        live = ", ".join(f'"{n.api}"' for n in self.cluster.nodes)
+        leader_port = self.port_of(self.cluster.leader())
+        sw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=300,
+                      extra_toml=f"[patroni]\nurl = [{dead}, {live}]\nperiod_ms = 300\n")
+        try:
+            self.assertEqual(self.write_port(sw), leader_port)
+            self.assertIn("patroni: leader is", sw.log())
+            self.assertNotIn("event=patroni_unreachable", sw.log())
+        finally:
+            sw.stop()
+        sw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=300,
+                      extra_toml=f"[patroni]\nurl = [{dead}]\nperiod_ms = 300\n")
+        try:
+            self.assertEqual(self.write_port(sw), leader_port)
+            deadline = time.monotonic() + 10
+            while "event=patroni_unreachable" not in sw.log() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertIn("event=patroni_unreachable", sw.log())
+            self.assertEqual(sw.log().count("event=patroni_unreachable"), 1)  # once per outage
+        finally:
+            sw.stop()
 
     @budget(240)
     def test_switchovers_and_kill9_under_persistent_clients(self):
