@@ -119,7 +119,7 @@ class HealthMonitor::Impl final : public ProbeListener,
   std::unique_ptr<EventHookRunner> hooks_;
   std::unique_ptr<FailoverCoordinator> failover_coord_;
   std::unique_ptr<PatroniSource> patroni_src_;
-  PatroniView patroniView_;     // the last /cluster answer
+  PatroniView patroniView_;  // the last /cluster answer
   bool patroniSwitching_ = false;
   bool shuttingDown_ = false;
   uint64_t pauseDeadline_ = 0;  // uv_now() after which a Patroni switchover's pause is lifted
@@ -171,8 +171,9 @@ void HealthMonitor::Impl::start() {
   if (patroni_.enabled()) {
     // Two managers promoting the same cluster would fight; Patroni holds the leader lock.
     if (failover_.autoFailover) {
-      spdlog::warn("patroni: [patroni] is set, so pgswitch never promotes: "
-                   "failover.auto_failover is ignored");
+      spdlog::warn(
+          "patroni: [patroni] is set, so pgswitch never promotes: "
+          "failover.auto_failover is ignored");
     }
     failover_.autoFailover = false;
     builder_.setPatroniManaged();
@@ -344,9 +345,8 @@ void HealthMonitor::Impl::patroniSwitchover(int i, OperationDone done) {
   if (!builder_.havePatroniView()) return fail("no answer from Patroni's REST API yet");
   if (patroniSwitching_) return fail("a switchover is already running");
   if (patroniView_.leaderName.empty()) return fail("Patroni reports no leader");
-  const int m = i >= 0 && i < static_cast<int>(patroniView_.memberOf.size())
-                    ? patroniView_.memberOf[i]
-                    : -1;
+  const int m =
+      i >= 0 && i < static_cast<int>(patroniView_.memberOf.size()) ? patroniView_.memberOf[i] : -1;
   if (m < 0) return fail(specs_[i].name + " is not a Patroni member (no member at its address)");
   const std::string candidate = patroniView_.members[m].name;
   if (candidate == patroniView_.leaderName)
@@ -478,7 +478,7 @@ void HealthMonitor::Impl::report(Event e) {
 
 void HealthMonitor::Impl::shutdown() {
   shuttingDown_ = true;
-  failover_coord_->shutdown();  // joins the helper thread; fails a pending callback
+  failover_coord_->shutdown();              // joins the helper thread; fails a pending callback
   if (patroni_src_) patroni_src_->close();  // fails a pending switchover's callback
   uv_timer_stop(&tick_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);

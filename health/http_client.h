@@ -13,17 +13,17 @@
 namespace pgswitch::health {
 
 struct HttpResponse {
-  bool ok = false;       // a response arrived (any status); false: transport error
-  long status = 0;       // HTTP status when ok
-  std::string body;      // capped at kMaxBody
-  std::string error;     // transport error text when !ok
+  bool ok = false;    // a response arrived (any status); false: transport error
+  long status = 0;    // HTTP status when ok
+  std::string body;   // capped at kMaxBody
+  std::string error;  // transport error text when !ok
 };
 
 struct HttpRequest {
   std::string url;
-  std::string method = "GET";  // GET or POST
-  std::string body;            // POST body (sent as application/json)
-  int timeoutMs = 2000;        // the whole request, connect included
+  std::string method = "GET";      // GET or POST
+  std::string body;                // POST body (sent as application/json)
+  int timeoutMs = 2000;            // the whole request, connect included
   std::string username, password;  // HTTP basic auth when username is set
   std::string caFile;              // https: CA bundle ("" = the system's)
 };
@@ -46,7 +46,7 @@ class HttpClient {
   // Abandons every request and closes the handles (their close callbacks free them).
   void close();
 
-  struct Transfer;  // one request (libcurl easy handle, body, callback)
+  struct Transfer;     // one request (libcurl easy handle, body, callback)
   struct SocketWatch;  // one uv_poll_t for a socket libcurl asked us to watch
 
  private:
@@ -58,9 +58,9 @@ class HttpClient {
   void finishDone();
 
   uv_loop_t* loop_;
-  void* multi_ = nullptr;  // CURLM*
-  uv_timer_t* timer_;      // freed in its close callback
-  std::set<Transfer*> live_;       // added to the multi handle, not finished
+  void* multi_ = nullptr;           // CURLM*
+  uv_timer_t* timer_;               // freed in its close callback
+  std::set<Transfer*> live_;        // added to the multi handle, not finished
   std::set<SocketWatch*> watches_;  // polls libcurl asked for and has not removed
   bool closed_ = false;
 };

@@ -34,7 +34,9 @@ void PatroniSource::start() {
                  static_cast<uint64_t>(std::max(1, settings_.periodMs)));
 }
 
-void PatroniSource::onTimer(uv_timer_t* t) noexcept { static_cast<PatroniSource*>(t->data)->poll(); }
+void PatroniSource::onTimer(uv_timer_t* t) noexcept {
+  static_cast<PatroniSource*>(t->data)->poll();
+}
 
 void PatroniSource::pollSoon() {
   if (closed_) return;

@@ -28,8 +28,8 @@ class PatroniSource {
     virtual void onPatroniReachability(bool ok, const std::string& detail) = 0;
   };
   struct SwitchoverAnswer {
-    bool ok = false;       // Patroni answered 200
-    std::string message;   // Patroni's answer, or the transport error
+    bool ok = false;      // Patroni answered 200
+    std::string message;  // Patroni's answer, or the transport error
   };
   using SwitchoverDone = std::function<void(SwitchoverAnswer)>;
 

@@ -2,10 +2,9 @@
 // network, so every field is checked for its type before it is read.
 #include "health/patroni_view.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cctype>
+#include <nlohmann/json.hpp>
 
 namespace pgswitch::health {
 

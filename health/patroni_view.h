@@ -23,9 +23,9 @@ struct PatroniMember {
   std::string host;
   int port = 0;
   PatroniRole role = PatroniRole::Other;
-  std::string state;        // running, streaming, stopped, starting, crashed, ...
-  std::string apiUrl;       // "http://host:8008/patroni" (may be empty)
-  uint32_t timeline = 0;    // 0 when not reported
+  std::string state;                 // running, streaming, stopped, starting, crashed, ...
+  std::string apiUrl;                // "http://host:8008/patroni" (may be empty)
+  uint32_t timeline = 0;             // 0 when not reported
   std::optional<uint64_t> lagBytes;  // absent for the leader or when "unknown"
   bool noFailover = false;
   bool noLoadBalance = false;
@@ -39,11 +39,11 @@ std::optional<std::vector<PatroniMember>> parsePatroniCluster(std::string_view b
 // The members matched to backends by host:port (exact, case-insensitive host).
 struct PatroniView {
   std::vector<PatroniMember> members;
-  std::vector<int> memberOf;          // per backend: index into members, -1 = not a member
-  int leader = -1;                    // backend index of Patroni's leader, -1 = none matched
-  std::string leaderName;             // Patroni's leader member name, even if unmatched
-  std::string leaderApiUrl;           // its api_url, for /switchover
-  std::vector<std::string> unmatched; // members with no backend at their address
+  std::vector<int> memberOf;           // per backend: index into members, -1 = not a member
+  int leader = -1;                     // backend index of Patroni's leader, -1 = none matched
+  std::string leaderName;              // Patroni's leader member name, even if unmatched
+  std::string leaderApiUrl;            // its api_url, for /switchover
+  std::vector<std::string> unmatched;  // members with no backend at their address
 };
 PatroniView matchPatroniMembers(std::vector<PatroniMember> members,
                                 const std::vector<BackendSpec>& backends);

@@ -81,10 +81,10 @@ struct FailoverConfig {
 
 // [patroni]: follow Patroni's REST API instead of promoting (docs/patroni.md).
 struct PatroniConfig {
-  std::vector<std::string> urls;  // REST API bases ("http://10.0.0.1:8008"); empty = off
-  int periodMs{};                 // GET /cluster every period
-  int timeoutMs{};                // per request
-  int switchoverTimeoutMs{};      // POST /switchover
+  std::vector<std::string> urls;   // REST API bases ("http://10.0.0.1:8008"); empty = off
+  int periodMs{};                  // GET /cluster every period
+  int timeoutMs{};                 // per request
+  int switchoverTimeoutMs{};       // POST /switchover
   std::string username, password;  // restapi.authentication (POST /switchover)
   std::string caFile;              // https: CA bundle
 };

@@ -324,8 +324,8 @@ std::vector<Setting> makeTable() {
               {.min = 1}, kReload, "how long SWITCHOVER waits for Patroni's /switchover answer"),
       text("patroni.username", field(kPatroni, &PC::username), "", kReload,
            "REST API user (restapi.authentication) for /switchover; empty = none"),
-      text("patroni.password", field(kPatroni, &PC::password), "", kReload,
-           "that user's password", {.secret = true}),
+      text("patroni.password", field(kPatroni, &PC::password), "", kReload, "that user's password",
+           {.secret = true}),
       text("patroni.ca_file", field(kPatroni, &PC::caFile), "", kReload,
            "CA bundle for https URLs; empty = the system's"),
 
@@ -403,8 +403,8 @@ std::vector<Setting> makeTable() {
   };
 }
 
-constexpr std::string_view kSections[] = {"server",  "pool", "health", "failover", "patroni",
-                                           "routing", "tls",  "auth"};
+constexpr std::string_view kSections[] = {"server",  "pool",    "health", "failover",
+                                          "patroni", "routing", "tls",    "auth"};
 
 bool unboundedAbove(int64_t max) { return max == INT32_MAX || max == INT64_MAX; }
 

@@ -69,7 +69,12 @@ TEST(PatroniView, OlderRoleNamesAndStandbyLeader) {
 }
 
 TEST(PatroniView, RejectsMalformedBodiesWithoutThrowing) {
-  const char* bad[] = {"", "{", "[]", "null", R"({"members": 3})", R"({"x": []})",
+  const char* bad[] = {"",
+                       "{",
+                       "[]",
+                       "null",
+                       R"({"members": 3})",
+                       R"({"x": []})",
                        "{\"members\": [1, \"x\", null]}"};
   for (const char* b : bad) {
     std::string err;
@@ -125,8 +130,7 @@ TEST(PatroniView, LeaderOutsideTheConfigIsNamedButNotMatched) {
 }
 
 TEST(PatroniView, SwitchoverBodyAndEndpoint) {
-  EXPECT_EQ(patroniSwitchoverBody("node0", "node1"),
-            R"({"candidate":"node1","leader":"node0"})");
+  EXPECT_EQ(patroniSwitchoverBody("node0", "node1"), R"({"candidate":"node1","leader":"node0"})");
   EXPECT_EQ(patroniSwitchoverBody("a\"b", ""), R"({"leader":"a\"b"})");
   EXPECT_EQ(patroniEndpointOf("http://127.0.0.1:8008/patroni", "switchover"),
             "http://127.0.0.1:8008/switchover");
@@ -212,7 +216,7 @@ TEST(PatroniGate, LeaderStillInRecoveryMeansNoPrimaryYet) {
   b.setPatroniView(viewWithLeader(2));
   b.record(0, sample(false, 1, 100));  // the old primary, not yet demoted
   b.record(1, sample(true, 1, 100));
-  b.record(2, sample(true, 1, 100));   // Patroni's new leader, promotion pending
+  b.record(2, sample(true, 1, 100));  // Patroni's new leader, promotion pending
   EXPECT_EQ(b.build(0).topology->primary, -1);
   b.record(2, sample(false, 2, 150));
   EXPECT_EQ(b.build(0).topology->primary, 2);
