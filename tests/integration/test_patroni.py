@@ -191,6 +191,9 @@ class PatroniTest(ProxyTestCase):
             self.assertEqual(sw.log().count("event=patroni_unreachable"), 1)  # once per outage
         finally:
             sw.stop()
+        # The health loop closed every handle (libcurl's polls and timer included).
+        self.assertNotIn("handle still open", sw.log())
+        self.assertNotIn("uv_loop_close failed", sw.log())
 
     @budget(240)
     def test_switchovers_and_kill9_under_persistent_clients(self):
@@ -233,7 +236,7 @@ class PatroniTest(ProxyTestCase):
             report.append(f"patronictl switchover {target1}->{target2}: writes on the new "
                           f"leader after {got - t2:.2f}s, longest commit gap "
                           f"{w.longest_gap(t2, got + 1):.2f}s, errors {e2} "
-                          f"({next((ln for ln in out.splitlines() if 'witch' in ln), '').strip()})")
+                          f"({next((ln for ln in out.splitlines() if 'Successfully' in ln), '').strip()})")
             # No acknowledged commit is lost by a switchover.
             with self.lock_ids(w) as ids:
                 missing = self.missing_ids(ids)
