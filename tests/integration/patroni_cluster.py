@@ -311,6 +311,12 @@ class PatroniCluster:
                              "--force", SCOPE)
         return cp.stdout
 
+    def set_tags(self, i: int, tags: dict) -> None:
+        """Changes node i's tags in its YAML and reloads its Patroni (SIGHUP)."""
+        self.tags[i] = {**self.tags.get(i, {}), **tags}
+        self._write_config(self.nodes[i])
+        self.nodes[i].proc.send_signal(signal.SIGHUP)
+
     def kill9_leader(self) -> int:
         """kill -9 of the leader's postmaster and of its Patroni: the leader key then expires
         after ttl and a replica is promoted. Returns the killed node's index."""

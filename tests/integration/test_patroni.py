@@ -195,6 +195,45 @@ class PatroniTest(ProxyTestCase):
         self.assertNotIn("handle still open", sw.log())
         self.assertNotIn("uv_loop_close failed", sw.log())
 
+    @budget(90)
+    def test_b_noloadbalance_member_gets_no_reads(self):
+        """Patroni's noloadbalance tag (set in a member's YAML, applied by SIGHUP) keeps reads
+        off that member; removing it brings them back."""
+        c = self.cluster
+        c.wait_healthy(60)
+        replicas = [n for n in c.nodes if n.name != c.leader()]
+        tagged, other = replicas[0], replicas[1]
+
+        def read_ports(k=40):
+            ports = set()
+            with closing(psycopg2.connect(self.sw.dsn())) as conn:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    for _ in range(k):
+                        cur.execute("SELECT inet_server_port()")
+                        ports.add(cur.fetchone()[0])
+            return ports
+
+        def set_tag(on: bool):
+            c.set_tags(tagged.index, {"noloadbalance": on})
+            c.wait_until(lambda: any(m["name"] == tagged.name and
+                                     bool(m.get("tags", {}).get("noloadbalance")) == on
+                                     for m in c.members()), 30, "the tag in /cluster")
+            time.sleep(1)  # pgswitch reads /cluster every 300 ms
+
+        self.assertIn(tagged.port, read_ports(), "reads reach both replicas before the tag")
+        set_tag(True)
+        try:
+            ports = read_ports()
+            self.assertNotIn(tagged.port, ports)
+            self.assertIn(other.port, ports)
+        finally:
+            set_tag(False)
+        deadline = time.monotonic() + 10
+        while tagged.port not in read_ports(20) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        self.assertIn(tagged.port, read_ports(), "reads come back once the tag is gone")
+
     @budget(240)
     def test_switchovers_and_kill9_under_persistent_clients(self):
         c = self.cluster
