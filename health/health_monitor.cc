@@ -366,7 +366,7 @@ void HealthMonitor::Impl::patroniSwitchover(int i, OperationDone done) {
   pauseDeadline_ = uv_now(&loop_) + static_cast<uint64_t>(patroni_.switchoverTimeoutMs) + 10000;
   buildAndPublish();
   patroni_src_->switchover(
-      patroniView_.leaderName, candidate, patroniView_.leaderApiUrl,
+      patroniView_.leaderName, candidate,
       [this, i, e, done = std::move(done)](PatroniSource::SwitchoverAnswer a) mutable {
         patroniSwitching_ = false;
         if (shuttingDown_) {

@@ -108,10 +108,12 @@ void PatroniSource::onAnswer(int attempt, HttpResponse r) {
 }
 
 void PatroniSource::switchover(const std::string& leader, const std::string& candidate,
-                               const std::string& leaderApiUrl, SwitchoverDone done) {
+                               SwitchoverDone done) {
+  // Any member's REST API takes /switchover (it writes the request to the DCS and waits for
+  // the outcome); the one that answered /cluster last is known to be reachable from here,
+  // which a member's api_url (its restapi.connect_address) need not be.
   HttpRequest req;
-  std::string url = patroniEndpointOf(leaderApiUrl, "switchover");
-  if (url.empty()) url = settings_.urls.empty() ? "" : settings_.urls[cur_] + "/switchover";
+  const std::string url = settings_.urls[cur_] + "/switchover";
   req.url = url;
   req.method = "POST";
   req.body = patroniSwitchoverBody(leader, candidate);

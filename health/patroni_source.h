@@ -39,10 +39,8 @@ class PatroniSource {
 
   void start();     // the first poll at once, then one every periodMs
   void pollSoon();  // an extra poll now (a probe saw a role change); none if one is running
-  // POST /switchover to the leader's REST API (from the last view; the configured URLs if it
-  // has none) with {"leader", "candidate"}.
-  void switchover(const std::string& leader, const std::string& candidate,
-                  const std::string& leaderApiUrl, SwitchoverDone done);
+  // POST /switchover with {"leader", "candidate"} to the URL that answered /cluster last.
+  void switchover(const std::string& leader, const std::string& candidate, SwitchoverDone done);
   void close();  // closes the timer and the HTTP client; pending switchover answers fail
 
  private:

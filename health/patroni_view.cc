@@ -107,7 +107,6 @@ PatroniView matchPatroniMembers(std::vector<PatroniMember> members,
     const PatroniMember& p = v.members[m];
     if (p.role == PatroniRole::Leader) {
       v.leaderName = p.name;
-      v.leaderApiUrl = p.apiUrl;
     }
     bool matched = false;
     for (size_t b = 0; b < backends.size(); ++b) {
@@ -127,15 +126,6 @@ std::string patroniSwitchoverBody(const std::string& leader, const std::string& 
   j["leader"] = leader;
   if (!candidate.empty()) j["candidate"] = candidate;
   return j.dump();
-}
-
-std::string patroniEndpointOf(const std::string& apiUrl, std::string_view endpoint) {
-  if (apiUrl.empty()) return "";
-  // api_url is "scheme://host:port/patroni"; keep scheme and authority.
-  size_t scheme = apiUrl.find("://");
-  size_t path = apiUrl.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  std::string base = path == std::string::npos ? apiUrl : apiUrl.substr(0, path);
-  return base + "/" + std::string(endpoint);
 }
 
 }  // namespace pgswitch::health

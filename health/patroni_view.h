@@ -42,7 +42,6 @@ struct PatroniView {
   std::vector<int> memberOf;           // per backend: index into members, -1 = not a member
   int leader = -1;                     // backend index of Patroni's leader, -1 = none matched
   std::string leaderName;              // Patroni's leader member name, even if unmatched
-  std::string leaderApiUrl;            // its api_url, for /switchover
   std::vector<std::string> unmatched;  // members with no backend at their address
 };
 PatroniView matchPatroniMembers(std::vector<PatroniMember> members,
@@ -50,8 +49,5 @@ PatroniView matchPatroniMembers(std::vector<PatroniMember> members,
 
 // The /switchover request body: {"leader": ..., "candidate": ...} (candidate optional).
 std::string patroniSwitchoverBody(const std::string& leader, const std::string& candidate);
-// A member's api_url ("http://h:p/patroni") turned into the URL of `endpoint` on the same
-// server ("http://h:p/switchover"); empty when api_url is empty.
-std::string patroniEndpointOf(const std::string& apiUrl, std::string_view endpoint);
 
 }  // namespace pgswitch::health

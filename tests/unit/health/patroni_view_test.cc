@@ -115,7 +115,6 @@ TEST(PatroniView, MatchesBackendsByHostAndPort) {
   EXPECT_EQ(v.memberOf[3], 4);  // host compared without case
   EXPECT_EQ(v.leader, 0);
   EXPECT_EQ(v.leaderName, "node0");
-  EXPECT_EQ(v.leaderApiUrl, "http://127.0.0.1:45903/patroni");
   ASSERT_EQ(v.unmatched.size(), 1u);
   EXPECT_EQ(v.unmatched[0], "node9");
 }
@@ -129,13 +128,9 @@ TEST(PatroniView, LeaderOutsideTheConfigIsNamedButNotMatched) {
   EXPECT_EQ(v.leaderName, "node0");
 }
 
-TEST(PatroniView, SwitchoverBodyAndEndpoint) {
+TEST(PatroniView, SwitchoverBody) {
   EXPECT_EQ(patroniSwitchoverBody("node0", "node1"), R"({"candidate":"node1","leader":"node0"})");
   EXPECT_EQ(patroniSwitchoverBody("a\"b", ""), R"({"leader":"a\"b"})");
-  EXPECT_EQ(patroniEndpointOf("http://127.0.0.1:8008/patroni", "switchover"),
-            "http://127.0.0.1:8008/switchover");
-  EXPECT_EQ(patroniEndpointOf("https://[::1]:8008", "switchover"), "https://[::1]:8008/switchover");
-  EXPECT_EQ(patroniEndpointOf("", "switchover"), "");
 }
 
 // ---- the builder under Patroni ---------------------------------------------------------------
