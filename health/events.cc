@@ -39,6 +39,10 @@ const char* toString(EventType t) {
       return "switchover_failed";
     case EventType::SwitchoverDone:
       return "switchover_done";
+    case EventType::PatroniUnreachable:
+      return "patroni_unreachable";
+    case EventType::PatroniReachable:
+      return "patroni_reachable";
   }
   return "?";
 }
@@ -54,6 +58,7 @@ bool isWarning(EventType t) {
     case EventType::FailoverFailed:
     case EventType::RepointFailed:
     case EventType::SwitchoverFailed:
+    case EventType::PatroniUnreachable:
       return true;
     case EventType::BackendUp:
     case EventType::RoleChanged:
@@ -62,6 +67,7 @@ bool isWarning(EventType t) {
     case EventType::FailoverDone:
     case EventType::SwitchoverStarted:
     case EventType::SwitchoverDone:
+    case EventType::PatroniReachable:
       return false;
   }
   return false;

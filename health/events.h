@@ -16,16 +16,18 @@ enum class EventType {
   SplitBrain,
   Fenced,
   LagExceeded,
-  FailoverStarted,    // a candidate was chosen (or named by PROMOTE) and is being promoted
-  FailoverRefused,    // automatic failover wanted but not done (no candidate, lag, primary alive)
-  FailoverFailed,     // a promotion was attempted and failed
-  Promoted,           // the candidate left recovery
-  Repointed,          // a replica's primary_conninfo now names the new primary
-  RepointFailed,      // re-pointing a replica failed (it keeps its old upstream)
-  FailoverDone,       // failover or PROMOTE finished
-  SwitchoverStarted,  // writes paused, waiting for the candidate to catch up
-  SwitchoverFailed,   // switchover abandoned; writes resumed on the old primary
-  SwitchoverDone,     // switchover finished, writes resumed on the new primary
+  FailoverStarted,     // a candidate was chosen (or named by PROMOTE) and is being promoted
+  FailoverRefused,     // automatic failover wanted but not done (no candidate, lag, primary alive)
+  FailoverFailed,      // a promotion was attempted and failed
+  Promoted,            // the candidate left recovery
+  Repointed,           // a replica's primary_conninfo now names the new primary
+  RepointFailed,       // re-pointing a replica failed (it keeps its old upstream)
+  FailoverDone,        // failover or PROMOTE finished
+  SwitchoverStarted,   // writes paused, waiting for the candidate to catch up
+  SwitchoverFailed,    // switchover abandoned; writes resumed on the old primary
+  SwitchoverDone,      // switchover finished, writes resumed on the new primary
+  PatroniUnreachable,  // no [patroni] url answered /cluster: the last known view is kept
+  PatroniReachable,    // /cluster answered again after PatroniUnreachable
 };
 
 // Whether an event reports trouble (logged as a warning) rather than progress.

@@ -15,6 +15,7 @@
 
 #include "health/event_hook.h"
 #include "health/failover_coordinator.h"
+#include "health/patroni_source.h"
 #include "health/pg_probe.h"
 
 namespace pgswitch::health {
@@ -38,7 +39,9 @@ BuilderThresholds thresholdsOf(const HealthSettings& s) {
 
 }  // namespace
 
-class HealthMonitor::Impl final : public ProbeListener, public FailoverCoordinator::Host {
+class HealthMonitor::Impl final : public ProbeListener,
+                                  public FailoverCoordinator::Host,
+                                  public PatroniSource::Host {
  public:
   Impl(HealthSettings settings, std::vector<BackendSpec> backends, Publish publish)
       : settings_(std::move(settings)),
@@ -78,8 +81,14 @@ class HealthMonitor::Impl final : public ProbeListener, public FailoverCoordinat
   void report(Event e) override;
   bool post(std::function<void()> fn) override;
 
+  // PatroniSource::Host (health thread)
+  void onPatroniView(const PatroniView& view) override;
+  void onPatroniReachability(bool ok, const std::string& detail) override;
+  void patroniSwitchover(int i, OperationDone done);
+
   HealthSettings settings_;
   FailoverSettings failover_;
+  PatroniSettings patroni_;
   std::vector<BackendSpec> specs_;
   Publish publish_;
   EventListener listener_;
@@ -109,6 +118,11 @@ class HealthMonitor::Impl final : public ProbeListener, public FailoverCoordinat
   std::vector<std::unique_ptr<PgProbe>> probes_;
   std::unique_ptr<EventHookRunner> hooks_;
   std::unique_ptr<FailoverCoordinator> failover_coord_;
+  std::unique_ptr<PatroniSource> patroni_src_;
+  PatroniView patroniView_;  // the last /cluster answer
+  bool patroniSwitching_ = false;
+  bool shuttingDown_ = false;
+  uint64_t pauseDeadline_ = 0;  // uv_now() after which a Patroni switchover's pause is lifted
   int roundPending_ = 0;
   std::vector<char> inRound_;
   std::vector<char> extraUsed_;
@@ -154,8 +168,22 @@ void HealthMonitor::Impl::start() {
   extraUsed_.assign(n, 0);
   checkAfter_.assign(n, 0);
   hooks_ = std::make_unique<EventHookRunner>(&loop_, settings_.onEvent);
+  if (patroni_.enabled()) {
+    // Two managers promoting the same cluster would fight; Patroni holds the leader lock.
+    if (failover_.autoFailover) {
+      spdlog::warn(
+          "patroni: [patroni] is set, so pgswitch never promotes: "
+          "failover.auto_failover is ignored");
+    }
+    failover_.autoFailover = false;
+    builder_.setPatroniManaged();
+    patroni_src_ = std::make_unique<PatroniSource>(&loop_, patroni_, specs_, *this);
+    spdlog::info("patroni: following {} REST API(s) every {} ms; promotion is left to Patroni",
+                 patroni_.urls.size(), patroni_.periodMs);
+  }
   failover_coord_ = std::make_unique<FailoverCoordinator>(*this, settings_, failover_, specs_);
   uv_timer_start(&tick_, onTick, 0, static_cast<uint64_t>(settings_.periodMs));
+  if (patroni_src_) patroni_src_->start();
   {
     std::lock_guard g(mu_);
     running_ = true;
@@ -183,6 +211,7 @@ void HealthMonitor::Impl::run() {
   probes_.clear();
   hooks_.reset();
   failover_coord_.reset();
+  patroni_src_.reset();
 }
 
 void HealthMonitor::Impl::stop() {
@@ -208,6 +237,14 @@ void HealthMonitor::Impl::enqueue(Kind kind, int index, bool on) {
 void HealthMonitor::Impl::onTick(uv_timer_t* h) noexcept {
   auto* self = static_cast<Impl*>(h->data);
   self->failover_coord_->onTick();
+  // A Patroni switchover whose new leader never showed up must not hold writes forever.
+  if (self->pauseDeadline_ && uv_now(&self->loop_) >= self->pauseDeadline_) {
+    self->pauseDeadline_ = 0;
+    if (self->builder_.writesPaused()) {
+      spdlog::warn("patroni: switchover pause lifted after its deadline");
+      self->builder_.resumeWrites();
+    }
+  }
   self->startRound();
 }
 
@@ -247,6 +284,9 @@ void HealthMonitor::Impl::onCheckDone(int i, ProbeResult r) {
     buildAndPublish();
   }
   failover_coord_->onCheckDone(i, ok);
+  // A backend left (or entered) recovery: ask Patroni now rather than at its next period,
+  // since the primary is only published once Patroni also names it leader.
+  if (significant && patroni_src_) patroni_src_->pollSoon();
   if (checkAfter_[i] && !probes_[i]->busy()) {
     checkAfter_[i] = 0;
     inRound_[i] = 0;
@@ -274,6 +314,83 @@ bool HealthMonitor::Impl::post(std::function<void()> fn) {
 }
 
 void HealthMonitor::Impl::onConnectionLost(int i) { requestExtraCheck(i); }
+
+void HealthMonitor::Impl::onPatroniView(const PatroniView& view) {
+  const int before = builder_.patroniLeader();
+  const bool first = !builder_.havePatroniView();
+  patroniView_ = view;
+  if (builder_.setPatroniView(view)) buildAndPublish();
+  const int leader = builder_.patroniLeader();
+  if (leader != before || first) {
+    spdlog::info("patroni: leader is {}{}", view.leaderName.empty() ? "(none)" : view.leaderName,
+                 leader >= 0 ? " (backend " + specs_[leader].name + ")"
+                             : std::string(view.leaderName.empty() ? "" : " (no backend)"));
+    // Check the new leader now: its promotion is published by the next sample, not the
+    // next round.
+    if (leader >= 0) checkNow(leader);
+  }
+}
+
+void HealthMonitor::Impl::onPatroniReachability(bool ok, const std::string& detail) {
+  Event e;
+  e.type = ok ? EventType::PatroniReachable : EventType::PatroniUnreachable;
+  e.detail = detail;
+  report(std::move(e));
+}
+
+void HealthMonitor::Impl::patroniSwitchover(int i, OperationDone done) {
+  auto fail = [&](std::string why) {
+    if (done) done(OperationResult{false, std::move(why), -1, ""});
+  };
+  if (!builder_.havePatroniView()) return fail("no answer from Patroni's REST API yet");
+  if (patroniSwitching_) return fail("a switchover is already running");
+  if (patroniView_.leaderName.empty()) return fail("Patroni reports no leader");
+  const int m =
+      i >= 0 && i < static_cast<int>(patroniView_.memberOf.size()) ? patroniView_.memberOf[i] : -1;
+  if (m < 0) return fail(specs_[i].name + " is not a Patroni member (no member at its address)");
+  const std::string candidate = patroniView_.members[m].name;
+  if (candidate == patroniView_.leaderName)
+    return fail(specs_[i].name + " is already Patroni's leader");
+  patroniSwitching_ = true;
+  Event e;
+  e.type = EventType::SwitchoverStarted;
+  e.backend = i;
+  e.name = specs_[i].name;
+  e.host = specs_[i].host;
+  e.port = specs_[i].port;
+  e.detail = "asking Patroni: leader " + patroniView_.leaderName + ", candidate " + candidate;
+  report(e);
+  // Hold new writes from now until the candidate is published as primary: they would only
+  // meet the old leader shutting down. Transactions already running finish or fail there.
+  builder_.pauseWrites(i);
+  pauseDeadline_ = uv_now(&loop_) + static_cast<uint64_t>(patroni_.switchoverTimeoutMs) + 10000;
+  buildAndPublish();
+  patroni_src_->switchover(
+      patroniView_.leaderName, candidate,
+      [this, i, e, done = std::move(done)](PatroniSource::SwitchoverAnswer a) mutable {
+        patroniSwitching_ = false;
+        if (shuttingDown_) {
+          if (done) done(OperationResult{false, "health monitor stopped", -1, ""});
+          return;
+        }
+        Event r = e;
+        r.detail = "Patroni: " + a.message;
+        if (a.ok) {
+          r.type = EventType::SwitchoverDone;
+          report(r);
+          patroni_src_->pollSoon();
+          checkNow(i);
+          if (done) done(OperationResult{true, "", i, "Patroni: " + a.message});
+        } else {
+          r.type = EventType::SwitchoverFailed;
+          report(r);
+          builder_.resumeWrites();
+          pauseDeadline_ = 0;
+          buildAndPublish();
+          if (done) done(OperationResult{false, "Patroni: " + a.message, -1, ""});
+        }
+      });
+}
 
 void HealthMonitor::Impl::onWake(uv_async_t* h) noexcept {
   auto* self = static_cast<Impl*>(h->data);
@@ -360,7 +477,9 @@ void HealthMonitor::Impl::report(Event e) {
 }
 
 void HealthMonitor::Impl::shutdown() {
-  failover_coord_->shutdown();  // joins the helper thread; fails a pending callback
+  shuttingDown_ = true;
+  failover_coord_->shutdown();              // joins the helper thread; fails a pending callback
+  if (patroni_src_) patroni_src_->close();  // fails a pending switchover's callback
   uv_timer_stop(&tick_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
@@ -387,6 +506,8 @@ void HealthMonitor::setFailover(FailoverSettings failover) {
 
 const FailoverSettings& HealthMonitor::failoverSettings() const { return impl_->failover_; }
 
+void HealthMonitor::setPatroni(PatroniSettings patroni) { impl_->patroni_ = std::move(patroni); }
+
 namespace {
 
 void failStopped(const OperationDone& done) {
@@ -399,7 +520,13 @@ void HealthMonitor::promote(int i, OperationDone done) {
   Impl* impl = impl_.get();
   auto shared = std::make_shared<OperationDone>(std::move(done));
   bool queued = impl->post([impl, i, shared] {
-    if (impl->failover_coord_) {
+    if (impl->patroni_src_) {
+      if (*shared)
+        (*shared)(OperationResult{false,
+                                  "Patroni manages this cluster: pgswitch does not promote "
+                                  "(use SWITCHOVER TO, or patronictl failover)",
+                                  -1, ""});
+    } else if (impl->failover_coord_) {
       impl->failover_coord_->promote(i, std::move(*shared));
     } else {
       failStopped(*shared);
@@ -412,7 +539,9 @@ void HealthMonitor::switchover(int i, int timeoutMs, OperationDone done) {
   Impl* impl = impl_.get();
   auto shared = std::make_shared<OperationDone>(std::move(done));
   bool queued = impl->post([impl, i, timeoutMs, shared] {
-    if (impl->failover_coord_) {
+    if (impl->patroni_src_) {
+      impl->patroniSwitchover(i, std::move(*shared));
+    } else if (impl->failover_coord_) {
       impl->failover_coord_->switchover(i, timeoutMs, std::move(*shared));
     } else {
       failStopped(*shared);

@@ -40,6 +40,10 @@ class HealthMonitor {
   // Optional, before start(): automatic failover and how promotions are run (default: off).
   void setFailover(FailoverSettings failover);
   const FailoverSettings& failoverSettings() const;
+  // Optional, before start(): follow Patroni (docs/patroni.md). With urls set, only Patroni's
+  // leader can be the primary, pgswitch never promotes (auto failover is forced off and
+  // promote() is refused) and switchover() asks Patroni's /switchover.
+  void setPatroni(PatroniSettings patroni);
 
   // Publishes the initial topology (first backend primary, the others replicas, all up)
   // synchronously, then starts the thread; the first round of checks runs at once.

@@ -55,6 +55,21 @@ struct FailoverSettings {
   bool operator==(const FailoverSettings&) const = default;
 };
 
+// [patroni]: follow Patroni's REST API (docs/patroni.md). With urls set, Patroni's leader is
+// the only backend that may be the primary, pgswitch never promotes by itself, and
+// SWITCHOVER asks Patroni.
+struct PatroniSettings {
+  std::vector<std::string> urls;    // REST API bases, "http://host:8008"; tried in turn
+  int periodMs = 1000;              // GET /cluster every period
+  int timeoutMs = 2000;             // per request, connect included
+  int switchoverTimeoutMs = 60000;  // POST /switchover: Patroni answers once it is done
+  std::string username, password;   // restapi.authentication, for POST /switchover
+  std::string caFile;               // https: CA bundle ("" = the system's)
+  bool enabled() const { return !urls.empty(); }
+
+  bool operator==(const PatroniSettings&) const = default;
+};
+
 struct BackendSpec {
   std::string name;
   std::string host;

@@ -129,6 +129,26 @@ void TopologyBuilder::resumeWrites() {
   resumeWhenPrimary_ = -1;
 }
 
+bool TopologyBuilder::setPatroniView(const PatroniView& v) {
+  bool changed = !haveView_ || v.leader != patroniLeader_;
+  haveView_ = true;
+  patroniLeader_ = v.leader;
+  for (size_t i = 0; i < tracks_.size(); ++i) {
+    auto& t = tracks_[i];
+    const int m = i < v.memberOf.size() ? v.memberOf[i] : -1;
+    const PatroniMember* p = m >= 0 ? &v.members[m] : nullptr;
+    PatroniRole role = p ? p->role : PatroniRole::Other;
+    bool nlb = p && p->noLoadBalance;
+    changed |= t.patroniMember != (p != nullptr) || t.patroniRole != role || t.noLoadBalance != nlb;
+    t.patroniMember = p != nullptr;
+    t.patroniRole = role;
+    t.patroniState = p ? p->state : std::string();
+    t.noLoadBalance = nlb;
+    t.noFailover = p && p->noFailover;
+  }
+  return changed;
+}
+
 namespace {
 
 std::string claimantList(const std::vector<BackendTrack>& tracks, const std::vector<int>& ids) {
@@ -169,10 +189,15 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
   // Claimants: reachable, unfenced backends that are not in recovery. A removed one never is:
   // after a rename its old name points at the same server as the new one, and counting both
   // would be a split brain with itself.
+  // Under Patroni only its leader may claim: Patroni holds the leader key, so a second
+  // backend out of recovery is one it is demoting or rewinding (or a stale sample of the old
+  // leader during a switchover), never a primary to write to.
+  const bool patroniGate = patroniManaged_ && haveView_;
   std::vector<int> claimants;
   for (int i = 0; i < n; ++i) {
     const auto& t = tracks_[i];
     if (t.spec.removed) continue;
+    if (patroniGate && i != patroniLeader_) continue;
     if (t.health == Health::Up && t.haveSample && !t.fenced && !t.sample.inRecovery) {
       claimants.push_back(i);
     }
@@ -180,7 +205,10 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
   std::vector<int> winners;
   std::vector<int> losers;
   for (int i : claimants) {
-    (tracks_[i].sample.timeline < highestTimeline_ ? losers : winners).push_back(i);
+    // Patroni's leader is never fenced for its timeline: the gate already keeps every other
+    // backend from writes, and Patroni, not a sample, decides who leads.
+    bool stale = !patroniGate && tracks_[i].sample.timeline < highestTimeline_;
+    (stale ? losers : winners).push_back(i);
   }
   if (claimants.size() >= 2 && claimants != lastClaimants_) {
     std::string detail = "primaries claimed by " + claimantList(tracks_, claimants);
@@ -251,7 +279,8 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
     b.name = t.spec.name;
     b.host = t.spec.host;
     b.port = t.spec.port;
-    b.weight = t.spec.weight;
+    // Patroni's noloadbalance: no reads, the way weight 0 already means it to the router.
+    b.weight = t.noLoadBalance ? 0 : t.spec.weight;
     b.tags = t.spec.tags;
     b.role = t.role;
     if (t.spec.removed) {

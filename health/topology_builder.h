@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "health/events.h"
+#include "health/patroni_view.h"
 #include "health/probe_query.h"
 #include "health/settings.h"
 #include "routing/topology.h"
@@ -38,6 +39,13 @@ struct BackendTrack {
   bool disabled = false;
   bool draining = false;
   routing::Role role = routing::Role::Unknown;
+  // [patroni]: what the last /cluster said about this backend (patroniMember false: not
+  // listed, or no answer yet).
+  bool patroniMember = false;
+  PatroniRole patroniRole = PatroniRole::Other;
+  std::string patroniState;
+  bool noLoadBalance = false;  // Patroni tag: no reads (published with weight 0)
+  bool noFailover = false;     // Patroni tag, shown only: Patroni decides promotions
   uint64_t lagBytes = 0;
   uint64_t lagMs = 0;
   bool lagExceeded = false;
@@ -70,6 +78,17 @@ class TopologyBuilder {
   void resumeWrites();
   bool writesPaused() const { return paused_; }
 
+  // [patroni]: from now on the primary can only be Patroni's leader (once a /cluster answer
+  // came; before it, the rules above alone decide). A backend that claims primary without
+  // being the leader gets no writes and no reads, and is not fenced: Patroni rewinds it.
+  void setPatroniManaged() { patroniManaged_ = true; }
+  bool patroniManaged() const { return patroniManaged_; }
+  // Applies a /cluster answer. Returns true when the leader, a member's role or a tag changed
+  // (worth a snapshot now).
+  bool setPatroniView(const PatroniView& v);
+  int patroniLeader() const { return patroniLeader_; }
+  bool havePatroniView() const { return haveView_; }
+
   struct Output {
     routing::TopologyPtr topology;
     std::vector<Event> events;  // raised since the previous build, stamped with wallMs
@@ -94,6 +113,9 @@ class TopologyBuilder {
   std::vector<Event> pending_;
   bool paused_ = false;
   int resumeWhenPrimary_ = -1;
+  bool patroniManaged_ = false;
+  bool haveView_ = false;
+  int patroniLeader_ = -1;
 };
 
 }  // namespace pgswitch::health

@@ -8,6 +8,7 @@ PKGS=(
   dpkg-dev             # dpkg-shlibdeps: the Depends of the .deb CPack builds (packaging/)
   libuv1-dev libpq-dev libssl-dev libxxhash-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libpg-query-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
+  libcurl4-openssl-dev nlohmann-json3-dev   # [patroni]: its REST API over libcurl, JSON
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3 python3-psycopg2 python3-psycopg python3-asyncpg
   procps
@@ -16,6 +17,7 @@ PKGS=(
   chromium             # the status page test renders it in a headless browser
   libpostgresql-jdbc-java   # pgjdbc for tests/integration/test_drivers.py
   pgbackrest           # tests/integration/test_grow_from_backup.py: a replica restored from a backup
+  patroni etcd-server  # tests/integration/patroni_cluster.py: real Patroni on etcd3
 )
 # The driver tests also need a JDK (javac) and Node.js with npm; any installed version will do
 # (NodeSource's nodejs, for one, brings its own npm), so Debian's are added only when missing.

@@ -99,7 +99,8 @@ std::string eventJson(const Event& e) {
                "  [--max-lag-bytes N] [--max-lag-ms N] [--on-event CMD] [--log-level L]\n"
                "  [--auto-failover 0|1] [--failover-after N] [--max-failover-lag-bytes N]\n"
                "  [--repoint-replicas 0|1] [--promote-timeout-ms N] [--failover-user U]\n"
-               "  [--failover-password P] [--no-promote NAME] [--priority NAME=N]\n",
+               "  [--failover-password P] [--no-promote NAME] [--priority NAME=N]\n"
+               "  [--patroni-url URL [--patroni-url ...]] [--patroni-period-ms N]\n",
                why);
   std::exit(2);
 }
@@ -111,6 +112,7 @@ void onSignal(int) {}  // only interrupts the blocking read of stdin
 int main(int argc, char** argv) {
   HealthSettings s;
   FailoverSettings f;
+  PatroniSettings patroni;
   std::vector<BackendSpec> backends;
   std::vector<std::string> noPromote;
   std::vector<std::pair<std::string, int>> priorities;
@@ -168,6 +170,10 @@ int main(int argc, char** argv) {
         f.user = v;
       } else if (a == "--failover-password") {
         f.password = v;
+      } else if (a == "--patroni-url") {
+        patroni.urls.push_back(v);
+      } else if (a == "--patroni-period-ms") {
+        patroni.periodMs = std::stoi(v);
       } else if (a == "--no-promote") {
         noPromote.push_back(v);
       } else if (a == "--priority") {
@@ -204,6 +210,7 @@ int main(int argc, char** argv) {
   HealthMonitor mon(s, backends, [](routing::TopologyPtr t) { emit(topologyJson(*t)); });
   mon.setEventListener([](const Event& e) { emit(eventJson(e)); });
   mon.setFailover(f);
+  mon.setPatroni(patroni);
   mon.start();
   auto answer = [](const char* op) {
     return [op](const OperationResult& r) {

@@ -80,6 +80,16 @@ struct FailoverConfig {
   int switchoverTimeoutMs{};
 };
 
+// [patroni]: follow Patroni's REST API instead of promoting (docs/patroni.md).
+struct PatroniConfig {
+  std::vector<std::string> urls;   // REST API bases ("http://10.0.0.1:8008"); empty = off
+  int periodMs{};                  // GET /cluster every period
+  int timeoutMs{};                 // per request
+  int switchoverTimeoutMs{};       // POST /switchover
+  std::string username, password;  // restapi.authentication (POST /switchover)
+  std::string caFile;              // https: CA bundle
+};
+
 // [tls]: client side (clients connecting to pgswitch) and server side (pgswitch connecting
 // to backends: pooled connections, health checks and failover). docs/tls.md.
 struct TlsConfig {
@@ -175,6 +185,7 @@ struct Config {
 
   HealthConfig health;
   FailoverConfig failover;
+  PatroniConfig patroni;
   RoutingConfig routing;
   TlsConfig tls;
   AuthConfig auth;

@@ -191,6 +191,7 @@ constexpr int64_t kMiB = 1024 * 1024;
 // Sections of Config, for field(section, member).
 constexpr auto kHealth = &Config::health;
 constexpr auto kFailover = &Config::failover;
+constexpr auto kPatroni = &Config::patroni;
 constexpr auto kRouting = &Config::routing;
 constexpr auto kTls = &Config::tls;
 constexpr auto kAuth = &Config::auth;
@@ -201,6 +202,7 @@ constexpr auto kAuth = &Config::auth;
 std::vector<Setting> makeTable() {
   using HC = HealthConfig;
   using FC = FailoverConfig;
+  using PC = PatroniConfig;
   using RC = RoutingConfig;
   using TC = TlsConfig;
   using AC = AuthConfig;
@@ -319,6 +321,22 @@ std::vector<Setting> makeTable() {
       integer("failover.switchover_timeout_ms", field(kFailover, &FC::switchoverTimeoutMs), 10000,
               {}, kReload, "how long SWITCHOVER waits for the replica to catch up"),
 
+      // [patroni]: a RELOAD that changes one restarts the health thread
+      list("patroni.url", field(kPatroni, &PC::urls), kReload,
+           "Patroni REST API base URLs, tried in turn; set = Patroni decides the primary"),
+      integer("patroni.period_ms", field(kPatroni, &PC::periodMs), 1000, {.min = 50}, kReload,
+              "how often Patroni's /cluster is read"),
+      integer("patroni.timeout_ms", field(kPatroni, &PC::timeoutMs), 2000, {.min = 1}, kReload,
+              "deadline of one /cluster request, connect included"),
+      integer("patroni.switchover_timeout_ms", field(kPatroni, &PC::switchoverTimeoutMs), 60000,
+              {.min = 1}, kReload, "how long SWITCHOVER waits for Patroni's /switchover answer"),
+      text("patroni.username", field(kPatroni, &PC::username), "", kReload,
+           "REST API user (restapi.authentication) for /switchover; empty = none"),
+      text("patroni.password", field(kPatroni, &PC::password), "", kReload, "that user's password",
+           {.secret = true}),
+      text("patroni.ca_file", field(kPatroni, &PC::caFile), "", kReload,
+           "CA bundle for https URLs; empty = the system's"),
+
       // [routing]
       boolean("routing.read_write_split", field(kRouting, &RC::readWriteSplit), true, kReload,
               "transaction mode: reads to replicas, writes to the primary"),
@@ -396,8 +414,8 @@ std::vector<Setting> makeTable() {
   };
 }
 
-constexpr std::string_view kSections[] = {"server", "pool",    "health", "failover",
-                                           "routing", "tls", "auth"};
+constexpr std::string_view kSections[] = {"server",  "pool",    "health", "failover",
+                                          "patroni", "routing", "tls",    "auth"};
 
 bool unboundedAbove(int64_t max) { return max == INT32_MAX || max == INT64_MAX; }
 

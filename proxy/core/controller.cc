@@ -31,6 +31,18 @@ health::FailoverSettings Controller::failoverSettings(const Config& c) {
   return f;
 }
 
+health::PatroniSettings Controller::patroniSettings(const Config& c) {
+  health::PatroniSettings p;
+  p.urls = c.patroni.urls;
+  p.periodMs = c.patroni.periodMs;
+  p.timeoutMs = c.patroni.timeoutMs;
+  p.switchoverTimeoutMs = c.patroni.switchoverTimeoutMs;
+  p.username = c.patroni.username;
+  p.password = c.patroni.password;
+  p.caFile = c.patroni.caFile;
+  return p;
+}
+
 health::HealthSettings Controller::healthSettings(const Config& c) {
   health::HealthSettings s;
   s.periodMs = c.health.periodMs;
@@ -181,6 +193,7 @@ void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
         onPublish(gen, keepCurrentTopology, std::move(t));
       });
   health_->setFailover(failoverSettings(c));
+  health_->setPatroni(patroniSettings(c));
   health_->carryEvents(history);
   rt_.health = health_.get();
   health_->start();
@@ -292,7 +305,8 @@ void Controller::applyLocked(std::shared_ptr<const Config> next) {
   auto prev = rt_.config();
   rt_.setConfig(next);
   spdlog::set_level(spdlog::level::from_str(next->logLevel));
-  bool failoverChanged = failoverSettings(*next) != failoverSettings(*prev);
+  bool failoverChanged = failoverSettings(*next) != failoverSettings(*prev) ||
+                         patroniSettings(*next) != patroniSettings(*prev);
   if (catalog_ && catalogSettings(*next) != catalogSettings(*prev)) {
     catalog_->setSettings(catalogSettings(*next));
   }

@@ -55,6 +55,7 @@ class Controller {
 
   static health::HealthSettings healthSettings(const Config& c);
   static health::FailoverSettings failoverSettings(const Config& c);
+  static health::PatroniSettings patroniSettings(const Config& c);
   static health::CatalogWatcherSettings catalogSettings(const Config& c);
   static health::SecretLookupSettings secretSettings(const Config& c);
 

@@ -1,6 +1,7 @@
 // HealthMonitor's PROMOTE / SWITCHOVER entry points on the real loop, without PostgreSQL:
 // requests that cannot run are answered with the reason, exactly once, also when the
-// monitor is stopped or never started. (Promotions themselves: tests/integration.)
+// monitor is stopped or never started; under [patroni], refused as Patroni owns promotion.
+// (Promotions themselves: tests/integration.)
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -104,6 +105,54 @@ TEST(FailoverMonitor, RequestOnAMonitorThatNeverStartedIsAnswered) {
   }
   EXPECT_EQ(a.get().error, "health monitor stopped");
   EXPECT_EQ(a.calls, 1);
+}
+
+}  // namespace
+}  // namespace pgswitch::health
+
+namespace pgswitch::health {
+namespace {
+
+// [patroni] with no REST API answering: one patroni_unreachable event, auto failover forced
+// off, PROMOTE refused (Patroni owns promotion), SWITCHOVER refused until Patroni answered,
+// and every handle (libcurl's included) closed at stop.
+TEST(PatroniMonitor, UnreachableApiRefusesPromotionAndSwitchover) {
+  int port = closedPort();
+  HealthMonitor m(settings(),
+                  {{"pg1", "127.0.0.1", port, 1, {}}, {"pg2", "127.0.0.1", port, 1, {}}},
+                  [](routing::TopologyPtr) {});
+  FailoverSettings f;
+  f.autoFailover = true;
+  m.setFailover(f);
+  PatroniSettings p;
+  p.urls = {"http://127.0.0.1:" + std::to_string(closedPort()),
+            "http://127.0.0.1:" + std::to_string(closedPort()) + "/"};
+  p.periodMs = 50;
+  p.timeoutMs = 200;
+  m.setPatroni(p);
+  m.start();
+  std::this_thread::sleep_for(400ms);  // several polls, every URL refused each time
+  EXPECT_FALSE(m.failoverSettings().autoFailover);
+
+  Answer a;
+  m.promote(1, a.done());
+  auto r = a.get();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("Patroni manages this cluster"), std::string::npos) << r.error;
+
+  Answer b;
+  m.switchover(1, 1000, b.done());
+  r = b.get();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.error, "no answer from Patroni's REST API yet");
+
+  int unreachable = 0;
+  for (const auto& e : m.recentEvents()) unreachable += e.type == EventType::PatroniUnreachable;
+  EXPECT_EQ(unreachable, 1);  // once per outage, not once per poll
+  m.stop();
+  EXPECT_TRUE(m.stoppedCleanly());
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(b.calls, 1);
 }
 
 }  // namespace
