@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import psycopg2
@@ -274,15 +275,58 @@ class Client(threading.Thread):
                 self.stop.wait(self.think_s)
 
 
-def watchdog(clients: list[Client], hard_s: float, stop: threading.Event) -> None:
-    """Shuts the socket of any op older than hard_s (libpq has no read timeout)."""
+def stuck_diagnosis(cluster, sw) -> str:
+    """What the servers and pgswitch are doing right now, for a stuck op's report: each
+    node's active client backends (wait events: a COMMIT waiting for a synchronous standby
+    shows SyncRep) and its replication, and pgswitch's SHOW SERVERS."""
+    out = []
+    for n in cluster.nodes:
+        try:
+            rows = cluster.psql(
+                n.index,
+                "SELECT string_agg(format('%s %s/%s %s [%s]', pid, wait_event_type, wait_event,"
+                " state, left(query, 40)), '; ') FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' AND state <> 'idle' AND pid <> "
+                "pg_backend_pid()", timeout=5, check=False)
+            repl = cluster.psql(
+                n.index, "SELECT pg_is_in_recovery() || ' senders: ' || coalesce((SELECT "
+                "string_agg(application_name || '=' || state || '/' || sync_state, ',') "
+                "FROM pg_stat_replication), '-')", timeout=5, check=False)
+            out.append(f"node{n.index}: {repl}; active: {rows or '-'}")
+        except Exception as e:  # noqa: BLE001
+            out.append(f"node{n.index}: {e}")
+    try:
+        with closing(psycopg2.connect(sw.dsn(user="admin", db="pgswitch"))) as a:
+            a.autocommit = True
+            with a.cursor() as cur:
+                cur.execute("SHOW SERVERS")
+                cols = [d[0] for d in cur.description]
+                busy = [dict(zip(cols, r)) for r in cur.fetchall()]
+                busy = [b for b in busy if str(b.get("state")) not in ("idle",)]
+                out.append(f"pgswitch servers not idle: {busy}")
+    except Exception as e:  # noqa: BLE001
+        out.append(f"pgswitch: {e}")
+    return " | ".join(out)
+
+
+def watchdog(clients: list[Client], hard_s: float, stop: threading.Event,
+             diagnose=None) -> None:
+    """Shuts the socket of any op older than hard_s (libpq has no read timeout), after
+    noting what the servers were doing (`diagnose`)."""
     while not stop.wait(0.5):
         now = time.monotonic()
         for c in clients:
             op = c.op
             if op is None or now - op[1] < hard_s or c.conn is None:
                 continue
-            c.stuck.append(f"{c.name}: {op[0]} took more than {hard_s:.0f}s")
+            why = ""
+            if diagnose is not None:
+                try:
+                    why = "; at that moment: " + diagnose()
+                except Exception as e:  # noqa: BLE001
+                    why = f"; diagnosis failed: {e}"
+            log(f"{c.name}: {op[0]} stuck for {hard_s:.0f}s{why}")
+            c.stuck.append(f"{c.name}: {op[0]} took more than {hard_s:.0f}s{why[:1500]}")
             try:
                 s = socket.socket(fileno=os.dup(c.conn.fileno()))
                 s.shutdown(socket.SHUT_RDWR)
@@ -765,7 +809,9 @@ def run_chaos(o) -> dict:
         bound = latency_bound_s(o)
         hard = bound + 10
         r["latency_bound_s"] = bound
-        wd = threading.Thread(target=watchdog, args=(clients, hard, stop_wd), daemon=True)
+        wd = threading.Thread(target=watchdog, args=(clients, hard, stop_wd,
+                                                     lambda: stuck_diagnosis(cluster, sw)),
+                              daemon=True)
         for c in clients:
             c.start()
         wd.start()
