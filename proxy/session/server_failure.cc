@@ -47,11 +47,15 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   if (cancelSlot_) cancelSlot_->clear();
   inFlightShown_ = false;
   settings_.readbackLost();  // a session SET not read back yet cannot follow the client
-  if (state_ == State::OwnQuery && own_ == Own::CommitLsn) {
-    // The commit was acknowledged; only its LSN is unknown. Reads go to the primary until a
-    // replica has replayed everything the primary had when the LSN was last known.
+  if (relay_.readyHeld()) {
+    // The commit was acknowledged (its ReadyForQuery is here, held back until the LSN is
+    // known); only its LSN is unknown. The client gets its answer, and reads go to the
+    // primary until a replica has replayed everything the primary had when the LSN was last
+    // known. Not only while asking for the LSN: a server that sends its FATAL (a fenced old
+    // primary's backends are terminated) right behind the ReadyForQuery is lost before the
+    // question is asked, and the client waited for that ReadyForQuery forever.
     route_.lsnLost(worker_.nowMs(), *cfg_);
-    relay_.releaseReady();  // the commit itself was done
+    relay_.releaseReady();
   }
   if (state_ == State::Closing) return;
   std::string serverSaid = std::move(serverFatal_);
