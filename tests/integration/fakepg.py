@@ -2,8 +2,9 @@
 It logs anyone in (trust), answers pgswitch's health probe like an idle primary, and answers
 a simple Query by its text: `SELECT 'bad:<name>'` makes it misbehave in the named way (see
 MISBEHAVIOURS); BEGIN opens a transaction, in which a COMMIT or END (any text with the word) makes
-the server vanish without an answer, as a primary that dies with the COMMIT in flight; any
-other Query gets one row with one column, "1". Everything runs in one
+the server vanish without an answer, as a primary that dies with the COMMIT in flight (or,
+after a statement containing `commit_then_fatal`, answer it and send FATAL 57P01 right
+behind, as a dying primary's backend does); any other Query gets one row with one column, "1". Everything runs in one
 daemon thread per connection; stop() closes the listener and every connection."""
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ def _data_row(values: list[str | None]) -> bytes:
 
 
 READY = _msg(b"Z", b"I")
+
+
+def _error_fatal(code: str, message: str) -> bytes:
+    return _msg(b"E", b"SFATAL\0VFATAL\0C" + code.encode() + b"\0M" + message.encode()
+                + b"\0\0")
 ONE_ROW = _row_description(["x"]) + _data_row(["1"]) + _msg(b"C", b"SELECT 1\0")
 
 # name -> bytes sent in answer to SELECT 'bad:<name>' (None: close the socket at once)
@@ -128,6 +134,7 @@ class FakePg:
             out += _msg(b"K", struct.pack("!II", 4242, 77)) + READY
             c.sendall(out)
             in_txn = False
+            fatal_after_commit = False
             while True:
                 t = self._read_exact(c, 1)
                 (ln,) = struct.unpack("!I", self._read_exact(c, 4))
@@ -162,7 +169,17 @@ class FakePg:
                     c.sendall(_msg(b"C", b"BEGIN\0") + _msg(b"Z", b"T"))
                     continue
                 if in_txn:
+                    if "commit_then_fatal" in sql:
+                        fatal_after_commit = True
                     if re.search(r"\b(COMMIT|END)\b", sql.upper()):
+                        if fatal_after_commit:
+                            # A dying primary's backend: the COMMIT is answered, then its
+                            # FATAL follows in the same packet and the connection ends.
+                            self.misbehaved.append("commit_then_fatal")
+                            c.sendall(_msg(b"C", b"COMMIT\0") + READY + _error_fatal(
+                                "57P01", "terminating connection due to unexpected "
+                                "postmaster exit"))
+                            return
                         self.misbehaved.append("commit_lost")
                         return
                     c.sendall(ONE_ROW + _msg(b"Z", b"T"))

@@ -160,6 +160,65 @@ class ServerGarbageTest(ProxyTestCase):
             conn.close()
 
 
+class CommitThenFatalTest(ProxyTestCase):
+    """Default consistency ("strong") holds a write transaction's final ReadyForQuery until its
+    LSN is known. A dying primary's backend answers the COMMIT and sends FATAL 57P01 right
+    behind it, in one packet: the client must still get its COMMIT's answer at once (found by
+    the chaos test, where such a COMMIT waited forever). A second, unreachable backend makes
+    pgswitch hold the ReadyForQuery (with one backend nothing could read stale data)."""
+    default_budget = 60.0
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = FakePg()
+        cls.tmp = tempfile.TemporaryDirectory(prefix="pgswitch-test-")
+        from pgcluster import free_port
+        cluster = SimpleNamespace(nodes=[SimpleNamespace(index=0, port=cls.fake.port),
+                                         SimpleNamespace(index=1, port=free_port())],
+                                  tmpdir=Path(cls.tmp.name))
+        try:
+            cls.sw = PgSwitch(cluster, pool_mode="transaction", health_period_ms=200)
+        except BaseException:
+            cls.fake.stop()
+            cls.tmp.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.sw.stop()
+        finally:
+            cls.fake.stop()
+            cls.tmp.cleanup()
+
+    @budget(60)
+    def test_commit_answered_when_fatal_follows(self):
+        conn = psycopg2.connect(self.sw.dsn(connect_timeout=5))
+        outcome = {}
+
+        def run():
+            try:
+                with conn.cursor() as cur:  # psycopg2 opens the transaction with BEGIN
+                    cur.execute("INSERT INTO commit_then_fatal VALUES (1)")
+                conn.commit()
+                outcome["ok"] = True
+            except psycopg2.Error as e:
+                outcome["error"] = e
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(10)
+        try:
+            self.assertFalse(t.is_alive(), "the COMMIT got no answer within 10 s")
+            self.assertEqual(outcome, {"ok": True})
+            self.assertIn("commit_then_fatal", self.fake.misbehaved)
+            with closing_conn(self.sw) as c2, c2.cursor() as cur:  # pgswitch still serves
+                cur.execute("SELECT 1")
+                self.assertEqual(cur.fetchone()[0], "1")
+        finally:
+            conn.close()
+
+
 class closing_conn:
     def __init__(self, sw: PgSwitch):
         self.conn = psycopg2.connect(sw.dsn(connect_timeout=5))
