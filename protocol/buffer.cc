@@ -129,6 +129,15 @@ void ByteQueue::sliceFront(size_t n, std::vector<Slice>& out) const {
 
 void ByteQueue::consume(size_t n) {
   n = std::min(n, size_);
+  if (tap_) {
+    size_t left = n;
+    for (const Seg& s : segs_) {
+      if (left == 0) break;
+      size_t take = std::min<size_t>(s.end - s.begin, left);
+      tap_->consumed(std::span<const std::byte>(s.chunk->data + s.begin, take));
+      left -= take;
+    }
+  }
   size_ -= n;
   size_t drop = 0;
   for (Seg& s : segs_) {
@@ -159,6 +168,12 @@ void ByteQueue::releaseUnused() {
 
 void SliceQueue::push(Slice s) {
   if (s.length == 0) return;
+  if (tap_) {
+    size_t drop = std::min<size_t>(tap_->pushing(std::span(s.data(), s.length)), s.length);
+    s.offset += static_cast<uint32_t>(drop);
+    s.length -= static_cast<uint32_t>(drop);
+    if (s.length == 0) return;
+  }
   bytes_ += s.length;
   // Adjacent ranges of the same chunk merge into one iovec.
   if (q_.size() > head_) {

@@ -84,6 +84,17 @@ struct Slice {
   const std::byte* data() const { return chunk->data + offset; }
 };
 
+// Sees the bytes a ByteQueue gives up (consume), before they are gone: a transaction's
+// client messages are kept this way for a replay (proxy/session/txn_replay.h), whichever
+// path forwarded, rewrote or answered them.
+class ConsumeTap {
+ public:
+  virtual void consumed(std::span<const std::byte> bytes) = 0;
+
+ protected:
+  ~ConsumeTap() = default;
+};
+
 // Input side: bytes read from a socket, in arrival order, spread over chunks. The event loop
 // asks for writable space (libuv alloc callback), then commits what the read delivered.
 class ByteQueue {
@@ -110,6 +121,8 @@ class ByteQueue {
   void sliceFront(size_t n, std::vector<Slice>& out) const;
   void consume(size_t n);
   void clear() { consume(size_); }
+  // consume() shows the bytes to `tap` first (null: none). clear() too.
+  void setConsumeTap(ConsumeTap* tap) { tap_ = tap; }
   // Gives back a chunk taken by writable() that no read filled (a read that found nothing).
   void releaseUnused();
 
@@ -123,6 +136,18 @@ class ByteQueue {
   std::vector<Seg> segs_;
   size_t size_ = 0;
   std::byte* pendingWrite_ = nullptr;
+  ConsumeTap* tap_ = nullptr;
+};
+
+// Sees the bytes queued on a SliceQueue before they join it, and may keep the first of them
+// out: a replayed transaction's answer is compared with what the client already has, not
+// sent to it again (proxy/session/txn_replay.h). Returns how many leading bytes to drop.
+class PushTap {
+ public:
+  virtual size_t pushing(std::span<const std::byte> bytes) = 0;
+
+ protected:
+  ~PushTap() = default;
 };
 
 // Output side: slices waiting to be written to a socket, plus bytes built by the proxy
@@ -140,6 +165,8 @@ class SliceQueue {
   // commitCopy(n) queues the first n bytes written there.
   std::span<std::byte> copySpace();
   void commitCopy(size_t n);
+  // Every push shows its bytes to `tap` first (null: none).
+  void setPushTap(PushTap* tap) { tap_ = tap; }
 
   size_t bytes() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
@@ -162,6 +189,7 @@ class SliceQueue {
   // Tail chunk for pushCopy, so small built messages share one chunk.
   ChunkRef copyChunk_;
   uint32_t copyUsed_ = 0;
+  PushTap* tap_ = nullptr;
 };
 
 }  // namespace pgswitch::protocol

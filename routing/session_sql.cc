@@ -70,7 +70,26 @@ bool firstKeywordIs(std::string_view sql, std::string_view lowerKw) {
 
 bool isCommit(std::string_view sql) {
   std::string_view w = firstKeyword(sql);
-  return equalsLower(w, "commit") || equalsLower(w, "end");
+  if (equalsLower(w, "commit") || equalsLower(w, "end")) return true;
+  if (!equalsLower(w, "prepare")) return false;
+  // PREPARE TRANSACTION makes the transaction durable: as uncertain as a COMMIT when lost.
+  size_t at = static_cast<size_t>(w.data() + w.size() - sql.data());
+  return equalsLower(firstKeyword(sql.substr(at)), "transaction");
+}
+
+bool mayHoldSeveralStatements(std::string_view sql) {
+  // After the first ';' only blanks and more ';'. A ';' in a comment or a string literal
+  // makes this say "several", which only costs a replay.
+  size_t semi = sql.find(';');
+  if (semi == std::string_view::npos) return false;
+  for (char c : sql.substr(semi))
+    if (c != ';' && c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\0') return true;
+  return false;
+}
+
+bool isLoneBegin(std::string_view sql) {
+  std::string_view w = firstKeyword(sql);
+  return (equalsLower(w, "begin") || equalsLower(w, "start")) && !mayHoldSeveralStatements(sql);
 }
 
 bool mayTouchSessionState(std::string_view sql) {

@@ -22,9 +22,19 @@ std::string_view firstKeyword(std::string_view sql);
 // firstKeyword(sql) equals the lower-case keyword `lowerKw`, in any case.
 bool firstKeywordIs(std::string_view sql, std::string_view lowerKw);
 
-// The statement is a COMMIT (or its synonym END). Tells that a transaction's outcome is in
-// flight, so that losing the server now must be reported as "outcome unknown" (08007).
+// The statement is a COMMIT (or its synonym END, or PREPARE TRANSACTION). Tells that a
+// transaction's outcome is in flight, so that losing the server now must be reported as
+// "outcome unknown" (08007).
 bool isCommit(std::string_view sql);
+
+// A simple Query's text may hold more than one statement (something other than blanks follows
+// a ';'). Such a Query may end its transaction where isCommit cannot see it ("UPDATE ...;
+// COMMIT"), so a transaction that sent one is never replayed.
+bool mayHoldSeveralStatements(std::string_view sql);
+
+// The text is one BEGIN / START TRANSACTION and nothing else: sent outside a transaction and
+// lost, it cannot have changed anything (a transaction replay may start with it).
+bool isLoneBegin(std::string_view sql);
 
 // The cheap filter in front of the classifier: false means the statement cannot set or create
 // session state (SET, RESET, CREATE TEMP ..., DECLARE ... WITH HOLD, session advisory locks),

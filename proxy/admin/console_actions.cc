@@ -48,6 +48,10 @@ Snapshot ProxyControl::base() const {
   s.replicaWaitFallbacks = rt_.replicaWaitFallbacks.load();
   s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
   s.sessionReads = rt_.sessionReads.load();
+  s.replays = {rt_.replays.attempted.load(),  rt_.replays.succeeded.load(),
+               rt_.replays.mismatched.load(), rt_.replays.abandoned.load(),
+               rt_.replays.tooLarge.load(),   rt_.replays.commitInFlight.load(),
+               rt_.replays.notReplayable.load()};
   s.sessionReadsFallbacks = rt_.sessionReadsFallbacks.load();
   s.volatileFunctionRoutes = rt_.volatileFunctionRoutes.load();
   s.functionCatalogReads = rt_.catalog ? rt_.catalog->reads() : 0;

@@ -53,6 +53,35 @@ std::vector<Total> totals(const Snapshot& s) {
        "Of those, reads that went to the primary because no replica caught up within "
        "routing.max_wait_ms.",
        s.replicaWaitFallbacks},
+      {"replays_attempted", "pgswitch_replays_attempted_total", true,
+       "Transactions whose server was lost, run again on the new primary (failover."
+       "replay_buffer_bytes).",
+       s.replays.attempted},
+      {"replays_succeeded", "pgswitch_replays_succeeded_total", true,
+       "Of those, replays that gave the client the answers it had already seen: it went on as "
+       "if nothing had happened.",
+       s.replays.succeeded},
+      {"replays_refused_mismatch", "pgswitch_replays_refused_mismatch_total", true,
+       "Replays that gave other answers (now(), random(), rows changed meanwhile): rolled back, "
+       "the client got the retryable error.",
+       s.replays.mismatched},
+      {"replays_abandoned", "pgswitch_replays_abandoned_total", true,
+       "Replays given up: no primary within failover_wait_ms, or the server lost again three "
+       "times.",
+       s.replays.abandoned},
+      {"replays_refused_too_large", "pgswitch_replays_refused_too_large_total", true,
+       "Transactions not replayed: more client bytes than failover.replay_buffer_bytes (or "
+       "over 16 MiB of answers).",
+       s.replays.tooLarge},
+      {"replays_refused_commit_in_flight", "pgswitch_replays_refused_commit_in_flight_total",
+       true,
+       "Transactions not replayed because their COMMIT was in flight: the client got 08007 "
+       "(outcome unknown).",
+       s.replays.commitInFlight},
+      {"replays_refused_other", "pgswitch_replays_refused_other_total", true,
+       "Work lost with its server and not replayed for another reason: an autocommit statement "
+       "in flight (08007), a prepared-statement name defined in the transaction, session state.",
+       s.replays.notReplayable},
       {"session_reads", "pgswitch_session_reads_total", true,
        "Session-mode requests (routing.session_reads) served by a replica instead of the "
        "session's own primary connection.",

@@ -73,6 +73,7 @@ struct FailoverConfig {
   int failoverAfter{};  // consecutive failed checks of the primary
   uint64_t maxFailoverLagBytes{};
   int failoverWaitMs{};        // how long work that needs a primary waits for one
+  int replayBufferBytes{};      // a transaction's client bytes kept for a replay; 0 = off
   bool repointReplicas{};      // ALTER SYSTEM SET primary_conninfo on the other replicas
   std::string retrySafeAs;     // SQLSTATE for "failed before COMMIT, safe to retry" ("" = 08006)
   std::string user, password;  // runs pg_promote()/ALTER SYSTEM ("" = the health user)

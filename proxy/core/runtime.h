@@ -158,6 +158,17 @@ class Runtime {
   std::atomic<uint64_t> readonlyRetries{0};  // reads that wrote on a replica, rerun on primary
   std::atomic<uint64_t> recoveryConflictRetries{0};  // reads a replica's replay cancelled
   std::atomic<uint64_t> volatileFunctionRoutes{0};   // reads sent to the primary: volatile fn
+  // Transactions run again on a new primary after their server was lost (docs/failover.md).
+  struct ReplayCounters {
+    std::atomic<uint64_t> attempted{0};      // replays started
+    std::atomic<uint64_t> succeeded{0};      // the replay gave the client's answers again
+    std::atomic<uint64_t> mismatched{0};     // ... gave other answers: rolled back, 08006
+    std::atomic<uint64_t> abandoned{0};      // no primary in time, or lost again too often
+    std::atomic<uint64_t> tooLarge{0};       // not replayed: over failover.replay_buffer_bytes
+    std::atomic<uint64_t> commitInFlight{0};  // not replayed: COMMIT in flight (08007)
+    std::atomic<uint64_t> notReplayable{0};  // not replayed: a statement name defined in it, an
+                                             // autocommit statement in flight, session state
+  } replays;
   std::atomic<uint64_t> sessionReads{0};  // session_reads: session-mode reads run on a replica
   std::atomic<uint64_t> sessionReadsFallbacks{0};  // ... sessions left on the primary alone
   // Reads each database's volatile functions (null in tests without a controller).

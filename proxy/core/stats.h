@@ -104,6 +104,10 @@ struct Snapshot {
   uint64_t recoveryConflictRetries = 0;
   uint64_t volatileFunctionRoutes = 0;
   uint64_t sessionReads = 0;
+  struct Replays {
+    uint64_t attempted = 0, succeeded = 0, mismatched = 0, abandoned = 0, tooLarge = 0,
+             commitInFlight = 0, notReplayable = 0;
+  } replays;
   uint64_t sessionReadsFallbacks = 0;
   uint64_t functionCatalogReads = 0;
   uint64_t authLookups = 0;

@@ -264,6 +264,7 @@ void ClientSession::configure() {
 
 void ClientSession::startRelaying(ServerConn& s) {
   transitionTo(State::Active);
+  if (!onReplica_) relay_.recordTransaction();  // a transaction there may be replayed
   if (auto b = pool_->backend(); loggedIn_ && b >= 0 && countAs_) {
     BackendCounters& c = worker_.counters(b);
     ++(*countAs_ ? c.writes : c.reads);
@@ -372,7 +373,7 @@ void ClientSession::pump() {
       // The first request after the transaction was lost with its server gets the error.
       if (readFrame(in, cfg_->maxMessageBytes).status == FrameStatus::NeedMore) return;
       lostTxnPending_ = false;
-      relay_.failRequest(lostServerError(*cfg_, false, {}));
+      relay_.failRequest(lostServerError(*cfg_, LostWork::Transaction, {}));
       if (state_ != State::Idle) return;  // the write failed: the client is gone
     }
     // One request after the other: a refused one leaves the session Idle for the next.
@@ -658,6 +659,10 @@ void ClientSession::janitor(uint64_t now) {
         fatal(code, msg, {}, hint);
         return;
       }
+      if (relay_.replay().replaying()) {
+        giveUpReplay(ReplayEnd::Abandoned, "no primary within failover_wait_ms");
+        return;
+      }
       relay_.failRequest(errorResponse(code, msg, hint));
       transitionTo(State::Idle);
       pump();  // requests pipelined behind the failed one
@@ -675,6 +680,11 @@ void ClientSession::janitor(uint64_t now) {
       if (client_->reading() && now - lastActivityMs_ >= uint64_t(cfg->clientStallTimeoutMs) &&
           relay_.clientMidMessage()) {
         stalled(now - lastActivityMs_);
+        return;
+      }
+      if (state_ == State::Active && relay_.replay().verifying() &&
+          now - replayStartMs_ >= uint64_t(cfg->failover.failoverWaitMs)) {
+        giveUpReplay(ReplayEnd::Abandoned, "not done within failover_wait_ms");
         return;
       }
       if (state_ == State::Active && relay_.exchange().pending() > 0) return;  // answer owed
@@ -733,7 +743,9 @@ void ClientSession::onConnRead(Conn& c) noexcept {
 void ClientSession::onServerRead(ServerConn& s) noexcept {
   if (state_ != State::Active || &s != relay_.server()) return;  // or: parked (session_reads)
   if (!s.conn().in().empty()) route_.answered();  // the server has started answering
-  if (onRelayEvent(relay_.toClient())) afterTransaction();
+  Relay::Event ev = relay_.toClient();
+  if (!replayAnswered()) return;
+  if (onRelayEvent(ev)) afterTransaction();
   // Requests held back at a request boundary (see pump) inside a transaction that stays on
   // this server: they go now.
   if (state_ == State::Active && relay_.exchange().quiet() && !client_->in().empty()) pump();

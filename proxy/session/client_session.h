@@ -104,6 +104,15 @@ class ClientSession final : public Conn::Owner,
   void releaseParked();
   bool parkedLost(ServerConn& s);  // onServerLost of the parked server: true when it was
   void noteSessionReadsFallback();  // the session got pinned: only the primary from now on
+  // Transaction replay (failover_replay.cc). lostServerTo: the server was lost (already
+  // unlinked) and the session is not ending; true when a replay of the transaction starts or
+  // goes on (the request is routed to the primary). replayAnswered: after server bytes went to
+  // the client; false when the replay ended with the client's error (the server is gone).
+  // giveUpReplay: the error the client would have got when the server was lost, and on.
+  enum class ReplayEnd { Mismatch, Abandoned };
+  bool replayLost(bool replayable, bool owed, bool ended, bool commitInFlight, bool autocommit);
+  bool replayAnswered();
+  void giveUpReplay(ReplayEnd why, std::string_view reason);
   void countSessionRead();          // a request of this session runs on a replica
   void fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {},
              std::string_view hint = {});
@@ -150,6 +159,10 @@ class ClientSession final : public Conn::Owner,
   bool counted_ = false;         // in Runtime::clients
   bool loggedIn_ = false;        // the client got its first ReadyForQuery
   bool lostTxnPending_ = false;  // its transaction died while idle: fail the next request
+  // A replay runs: what the client was owed when the server was lost (an answer; the request
+  // had ended), and since when (janitor: failover_wait_ms).
+  bool replayOwed_ = false, replayEnded_ = false;
+  uint64_t replayStartMs_ = 0;
 };
 
 }  // namespace pgswitch::proxy

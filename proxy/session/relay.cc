@@ -42,7 +42,8 @@ Relay::Relay(Worker& w, const Config& cfg, Conn& client, SessionState& state)
       client_(client),
       state_(state),
       transactionPooling_(cfg.routesRequests()),
-      sessionReads_(cfg.sessionReads()) {}
+      sessionReads_(cfg.sessionReads()),
+      replay_(static_cast<size_t>(cfg.failover.replayBufferBytes)) {}
 
 void Relay::link(ServerConn& s, int backend) {
   server_ = &s;
@@ -50,6 +51,13 @@ void Relay::link(ServerConn& s, int backend) {
 }
 
 void Relay::unlink() {
+  client_.in().setConsumeTap(nullptr);
+  client_.out().setPushTap(nullptr);
+  replay_.stop();
+  unlinkKeepingReplay();
+}
+
+void Relay::unlinkKeepingReplay() {
   server_ = nullptr;
   holdReady_ = false;
   s2cDrop_ = 0;
@@ -59,8 +67,33 @@ void Relay::unlink() {
 }
 
 void Relay::unlinkLost() {
+  client_.in().setConsumeTap(nullptr);
+  client_.out().setPushTap(nullptr);
   skip_ += c2sPassthrough_;
-  unlink();
+  unlinkKeepingReplay();
+}
+
+void Relay::recordTransaction() {
+  if (!replay_.enabled()) return;
+  replay_.start();
+  client_.in().setConsumeTap(&replay_);
+  client_.out().setPushTap(&replay_);
+}
+
+void Relay::dropReplay() {
+  client_.in().setConsumeTap(nullptr);
+  client_.out().setPushTap(nullptr);
+  replay_.finish(client_.in());
+  replay_.stop();
+}
+
+bool Relay::replayable(char txnStatus, bool commitInFlight) const {
+  return replay_.recording() && replay_.spoiled() == TxnReplay::Spoiled::No &&
+         (txnStatus == 'T' || txnStatus == 'E' ||
+          (txnStatus == 'I' && replay_.startsWithBegin())) &&
+         !commitInFlight && c2sPassthrough_ == 0 &&
+         s2cPassthrough_ == 0 && skip_ == 0 && s2cDrop_ == 0 && !readyHeld_ && !dropping_ &&
+         !retry_.active();
 }
 
 std::string_view Relay::queryHead(size_t total) {
@@ -139,6 +172,9 @@ Relay::Event Relay::toServer() {
       c2sPassthrough_ -= forward(in, sc, c2sPassthrough_, slices_);
       continue;
     }
+    // A replay being verified: what the client sent after the lost transaction waits until
+    // the replay is known to have given the same answers.
+    if (replay_.holdsInput()) break;
     Frame f = readFrame(in, cfg_.maxMessageBytes);
     if (f.status == FrameStatus::Invalid) {
       sc.flush();
@@ -179,6 +215,7 @@ Relay::Event Relay::toServer() {
       if (t == fe::Parse && exchange_.quiet() && s2cPassthrough_ == 0 && txn != 'E' &&
           answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch_,
                            toClient_)) {
+        replay_.spoil(TxnReplay::Spoiled::StatementNames);
         client_.send(toClient_);
         toClient_.clear();
         ev.answeredLocally = true;
@@ -207,6 +244,11 @@ Relay::Event Relay::toServer() {
         ev.message = r.error;
         return ev;
       }
+      if (t == fe::Parse && txn == 'I' && exchange_.quiet() && replay_.recording())
+        replay_.firstStatement(routing::isLoneBegin(r.sql));
+      // A client name defined or closed: run again, the map would no longer agree.
+      if ((t == fe::Parse || t == fe::Close) && r.outcome != StatementMap::Outcome::Forward)
+        replay_.spoil(TxnReplay::Spoiled::StatementNames);
       // A COMMIT prepared (or bound) in a transaction: its outcome is unknown if the server
       // is lost before the answer (pgjdbc commits this way).
       if (txn != 'I' && (t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql))
@@ -237,6 +279,7 @@ Relay::Event Relay::toServer() {
           txn != 'E' &&
           answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch_,
                            toClient_)) {
+        replay_.spoil(TxnReplay::Spoiled::StatementNames);
         client_.send(toClient_);
         toClient_.clear();
         ev.answeredLocally = true;
@@ -246,6 +289,16 @@ Relay::Event Relay::toServer() {
         // The head tells a COMMIT (what a lost server makes "outcome unknown") and a SET; the
         // whole text is assembled only where session state may be made.
         std::string_view head = queryHead(f.total);
+        if (replay_.recording()) {
+          if (txn == 'I' && exchange_.quiet())
+            replay_.firstStatement(head.size() == f.total - 6 && routing::isLoneBegin(head));
+          if (txn != 'I') {
+            auto msg = in.contiguous(f.total, scratch_);
+            if (routing::mayHoldSeveralStatements(
+                    std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 5)))
+              replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
+          }
+        }
         if (txn != 'I') {
           // A head cut inside its first word ("COMMITTED...") is not a COMMIT.
           bool cut = head.size() < f.total - 6;
@@ -259,8 +312,10 @@ Relay::Event Relay::toServer() {
           if (routing::mayTouchSessionState(sql)) noteStatement(sql);
         }
       } else if (txn != 'I') {
-        // Too long to be read in place yet: whatever it is, it is not a bare COMMIT.
+        // Too long to be read in place yet: whatever it is, it is not a bare COMMIT (but it
+        // may hold one after a ';').
         exchange_.commitSent(false);
+        replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
       }
     } else if (t == fe::Parse && !transactionPooling_) {
       // Session mode: a named statement is session state a failover cannot carry over.
@@ -468,6 +523,8 @@ Relay::Event Relay::toClient() {
   }
   if (!readyHeld_) cc.flush();  // else the answer goes out with its ReadyForQuery
   if (server_ && cc.aboveHighWater()) server_->conn().stopReading();
+  // Between transactions: nothing recorded so far can be needed again.
+  if (replay_.recording() && idle()) replay_.restart();
   return ev;
 }
 

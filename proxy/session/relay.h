@@ -23,6 +23,7 @@
 #include "proxy/session/server_exchange.h"
 #include "proxy/session/session_state.h"
 #include "proxy/session/statement_map.h"
+#include "proxy/session/txn_replay.h"
 
 namespace pgswitch::proxy {
 
@@ -58,7 +59,8 @@ class Relay {
   void setCancelSlot(CancelSlot* slot) { cancelSlot_ = slot; }
   void unlink();
   // The server was lost: as unlink(), and what was left of a client message half-forwarded
-  // to it is dropped as it arrives (it must not be read as a new message).
+  // to it is dropped as it arrives (it must not be read as a new message). The replay log
+  // is kept: the session replays it or drops it (replay().stop()).
   void unlinkLost();
   ServerConn* server() const { return server_; }
   // Strong consistency: the ReadyForQuery that ends a write transaction (status idle, nothing
@@ -106,6 +108,18 @@ class Relay {
   ServerExchange& exchange() { return exchange_; }
   StatementMap& statements() { return statements_; }
 
+  // Transaction replay (txn_replay.h). From a request start on the primary (or in session
+  // mode), with the server configured: what the client sends and gets is recorded (or, after
+  // replay(), compared) until the server is idle again.
+  void recordTransaction();
+  TxnReplay& replay() { return replay_; }
+  // The server was lost (unlinkLost): what it ran can be run again elsewhere — it was inside a
+  // transaction block, no COMMIT was in flight, and no message was half-sent either way.
+  bool replayable(char txnStatus, bool commitInFlight) const;
+  // The replay is given up: the replayed bytes not read again are dropped from the client's
+  // input, and nothing is recorded until the next link.
+  void dropReplay();
+
   // Answers the request at the front of the client's input with `err` (a whole ErrorResponse)
   // instead of running it; its remaining messages are dropped as they arrive, then
   // ReadyForQuery.
@@ -121,6 +135,7 @@ class Relay {
   bool answerLocally(char txnStatus);
 
  private:
+  void unlinkKeepingReplay();
   void forwardWhole(size_t total, char type);
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);
@@ -142,6 +157,7 @@ class Relay {
   ServerExchange exchange_;
   StatementMap statements_;
   ReadOnlyRetry retry_;
+  TxnReplay replay_;
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
   size_t s2cDrop_ = 0;  // bytes of a discarded server message still to drop

@@ -47,6 +47,11 @@ void RequestRoute::resolveSessionTag(const Config& cfg, std::string_view databas
   }
 }
 
+void RequestRoute::replayOnPrimary() {
+  toPrimary();
+  routedWrite_ = true;  // its commit's LSN is asked for, as for the original
+}
+
 void RequestRoute::toPrimary() {
   route_ = {};
   retryable_ = false;

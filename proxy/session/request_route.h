@@ -49,6 +49,8 @@ class RequestRoute {
   FunctionNotes takeFunctionNotes() { return std::exchange(functionNotes_, {}); }
   // The request goes to the primary without classification (login, session mode).
   void toPrimary();
+  // A transaction lost with its server is run again: on the primary, as the write it was.
+  void replayOnPrimary();
   // The database's write floor (strong consistency), set once the database is known.
   void useFloor(WriteFloor* f) { floor_ = f; }
   // The backend for the decided request: Backend (index), Hold or Refuse. `learned`: replay

@@ -40,6 +40,11 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   const bool owed = x.owed();
   const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
   const bool commitInFlight = x.commitInFlight();
+  // Outside a transaction block with a request in flight (other than a lone BEGIN, which the
+  // replay takes): it may have taken effect (an autocommit write).
+  const bool autocommit = owed && s.txnStatus() == 'I' && route_.forWrite();
+  const bool replayable = loggedIn_ && relaying && !midMessage && !settings_.pinned() &&
+                          relay_.replayable(s.txnStatus(), commitInFlight);
   relay_.unlinkLost();
   pool_ = nullptr;  // the server was its link to the pool
   worker_.addOutstanding(outstandingBackend_, -1);
@@ -60,6 +65,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   if (state_ == State::Closing) return;
   std::string serverSaid = std::move(serverFatal_);
   serverFatal_.clear();
+  if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;
   // Lost while being brought to the client's settings: nothing of the request reached it, so
   // it is routed again, away from that backend.
   // (A read sent right behind the question is retried as a lone read, below.)
@@ -89,7 +95,10 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     return;
   }
   if (owed) {
-    relay_.answerError(lostServerError(*cfg_, commitInFlight, serverSaid), ended);
+    LostWork what = commitInFlight ? LostWork::CommitInFlight
+                    : autocommit   ? LostWork::Autocommit
+                                   : LostWork::Transaction;
+    relay_.answerError(lostServerError(*cfg_, what, serverSaid), ended);
   } else if (!wasIdle) {
     // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
     // learns it from the answer to its next request (as PostgreSQL would report it then).
@@ -121,6 +130,10 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
       fatal("08006", e.text);
       return;
     case PoolError::Kind::Timeout:
+      if (relay_.replay().replaying()) {
+        giveUpReplay(ReplayEnd::Abandoned, e.text);
+        return;
+      }
       if (loggedIn_) {
         // The request is answered with an error and the connection stays usable (the client
         // may retry); only a client still logging in is turned away.

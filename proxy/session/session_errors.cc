@@ -12,19 +12,32 @@ std::string errorResponse(std::string_view sqlstate, std::string_view message,
   return err;
 }
 
-std::string lostServerError(const Config& cfg, bool commitInFlight, std::string_view serverSaid) {
-  std::string_view code = commitInFlight ? "08007" : "08006";
-  if (!commitInFlight && !cfg.failover.retrySafeAs.empty()) code = cfg.failover.retrySafeAs;
+std::string lostServerError(const Config& cfg, LostWork what, std::string_view serverSaid) {
+  const bool safe = what == LostWork::Transaction;
+  std::string_view code = safe ? "08006" : "08007";
+  if (safe && !cfg.failover.retrySafeAs.empty()) code = cfg.failover.retrySafeAs;
   std::string detail =
       "pgswitch keeps this connection usable; the server connection behind it ended";
   if (!serverSaid.empty()) detail += " (server said " + std::string(serverSaid) + ")";
-  return errorResponse(code,
-                       commitInFlight
-                           ? "connection to the server lost while COMMIT was in progress: the "
-                             "transaction may or may not have committed"
-                           : "connection to the server lost (failover?): the transaction was "
-                             "rolled back and is safe to retry",
-                       detail);
+  std::string_view message;
+  switch (what) {
+    case LostWork::Transaction:
+      message =
+          "connection to the server lost (failover?): the transaction was rolled back and is "
+          "safe to retry";
+      break;
+    case LostWork::CommitInFlight:
+      message =
+          "connection to the server lost while COMMIT was in progress: the transaction may or "
+          "may not have committed";
+      break;
+    case LostWork::Autocommit:
+      message =
+          "connection to the server lost while a statement outside a transaction block was in "
+          "progress: it may or may not have taken effect";
+      break;
+  }
+  return errorResponse(code, message, detail);
 }
 
 }  // namespace pgswitch::proxy

@@ -13,9 +13,15 @@ namespace pgswitch::proxy {
 std::string errorResponse(std::string_view sqlstate, std::string_view message,
                           std::string_view detail = {}, std::string_view hint = {});
 
-// The ErrorResponse for work lost with its server: 08007 when a COMMIT was in flight (the
-// outcome is unknown), else 08006 or failover.retry_safe_as (nothing took effect).
-// serverSaid: the FATAL the server sent before it went, if any.
-std::string lostServerError(const Config& cfg, bool commitInFlight, std::string_view serverSaid);
+// What was lost with a server, as the client must be told.
+enum class LostWork {
+  Transaction,     // an open transaction: rolled back, safe to retry (08006 or retry_safe_as)
+  CommitInFlight,  // its COMMIT was sent, no answer: outcome unknown (08007)
+  Autocommit,      // a statement outside a transaction was running: outcome unknown (08007)
+};
+
+// The ErrorResponse for work lost with its server. serverSaid: the FATAL the server sent
+// before it went, if any.
+std::string lostServerError(const Config& cfg, LostWork what, std::string_view serverSaid);
 
 }  // namespace pgswitch::proxy
