@@ -38,6 +38,7 @@ from pathlib import Path
 
 import psycopg2
 import psycopg2.errorcodes
+from contextlib import closing
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
@@ -63,6 +64,7 @@ class ClientStats:
         self.acked: list[str] = []          # marker of each acknowledged commit
         self.unknown: list[str] = []        # COMMIT sent, no answer: outcome unknown
         self.errors: Counter = Counter()    # SQLSTATE (or a class name) -> count
+        self.commit_errors: Counter = Counter()  # ... of those, while COMMIT was in flight
         self.error_times: list[tuple[float, str]] = []
         self.samples: dict[str, str] = {}   # SQLSTATE -> first message seen
         self.disconnects = 0
@@ -157,6 +159,7 @@ class Client(threading.Thread):
                 self.record_error(e)
                 if in_commit:
                     s.unknown.append(marker)
+                    s.commit_errors[getattr(e, "pgcode", None) or type(e).__name__] += 1
             finally:
                 try:
                     cur.close()
@@ -221,6 +224,23 @@ class PgswitchTarget:
 
     def events(self) -> list[str]:
         return [ln for ln in self.sw.log().splitlines() if "event=" in ln]
+
+    def replays(self) -> dict:
+        """SHOW TOTALS' replays_* counters, and why replays were refused (from the log)."""
+        out: dict = {}
+        try:
+            with closing(psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))) as c:
+                c.autocommit = True
+                with c.cursor() as cur:
+                    cur.execute("SHOW TOTALS")
+                    out = {k: int(v) for k, v in cur.fetchall() if k.startswith("replays_")}
+        except psycopg2.Error as e:
+            out["error"] = str(e).strip()
+        reasons = Counter(ln.split("transaction replay refused: ", 1)[1].strip()
+                          for ln in self.sw.log().splitlines()
+                          if "transaction replay refused: " in ln)
+        out["refusals"] = dict(reasons)
+        return out
 
     def stop(self) -> None:
         try:
@@ -468,9 +488,11 @@ def run_drill(args) -> dict:
         # --- numbers
         commits = [t for c in clients for t in c.stats.commits]
         errors = Counter()
+        commit_errors = Counter()
         samples = {}
         for c in clients:
             errors.update(c.stats.errors)
+            commit_errors.update(c.stats.commit_errors)
             for k, v in c.stats.samples.items():
                 samples.setdefault(k, v)
         window, g0, g1 = longest_gap_ms(commits, t_event, min(t_end, stop_at))
@@ -483,6 +505,10 @@ def run_drill(args) -> dict:
             "tps_after": round(len(after) / max(0.001, min(t_end, stop_at) - t_event), 1),
             "errors": sum(errors.values()),
             "errors_by_sqlstate": dict(errors),
+            # COMMIT in flight at the kill: unavoidable (the outcome is unknown, 08007).
+            "errors_commit_in_flight": sum(commit_errors.values()),
+            "errors_commit_in_flight_by_sqlstate": dict(commit_errors),
+            "errors_other": sum(errors.values()) - sum(commit_errors.values()),
             "error_samples": samples,
             "error_times_s": sorted(round(t, 3) for c in clients for t, _ in c.stats.error_times),
             "disconnects": sum(c.stats.disconnects for c in clients),
@@ -496,6 +522,8 @@ def run_drill(args) -> dict:
         })
         log(f"run over: {len(commits)} commits, {sum(errors.values())} errors, "
             f"{result['disconnects']} disconnects")
+        if hasattr(target, "replays"):
+            result["replays"] = target.replays()
 
         # --- data check on the new primary
         # Node 0 was the primary: after a switchover it still runs as one (fenced), so the
@@ -509,7 +537,8 @@ def run_drill(args) -> dict:
         else:
             rows = cluster.psql(primary, "SELECT filler FROM pgbench_history", db="appdb",
                                 timeout=60).split()
-            present = {r.strip() for r in rows}
+            counts = Counter(r.strip() for r in rows)
+            present = set(counts)
             lost = sorted(acked - present, key=lambda m: (int(m[1:].split("-")[0]),
                                                           int(m.split("-")[1])))
             result.update({
@@ -519,6 +548,8 @@ def run_drill(args) -> dict:
                 "unknown_outcome": len(unknown),
                 "unknown_outcome_committed": len(unknown & present),
                 "phantom_rows": len(present - acked - unknown),
+                # A commit acknowledged once must be there once: a replay never runs twice.
+                "duplicated_commits": sum(1 for m, n in counts.items() if n > 1 and m),
             })
             result["data_check"] = ("ok" if not lost else
                                     f"{len(lost)} acknowledged commits missing")
@@ -548,9 +579,18 @@ def verdict(r: dict) -> list[str]:
                      + f": errors <= {r['clients']} (in-flight transactions only)")
         notes.append(("PASS" if r.get("write_unavailable_ms", 1e9) <= 3000 else "FAIL")
                      + ": write-unavailable window <= 3000 ms")
+        # Issue 16: transactions in flight are replayed; only a COMMIT in flight may fail.
+        commit_codes = set(r.get("errors_commit_in_flight_by_sqlstate", {}))
+        notes.append(("PASS" if r.get("errors_other", 1) == 0 and commit_codes <= {"08007"}
+                      else "FAIL")
+                     + ": 0 errors other than COMMIT in flight (each 08007)")
+        notes.append(("PASS" if r.get("write_unavailable_ms", 1e9) <= 1000 else "FAIL")
+                     + ": write-unavailable window <= 1000 ms")
     if r.get("sync"):
         notes.append(("PASS" if r.get("lost_acked_commits") == 0 else "FAIL")
                      + ": 0 acknowledged commits lost (sync)")
+        notes.append(("PASS" if r.get("duplicated_commits") == 0 else "FAIL")
+                     + ": 0 acknowledged commits duplicated (sync)")
     return notes
 
 
@@ -566,7 +606,16 @@ def print_text(r: dict, out) -> None:
     p(f"  committed transactions : {r['committed']} ({r['tps_before']} tps before, "
       f"{r['tps_after']} tps after)")
     errs = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors_by_sqlstate"].items())) or "none"
-    p(f"  errors                 : {r['errors']} ({errs})")
+    p(f"  errors                 : {r['errors']} ({errs}); COMMIT in flight: "
+      f"{r.get('errors_commit_in_flight')}, other: {r.get('errors_other')}")
+    if "replays" in r:
+        rp = r["replays"]
+        p(f"  replayed transactions  : {rp.get('replays_succeeded')} of "
+          f"{rp.get('replays_attempted')} attempted (mismatch "
+          f"{rp.get('replays_refused_mismatch')}, abandoned {rp.get('replays_abandoned')}, "
+          f"not replayed: COMMIT in flight {rp.get('replays_refused_commit_in_flight')}, "
+          f"too large {rp.get('replays_refused_too_large')}, other "
+          f"{rp.get('replays_refused_other')}) {rp.get('refusals') or ''}")
     for k, v in sorted(r["error_samples"].items()):
         p(f"      {k}: {v}")
     p(f"  disconnects            : {r['disconnects']} ({r['clients_disconnected']} of "
@@ -577,8 +626,8 @@ def print_text(r: dict, out) -> None:
     if "acked_commits" in r:
         p(f"  data check             : {r['data_check']}: {r['acked_commits']} acknowledged, "
           f"{r['lost_acked_commits']} lost, {r['unknown_outcome']} with unknown outcome "
-          f"({r['unknown_outcome_committed']} of them committed), new primary "
-          f"{r['new_primary']}")
+          f"({r['unknown_outcome_committed']} of them committed), "
+          f"{r.get('duplicated_commits')} duplicated, new primary {r['new_primary']}")
     else:
         p(f"  data check             : {r.get('data_check')}")
     if r.get("hung_clients"):

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <utility>
 #include <chrono>
 #include <deque>
 #include <mutex>
@@ -114,6 +115,7 @@ class HealthMonitor::Impl final : public ProbeListener,
   TopologyBuilder builder_;
   uv_loop_t loop_;
   uv_timer_t tick_;
+  uv_timer_t confirm_;  // re-checks of a backend that just failed a check (scheduleConfirm)
   uv_async_t wake_;
   std::vector<std::unique_ptr<PgProbe>> probes_;
   std::unique_ptr<EventHookRunner> hooks_;
@@ -127,9 +129,15 @@ class HealthMonitor::Impl final : public ProbeListener,
   std::vector<char> inRound_;
   std::vector<char> extraUsed_;
   std::vector<char> checkAfter_;  // checkNow() while a check ran: another one when it ends
+  std::vector<char> confirmWanted_;  // to re-check when confirm_ fires
 
  private:
   static void onTick(uv_timer_t* h) noexcept;
+  static void onConfirm(uv_timer_t* h) noexcept;
+  // A backend failed a check and has not failed enough in a row to be down (or failed over):
+  // it is checked again after a quarter period instead of a whole one, so a dead primary is
+  // known in about half a period (the count of failures asked for stays the same).
+  void scheduleConfirm(int i);
   static void onWake(uv_async_t* h) noexcept;
   void run();
   void startRound();
@@ -153,6 +161,8 @@ void HealthMonitor::Impl::start() {
   uv_loop_init(&loop_);
   uv_timer_init(&loop_, &tick_);
   tick_.data = this;
+  uv_timer_init(&loop_, &confirm_);
+  confirm_.data = this;
   uv_async_init(&loop_, &wake_, onWake);
   wake_.data = this;
   const int n = static_cast<int>(specs_.size());
@@ -166,6 +176,7 @@ void HealthMonitor::Impl::start() {
   }
   inRound_.assign(n, 0);
   extraUsed_.assign(n, 0);
+  confirmWanted_.assign(n, 0);
   checkAfter_.assign(n, 0);
   hooks_ = std::make_unique<EventHookRunner>(&loop_, settings_.onEvent);
   if (patroni_.enabled()) {
@@ -284,6 +295,11 @@ void HealthMonitor::Impl::onCheckDone(int i, ProbeResult r) {
     buildAndPublish();
   }
   failover_coord_->onCheckDone(i, ok);
+  if (!ok) {
+    const int streak = builder_.track(i).failStreak;
+    if (streak > 0 && streak < std::max(settings_.fall, failover_.failoverAfter))
+      scheduleConfirm(i);
+  }
   // A backend left (or entered) recovery: ask Patroni now rather than at its next period,
   // since the primary is only published once Patroni also names it leader.
   if (significant && patroni_src_) patroni_src_->pollSoon();
@@ -291,6 +307,21 @@ void HealthMonitor::Impl::onCheckDone(int i, ProbeResult r) {
     checkAfter_[i] = 0;
     inRound_[i] = 0;
     probes_[i]->check();
+  }
+}
+
+void HealthMonitor::Impl::scheduleConfirm(int i) {
+  confirmWanted_[i] = 1;
+  if (shuttingDown_ || uv_is_active(reinterpret_cast<uv_handle_t*>(&confirm_))) return;
+  uv_timer_start(&confirm_, onConfirm, static_cast<uint64_t>(std::max(10, settings_.periodMs / 4)),
+                 0);
+}
+
+void HealthMonitor::Impl::onConfirm(uv_timer_t* h) noexcept {
+  auto* self = static_cast<Impl*>(h->data);
+  for (size_t i = 0; i < self->confirmWanted_.size(); ++i) {
+    if (!std::exchange(self->confirmWanted_[i], 0)) continue;
+    self->checkNow(static_cast<int>(i));
   }
 }
 
@@ -482,6 +513,8 @@ void HealthMonitor::Impl::shutdown() {
   if (patroni_src_) patroni_src_->close();  // fails a pending switchover's callback
   uv_timer_stop(&tick_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  uv_timer_stop(&confirm_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&confirm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
   for (auto& p : probes_)
     if (p) p->close();

@@ -42,7 +42,7 @@ bool ClientSession::replayLost(bool replayable, bool owed, bool ended, bool comm
     if (rp.recording()) {
       // Counted only where the client has something to lose: a transaction, or a request in
       // flight.
-      if (commitInFlight) {
+      if (commitInFlight || (owed && rp.spoiled() == TxnReplay::Spoiled::CommitSent)) {
         ++counts.commitInFlight;
       } else if (rp.spoiled() == TxnReplay::Spoiled::TooLarge) {
         ++counts.tooLarge;

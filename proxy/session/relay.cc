@@ -250,9 +250,12 @@ Relay::Event Relay::toServer() {
       if ((t == fe::Parse || t == fe::Close) && r.outcome != StatementMap::Outcome::Forward)
         replay_.spoil(TxnReplay::Spoiled::StatementNames);
       // A COMMIT prepared (or bound) in a transaction: its outcome is unknown if the server
-      // is lost before the answer (pgjdbc commits this way).
-      if (txn != 'I' && (t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql))
-        exchange_.commitSent(true);
+      // is lost before the answer (pgjdbc commits this way). Whatever the status, what went
+      // before it is never replayed.
+      if ((t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql)) {
+        if (txn != 'I') exchange_.commitSent(true);
+        replay_.spoil(TxnReplay::Spoiled::CommitSent);
+      }
       // SETs of statements prepared with the extended protocol, and (inside a transaction, or
       // always with session_reads) whatever may create session state.
       if (!r.sql.empty()) {
@@ -292,6 +295,9 @@ Relay::Event Relay::toServer() {
         if (replay_.recording()) {
           if (txn == 'I' && exchange_.quiet())
             replay_.firstStatement(head.size() == f.total - 6 && routing::isLoneBegin(head));
+          // Also outside a transaction: a pipelined "BEGIN", "...", "COMMIT" is sent while
+          // the status still says idle.
+          if (routing::isCommit(head)) replay_.spoil(TxnReplay::Spoiled::CommitSent);
           if (txn != 'I') {
             auto msg = in.contiguous(f.total, scratch_);
             if (routing::mayHoldSeveralStatements(
@@ -322,9 +328,14 @@ Relay::Event Relay::toServer() {
       std::array<std::byte, 1> first{};
       if (!state_.pinned() && in.copyOut(5, first) && first[0] != std::byte{0})
         state_.pin("named prepared statement");
-      if (txn != 'I' && complete) {  // a COMMIT in flight, as for a Query
+      if (complete && (txn != 'I' || replay_.recording())) {  // a COMMIT in flight
         auto pv = parseParse(in.contiguous(f.total, scratch_).subspan(5));
-        if (pv && routing::isCommit(pv->sql)) exchange_.commitSent(true);
+        if (pv && routing::isCommit(pv->sql)) {
+          if (txn != 'I') exchange_.commitSent(true);
+          replay_.spoil(TxnReplay::Spoiled::CommitSent);
+        }
+      } else if (!complete) {
+        replay_.spoil(TxnReplay::Spoiled::CommitSent);  // unread: it may be one
       }
     }
     forwardWhole(f.total, t);
@@ -407,6 +418,9 @@ Relay::Event Relay::toClient() {
         auto st = parseReadyForQuery(body);
         if (!st) return desync("malformed ReadyForQuery");  // the pool decides on it: no guess
         server_->setTxnStatus(*st);
+        // A transaction ended: unless nothing follows it (restartReplayWhenIdle, below),
+        // what is recorded mixes it with the requests behind it.
+        if (*st == 'I') replay_.spoil(TxnReplay::Spoiled::Pipelined);
         resp = exchange_.onResponse(f.type);
         if (resp.verdict == ServerExchange::Verdict::Desync)
           return desync("unexpected response from server");
@@ -523,8 +537,7 @@ Relay::Event Relay::toClient() {
   }
   if (!readyHeld_) cc.flush();  // else the answer goes out with its ReadyForQuery
   if (server_ && cc.aboveHighWater()) server_->conn().stopReading();
-  // Between transactions: nothing recorded so far can be needed again.
-  if (replay_.recording() && idle()) replay_.restart();
+  restartReplayWhenIdle();
   return ev;
 }
 
@@ -534,6 +547,13 @@ void Relay::releaseReady() {
   client_.send(toClient_);
   toClient_.clear();
   client_.flush();
+  restartReplayWhenIdle();
+}
+
+void Relay::restartReplayWhenIdle() {
+  // Between transactions, once the client has the ReadyForQuery that says so (strong
+  // consistency holds it back for a moment): nothing recorded so far can be needed again.
+  if (replay_.recording() && !readyHeld_ && idle()) replay_.restart();
 }
 
 void Relay::failRequest(std::string_view err) {

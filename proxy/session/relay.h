@@ -136,6 +136,7 @@ class Relay {
 
  private:
   void unlinkKeepingReplay();
+  void restartReplayWhenIdle();
   void forwardWhole(size_t total, char type);
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);

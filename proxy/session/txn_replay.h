@@ -47,6 +47,8 @@ class TxnReplay final : public protocol::ConsumeTap, public protocol::PushTap {
                       // would not mean the same the second time)
     Diverged,         // a replay of it was refused: what follows is not from its start
     SeveralStatements,  // a Query with several statements: one may have been a COMMIT
+    CommitSent,         // a COMMIT (END, PREPARE TRANSACTION) went to the server
+    Pipelined,          // a transaction ended while more requests were in flight behind it
   };
   Spoiled spoiled() const { return spoiled_; }
   void spoil(Spoiled why);

@@ -188,6 +188,52 @@ class ReplayTransactionModeTest(ReplayCase):
                                 before["replays_refused_commit_in_flight"], 1)
 
 
+    def test_pipelined_commit_is_never_replayed(self):
+        """A transaction pipelined behind a committed one (one Write: BEGIN, INSERT, COMMIT,
+        BEGIN, INSERT) must not be replayed from the recording, which holds the committed
+        one too: the client gets the retryable error, and the committed row stays single."""
+        from pgwire import PgWire, PgWireError, query_msg
+        k = uuid.uuid4().hex
+        with PgWire(port=self.sw.port) as w:
+            w.startup("app", "appdb", password="app")
+            w.send(query_msg("BEGIN") + query_msg(f"INSERT INTO rp (k, v) VALUES ('{k}', 1)")
+                   + query_msg("COMMIT") + query_msg("BEGIN")
+                   + query_msg(f"INSERT INTO rp (k, v) VALUES ('{k}', 2) /* {k}-2 */"))
+            ready = 0
+            while ready < 5:
+                t, _ = w.read_msg()
+                ready += t == b"Z"
+            self.terminate(f"{k}-2", state="idle in transaction")
+            time.sleep(0.3)
+            with self.assertRaises(PgWireError) as cm:
+                w.query(f"SELECT count(*) FROM rp WHERE k = '{k}'")
+            self.assertEqual(cm.exception.fields.get("C"), "08006")
+            self.assertEqual(w.query(f"SELECT count(*) FROM rp WHERE k = '{k}'"), [("1",)])
+        self.assertEqual(self.rows(k), 1)
+
+    def test_pipelined_transaction_with_commit_in_flight(self):
+        """BEGIN, INSERT, COMMIT sent together from idle and the server lost before the answers:
+        the COMMIT may have run, so nothing is replayed."""
+        from pgwire import PgWire, query_msg
+        before = show_totals(self.sw)
+        k = uuid.uuid4().hex
+        with PgWire(port=self.sw.port, timeout=5) as w:
+            w.startup("app", "appdb", password="app")
+            w.send(query_msg("BEGIN")
+                   + query_msg(f"INSERT INTO rp (k, v) SELECT '{k}', 1 FROM pg_sleep(1) "
+                               f"/* {k}-s */")
+                   + query_msg("COMMIT"))
+            self.terminate(f"{k}-s", state="active")
+            while True:  # up to the first error (the lost transaction's)
+                t, _ = w.read_msg()
+                if t == b"E":
+                    break
+        time.sleep(0.5)
+        self.assertEqual(self.rows(k), 0)
+        after = show_totals(self.sw)
+        self.assertEqual(after["replays_attempted"], before["replays_attempted"])
+
+
 class ReplaySessionModeTest(ReplayCase):
     mode = "session"
 
