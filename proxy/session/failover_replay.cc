@@ -30,7 +30,7 @@ bool ClientSession::replayLost(bool replayable, bool owed, bool ended, bool comm
       return true;
     }
     rp.again(client_->in());
-  } else if (replayable) {
+  } else if (replayable && rp.attempts() < kMaxReplayAttempts) {
     rp.replay(client_->in());
     replayOwed_ = owed;
     replayEnded_ = ended;
@@ -39,7 +39,12 @@ bool ClientSession::replayLost(bool replayable, bool owed, bool ended, bool comm
     spdlog::info("client {}: server lost inside a transaction; replaying it on the primary",
                  client_->peerName());
   } else {
-    if (rp.recording()) {
+    if (replayable) {
+      // Replayed already, and lost again once it went on: the server dies at this point.
+      ++counts.abandoned;
+      spdlog::info("client {}: transaction replay refused: lost again after {} replays",
+                   client_->peerName(), rp.attempts());
+    } else if (rp.recording()) {
       // Counted only where the client has something to lose: a transaction, or a request in
       // flight.
       if (commitInFlight || (owed && rp.spoiled() == TxnReplay::Spoiled::CommitSent)) {

@@ -108,7 +108,8 @@ void TxnReplay::replay(protocol::ByteQueue& in) {
   recording_ = false;  // until the next server is configured
   verified_ = 0;
   verdict_ = expect_->bytes == 0 ? Verdict::Match : Verdict::Pending;
-  attempts_ = 1;
+  ++attempts_;  // since the transaction began: a server that dies at the same point each
+                // time is not given the same transaction forever
 }
 
 void TxnReplay::again(protocol::ByteQueue& in) {
@@ -131,7 +132,6 @@ void TxnReplay::finish(protocol::ByteQueue& in) {
   }
   expect_.reset();
   verdict_ = Verdict::Pending;
-  attempts_ = 0;
 }
 
 void TxnReplay::spoil(Spoiled why) {

@@ -77,6 +77,7 @@ class TxnReplay final : public protocol::ConsumeTap, public protocol::PushTap {
   // Lost again while verifying: the bytes consumed since replay() are put back (the verdict
   // is still owed against the original answer). Counts the attempt.
   void again(protocol::ByteQueue& in);
+  // Replays (and their repetitions) since the transaction began (restart(), stop()).
   int attempts() const { return attempts_; }
 
   // The taps.

@@ -190,3 +190,29 @@ TEST(TxnReplay, StopGivesTheLogBack) {
 
 }  // namespace
 }  // namespace pgswitch::proxy
+
+namespace pgswitch::proxy {
+namespace {
+
+TEST(TxnReplay, AttemptsCountUntilTheTransactionEnds) {
+  Client c;
+  c.attach();
+  c.exchange("BEGIN", "ok1");
+  c.detach();
+  c.r.replay(c.in);
+  c.attach();
+  c.in.consume(5);
+  c.out.pushCopy("ok1");
+  ASSERT_EQ(c.r.verdict(), TxnReplay::Verdict::Match);
+  c.r.finish(c.in);
+  EXPECT_EQ(c.r.attempts(), 1);  // a server dying at the same point is not fed forever
+  c.detach();
+  c.r.replay(c.in);
+  EXPECT_EQ(c.r.attempts(), 2);
+  c.r.finish(c.in);
+  c.r.restart();  // the transaction is over
+  EXPECT_EQ(c.r.attempts(), 0);
+}
+
+}  // namespace
+}  // namespace pgswitch::proxy
