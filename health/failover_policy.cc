@@ -25,6 +25,8 @@ const char* toString(Refusal r) {
       return "primary_alive";
     case Refusal::TooFarBehind:
       return "too_far_behind";
+    case Refusal::NotCoordinated:
+      return "not_coordinated";
   }
   return "?";
 }

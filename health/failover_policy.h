@@ -63,7 +63,9 @@ struct CandidateInput {
 // proves the primary alive (the slack covers reading the two clocks at different moments).
 inline constexpr int64_t kAliveSlackMs = 250;
 
-enum class Refusal { None, NoCandidate, PrimaryAlive, TooFarBehind };
+// NotCoordinated: [coordination] is set and this instance may not promote now (not the
+// leader, or etcd unreachable); decided before any replica is asked.
+enum class Refusal { None, NoCandidate, PrimaryAlive, TooFarBehind, NotCoordinated };
 const char* toString(Refusal r);
 
 struct CandidateChoice {
