@@ -246,6 +246,7 @@ FailoverPlan FailoverCoordinator::plan(OpKind kind, int oldPrimary, int candidat
   p.promoteTimeoutMs = fs_.promoteTimeoutMs;
   p.statementTimeoutMs = fs_.statementTimeoutMs;
   p.catchUpTimeoutMs = timeoutMs > 0 ? timeoutMs : fs_.switchoverTimeoutMs;
+  p.refuseIfPromoted = host_.coordinated();
   return p;
 }
 

@@ -36,6 +36,8 @@ class FailoverCoordinator {
     // [coordination]: why this instance may not promote now ("" = it may). Asked before an
     // automatic failover, a PROMOTE or a SWITCHOVER starts.
     virtual std::string promotionBlocker() { return ""; }
+    // [coordination] is on: another instance may promote too (see refuseIfPromoted).
+    virtual bool coordinated() { return false; }
     // A candidate left recovery; `oldPrimary` (-1 = none) is being fenced.
     virtual void onPromotion(int /*oldPrimary*/, int /*candidate*/) {}
   };

@@ -57,6 +57,10 @@ struct CandidateInput {
   // Time since pgswitch's first failed check of the old primary ended, measured now; -1
   // skips the liveness test.
   int64_t sinceFailureMs = -1;
+  // [coordination]: a replica that left recovery since the plan was made was promoted by
+  // another instance (a leader that died right after pg_promote()): refuse (AlreadyPromoted)
+  // rather than promote a second one. Off: it is skipped like any non-candidate.
+  bool refuseIfPromoted = false;
 };
 
 // A replica that heard from the old primary this much after pgswitch's first failed check
@@ -64,8 +68,16 @@ struct CandidateInput {
 inline constexpr int64_t kAliveSlackMs = 250;
 
 // NotCoordinated: [coordination] is set and this instance may not promote now (not the
-// leader, or etcd unreachable); decided before any replica is asked.
-enum class Refusal { None, NoCandidate, PrimaryAlive, TooFarBehind, NotCoordinated };
+// leader, or etcd unreachable); decided before any replica is asked. AlreadyPromoted: see
+// CandidateInput::refuseIfPromoted.
+enum class Refusal {
+  None,
+  NoCandidate,
+  PrimaryAlive,
+  TooFarBehind,
+  NotCoordinated,
+  AlreadyPromoted
+};
 const char* toString(Refusal r);
 
 struct CandidateChoice {

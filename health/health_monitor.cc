@@ -83,6 +83,7 @@ class HealthMonitor::Impl final : public ProbeListener,
   void report(Event e) override;
   bool post(std::function<void()> fn) override;
   std::string promotionBlocker() override;
+  bool coordinated() override { return etcd_ != nullptr; }
   void onPromotion(int oldPrimary, int candidate) override;
 
   // EtcdCoordination::Host (health thread)
@@ -131,8 +132,6 @@ class HealthMonitor::Impl final : public ProbeListener,
   std::unique_ptr<FailoverCoordinator> failover_coord_;
   std::unique_ptr<PatroniSource> patroni_src_;
   std::unique_ptr<EtcdCoordination> etcd_;
-  int decidedOld_ = -1, decidedNew_ = -1;  // our promotion, written once it is published
-  int namedPrimary_ = -1;                  // the last primary any snapshot named
   PatroniView patroniView_;  // the last /cluster answer
   bool patroniSwitching_ = false;
   bool shuttingDown_ = false;
@@ -141,6 +140,11 @@ class HealthMonitor::Impl final : public ProbeListener,
   std::vector<char> inRound_;
   std::vector<char> extraUsed_;
   std::vector<char> checkAfter_;  // checkNow() while a check ran: another one when it ends
+
+  // [coordination]: our promotion, written to etcd once a snapshot names it; the last primary
+  // any snapshot named (a new one the leader did not promote is written too).
+  int decidedOld_ = -1, decidedNew_ = -1;
+  int namedPrimary_ = -1;
 
  private:
   static void onTick(uv_timer_t* h) noexcept;
