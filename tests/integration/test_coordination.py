@@ -108,8 +108,10 @@ class CoordinationTest(ProxyTestCase):
                 and self.coordination(sw).get("leader") == "yes"]
 
     def one_leader(self, timeout: float) -> PgSwitch:
-        return wait_for(lambda: (lambda l: l[0] if len(l) == 1 else None)(self.leaders()),
-                        timeout, "exactly one coordination leader")
+        def only():
+            found = self.leaders()
+            return found[0] if len(found) == 1 else None
+        return wait_for(only, timeout, "exactly one coordination leader")
 
     def events(self, sw: PgSwitch) -> list[tuple[str, str, str]]:
         return [(t, b, d) for _, t, b, d in self.console(sw, "SHOW EVENTS")]
@@ -199,18 +201,21 @@ class CoordinationTest(ProxyTestCase):
     def test_2_failover_under_load_one_promotion(self):
         cluster, sws = self.cluster, self.sws
         leader = self.one_leader(10)
+
+        def agreed():
+            p = [self.primary_of(sw) for sw in sws]
+            return p[0] if len(set(p)) == 1 and p[0] not in (None, "pg1") else None
+
         stop, counts = threading.Event(), {}
         threads = self.load(stop, counts)
         try:
             time.sleep(0.5)
             cluster.kill9(0)
             t0 = time.monotonic()
-            new = wait_for(lambda: (lambda p: p[0] if len(set(p)) == 1 and p[0] not in (None, "pg1")
-                                    else None)([self.primary_of(sw) for sw in sws]),
-                           FAILOVER_WINDOW, "all three instances publishing one new primary")
+            new = wait_for(agreed, FAILOVER_WINDOW, "all three instances publishing one primary")
             new_index = int(new[2:]) - 1
-            self.writes_go_to(sws, cluster.port_of(new_index), FAILOVER_WINDOW - (time.monotonic() - t0),
-                              "after failover")
+            left = FAILOVER_WINDOW - (time.monotonic() - t0)
+            self.writes_go_to(sws, cluster.port_of(new_index), left, "after failover")
             took = time.monotonic() - t0
         finally:
             stop.set()
@@ -223,12 +228,17 @@ class CoordinationTest(ProxyTestCase):
         promoted = {sw.port: self.count(sw, "promoted") for sw in sws}
         self.assertEqual(sum(promoted.values()), 1, promoted)
         self.assertEqual(promoted[leader.port], 1, promoted)
-        self.assertTrue(any(t == "decision_written" and new in d for t, _, d in self.events(leader)))
+        self.assertTrue(any(t == "decision_written" and new in d
+                            for t, _, d in self.events(leader)))
         for sw in sws:
             if sw is not leader:
                 self.assertTrue(any(t == "decision_adopted" and b == new
                                     for t, b, _ in self.events(sw)), self.events(sw))
         self.assertTrue(all(counts.get(sw.port, 0) > 0 for sw in sws), counts)
+        # The other replica follows the new primary (repoint_replicas).
+        wait_for(lambda: cluster.psql(new_index, "SELECT count(*) FROM pg_stat_replication "
+                                                 "WHERE state = 'streaming'", check=False) == "1",
+                 20, f"pg{other + 1} streaming from {new}")
         sys.stderr.write(f"\n(kill -9 of pg1 under load: all three instances wrote to {new} "
                          f"{took:.2f}s later; writes under load: {sorted(counts.values())})\n")
 
@@ -239,7 +249,7 @@ class CoordinationTest(ProxyTestCase):
         primary = wait_for(lambda: self.primary_of(leader), 5, "a primary")
         p_index = int(primary[2:]) - 1
         last = next(i for i in (1, 2) if i != p_index)
-        # The remaining replica streams from the promoted one (repoint_replicas).
+        # The remaining replica streams from the promoted one (checked by test 2).
         wait_for(lambda: cluster.psql(p_index, "SELECT count(*) FROM pg_stat_replication "
                                                "WHERE state = 'streaming'", check=False) == "1",
                  20, f"pg{last + 1} streaming from {primary}")
