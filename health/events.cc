@@ -43,6 +43,18 @@ const char* toString(EventType t) {
       return "patroni_unreachable";
     case EventType::PatroniReachable:
       return "patroni_reachable";
+    case EventType::CoordinationLeader:
+      return "coordination_leader";
+    case EventType::CoordinationLost:
+      return "coordination_lost";
+    case EventType::EtcdUnreachable:
+      return "etcd_unreachable";
+    case EventType::EtcdReachable:
+      return "etcd_reachable";
+    case EventType::DecisionWritten:
+      return "decision_written";
+    case EventType::DecisionAdopted:
+      return "decision_adopted";
   }
   return "?";
 }
@@ -59,6 +71,8 @@ bool isWarning(EventType t) {
     case EventType::RepointFailed:
     case EventType::SwitchoverFailed:
     case EventType::PatroniUnreachable:
+    case EventType::CoordinationLost:
+    case EventType::EtcdUnreachable:
       return true;
     case EventType::BackendUp:
     case EventType::RoleChanged:
@@ -68,6 +82,10 @@ bool isWarning(EventType t) {
     case EventType::SwitchoverStarted:
     case EventType::SwitchoverDone:
     case EventType::PatroniReachable:
+    case EventType::CoordinationLeader:
+    case EventType::EtcdReachable:
+    case EventType::DecisionWritten:
+    case EventType::DecisionAdopted:
       return false;
   }
   return false;

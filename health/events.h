@@ -1,6 +1,7 @@
 // Health and failover events (backend_up, backend_down, role_changed, split_brain, fenced,
-// lag_exceeded; failover_*, promoted, repointed, switchover_*): the value type, its logfmt
-// rendering for the log and the environment handed to on_event.
+// lag_exceeded; failover_*, promoted, repointed, switchover_*; patroni_*; coordination_*,
+// etcd_*, decision_*): the value type, its logfmt rendering for the log and the environment
+// handed to on_event.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,12 @@ enum class EventType {
   SwitchoverDone,      // switchover finished, writes resumed on the new primary
   PatroniUnreachable,  // no [patroni] url answered /cluster: the last known view is kept
   PatroniReachable,    // /cluster answered again after PatroniUnreachable
+  CoordinationLeader,  // [coordination]: this instance holds the etcd leader key (may promote)
+  CoordinationLost,    // it no longer does (another took it, or its lease could not be kept)
+  EtcdUnreachable,     // no [coordination] etcd endpoint answered: this instance cannot promote
+  EtcdReachable,       // etcd answered again after EtcdUnreachable
+  DecisionWritten,     // the leader wrote its promotion to etcd for the other instances
+  DecisionAdopted,     // another instance's decision was applied here (new primary, fence)
 };
 
 // Whether an event reports trouble (logged as a warning) rather than progress.

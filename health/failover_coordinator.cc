@@ -95,6 +95,18 @@ void FailoverCoordinator::onCheckDone(int i, bool ok) {
   if (t.failStreak < fs_.failoverAfter || Clock::now() < retryAt_) return;
   // Someone else already promoted a replica: nothing to replace.
   if (publishedPrimary_ >= 0 && publishedPrimary_ != i) return;
+  // [coordination]: only the leader promotes; the others wait for its decision. Said once per
+  // reason and outage.
+  if (std::string why = host_.promotionBlocker(); !why.empty()) {
+    if (lastRefusal_ != Refusal::NotCoordinated || why != lastBlocker_) {
+      host_.report(event(EventType::FailoverRefused, i,
+                         "primary " + specs_[i].name + " failed " + std::to_string(t.failStreak) +
+                             " consecutive checks; " + why));
+    }
+    lastRefusal_ = Refusal::NotCoordinated;
+    lastBlocker_ = why;
+    return;
+  }
   start(OpKind::AutoFailover, i, -1, 0, {});
 }
 
@@ -150,6 +162,7 @@ void FailoverCoordinator::promote(int i, OperationDone done) {
   } else {
     why = notPromotable(i);
   }
+  if (why.empty()) why = host_.promotionBlocker();
   if (!why.empty()) {
     if (done) done(OperationResult{false, why, -1, ""});
     return;
@@ -174,6 +187,7 @@ void FailoverCoordinator::switchover(int i, int timeoutMs, OperationDone done) {
   } else {
     why = notPromotable(i);
   }
+  if (why.empty()) why = host_.promotionBlocker();
   if (!why.empty()) {
     if (done) done(OperationResult{false, why, -1, ""});
     return;
@@ -232,6 +246,7 @@ FailoverPlan FailoverCoordinator::plan(OpKind kind, int oldPrimary, int candidat
   p.promoteTimeoutMs = fs_.promoteTimeoutMs;
   p.statementTimeoutMs = fs_.statementTimeoutMs;
   p.catchUpTimeoutMs = timeoutMs > 0 ? timeoutMs : fs_.switchoverTimeoutMs;
+  p.refuseIfPromoted = host_.coordinated();
   return p;
 }
 
@@ -345,6 +360,7 @@ void FailoverCoordinator::onPromoted(uint64_t id, int cand, const std::string& d
   }
   host_.publishNow();  // the fence now; the new primary as soon as its check says so
   host_.checkNow(cand);
+  host_.onPromotion(old, cand);
 }
 
 void FailoverCoordinator::onRepointed(uint64_t id, int i, bool ok, const std::string& detail) {

@@ -33,6 +33,13 @@ class FailoverCoordinator {
     virtual void report(Event e) = 0;  // log line, ring, listener, on_event (health thread)
     // From any thread: run fn on the health thread. False once stopping (fn is dropped).
     virtual bool post(std::function<void()> fn) = 0;
+    // [coordination]: why this instance may not promote now ("" = it may). Asked before an
+    // automatic failover, a PROMOTE or a SWITCHOVER starts.
+    virtual std::string promotionBlocker() { return ""; }
+    // [coordination] is on: another instance may promote too (see refuseIfPromoted).
+    virtual bool coordinated() { return false; }
+    // A candidate left recovery; `oldPrimary` (-1 = none) is being fenced.
+    virtual void onPromotion(int /*oldPrimary*/, int /*candidate*/) {}
   };
 
   using Clock = std::chrono::steady_clock;
@@ -104,6 +111,7 @@ class FailoverCoordinator {
   std::vector<Clock::time_point> failedAt_;  // end of the first failed check of each streak
   Clock::time_point retryAt_{};
   Refusal lastRefusal_ = Refusal::None;  // one failover_refused event per reason and outage
+  std::string lastBlocker_;              // with NotCoordinated: the reason last reported
   bool pausing_ = false;
   Clock::time_point pausedAt_{};
   Clock::time_point pauseDeadline_{};

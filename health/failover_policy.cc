@@ -25,6 +25,10 @@ const char* toString(Refusal r) {
       return "primary_alive";
     case Refusal::TooFarBehind:
       return "too_far_behind";
+    case Refusal::NotCoordinated:
+      return "not_coordinated";
+    case Refusal::AlreadyPromoted:
+      return "already_promoted";
   }
   return "?";
 }
@@ -44,6 +48,12 @@ CandidateChoice chooseCandidate(const CandidateInput& in) {
       continue;
     }
     if (!r.inRecovery) {
+      if (in.refuseIfPromoted) {
+        out.detail = r.name + " left recovery since the failover was planned (promoted by " +
+                     "another instance?); not promoting a second replica";
+        out.refusal = Refusal::AlreadyPromoted;
+        return out;
+      }
       skip(r, "not in recovery");
       continue;
     }

@@ -57,13 +57,27 @@ struct CandidateInput {
   // Time since pgswitch's first failed check of the old primary ended, measured now; -1
   // skips the liveness test.
   int64_t sinceFailureMs = -1;
+  // [coordination]: a replica that left recovery since the plan was made was promoted by
+  // another instance (a leader that died right after pg_promote()): refuse (AlreadyPromoted)
+  // rather than promote a second one. Off: it is skipped like any non-candidate.
+  bool refuseIfPromoted = false;
 };
 
 // A replica that heard from the old primary this much after pgswitch's first failed check
 // proves the primary alive (the slack covers reading the two clocks at different moments).
 inline constexpr int64_t kAliveSlackMs = 250;
 
-enum class Refusal { None, NoCandidate, PrimaryAlive, TooFarBehind };
+// NotCoordinated: [coordination] is set and this instance may not promote now (not the
+// leader, or etcd unreachable); decided before any replica is asked. AlreadyPromoted: see
+// CandidateInput::refuseIfPromoted.
+enum class Refusal {
+  None,
+  NoCandidate,
+  PrimaryAlive,
+  TooFarBehind,
+  NotCoordinated,
+  AlreadyPromoted
+};
 const char* toString(Refusal r);
 
 struct CandidateChoice {

@@ -296,6 +296,7 @@ void runFailoverPlan(const FailoverPlan& plan, RunnerSink& sink, const std::atom
     in.oldPrimaryPort = plan.oldPort;
     in.oldPrimaryLsn = plan.oldPrimaryLsn;
     in.maxLagBytes = plan.maxLagBytes;
+    in.refuseIfPromoted = plan.refuseIfPromoted;
     // In parallel: each read is a fresh connection (fork + authentication on the server).
     std::vector<const PlanBackend*> asked;
     for (const auto& b : plan.backends) {

@@ -46,7 +46,8 @@ struct FailoverPlan {
   std::string replicationUser;
   int promoteTimeoutMs = 10000;
   int statementTimeoutMs = 5000;
-  int catchUpTimeoutMs = 10000;  // switchover
+  int catchUpTimeoutMs = 10000;   // switchover
+  bool refuseIfPromoted = false;  // CandidateInput::refuseIfPromoted ([coordination])
 };
 
 // Called on the helper thread, in this order: chosen (automatic only), promoted, repointed*

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "health/etcd_coordination.h"
 #include "health/event_hook.h"
 #include "health/failover_coordinator.h"
 #include "health/patroni_source.h"
@@ -42,7 +43,8 @@ BuilderThresholds thresholdsOf(const HealthSettings& s) {
 
 class HealthMonitor::Impl final : public ProbeListener,
                                   public FailoverCoordinator::Host,
-                                  public PatroniSource::Host {
+                                  public PatroniSource::Host,
+                                  public EtcdCoordination::Host {
  public:
   Impl(HealthSettings settings, std::vector<BackendSpec> backends, Publish publish)
       : settings_(std::move(settings)),
@@ -81,6 +83,14 @@ class HealthMonitor::Impl final : public ProbeListener,
   void checkNow(int i) override;
   void report(Event e) override;
   bool post(std::function<void()> fn) override;
+  std::string promotionBlocker() override;
+  bool coordinated() override { return etcd_ != nullptr; }
+  void onPromotion(int oldPrimary, int candidate) override;
+
+  // EtcdCoordination::Host (health thread)
+  void onDecision(const etcd::Decision& d) override;
+  int backendAt(const std::string& host, int port) const;
+  void coordinate(const routing::Topology& t);
 
   // PatroniSource::Host (health thread)
   void onPatroniView(const PatroniView& view) override;
@@ -90,6 +100,7 @@ class HealthMonitor::Impl final : public ProbeListener,
   HealthSettings settings_;
   FailoverSettings failover_;
   PatroniSettings patroni_;
+  CoordinationSettings coordination_;
   std::vector<BackendSpec> specs_;
   Publish publish_;
   EventListener listener_;
@@ -99,6 +110,7 @@ class HealthMonitor::Impl final : public ProbeListener,
   routing::TopologyPtr current_;
   std::deque<Event> recent_;
   std::vector<BackendTrack> status_;
+  CoordinationStatus coordStatus_;
   std::vector<Command> commands_;
   std::vector<std::function<void()>> posted_;  // to run on the health thread
   bool running_ = false;                       // wake_ may be sent to
@@ -121,6 +133,7 @@ class HealthMonitor::Impl final : public ProbeListener,
   std::unique_ptr<EventHookRunner> hooks_;
   std::unique_ptr<FailoverCoordinator> failover_coord_;
   std::unique_ptr<PatroniSource> patroni_src_;
+  std::unique_ptr<EtcdCoordination> etcd_;
   PatroniView patroniView_;  // the last /cluster answer
   bool patroniSwitching_ = false;
   bool shuttingDown_ = false;
@@ -130,6 +143,11 @@ class HealthMonitor::Impl final : public ProbeListener,
   std::vector<char> extraUsed_;
   std::vector<char> checkAfter_;  // checkNow() while a check ran: another one when it ends
   std::vector<char> confirmWanted_;  // to re-check when confirm_ fires
+
+  // [coordination]: our promotion, written to etcd once a snapshot names it; the last primary
+  // any snapshot named (a new one the leader did not promote is written too).
+  int decidedOld_ = -1, decidedNew_ = -1;
+  int namedPrimary_ = -1;
 
  private:
   static void onTick(uv_timer_t* h) noexcept;
@@ -192,9 +210,17 @@ void HealthMonitor::Impl::start() {
     spdlog::info("patroni: following {} REST API(s) every {} ms; promotion is left to Patroni",
                  patroni_.urls.size(), patroni_.periodMs);
   }
+  if (coordination_.enabled()) {
+    if (patroni_src_) {
+      spdlog::warn("coordination: [patroni] is set, so Patroni decides: [coordination] is ignored");
+    } else {
+      etcd_ = std::make_unique<EtcdCoordination>(&loop_, coordination_, *this);
+    }
+  }
   failover_coord_ = std::make_unique<FailoverCoordinator>(*this, settings_, failover_, specs_);
   uv_timer_start(&tick_, onTick, 0, static_cast<uint64_t>(settings_.periodMs));
   if (patroni_src_) patroni_src_->start();
+  if (etcd_) etcd_->start();
   {
     std::lock_guard g(mu_);
     running_ = true;
@@ -223,6 +249,7 @@ void HealthMonitor::Impl::run() {
   hooks_.reset();
   failover_coord_.reset();
   patroni_src_.reset();
+  etcd_.reset();
 }
 
 void HealthMonitor::Impl::stop() {
@@ -477,6 +504,14 @@ void HealthMonitor::Impl::buildAndPublish() {
     current_ = out.topology;
     status_.clear();
     for (size_t i = 0; i < builder_.size(); ++i) status_.push_back(builder_.track(int(i)));
+    if (etcd_) {
+      coordStatus_.enabled = true;
+      coordStatus_.leader = etcd_->leader();
+      coordStatus_.name = etcd_->name();
+      coordStatus_.blocker = etcd_->blocker();
+      const auto& d = etcd_->lastDecision();
+      coordStatus_.lastDecision = d ? etcd::toJson(*d) : std::string();
+    }
     for (const auto& e : out.events) {
       recent_.push_back(e);
       if (recent_.size() > kRecentEvents) recent_.pop_front();
@@ -485,6 +520,88 @@ void HealthMonitor::Impl::buildAndPublish() {
   for (const auto& e : out.events) announce(e);
   if (publish_) publish_(out.topology);
   failover_coord_->onPublished(*out.topology);
+  if (etcd_) coordinate(*out.topology);
+}
+
+std::string HealthMonitor::Impl::promotionBlocker() { return etcd_ ? etcd_->blocker() : ""; }
+
+void HealthMonitor::Impl::onPromotion(int oldPrimary, int candidate) {
+  if (!etcd_) return;
+  decidedOld_ = oldPrimary;
+  decidedNew_ = candidate;
+}
+
+int HealthMonitor::Impl::backendAt(const std::string& host, int port) const {
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (!specs_[i].removed && specs_[i].host == host && specs_[i].port == port) return int(i);
+  }
+  return -1;
+}
+
+// The leader writes its promotion once a snapshot names the new primary (its timeline is
+// known then), and also a new primary it merely observed (a leader that died after pg_promote
+// left none): either way the others learn it from etcd rather than from their own checks.
+void HealthMonitor::Impl::coordinate(const routing::Topology& t) {
+  const int before = namedPrimary_;
+  if (t.version > 1 && t.primary >= 0) namedPrimary_ = t.primary;
+  if (t.primary < 0 || t.version <= 1) return;
+  etcd::Decision d;
+  const routing::BackendInfo& p = t.backends[t.primary];
+  d.primary = p.name;
+  d.host = p.host;
+  d.port = p.port;
+  d.timeline = p.timeline;
+  d.timeMs = wallMs();
+  if (decidedNew_ >= 0) {
+    if (t.primary != decidedNew_) return;  // not published yet
+    if (decidedOld_ >= 0) {
+      d.fenced = specs_[decidedOld_].name;
+      d.fencedHost = specs_[decidedOld_].host;
+      d.fencedPort = specs_[decidedOld_].port;
+    }
+    decidedOld_ = decidedNew_ = -1;
+    etcd_->writeDecision(std::move(d));
+    return;
+  }
+  if (!etcd_->leader() || before < 0 || before == t.primary) return;
+  const auto& last = etcd_->lastDecision();
+  if (last && last->host == p.host && last->port == p.port) return;
+  if (builder_.track(before).health != Health::Up) {
+    d.fenced = specs_[before].name;
+    d.fencedHost = specs_[before].host;
+    d.fencedPort = specs_[before].port;
+  }
+  etcd_->writeDecision(std::move(d));
+}
+
+void HealthMonitor::Impl::onDecision(const etcd::Decision& d) {
+  const int p = backendAt(d.host, d.port);
+  const int old = d.fencedPort > 0 ? backendAt(d.fencedHost, d.fencedPort) : -1;
+  Event e;
+  e.type = EventType::DecisionAdopted;
+  e.backend = p;
+  if (p >= 0) {
+    e.name = specs_[p].name;
+    e.host = specs_[p].host;
+    e.port = specs_[p].port;
+    e.role = routing::toString(builder_.track(p).role);
+  }
+  std::string detail = "from " + d.by + ", seq " + std::to_string(d.seq) + ": primary " +
+                       d.primary + " (" + d.host + ":" + std::to_string(d.port) + ")";
+  if (p < 0) {
+    e.detail = detail + " matches no [[backend]] host:port; ignored";
+    report(std::move(e));
+    return;
+  }
+  if (old >= 0 && old != p) {
+    detail += ", " + specs_[old].name + " fenced";
+    builder_.fence(old, "coordination: " + d.by + " failed over to " + specs_[p].name);
+  }
+  e.detail = detail;
+  report(std::move(e));
+  buildAndPublish();
+  // Published as the primary as soon as this check sees it out of recovery.
+  checkNow(p);
 }
 
 void HealthMonitor::Impl::announce(const Event& e) {
@@ -511,6 +628,7 @@ void HealthMonitor::Impl::shutdown() {
   shuttingDown_ = true;
   failover_coord_->shutdown();              // joins the helper thread; fails a pending callback
   if (patroni_src_) patroni_src_->close();  // fails a pending switchover's callback
+  if (etcd_) etcd_->close();
   uv_timer_stop(&tick_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_timer_stop(&confirm_);
@@ -540,6 +658,15 @@ void HealthMonitor::setFailover(FailoverSettings failover) {
 const FailoverSettings& HealthMonitor::failoverSettings() const { return impl_->failover_; }
 
 void HealthMonitor::setPatroni(PatroniSettings patroni) { impl_->patroni_ = std::move(patroni); }
+
+void HealthMonitor::setCoordination(CoordinationSettings coordination) {
+  impl_->coordination_ = std::move(coordination);
+}
+
+HealthMonitor::CoordinationStatus HealthMonitor::coordinationStatus() const {
+  std::lock_guard g(impl_->mu_);
+  return impl_->coordStatus_;
+}
 
 namespace {
 

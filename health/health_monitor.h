@@ -4,7 +4,8 @@
 // events (log line, on_event hook, a ring of recent ones). Thread-safe controls let the
 // proxy and the console ask for an immediate re-check, fence, attach, disable or drain,
 // promote a replica or switch over; with FailoverSettings::autoFailover it fails over by
-// itself when the primary stops answering.
+// itself when the primary stops answering; with CoordinationSettings only when it holds the
+// etcd leader key.
 #pragma once
 
 #include <cstddef>
@@ -44,6 +45,20 @@ class HealthMonitor {
   // leader can be the primary, pgswitch never promotes (auto failover is forced off and
   // promote() is refused) and switchover() asks Patroni's /switchover.
   void setPatroni(PatroniSettings patroni);
+  // Optional, before start(): several instances agree through etcd (docs/deploy.md). With
+  // endpoints set, only the instance holding the etcd leader key promotes (automatic failover,
+  // PROMOTE, SWITCHOVER); its decision is written to etcd and the others adopt it at once.
+  // Ignored under [patroni].
+  void setCoordination(CoordinationSettings coordination);
+  struct CoordinationStatus {
+    bool enabled = false;
+    bool leader = false;
+    std::string name;          // this instance
+    std::string blocker;       // why it may not promote now ("" = it may)
+    std::string lastDecision;  // the newest decision known, as JSON ("" = none)
+  };
+  // As of the end of the last health round.
+  CoordinationStatus coordinationStatus() const;
 
   // Publishes the initial topology (first backend primary, the others replicas, all up)
   // synchronously, then starts the thread; the first round of checks runs at once.

@@ -70,6 +70,21 @@ struct PatroniSettings {
   bool operator==(const PatroniSettings&) const = default;
 };
 
+// [coordination]: several pgswitch instances agree through etcd (docs/deploy.md). With
+// endpoints set, only the instance holding the leader key promotes; its decision is written to
+// etcd and the others adopt it at once.
+struct CoordinationSettings {
+  std::vector<std::string> endpoints;  // etcd client URLs, "http://10.0.0.1:2379"; tried in turn
+  std::string prefix;                  // key prefix, "/pgswitch/default"
+  std::string name;                    // this instance's id, written into the leader key
+  int leaseTtlMs = 3000;               // the leader key lives this long without a keep-alive
+  int timeoutMs = 1000;                // per HTTP call, connect included
+  int periodMs = 1000;                 // keep-alive, campaign and decision poll
+  bool enabled() const { return !endpoints.empty(); }
+
+  bool operator==(const CoordinationSettings&) const = default;
+};
+
 struct BackendSpec {
   std::string name;
   std::string host;

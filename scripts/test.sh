@@ -14,14 +14,15 @@ ctest --test-dir build --output-on-failure --parallel "$(nproc)"
 # The same code under AddressSanitizer + UndefinedBehaviorSanitizer (Debug): the unit tests and
 # the integration tests that drive the client session, relay and pools (all but the health
 # checker's own and those that mostly orchestrate other programs: the Debian package, Patroni
-# and etcd, pgBackRest, several pgswitch instances; the release run covers them). A sanitizer report
-# ends pgswitch, which the tests see as a crash. (PGSWITCH_SKIP_SANITIZE=1 skips this stage.)
+# and etcd, pgBackRest, several pgswitch instances with or without etcd; the release run covers
+# them). A sanitizer report ends pgswitch, which the tests see as a crash.
+# (PGSWITCH_SKIP_SANITIZE=1 skips this stage.)
 if [[ "${PGSWITCH_SKIP_SANITIZE:-}" != 1 ]]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGSWITCH_SANITIZE=ON -DPGSWITCH_BENCH=OFF
   cmake --build build-asan -j"$(nproc)" --target pgswitch pgswitch_unit_tests
   ASAN_OPTIONS=detect_leaks=0 ctest --test-dir build-asan --output-on-failure \
     --parallel "$(nproc)" \
-    -E '^(boundary\.|integration\.test_(health|package|patroni|grow_from_backup|several_instances))'
+    -E '^(boundary\.|integration\.test_(health|package|patroni|grow_from_backup|several_instances|coordination))'
 fi
 
 # libFuzzer targets (fuzz/, a clang build in build-fuzz/) for the parsers that take hostile

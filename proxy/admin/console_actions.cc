@@ -28,6 +28,10 @@ Snapshot ProxyControl::base() const {
     s.events.push_back(EventRecord{static_cast<uint64_t>(e.timeMs), health::toString(e.type),
                                    e.name, e.detail});
   }
+  {
+    auto cs = ctl_.coordinationStatus();
+    s.coordination = {cs.enabled, cs.leader, cs.name, cs.blocker, cs.lastDecision};
+  }
   s.uptimeMs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                          std::chrono::steady_clock::now() - started_)
                                          .count());

@@ -298,6 +298,10 @@ constexpr Command kCommands[] = {
     {"SHOW CONFIG", "SHOW CONFIG", "every setting, its value and whether a reload applies it",
      showConfig, true},
     {"SHOW EVENTS", "SHOW EVENTS", "recent health and failover events", showEvents, true},
+    {"SHOW COORDINATION", "SHOW COORDINATION",
+     "[coordination]: this instance, whether it holds the etcd leader key and may promote, "
+     "the last decision",
+     showCoordination, true},
     {"SHOW VERSION", "SHOW VERSION", "the pgswitch version", showVersion, true},
     {"PAUSE", "PAUSE [db]",
      "hold new requests (of one database, or all) until RESUME; running ones finish", cmdPause},

@@ -113,6 +113,7 @@ Outcome showServers(const Context& c);
 Outcome showStats(const Context& c);
 Outcome showConfig(const Context& c);
 Outcome showEvents(const Context& c);
+Outcome showCoordination(const Context& c);
 Outcome showVersion(const Context& c);
 Outcome showTotals(const Context& c);
 

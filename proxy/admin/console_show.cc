@@ -264,6 +264,21 @@ Outcome showEvents(const Context& c) {
   return Outcome::Ok;
 }
 
+Outcome showCoordination(const Context& c) {
+  if (!noArgs(c, "SHOW COORDINATION")) return Outcome::Error;
+  const CoordinationInfo& k = c.snap.coordination;
+  RS rs({{"key", RS::kText}, {"value", RS::kText}});
+  rs.row().add("enabled").add(k.enabled ? "yes" : "no");
+  if (k.enabled) {
+    rs.row().add("instance").add(k.name);
+    rs.row().add("leader").add(k.leader ? "yes" : "no");
+    rs.row().add("may_promote").add(k.blocker.empty() ? std::string("yes") : "no: " + k.blocker);
+    rs.row().add("last_decision").add(k.lastDecision);
+  }
+  rs.write(c.out);
+  return Outcome::Ok;
+}
+
 Outcome showTotals(const Context& c) {
   if (!noArgs(c, "SHOW TOTALS")) return Outcome::Error;
   RS rs({{"name", RS::kText}, {"value", RS::kInt8}});

@@ -91,6 +91,15 @@ struct PatroniConfig {
   std::string caFile;              // https: CA bundle
 };
 
+// [coordination]: several pgswitch instances agree through etcd (docs/deploy.md).
+struct CoordinationConfig {
+  std::vector<std::string> etcd;  // etcd client URLs ("http://10.0.0.1:2379"); empty = off
+  std::string prefix;             // key prefix; "" = "/pgswitch/default"
+  std::string name;               // this instance's id; "" = hostname:listen port
+  int leaseTtlMs{};
+  int timeoutMs{};
+};
+
 // [tls]: client side (clients connecting to pgswitch) and server side (pgswitch connecting
 // to backends: pooled connections, health checks and failover). docs/tls.md.
 struct TlsConfig {
@@ -187,6 +196,7 @@ struct Config {
   HealthConfig health;
   FailoverConfig failover;
   PatroniConfig patroni;
+  CoordinationConfig coordination;
   RoutingConfig routing;
   TlsConfig tls;
   AuthConfig auth;

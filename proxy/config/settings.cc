@@ -192,6 +192,7 @@ constexpr int64_t kMiB = 1024 * 1024;
 constexpr auto kHealth = &Config::health;
 constexpr auto kFailover = &Config::failover;
 constexpr auto kPatroni = &Config::patroni;
+constexpr auto kCoordination = &Config::coordination;
 constexpr auto kRouting = &Config::routing;
 constexpr auto kTls = &Config::tls;
 constexpr auto kAuth = &Config::auth;
@@ -203,6 +204,7 @@ std::vector<Setting> makeTable() {
   using HC = HealthConfig;
   using FC = FailoverConfig;
   using PC = PatroniConfig;
+  using CC = CoordinationConfig;
   using RC = RoutingConfig;
   using TC = TlsConfig;
   using AC = AuthConfig;
@@ -340,6 +342,22 @@ std::vector<Setting> makeTable() {
       text("patroni.ca_file", field(kPatroni, &PC::caFile), "", kReload,
            "CA bundle for https URLs; empty = the system's"),
 
+      // [coordination]: a RELOAD that changes one restarts the health thread
+      list("coordination.etcd", field(kCoordination, &CC::etcd), kReload,
+           "etcd client URLs, tried in turn; set = only the instance holding the etcd leader "
+           "key promotes, and the others adopt its decision (docs/deploy.md)"),
+      text("coordination.prefix", field(kCoordination, &CC::prefix), "", kReload,
+           "etcd key prefix shared by the instances in front of one cluster; empty = "
+           "/pgswitch/default"),
+      text("coordination.name", field(kCoordination, &CC::name), "", kReload,
+           "this instance's id in etcd; empty = hostname:listen port"),
+      integer("coordination.lease_ttl_ms", field(kCoordination, &CC::leaseTtlMs), 3000,
+              {.min = 1000, .max = 600000}, kReload,
+              "the leader's lease; a leader that cannot renew it this long stops promoting, "
+              "and another instance may take over once it expires"),
+      integer("coordination.timeout_ms", field(kCoordination, &CC::timeoutMs), 1000,
+              {.min = 1, .max = 60000}, kReload, "deadline of one etcd request, connect included"),
+
       // [routing]
       boolean("routing.read_write_split", field(kRouting, &RC::readWriteSplit), true, kReload,
               "transaction mode: reads to replicas, writes to the primary"),
@@ -417,8 +435,8 @@ std::vector<Setting> makeTable() {
   };
 }
 
-constexpr std::string_view kSections[] = {"server",  "pool",    "health", "failover",
-                                          "patroni", "routing", "tls",    "auth"};
+constexpr std::string_view kSections[] = {
+    "server", "pool", "health", "failover", "patroni", "coordination", "routing", "tls", "auth"};
 
 bool unboundedAbove(int64_t max) { return max == INT32_MAX || max == INT64_MAX; }
 

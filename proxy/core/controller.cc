@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <chrono>
 
 #include "proxy/config/settings.h"
@@ -41,6 +43,23 @@ health::PatroniSettings Controller::patroniSettings(const Config& c) {
   p.password = c.patroni.password;
   p.caFile = c.patroni.caFile;
   return p;
+}
+
+health::CoordinationSettings Controller::coordinationSettings(const Config& c) {
+  health::CoordinationSettings s;
+  s.endpoints = c.coordination.etcd;
+  s.prefix = c.coordination.prefix.empty() ? "/pgswitch/default" : c.coordination.prefix;
+  s.name = c.coordination.name;
+  if (s.name.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    s.name = std::string(host[0] ? host : "pgswitch") + ":" + std::to_string(c.listenPort);
+  }
+  s.leaseTtlMs = c.coordination.leaseTtlMs;
+  s.timeoutMs = c.coordination.timeoutMs;
+  // A few renewals per TTL, and no slower than the health checks that may need the answer.
+  s.periodMs = std::max(50, std::min(c.health.periodMs, c.coordination.leaseTtlMs / 3));
+  return s;
 }
 
 health::HealthSettings Controller::healthSettings(const Config& c) {
@@ -194,6 +213,7 @@ void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
       });
   health_->setFailover(failoverSettings(c));
   health_->setPatroni(patroniSettings(c));
+  health_->setCoordination(coordinationSettings(c));
   health_->carryEvents(history);
   rt_.health = health_.get();
   health_->start();
@@ -306,7 +326,8 @@ void Controller::applyLocked(std::shared_ptr<const Config> next) {
   rt_.setConfig(next);
   spdlog::set_level(spdlog::level::from_str(next->logLevel));
   bool failoverChanged = failoverSettings(*next) != failoverSettings(*prev) ||
-                         patroniSettings(*next) != patroniSettings(*prev);
+                         patroniSettings(*next) != patroniSettings(*prev) ||
+                         coordinationSettings(*next) != coordinationSettings(*prev);
   if (catalog_ && catalogSettings(*next) != catalogSettings(*prev)) {
     catalog_->setSettings(catalogSettings(*next));
   }
@@ -364,6 +385,11 @@ void Controller::switchover(int i, health::OperationDone done) {
 std::vector<health::Event> Controller::recentEvents() const {
   std::lock_guard g(mu_);
   return health_ ? health_->recentEvents() : std::vector<health::Event>{};
+}
+
+health::HealthMonitor::CoordinationStatus Controller::coordinationStatus() const {
+  std::lock_guard g(mu_);
+  return health_ ? health_->coordinationStatus() : health::HealthMonitor::CoordinationStatus{};
 }
 
 std::string Controller::setDraining(int i, bool on) {

@@ -52,10 +52,13 @@ class Controller {
   void switchover(int i, health::OperationDone done);
   // The health thread's recent events, oldest first (empty while it is not running).
   std::vector<health::Event> recentEvents() const;
+  // [coordination]: whether this instance leads, and why it may not promote (SHOW COORDINATION).
+  health::HealthMonitor::CoordinationStatus coordinationStatus() const;
 
   static health::HealthSettings healthSettings(const Config& c);
   static health::FailoverSettings failoverSettings(const Config& c);
   static health::PatroniSettings patroniSettings(const Config& c);
+  static health::CoordinationSettings coordinationSettings(const Config& c);
   static health::CatalogWatcherSettings catalogSettings(const Config& c);
   static health::SecretLookupSettings secretSettings(const Config& c);
 

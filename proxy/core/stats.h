@@ -76,6 +76,13 @@ struct EventRecord {
   std::string type, backend, detail;
 };
 
+// [coordination] as the health thread last saw it (SHOW COORDINATION).
+struct CoordinationInfo {
+  bool enabled = false;
+  bool leader = false;
+  std::string name, blocker, lastDecision;
+};
+
 // Everything the console and the HTTP endpoints show, at one moment.
 struct Snapshot {
   std::shared_ptr<const Config> config;
@@ -85,6 +92,7 @@ struct Snapshot {
   std::vector<ServerInfo> servers;
   std::vector<BackendCounters> perBackend;  // index = topology backend index
   std::vector<EventRecord> events;          // most recent last
+  CoordinationInfo coordination;
   uint64_t uptimeMs = 0;
   uint64_t authFailures = 0;
   uint64_t failovers = 0;

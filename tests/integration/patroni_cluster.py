@@ -22,11 +22,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from etcd_server import EtcdServer
 from pgcluster import (HOST, IS_ROOT, PG_BIN, TMP_PREFIX, _chown_pg, _hard_stop_datadir,
                        _pg_user_ids, _pid_alive, _postmaster_pid, _register, _set_pdeathsig,
                        _unregister, _wait_gone, free_port, run)
 
-ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
 PATRONI_BIN = os.environ.get("PATRONI_BIN", "/usr/bin/patroni")
 PATRONICTL_BIN = os.environ.get("PATRONICTL_BIN", "/usr/bin/patronictl")
 SCOPE = "pgswitch"
@@ -68,7 +68,7 @@ class PatroniCluster:
         self.tags = tags or {}
         self.tmpdir: Path | None = None
         self.nodes: list[PatroniNode] = []
-        self.etcd: subprocess.Popen | None = None
+        self.etcd: EtcdServer | None = None
         self.etcd_port = 0
         self._started = False
 
@@ -112,25 +112,9 @@ class PatroniCluster:
         return self
 
     def _start_etcd(self) -> None:
-        self.etcd_port = free_port()
-        peer = free_port()
-        data = self.tmpdir / "etcd"
-        log = open(self.tmpdir / "etcd.log", "ab")
-        try:
-            self.etcd = subprocess.Popen(
-                [ETCD_BIN, "--name", "e0", "--data-dir", str(data),
-                 "--listen-client-urls", f"http://{HOST}:{self.etcd_port}",
-                 "--advertise-client-urls", f"http://{HOST}:{self.etcd_port}",
-                 "--listen-peer-urls", f"http://{HOST}:{peer}",
-                 "--initial-advertise-peer-urls", f"http://{HOST}:{peer}",
-                 "--initial-cluster", f"e0=http://{HOST}:{peer}",
-                 "--initial-cluster-state", "new", "--log-level", "warn"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.tmpdir,
-                preexec_fn=_set_pdeathsig)
-        finally:
-            log.close()
-        self.wait_until(lambda: self._http_ok(f"http://{HOST}:{self.etcd_port}/health"), 30,
-                        "etcd healthy")
+        self.etcd = EtcdServer(self.tmpdir)
+        self.etcd_port = self.etcd.port
+        self.etcd.start()
 
     def _write_config(self, node: PatroniNode) -> None:
         # JSON is YAML: no YAML writer needed.
@@ -238,13 +222,8 @@ class PatroniCluster:
                 p.wait(10)
         for n in self.nodes:
             _hard_stop_datadir(n.datadir)
-        if self.etcd is not None and self.etcd.poll() is None:
-            self.etcd.terminate()
-            try:
-                self.etcd.wait(10)
-            except subprocess.TimeoutExpired:
-                self.etcd.kill()
-                self.etcd.wait(10)
+        if self.etcd is not None:
+            self.etcd.stop()
         if self.tmpdir and self.tmpdir.name.startswith(TMP_PREFIX) and \
                 not os.environ.get("PGSWITCH_KEEP_PATRONI"):
             shutil.rmtree(self.tmpdir, ignore_errors=True)

@@ -44,6 +44,7 @@ SHOW_COLUMNS = {
                    "bytes_out", "avg_latency_us", "p99_latency_us"],
     "SHOW CONFIG": ["key", "value", "reloadable"],
     "SHOW EVENTS": ["time", "type", "backend", "detail"],
+    "SHOW COORDINATION": ["key", "value"],
     "SHOW VERSION": ["version"],
     "HELP": ["command", "description"],
 }

@@ -72,6 +72,20 @@ TEST(ChooseCandidate, ExcludedUnansweredAndPromotedReplicasAreSkipped) {
   EXPECT_NE(c.detail.find("pg4: not in recovery"), std::string::npos) << c.detail;
 }
 
+// [coordination]: a replica that left recovery meanwhile was promoted by another instance.
+TEST(ChooseCandidate, CoordinatedRefusesWhenAReplicaWasPromotedMeanwhile) {
+  auto promoted = replica(1, 4000, 4000);
+  promoted.inRecovery = false;
+  auto in = input({replica(2, 3000, 3000), promoted}, 2000);
+  in.refuseIfPromoted = true;
+  auto c = chooseCandidate(in);
+  EXPECT_EQ(c.index, -1);
+  EXPECT_EQ(c.refusal, Refusal::AlreadyPromoted);
+  EXPECT_NE(c.detail.find("pg2 left recovery"), std::string::npos) << c.detail;
+  in.refuseIfPromoted = false;
+  EXPECT_EQ(chooseCandidate(in).index, 2);
+}
+
 TEST(ChooseCandidate, RefusedWithoutCandidates) {
   auto a = replica(1, 5000, 5000);
   a.eligible = false;

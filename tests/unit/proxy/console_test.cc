@@ -336,6 +336,7 @@ TEST_F(ConsoleTest, Help) {
                                "SHOW STATS",
                                "SHOW CONFIG",
                                "SHOW EVENTS",
+                               "SHOW COORDINATION",
                                "SHOW VERSION",
                                "PAUSE [db]",
                                "RESUME [db]",
@@ -479,6 +480,26 @@ TEST_F(ConsoleTest, ShowEventsAndVersion) {
   EXPECT_EQ(v.columns, (std::vector<std::string>{"version"}));
   ASSERT_EQ(v.rows.size(), 1u);
   EXPECT_EQ(v.rows[0][0], "pgswitch 0.1.0");
+}
+
+TEST_F(ConsoleTest, ShowCoordination) {
+  Response off = one("SHOW COORDINATION");
+  EXPECT_EQ(off.columns, (std::vector<std::string>{"key", "value"}));
+  ASSERT_EQ(off.rows.size(), 1u);
+  EXPECT_EQ(off.rows[0], (Row{"enabled", "no"}));
+  snap_.coordination = {true, false, "pgs2:6432",
+                        "coordination: not the coordination leader (leader: pgs1:6432)",
+                        R"({"primary":"pg2","seq":1})"};
+  Response on = one("SHOW COORDINATION");
+  ASSERT_EQ(on.rows.size(), 5u);
+  EXPECT_EQ(on.at("instance", "value"), "pgs2:6432");
+  EXPECT_EQ(on.at("leader", "value"), "no");
+  EXPECT_EQ(on.at("may_promote", "value"),
+            "no: coordination: not the coordination leader (leader: pgs1:6432)");
+  EXPECT_EQ(on.at("last_decision", "value"), R"({"primary":"pg2","seq":1})");
+  snap_.coordination.leader = true;
+  snap_.coordination.blocker.clear();
+  EXPECT_EQ(one("SHOW COORDINATION").at("may_promote", "value"), "yes");
 }
 
 TEST_F(ConsoleTest, SyntaxIsForgiving) {
