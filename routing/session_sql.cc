@@ -87,6 +87,86 @@ bool mayHoldSeveralStatements(std::string_view sql) {
   return false;
 }
 
+namespace {
+
+// The identifier at `i` (after blanks and comments): quoted as written, unquoted folded.
+// Advances i past it; empty when there is none.
+std::string identifierAt(std::string_view sql, size_t& i) {
+  i = skipSpaceAndComments(sql, i);
+  if (i == npos || i >= sql.size()) return {};
+  std::string out;
+  if (sql[i] == '"') {
+    for (size_t k = i + 1; k < sql.size(); ++k) {
+      if (sql[k] == '"') {
+        if (k + 1 < sql.size() && sql[k + 1] == '"') {
+          out += '"';
+          ++k;
+          continue;
+        }
+        i = k + 1;
+        return out.empty() ? std::string("\"\"") : out;
+      }
+      out += sql[k];
+    }
+    return {};  // unterminated
+  }
+  if (sql[i] == '*') {
+    ++i;
+    return "*";
+  }
+  if (!identStart(sql[i])) return {};
+  size_t end = i;
+  while (end < sql.size() && identCont(sql[end])) out += toLowerAscii(sql[end++]);
+  i = end;
+  return out;
+}
+
+}  // namespace
+
+bool mayMakeSessionObject(std::string_view sql) {
+  std::string_view w = firstKeyword(sql);
+  return equalsLower(w, "listen") || equalsLower(w, "unlisten") || equalsLower(w, "prepare") ||
+         equalsLower(w, "deallocate");
+}
+
+SessionObject sessionObject(std::string_view sql, bool& unsure) {
+  unsure = false;
+  using K = SessionObject::Kind;
+  std::string_view w = firstKeyword(sql);
+  K kind;
+  if (equalsLower(w, "listen")) {
+    kind = K::Listen;
+  } else if (equalsLower(w, "unlisten")) {
+    kind = K::Unlisten;
+  } else if (equalsLower(w, "prepare")) {
+    kind = K::Prepare;
+  } else if (equalsLower(w, "deallocate")) {
+    kind = K::Deallocate;
+  } else {
+    return {};
+  }
+  // Anything but one statement (or a PREPARE TRANSACTION) cannot be followed.
+  if (mayHoldSeveralStatements(sql)) {
+    unsure = true;
+    return {};
+  }
+  size_t i = static_cast<size_t>(w.data() + w.size() - sql.data());
+  std::string name = identifierAt(sql, i);
+  if (kind == K::Deallocate && name == "prepare") name = identifierAt(sql, i);
+  if (kind == K::Prepare && name == "transaction") return {};  // two-phase commit, not ours
+  if (name.empty()) {
+    unsure = true;
+    return {};
+  }
+  if (kind == K::Unlisten && name == "*") kind = K::UnlistenAll;
+  if (kind == K::Deallocate && name == "all") kind = K::DeallocateAll;
+  if (name == "*" && kind != K::UnlistenAll) {
+    unsure = true;
+    return {};
+  }
+  return {kind, std::move(name)};
+}
+
 bool isLoneBegin(std::string_view sql) {
   std::string_view w = firstKeyword(sql);
   return (equalsLower(w, "begin") || equalsLower(w, "start")) && !mayHoldSeveralStatements(sql);

@@ -32,6 +32,21 @@ bool isCommit(std::string_view sql);
 // COMMIT"), so a transaction that sent one is never replayed.
 bool mayHoldSeveralStatements(std::string_view sql);
 
+// Session objects a failover can rebuild on another server (proxy/session/session_journal.h):
+// what a single statement creates or drops, and the name (unquoted names folded to lower
+// case, as PostgreSQL does; "*" / ALL as the *All kinds).
+struct SessionObject {
+  enum class Kind { None, Listen, Unlisten, UnlistenAll, Prepare, Deallocate, DeallocateAll };
+  Kind kind = Kind::None;
+  std::string name;
+};
+// The first keyword is LISTEN, UNLISTEN, PREPARE or DEALLOCATE (sessionObject() is worth
+// asking).
+bool mayMakeSessionObject(std::string_view sql);
+// kind None: the text is not one of those, or not a single statement (then the journal cannot
+// follow it: `unsure` says so when its first keyword was one of them).
+SessionObject sessionObject(std::string_view sql, bool& unsure);
+
 // The text is one BEGIN / START TRANSACTION and nothing else: sent outside a transaction and
 // lost, it cannot have changed anything (a transaction replay may start with it).
 bool isLoneBegin(std::string_view sql);

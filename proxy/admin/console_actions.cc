@@ -56,6 +56,8 @@ Snapshot ProxyControl::base() const {
                rt_.replays.mismatched.load(), rt_.replays.abandoned.load(),
                rt_.replays.tooLarge.load(),   rt_.replays.commitInFlight.load(),
                rt_.replays.notReplayable.load()};
+  s.sessionsRebuilt = rt_.sessionsRebuilt.load();
+  s.sessionsUnmovable = rt_.sessionsUnmovable.load();
   s.sessionReadsFallbacks = rt_.sessionReadsFallbacks.load();
   s.volatileFunctionRoutes = rt_.volatileFunctionRoutes.load();
   s.functionCatalogReads = rt_.catalog ? rt_.catalog->reads() : 0;

@@ -82,6 +82,14 @@ std::vector<Total> totals(const Snapshot& s) {
        "Work lost with its server and not replayed for another reason: an autocommit statement "
        "in flight (08007), a prepared-statement name defined in the transaction, session state.",
        s.replays.notReplayable},
+      {"sessions_rebuilt", "pgswitch_sessions_rebuilt_total", true,
+       "Sessions whose LISTEN channels and prepared statements were created again on a new "
+       "server after theirs was lost.",
+       s.sessionsRebuilt},
+      {"sessions_unmovable", "pgswitch_sessions_unmovable_total", true,
+       "Sessions ended (FATAL 08006) when their server was lost because they had state no "
+       "other server can be given: temporary table, advisory lock, WITH HOLD cursor.",
+       s.sessionsUnmovable},
       {"session_reads", "pgswitch_session_reads_total", true,
        "Session-mode requests (routing.session_reads) served by a replica instead of the "
        "session's own primary connection.",

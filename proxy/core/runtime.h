@@ -169,6 +169,8 @@ class Runtime {
     std::atomic<uint64_t> notReplayable{0};  // not replayed: a statement name defined in it, an
                                              // autocommit statement in flight, session state
   } replays;
+  std::atomic<uint64_t> sessionsRebuilt{0};    // after a failover: LISTEN, prepared statements
+  std::atomic<uint64_t> sessionsUnmovable{0};  // ended: state no other server can be given
   std::atomic<uint64_t> sessionReads{0};  // session_reads: session-mode reads run on a replica
   std::atomic<uint64_t> sessionReadsFallbacks{0};  // ... sessions left on the primary alone
   // Reads each database's volatile functions (null in tests without a controller).

@@ -301,7 +301,11 @@ void ServerConn::runInternal(std::string_view sql) {
   thread_local std::string out;
   out.clear();
   appendQuery(out, sql);
-  conn_->send(out);
+  runInternalMessages(out);
+}
+
+void ServerConn::runInternalMessages(std::string_view messages) {
+  conn_->send(messages);
   conn_->flush();
   internalError_.clear();
   internalValue_.clear();

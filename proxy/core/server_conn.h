@@ -69,6 +69,9 @@ class ServerConn final : public Conn::Owner, public Retirable {
   // Sends sql as a simple Query; results are swallowed until ReadyForQuery, then
   // onInternalDone is delivered to the linked user (or the pool when none).
   void runInternal(std::string_view sql);
+  // The same with protocol messages built by the caller, ending with Sync (a Parse that
+  // rebuilds a prepared statement after a failover).
+  void runInternalMessages(std::string_view messages);
   // The server said FATAL (shutdown, crash, terminated backend): treat it as lost now, as a
   // read error would, instead of relaying the FATAL that would end the client's session.
   void abandon(int status);

@@ -116,6 +116,8 @@ struct Snapshot {
     uint64_t attempted = 0, succeeded = 0, mismatched = 0, abandoned = 0, tooLarge = 0,
              commitInFlight = 0, notReplayable = 0;
   } replays;
+  uint64_t sessionsRebuilt = 0;
+  uint64_t sessionsUnmovable = 0;
   uint64_t sessionReadsFallbacks = 0;
   uint64_t functionCatalogReads = 0;
   uint64_t authLookups = 0;

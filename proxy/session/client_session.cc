@@ -216,6 +216,7 @@ void ClientSession::configure() {
       return;
     }
   }
+  if (rebuildStep(s)) return;  // after a failover: LISTEN, prepared statements
   std::string out;
   if (!loggedIn_) {
     settings_.appendAllParams(s.params(), out);
@@ -317,6 +318,16 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
   if (&s == parked_) return;  // never runs one (parked only when idle); not this session's
   switch (state_) {
     case State::Configure: {
+      if (std::exchange(rebuildStepRunning_, false)) {
+        // What failed to rebuild had failed for the client too (a PREPARE with an error is
+        // kept like any other): it goes on without it.
+        if (!ok)
+          spdlog::info("client {}: a step of rebuilding its session state failed on server "
+                       "{}: {}",
+                       client_->peerName(), s.id(), error.size() > 5 ? error.substr(5) : error);
+        configure();
+        return;
+      }
       if (ok) {
         configure();
         return;
@@ -545,9 +556,14 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
 }
 
 void ClientSession::afterTransaction() {
-  if (!transactionPooling_ || state_ != State::Active) return;
+  if (state_ != State::Active) return;
   ServerConn& s = *relay_.server();
   if (!relay_.idle() || !s.conn().in().empty()) return;
+  if (!transactionPooling_) {
+    // Session mode keeps its server; only SETs to carry after a failover are read back.
+    if (!readBackSetting(s) && !client_->in().empty()) pump();
+    return;
+  }
   if (settings_.takeFunctionsChanged()) worker_.functionsChanged(login_.database());
   // A write transaction ended: its LSN is asked for on the same server connection (strong:
   // while its ReadyForQuery waits; read-your-writes: after the client has it, so the client
@@ -567,15 +583,9 @@ void ClientSession::afterTransaction() {
     }
   }
   relay_.releaseReady();
+  if (readBackSetting(s)) return;
   if (settings_.pinned()) {
     if (sessionReads_) noteSessionReadsFallback();
-    return;
-  }
-  if (settings_.readbackDue()) {
-    own_ = Own::Readback;
-    transitionTo(State::OwnQuery);
-    client_->stopReading();
-    s.runInternal(routing::currentSettingQuery(settings_.nextReadback()));
     return;
   }
   // A pipelining client already sent its next request: keep the server for it, unless it is

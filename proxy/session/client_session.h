@@ -113,6 +113,17 @@ class ClientSession final : public Conn::Owner,
   bool replayLost(bool replayable, bool owed, bool ended, bool commitInFlight, bool autocommit);
   bool replayAnswered();
   void giveUpReplay(ReplayEnd why, std::string_view reason);
+  // session_rebuild.cc. The server was lost: whether the session can go to another server,
+  // and (true) getting ready to rebuild its journal there. rebuildStep: the next step of
+  // that rebuild on the linked server (true: one runs; configure() comes back when done).
+  bool prepareRebuild();
+  // Idle after the server was lost: the next request (or, for a listening client, at once)
+  // goes to a new server.
+  void idleAfterLoss();
+  bool rebuildStep(ServerConn& s);
+  // Session mode: a SET of an unreported parameter is read back after its transaction, so
+  // that it can be carried to a new server after a failover (true: the read-back runs).
+  bool readBackSetting(ServerConn& s);
   void countSessionRead();          // a request of this session runs on a replica
   void fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {},
              std::string_view hint = {});
@@ -163,6 +174,11 @@ class ClientSession final : public Conn::Owner,
   // had ended), and since when (janitor: failover_wait_ms).
   bool replayOwed_ = false, replayEnded_ = false;
   uint64_t replayStartMs_ = 0;
+  // After a failover: the journal's state is being rebuilt on the new server (configure());
+  // the index of the next step, and whether the internal query running is one.
+  bool rebuildPending_ = false;
+  bool rebuildStepRunning_ = false;
+  uint32_t rebuildNext_ = 0;
 };
 
 }  // namespace pgswitch::proxy

@@ -156,7 +156,9 @@ void Relay::forwardWhole(size_t total, char type) {
 // reported nor read back, so the replicas' connections could not be brought to it).
 void Relay::noteStatement(std::string_view sql) {
   routing::Classification c = worker_.classifier(cfg_).classify(sql);
-  state_.noteStatement(c, sql, server_->params(), transactionPooling_);
+  // Unreported SETs are read back after their transaction in both modes: they follow the
+  // client to another server (transaction mode) or after a failover (session mode).
+  state_.noteStatement(c, sql, server_->params(), true);
   if (!sessionReads_) return;
   if (c.callsSetConfig) state_.pin("set_config()");
   if (c.kind == routing::StatementKind::SessionSet && c.setName == "all") state_.pin("RESET ALL");
@@ -260,7 +262,7 @@ Relay::Event Relay::toServer() {
       // always with session_reads) whatever may create session state.
       if (!r.sql.empty()) {
         bool look = t == fe::Parse
-                        ? !state_.pinned() && ((r.outcome == StatementMap::Outcome::Forward &&
+                        ? state_.movable() && ((r.outcome == StatementMap::Outcome::Forward &&
                                                 routing::startsWithSet(r.sql)) ||
                                                ((txn != 'I' || sessionReads_) &&
                                                 routing::mayTouchSessionState(r.sql)))
@@ -311,11 +313,17 @@ Relay::Event Relay::toServer() {
           exchange_.commitSent(routing::isCommit(head) &&
                                (!cut || routing::isCommit(head.substr(0, head.size() - 1))));
         }
-        if (!state_.pinned() && (!transactionPooling_ || sessionReads_ || txn != 'I' ||
+        if (state_.movable() && (!transactionPooling_ || sessionReads_ || txn != 'I' ||
                                  routing::startsWithSet(head) || routing::startsWithReset(head))) {
           auto msg = in.contiguous(f.total, scratch_);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
           if (routing::mayTouchSessionState(sql)) noteStatement(sql);
+        }
+        if (state_.movable() && routing::mayMakeSessionObject(head)) {
+          // LISTEN, PREPARE and their undoing, kept to be rebuilt after a failover.
+          auto msg = in.contiguous(f.total, scratch_);
+          state_.journal().statement(
+              std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6));
         }
       } else if (txn != 'I') {
         // Too long to be read in place yet: whatever it is, it is not a bare COMMIT (but it
@@ -324,10 +332,21 @@ Relay::Event Relay::toServer() {
         replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
       }
     } else if (t == fe::Parse && !transactionPooling_) {
-      // Session mode: a named statement is session state a failover cannot carry over.
+      // Session mode: a named statement lives on this server; the journal keeps its Parse to
+      // prepare it again after a failover.
       std::array<std::byte, 1> first{};
-      if (!state_.pinned() && in.copyOut(5, first) && first[0] != std::byte{0})
-        state_.pin("named prepared statement");
+      if (state_.movable() && in.copyOut(5, first) && first[0] != std::byte{0}) {
+        state_.pinRebuildable("named prepared statement");
+        bool kept = false;
+        if (complete) {
+          auto msg = in.contiguous(f.total, scratch_);
+          if (auto pv = parseParse(msg.subspan(5))) {
+            state_.journal().parse(pv->name, msg);
+            kept = true;
+          }
+        }
+        if (!kept) state_.journal().incomplete("a named prepared statement pgswitch could not read");
+      }
       if (complete && (txn != 'I' || replay_.recording())) {  // a COMMIT in flight
         auto pv = parseParse(in.contiguous(f.total, scratch_).subspan(5));
         if (pv && routing::isCommit(pv->sql)) {
@@ -337,6 +356,10 @@ Relay::Event Relay::toServer() {
       } else if (!complete) {
         replay_.spoil(TxnReplay::Spoiled::CommitSent);  // unread: it may be one
       }
+    }
+    if (t == fe::Close && !transactionPooling_ && complete && state_.movable()) {
+      auto cv = parseDescribeClose(in.contiguous(f.total, scratch_).subspan(5));
+      if (cv && cv->kind == 'S' && !cv->name.empty()) state_.journal().closeStatement(cv->name);
     }
     forwardWhole(f.total, t);
     if (stopAtRequestEnd_ && complete && (t == fe::Query || t == fe::Sync) && !in.empty()) {

@@ -43,7 +43,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   // Outside a transaction block with a request in flight (other than a lone BEGIN, which the
   // replay takes): it may have taken effect (an autocommit write).
   const bool autocommit = owed && s.txnStatus() == 'I' && route_.forWrite();
-  const bool replayable = loggedIn_ && relaying && !midMessage && !settings_.pinned() &&
+  const bool replayable = loggedIn_ && relaying && !midMessage && settings_.movable() &&
                           relay_.replayable(s.txnStatus(), commitInFlight);
   relay_.unlinkLost();
   pool_ = nullptr;  // the server was its link to the pool
@@ -65,6 +65,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   if (state_ == State::Closing) return;
   std::string serverSaid = std::move(serverFatal_);
   serverFatal_.clear();
+  if (replayable) prepareRebuild();
   if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;
   // Lost while being brought to the client's settings: nothing of the request reached it, so
   // it is routed again, away from that backend.
@@ -73,10 +74,10 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
       state_ == State::Configure ||
       (state_ == State::OwnQuery && own_ == Own::ReplayCheck && !readSentBehindCheck_);
   readSentBehindCheck_ = false;
-  if (loggedIn_ && !settings_.pinned() && transactionPooling_ && beforeRequest) {
+  if (loggedIn_ && settings_.movable() && beforeRequest) {
+    prepareRebuild();  // it may have been rebuilding there
     route_.retryElsewhere(s.pool().backend());
-    transitionTo(State::Idle);
-    pump();
+    idleAfterLoss();
     return;
   }
   // The client survives a lost server when it has no session state there: between
@@ -89,11 +90,21 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     pump();
     return;
   }
-  if (!loggedIn_ || settings_.pinned() || midMessage || !relaying) {
+  if (loggedIn_ && !settings_.movable()) {
+    ++worker_.runtime().sessionsUnmovable;
+    fatal("08006", "server connection lost",
+          "The connection to the backend ended (" + std::string(uv_strerror(status)) +
+              ") and this session had state no other server can be given: " +
+              settings_.unmovableReason() + ".",
+          "Reconnect and create it again.");
+    return;
+  }
+  if (!loggedIn_ || midMessage || !relaying) {
     fatal("08006", "server connection lost",
           std::string("the connection to backend ended: ") + uv_strerror(status));
     return;
   }
+  prepareRebuild();
   if (owed) {
     LostWork what = commitInFlight ? LostWork::CommitInFlight
                     : autocommit   ? LostWork::Autocommit
@@ -104,8 +115,19 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     // learns it from the answer to its next request (as PostgreSQL would report it then).
     lostTxnPending_ = true;
   }
+  idleAfterLoss();
+}
+
+void ClientSession::idleAfterLoss() {
   transitionTo(State::Idle);
-  if (!client_->in().empty()) pump();
+  if (!client_->in().empty()) {
+    pump();
+  } else if (settings_.journal().listens()) {
+    // A listening client may send nothing for long: its channels are listened to again on
+    // the new primary now, so that notifications sent there from now on reach it.
+    route_.toPrimary();
+    requestServer();
+  }
 }
 
 void ClientSession::onServerUnavailable(const PoolError& e) noexcept {

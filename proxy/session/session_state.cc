@@ -61,10 +61,23 @@ uint64_t SessionState::settingsHash() const {
 }
 
 void SessionState::pin(std::string_view reason) {
+  if (!lasting_) {
+    lasting_ = true;
+    lastingReason_ = std::string(reason);
+    readback_.clear();  // the settings stay where they are: nothing to carry
+  }
+  pinRebuildable(reason);
+}
+
+void SessionState::pinRebuildable(std::string_view reason) {
   if (pinned_) return;
   pinned_ = true;
   pinReason_ = std::string(reason);
-  readback_.clear();  // the settings stay where they are: nothing to carry
+}
+
+std::string SessionState::unmovableReason() const {
+  if (lasting_) return lastingReason_;
+  return journal_.whyIncomplete();
 }
 
 void SessionState::linked() {
@@ -103,6 +116,7 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
       ++setTags_;
       return TagEffect::None;
     case CommandTag::DiscardAll:
+      journal_.discardAll();
       if (!transactionPooling) return TagEffect::ForgetServerStatements;
       // As on PostgreSQL: back to the startup packet's settings; everything SET since is gone.
       settings_ = startup_;
@@ -110,13 +124,16 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
       readback_.clear();
       return TagEffect::ForgetAllStatements;
     case CommandTag::DeallocateAll:
+      journal_.deallocateAll();
       return transactionPooling ? TagEffect::ForgetAllStatements
                                 : TagEffect::ForgetServerStatements;
-    case CommandTag::Prepare:  // session mode too: a failover cannot carry it
-      pin("SQL-level PREPARE");
+    case CommandTag::Prepare:  // the journal rebuilds it after a failover
+      pinRebuildable("SQL-level PREPARE");
+      journal_.confirm("a PREPARE");
       return TagEffect::None;
     case CommandTag::Listen:
-      pin("LISTEN");
+      pinRebuildable("LISTEN");
+      journal_.confirm("a LISTEN");
       return TagEffect::None;
     case CommandTag::Other:
       return TagEffect::None;

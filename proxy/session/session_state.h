@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "protocol/command_tag.h"
+#include "proxy/session/session_journal.h"
 #include "routing/classifier.h"
 
 namespace pgswitch::proxy {
@@ -31,10 +32,20 @@ class SessionState {
   uint64_t settingsHash() const;
 
   // Pinning: session state that lives only on the current server keeps the client there
-  // until it leaves. The first reason is kept.
+  // until it leaves. The first reason is kept. pin(): state no other server can be given
+  // (temporary table, advisory lock, WITH HOLD cursor, ...); pinRebuildable(): state the
+  // journal can rebuild there after a failover (LISTEN, prepared statements).
   void pin(std::string_view reason);
+  void pinRebuildable(std::string_view reason);
   bool pinned() const { return pinned_; }
   const std::string& pinReason() const { return pinReason_; }
+  // The client's session can be moved to another server (after its server was lost): no
+  // lasting pin, and the journal followed everything it was given.
+  bool movable() const { return !lasting_ && journal_.complete(); }
+  // Why not (empty when movable).
+  std::string unmovableReason() const;
+  SessionJournal& journal() { return journal_; }
+  const SessionJournal& journal() const { return journal_; }
   // A request about to be routed creates state the command tags will not reveal (temporary
   // table, advisory lock, WITH HOLD cursor): the client is pinned once a server is linked.
   void pinOnLink(const char* reason) { pinOnLink_ = reason; }
@@ -87,7 +98,10 @@ class SessionState {
   Settings startup_;           // DISCARD ALL returns the session to these
   mutable uint64_t hash_ = 0;  // of settings_, 0 = recompute
   bool pinned_ = false;
+  bool lasting_ = false;  // pinned by state no other server can be given
   std::string pinReason_;
+  std::string lastingReason_;
+  SessionJournal journal_;
   const char* pinOnLink_ = nullptr;
   // Between two ReadyForQuery: SET tags seen, and how many of them are accounted for by
   // ParameterStatus, by transaction-scoped SETs, or by read-back.
