@@ -55,6 +55,8 @@ const char* toString(EventType t) {
       return "decision_written";
     case EventType::DecisionAdopted:
       return "decision_adopted";
+    case EventType::FailoverClients:
+      return "failover_clients";
   }
   return "?";
 }
@@ -86,6 +88,7 @@ bool isWarning(EventType t) {
     case EventType::EtcdReachable:
     case EventType::DecisionWritten:
     case EventType::DecisionAdopted:
+    case EventType::FailoverClients:
       return false;
   }
   return false;

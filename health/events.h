@@ -35,6 +35,8 @@ enum class EventType {
   EtcdReachable,       // etcd answered again after EtcdUnreachable
   DecisionWritten,     // the leader wrote its promotion to etcd for the other instances
   DecisionAdopted,     // another instance's decision was applied here (new primary, fence)
+  FailoverClients,     // a few seconds after the primary moved: what its clients went through
+                       // (transactions replayed or not, sessions rebuilt), raised by the proxy
 };
 
 // Whether an event reports trouble (logged as a warning) rather than progress.

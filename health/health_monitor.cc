@@ -729,6 +729,13 @@ routing::TopologyPtr HealthMonitor::snapshot() const {
   return impl_->current_;
 }
 
+void HealthMonitor::addEvent(Event e) {
+  Impl* impl = impl_.get();
+  impl->post([impl, e = std::move(e)]() mutable {
+    if (!impl->shuttingDown_) impl->report(std::move(e));
+  });
+}
+
 std::vector<Event> HealthMonitor::recentEvents() const {
   std::lock_guard g(impl_->mu_);
   return {impl_->recent_.begin(), impl_->recent_.end()};

@@ -92,6 +92,9 @@ class HealthMonitor {
   routing::TopologyPtr snapshot() const;
   // The most recent events, oldest first (at most kRecentEvents).
   std::vector<Event> recentEvents() const;
+  // An event raised outside the health thread (the proxy's failover_clients): logged, kept
+  // with the others and given to the on_event hook, on the health thread.
+  void addEvent(Event e);
   // Events of the monitor this one replaces (a reload restarts the checks): they stay in
   // recentEvents(), before this monitor's own. Not announced again.
   void carryEvents(const std::vector<Event>& older);

@@ -234,7 +234,10 @@ void Controller::onPublish(uint64_t generation, bool skipGuess, routing::Topolog
   if (t->version > 1 && t->primary >= 0) {
     const routing::BackendInfo& p = t->backends[t->primary];
     std::string where = p.host + ":" + std::to_string(p.port);
-    if (!lastPrimary_.empty() && where != lastPrimary_) ++rt_.failovers;
+    if (!lastPrimary_.empty() && where != lastPrimary_) {
+      ++rt_.failovers;
+      rt_.noteFailover(p.name);
+    }
     lastPrimary_ = where;
   }
   // A position learned from a server holds only while it stays an Up replica in its slot.

@@ -171,6 +171,12 @@ class Runtime {
   } replays;
   std::atomic<uint64_t> sessionsRebuilt{0};    // after a failover: LISTEN, prepared statements
   std::atomic<uint64_t> sessionsUnmovable{0};  // ended: state no other server can be given
+  // The primary moved (Controller): in kFailoverReportMs a failover_clients event tells what
+  // the clients went through since (replays, rebuilt and ended sessions).
+  void noteFailover(std::string newPrimary);
+  // Worker 0, once a second: raises that event when it is due.
+  void reportFailoverClients();
+  static constexpr uint64_t kFailoverReportMs = 5000;
   std::atomic<uint64_t> sessionReads{0};  // session_reads: session-mode reads run on a replica
   std::atomic<uint64_t> sessionReadsFallbacks{0};  // ... sessions left on the primary alone
   // Reads each database's volatile functions (null in tests without a controller).
@@ -195,6 +201,15 @@ class Runtime {
   std::shared_ptr<const TlsContexts> tls_ = std::make_shared<const TlsContexts>();
   routing::TopologyPtr topology_;
   CancelRegistry cancels_;
+  struct FailoverCounts {
+    uint64_t attempted = 0, succeeded = 0, mismatched = 0, abandoned = 0, tooLarge = 0,
+             commitInFlight = 0, notReplayable = 0, rebuilt = 0, unmovable = 0;
+  };
+  FailoverCounts failoverCounts() const;
+  std::mutex failoverMu_;
+  uint64_t failoverReportAtMs_ = 0;  // steady clock; 0 = nothing due
+  std::string failoverPrimary_;
+  FailoverCounts failoverBaseline_;
 };
 
 }  // namespace pgswitch::proxy

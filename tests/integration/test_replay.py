@@ -281,6 +281,19 @@ class ReplayAcrossFailoverTest(ReplayCase):
             self.assertFalse(cur.fetchone()[0])
         c.rollback()
         sys.stderr.write(f"(replayed across the failover; the client waited {waited:.2f} s)\n")
+        # A few seconds after the move, one event sums up what the clients went through.
+        deadline = time.monotonic() + 15
+        found = None
+        while time.monotonic() < deadline and not found:
+            with psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch")) as a:
+                a.autocommit = True
+                with a.cursor() as cur:
+                    cur.execute("SHOW EVENTS")
+                    found = [r for r in cur.fetchall() if r[1] == "failover_clients"]
+            a.close()
+            time.sleep(0.5)
+        self.assertTrue(found, "no failover_clients event")
+        self.assertIn("transactions replayed 1 of 1", found[-1][3])
 
 
 if __name__ == "__main__":
