@@ -2,6 +2,7 @@
 #include "proxy/core/runtime.h"
 
 #include <chrono>
+#include <utility>
 
 #include <array>
 #include <cstring>
@@ -51,7 +52,6 @@ Runtime::FailoverCounts Runtime::failoverCounts() const {
 
 void Runtime::noteFailover(std::string newPrimary) {
   std::lock_guard g(failoverMu_);
-  if (failoverReportAtMs_ == 0) failoverBaseline_ = failoverCounts();  // else: one report
   failoverReportAtMs_ = steadyMs() + kFailoverReportMs;
   failoverPrimary_ = std::move(newPrimary);
 }
@@ -62,8 +62,10 @@ void Runtime::reportFailoverClients() {
     std::lock_guard g(failoverMu_);
     if (failoverReportAtMs_ == 0 || steadyMs() < failoverReportAtMs_ || !health) return;
     failoverReportAtMs_ = 0;
+    // Since the previous report: clients lose their servers before the health checks see
+    // the primary go, so a baseline taken at the move would miss them.
     FailoverCounts now = failoverCounts();
-    const FailoverCounts& b = failoverBaseline_;
+    const FailoverCounts b = std::exchange(failoverBaseline_, now);
     e.type = health::EventType::FailoverClients;
     e.name = failoverPrimary_;
     e.detail = "transactions replayed " + std::to_string(now.succeeded - b.succeeded) + " of " +

@@ -172,7 +172,7 @@ class Runtime {
   std::atomic<uint64_t> sessionsRebuilt{0};    // after a failover: LISTEN, prepared statements
   std::atomic<uint64_t> sessionsUnmovable{0};  // ended: state no other server can be given
   // The primary moved (Controller): in kFailoverReportMs a failover_clients event tells what
-  // the clients went through since (replays, rebuilt and ended sessions).
+  // the clients went through (replays, rebuilt and ended sessions) since the previous one.
   void noteFailover(std::string newPrimary);
   // Worker 0, once a second: raises that event when it is due.
   void reportFailoverClients();

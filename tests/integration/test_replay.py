@@ -285,12 +285,14 @@ class ReplayAcrossFailoverTest(ReplayCase):
         deadline = time.monotonic() + 15
         found = None
         while time.monotonic() < deadline and not found:
-            with psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch")) as a:
+            a = psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))
+            try:
                 a.autocommit = True
                 with a.cursor() as cur:
                     cur.execute("SHOW EVENTS")
                     found = [r for r in cur.fetchall() if r[1] == "failover_clients"]
-            a.close()
+            finally:
+                a.close()
             time.sleep(0.5)
         self.assertTrue(found, "no failover_clients event")
         self.assertIn("transactions replayed 1 of 1", found[-1][3])
