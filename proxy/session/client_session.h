@@ -173,6 +173,7 @@ class ClientSession final : public Conn::Owner,
   // A replay runs: what the client was owed when the server was lost (an answer; the request
   // had ended), and since when (janitor: failover_wait_ms).
   bool replayOwed_ = false, replayEnded_ = false;
+  int replayReadyOwed_ = 0;
   uint64_t replayStartMs_ = 0;
   // After a failover: the journal's state is being rebuilt on the new server (configure());
   // the index of the next step, and whether the internal query running is one.

@@ -6,6 +6,8 @@
 // statement in flight.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "proxy/session/client_session.h"
 #include "proxy/session/session_errors.h"
 
@@ -97,7 +99,8 @@ void ClientSession::giveUpReplay(ReplayEnd why, std::string_view reason) {
   relay_.dropReplay();  // the replayed bytes still unread are the client's lost request
   if (relay_.server()) releaseServer(false);  // closed: the replayed transaction rolls back
   if (replayOwed_) {
-    relay_.answerError(lostServerError(*cfg_, LostWork::Transaction, {}), replayEnded_);
+    relay_.answerError(lostServerError(*cfg_, LostWork::Transaction, {}), replayEnded_,
+                       std::max(0, replayReadyOwed_ - 1));
   } else {
     lostTxnPending_ = true;  // told at its next request
   }

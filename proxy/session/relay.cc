@@ -255,7 +255,7 @@ Relay::Event Relay::toServer() {
       // is lost before the answer (pgjdbc commits this way). Whatever the status, what went
       // before it is never replayed.
       if ((t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql)) {
-        if (txn != 'I') exchange_.commitSent(true);
+        exchange_.commitSent(true);
         replay_.spoil(TxnReplay::Spoiled::CommitSent);
       }
       // SETs of statements prepared with the extended protocol, and (inside a transaction, or
@@ -307,8 +307,10 @@ Relay::Event Relay::toServer() {
               replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
           }
         }
-        if (txn != 'I') {
-          // A head cut inside its first word ("COMMITTED...") is not a COMMIT.
+        {
+          // A head cut inside its first word ("COMMITTED...") is not a COMMIT. Also outside
+          // a transaction: pipelined behind its BEGIN, a COMMIT goes out while the status
+          // still says idle.
           bool cut = head.size() < f.total - 6;
           exchange_.commitSent(routing::isCommit(head) &&
                                (!cut || routing::isCommit(head.substr(0, head.size() - 1))));
@@ -350,7 +352,7 @@ Relay::Event Relay::toServer() {
       if (complete && (txn != 'I' || replay_.recording())) {  // a COMMIT in flight
         auto pv = parseParse(in.contiguous(f.total, scratch_).subspan(5));
         if (pv && routing::isCommit(pv->sql)) {
-          if (txn != 'I') exchange_.commitSent(true);
+          exchange_.commitSent(true);
           replay_.spoil(TxnReplay::Spoiled::CommitSent);
         }
       } else if (!complete) {
@@ -583,8 +585,14 @@ void Relay::failRequest(std::string_view err) {
   answerError(err, dropRequest(client_.in(), cfg_.maxMessageBytes));
 }
 
-void Relay::answerError(std::string_view err, bool ended) {
+void Relay::answerError(std::string_view err, bool ended, int more) {
   client_.send(err);
+  for (int i = 0; ended && i < more; ++i) {
+    appendReadyForQuery(toClient_, 'I');
+    client_.send(toClient_);
+    toClient_.clear();
+    client_.send(err);
+  }
   if (ended) {
     appendReadyForQuery(toClient_, 'I');
     client_.send(toClient_);

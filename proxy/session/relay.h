@@ -130,7 +130,9 @@ class Relay {
   // `err` now for the request in progress, then ReadyForQuery: at once when the request has
   // ended (ended), else once the rest of it has arrived and been dropped. Used when its
   // server was lost with answers owed.
-  void answerError(std::string_view err, bool ended);
+  // more: further requests the client pipelined behind it, already sent to the lost server:
+  // each gets `err` and a ReadyForQuery too (the client waits for one per request).
+  void answerError(std::string_view err, bool ended, int more = 0);
   // Transaction mode, between transactions: requests pgswitch answers itself.
   bool answerLocally(char txnStatus);
 

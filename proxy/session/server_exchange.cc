@@ -65,7 +65,7 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
                      *front == K::HiddenSync);
       if (ok && *front == K::HiddenSync) r.verdict = Verdict::Swallow;
       inCopy_ = false;
-      commitInFlight_ = false;
+      if (commitReadies_ > 0) --commitReadies_;
       break;
     case be::ParseComplete:
       ok = front && (*front == K::Parse || *front == K::HiddenParse);
@@ -192,9 +192,17 @@ bool ServerExchange::owesReadyForQuery() const {
   return false;
 }
 
+int ServerExchange::readyForQueriesOwed() const {
+  int n = 0;
+  for (const auto& e : expect_)
+    n += e.kind == K::Query || e.kind == K::Sync || e.kind == K::FunctionCall;
+  return n;
+}
+
 void ServerExchange::reset() {
   expect_.clear();
-  unsynced_ = discardUntilSync_ = inCopy_ = commitInFlight_ = false;
+  unsynced_ = discardUntilSync_ = inCopy_ = false;
+  commitReadies_ = 0;
 }
 
 }  // namespace pgswitch::proxy

@@ -67,8 +67,13 @@ class ServerExchange {
   }
   // The server skips everything up to Sync after an extended-protocol error.
   bool discarding() const { return discardUntilSync_; }
-  void commitSent(bool isCommit) { commitInFlight_ = isCommit; }
-  bool commitInFlight() const { return commitInFlight_; }
+  // A COMMIT went out (isCommit false: something else did, which changes nothing). It is in
+  // flight until the ReadyForQuery of its request: with requests pipelined ahead of it, that
+  // is not the next one.
+  void commitSent(bool isCommit) {
+    if (isCommit) commitReadies_ = readyForQueriesOwed() + 1;
+  }
+  bool commitInFlight() const { return commitReadies_ > 0; }
 
   enum class Verdict {
     Forward,  // send it to the client
@@ -96,6 +101,8 @@ class ServerExchange {
   bool owed() const { return !expect_.empty() || unsynced_; }
   // A ReadyForQuery-ending request (Query, Sync, FunctionCall) is outstanding.
   bool owesReadyForQuery() const;
+  // How many: a pipelining client waits for one ReadyForQuery per request.
+  int readyForQueriesOwed() const;
   bool inCopy() const { return inCopy_; }
   size_t pending() const { return expect_.size(); }
   // Forgets everything (the server was released or lost).
@@ -106,7 +113,7 @@ class ServerExchange {
   bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
   bool discardUntilSync_ = false;  // the server skips messages until Sync after an error
   bool inCopy_ = false;
-  bool commitInFlight_ = false;  // a COMMIT was sent and not yet answered
+  int commitReadies_ = 0;  // ReadyForQuery messages until the COMMIT sent last is answered
 };
 
 }  // namespace pgswitch::proxy

@@ -4,6 +4,7 @@
 // connected; only session state on the lost server ends the session.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "protocol/builder.h"
@@ -39,6 +40,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   const bool midMessage = relay_.midMessage();
   const bool owed = x.owed();
   const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
+  const int readyOwed = x.readyForQueriesOwed();
   const bool commitInFlight = x.commitInFlight();
   // Outside a transaction block with a request in flight (other than a lone BEGIN, which the
   // replay takes): it may have taken effect (an autocommit write).
@@ -66,6 +68,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   std::string serverSaid = std::move(serverFatal_);
   serverFatal_.clear();
   if (replayable) prepareRebuild();
+  if (!relay_.replay().replaying()) replayReadyOwed_ = readyOwed;  // the original loss's
   if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;
   // Lost while being brought to the client's settings: nothing of the request reached it, so
   // it is routed again, away from that backend.
@@ -109,7 +112,8 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     LostWork what = commitInFlight ? LostWork::CommitInFlight
                     : autocommit   ? LostWork::Autocommit
                                    : LostWork::Transaction;
-    relay_.answerError(lostServerError(*cfg_, what, serverSaid), ended);
+    relay_.answerError(lostServerError(*cfg_, what, serverSaid), ended,
+                       std::max(0, readyOwed - 1));
   } else if (!wasIdle) {
     // Idle inside a transaction: nothing is owed now. The transaction is gone; the client
     // learns it from the answer to its next request (as PostgreSQL would report it then).

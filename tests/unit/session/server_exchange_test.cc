@@ -212,8 +212,24 @@ TEST(ServerExchange, UnexpectedResponsesAreADesync) {
 
 TEST(ServerExchange, CommitInFlightClearedByReadyForQuery) {
   ServerExchange x;
+  x.commitSent(true);  // as the relay does: before the Query is counted as sent
   send(x, "Q");
+  EXPECT_TRUE(x.commitInFlight());
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_FALSE(x.commitInFlight());
+}
+
+TEST(ServerExchange, PipelinedCommitStaysInFlightUntilItsOwnReadyForQuery) {
+  ServerExchange x;
+  send(x, "Q");  // BEGIN
+  send(x, "Q");  // INSERT
   x.commitSent(true);
+  send(x, "Q");  // COMMIT
+  x.commitSent(false);  // a later request that is no COMMIT changes nothing
+  send(x, "Q");
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_TRUE(x.commitInFlight());
+  EXPECT_EQ(answer(x, "CZ"), "FF");
   EXPECT_TRUE(x.commitInFlight());
   EXPECT_EQ(answer(x, "CZ"), "FF");
   EXPECT_FALSE(x.commitInFlight());
