@@ -210,9 +210,13 @@ class ReplicaBatchCase(ProxyTestCase):
         # The same over the extended protocol (psycopg 3 sends Parse/Bind/Describe/Execute/Sync
         # for a query with parameters; asyncpg prepares a named statement first, then runs it
         # with Bind/Execute/Sync): the whole batch is taken back and run on the primary.
+        # Each call commits a row on the primary; with strong consistency the next read waits
+        # for a replica to have replayed it, or goes to the primary (slow builds, ASan): wait
+        # for replication first, so the calls do reach a replica and are retried from there.
         before = fn_rows()
         with psycopg.connect(self.sw.dsn(user="app", db="appdb"), autocommit=True) as conn:
             for i in range(10):
+                self.cluster.wait_replicated()
                 row = conn.execute("SELECT my_write_fn() + %s - %s", (i, i)).fetchone()
                 self.assertEqual(row, (1,))
 
@@ -222,6 +226,7 @@ class ReplicaBatchCase(ProxyTestCase):
             try:
                 stmt = await conn.prepare("SELECT my_write_fn() AS v")
                 for _ in range(10):
+                    await asyncio.to_thread(self.cluster.wait_replicated)
                     self.assertEqual(await stmt.fetchval(), 1)
             finally:
                 await conn.close()
