@@ -140,6 +140,19 @@ def backend_counters(sw) -> dict[str, dict]:
     return out
 
 
+def totals(sw) -> dict[str, int]:
+    from pgcluster import PG_BIN, HOST, run
+    cp = run([PG_BIN / "psql", "-X", "-A", "-t", "-F", "|", "-h", HOST, "-p", sw.port, "-U",
+              "admin", "-d", "pgswitch", "-c", "SHOW TOTALS"], env={"PGPASSWORD": "admin"},
+             timeout=20, check=False)
+    out = {}
+    for line in cp.stdout.splitlines():
+        f = line.split("|")
+        if len(f) >= 2 and f[1].strip().isdigit():
+            out[f[0]] = int(f[1])
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all threads), in seconds."""
     try:
@@ -179,6 +192,7 @@ def run_mode(cluster, scenario: str, mode: str, args) -> dict:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         time.sleep(max(0.0, start_at - time.time() - 0.2))
         before = backend_counters(sw)
+        totals0 = totals(sw)
         cpu0 = cpu_seconds(sw.pid)
         t0 = time.monotonic()
         parts = []
@@ -196,6 +210,7 @@ def run_mode(cluster, scenario: str, mode: str, args) -> dict:
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(sw.pid) - cpu0
         after = backend_counters(sw)
+        totals1 = totals(sw)
     finally:
         sw.stop()
     reads = sum(p["reads"] for p in parts)
@@ -223,12 +238,19 @@ def run_mode(cluster, scenario: str, mode: str, args) -> dict:
         "read_ms_p50": _pct(read_ms, 0.5), "read_ms_p99": _pct(read_ms, 0.99),
         "write_ms_p50": _pct(write_ms, 0.5), "write_ms_p99": _pct(write_ms, 0.99),
         "proxy_cpu_us_per_op": round(cpu * 1e6 / (reads + writes), 1) if reads + writes else None,
+        "replica_waits": totals1.get("replica_waits", 0) - totals0.get("replica_waits", 0),
+        "replica_wait_fallbacks": totals1.get("replica_wait_fallbacks", 0)
+        - totals0.get("replica_wait_fallbacks", 0),
+        "replica_position_questions": totals1.get("replica_position_questions", 0)
+        - totals0.get("replica_position_questions", 0),
         "errors": dict(errors),
         "error_examples": [e for p in parts for e in p["error_examples"]][:5],
     })
     log(f"{scenario}/{mode}: {res['tps']} ops/s, replica share {res['replica_read_share']}, "
         f"stale {res['stale']} of {reads} reads ({res['stale_after_commit']} right after a "
-        f"commit), errors {dict(errors) or 0}")
+        f"commit), errors {dict(errors) or 0}, replica waits {res['replica_waits']} "
+        f"(fallbacks {res['replica_wait_fallbacks']}, questions "
+        f"{res['replica_position_questions']})")
     return res
 
 
@@ -255,8 +277,13 @@ def run_all(args) -> dict:
                 cluster.set_conf(i, "recovery_min_apply_delay", delay)
             cluster.wait_replicated(timeout=30)
             log(f"scenario {scenario}: recovery_min_apply_delay = {delay or 0}")
-            for mode in args.modes:
-                doc["runs"].append(run_mode(cluster, scenario, mode, args))
+            # Rounds alternate the modes so that a noisy phase of a shared machine hits each
+            # about equally; the summary adds them up.
+            for rnd in range(1, args.rounds + 1):
+                for mode in args.modes:
+                    r = run_mode(cluster, scenario, mode, args)
+                    r["round"] = rnd
+                    doc["runs"].append(r)
     finally:
         cluster.stop()
     doc["loadavg_end"] = os.getloadavg()
@@ -281,7 +308,40 @@ def table(doc: dict) -> str:
             f"{r['writes_per_s']:.0f} | {share} | {r['stale']} ({r['stale_after_commit']}) / "
             f"{r['reads']} | {r['read_ms_p50']} / {r['read_ms_p99']} | {r['write_ms_p50']} / "
             f"{r['write_ms_p99']} | {r['proxy_cpu_us_per_op']} | {errs} |")
+    if any(r.get("round", 1) > 1 for r in doc["runs"]):
+        lines += ["", "| scenario | consistency | rounds | ops/s (all rounds) | × eventual | "
+                  "reads on replicas | stale reads | pgswitch CPU µs/op (mean) |", "|" + "---|" * 8]
+        for key, agg in summary(doc).items():
+            ratio = "–" if agg["ratio"] is None else f"{agg['ratio']:.2f}"
+            lines.append(f"| {key[0]} | {key[1]} | {agg['rounds']} | {agg['tps']:.0f} | {ratio} | "
+                         f"{agg['share']} | {agg['stale']} | {agg['cpu']} |")
     return "\n".join(lines)
+
+
+def summary(doc: dict) -> dict:
+    """Per (scenario, mode): operations over time summed across rounds, and × eventual."""
+    out: dict = {}
+    for r in doc["runs"]:
+        if "skipped" in r:
+            continue
+        a = out.setdefault((r["scenario"], r["mode"]), {"rounds": 0, "ops": 0, "s": 0.0,
+                                                         "stale": 0, "cpu": [], "shares": []})
+        a["rounds"] += 1
+        a["ops"] += r["reads"] + r["writes"]
+        a["s"] += r["elapsed_s"]
+        a["stale"] += r["stale"]
+        if r["proxy_cpu_us_per_op"] is not None:
+            a["cpu"].append(r["proxy_cpu_us_per_op"])
+        if r["replica_read_share"] is not None:
+            a["shares"].append(r["replica_read_share"])
+    for (scenario, mode), a in out.items():
+        a["tps"] = a["ops"] / a["s"] if a["s"] else 0
+        ev = out.get((scenario, "eventual"))
+        a["ratio"] = a["tps"] / (ev["ops"] / ev["s"]) if ev and ev["s"] and ev["ops"] else None
+        a["cpu"] = round(sum(a["cpu"]) / len(a["cpu"]), 1) if a["cpu"] else None
+        a["share"] = (f"{100 * min(a['shares']):.1f}–{100 * max(a['shares']):.1f} %"
+                      if a["shares"] else "–")
+    return out
 
 
 def main(argv=None) -> int:
@@ -311,6 +371,8 @@ def main(argv=None) -> int:
                     help="an extra line for [routing], e.g. 'max_wait_ms = 50' (repeatable)")
     ap.add_argument("--pgswitch", default=os.environ.get("PGSWITCH_BIN")
                     or str(REPO / "build" / "pgswitch"))
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the modes this many times, alternating (default 1)")
     ap.add_argument("--json", action="store_true", help="JSON on stdout (text on stderr)")
     ap.add_argument("--out", help="also write the markdown table to this file")
     args = ap.parse_args(argv)

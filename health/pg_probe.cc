@@ -32,13 +32,14 @@ std::string oneLine(const char* msg) {
 }  // namespace
 
 PgProbe::PgProbe(uv_loop_t* loop, int index, std::string conninfo, int connectTimeoutMs,
-                 int queryTimeoutMs, ProbeListener& listener)
+                 int queryTimeoutMs, ProbeListener& listener, ProbeStatement statement)
     : loop_(loop),
       index_(index),
       conninfo_(std::move(conninfo)),
       connectTimeoutMs_(connectTimeoutMs),
       queryTimeoutMs_(queryTimeoutMs),
-      listener_(listener) {
+      listener_(listener),
+      statement_(statement) {
   uv_timer_init(loop_, &timer_);
   timer_.data = this;
 }
@@ -115,7 +116,7 @@ void PgProbe::continueConnect() {
 }
 
 void PgProbe::sendQuery() {
-  if (PQstatus(conn_) != CONNECTION_OK || PQsendQuery(conn_, kProbeQuery) == 0) {
+  if (PQstatus(conn_) != CONNECTION_OK || PQsendQuery(conn_, statement_.sql) == 0) {
     // The idle connection went stale without us noticing: one fresh connection per check.
     dropConnection();
     if (!retried_) {
@@ -176,7 +177,7 @@ void PgProbe::onQueryIo(int events) {
             cols.emplace_back(std::string(PQgetvalue(res, 0, c), PQgetlength(res, 0, c)));
           }
         }
-        result_ = parseProbeRow(cols);
+        result_ = statement_.parse(cols);
       } else if (st == PGRES_TUPLES_OK) {
         result_ = probeFailure("probe returned " + std::to_string(PQntuples(res)) + " rows");
       } else {

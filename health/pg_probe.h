@@ -23,10 +23,17 @@ class ProbeListener {
   virtual void onConnectionLost(int index) = 0;
 };
 
+// What a check runs and how its one row becomes a ProbeResult: the health probe by default;
+// the replay watcher asks only for the replay position.
+struct ProbeStatement {
+  const char* sql = kProbeQuery;
+  ProbeResult (*parse)(const std::vector<std::optional<std::string>>& cols) = parseProbeRow;
+};
+
 class PgProbe {
  public:
   PgProbe(uv_loop_t* loop, int index, std::string conninfo, int connectTimeoutMs,
-          int queryTimeoutMs, ProbeListener& listener);
+          int queryTimeoutMs, ProbeListener& listener, ProbeStatement statement = {});
   ~PgProbe();  // close() must have run and the loop must have run its close callbacks
   PgProbe(const PgProbe&) = delete;
   PgProbe& operator=(const PgProbe&) = delete;
@@ -64,6 +71,7 @@ class PgProbe {
   int connectTimeoutMs_;
   int queryTimeoutMs_;
   ProbeListener& listener_;
+  ProbeStatement statement_;
 
   State state_ = State::Idle;
   pg_conn* conn_ = nullptr;

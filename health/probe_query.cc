@@ -133,4 +133,18 @@ ProbeResult parseProbeRow(const std::vector<std::optional<std::string>>& cols) {
   return r;
 }
 
+const char* const kReplayQuery = "SELECT pg_last_wal_replay_lsn()";
+
+ProbeResult parseReplayRow(const std::vector<std::optional<std::string>>& cols) {
+  if (cols.size() != 1) return probeFailure("replay position: expected one column");
+  if (!cols[0]) return probeFailure("replay position: not a replica (NULL)");
+  auto lsn = parseLsn(*cols[0]);
+  if (!lsn) return probeFailure("replay position: bad LSN");
+  ProbeResult r;
+  r.ok = true;
+  r.inRecovery = true;
+  r.replayLsn = *lsn;
+  return r;
+}
+
 }  // namespace pgswitch::health

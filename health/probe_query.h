@@ -60,4 +60,9 @@ uint64_t insertLsnAsRecordEnd(uint64_t lsn);
 // (with the reason) when the row does not have the expected shape.
 ProbeResult parseProbeRow(const std::vector<std::optional<std::string>>& cols);
 
+// The replay watcher's question (ReplayWatcher): one column, pg_last_wal_replay_lsn(); its
+// row parsed into ProbeResult::replayLsn (NULL, i.e. not a replica, is a failure).
+extern const char* const kReplayQuery;
+ProbeResult parseReplayRow(const std::vector<std::optional<std::string>>& cols);
+
 }  // namespace pgswitch::health

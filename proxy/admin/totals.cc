@@ -46,13 +46,17 @@ std::vector<Total> totals(const Snapshot& s) {
        "run again on the primary.",
        s.recoveryConflictRetries},
       {"replica_waits", "pgswitch_replica_waits_total", true,
-       "Reads that asked a replica how far it had replayed before running there (strong "
-       "consistency: it was not known to have the latest acknowledged commit).",
+       "Reads that waited for their replica to replay far enough before running there "
+       "(strong consistency: it was not known to have the latest acknowledged commit).",
        s.replicaWaits},
       {"replica_wait_fallbacks", "pgswitch_replica_wait_fallbacks_total", true,
        "Of those, reads that went to the primary because no replica caught up within "
        "routing.max_wait_ms.",
        s.replicaWaitFallbacks},
+      {"replica_position_questions", "pgswitch_replica_position_questions_total", true,
+       "Questions the replay watcher asked replicas about their replay position, each on "
+       "behalf of every read then waiting for that replica.",
+       s.replicaPositionQuestions},
       {"replays_attempted", "pgswitch_replays_attempted_total", true,
        "Transactions whose server was lost, run again on the new primary (failover."
        "replay_buffer_bytes).",

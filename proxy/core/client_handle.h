@@ -26,6 +26,9 @@ class ClientHandle : public Retirable {
   virtual void janitor(uint64_t nowMs) = 0;
   // The topology changed while the session waited for a usable backend.
   virtual void retryHold() = 0;
+  // Waiting for a replica to replay far enough (Worker::addReplicaWaiter): a position was
+  // learned, or a deadline passed. `nowMs` is health::ReplayWatcher::nowMs().
+  virtual void replicaWaitCheck(uint64_t nowMs) = 0;
   // Ends the session now with a FATAL (shutdown, admin kill).
   virtual void terminate(std::string_view sqlstate, std::string_view message) = 0;
   // Closes the socket without a word (shutdown grace expired).

@@ -221,6 +221,28 @@ void Controller::startHealthLocked(const Config& c, bool keepCurrentTopology) {
     if (slots_[i].disabled) health_->setDisabled(static_cast<int>(i), true);
     if (slots_[i].draining) health_->setDraining(static_cast<int>(i), true);
   }
+  watchReplaysLocked(c);
+}
+
+// The replay watcher asks replicas with the health checks' credentials; it connects to a
+// replica only once a read waits for it (never with consistency = "eventual").
+void Controller::watchReplaysLocked(const Config& c) {
+  if (!replayWatcher_) {
+    replayWatcher_ = std::make_unique<health::ReplayWatcher>([this](int b, uint64_t lsn) {
+      rt_.replay.learn(b, lsn);
+      for (auto& w : workers_) w->replayLearned();
+    });
+    rt_.replayWatcher = replayWatcher_.get();
+    replayWatcher_->start();
+  }
+  // Only strong and read_your_writes reads wait for a replica; otherwise no connection.
+  const bool needed = c.routing.readWriteSplit && c.routing.consistency != Consistency::Eventual;
+  std::vector<std::string> conninfos;
+  for (const Slot& s : slots_)
+    conninfos.push_back(s.removed || !needed
+                            ? std::string()
+                            : health::connectionString(settings_, s.spec, "pgswitch_replay"));
+  replayWatcher_->setBackends(std::move(conninfos));
 }
 
 void Controller::onPublish(uint64_t generation, bool skipGuess, routing::TopologyPtr t) {
@@ -244,7 +266,10 @@ void Controller::onPublish(uint64_t generation, bool skipGuess, routing::Topolog
   for (int i = 0; i < ReplayPositions::kSlots; ++i) {
     if (i >= static_cast<int>(t->backends.size()) || i == t->primary || !t->usable(i) ||
         t->backends[i].role != routing::Role::Replica)
+    {
       rt_.replay.forget(i);
+      if (replayWatcher_) replayWatcher_->forget(i);
+    }
   }
   rt_.setTopology(t);
   if (t->version > 1) {
@@ -268,6 +293,7 @@ void Controller::stop() {
   std::lock_guard g(mu_);
   if (catalog_) catalog_->stop();  // rt_.catalog stays valid: workers may still mark stale
   if (secrets_) secrets_->stop();  // so does rt_.secrets: later lookups are answered at once
+  if (replayWatcher_) replayWatcher_->stop();  // later want()s are ignored; waits time out
   if (!health_) return;
   ++generation_;
   rt_.health = nullptr;
@@ -340,6 +366,8 @@ void Controller::applyLocked(std::shared_ptr<const Config> next) {
   if (backendsChanged || failoverChanged || healthSettings(*next) != settings_) {
     spdlog::info("reload: restarting health checks ({} backend slots)", slots_.size());
     startHealthLocked(*next, true);
+  } else {
+    watchReplaysLocked(*next);  // consistency may have changed
   }
 }
 

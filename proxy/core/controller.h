@@ -13,6 +13,7 @@
 
 #include "health/catalog_watcher.h"
 #include "health/health_monitor.h"
+#include "health/replay_watcher.h"
 #include "proxy/config/config.h"
 #include "proxy/core/runtime.h"
 
@@ -76,6 +77,7 @@ class Controller {
   std::string reloadFromFile();            // reload() without the service notifications
   bool mergeSlotsLocked(const Config& c);  // true when the backend list changed
   void startHealthLocked(const Config& c, bool keepCurrentTopology);
+  void watchReplaysLocked(const Config& c);
   void onPublish(uint64_t generation, bool skipGuess, routing::TopologyPtr t);
   void postToWorkers(void (Worker::*fn)());
   void applyLocked(std::shared_ptr<const Config> next);
@@ -91,6 +93,8 @@ class Controller {
   // Volatile functions per database; lives from start() to stop(), across health restarts.
   std::unique_ptr<health::CatalogWatcher> catalog_;
   std::unique_ptr<health::SecretLookup> secrets_;
+  // Replicas' replay positions while reads wait for them; from start() on, across reloads.
+  std::unique_ptr<health::ReplayWatcher> replayWatcher_;
   // Publications of a replaced monitor are ignored; a new monitor's guessed initial
   // snapshot is ignored while a real one from its predecessor is in place.
   std::atomic<uint64_t> generation_{0};

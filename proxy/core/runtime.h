@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "health/catalog_watcher.h"
+#include "health/replay_watcher.h"
 #include "health/secret_lookup.h"
 #include "health/health_monitor.h"
 #include "proxy/config/config.h"
@@ -181,13 +182,14 @@ class Runtime {
   std::atomic<uint64_t> sessionReadsFallbacks{0};  // ... sessions left on the primary alone
   // Reads each database's volatile functions (null in tests without a controller).
   health::CatalogWatcher* catalog = nullptr;
+  health::ReplayWatcher* replayWatcher = nullptr;  // set by Controller::start, valid after stop
   // Passwords of users without a [[user]] entry ([auth]; null in tests without a controller).
   health::SecretLookup* secrets = nullptr;
   PauseState pause;                         // PAUSE / RESUME
   PoolBudgets budgets;                      // server connections per pool key, all workers
   WriteFloors floors;                       // consistency = strong: what reads must see
   ReplayPositions replay;                   // replay LSNs learned from the replicas themselves
-  std::atomic<uint64_t> replicaWaits{0};    // reads that asked a replica for its position
+  std::atomic<uint64_t> replicaWaits{0};    // reads that waited for a replica's position
   std::atomic<uint64_t> replicaWaitFallbacks{0};  // ... and went to the primary after all
   // Every worker, set once before they start (a pool short of connections asks the others
   // to give up idle ones). Empty in tests with a lone worker.

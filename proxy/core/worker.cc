@@ -2,6 +2,8 @@
 // cross-thread posts through uv_async, and the once-a-second janitor.
 #include "proxy/core/worker.h"
 
+#include "health/replay_watcher.h"
+
 #include "proxy/core/heap_counter.h"
 
 #include <malloc.h>
@@ -32,6 +34,8 @@ Worker::Worker(int id, Runtime& rt, SessionFactory sessions)
   uv_timer_init(&loop_, &janitor_);
   janitor_.data = this;
   uv_timer_start(&janitor_, &Worker::onJanitor, 1000, 1000);
+  uv_timer_init(&loop_, &replicaWaitTimer_);
+  replicaWaitTimer_.data = this;
 }
 
 Worker::~Worker() {
@@ -146,6 +150,7 @@ void Worker::onCheck(uv_check_t* h) {
     if (!serversLeft && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&w->check_))) {
       w->pools_.clear();
       uv_close(reinterpret_cast<uv_handle_t*>(&w->janitor_), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&w->replicaWaitTimer_), nullptr);
       {
         std::lock_guard g(w->postMu_);
         w->asyncClosed_ = true;
@@ -156,7 +161,11 @@ void Worker::onCheck(uv_check_t* h) {
   }
 }
 
-void Worker::onAsync(uv_async_t* h) { static_cast<Worker*>(h->data)->drainPosted(); }
+void Worker::onAsync(uv_async_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  w->drainPosted();
+  if (w->replayNews_.exchange(false)) w->checkReplicaWaiters();
+}
 
 void Worker::drainPosted() {
   std::vector<std::function<void()>> fns;
@@ -260,6 +269,55 @@ void Worker::addHolding(ClientHandle* c) {
 
 void Worker::removeHolding(ClientHandle* c) {
   holding_.erase(std::remove(holding_.begin(), holding_.end(), c), holding_.end());
+}
+
+void Worker::addReplicaWaiter(ClientHandle* c, uint64_t deadlineMs) {
+  replicaWaiters_.push_back({c, deadlineMs});
+  replicaWaiterCount_.store(static_cast<int>(replicaWaiters_.size()));
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&replicaWaitTimer_))) {
+    uint64_t now = health::ReplayWatcher::nowMs();
+    uv_timer_start(&replicaWaitTimer_, &Worker::onReplicaWaitTimer,
+                   deadlineMs > now ? deadlineMs - now : 0, 0);
+  }
+}
+
+void Worker::removeReplicaWaiter(ClientHandle* c) {
+  for (size_t i = 0; i < replicaWaiters_.size(); ++i) {
+    if (replicaWaiters_[i].client == c) {
+      replicaWaiters_.erase(replicaWaiters_.begin() + static_cast<ptrdiff_t>(i));
+      break;
+    }
+  }
+  replicaWaiterCount_.store(static_cast<int>(replicaWaiters_.size()));
+  if (replicaWaiters_.empty()) uv_timer_stop(&replicaWaitTimer_);
+}
+
+void Worker::replayLearned() {
+  // Most answers find no read waiting on this worker: no wake-up then. A read that starts
+  // waiting after this check looks at the positions itself once it is listed.
+  if (replicaWaiterCount_.load() == 0 || replayNews_.exchange(true)) return;
+  std::lock_guard g(postMu_);
+  if (!asyncClosed_) uv_async_send(&async_);
+}
+
+void Worker::onReplicaWaitTimer(uv_timer_t* t) {
+  auto* w = static_cast<Worker*>(t->data);
+  w->checkReplicaWaiters();
+  // Deadlines come in order (one max_wait_ms for all, but a reload may change it): the
+  // earliest left decides when to look again.
+  if (w->replicaWaiters_.empty()) return;
+  uint64_t next = UINT64_MAX;
+  for (const auto& r : w->replicaWaiters_) next = std::min(next, r.deadlineMs);
+  uint64_t now = health::ReplayWatcher::nowMs();
+  uv_timer_start(&w->replicaWaitTimer_, &Worker::onReplicaWaitTimer, next > now ? next - now : 1,
+                 0);
+}
+
+void Worker::checkReplicaWaiters() {
+  // A copy: each check may end the wait (the session leaves the list) or start another.
+  replicaWaitersCopy_.assign(replicaWaiters_.begin(), replicaWaiters_.end());
+  const uint64_t now = health::ReplayWatcher::nowMs();
+  for (const auto& r : replicaWaitersCopy_) r.client->replicaWaitCheck(now);
 }
 
 void Worker::addClient(ClientHandle* c) { clients_.push_back(c); }

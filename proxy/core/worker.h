@@ -50,6 +50,13 @@ class Worker {
   void removeHolding(ClientHandle* c);
   // Runs fn on this worker's thread. False (fn dropped) once the loop is shutting down.
   bool post(std::function<void()> fn);
+  // Reads waiting for their replica to replay what they must see (consistency "strong",
+  // "read_your_writes"): each is asked ClientHandle::replicaWaitCheck when the ReplayWatcher
+  // learned a position (replayLearned(), from its thread) and at its deadline (ms of
+  // health::ReplayWatcher::nowMs()). No allocation once the list has grown.
+  void addReplicaWaiter(ClientHandle* c, uint64_t deadlineMs);
+  void removeReplicaWaiter(ClientHandle* c);
+  void replayLearned();  // thread-safe; wakes the loop only when reads wait
 
   // Observability and graceful stop (worker_admin.cc).
   // Counters per backend slot, written only on this thread. Routing counts reads/writes;
@@ -140,7 +147,9 @@ class Worker {
   static void onCheck(uv_check_t* h);
   static void onAsync(uv_async_t* h);
   static void onJanitor(uv_timer_t* t);
+  static void onReplicaWaitTimer(uv_timer_t* t);
   void drainPosted();
+  void checkReplicaWaiters();
   void shutdownNow();
   void endQuiescentClients();  // SHUTDOWN WAIT, once a second
   void giveMemoryBack(uint64_t now);
@@ -162,6 +171,15 @@ class Worker {
   std::vector<ClientHandle*> clients_;
   std::vector<ClientHandle*> janitorClients_;  // onJanitor's copy of clients_, reused
   std::vector<ClientHandle*> holding_;
+  struct ReplicaWaiter {
+    ClientHandle* client;
+    uint64_t deadlineMs;
+  };
+  std::vector<ReplicaWaiter> replicaWaiters_;
+  std::vector<ReplicaWaiter> replicaWaitersCopy_;  // checkReplicaWaiters' copy, reused
+  std::atomic<int> replicaWaiterCount_{0};         // read by replayLearned's thread
+  std::atomic<bool> replayNews_{false};            // onAsync: check the waiters
+  uv_timer_t replicaWaitTimer_;                    // the earliest deadline
   std::map<PoolKey, std::unique_ptr<Pool>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;

@@ -82,6 +82,9 @@ void ClientSession::transitionTo(State next) {
     case State::Holding:
       worker_.removeHolding(this);
       break;
+    case State::AwaitReplica:
+      worker_.removeReplicaWaiter(this);
+      break;
     default:
       break;
   }
@@ -90,6 +93,9 @@ void ClientSession::transitionTo(State next) {
     case State::Holding:
       holdSinceMs_ = worker_.nowMs();
       worker_.addHolding(this);
+      break;
+    case State::AwaitReplica:
+      worker_.addReplicaWaiter(this, awaitUntilMs_);
       break;
     case State::Idle:
       client_->startReading();
@@ -136,13 +142,14 @@ void ClientSession::consoleEnd(std::string_view sqlstate, std::string_view messa
 void ClientSession::requestServer() {
   bool paused = worker_.runtime().pause.paused(login_.database());
   routing::RoutePick pick;
+  bool verify = false;
   if (!paused) {
     auto topo = worker_.runtime().topology();
     pick = route_.pick(*topo, *cfg_, worker_.runtime().replay, worker_.outstanding(),
                        worker_.random());
     onReplica_ = pick.index >= 0 && pick.index < static_cast<int>(topo->backends.size()) &&
                  topo->backends[pick.index].role == routing::Role::Replica;
-    verifyReplica_ = pick.verify && onReplica_;
+    verify = pick.verify && onReplica_ && loggedIn_;
   }
   if (paused || pick.outcome == routing::RoutePick::Outcome::Hold) {
     spdlog::debug("client {}: no usable backend, holding", cancelPid_);
@@ -160,8 +167,17 @@ void ClientSession::requestServer() {
     if (!fromIdle) pump();  // requests pipelined behind the refused one
     return;
   }
+  if (verify) {
+    awaitReplica(pick.index);
+    return;
+  }
+  queueFor(pick.index);
+}
+
+// Asks the pool of `backend` for a server (it may hand one over at once).
+void ClientSession::queueFor(int backend) {
   countAs_ = route_.forWrite();  // counted once the request goes (startRelaying)
-  pool_ = &worker_.pool(pick.index, login_.database(), login_.user());
+  pool_ = &worker_.pool(backend, login_.database(), login_.user());
   if (auto key = login_.clientKey()) pool_->setClientKey(*key);
   if (lookedUpUser_) pool_->setLookedUpUser(lookedUpUser_);
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
@@ -173,6 +189,47 @@ void ClientSession::requestServer() {
     return;
   }
   if (ServerConn* s = pool_->acquire(this)) onServerAssigned(*s);
+}
+
+// Strong consistency (or read-your-writes): the read must see a commit the replica is not
+// known to have replayed. It waits here, holding no server, while the ReplayWatcher asks the
+// replica (one question serves every read waiting for it); Worker::checkReplicaWaiters calls
+// replicaWaitCheck when an answer came or the wait's max_wait_ms ran out.
+void ClientSession::awaitReplica(int backend) {
+  ++worker_.runtime().replicaWaits;
+  awaitBackend_ = backend;
+  awaitUntilMs_ = health::ReplayWatcher::nowMs() + cfg_->routing.maxWaitMs;
+  transitionTo(State::AwaitReplica);
+  if (auto* w = worker_.runtime().replayWatcher) w->want(backend, route_.replayNeeded(), awaitUntilMs_);
+  replicaWaitCheck(health::ReplayWatcher::nowMs());  // learned before this read was listed
+}
+
+// A commit moved the floor: the reads that follow it, from any client, will wait for the
+// replicas to replay it. Asking now, rather than when the first of them arrives, has the
+// answer there sooner, and often before any read has to wait at all.
+void ClientSession::watchReplicasReach(uint64_t lsn) {
+  auto* w = worker_.runtime().replayWatcher;
+  if (!w) return;
+  auto topo = worker_.runtime().topology();
+  const uint64_t until = health::ReplayWatcher::nowMs() + cfg_->routing.maxWaitMs;
+  for (int i = 0; i < static_cast<int>(topo->backends.size()); ++i)
+    if (i != topo->primary && topo->usable(i) && topo->backends[i].role == routing::Role::Replica)
+      w->want(i, lsn, until);
+}
+
+void ClientSession::replicaWaitCheck(uint64_t nowMs) {
+  if (state_ != State::AwaitReplica) return;
+  if (worker_.runtime().replay.get(awaitBackend_) >= route_.replayNeeded()) {
+    queueFor(awaitBackend_);
+    return;
+  }
+  if (nowMs < awaitUntilMs_) return;
+  ++worker_.runtime().replicaWaitFallbacks;
+  spdlog::debug("client {}: replica backend {} has not replayed {:X} within {} ms; reading "
+                "from the primary",
+                cancelPid_, awaitBackend_, route_.replayNeeded(), cfg_->routing.maxWaitMs);
+  route_.readOnPrimary();
+  requestServer();
 }
 
 void ClientSession::retryHold() {
@@ -237,29 +294,6 @@ void ClientSession::configure() {
     if (client_->in().empty()) client_->flush();
     if (state_ != State::Configure) return;  // the write failed: the client is gone
   }
-  if (std::exchange(verifyReplica_, false)) {
-    // Strong consistency: the read must see a commit this replica is not known to have
-    // replayed yet. Ask it first; it answers once it has replayed that far, or after
-    // max_wait_ms. A lone read that can be taken back goes right behind the question (no
-    // extra round trip; it runs once the question is answered), and its answer is dropped if
-    // the replica was still behind: the read then runs on the primary. Any other request
-    // waits for the answer.
-    ++worker_.runtime().replicaWaits;
-    own_ = Own::ReplayCheck;
-    transitionTo(State::OwnQuery);
-    // One buffer per worker thread, reused: no allocation per question (issue 14).
-    thread_local std::string question;
-    question.clear();
-    routing::appendReplayWaitQuery(question, route_.replayNeeded(), cfg_->routing.maxWaitMs);
-    s.runInternal(question);
-    readSentBehindCheck_ = relay_.canDiscardAnswer() && !client_->in().empty();
-    if (readSentBehindCheck_) {
-      relay_.stopAtRequestEnd(true);
-      Relay::Event ev = relay_.toServer();
-      if (ev.kind != Relay::Event::Kind::Ok) onRelayEvent(ev);
-    }
-    return;
-  }
   startRelaying(s);
 }
 
@@ -279,39 +313,6 @@ void ClientSession::startRelaying(ServerConn& s) {
   } else {
     afterTransaction();
   }
-}
-
-// The replica's answer to replayWaitQuery: far enough (the read goes there), or not within
-// max_wait_ms (the read goes to the primary).
-void ClientSession::replayChecked(ServerConn& s, bool ok) {
-  std::optional<uint64_t> lsn = ok ? health::parseLsn(s.internalValue()) : std::nullopt;
-  const int b = pool_->backend();
-  if (lsn) worker_.runtime().replay.learn(b, *lsn);
-  const bool caughtUp = lsn && *lsn >= route_.replayNeeded();
-  if (std::exchange(readSentBehindCheck_, false)) {
-    // The read already ran there, after the question: its answer is what the replica had
-    // then. Forwarded if that was far enough, else dropped (onRelayEvent: RetryOnPrimary).
-    if (!caughtUp) {
-      relay_.discardAnswer();
-      countAs_.reset();  // counted where it does run
-    }
-    startRelaying(s);
-    if (state_ == State::Active && !s.conn().in().empty()) onServerRead(s);
-    noteInFlight();  // the read is running: a cancel now is for it
-    return;
-  }
-  if (caughtUp) {
-    startRelaying(s);
-    return;
-  }
-  ++worker_.runtime().replicaWaitFallbacks;
-  spdlog::debug("client {}: replica backend {} has not replayed {:X} within {} ms; reading "
-                "from the primary",
-                cancelPid_, b, route_.replayNeeded(), cfg_->routing.maxWaitMs);
-  route_.readOnPrimary();
-  releaseServer();
-  transitionTo(State::Idle);
-  requestServer();
 }
 
 void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& error) noexcept {
@@ -343,9 +344,6 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
     }
     case State::OwnQuery:
       switch (own_) {
-        case Own::ReplayCheck:
-          replayChecked(s, ok);
-          return;
         case Own::Readback: {
           std::string name = settings_.nextReadback();
           settings_.onReadback(ok, s.internalValue());
@@ -359,6 +357,7 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
           // The floor moves before the client hears its commit is done (strong).
           if (auto lsn = ok ? health::parseLsn(s.internalValue()) : std::nullopt) {
             route_.commitLsn(health::insertLsnAsRecordEnd(*lsn), worker_.nowMs(), *cfg_);
+            watchReplicasReach(health::insertLsnAsRecordEnd(*lsn));
           } else {
             route_.lsnLost(worker_.nowMs(), *cfg_);
           }
@@ -732,6 +731,7 @@ void ClientSession::onConnRead(Conn& c) noexcept {
       return;
     case State::Queued:
     case State::Holding:
+    case State::AwaitReplica:
     case State::Configure:
     case State::OwnQuery:
       // Pipelined requests wait in the buffer; stop reading until the server is ours again.
@@ -787,6 +787,7 @@ void ClientSession::onConnError(Conn& c, int status) noexcept {
 void ClientSession::onConnClosed(Conn& c) noexcept {
   if (state_ != State::Closing) transitionTo(State::Closing);
   worker_.removeHolding(this);
+  worker_.removeReplicaWaiter(this);
   worker_.removeClient(this);
   worker_.retire(this);
 }
@@ -806,6 +807,7 @@ ClientInfo ClientSession::info(uint64_t nowMs) const {
       break;
     case State::Queued:
     case State::Holding:
+    case State::AwaitReplica:
       ci.state = "waiting";
       break;
     case State::Configure:
@@ -840,6 +842,7 @@ bool ClientSession::quiescent() const {
     case State::Console:
     case State::Queued:   // no request has reached a server yet: a login or a queued
     case State::Holding:  // request ends cleanly
+    case State::AwaitReplica:
       return true;
     case State::Configure:
     case State::OwnQuery:

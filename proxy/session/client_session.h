@@ -44,6 +44,7 @@ class ClientSession final : public Conn::Owner,
   // ClientHandle
   void janitor(uint64_t nowMs) override;
   void retryHold() override;
+  void replicaWaitCheck(uint64_t nowMs) override;
   void terminate(std::string_view sqlstate, std::string_view message) override;
   void abort() override;
   bool quiescent() const override;
@@ -88,7 +89,9 @@ class ClientSession final : public Conn::Owner,
   void requestServer();
   void configure();  // Configure: SET what differs, then (first time) finish the login
   void startRelaying(ServerConn& s);          // Active: the request goes to the server
-  void replayChecked(ServerConn& s, bool ok);  // a replica said how far it has replayed
+  void queueFor(int backend);       // asks the pool of the backend picked for a server
+  void awaitReplica(int backend);   // a read waits for the replica to replay its floor
+  void watchReplicasReach(uint64_t lsn);  // a commit moved the floor: ask the replicas now
   void pump();       // client input in Idle and Active
   // Tells the cancel slot whether a request is in flight (cancels of idle clients are
   // dropped).
@@ -157,9 +160,9 @@ class ClientSession final : public Conn::Owner,
   ConsoleRole consoleRole_ = ConsoleRole::Admin;
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
   // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
-  enum class Own { CommitLsn, Readback, ReplayCheck } own_ = Own::CommitLsn;
-  bool verifyReplica_ = false;      // the replica picked must show it has replayed enough
-  bool readSentBehindCheck_ = false;  // ReplayCheck: the read went right behind the question
+  enum class Own { CommitLsn, Readback } own_ = Own::CommitLsn;
+  int awaitBackend_ = -1;           // AwaitReplica: the replica the read waits for
+  uint64_t awaitUntilMs_ = 0;       // ... until then (health::ReplayWatcher::nowMs())
   bool rerouteNext_ = false;  // pgswitch closed a Flush-ended batch: route the next request
   std::optional<bool> countAs_;     // the request is to be counted as a write (or a read)
 

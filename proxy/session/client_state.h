@@ -10,11 +10,12 @@ enum class ClientState {
   Auth,       // authentication exchange with the client
   Queued,     // in a pool's queue for a server connection (at login or for a request)
   Holding,    // no usable backend (failover, PAUSE): waits for the topology to change
+  AwaitReplica,  // a read waits, no server yet, for its replica to replay what it must see
+                 // (strong / read_your_writes; the ReplayWatcher asks, up to max_wait_ms)
   Configure,  // server linked, being brought to the client's settings
   Active,     // server linked, relaying
-  OwnQuery,   // server linked, pgswitch's own query runs: after the client's transaction
-              // (commit LSN, read-back of a SET; the client's next request waits) or before
-              // a read (how far the replica has replayed)
+  OwnQuery,   // server linked, pgswitch's own query runs after the client's transaction
+              // (commit LSN, read-back of a SET; the client's next request waits)
   Idle,       // transaction mode: logged in, between transactions, no server linked
   Console,    // the admin console answers; no server
   Closing,    // everything released; the socket closes
@@ -32,15 +33,17 @@ constexpr bool legalTransition(ClientState from, ClientState to) {
       return to == S::Configure || to == S::Holding || to == S::Idle;
     case S::Holding:
       return to == S::Queued || to == S::Idle;
+    case S::AwaitReplica:  // Queued: the replica (or the primary) it goes to; Holding: no
+                           // primary to fall back to; Idle: fallback = "error"
+      return to == S::Queued || to == S::Holding || to == S::Idle;
     case S::Configure:
-      return to == S::Active || to == S::Idle ||  // Idle: server lost, retry
-             to == S::OwnQuery;                   // the replica's replay position first
+      return to == S::Active || to == S::Idle;  // Idle: server lost, retry
     case S::Active:
       return to == S::Idle || to == S::OwnQuery;
     case S::OwnQuery:
       return to == S::Active || to == S::Idle;
     case S::Idle:
-      return to == S::Queued || to == S::Holding;
+      return to == S::Queued || to == S::Holding || to == S::AwaitReplica;
     case S::Console:
     case S::Closing:
       return false;
@@ -64,6 +67,8 @@ constexpr const char* toString(ClientState s) {
       return "queued";
     case ClientState::Holding:
       return "holding";
+    case ClientState::AwaitReplica:
+      return "await-replica";
     case ClientState::Configure:
       return "configure";
     case ClientState::Active:

@@ -72,11 +72,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;
   // Lost while being brought to the client's settings: nothing of the request reached it, so
   // it is routed again, away from that backend.
-  // (A read sent right behind the question is retried as a lone read, below.)
-  const bool beforeRequest =
-      state_ == State::Configure ||
-      (state_ == State::OwnQuery && own_ == Own::ReplayCheck && !readSentBehindCheck_);
-  readSentBehindCheck_ = false;
+  const bool beforeRequest = state_ == State::Configure;
   if (loggedIn_ && settings_.movable() && beforeRequest) {
     prepareRebuild();  // it may have been rebuilding there
     route_.retryElsewhere(s.pool().backend());
