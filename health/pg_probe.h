@@ -41,6 +41,8 @@ class PgProbe {
   // Starts one check: connects first when there is no connection. No-op while one runs or
   // after close().
   void check();
+  // The statement's text for the next checks (it must outlive them).
+  void setSql(const char* sql) { statement_.sql = sql; }
   bool busy() const { return state_ == State::Connecting || state_ == State::Querying; }
   bool connected() const { return state_ == State::Ready || state_ == State::Querying; }
 

@@ -3,8 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <algorithm>
+
 #include "health/pg_probe.h"
 #include "health/probe_query.h"
+#include "routing/session_sql.h"
 
 namespace pgswitch::health {
 
@@ -43,6 +46,7 @@ class ReplayWatcher::Loop final : public ProbeListener {
     int index;
     std::string conninfo;
     std::unique_ptr<PgProbe> probe;
+    std::string sql;  // the question running
     uv_timer_t timer;  // the next question, kRepollMs or kRetryMs after the last
     bool timerArmed = false;
   };
@@ -105,6 +109,12 @@ class ReplayWatcher::Loop final : public ProbeListener {
   void askIfWanted(Slot* s) {
     if (!s || closed_ || s->timerArmed || s->probe->busy() || !wanted(s->index)) return;
     owner_.questions_.fetch_add(1, std::memory_order_relaxed);
+    // The replica answers as soon as it has the newest LSN wanted, or after kWaitMs (less if
+    // no read waits that long); a later, higher one is asked about in the next question.
+    const uint64_t now = nowMs(), until = owner_.wantedUntil_[s->index].load();
+    const uint64_t waitMs = std::clamp<uint64_t>(until > now ? until - now : 0, 1, kWaitMs);
+    s->sql = routing::replayWaitQuery(owner_.wanted_[s->index].load(), waitMs);
+    s->probe->setSql(s->sql.c_str());
     s->probe->check();
   }
 
@@ -114,9 +124,7 @@ class ReplayWatcher::Loop final : public ProbeListener {
     if (r.ok) {
       owner_.answered_[b].store(r.replayLsn, std::memory_order_release);
       owner_.learned_(b, r.replayLsn);
-      if (!wanted(b)) return;
-      s->timerArmed = true;
-      uv_timer_start(&s->timer, onTimer, kRepollMs, 0);
+      askIfWanted(s);  // a higher LSN was wanted meanwhile: the server paces the questions
       return;
     }
     // Unreachable or not a replica any more: reads waiting for it time out on their own.

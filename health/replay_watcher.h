@@ -2,11 +2,14 @@
 // only while reads wait for it (consistency "strong" and "read_your_writes", docs/routing.md).
 //
 // A read that must see an LSN its replica is not known to have replayed does not ask the
-// replica itself: it waits in its worker and calls want(). The watcher asks that replica
-// `SELECT pg_last_wal_replay_lsn()` at once on its own connection, and again every kRepollMs
-// while some wanted LSN is beyond the last answer; every answer goes to `Learned`, which shares
-// it with all workers (they wake their waiting reads). One question thus serves every read
-// waiting for that replica, and none is asked while the replicas are known to be far enough.
+// replica itself: it waits in its worker and calls want() (a commit that moves the floor does
+// too, so that the answer is on its way before the reads come). The watcher asks that replica
+// on its own connection for its replay position as soon as it has replayed the newest LSN
+// wanted (routing::replayWaitQuery: the wait runs on the server, in 1 ms steps, up to
+// kWaitMs), and again while some wanted LSN is beyond the last answer; every answer goes to
+// `Learned`, which shares it with all workers (they wake their waiting reads). One question
+// thus serves every read waiting for that replica, and none is asked while the replicas are
+// known to be far enough.
 //
 // Its own thread and libuv loop, one persistent libpq connection per backend it is given
 // (PgProbe with kReplayQuery; the controller gives none with consistency = "eventual"), made
@@ -31,7 +34,7 @@ class ReplayWatcher {
   using Learned = std::function<void(int backend, uint64_t replayLsn)>;
 
   static constexpr int kSlots = 256;      // backend slots watched (as ReplayPositions)
-  static constexpr int kRepollMs = 1;     // again while a wanted LSN is not reached
+  static constexpr uint64_t kWaitMs = 20;  // longest wait of one question on the server
   static constexpr int kRetryMs = 200;    // after a failed question
   static constexpr int kTimeoutMs = 2000;  // connect and query
 

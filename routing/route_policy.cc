@@ -76,7 +76,7 @@ RoutePick pickBackend(const Topology& t, const RoutePolicy& p, const RouteReques
 
   // Candidates: usable replicas within the lag limits, carrying the tag. A replica not known
   // to have replayed minReplayLsn is a candidate only when it may have (close behind at the
-  // last health check) and the caller can ask it first: "unsure".
+  // last health check) and the caller can wait for it: "unsure".
   constexpr size_t kMax = 64;
   std::array<int, kMax> cand{};
   std::array<bool, kMax> unsure{};
@@ -104,6 +104,22 @@ RoutePick pickBackend(const Topology& t, const RoutePolicy& p, const RouteReques
     cand[n++] = static_cast<int>(i);
     totalWeight += static_cast<uint64_t>(b.weight);
   }
+  // A read sent to a replica not known to be far enough along waits for it; while another
+  // is known to be there, that one serves (the replay watcher learns the other's position
+  // without reads having to go there: routing.consistency in docs/routing.md).
+  size_t sure = 0;
+  for (size_t k = 0; k < n; ++k) sure += !unsure[k];
+  if (sure > 0 && sure < n) {
+    size_t m = 0;
+    totalWeight = 0;
+    for (size_t k = 0; k < n; ++k) {
+      if (unsure[k]) continue;
+      cand[m] = cand[k];
+      unsure[m++] = false;
+      totalWeight += static_cast<uint64_t>(t.backends[cand[k]].weight);
+    }
+    n = m;
+  }
   if (n == 0) {
     // A tagged primary serves its tag's reads before falling back, e.g. a reporting tag on
     // a primary-only cluster.
@@ -130,10 +146,7 @@ RoutePick pickBackend(const Topology& t, const RoutePolicy& p, const RouteReques
     int o = i < static_cast<int>(outstanding.size()) ? outstanding[i] : 0;
     return static_cast<double>(o) / t.backends[i].weight;
   };
-  // Of the two, one known to be far enough along beats one that must be asked first (a
-  // round trip); an unsure replica still gets reads when both draws land on unsure ones, so
-  // the first replica to catch up after a commit does not keep every read to itself.
-  size_t k = unsure[a] != unsure[b] ? (unsure[a] ? b : a) : (load(b) < load(a) ? b : a);
+  size_t k = load(b) < load(a) ? b : a;
   pick.outcome = RoutePick::Outcome::Backend;
   pick.index = cand[k];
   pick.verify = unsure[k];

@@ -31,7 +31,7 @@ struct RoutePolicy {
   uint64_t maxLagMs = 0;
   Fallback fallback = Fallback::Primary;  // when no replica qualifies for a read
   // When no replica is known to have replayed minReplayLsn, one that may have (its lag at
-  // the last health check at most this) is picked with RoutePick::verify set: the caller asks
+  // the last health check at most this) is picked with RoutePick::verify set: the caller waits
   // it before sending the read. -1: never; go to the primary.
   int64_t verifyMaxLagMs = -1;
 };
@@ -55,7 +55,7 @@ struct RoutePick {
   Outcome outcome = Outcome::Hold;
   int index = -1;
   bool fellBack = false;  // a read sent to the primary because no replica qualified
-  bool verify = false;    // the replica is not known to have reached minReplayLsn: ask it
+  bool verify = false;    // the replica is not known to have reached minReplayLsn: wait for it
 };
 
 // outstanding[i]: requests this worker has in flight on backend i (may be shorter than the

@@ -181,6 +181,13 @@ bool mayTouchSessionState(std::string_view sql) {
          containsLower(sql, "set_config");
 }
 
+bool mayMakeCommitAsync(const Classification& c, std::string_view sql) {
+  if ((c.kind == StatementKind::LocalSet || c.kind == StatementKind::SessionSet) &&
+      c.setName == "synchronous_commit")
+    return true;
+  return c.callsSetConfig && containsLower(sql, "synchronous_commit");
+}
+
 bool startsWithSet(std::string_view sql) { return firstKeywordIs(sql, "set"); }
 
 bool startsWithReset(std::string_view sql) { return firstKeywordIs(sql, "reset"); }
@@ -285,27 +292,14 @@ void appendReset(std::string& sql, std::string_view name) {
   sql += ';';
 }
 
-void appendReplayWaitQuery(std::string& out, uint64_t lsn, uint64_t waitMs) {
+std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs) {
   char target[24];
   snprintf(target, sizeof target, "%X/%X", static_cast<unsigned>(lsn >> 32),
            static_cast<unsigned>(lsn & 0xffffffffu));
-  char last[24];
-  snprintf(last, sizeof last, "%llu", static_cast<unsigned long long>(waitMs));
-  out += "SELECT pg_last_wal_replay_lsn() FROM generate_series(0, ";
-  out += last;
-  out +=
-      ") AS g WHERE CASE WHEN g > 0 THEN pg_sleep(0.001) IS NOT NULL ELSE true END AND "
-      "(pg_last_wal_replay_lsn() >= '";
-  out += target;
-  out += "' OR g = ";
-  out += last;
-  out += ") LIMIT 1";
-}
-
-std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs) {
-  std::string sql;
-  appendReplayWaitQuery(sql, lsn, waitMs);
-  return sql;
+  const std::string last = std::to_string(waitMs);
+  return "SELECT pg_last_wal_replay_lsn() FROM generate_series(0, " + last +
+         ") AS g WHERE CASE WHEN g > 0 THEN pg_sleep(0.001) IS NOT NULL ELSE true END AND "
+         "(pg_last_wal_replay_lsn() >= '" + target + "' OR g = " + last + ") LIMIT 1";
 }
 
 std::string currentSettingQuery(std::string_view name) {

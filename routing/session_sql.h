@@ -117,16 +117,25 @@ void appendReset(std::string& sql, std::string_view name);
 std::string currentSettingQuery(std::string_view name);
 
 // Asked of the primary right after a write transaction (strong, read-your-writes): the WAL
-// position a replica must have replayed before it may serve a later read.
-inline constexpr std::string_view kCommitLsnQuery = "SELECT pg_current_wal_insert_lsn()";
-
-// Asked of a replica before a read that must see the commit at `lsn`: its replay position as
-// soon as it has replayed that far, or after waiting up to `waitMs` for it (in 1 ms steps, on
-// the server: no timer in pgswitch, and a read sent right behind the question runs only
-// once the answer is decided). The rows of generate_series are checked one by one and LIMIT 1
-// stops at the first that passes; the CASE sleeps before each check but the first.
-// Appends to `out` without allocating beyond out's growth (one per worker: issue 14).
-void appendReplayWaitQuery(std::string& out, uint64_t lsn, uint64_t waitMs);
+// position a replica must have replayed before it may serve a later read. A synchronous commit
+// (anything but synchronous_commit = off) waited until its record was flushed, so the flush
+// position covers it; it is the tighter bound, since the insert position also counts records
+// of transactions still running, which reach the replicas only with a later flush. An
+// asynchronous commit is covered only by the insert position.
+inline constexpr std::string_view kCommitLsnQuery =
+    "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' "
+    "THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END";
+// A statement of the transaction may make its commit asynchronous whatever the session's
+// synchronous_commit says: SET [LOCAL] synchronous_commit, or set_config() naming it.
+bool mayMakeCommitAsync(const Classification& c, std::string_view sql);
+// The replay watcher's question to a replica (health/replay_watcher.h): its replay position
+// as soon as it has replayed `lsn`, or after waiting up to `waitMs` for it, in 1 ms steps on
+// the server (so one question covers a whole wait, not one round trip per step). The rows of
+// generate_series are checked one by one and LIMIT 1 stops at the first that passes; the CASE
+// sleeps before each check but the first, so a replica already there answers at once.
 std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs);
+// After a transaction that may have committed asynchronously although the session's setting
+// says otherwise (SET LOCAL synchronous_commit, set_config(...) in it).
+inline constexpr std::string_view kAsyncCommitLsnQuery = "SELECT pg_current_wal_insert_lsn()";
 
 }  // namespace pgswitch::routing

@@ -461,8 +461,7 @@ void ClientSession::pump() {
   }
   // On a replica, requests pipelined behind this one are forwarded only while they are reads;
   // the first that may write waits for this one's ReadyForQuery and is routed afresh. That
-  // holds however the bytes arrived: also for a request read after the one in flight was sent
-  // (e.g. right behind strong consistency's question to the replica).
+  // holds however the bytes arrived: also for a request read after the one in flight was sent.
   if (transactionPooling_ && onReplica_ && !settings_.pinned() && !relay_.clientHalfSent() &&
       relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
       route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
@@ -520,17 +519,12 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       // The replica's error and ReadyForQuery were dropped; the server is idle and reusable.
       int b = pool_ ? pool_->backend() : -1;
       releaseServer();
-      if (!route_.retryOnPrimary(client_->in(), ev.replicaBehind)) {
+      if (!route_.retryOnPrimary(client_->in())) {
         // cannot happen: armed only with a copy
         fatal("XX000", "internal error: read to retry on the primary has no copy");
         return false;
       }
-      if (ev.replicaBehind) {
-        ++worker_.runtime().replicaWaitFallbacks;
-        spdlog::debug("client {}: replica backend {} had not replayed {:X}; reading from the "
-                      "primary",
-                      cancelPid_, b, route_.replayNeeded());
-      } else if (ev.recoveryConflict) {
+      if (ev.recoveryConflict) {
         ++worker_.runtime().recoveryConflictRetries;
         spdlog::info("client {}: read on replica backend {} cancelled by a conflict with "
                      "recovery (40001); running it on the primary",
@@ -575,7 +569,9 @@ void ClientSession::afterTransaction() {
       own_ = Own::CommitLsn;
       transitionTo(State::OwnQuery);
       client_->stopReading();
-      s.runInternal(routing::kCommitLsnQuery);
+      // A session whose statements are not looked at (pinned) may have made it asynchronous.
+      const bool async = relay_.takeAsyncCommitPossible() || !settings_.movable();
+      s.runInternal(async ? routing::kAsyncCommitLsnQuery : routing::kCommitLsnQuery);
       return;
     } else {
       route_.lsnLost(worker_.nowMs(), *cfg_);  // the primary moved under it

@@ -22,13 +22,6 @@ ReadOnlyRetry::Step ReadOnlyRetry::onMessage(char type, bool complete, size_t to
   switch (state_) {
     case State::Off:
       return Step::Forward;
-    case State::Discard:
-      if (type != protocol::be::ReadyForQuery) return Step::Drop;
-      state_ = State::Off;
-      held_.clear();
-      recoveryConflict_ = false;
-      discarded_ = true;
-      return Step::Retry;
     case State::Armed:
       // PostgreSQL describes the result before it runs the statement (and, in an extended
       // batch, confirms Parse and Bind first): keep that until it is known whether the
@@ -48,7 +41,6 @@ ReadOnlyRetry::Step ReadOnlyRetry::onMessage(char type, bool complete, size_t to
           (sqlstate == "25006" || sqlstate == "40001")) {
         state_ = State::Failed;
         recoveryConflict_ = sqlstate == "40001";
-        discarded_ = false;
         return Step::Hold;
       }
       return release();

@@ -5,9 +5,7 @@
 // only transaction) before anything else reached the client, it says the request must be run
 // again on the primary: the error and its ReadyForQuery are never forwarded. A 40001 from the
 // replica (its replay cancelled the read: "conflict with recovery") is taken back the same
-// way, and so is the whole answer of a read the replica ran before it had replayed what the
-// read must see (discard()). Pure: fed the messages the relay would forward, it says what to
-// do with each.
+// way. Pure: fed the messages the relay would forward, it says what to do with each.
 #pragma once
 
 #include <cstddef>
@@ -27,7 +25,6 @@ class ReadOnlyRetry {
     Hold,     // keep it (hold()), do not forward
     Release,  // send held() to the client first, then forward this one; the net is now off
     Retry,    // drop it and what is held: the request goes to the primary; the net is off
-    Drop,     // drop it (discarding the whole answer, see discard())
   };
 
   void arm() {
@@ -42,14 +39,8 @@ class ReadOnlyRetry {
   }
   bool active() const { return state_ != State::Off; }
   bool armed() const { return state_ == State::Armed && !heldAny_; }
-  // Strong consistency sent the read right behind its question to the replica, which turned
-  // out not to have replayed far enough: its whole answer is dropped, and at its
-  // ReadyForQuery the request goes to the primary (Retry). Only while armed().
-  void discard() { state_ = State::Discard; }
   // After Retry: the replica's error was 40001 (conflict with recovery), not 25006.
   bool recoveryConflict() const { return recoveryConflict_; }
-  // After Retry: the answer was discarded (the replica was behind), not an error.
-  bool discarded() const { return discarded_; }
 
   // A whole-or-partial server message the relay would forward: its type, whether it arrived
   // whole, its length with header, the SQLSTATE of an ErrorResponse (else empty), the status
@@ -68,14 +59,12 @@ class ReadOnlyRetry {
     Off,
     Armed,   // nothing forwarded yet (a RowDescription may be held)
     Failed,  // the replica said 25006: the error is held, its ReadyForQuery decides
-    Discard,  // the replica was behind: everything up to the ReadyForQuery is dropped
   };
   Step release();
   State state_ = State::Off;
   bool rowDescHeld_ = false;
   bool heldAny_ = false;  // something is held (what the client has not seen yet)
   bool recoveryConflict_ = false;
-  bool discarded_ = false;
   std::string held_;
 };
 

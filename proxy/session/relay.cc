@@ -60,7 +60,6 @@ void Relay::unlink() {
 void Relay::unlinkKeepingReplay() {
   server_ = nullptr;
   holdReady_ = false;
-  s2cDrop_ = 0;
   exchange_.reset();
   retry_.disarm();
   c2sPassthrough_ = s2cPassthrough_ = 0;
@@ -92,7 +91,7 @@ bool Relay::replayable(char txnStatus, bool commitInFlight) const {
          (txnStatus == 'T' || txnStatus == 'E' ||
           (txnStatus == 'I' && replay_.startsWithBegin())) &&
          !commitInFlight && c2sPassthrough_ == 0 &&
-         s2cPassthrough_ == 0 && skip_ == 0 && s2cDrop_ == 0 && !readyHeld_ && !dropping_ &&
+         s2cPassthrough_ == 0 && skip_ == 0 && !readyHeld_ && !dropping_ &&
          !retry_.active();
 }
 
@@ -159,6 +158,7 @@ void Relay::noteStatement(std::string_view sql) {
   // Unreported SETs are read back after their transaction in both modes: they follow the
   // client to another server (transaction mode) or after a failover (session mode).
   state_.noteStatement(c, sql, server_->params(), true);
+  if (routing::mayMakeCommitAsync(c, sql)) asyncCommitPossible_ = true;
   if (!sessionReads_) return;
   if (c.callsSetConfig) state_.pin("set_config()");
   if (c.kind == routing::StatementKind::SessionSet && c.setName == "all") state_.pin("RESET ALL");
@@ -405,12 +405,6 @@ Relay::Event Relay::toClient() {
       s2cPassthrough_ -= forward(in, cc, s2cPassthrough_, slices_);
       continue;
     }
-    if (s2cDrop_ > 0) {  // the rest of a message of a discarded answer
-      size_t n = std::min(s2cDrop_, in.size());
-      in.consume(n);
-      s2cDrop_ -= n;
-      continue;
-    }
     exchange_.appendFakes(toClient_, statements_.names());
     if (!toClient_.empty()) {
       cc.send(toClient_);
@@ -542,14 +536,7 @@ Relay::Event Relay::toClient() {
           in.consume(f.total);
           ev.kind = Event::Kind::RetryOnPrimary;
           ev.recoveryConflict = retry_.recoveryConflict();
-          ev.replicaBehind = retry_.discarded();
           return ev;
-        case ReadOnlyRetry::Step::Drop: {
-          size_t n = std::min(f.total, in.size());
-          in.consume(n);
-          s2cDrop_ = f.total - n;
-          continue;
-        }
       }
     }
     counters().bytesOut += f.total;

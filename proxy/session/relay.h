@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "protocol/buffer.h"
@@ -47,7 +48,6 @@ class Relay {
     bool answeredLocally = false;         // the client may be between transactions now
     bool requestEnded = false;            // stopped after a Query or Sync (stopAtRequestEnd)
     bool recoveryConflict = false;        // RetryOnPrimary: the replica said 40001, not 25006
-    bool replicaBehind = false;           // RetryOnPrimary: the answer was discarded (below)
     bool applicationNameChanged = false;  // routing rules may match differently
   };
 
@@ -74,12 +74,6 @@ class Relay {
   // The request about to be sent to this replica is a lone autocommit read with a retry copy:
   // a 25006 before any answer byte reached the client becomes Event::Kind::RetryOnPrimary.
   void armReadOnlyRetry() { retry_.arm(); }
-  // Strong consistency: the lone read with a retry copy can be sent right behind the question
-  // to the replica (nothing of its answer has been seen yet).
-  bool canDiscardAnswer() const { return retry_.armed() && s2cPassthrough_ == 0; }
-  // The replica had not replayed far enough: the read's answer is dropped as it arrives, then
-  // Event::Kind::RetryOnPrimary with replicaBehind.
-  void discardAnswer() { retry_.discard(); }
 
   // Client bytes to the linked server (and the answers pgswitch owes, to the client).
   Event toServer();
@@ -91,6 +85,9 @@ class Relay {
 
   // Between transactions: nothing owed, nothing half-forwarded, transaction status idle.
   bool idle() const;
+  // The transaction that just ended may have committed asynchronously (a SET of
+  // synchronous_commit in it): its LSN is the insert position. Cleared by the call.
+  bool takeAsyncCommitPossible() { return std::exchange(asyncCommitPossible_, false); }
   // Outside a transaction, a batch the client ended with Flush has been answered in full: the
   // next request may still go elsewhere once closeBatch() ends it.
   bool batchAwaitsSync() const;
@@ -163,9 +160,9 @@ class Relay {
   TxnReplay replay_;
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
-  size_t s2cDrop_ = 0;  // bytes of a discarded server message still to drop
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
   bool stopAtRequestEnd_ = false;
+  bool asyncCommitPossible_ = false;  // noteStatement saw a SET of synchronous_commit
   bool holdReady_ = false;
   bool readyHeld_ = false;
   CancelSlot* cancelSlot_ = nullptr;

@@ -196,7 +196,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   route_.target = primary ? routing::Target::Primary : routing::Target::Replica;
   routedWrite_ = primary;
   // A lone autocommit read (a Query, or an extended batch up to its Sync) can be sent again
-  // elsewhere if its replica dies, refuses it or was behind before answering: keep a copy (the
+  // elsewhere if its replica dies or refuses it before answering: keep a copy (the
   // buffer's capacity is reused, so no allocation per request).
   const bool loneRead = (frames == 1 && firstType == fe::Query) ||
                         (firstType != fe::Query && endedBySync && !namesChange);
@@ -341,11 +341,11 @@ bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
   return true;
 }
 
-bool RequestRoute::retryOnPrimary(ByteQueue& in, bool behind) {
+bool RequestRoute::retryOnPrimary(ByteQueue& in) {
   if (!hasRetryCopy_) return false;
   hasRetryCopy_ = retryable_ = false;
   retryPending_ = true;
-  (behind ? readOnPrimary_ : forcePrimary_) = true;
+  forcePrimary_ = true;
   scratch_.resize(in.size());
   in.copyOut(0, scratch_);
   in.clear();

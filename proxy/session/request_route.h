@@ -85,11 +85,10 @@ class RequestRoute {
   // The lone read decided last (routed to a replica) has its copy: it can be run again on the
   // primary if the replica finds it writes (Relay::armReadOnlyRetry).
   bool canRetryOnPrimary() const { return hasRetryCopy_; }
-  // The replica refused that read with 25006 before a byte of it reached the client (or, with
-  // `behind`, had not replayed what it must see): it is put back in front of `in`, and the
-  // next request goes to the primary (as a write, or with `behind` as a read). Once per
-  // request; false when there is no copy.
-  bool retryOnPrimary(protocol::ByteQueue& in, bool behind = false);
+  // The replica refused that read with 25006 (or cancelled it, 40001) before a byte of it
+  // reached the client: it is put back in front of `in`, and the next request goes to the
+  // primary. Once per request; false when there is no copy.
+  bool retryOnPrimary(protocol::ByteQueue& in);
   // The pending request failed on this backend before reaching it: route it again, elsewhere.
   void retryElsewhere(int backend);
   // A backend that refused logins for now: the next pick avoids it.

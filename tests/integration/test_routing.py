@@ -16,7 +16,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import HOST, PG_BIN, PgCluster, PgSwitch  # noqa: E402
-from proxycase import ProxyTestCase, budget  # noqa: E402
+from proxycase import ProxyTestCase, budget, show_totals  # noqa: E402
 
 PGBENCH = str(PG_BIN / "pgbench")
 
@@ -250,6 +250,40 @@ class RoutingTest(ProxyTestCase):
         finally:
             for i in (1, 2):
                 self.cluster.set_conf(i, "recovery_min_apply_delay", None)
+
+    @budget(90)
+    def test_replay_watcher_answers_reads_after_commits(self):
+        # Strong consistency without lag on purpose: a read on another connection right after a
+        # commit sees it, and mostly runs on a replica, which the replay watcher (not the read)
+        # asked how far it had replayed, on its own connection to each replica.
+        a = psycopg2.connect(self.sw.dsn())
+        b = psycopg2.connect(self.sw.dsn())
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        a.autocommit = b.autocommit = True
+        ca, cb = a.cursor(), b.cursor()
+        ca.execute("DROP TABLE IF EXISTS watched; CREATE TABLE watched (id int)")
+        time.sleep(0.5)
+        before = show_totals(self.sw)
+        replicas = {self.cluster.port_of(1), self.cluster.port_of(2)}
+        on_replica = 0
+        for i in range(200):
+            ca.execute("INSERT INTO watched VALUES (%s)", (i,))
+            cb.execute("SELECT count(*), inet_server_port() FROM watched")
+            count, port = cb.fetchone()
+            self.assertEqual(count, i + 1, "a read missed a commit acknowledged before it")
+            on_replica += port in replicas
+        after = show_totals(self.sw)
+        waits = after["replica_waits"] - before["replica_waits"]
+        questions = after["replica_position_questions"] - before["replica_position_questions"]
+        print(f"\nwatcher: {on_replica}/200 reads on replicas, {waits} waited, "
+              f"{questions} questions")
+        self.assertGreater(on_replica, 100, self.sw.log_tail())
+        self.assertGreater(questions, 0)
+        for i in (1, 2):
+            n = self.cluster.psql(i, "SELECT count(*) FROM pg_stat_activity "
+                                     "WHERE application_name = 'pgswitch_replay'")
+            self.assertGreaterEqual(int(n.strip()), 1, f"no watcher connection on replica {i}")
 
     def test_hints_and_tags(self):
         conn = psycopg2.connect(self.sw.dsn())

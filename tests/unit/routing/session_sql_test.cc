@@ -573,7 +573,8 @@ TEST(SessionSql, InternalQueries) {
             "RESET myapp.x;RESET work_mem;");
   EXPECT_EQ(currentSettingQuery("work_mem"), "SELECT current_setting('work_mem')");
   EXPECT_EQ(currentSettingQuery("a'b"), "SELECT current_setting('a''b')");
-  EXPECT_EQ(kCommitLsnQuery, "SELECT pg_current_wal_insert_lsn()");
+  EXPECT_NE(kCommitLsnQuery.find("pg_current_wal_flush_lsn()"), std::string_view::npos);
+  EXPECT_EQ(kAsyncCommitLsnQuery, "SELECT pg_current_wal_insert_lsn()");
 }
 
 // The builders write exactly the bytes client_session.cc wrote.

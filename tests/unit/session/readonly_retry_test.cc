@@ -28,7 +28,7 @@ struct Msg {
   bool complete = true;
 };
 
-// The steps as a string: F forward, H hold, R release, D drop, X retry.
+// The steps as a string: F forward, H hold, R release, X retry.
 std::string feed(ReadOnlyRetry& r, std::initializer_list<Msg> msgs) {
   std::string out;
   for (const Msg& m : msgs) {
@@ -36,7 +36,6 @@ std::string feed(ReadOnlyRetry& r, std::initializer_list<Msg> msgs) {
     out += s == Step::Forward   ? 'F'
            : s == Step::Hold    ? 'H'
            : s == Step::Release ? 'R'
-           : s == Step::Drop    ? 'D'
                                 : 'X';
   }
   return out;
@@ -76,28 +75,6 @@ TEST(ReadOnlyRetry, RecoveryConflictBeforeRowsIsRetried) {
   EXPECT_FALSE(r.recoveryConflict());
 }
 
-// Strong consistency: a read sent right behind the question to a replica that was behind has
-// its whole answer dropped, whatever it is, and is then retried (as a read, not a write).
-TEST(ReadOnlyRetry, DiscardedAnswerIsDroppedThenRetried) {
-  ReadOnlyRetry r;
-  r.arm();
-  EXPECT_TRUE(r.armed());
-  r.discard();
-  EXPECT_EQ(feed(r, {{be::RowDescription}, {be::DataRow}, {be::DataRow, {}, 0, true, 1 << 20, false},
-                     {be::CommandComplete}, {be::ReadyForQuery, {}, 'I'}}),
-            "DDDDX");
-  EXPECT_TRUE(r.discarded());
-  EXPECT_FALSE(r.active());
-  r.arm();
-  r.discard();  // an error is dropped the same way
-  EXPECT_EQ(feed(r, {{be::ErrorResponse, "42P01"}, {be::ReadyForQuery, {}, 'I'}}), "DX");
-  r.arm();  // a 25006 later is not a discard
-  EXPECT_EQ(feed(r, {{be::ErrorResponse, "25006"}, {be::ReadyForQuery, {}, 'I'}}), "HX");
-  EXPECT_FALSE(r.discarded());
-  r.arm();
-  EXPECT_EQ(feed(r, {{be::RowDescription}}), "H");
-  EXPECT_FALSE(r.armed());  // something is held: too late to send the read behind a question
-}
 
 TEST(ReadOnlyRetry, RowsReleaseTheHeldDescription) {
   ReadOnlyRetry r;
@@ -191,11 +168,9 @@ TEST(RequestRoute, ReadThatWroteGoesToThePrimaryOnce) {
   in.consume(q.size());
   ASSERT_TRUE(route.decide(in, cfg, classifier, names, state, 0));
   EXPECT_FALSE(route.forWrite());  // the next read is routed as usual
-  // A read whose replica was behind goes to the primary as a read (no commit LSN after it).
-  EXPECT_TRUE(route.canRetryOnPrimary());
-  in.consume(in.size());
-  ASSERT_TRUE(route.retryOnPrimary(in, /*behind=*/true));
-  ASSERT_TRUE(route.decide(in, cfg, classifier, names, state, 0));
+  // A read whose replica did not catch up in time goes to the primary as a read (no commit
+  // LSN after it).
+  route.readOnPrimary();
   routing::Topology topo;
   topo.backends.resize(2);
   topo.primary = 0;
