@@ -285,6 +285,34 @@ class RoutingTest(ProxyTestCase):
                                      "WHERE application_name = 'pgswitch_replay'")
             self.assertGreaterEqual(int(n.strip()), 1, f"no watcher connection on replica {i}")
 
+    @budget(90)
+    def test_asynchronous_commit_inside_transaction_is_seen(self):
+        # The fixture's servers run synchronous_commit = off; this client sets it on, so its
+        # commits are covered by the primary's flush position, except in the transactions that
+        # make their own commit asynchronous again (SET LOCAL, set_config): those need the
+        # insert position, or the next read could run on a replica without them.
+        a = psycopg2.connect(self.sw.dsn())
+        b = psycopg2.connect(self.sw.dsn())
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        a.autocommit = b.autocommit = True
+        ca, cb = a.cursor(), b.cursor()
+        ca.execute("DROP TABLE IF EXISTS async_seen; CREATE TABLE async_seen (id int)")
+        ca.execute("SET synchronous_commit = on")
+        time.sleep(0.5)
+        ways = ["SET LOCAL synchronous_commit = off",
+                "SELECT set_config('synchronous_commit', 'off', true)",
+                None]  # synchronous: the flush position
+        for i in range(150):
+            way = ways[i % 3]
+            ca.execute("BEGIN")
+            if way:
+                ca.execute(way)
+            ca.execute("INSERT INTO async_seen VALUES (%s)", (i,))
+            ca.execute("COMMIT")
+            cb.execute("SELECT count(*) FROM async_seen")
+            self.assertEqual(cb.fetchone()[0], i + 1, f"a read missed a commit made with {way}")
+
     def test_hints_and_tags(self):
         conn = psycopg2.connect(self.sw.dsn())
         conn.autocommit = True
