@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include "health/pg_probe.h"
@@ -55,6 +57,7 @@ class ReplayWatcher::Loop final : public ProbeListener {
   static void onTimer(uv_timer_t* h) {
     auto* s = static_cast<Slot*>(h->data);
     s->timerArmed = false;
+    s->owner->owner_.asking_[s->index].store(false);
     s->owner->askIfWanted(s);
   }
 
@@ -109,6 +112,7 @@ class ReplayWatcher::Loop final : public ProbeListener {
   void askIfWanted(Slot* s) {
     if (!s || closed_ || s->timerArmed || s->probe->busy() || !wanted(s->index)) return;
     owner_.questions_.fetch_add(1, std::memory_order_relaxed);
+    owner_.asking_[s->index].store(true);  // want() need not wake the loop meanwhile
     // The replica answers as soon as it has the newest LSN wanted, or after kWaitMs (less if
     // no read waits that long); a later, higher one is asked about in the next question.
     const uint64_t now = nowMs(), until = owner_.wantedUntil_[s->index].load();
@@ -122,8 +126,11 @@ class ReplayWatcher::Loop final : public ProbeListener {
     Slot* s = b >= 0 && b < static_cast<int>(slots_.size()) ? slots_[b].get() : nullptr;
     if (!s || closed_) return;
     if (r.ok) {
-      owner_.answered_[b].store(r.replayLsn, std::memory_order_release);
-      owner_.learned_(b, r.replayLsn);
+      const uint64_t before = owner_.answered_[b].exchange(r.replayLsn);
+      if (r.replayLsn > before) owner_.learned_(b, r.replayLsn);  // news for waiting reads
+      // Cleared before looking at what is wanted: a want() that saw it set relies on this
+      // look (both sequentially consistent).
+      owner_.asking_[b].store(false);
       askIfWanted(s);  // a higher LSN was wanted meanwhile: the server paces the questions
       return;
     }
@@ -189,7 +196,10 @@ void ReplayWatcher::start() {
   if (loop_) return;
   loop_ = std::make_unique<Loop>(*this);
   stopped_ = false;
-  thread_ = std::thread([l = loop_.get()] { l->run(); });
+  thread_ = std::thread([l = loop_.get()] {
+    pthread_setname_np(pthread_self(), "pgsw-replay");  // top -H, perf: whose CPU it is
+    l->run();
+  });
 }
 
 void ReplayWatcher::stop() {
@@ -235,6 +245,8 @@ void ReplayWatcher::want(int backend, uint64_t lsn, uint64_t untilMs) {
   if (answered_[backend].load(std::memory_order_acquire) >= lsn) return;
   // Already wanted and still asked about: the watcher's next answer serves this read too.
   if (before >= lsn && until > nowMs()) return;
+  // A question (or its retry) is under way: its end looks at what is wanted by then.
+  if (asking_[backend].load()) return;
   std::lock_guard g(mu_);
   if (loop_ && !stopped_) loop_->wake();
 }

@@ -64,6 +64,7 @@ class ReplayWatcher {
   std::atomic<uint64_t> wanted_[kSlots] = {};
   std::atomic<uint64_t> wantedUntil_[kSlots] = {};
   std::atomic<uint64_t> answered_[kSlots] = {};  // the last answer (0: none that counts)
+  std::atomic<bool> asking_[kSlots] = {};        // a question or its retry timer runs
   std::atomic<uint64_t> questions_{0};
   std::mutex mu_;  // guards loop_ against stop() (want() signals the loop under it)
   std::unique_ptr<Loop> loop_;
