@@ -380,12 +380,14 @@ def main(argv=None) -> int:
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     if any(s not in SCENARIOS for s in args.scenarios):
         ap.error(f"scenarios are {SCENARIOS}")
+    if not 1 <= args.rounds <= 10:
+        ap.error("--rounds must be in [1, 10]")
     if not 0 < args.duration <= 60:
         ap.error("--duration must be in (0, 60]")
     if args.write_every < 2:
         ap.error("--write-every must be at least 2")
 
-    runs = len(args.modes) * len(args.scenarios)
+    runs = len(args.modes) * len(args.scenarios) * args.rounds
     budget = int(90 + runs * (args.duration + 45) + 60)
 
     def on_alarm(signum, frame):
