@@ -75,6 +75,9 @@ void Conn::onRead(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
   } else if (n > 0) {
     c->in_.commit(static_cast<size_t>(n));
     if (!c->closing_) c->owner_->onConnRead(*c);
+    // What was read is forwarded and, usually, already written by the peer (uv_try_write):
+    // the emptied chunk goes back to the pool rather than staying with an idle connection.
+    c->in_.releaseDrained();
   } else if (n == 0) {
     (c->tls_ ? c->cipherIn_ : c->in_).releaseUnused();
   } else if (n < 0) {
@@ -131,6 +134,7 @@ void Conn::onTlsRead(size_t) noexcept {
   if (produced > 0) {
     owner_->onConnRead(*this);
     if (closing_ || closed_) return;
+    in_.releaseDrained();  // as in onRead
   }
   if (st != TlsStream::Status::Ok) tlsFailed(st);
 }

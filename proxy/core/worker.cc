@@ -192,6 +192,7 @@ void Worker::onJanitor(uv_timer_t* t) {
   // A copy (a janitor may end its session, which leaves clients_), into a reused vector.
   w->janitorClients_.assign(w->clients_.begin(), w->clients_.end());
   for (auto* c : w->janitorClients_) c->janitor(now);
+  w->sharedParams_.sweep();
   if (now - w->lastTrimMs_ >= kTrimEveryMs) w->giveMemoryBack(now);
   if (w->id_ == 0) w->rt_.reportFailoverClients();
 }

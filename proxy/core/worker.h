@@ -21,6 +21,7 @@
 #include "proxy/core/client_handle.h"
 #include "proxy/core/prepared_statements.h"
 #include "proxy/core/runtime.h"
+#include "proxy/core/shared_params.h"
 #include "proxy/core/stats.h"
 #include "routing/classifier.h"
 #include "routing/volatile_functions.h"
@@ -132,6 +133,8 @@ class Worker {
   }
   // Statements whose result type changed (0A000): prepared again on each server of this worker.
   StaleStatements& staleStatements() { return staleStatements_; }
+  // The ParameterStatus sets this worker's clients were told, one copy per distinct set.
+  ParamsInterner& sharedParams() { return sharedParams_; }
 
  private:
   static void onAccepted(void* self, int fd);
@@ -165,6 +168,7 @@ class Worker {
   std::map<PoolKey, std::unique_ptr<Pool>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;
+  ParamsInterner sharedParams_;  // swept by the janitor
   static constexpr size_t kKnownStatementsMax = 65536;
   int workerCount_ = 1;
   std::unique_ptr<routing::Classifier> classifier_;

@@ -47,10 +47,10 @@ bool ClientSession::startTls(bool direct) {
     end(false);
     return false;
   }
-  LoginTls t = login_.tls();
+  LoginTls t = login_->tls();
   t.active = true;
   t.cbindData = tls_->cbindData;
-  login_.setTls(std::move(t));
+  login_->setTls(std::move(t));
   return true;
 }
 
@@ -59,16 +59,16 @@ void ClientSession::onLogin() {
   // waits in its input until the answer arrives.
   if (secretToken_) return;
   std::string out;
-  Login::Outcome o = login_.feed(client_->in(), *cfg_, out);
+  Login::Outcome o = login_->feed(client_->in(), *cfg_, out);
   continueLogin(o, out);
 }
 
 bool ClientSession::needsSecretLookup() const {
   if (!cfg_->auth.enabled() || !worker_.runtime().secrets) return false;
-  if (cfg_->findUser(login_.user())) return false;
+  if (cfg_->findUser(user_)) return false;
   // The console database exists only in pgswitch: auth.query can run there only when
   // auth.database names a real one.
-  return login_.database() != kConsoleDatabase || !cfg_->auth.database.empty();
+  return database_ != kConsoleDatabase || !cfg_->auth.database.empty();
 }
 
 // The answer comes on the lookup thread: it is posted to this worker, and dropped there when
@@ -78,7 +78,7 @@ void ClientSession::lookUpSecret() {
   std::weak_ptr<int> token = secretToken_;
   Worker* w = &worker_;
   worker_.runtime().secrets->lookup(
-      login_.database(), login_.user(), [w, token, this](const health::SecretAnswer& a) {
+      database_, user_, [w, token, this](const health::SecretAnswer& a) {
         w->post([token, this, a] {
           if (token.lock()) onSecret(a);
         });
@@ -90,15 +90,15 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
   if (state_ == State::Closing) return;
   if (a.kind == health::SecretAnswer::Kind::Failed) {
     ++worker_.runtime().authLookupFailures;
-    fatal("08006", "could not look up the password of user \"" + login_.user() + "\"", a.error,
+    fatal("08006", "could not look up the password of user \"" + user_ + "\"", a.error,
           "pgswitch reads passwords of users without a [[user]] entry with auth.query.");
     return;
   }
   if (a.kind == health::SecretAnswer::Kind::Found) {
-    lookedUpUser_ = lookedUpUser(login_.user(), a.secret);
+    lookedUpUser_ = lookedUpUser(user_, a.secret);
     if (!lookedUpUser_)
       spdlog::warn("auth: the stored password of user \"{}\" is in a format pgswitch cannot use",
-                   login_.user());
+                   user_);
   }
   // The method an hba_file line gives may depend on the stored password (md5 lines use SCRAM
   // for SCRAM secrets): decided again now that it is known.
@@ -106,8 +106,8 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
   // No password (or an unusable one): the exchange runs with a mock secret and fails like a
   // wrong password, as for an unknown user.
   std::string out;
-  Login::Outcome o = login_.begin(*cfg_, out, lookedUpUser_.get(), hbaMethod_);
-  if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+  Login::Outcome o = login_->begin(*cfg_, out, lookedUpUser_.get(), hbaMethod_);
+  if (o.step == Login::Step::NeedMore) o = login_->feed(client_->in(), *cfg_, out);
   continueLogin(o, out);
 }
 
@@ -124,28 +124,32 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         return;
       case Login::Step::StartupDone:
         transitionTo(State::Auth);
-        settings_.start(std::move(login_.settings()));
+        user_ = login_->user();
+        database_ = login_->database();
+        settings_.start(std::move(login_->settings()));
         counted_ = true;
         if (++worker_.runtime().clients > cfg_->maxClientConn) {
           fatal("53300", "sorry, too many clients already");
           return;
         }
         // Refusals first: a client hba_file turns away costs no password lookup.
-        if (!checkAccess(hbaMethod_, cfg_->findUser(login_.user()))) return;
+        if (!checkAccess(hbaMethod_, cfg_->findUser(user_))) return;
         if (needsSecretLookup()) {
           lookUpSecret();
           return;
         }
-        o = login_.begin(*cfg_, out, nullptr, hbaMethod_);
-        if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+        o = login_->begin(*cfg_, out, nullptr, hbaMethod_);
+        if (o.step == Login::Step::NeedMore) o = login_->feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::StartTls:
       case Login::Step::DirectTls:
         if (!startTls(o.step == Login::Step::DirectTls)) return;
-        o = login_.feed(client_->in(), *cfg_, out);
+        o = login_->feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:
-        login_.finish();
+        // Only the ClientKey outlives the exchange; the rest of Login is not kept.
+        clientKey_ = login_->clientKey();
+        login_.reset();
         break;
       case Login::Step::Cancel:
         forwardCancel(worker_, o.cancelPid, o.cancelKey);
@@ -161,10 +165,10 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
       case Login::Step::AuthFailed:
         ++worker_.runtime().authFailures;
         // The client is told the same either way; the log may say which.
-        loginFailed(cfg_->findUser(login_.user()) || lookedUpUser_ ? "wrong password"
+        loginFailed(cfg_->findUser(user_) || lookedUpUser_ ? "wrong password"
                     : cfg_->auth.enabled()                         ? "no such user (auth.query)"
                                                                    : "no such [[user]]");
-        fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
+        fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
         return;
     }
     break;
@@ -174,7 +178,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
   cancelKey_ = entry.key;
   cancelSlot_ = std::move(entry.slot);
   relay_.setCancelSlot(cancelSlot_.get());
-  if (login_.database() != kConsoleDatabase) {
+  if (database_ != kConsoleDatabase) {
     route_.toPrimary();
     requestServer();
     return;
@@ -182,7 +186,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
   if (!admitToConsole()) return;
   transitionTo(State::Console);
   console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
-  console_->start(login_.user(), settings_.setting("application_name"),
+  console_->start(user_, settings_.setting("application_name"),
                   settings_.setting("client_encoding"), cancelPid_, cancelKey_, consoleRole_);
 }
 

@@ -96,11 +96,11 @@ bool Relay::replayable(char txnStatus, bool commitInFlight) const {
          !retry_.active();
 }
 
-std::string_view Relay::queryHead(size_t total) {
-  size_t n = std::min(head_.size(), total - 5);
-  client_.in().copyOut(5, std::as_writable_bytes(std::span(head_.data(), n)));
+std::string_view Relay::queryHead(size_t total, HeadBuf& buf) {
+  size_t n = std::min(buf.size(), total - 5);
+  client_.in().copyOut(5, std::as_writable_bytes(std::span(buf.data(), n)));
   if (n == total - 5 && n > 0) --n;  // the whole text: drop its NUL
-  return std::string_view(head_.data(), n);
+  return std::string_view(buf.data(), n);
 }
 
 bool Relay::idle() const {
@@ -293,7 +293,8 @@ Relay::Event Relay::toServer() {
       if (complete && f.total > 5) {
         // The head tells a COMMIT (what a lost server makes "outcome unknown") and a SET; the
         // whole text is assembled only where session state may be made.
-        std::string_view head = queryHead(f.total);
+        HeadBuf headBuf;
+        std::string_view head = queryHead(f.total, headBuf);
         if (replay_.recording()) {
           if (txn == 'I' && exchange_.quiet())
             replay_.firstStatement(head.size() == f.total - 6 && routing::isLoneBegin(head));

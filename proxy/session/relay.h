@@ -143,8 +143,10 @@ class Relay {
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);
   void countReady(char status);
-  // Up to 256 bytes of the Query text at the front (what is enough to tell a COMMIT or SET).
-  std::string_view queryHead(size_t total);
+  // Up to 256 bytes of the Query text at the front (what is enough to tell a COMMIT or SET),
+  // copied into the caller's `buf` (on its stack: not 256 bytes in every session).
+  using HeadBuf = std::array<char, 256>;
+  std::string_view queryHead(size_t total, HeadBuf& buf);
   BackendCounters& counters() { return worker_.counters(backend_); }
 
   Worker& worker_;
@@ -175,7 +177,6 @@ class Relay {
   std::vector<std::byte> scratch_;
   std::string toServer_;  // rewritten messages, reused
   std::string toClient_;  // pgswitch's own answers, reused
-  std::array<char, 256> head_{};
 };
 
 }  // namespace pgswitch::proxy

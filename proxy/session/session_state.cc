@@ -142,7 +142,7 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
 }
 
 bool SessionState::onParameterStatus(std::string_view name, std::string_view value) {
-  told_[std::string(name)] = std::string(value);
+  tell(std::string(name), value);
   if (name == "in_hot_standby") return false;  // a property of the server, not the session
   std::string key = lower(name);
   put(settings_, key, value);
@@ -227,11 +227,26 @@ bool SessionState::configureSql(std::map<std::string, std::string>& applied,
   return true;
 }
 
-void SessionState::appendAllParams(const ServerParams& reported, std::string& out) {
-  for (auto& [k, v] : reported) {
-    protocol::appendParameterStatus(out, k, v);
-    told_[k] = v;
+ServerParams& SessionState::toldForWrite() {
+  if (!told_) {
+    told_ = std::make_shared<ServerParams>();
+  } else if (told_.use_count() > 1) {
+    told_ = std::make_shared<ServerParams>(*told_);  // others were told the same: ours now
   }
+  return *told_;
+}
+
+void SessionState::tell(const std::string& name, std::string_view value) {
+  if (told_) {
+    auto it = told_->find(name);
+    if (it != told_->end() && it->second == value) return;  // shared copies stay shared
+  }
+  toldForWrite()[name] = std::string(value);
+}
+
+void SessionState::appendAllParams(SharedParams reported, std::string& out) {
+  for (auto& [k, v] : *reported) protocol::appendParameterStatus(out, k, v);
+  told_ = std::move(reported);
 }
 
 void SessionState::appendChangedParams(uint64_t serverId, uint64_t generation,
@@ -241,10 +256,12 @@ void SessionState::appendChangedParams(uint64_t serverId, uint64_t generation,
   toldGeneration_ = generation;
   for (auto& [k, v] : reported) {
     if (k == "in_hot_standby") continue;
-    auto it = told_.find(k);
-    if (it != told_.end() && it->second == v) continue;
+    if (told_) {
+      auto it = told_->find(k);
+      if (it != told_->end() && it->second == v) continue;
+    }
     protocol::appendParameterStatus(out, k, v);
-    told_[k] = v;
+    tell(k, v);
   }
 }
 

@@ -13,13 +13,13 @@
 #include <vector>
 
 #include "protocol/command_tag.h"
+#include "proxy/core/shared_params.h"
 #include "proxy/session/session_journal.h"
 #include "routing/classifier.h"
 
 namespace pgswitch::proxy {
 
 using Settings = std::vector<std::pair<std::string, std::string>>;
-using ServerParams = std::map<std::string, std::string>;
 
 class SessionState {
  public:
@@ -83,8 +83,10 @@ class SessionState {
   bool configureSql(std::map<std::string, std::string>& applied, const ServerParams& reported,
                     std::string& sql, std::string& badName) const;
   // ParameterStatus messages for every reported value (login) or for those the client has not
-  // seen with this value (after moving to another server).
-  void appendAllParams(const ServerParams& reported, std::string& out);
+  // seen with this value (after moving to another server). At login `reported` is the
+  // worker's interned copy of the server's values (ParamsInterner): the client keeps a
+  // reference to it, not a map of its own, until a value it is told differs.
+  void appendAllParams(SharedParams reported, std::string& out);
   // serverId/generation identify the server and its reported values (ServerConn::id(),
   // paramsGen()): unchanged since the last call, nothing is compared.
   void appendChangedParams(uint64_t serverId, uint64_t generation, const ServerParams& reported,
@@ -107,7 +109,11 @@ class SessionState {
   // ParameterStatus, by transaction-scoped SETs, or by read-back.
   int setTags_ = 0, reported_ = 0, scoped_ = 0, carried_ = 0;
   std::vector<std::string> readback_;             // setting names still to read back
-  ServerParams told_;                             // ParameterStatus values the client has seen
+  // The ParameterStatus values the client has seen: shared with the clients told the same
+  // (copied by toldForWrite() before one of them changes).
+  SharedParams told_;
+  ServerParams& toldForWrite();
+  void tell(const std::string& name, std::string_view value);  // told_[name] = value
   uint64_t toldServer_ = 0, toldGeneration_ = 0;  // told_ last compared against these
 };
 
