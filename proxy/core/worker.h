@@ -135,6 +135,10 @@ class Worker {
   StaleStatements& staleStatements() { return staleStatements_; }
   // The ParameterStatus sets this worker's clients were told, one copy per distinct set.
   ParamsInterner& sharedParams() { return sharedParams_; }
+  // uv_write requests, reused LIFO: a Conn holds one only while its uv_write is in flight
+  // (no request in every idle connection, no allocation per write in the steady state).
+  uv_write_t* takeWriteReq();
+  void giveWriteReq(uv_write_t* req);
 
  private:
   static void onAccepted(void* self, int fd);
@@ -169,6 +173,7 @@ class Worker {
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;
   ParamsInterner sharedParams_;  // swept by the janitor
+  std::vector<std::unique_ptr<uv_write_t>> freeWriteReqs_;  // trimmed by giveMemoryBack
   static constexpr size_t kKnownStatementsMax = 65536;
   int workerCount_ = 1;
   std::unique_ptr<routing::Classifier> classifier_;

@@ -22,9 +22,12 @@ using namespace protocol;
 namespace {
 
 // Moves up to n bytes from the front of `from` to `to` without copying; returns how many.
-size_t forward(ByteQueue& from, Conn& to, size_t n, std::vector<Slice>& tmp) {
+// The slices pass through one vector per worker thread (empty again on return: pushSlices
+// moves them out and nothing in between runs another session), not one in every session.
+size_t forward(ByteQueue& from, Conn& to, size_t n) {
   n = std::min(n, from.size());
   if (n == 0) return 0;
+  thread_local std::vector<Slice> tmp;
   from.sliceFront(n, tmp);
   to.out().pushSlices(tmp);
   from.consume(n);
@@ -145,7 +148,7 @@ void Relay::forwardWhole(size_t total, char type) {
   exchange_.forwarded(type);
   counters().bytesIn += total;
   if (reqStartUs_ == 0) reqStartUs_ = nowUs();
-  c2sPassthrough_ = total - forward(client_.in(), server_->conn(), total, slices_);
+  c2sPassthrough_ = total - forward(client_.in(), server_->conn(), total);
 }
 
 // Session state a statement may create: in transaction mode for statements inside a
@@ -171,7 +174,7 @@ Relay::Event Relay::toServer() {
   Conn& sc = server_->conn();
   while (!in.empty() && server_) {
     if (c2sPassthrough_ > 0) {
-      c2sPassthrough_ -= forward(in, sc, c2sPassthrough_, slices_);
+      c2sPassthrough_ -= forward(in, sc, c2sPassthrough_);
       continue;
     }
     // A replay being verified: what the client sent after the lost transaction waits until
@@ -205,7 +208,7 @@ Relay::Event Relay::toServer() {
     if (exchange_.discarding() && t != fe::Sync) {
       // The server ignores everything until Sync after an extended-protocol error; so do
       // we (nothing is owed for these messages).
-      c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
+      c2sPassthrough_ = f.total - forward(in, sc, f.total);
       continue;
     }
     const char txn = server_->txnStatus();
@@ -403,7 +406,7 @@ Relay::Event Relay::toClient() {
   };
   while (server_ && !in.empty()) {
     if (s2cPassthrough_ > 0) {
-      s2cPassthrough_ -= forward(in, cc, s2cPassthrough_, slices_);
+      s2cPassthrough_ -= forward(in, cc, s2cPassthrough_);
       continue;
     }
     if (s2cDrop_ > 0) {  // the rest of a message of a discarded answer
@@ -554,7 +557,7 @@ Relay::Event Relay::toClient() {
       }
     }
     counters().bytesOut += f.total;
-    s2cPassthrough_ = f.total - forward(in, cc, f.total, slices_);
+    s2cPassthrough_ = f.total - forward(in, cc, f.total);
   }
   if (s2cPassthrough_ == 0) exchange_.appendFakes(toClient_, statements_.names());
   if (!toClient_.empty()) {

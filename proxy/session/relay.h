@@ -173,7 +173,6 @@ class Relay {
   CancelSlot* cancelSlot_ = nullptr;
   size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
-  std::vector<protocol::Slice> slices_;
   std::vector<std::byte> scratch_;
   std::string toServer_;  // rewritten messages, reused
   std::string toClient_;  // pgswitch's own answers, reused

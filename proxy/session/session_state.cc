@@ -75,9 +75,19 @@ void SessionState::pinRebuildable(std::string_view reason) {
   pinReason_ = std::string(reason);
 }
 
+SessionJournal& SessionState::journal() {
+  if (!journal_) journal_ = std::make_unique<SessionJournal>();
+  return *journal_;
+}
+
+const SessionJournal& SessionState::journal() const {
+  static const SessionJournal kEmpty;  // never written: what a journal is before first use
+  return journal_ ? *journal_ : kEmpty;
+}
+
 std::string SessionState::unmovableReason() const {
   if (lasting_) return lastingReason_;
-  return journal_.whyIncomplete();
+  return journal().whyIncomplete();
 }
 
 void SessionState::linked() {
@@ -116,7 +126,7 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
       ++setTags_;
       return TagEffect::None;
     case CommandTag::DiscardAll:
-      journal_.discardAll();
+      journal().discardAll();
       if (!transactionPooling) return TagEffect::ForgetServerStatements;
       // As on PostgreSQL: back to the startup packet's settings; everything SET since is gone.
       settings_ = startup_;
@@ -124,16 +134,16 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
       readback_.clear();
       return TagEffect::ForgetAllStatements;
     case CommandTag::DeallocateAll:
-      journal_.deallocateAll();
+      journal().deallocateAll();
       return transactionPooling ? TagEffect::ForgetAllStatements
                                 : TagEffect::ForgetServerStatements;
     case CommandTag::Prepare:  // the journal rebuilds it after a failover
       pinRebuildable("SQL-level PREPARE");
-      journal_.confirm("a PREPARE");
+      journal().confirm("a PREPARE");
       return TagEffect::None;
     case CommandTag::Listen:
       pinRebuildable("LISTEN");
-      journal_.confirm("a LISTEN");
+      journal().confirm("a LISTEN");
       return TagEffect::None;
     case CommandTag::Other:
       return TagEffect::None;

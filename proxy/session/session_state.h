@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -41,11 +42,11 @@ class SessionState {
   const std::string& pinReason() const { return pinReason_; }
   // The client's session can be moved to another server (after its server was lost): no
   // lasting pin, and the journal followed everything it was given.
-  bool movable() const { return !lasting_ && journal_.complete(); }
+  bool movable() const { return !lasting_ && journal().complete(); }
   // Why not (empty when movable).
   std::string unmovableReason() const;
-  SessionJournal& journal() { return journal_; }
-  const SessionJournal& journal() const { return journal_; }
+  SessionJournal& journal();  // made on first use
+  const SessionJournal& journal() const;
   // A request about to be routed creates state the command tags will not reveal (temporary
   // table, advisory lock, WITH HOLD cursor): the client is pinned once a server is linked.
   void pinOnLink(const char* reason) { pinOnLink_ = reason; }
@@ -103,7 +104,8 @@ class SessionState {
   bool lasting_ = false;  // pinned by state no other server can be given
   std::string pinReason_;
   std::string lastingReason_;
-  SessionJournal journal_;
+  // Null until something is journaled or asked of it: most clients never LISTEN or PREPARE.
+  std::unique_ptr<SessionJournal> journal_;
   const char* pinOnLink_ = nullptr;
   // Between two ReadyForQuery: SET tags seen, and how many of them are accounted for by
   // ParameterStatus, by transaction-scoped SETs, or by read-back.
