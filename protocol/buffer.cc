@@ -165,8 +165,7 @@ void ByteQueue::releaseUnused() {
 }
 
 void ByteQueue::releaseDrained() {
-  if (size_ == 0 && segs_.size() == 1 && segs_.back().chunk->refs == 1)
-    segs_.clear();
+  if (size_ == 0 && segs_.size() == 1 && segs_.back().chunk->refs == 1) segs_.clear();
 }
 
 // ---- SliceQueue ----

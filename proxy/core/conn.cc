@@ -15,11 +15,7 @@
 
 namespace pgswitch::proxy {
 
-Conn::Conn(Worker& w, Owner* owner)
-    : worker_(w),
-      owner_(owner),
-      in_(w.chunks()),
-      out_(w.chunks()) {
+Conn::Conn(Worker& w, Owner* owner) : worker_(w), owner_(owner), in_(w.chunks()), out_(w.chunks()) {
   uv_tcp_init(w.loop(), &tcp_);
   tcp_.data = this;
 }

@@ -170,6 +170,7 @@ void Relay::noteStatement(std::string_view sql) {
 Relay::Event Relay::toServer() {
   Event ev;
   if (!server_) return ev;
+  emptyScratch();
   ByteQueue& in = client_.in();
   Conn& sc = server_->conn();
   while (!in.empty() && server_) {
@@ -218,16 +219,20 @@ Relay::Event Relay::toServer() {
       if (t == fe::Bind ? !complete && in.size() < std::min<size_t>(f.total, 1024) : !complete)
         break;
       if (t == fe::Parse && exchange_.quiet() && s2cPassthrough_ == 0 && txn != 'E' &&
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch_,
-                           toClient_)) {
+          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
+                           scratch().toClient)) {
         replay_.spoil(TxnReplay::Spoiled::StatementNames);
-        client_.send(toClient_);
-        toClient_.clear();
+        client_.send(scratch().toClient);
+        scratch().toClient.clear();
         ev.answeredLocally = true;
         continue;
       }
-      StatementTarget target{toServer_, server_->statements(), worker_.staleStatements(),
-                             static_cast<size_t>(cfg_.maxPreparedStatements), exchange_};
+      StatementTarget target{scratch().toServer,
+                             server_->statements(),
+                             worker_.staleStatements(),
+                             static_cast<size_t>(cfg_.maxPreparedStatements),
+                             exchange_,
+                             scratch().statementBytes};
       StatementMap::Result r;
       switch (t) {
         case fe::Parse:
@@ -273,8 +278,8 @@ Relay::Event Relay::toServer() {
         if (look) noteStatement(r.sql);
       }
       if (r.outcome != StatementMap::Outcome::Forward) {
-        sc.send(toServer_);
-        toServer_.clear();
+        sc.send(scratch().toServer);
+        scratch().toServer.clear();
         in.consume(f.total - r.passthrough);
         c2sPassthrough_ = r.passthrough;
         counters().bytesIn += f.total;
@@ -285,11 +290,11 @@ Relay::Event Relay::toServer() {
     if (t == fe::Query) {
       if (transactionPooling_ && complete && exchange_.quiet() && s2cPassthrough_ == 0 &&
           txn != 'E' &&
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch_,
-                           toClient_)) {
+          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
+                           scratch().toClient)) {
         replay_.spoil(TxnReplay::Spoiled::StatementNames);
-        client_.send(toClient_);
-        toClient_.clear();
+        client_.send(scratch().toClient);
+        scratch().toClient.clear();
         ev.answeredLocally = true;
         continue;
       }
@@ -305,7 +310,7 @@ Relay::Event Relay::toServer() {
           // the status still says idle.
           if (routing::isCommit(head)) replay_.spoil(TxnReplay::Spoiled::CommitSent);
           if (txn != 'I') {
-            auto msg = in.contiguous(f.total, scratch_);
+            auto msg = in.contiguous(f.total, scratch().bytes);
             if (routing::mayHoldSeveralStatements(
                     std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 5)))
               replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
@@ -321,13 +326,13 @@ Relay::Event Relay::toServer() {
         }
         if (state_.movable() && (!transactionPooling_ || sessionReads_ || txn != 'I' ||
                                  routing::startsWithSet(head) || routing::startsWithReset(head))) {
-          auto msg = in.contiguous(f.total, scratch_);
+          auto msg = in.contiguous(f.total, scratch().bytes);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
           if (routing::mayTouchSessionState(sql)) noteStatement(sql);
         }
         if (state_.movable() && routing::mayMakeSessionObject(head)) {
           // LISTEN, PREPARE and their undoing, kept to be rebuilt after a failover.
-          auto msg = in.contiguous(f.total, scratch_);
+          auto msg = in.contiguous(f.total, scratch().bytes);
           state_.journal().statement(
               std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6));
         }
@@ -345,7 +350,7 @@ Relay::Event Relay::toServer() {
         state_.pinRebuildable("named prepared statement");
         bool kept = false;
         if (complete) {
-          auto msg = in.contiguous(f.total, scratch_);
+          auto msg = in.contiguous(f.total, scratch().bytes);
           if (auto pv = parseParse(msg.subspan(5))) {
             state_.journal().parse(pv->name, msg);
             kept = true;
@@ -354,7 +359,7 @@ Relay::Event Relay::toServer() {
         if (!kept) state_.journal().incomplete("a named prepared statement pgswitch could not read");
       }
       if (complete && (txn != 'I' || replay_.recording())) {  // a COMMIT in flight
-        auto pv = parseParse(in.contiguous(f.total, scratch_).subspan(5));
+        auto pv = parseParse(in.contiguous(f.total, scratch().bytes).subspan(5));
         if (pv && routing::isCommit(pv->sql)) {
           exchange_.commitSent(true);
           replay_.spoil(TxnReplay::Spoiled::CommitSent);
@@ -364,7 +369,7 @@ Relay::Event Relay::toServer() {
       }
     }
     if (t == fe::Close && !transactionPooling_ && complete && state_.movable()) {
-      auto cv = parseDescribeClose(in.contiguous(f.total, scratch_).subspan(5));
+      auto cv = parseDescribeClose(in.contiguous(f.total, scratch().bytes).subspan(5));
       if (cv && cv->kind == 'S' && !cv->name.empty()) state_.journal().closeStatement(cv->name);
     }
     forwardWhole(f.total, t);
@@ -376,9 +381,9 @@ Relay::Event Relay::toServer() {
   if (!server_) return ev;
   sc.flush();
   if (s2cPassthrough_ == 0) {
-    exchange_.appendFakes(toClient_, statements_.names());
-    client_.send(toClient_);
-    toClient_.clear();
+    exchange_.appendFakes(scratch().toClient, statements_.names());
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
   }
   client_.flush();
   if (sc.aboveHighWater()) client_.stopReading();
@@ -399,6 +404,7 @@ Relay::Event Relay::toClient() {
   ByteQueue& in = server_->conn().in();
   Conn& cc = client_;
   Event ev;
+  emptyScratch();
   auto desync = [&](std::string what) {
     ev.kind = Event::Kind::ServerError;
     ev.message = std::move(what);
@@ -415,10 +421,10 @@ Relay::Event Relay::toClient() {
       s2cDrop_ -= n;
       continue;
     }
-    exchange_.appendFakes(toClient_, statements_.names());
-    if (!toClient_.empty()) {
-      cc.send(toClient_);
-      toClient_.clear();
+    exchange_.appendFakes(scratch().toClient, statements_.names());
+    if (!scratch().toClient.empty()) {
+      cc.send(scratch().toClient);
+      scratch().toClient.clear();
     }
     Frame f = readFrame(in, 0x7fffffff);
     if (f.status == FrameStatus::Invalid) return desync(f.error);
@@ -437,7 +443,7 @@ Relay::Event Relay::toClient() {
     if (read && !complete) break;
     std::span<const std::byte> whole, body;
     if (read) {
-      whole = in.contiguous(f.total, scratch_);
+      whole = in.contiguous(f.total, scratch().bytes);
       body = whole.subspan(5);
     }
     std::string_view errCode;
@@ -559,10 +565,10 @@ Relay::Event Relay::toClient() {
     counters().bytesOut += f.total;
     s2cPassthrough_ = f.total - forward(in, cc, f.total);
   }
-  if (s2cPassthrough_ == 0) exchange_.appendFakes(toClient_, statements_.names());
-  if (!toClient_.empty()) {
-    cc.send(toClient_);
-    toClient_.clear();
+  if (s2cPassthrough_ == 0) exchange_.appendFakes(scratch().toClient, statements_.names());
+  if (!scratch().toClient.empty()) {
+    cc.send(scratch().toClient);
+    scratch().toClient.clear();
   }
   if (!readyHeld_) cc.flush();  // else the answer goes out with its ReadyForQuery
   if (server_ && cc.aboveHighWater()) server_->conn().stopReading();
@@ -572,11 +578,16 @@ Relay::Event Relay::toClient() {
 
 void Relay::releaseReady() {
   if (!std::exchange(readyHeld_, false)) return;
-  appendReadyForQuery(toClient_, 'I');
-  client_.send(toClient_);
-  toClient_.clear();
+  appendReadyForQuery(scratch().toClient, 'I');
+  client_.send(scratch().toClient);
+  scratch().toClient.clear();
   client_.flush();
   restartReplayWhenIdle();
+}
+
+void Relay::emptyScratch() {
+  scratch().toServer.clear();
+  scratch().toClient.clear();
 }
 
 void Relay::restartReplayWhenIdle() {
@@ -592,15 +603,15 @@ void Relay::failRequest(std::string_view err) {
 void Relay::answerError(std::string_view err, bool ended, int more) {
   client_.send(err);
   for (int i = 0; ended && i < more; ++i) {
-    appendReadyForQuery(toClient_, 'I');
-    client_.send(toClient_);
-    toClient_.clear();
+    appendReadyForQuery(scratch().toClient, 'I');
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
     client_.send(err);
   }
   if (ended) {
-    appendReadyForQuery(toClient_, 'I');
-    client_.send(toClient_);
-    toClient_.clear();
+    appendReadyForQuery(scratch().toClient, 'I');
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
   } else {
     dropping_ = true;
   }
@@ -617,9 +628,9 @@ bool Relay::dropFailedRequest() {
   if (!dropping_) return true;
   if (!dropRequest(client_.in(), cfg_.maxMessageBytes)) return false;
   dropping_ = false;
-  appendReadyForQuery(toClient_, 'I');
-  client_.send(toClient_);
-  toClient_.clear();
+  appendReadyForQuery(scratch().toClient, 'I');
+  client_.send(scratch().toClient);
+  scratch().toClient.clear();
   client_.flush();
   return true;
 }
@@ -627,18 +638,19 @@ bool Relay::dropFailedRequest() {
 bool Relay::answerLocally(char txnStatus) {
   ByteQueue& in = client_.in();
   bool any = false;
-  while (!in.empty() &&
-         (answerParse(
-              in, cfg_.maxMessageBytes, statements_.names(),
-              [this](uint64_t h) { return worker_.knownStatement(h); }, scratch_, toClient_) ||
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txnStatus, scratch_,
-                           toClient_) ||
-          answerTxnEnd(in, cfg_.maxMessageBytes, toClient_))) {
+  emptyScratch();
+  while (!in.empty() && (answerParse(
+                             in, cfg_.maxMessageBytes, statements_.names(),
+                             [this](uint64_t h) { return worker_.knownStatement(h); },
+                             scratch().bytes, scratch().toClient) ||
+                         answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txnStatus,
+                                          scratch().bytes, scratch().toClient) ||
+                         answerTxnEnd(in, cfg_.maxMessageBytes, scratch().toClient))) {
     any = true;
   }
-  if (!toClient_.empty()) {
-    client_.send(toClient_);
-    toClient_.clear();
+  if (!scratch().toClient.empty()) {
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
   }
   return any;
 }

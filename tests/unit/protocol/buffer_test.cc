@@ -338,7 +338,7 @@ TEST(ByteQueue, ReleaseDrainedGivesBackTheChunkOnceThePeerWroteIt) {
   in.consume(5);
   in.releaseDrained();  // the peer has not written them yet: kept
   EXPECT_EQ(pool.liveChunks(), 1u);
-  out.consume(5);       // written
+  out.consume(5);  // written
   EXPECT_EQ(pool.liveChunks(), 1u);
   in.releaseDrained();
   EXPECT_EQ(pool.liveChunks(), 0u);
