@@ -16,8 +16,7 @@ std::string hostOf(const std::string& peer) { return peer.substr(0, peer.rfind('
 
 void ClientSession::loginFailed(std::string_view reason) {
   spdlog::info("login failed: address {} user \"{}\" database \"{}\": {}",
-               hostOf(client_->peerName()), logValue(user_), logValue(database_),
-               reason);
+               hostOf(client_->peerName()), logValue(user_), logValue(database_), reason);
 }
 
 bool ClientSession::checkAccess(std::optional<AuthMethod>& method, const UserConfig* user) {

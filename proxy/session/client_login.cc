@@ -39,27 +39,26 @@ void forwardCancel(Worker& w, int32_t pid, int32_t key) {
 }  // namespace
 
 bool ClientSession::startTls(bool direct) {
-  std::string err = client_->startTls(tls_->clients.get(),
-                                      direct ? TlsStream::Role::AcceptDirect
-                                             : TlsStream::Role::Accept);
+  std::string err = client_->startTls(
+      login_->tls->clients.get(), direct ? TlsStream::Role::AcceptDirect : TlsStream::Role::Accept);
   if (!err.empty()) {
     spdlog::info("client {}: TLS not started: {}", client_->peerName(), err);
     end(false);
     return false;
   }
-  LoginTls t = login_->tls();
+  LoginTls t = login_->login.tls();
   t.active = true;
-  t.cbindData = tls_->cbindData;
-  login_->setTls(std::move(t));
+  t.cbindData = login_->tls->cbindData;
+  login_->login.setTls(std::move(t));
   return true;
 }
 
 void ClientSession::onLogin() {
   // While the password is looked up the client has nothing to send; what it sends anyway
   // waits in its input until the answer arrives.
-  if (secretToken_) return;
+  if (login_->secretToken) return;
   std::string out;
-  Login::Outcome o = login_->feed(client_->in(), *cfg_, out);
+  Login::Outcome o = login_->login.feed(client_->in(), *cfg_, out);
   continueLogin(o, out);
 }
 
@@ -74,8 +73,8 @@ bool ClientSession::needsSecretLookup() const {
 // The answer comes on the lookup thread: it is posted to this worker, and dropped there when
 // the session has ended meanwhile (the token is gone with it).
 void ClientSession::lookUpSecret() {
-  secretToken_ = std::make_shared<int>(0);
-  std::weak_ptr<int> token = secretToken_;
+  login_->secretToken = std::make_shared<int>(0);
+  std::weak_ptr<int> token = login_->secretToken;
   Worker* w = &worker_;
   worker_.runtime().secrets->lookup(
       database_, user_, [w, token, this](const health::SecretAnswer& a) {
@@ -86,7 +85,7 @@ void ClientSession::lookUpSecret() {
 }
 
 void ClientSession::onSecret(const health::SecretAnswer& a) {
-  secretToken_.reset();
+  login_->secretToken.reset();
   if (state_ == State::Closing) return;
   if (a.kind == health::SecretAnswer::Kind::Failed) {
     ++worker_.runtime().authLookupFailures;
@@ -102,12 +101,12 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
   }
   // The method an hba_file line gives may depend on the stored password (md5 lines use SCRAM
   // for SCRAM secrets): decided again now that it is known.
-  if (lookedUpUser_ && !checkAccess(hbaMethod_, lookedUpUser_.get())) return;
+  if (lookedUpUser_ && !checkAccess(login_->hbaMethod, lookedUpUser_.get())) return;
   // No password (or an unusable one): the exchange runs with a mock secret and fails like a
   // wrong password, as for an unknown user.
   std::string out;
-  Login::Outcome o = login_->begin(*cfg_, out, lookedUpUser_.get(), hbaMethod_);
-  if (o.step == Login::Step::NeedMore) o = login_->feed(client_->in(), *cfg_, out);
+  Login::Outcome o = login_->login.begin(*cfg_, out, lookedUpUser_.get(), login_->hbaMethod);
+  if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_->in(), *cfg_, out);
   continueLogin(o, out);
 }
 
@@ -124,31 +123,31 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         return;
       case Login::Step::StartupDone:
         transitionTo(State::Auth);
-        user_ = login_->user();
-        database_ = login_->database();
-        settings_.start(std::move(login_->settings()));
+        user_ = login_->login.user();
+        database_ = login_->login.database();
+        settings_.start(std::move(login_->login.settings()));
         counted_ = true;
         if (++worker_.runtime().clients > cfg_->maxClientConn) {
           fatal("53300", "sorry, too many clients already");
           return;
         }
         // Refusals first: a client hba_file turns away costs no password lookup.
-        if (!checkAccess(hbaMethod_, cfg_->findUser(user_))) return;
+        if (!checkAccess(login_->hbaMethod, cfg_->findUser(user_))) return;
         if (needsSecretLookup()) {
           lookUpSecret();
           return;
         }
-        o = login_->begin(*cfg_, out, nullptr, hbaMethod_);
-        if (o.step == Login::Step::NeedMore) o = login_->feed(client_->in(), *cfg_, out);
+        o = login_->login.begin(*cfg_, out, nullptr, login_->hbaMethod);
+        if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::StartTls:
       case Login::Step::DirectTls:
         if (!startTls(o.step == Login::Step::DirectTls)) return;
-        o = login_->feed(client_->in(), *cfg_, out);
+        o = login_->login.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:
         // Only the ClientKey outlives the exchange; the rest of Login is not kept.
-        clientKey_ = login_->clientKey();
+        clientKey_ = login_->login.clientKey();
         login_.reset();
         break;
       case Login::Step::Cancel:
@@ -166,8 +165,8 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         ++worker_.runtime().authFailures;
         // The client is told the same either way; the log may say which.
         loginFailed(cfg_->findUser(user_) || lookedUpUser_ ? "wrong password"
-                    : cfg_->auth.enabled()                         ? "no such user (auth.query)"
-                                                                   : "no such [[user]]");
+                    : cfg_->auth.enabled()                 ? "no such user (auth.query)"
+                                                           : "no such [[user]]");
         fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
         return;
     }

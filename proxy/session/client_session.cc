@@ -38,25 +38,25 @@ void ClientSession::accept(Worker& w, int fd) {
   }
   w.addClient(c);
   LoginTls t;
-  t.offered = c->tls_->clients != nullptr;
-  t.required = t.offered && c->tls_->clientTls == ClientTls::Require;
+  t.offered = c->login_->tls->clients != nullptr;
+  t.required = t.offered && c->login_->tls->clientTls == ClientTls::Require;
   if (t.required) {  // only the refusal names the host
     std::string peer = c->client_->peerName();
     t.peerHost = peer.substr(0, peer.rfind(':'));
   }
-  c->login_->setTls(std::move(t));
+  c->login_->login.setTls(std::move(t));
   c->client_->startReading();
 }
 
 ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
     : worker_(w),
       cfg_(std::move(cfg)),
-      tls_(w.runtime().tls()),
       transactionPooling_(cfg_->routesRequests()),
       sessionReads_(cfg_->sessionReads()),
       client_(std::make_unique<Conn>(w, this)),
       startedMs_(w.nowMs()),
       relay_(w, *cfg_, *client_, settings_) {
+  login_->tls = w.runtime().tls();
   ++w.runtime().loginClients;  // until the state leaves Startup/Auth (transitionTo)
 }
 
@@ -223,8 +223,7 @@ void ClientSession::configure() {
     appendBackendKeyData(out, cancelPid_, cancelKey_);
     appendReadyForQuery(out, s.txnStatus());
     loggedIn_ = true;
-    route_.resolveSessionTag(*cfg_, database_, user_,
-                             settings_.setting("application_name"));
+    route_.resolveSessionTag(*cfg_, database_, user_, settings_.setting("application_name"));
     route_.useFloor(&worker_.runtime().floors.of(database_));
   } else {
     // A client that lands on another server sees ParameterStatus for whatever differs from
@@ -397,8 +396,7 @@ void ClientSession::pump() {
       relay_.answerLocally('I');
       if (in.empty()) break;
       if (!route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                         settings_, worker_.nowMs(),
-                         worker_.volatileFunctions(database_))) {
+                         settings_, worker_.nowMs(), worker_.volatileFunctions(database_))) {
         client_->startReading();  // the request is still arriving
         break;
       }
@@ -466,8 +464,7 @@ void ClientSession::pump() {
   // (e.g. right behind strong consistency's question to the replica).
   if (transactionPooling_ && onReplica_ && !settings_.pinned() && !relay_.clientHalfSent() &&
       relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
-      route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                  relay_.statements().names(),
+      route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
                                   worker_.volatileFunctions(database_)) != 0)
     return;
   relay_.stopAtRequestEnd(transactionPooling_ && onReplica_);
@@ -499,8 +496,7 @@ void ClientSession::noteInFlight() {
 
 bool ClientSession::onRelayEvent(const Relay::Event& ev) {
   if (ev.applicationNameChanged)
-    route_.resolveSessionTag(*cfg_, database_, user_,
-                             settings_.setting("application_name"));
+    route_.resolveSessionTag(*cfg_, database_, user_, settings_.setting("application_name"));
   switch (ev.kind) {
     case Relay::Event::Kind::Ok:
       return true;
@@ -593,9 +589,9 @@ void ClientSession::afterTransaction() {
   // once it has).
   ByteQueue& in = client_->in();
   if (!in.empty() && !std::exchange(rerouteNext_, false) &&
-      (!onReplica_ || route_.firstStatementWrites(
-                          in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                          worker_.volatileFunctions(database_)) == 0)) {
+      (!onReplica_ || route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
+                                                  relay_.statements().names(),
+                                                  worker_.volatileFunctions(database_)) == 0)) {
     pump();
     return;
   }
