@@ -164,6 +164,10 @@ void ByteQueue::releaseUnused() {
   if (!segs_.empty() && segs_.back().begin == segs_.back().end) segs_.pop_back();
 }
 
+void ByteQueue::releaseDrained() {
+  if (size_ == 0 && segs_.size() == 1 && segs_.back().chunk->refs == 1) segs_.clear();
+}
+
 // ---- SliceQueue ----
 
 void SliceQueue::push(Slice s) {

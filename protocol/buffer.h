@@ -125,6 +125,11 @@ class ByteQueue {
   void setConsumeTap(ConsumeTap* tap) { tap_ = tap; }
   // Gives back a chunk taken by writable() that no read filled (a read that found nothing).
   void releaseUnused();
+  // An empty queue gives back its last chunk once nothing else refers to it. consume() keeps
+  // a drained chunk whose bytes still wait in a peer's output queue (the next read packs into
+  // its free tail); after that write is done the chunk is only ours, and an idle connection
+  // must not keep it (issue 14: ~4 KiB of RSS per idle client, the pages a read touched).
+  void releaseDrained();
 
  private:
   struct Seg {

@@ -1,6 +1,6 @@
 // Socket I/O for one connection. Why uv_try_write first: most small responses fit in the
 // kernel buffer, so no write request is needed at all; only the remainder goes to uv_write.
-// With TLS the socket reads into cipherIn_ and writes from wire_; the plaintext path below
+// With TLS the socket reads into tls_->cipherIn and writes from tls_->wire; the plaintext path
 // touches neither.
 #include "proxy/core/conn.h"
 
@@ -9,17 +9,13 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <utility>
+
 #include "proxy/core/worker.h"
 
 namespace pgswitch::proxy {
 
-Conn::Conn(Worker& w, Owner* owner)
-    : worker_(w),
-      owner_(owner),
-      in_(w.chunks()),
-      out_(w.chunks()),
-      cipherIn_(w.chunks()),
-      wire_(w.chunks()) {
+Conn::Conn(Worker& w, Owner* owner) : worker_(w), owner_(owner), in_(w.chunks()), out_(w.chunks()) {
   uv_tcp_init(w.loop(), &tcp_);
   tcp_.data = this;
 }
@@ -37,12 +33,16 @@ int Conn::adopt(int fd) {
 }
 
 int Conn::connect(const sockaddr* addr) {
-  connectReq_.data = this;
-  return uv_tcp_connect(&connectReq_, &tcp_, addr, &Conn::onConnect);
+  connectReq_ = std::make_unique<uv_connect_t>();
+  connectReq_->data = this;
+  int rc = uv_tcp_connect(connectReq_.get(), &tcp_, addr, &Conn::onConnect);
+  if (rc != 0) connectReq_.reset();  // no callback will come
+  return rc;
 }
 
 void Conn::onConnect(uv_connect_t* req, int status) {
   Conn* c = static_cast<Conn*>(req->data);
+  c->connectReq_.reset();  // req is gone from here on
   if (c->closing_) return;
   if (status == 0) uv_tcp_nodelay(&c->tcp_, 1);
   c->owner_->onConnConnected(*c, status);
@@ -62,7 +62,7 @@ void Conn::stopReading() {
 
 void Conn::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   Conn* c = static_cast<Conn*>(h->data);
-  auto span = c->tls_ ? c->cipherIn_.writable() : c->in_.writable();
+  auto span = c->tls_ ? c->tls_->cipherIn.writable() : c->in_.writable();
   buf->base = reinterpret_cast<char*>(span.data());
   buf->len = span.size();
 }
@@ -70,13 +70,16 @@ void Conn::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void Conn::onRead(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
   Conn* c = static_cast<Conn*>(s->data);
   if (n > 0 && c->tls_) {
-    c->cipherIn_.commit(static_cast<size_t>(n));
+    c->tls_->cipherIn.commit(static_cast<size_t>(n));
     c->onTlsRead(static_cast<size_t>(n));
   } else if (n > 0) {
     c->in_.commit(static_cast<size_t>(n));
     if (!c->closing_) c->owner_->onConnRead(*c);
+    // What was read is forwarded and, usually, already written by the peer (uv_try_write):
+    // the emptied chunk goes back to the pool rather than staying with an idle connection.
+    c->in_.releaseDrained();
   } else if (n == 0) {
-    (c->tls_ ? c->cipherIn_ : c->in_).releaseUnused();
+    (c->tls_ ? c->tls_->cipherIn : c->in_).releaseUnused();
   } else if (n < 0) {
     c->stopReading();
     if (!c->closing_) c->owner_->onConnError(*c, static_cast<int>(n));
@@ -91,57 +94,63 @@ std::string Conn::startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view 
   // The plaintext answer must be on the wire before the first TLS byte: one byte, which
   // uv_try_write has written unless the socket is broken.
   if (writing_ || !out_.empty()) return "could not write the answer to SSLRequest";
-  tls_ = TlsStream::make(ctx, role, verifyHost, sni);
-  if (!tls_) return "could not create a TLS session";
+  auto stream = TlsStream::make(ctx, role, verifyHost, sni);
+  if (!stream) return "could not create a TLS session";
+  tls_ = std::make_unique<TlsParts>(worker_.chunks());
+  tls_->stream = std::move(stream);
+  TlsStream& tls = *tls_->stream;
   if (role == TlsStream::Role::Connect) {
-    if (tls_->handshake() == TlsStream::Status::Failed) return tls_->error();
-    tls_->drainTo(wire_);
+    if (tls.handshake() == TlsStream::Status::Failed) return tls.error();
+    tls.drainTo(tls_->wire);
     flush();
   }
   if (direct && !in_.empty()) {
     // The ClientHello (and whatever followed) was read as plaintext: it is ciphertext.
-    bool fed = tls_->feed(in_.contiguous(in_.size(), cipherScratch_));
+    bool fed = tls.feed(in_.contiguous(in_.size(), tls_->scratch));
     in_.clear();
     if (!fed) return "could not hand the ClientHello to TLS";
     size_t produced = 0;
-    TlsStream::Status st = tls_->readInto(in_, produced);
-    tls_->drainTo(wire_);
+    TlsStream::Status st = tls.readInto(in_, produced);
+    tls.drainTo(tls_->wire);
     flush();
-    if (st == TlsStream::Status::Failed) return tls_->error();
+    if (st == TlsStream::Status::Failed) return tls.error();
   }
   return "";
 }
 
 void Conn::onTlsRead(size_t) noexcept {
   // Everything read is handed to the BIO at once, so the queue holds one read: one chunk.
-  bool fed = tls_->feed(cipherIn_.contiguous(cipherIn_.size(), cipherScratch_));
-  cipherIn_.clear();
+  TlsStream& tls = *tls_->stream;
+  bool fed = tls.feed(tls_->cipherIn.contiguous(tls_->cipherIn.size(), tls_->scratch));
+  tls_->cipherIn.clear();
   if (!fed) {
     tlsFailed(TlsStream::Status::Failed);
     return;
   }
-  bool wasDone = tls_->handshakeDone();
+  bool wasDone = tls.handshakeDone();
   size_t produced = 0;
-  TlsStream::Status st = tls_->readInto(in_, produced);
+  TlsStream::Status st = tls.readInto(in_, produced);
   // Handshake answers, alerts and tickets go out even when no plaintext came in; output the
   // owner queued before the handshake finished is encrypted now.
-  if (st != TlsStream::Status::Failed || !wasDone) tls_->drainTo(wire_);
-  if (!wireQueue().empty() || (!wasDone && tls_->handshakeDone())) flush();
+  if (st != TlsStream::Status::Failed || !wasDone) tls.drainTo(tls_->wire);
+  if (!wireQueue().empty() || (!wasDone && tls.handshakeDone())) flush();
   if (closing_ || closed_) return;
   if (produced > 0) {
     owner_->onConnRead(*this);
     if (closing_ || closed_) return;
+    in_.releaseDrained();  // as in onRead
   }
   if (st != TlsStream::Status::Ok) tlsFailed(st);
 }
 
 bool Conn::tlsEncryptPending() noexcept {
-  if (!out_.empty() && tls_->handshakeDone() && tls_->encrypt(out_) != TlsStream::Status::Ok) {
+  TlsStream& tls = *tls_->stream;
+  if (!out_.empty() && tls.handshakeDone() && tls.encrypt(out_) != TlsStream::Status::Ok) {
     out_.clear();
     tlsFailed(TlsStream::Status::Failed);
     return false;
   }
-  tls_->drainTo(wire_);
+  tls.drainTo(tls_->wire);
   return true;
 }
 
@@ -197,11 +206,13 @@ void Conn::flush() noexcept {
                             static_cast<unsigned>(v[i].len));
       inflight_ += v[i].len;
     }
-    writeReq_.data = this;
-    int rc = uv_write(&writeReq_, stream, iov.data(), static_cast<unsigned>(cnt), &Conn::onWrite);
+    writeReq_ = worker_.takeWriteReq();
+    writeReq_->data = this;
+    int rc = uv_write(writeReq_, stream, iov.data(), static_cast<unsigned>(cnt), &Conn::onWrite);
     if (rc == 0) {
       writing_ = true;
     } else {
+      worker_.giveWriteReq(std::exchange(writeReq_, nullptr));
       inflight_ = 0;
       q.clear();
       out_.clear();
@@ -226,6 +237,7 @@ void Conn::notifyDrainedIfLow() noexcept {
 
 void Conn::onWrite(uv_write_t* req, int status) {
   Conn* c = static_cast<Conn*>(req->data);
+  c->worker_.giveWriteReq(std::exchange(c->writeReq_, nullptr));
   c->writing_ = false;
   // The slices stay referenced in out_ until now: consume releases the chunks.
   c->wireQueue().consume(c->inflight_);
@@ -233,7 +245,7 @@ void Conn::onWrite(uv_write_t* req, int status) {
   if (c->closed_) return;
   if (status < 0) {
     c->out_.clear();
-    c->wire_.clear();
+    if (c->tls_) c->tls_->wire.clear();
     if (c->closeWhenFlushed_) {
       c->closeWhenFlushed_ = false;
       c->closing_ = false;
@@ -251,9 +263,10 @@ void Conn::closeAfterFlush() noexcept {
   if (closing_ || closed_) return;
   if (tls_) {
     // What is queued, then close_notify, as ciphertext; no error callbacks from here on.
-    if (tls_->handshakeDone() && tls_->encrypt(out_) == TlsStream::Status::Ok) tls_->shutdown();
+    TlsStream& tls = *tls_->stream;
+    if (tls.handshakeDone() && tls.encrypt(out_) == TlsStream::Status::Ok) tls.shutdown();
     out_.clear();
-    tls_->drainTo(wire_);
+    tls.drainTo(tls_->wire);
   }
   if (pendingBytes() == 0 && !writing_) {  // nothing to wait for
     close();
@@ -286,8 +299,10 @@ void Conn::onClose(uv_handle_t* h) {
   // referenced are already released; drop what is left.
   c->out_.clear();
   c->in_.clear();
-  c->wire_.clear();
-  c->cipherIn_.clear();
+  if (c->tls_) {
+    c->tls_->wire.clear();
+    c->tls_->cipherIn.clear();
+  }
   c->owner_->onConnClosed(*c);
 }
 

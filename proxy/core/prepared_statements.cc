@@ -18,30 +18,37 @@ std::string serverStatementName(uint64_t hash) {
   return buf;
 }
 
+ClientStatements::Books& ClientStatements::books() {
+  if (!books_) books_ = std::make_unique<Books>();
+  return *books_;
+}
+
 const ClientStatement* ClientStatements::find(std::string_view name) const {
-  auto it = map_.find(name);
-  return it == map_.end() ? nullptr : &it->second;
+  if (!books_) return nullptr;
+  auto it = books_->map.find(name);
+  return it == books_->map.end() ? nullptr : &it->second;
 }
 
 void ClientStatements::close(std::string_view name) {
-  auto it = map_.find(name);
-  if (it == map_.end()) {
-    closed_.emplace_back(std::string(name), std::nullopt);
+  Books& b = books();
+  auto it = b.map.find(name);
+  if (it == b.map.end()) {
+    b.closed.emplace_back(std::string(name), std::nullopt);
     return;
   }
-  closed_.emplace_back(it->first, std::move(it->second));
-  map_.erase(it);
+  b.closed.emplace_back(it->first, std::move(it->second));
+  b.map.erase(it);
 }
 
 void ClientStatements::forgetOldestClose() {
-  if (!closed_.empty()) closed_.pop_front();
+  if (books_ && !books_->closed.empty()) books_->closed.pop_front();
 }
 
 void ClientStatements::undoLastClose() {
-  if (closed_.empty()) return;
-  auto& [name, stmt] = closed_.back();
-  if (stmt) map_[name] = std::move(*stmt);
-  closed_.pop_back();
+  if (!books_ || books_->closed.empty()) return;
+  auto& [name, stmt] = books_->closed.back();
+  if (stmt) books_->map[name] = std::move(*stmt);
+  books_->closed.pop_back();
 }
 
 void StaleStatements::markStale(uint64_t h) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,13 +31,18 @@ std::string serverStatementName(uint64_t hash);
 class ClientStatements {
  public:
   const ClientStatement* find(std::string_view name) const;
-  void put(std::string_view name, ClientStatement s) { map_[std::string(name)] = std::move(s); }
-  void erase(std::string_view name) { map_.erase(std::string(name)); }
-  void clear() {
-    map_.clear();
-    closed_.clear();
+  void put(std::string_view name, ClientStatement s) {
+    books().map[std::string(name)] = std::move(s);
   }
-  size_t size() const { return map_.size(); }
+  void erase(std::string_view name) {
+    if (books_) books_->map.erase(std::string(name));
+  }
+  void clear() {
+    if (!books_) return;
+    books_->map.clear();
+    books_->closed.clear();
+  }
+  size_t size() const { return books_ ? books_->map.size() : 0; }
 
   // A Close the server has not confirmed yet. PostgreSQL skips a Close that follows an error
   // in the same batch, so the name is kept aside (oldest first) until the Close is answered
@@ -45,7 +51,9 @@ class ClientStatements {
   void forgetOldestClose();
   void undoLastClose();
   // Drops closes nobody will answer any more (e.g. their server connection was lost).
-  void clearCloses() { closed_.clear(); }
+  void clearCloses() {
+    if (books_) books_->closed.clear();
+  }
 
  private:
   // Transparent hash: lookups by string_view (names point into the client's buffer) do not
@@ -54,8 +62,14 @@ class ClientStatements {
     using is_transparent = void;
     size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
-  std::unordered_map<std::string, ClientStatement, NameHash, std::equal_to<>> map_;
-  FifoVector<std::pair<std::string, std::optional<ClientStatement>>> closed_;
+  struct Books {
+    std::unordered_map<std::string, ClientStatement, NameHash, std::equal_to<>> map;
+    FifoVector<std::pair<std::string, std::optional<ClientStatement>>> closed;
+  };
+  Books& books();  // made by the first named statement or Close
+  // Null until then: most clients never name a statement (issue 14: 88 bytes per client).
+  // Kept once made (cleared, not freed), so a client that does allocates nothing per request.
+  std::unique_ptr<Books> books_;
 };
 
 // Statements PostgreSQL declared unusable. When DDL changes the result type of a prepared

@@ -201,6 +201,7 @@ void Worker::onJanitor(uv_timer_t* t) {
   // A copy (a janitor may end its session, which leaves clients_), into a reused vector.
   w->janitorClients_.assign(w->clients_.begin(), w->clients_.end());
   for (auto* c : w->janitorClients_) c->janitor(now);
+  w->sharedParams_.sweep();
   if (now - w->lastTrimMs_ >= kTrimEveryMs) w->giveMemoryBack(now);
   if (w->id_ == 0) w->rt_.reportFailoverClients();
 }
@@ -208,9 +209,19 @@ void Worker::onJanitor(uv_timer_t* t) {
 // After a burst of clients the memory they used is free inside the process but not returned:
 // the chunk pool keeps its idle chunks and malloc keeps freed pages in its arenas. Both are
 // trimmed on a timer (malloc_trim walks every arena, so only worker 0 calls it).
+uv_write_t* Worker::takeWriteReq() {
+  if (freeWriteReqs_.empty()) return new uv_write_t;
+  uv_write_t* r = freeWriteReqs_.back().release();
+  freeWriteReqs_.pop_back();
+  return r;
+}
+
+void Worker::giveWriteReq(uv_write_t* req) { freeWriteReqs_.emplace_back(req); }
+
 void Worker::giveMemoryBack(uint64_t now) {
   lastTrimMs_ = now;
   chunks_.trim(std::max<size_t>(kKeepFreeChunks, chunks_.liveChunks() / 4));
+  if (freeWriteReqs_.size() > kKeepFreeChunks) freeWriteReqs_.resize(kKeepFreeChunks);
   if (id_ != 0) return;
   struct mallinfo2 mi = mallinfo2();
   if (mi.fordblks >= kTrimAboveBytes) malloc_trim(0);

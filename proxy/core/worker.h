@@ -17,10 +17,11 @@
 #include <vector>
 
 #include "protocol/buffer.h"
-#include "proxy/core/listener.h"
 #include "proxy/core/client_handle.h"
+#include "proxy/core/listener.h"
 #include "proxy/core/prepared_statements.h"
 #include "proxy/core/runtime.h"
+#include "proxy/core/shared_params.h"
 #include "proxy/core/stats.h"
 #include "routing/classifier.h"
 #include "routing/volatile_functions.h"
@@ -139,6 +140,23 @@ class Worker {
   }
   // Statements whose result type changed (0A000): prepared again on each server of this worker.
   StaleStatements& staleStatements() { return staleStatements_; }
+  // The ParameterStatus sets this worker's clients were told, one copy per distinct set.
+  ParamsInterner& sharedParams() { return sharedParams_; }
+  // Buffers the sessions of this worker fill and empty within one call (a message assembled,
+  // rewritten or answered by the relay): one set per worker, not a few hundred bytes (and
+  // what they grew to) in every session (issue 14). A user is done with them before anything
+  // that can run another session's relay (a flush may end a session and hand its server to
+  // a waiting one).
+  struct SessionScratch {
+    std::vector<std::byte> bytes;           // a message assembled whole (Relay)
+    std::vector<std::byte> statementBytes;  // StatementMap's, beside `bytes`
+    std::string toServer, toClient;         // rewritten messages, pgswitch's own answers
+  };
+  SessionScratch& scratch() { return scratch_; }
+  // uv_write requests, reused LIFO: a Conn holds one only while its uv_write is in flight
+  // (no request in every idle connection, no allocation per write in the steady state).
+  uv_write_t* takeWriteReq();
+  void giveWriteReq(uv_write_t* req);
 
  private:
   static void onAccepted(void* self, int fd);
@@ -183,6 +201,9 @@ class Worker {
   std::map<PoolKey, std::unique_ptr<Pool>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;
+  ParamsInterner sharedParams_;  // swept by the janitor
+  SessionScratch scratch_;
+  std::vector<std::unique_ptr<uv_write_t>> freeWriteReqs_;  // trimmed by giveMemoryBack
   static constexpr size_t kKnownStatementsMax = 65536;
   int workerCount_ = 1;
   std::unique_ptr<routing::Classifier> classifier_;

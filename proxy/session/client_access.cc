@@ -16,8 +16,7 @@ std::string hostOf(const std::string& peer) { return peer.substr(0, peer.rfind('
 
 void ClientSession::loginFailed(std::string_view reason) {
   spdlog::info("login failed: address {} user \"{}\" database \"{}\": {}",
-               hostOf(client_->peerName()), logValue(login_.user()), logValue(login_.database()),
-               reason);
+               hostOf(client_->peerName()), logValue(user_), logValue(database_), reason);
 }
 
 bool ClientSession::checkAccess(std::optional<AuthMethod>& method, const UserConfig* user) {
@@ -28,7 +27,7 @@ bool ClientSession::checkAccess(std::optional<AuthMethod>& method, const UserCon
     if (cert.present) cert.cn = t->peerCommonName();
   }
   const std::string host = hostOf(client_->peerName());
-  HbaConnection c{host, client_->encrypted(), login_.database(), login_.user()};
+  HbaConnection c{host, client_->encrypted(), database_, user_};
   HbaDecision d = decideAccess(cfg_->hba.get(), c, user, cert);
   if (d.kind == HbaDecision::Kind::Authenticate) {
     method = d.method;
@@ -46,11 +45,11 @@ bool ClientSession::checkAccess(std::optional<AuthMethod>& method, const UserCon
 }
 
 bool ClientSession::admitToConsole() {
-  if (cfg_->isAdmin(login_.user())) {
+  if (cfg_->isAdmin(user_)) {
     consoleRole_ = ConsoleRole::Admin;
     return true;
   }
-  if (cfg_->isStatsUser(login_.user())) {
+  if (cfg_->isStatsUser(user_)) {
     consoleRole_ = ConsoleRole::Stats;
     return true;
   }

@@ -39,46 +39,45 @@ void forwardCancel(Worker& w, int32_t pid, int32_t key) {
 }  // namespace
 
 bool ClientSession::startTls(bool direct) {
-  std::string err = client_->startTls(tls_->clients.get(),
-                                      direct ? TlsStream::Role::AcceptDirect
-                                             : TlsStream::Role::Accept);
+  std::string err = client_->startTls(
+      login_->tls->clients.get(), direct ? TlsStream::Role::AcceptDirect : TlsStream::Role::Accept);
   if (!err.empty()) {
     spdlog::info("client {}: TLS not started: {}", client_->peerName(), err);
     end(false);
     return false;
   }
-  LoginTls t = login_.tls();
+  LoginTls t = login_->login.tls();
   t.active = true;
-  t.cbindData = tls_->cbindData;
-  login_.setTls(std::move(t));
+  t.cbindData = login_->tls->cbindData;
+  login_->login.setTls(std::move(t));
   return true;
 }
 
 void ClientSession::onLogin() {
   // While the password is looked up the client has nothing to send; what it sends anyway
   // waits in its input until the answer arrives.
-  if (secretToken_) return;
+  if (login_->secretToken) return;
   std::string out;
-  Login::Outcome o = login_.feed(client_->in(), *cfg_, out);
+  Login::Outcome o = login_->login.feed(client_->in(), *cfg_, out);
   continueLogin(o, out);
 }
 
 bool ClientSession::needsSecretLookup() const {
   if (!cfg_->auth.enabled() || !worker_.runtime().secrets) return false;
-  if (cfg_->findUser(login_.user())) return false;
+  if (cfg_->findUser(user_)) return false;
   // The console database exists only in pgswitch: auth.query can run there only when
   // auth.database names a real one.
-  return login_.database() != kConsoleDatabase || !cfg_->auth.database.empty();
+  return database_ != kConsoleDatabase || !cfg_->auth.database.empty();
 }
 
 // The answer comes on the lookup thread: it is posted to this worker, and dropped there when
 // the session has ended meanwhile (the token is gone with it).
 void ClientSession::lookUpSecret() {
-  secretToken_ = std::make_shared<int>(0);
-  std::weak_ptr<int> token = secretToken_;
+  login_->secretToken = std::make_shared<int>(0);
+  std::weak_ptr<int> token = login_->secretToken;
   Worker* w = &worker_;
   worker_.runtime().secrets->lookup(
-      login_.database(), login_.user(), [w, token, this](const health::SecretAnswer& a) {
+      database_, user_, [w, token, this](const health::SecretAnswer& a) {
         w->post([token, this, a] {
           if (token.lock()) onSecret(a);
         });
@@ -86,28 +85,28 @@ void ClientSession::lookUpSecret() {
 }
 
 void ClientSession::onSecret(const health::SecretAnswer& a) {
-  secretToken_.reset();
+  login_->secretToken.reset();
   if (state_ == State::Closing) return;
   if (a.kind == health::SecretAnswer::Kind::Failed) {
     ++worker_.runtime().authLookupFailures;
-    fatal("08006", "could not look up the password of user \"" + login_.user() + "\"", a.error,
+    fatal("08006", "could not look up the password of user \"" + user_ + "\"", a.error,
           "pgswitch reads passwords of users without a [[user]] entry with auth.query.");
     return;
   }
   if (a.kind == health::SecretAnswer::Kind::Found) {
-    lookedUpUser_ = lookedUpUser(login_.user(), a.secret);
+    lookedUpUser_ = lookedUpUser(user_, a.secret);
     if (!lookedUpUser_)
       spdlog::warn("auth: the stored password of user \"{}\" is in a format pgswitch cannot use",
-                   login_.user());
+                   user_);
   }
   // The method an hba_file line gives may depend on the stored password (md5 lines use SCRAM
   // for SCRAM secrets): decided again now that it is known.
-  if (lookedUpUser_ && !checkAccess(hbaMethod_, lookedUpUser_.get())) return;
+  if (lookedUpUser_ && !checkAccess(login_->hbaMethod, lookedUpUser_.get())) return;
   // No password (or an unusable one): the exchange runs with a mock secret and fails like a
   // wrong password, as for an unknown user.
   std::string out;
-  Login::Outcome o = login_.begin(*cfg_, out, lookedUpUser_.get(), hbaMethod_);
-  if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+  Login::Outcome o = login_->login.begin(*cfg_, out, lookedUpUser_.get(), login_->hbaMethod);
+  if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_->in(), *cfg_, out);
   continueLogin(o, out);
 }
 
@@ -124,28 +123,32 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         return;
       case Login::Step::StartupDone:
         transitionTo(State::Auth);
-        settings_.start(std::move(login_.settings()));
+        user_ = login_->login.user();
+        database_ = login_->login.database();
+        settings_.start(std::move(login_->login.settings()));
         counted_ = true;
         if (++worker_.runtime().clients > cfg_->maxClientConn) {
           fatal("53300", "sorry, too many clients already");
           return;
         }
         // Refusals first: a client hba_file turns away costs no password lookup.
-        if (!checkAccess(hbaMethod_, cfg_->findUser(login_.user()))) return;
+        if (!checkAccess(login_->hbaMethod, cfg_->findUser(user_))) return;
         if (needsSecretLookup()) {
           lookUpSecret();
           return;
         }
-        o = login_.begin(*cfg_, out, nullptr, hbaMethod_);
-        if (o.step == Login::Step::NeedMore) o = login_.feed(client_->in(), *cfg_, out);
+        o = login_->login.begin(*cfg_, out, nullptr, login_->hbaMethod);
+        if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::StartTls:
       case Login::Step::DirectTls:
         if (!startTls(o.step == Login::Step::DirectTls)) return;
-        o = login_.feed(client_->in(), *cfg_, out);
+        o = login_->login.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:
-        login_.finish();
+        // Only the ClientKey outlives the exchange; the rest of Login is not kept.
+        clientKey_ = login_->login.clientKey();
+        login_.reset();
         break;
       case Login::Step::Cancel:
         forwardCancel(worker_, o.cancelPid, o.cancelKey);
@@ -161,10 +164,10 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
       case Login::Step::AuthFailed:
         ++worker_.runtime().authFailures;
         // The client is told the same either way; the log may say which.
-        loginFailed(cfg_->findUser(login_.user()) || lookedUpUser_ ? "wrong password"
-                    : cfg_->auth.enabled()                         ? "no such user (auth.query)"
-                                                                   : "no such [[user]]");
-        fatal("28P01", "password authentication failed for user \"" + login_.user() + "\"");
+        loginFailed(cfg_->findUser(user_) || lookedUpUser_ ? "wrong password"
+                    : cfg_->auth.enabled()                 ? "no such user (auth.query)"
+                                                           : "no such [[user]]");
+        fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
         return;
     }
     break;
@@ -174,7 +177,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
   cancelKey_ = entry.key;
   cancelSlot_ = std::move(entry.slot);
   relay_.setCancelSlot(cancelSlot_.get());
-  if (login_.database() != kConsoleDatabase) {
+  if (database_ != kConsoleDatabase) {
     route_.toPrimary();
     requestServer();
     return;
@@ -182,7 +185,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
   if (!admitToConsole()) return;
   transitionTo(State::Console);
   console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
-  console_->start(login_.user(), settings_.setting("application_name"),
+  console_->start(user_, settings_.setting("application_name"),
                   settings_.setting("client_encoding"), cancelPid_, cancelKey_, consoleRole_);
 }
 

@@ -38,25 +38,25 @@ void ClientSession::accept(Worker& w, int fd) {
   }
   w.addClient(c);
   LoginTls t;
-  t.offered = c->tls_->clients != nullptr;
-  t.required = t.offered && c->tls_->clientTls == ClientTls::Require;
+  t.offered = c->login_->tls->clients != nullptr;
+  t.required = t.offered && c->login_->tls->clientTls == ClientTls::Require;
   if (t.required) {  // only the refusal names the host
     std::string peer = c->client_->peerName();
     t.peerHost = peer.substr(0, peer.rfind(':'));
   }
-  c->login_.setTls(std::move(t));
+  c->login_->login.setTls(std::move(t));
   c->client_->startReading();
 }
 
 ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
     : worker_(w),
       cfg_(std::move(cfg)),
-      tls_(w.runtime().tls()),
       transactionPooling_(cfg_->routesRequests()),
       sessionReads_(cfg_->sessionReads()),
       client_(std::make_unique<Conn>(w, this)),
       startedMs_(w.nowMs()),
       relay_(w, *cfg_, *client_, settings_) {
+  login_->tls = w.runtime().tls();
   ++w.runtime().loginClients;  // until the state leaves Startup/Auth (transitionTo)
 }
 
@@ -140,7 +140,7 @@ void ClientSession::consoleEnd(std::string_view sqlstate, std::string_view messa
 // health thread publishes a new topology and once a second. PAUSE holds new requests the
 // same way, without the deadline.
 void ClientSession::requestServer() {
-  bool paused = worker_.runtime().pause.paused(login_.database());
+  bool paused = worker_.runtime().pause.paused(database_);
   routing::RoutePick pick;
   bool verify = false;
   if (!paused) {
@@ -177,8 +177,8 @@ void ClientSession::requestServer() {
 // Asks the pool of `backend` for a server (it may hand one over at once).
 void ClientSession::queueFor(int backend) {
   countAs_ = route_.forWrite();  // counted once the request goes (startRelaying)
-  pool_ = &worker_.pool(backend, login_.database(), login_.user());
-  if (auto key = login_.clientKey()) pool_->setClientKey(*key);
+  pool_ = &worker_.pool(backend, database_, user_);
+  if (clientKey_) pool_->setClientKey(*clientKey_);
   if (lookedUpUser_) pool_->setLookedUpUser(lookedUpUser_);
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
   // per transaction costs more than the rare read that arrives while we wait (onConnRead
@@ -235,13 +235,12 @@ void ClientSession::configure() {
   if (rebuildStep(s)) return;  // after a failover: LISTEN, prepared statements
   std::string out;
   if (!loggedIn_) {
-    settings_.appendAllParams(s.params(), out);
+    settings_.appendAllParams(worker_.sharedParams().intern(s.params()), out);
     appendBackendKeyData(out, cancelPid_, cancelKey_);
     appendReadyForQuery(out, s.txnStatus());
     loggedIn_ = true;
-    route_.resolveSessionTag(*cfg_, login_.database(), login_.user(),
-                             settings_.setting("application_name"));
-    route_.useFloor(&worker_.runtime().floors.of(login_.database()));
+    route_.resolveSessionTag(*cfg_, database_, user_, settings_.setting("application_name"));
+    route_.useFloor(&worker_.runtime().floors.of(database_));
   } else {
     // A client that lands on another server sees ParameterStatus for whatever differs from
     // what it was last told.
@@ -355,14 +354,13 @@ void ClientSession::pump() {
       relay_.answerLocally('I');
       if (in.empty()) break;
       if (!route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                         settings_, worker_.nowMs(),
-                         worker_.volatileFunctions(login_.database()))) {
+                         settings_, worker_.nowMs(), worker_.volatileFunctions(database_))) {
         client_->startReading();  // the request is still arriving
         break;
       }
       auto fn = route_.takeFunctionNotes();
       if (fn.toPrimary) ++worker_.runtime().volatileFunctionRoutes;
-      if (fn.catalogChanged) worker_.functionsChanged(login_.database());
+      if (fn.catalogChanged) worker_.functionsChanged(database_);
       requestServer();
     }
     client_->flush();
@@ -404,7 +402,7 @@ void ClientSession::pump() {
       onReplica_) {
     int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
                                         relay_.statements().names(),
-                                        worker_.volatileFunctions(login_.database()));
+                                        worker_.volatileFunctions(database_));
     if (w < 0) return;  // its first message is still arriving
     if (w == 1 || !route_.continuesBatch(in)) {
       rerouteNext_ = true;
@@ -423,9 +421,8 @@ void ClientSession::pump() {
   // holds however the bytes arrived: also for a request read after the one in flight was sent.
   if (transactionPooling_ && onReplica_ && !settings_.pinned() && !relay_.clientHalfSent() &&
       relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
-      route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
-                                  relay_.statements().names(),
-                                  worker_.volatileFunctions(login_.database())) != 0)
+      route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
+                                  worker_.volatileFunctions(database_)) != 0)
     return;
   relay_.stopAtRequestEnd(transactionPooling_ && onReplica_);
   for (;;) {
@@ -435,7 +432,7 @@ void ClientSession::pump() {
     if (!ok || !ev.requestEnded || state_ != State::Active ||
         route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
                                     relay_.statements().names(),
-                                    worker_.volatileFunctions(login_.database())) != 0)
+                                    worker_.volatileFunctions(database_)) != 0)
       break;
   }
   noteInFlight();
@@ -456,8 +453,7 @@ void ClientSession::noteInFlight() {
 
 bool ClientSession::onRelayEvent(const Relay::Event& ev) {
   if (ev.applicationNameChanged)
-    route_.resolveSessionTag(*cfg_, login_.database(), login_.user(),
-                             settings_.setting("application_name"));
+    route_.resolveSessionTag(*cfg_, database_, user_, settings_.setting("application_name"));
   switch (ev.kind) {
     case Relay::Event::Kind::Ok:
       return true;
@@ -516,7 +512,7 @@ void ClientSession::afterTransaction() {
     if (!readBackSetting(s) && !client_->in().empty()) pump();
     return;
   }
-  if (settings_.takeFunctionsChanged()) worker_.functionsChanged(login_.database());
+  if (settings_.takeFunctionsChanged()) worker_.functionsChanged(database_);
   // A write transaction ended: its LSN is asked for on the same server connection (strong:
   // while its ReadyForQuery waits; read-your-writes: after the client has it, so the client
   // waits only if it sends its next request within that round trip).
@@ -547,9 +543,9 @@ void ClientSession::afterTransaction() {
   // once it has).
   ByteQueue& in = client_->in();
   if (!in.empty() && !std::exchange(rerouteNext_, false) &&
-      (!onReplica_ || route_.firstStatementWrites(
-                          in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                          worker_.volatileFunctions(login_.database())) == 0)) {
+      (!onReplica_ || route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
+                                                  relay_.statements().names(),
+                                                  worker_.volatileFunctions(database_)) == 0)) {
     pump();
     return;
   }
@@ -604,7 +600,7 @@ void ClientSession::janitor(uint64_t now) {
     case State::Holding: {
       // PAUSE holds a request up to query_wait_timeout_ms (0: until RESUME), a failover up
       // to failover_wait_ms.
-      const bool paused = worker_.runtime().pause.paused(login_.database());
+      const bool paused = worker_.runtime().pause.paused(database_);
       const uint64_t limit = static_cast<uint64_t>(paused ? cfg->queryWaitTimeoutMs
                                                           : cfg->failover.failoverWaitMs);
       if ((paused && limit == 0) || now - holdSinceMs_ < limit) {
@@ -612,7 +608,7 @@ void ClientSession::janitor(uint64_t now) {
         return;
       }
       const char* code = paused ? "53300" : "57P03";
-      std::string msg = paused ? "query_wait_timeout: database \"" + login_.database() +
+      std::string msg = paused ? "query_wait_timeout: database \"" + database_ +
                                      "\" is paused (PAUSE) since " +
                                      std::to_string(now - holdSinceMs_) + " ms"
                                : "no primary server is available";
@@ -656,6 +652,9 @@ void ClientSession::janitor(uint64_t now) {
     case State::Console:
       break;
   }
+  // A read whose bytes the server's socket took only later (uv_write, not uv_try_write) left
+  // its emptied chunk here; an idle client holds none (Conn::onRead gives back the rest).
+  client_->in().releaseDrained();
   uint64_t quiet = now - std::max(lastActivityMs_, startedMs_);
   bool inTxn = relay_.server() && relay_.server()->txnStatus() != 'I';
   if (inTxn && cfg->idleTransactionTimeoutS > 0 &&
@@ -751,8 +750,8 @@ ClientInfo ClientSession::info(uint64_t nowMs) const {
   ClientInfo ci;
   ci.worker = worker_.id();
   ci.id = cancelPid_;
-  ci.user = login_.user();
-  ci.database = login_.database();
+  ci.user = user_;
+  ci.database = database_;
   ci.applicationName = std::string(settings_.setting("application_name"));
   ci.addr = client_->peerName();
   switch (state_) {

@@ -10,6 +10,8 @@
 // (parked) while a read runs on a replica (session_reads.cc).
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -136,7 +138,6 @@ class ClientSession final : public Conn::Owner,
 
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
-  std::shared_ptr<const TlsContexts> tls_;  // as loaded when the client connected
   const bool transactionPooling_;  // requests routed one by one (also session_reads)
   const bool sessionReads_;        // session mode with routing.session_reads
   ServerConn* parked_ = nullptr;   // session_reads: the client's primary server, not linked
@@ -149,10 +150,21 @@ class ClientSession final : public Conn::Owner,
   bool inFlightShown_ = false;   // what the cancel slot was last told
   bool onReplica_ = false;       // the server picked last is a replica
 
-  Login login_;
-  std::shared_ptr<int> secretToken_;  // a password lookup is in flight (its answer checks it)
+  // What only logging in needs: the exchange (startup packet, SCRAM, TLS answers) and what
+  // the session decides around it. Freed once the client is authenticated (issue 14: ~650
+  // bytes an idle client does not need); what outlives it is below.
+  struct LoggingIn {
+    Login login;
+    std::shared_ptr<const TlsContexts> tls;  // as loaded when the client connected
+    std::shared_ptr<int> secretToken;     // a password lookup is in flight (its answer checks it)
+    std::optional<AuthMethod> hbaMethod;  // the method hba_file's line gives, if any
+  };
+  std::unique_ptr<LoggingIn> login_ = std::make_unique<LoggingIn>();
+  // Who the client is (its startup packet's user and database, copied at StartupDone) and
+  // the SCRAM ClientKey it proved (passed to its pools for SCRAM passthrough).
+  std::string user_, database_;
+  std::optional<std::array<uint8_t, 32>> clientKey_;
   std::shared_ptr<const UserConfig> lookedUpUser_;  // found by auth.query; Login points into it
-  std::optional<AuthMethod> hbaMethod_;  // the method hba_file's line gives, if any
   SessionState settings_;
   RequestRoute route_;
   Relay relay_;

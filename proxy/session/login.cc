@@ -275,15 +275,7 @@ Login::Outcome Login::password(std::span<const std::byte> body, std::string& out
   return step(Step::Authenticated);
 }
 
-void Login::finish() {
-  if (userCfg_ && userCfg_->passwordIsScram() && scram_) clientKey_ = scram_->clientKey();
-  scram_.reset();
-  std::vector<std::byte>().swap(packet_);
-  std::string().swap(tls_.cbindData);
-}
-
 std::optional<std::array<uint8_t, 32>> Login::clientKey() const {
-  if (clientKey_) return clientKey_;
   if (userCfg_ && userCfg_->passwordIsScram() && scram_) return scram_->clientKey();
   return std::nullopt;
 }

@@ -66,11 +66,10 @@ class Login {
   const std::string& database() const { return database_; }
   // The settings of the startup packet and its "options", for SessionState::start().
   Settings& settings() { return settings_; }
-  // The SCRAM ClientKey the client proved (passthrough to backends), if it used SCRAM.
+  // The SCRAM ClientKey the client proved (passthrough to backends), if it used SCRAM. After
+  // Authenticated the session keeps it and frees the Login (a logged-in client needs nothing
+  // else of the exchange).
   std::optional<std::array<uint8_t, 32>> clientKey() const;
-  // After Authenticated: keeps the ClientKey and frees what only the exchange needed (the
-  // SCRAM state, the startup packet's copy), so a logged-in idle client costs less.
-  void finish();
 
  private:
   enum class Phase { Startup, AuthFirst, AuthFinal, Done };
@@ -87,7 +86,6 @@ class Login {
   std::optional<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5Salt_{};
   std::vector<std::byte> packet_;
-  std::optional<std::array<uint8_t, 32>> clientKey_;  // kept by finish()
 };
 
 }  // namespace pgswitch::proxy

@@ -22,9 +22,12 @@ using namespace protocol;
 namespace {
 
 // Moves up to n bytes from the front of `from` to `to` without copying; returns how many.
-size_t forward(ByteQueue& from, Conn& to, size_t n, std::vector<Slice>& tmp) {
+// The slices pass through one vector per worker thread (empty again on return: pushSlices
+// moves them out and nothing in between runs another session), not one in every session.
+size_t forward(ByteQueue& from, Conn& to, size_t n) {
   n = std::min(n, from.size());
   if (n == 0) return 0;
+  thread_local std::vector<Slice> tmp;
   from.sliceFront(n, tmp);
   to.out().pushSlices(tmp);
   from.consume(n);
@@ -95,11 +98,11 @@ bool Relay::replayable(char txnStatus, bool commitInFlight) const {
          !retry_.active();
 }
 
-std::string_view Relay::queryHead(size_t total) {
-  size_t n = std::min(head_.size(), total - 5);
-  client_.in().copyOut(5, std::as_writable_bytes(std::span(head_.data(), n)));
+std::string_view Relay::queryHead(size_t total, HeadBuf& buf) {
+  size_t n = std::min(buf.size(), total - 5);
+  client_.in().copyOut(5, std::as_writable_bytes(std::span(buf.data(), n)));
   if (n == total - 5 && n > 0) --n;  // the whole text: drop its NUL
-  return std::string_view(head_.data(), n);
+  return std::string_view(buf.data(), n);
 }
 
 bool Relay::idle() const {
@@ -144,7 +147,7 @@ void Relay::forwardWhole(size_t total, char type) {
   exchange_.forwarded(type);
   counters().bytesIn += total;
   if (reqStartUs_ == 0) reqStartUs_ = nowUs();
-  c2sPassthrough_ = total - forward(client_.in(), server_->conn(), total, slices_);
+  c2sPassthrough_ = total - forward(client_.in(), server_->conn(), total);
 }
 
 // Session state a statement may create: in transaction mode for statements inside a
@@ -167,11 +170,12 @@ void Relay::noteStatement(std::string_view sql) {
 Relay::Event Relay::toServer() {
   Event ev;
   if (!server_) return ev;
+  emptyScratch();
   ByteQueue& in = client_.in();
   Conn& sc = server_->conn();
   while (!in.empty() && server_) {
     if (c2sPassthrough_ > 0) {
-      c2sPassthrough_ -= forward(in, sc, c2sPassthrough_, slices_);
+      c2sPassthrough_ -= forward(in, sc, c2sPassthrough_);
       continue;
     }
     // A replay being verified: what the client sent after the lost transaction waits until
@@ -205,7 +209,7 @@ Relay::Event Relay::toServer() {
     if (exchange_.discarding() && t != fe::Sync) {
       // The server ignores everything until Sync after an extended-protocol error; so do
       // we (nothing is owed for these messages).
-      c2sPassthrough_ = f.total - forward(in, sc, f.total, slices_);
+      c2sPassthrough_ = f.total - forward(in, sc, f.total);
       continue;
     }
     const char txn = server_->txnStatus();
@@ -215,16 +219,20 @@ Relay::Event Relay::toServer() {
       if (t == fe::Bind ? !complete && in.size() < std::min<size_t>(f.total, 1024) : !complete)
         break;
       if (t == fe::Parse && exchange_.quiet() && s2cPassthrough_ == 0 && txn != 'E' &&
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch_,
-                           toClient_)) {
+          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
+                           scratch().toClient)) {
         replay_.spoil(TxnReplay::Spoiled::StatementNames);
-        client_.send(toClient_);
-        toClient_.clear();
+        client_.send(scratch().toClient);
+        scratch().toClient.clear();
         ev.answeredLocally = true;
         continue;
       }
-      StatementTarget target{toServer_, server_->statements(), worker_.staleStatements(),
-                             static_cast<size_t>(cfg_.maxPreparedStatements), exchange_};
+      StatementTarget target{scratch().toServer,
+                             server_->statements(),
+                             worker_.staleStatements(),
+                             static_cast<size_t>(cfg_.maxPreparedStatements),
+                             exchange_,
+                             scratch().statementBytes};
       StatementMap::Result r;
       switch (t) {
         case fe::Parse:
@@ -270,8 +278,8 @@ Relay::Event Relay::toServer() {
         if (look) noteStatement(r.sql);
       }
       if (r.outcome != StatementMap::Outcome::Forward) {
-        sc.send(toServer_);
-        toServer_.clear();
+        sc.send(scratch().toServer);
+        scratch().toServer.clear();
         in.consume(f.total - r.passthrough);
         c2sPassthrough_ = r.passthrough;
         counters().bytesIn += f.total;
@@ -282,18 +290,19 @@ Relay::Event Relay::toServer() {
     if (t == fe::Query) {
       if (transactionPooling_ && complete && exchange_.quiet() && s2cPassthrough_ == 0 &&
           txn != 'E' &&
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch_,
-                           toClient_)) {
+          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
+                           scratch().toClient)) {
         replay_.spoil(TxnReplay::Spoiled::StatementNames);
-        client_.send(toClient_);
-        toClient_.clear();
+        client_.send(scratch().toClient);
+        scratch().toClient.clear();
         ev.answeredLocally = true;
         continue;
       }
       if (complete && f.total > 5) {
         // The head tells a COMMIT (what a lost server makes "outcome unknown") and a SET; the
         // whole text is assembled only where session state may be made.
-        std::string_view head = queryHead(f.total);
+        HeadBuf headBuf;
+        std::string_view head = queryHead(f.total, headBuf);
         if (replay_.recording()) {
           if (txn == 'I' && exchange_.quiet())
             replay_.firstStatement(head.size() == f.total - 6 && routing::isLoneBegin(head));
@@ -301,7 +310,7 @@ Relay::Event Relay::toServer() {
           // the status still says idle.
           if (routing::isCommit(head)) replay_.spoil(TxnReplay::Spoiled::CommitSent);
           if (txn != 'I') {
-            auto msg = in.contiguous(f.total, scratch_);
+            auto msg = in.contiguous(f.total, scratch().bytes);
             if (routing::mayHoldSeveralStatements(
                     std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 5)))
               replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
@@ -317,13 +326,13 @@ Relay::Event Relay::toServer() {
         }
         if (state_.movable() && (!transactionPooling_ || sessionReads_ || txn != 'I' ||
                                  routing::startsWithSet(head) || routing::startsWithReset(head))) {
-          auto msg = in.contiguous(f.total, scratch_);
+          auto msg = in.contiguous(f.total, scratch().bytes);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
           if (routing::mayTouchSessionState(sql)) noteStatement(sql);
         }
         if (state_.movable() && routing::mayMakeSessionObject(head)) {
           // LISTEN, PREPARE and their undoing, kept to be rebuilt after a failover.
-          auto msg = in.contiguous(f.total, scratch_);
+          auto msg = in.contiguous(f.total, scratch().bytes);
           state_.journal().statement(
               std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6));
         }
@@ -341,7 +350,7 @@ Relay::Event Relay::toServer() {
         state_.pinRebuildable("named prepared statement");
         bool kept = false;
         if (complete) {
-          auto msg = in.contiguous(f.total, scratch_);
+          auto msg = in.contiguous(f.total, scratch().bytes);
           if (auto pv = parseParse(msg.subspan(5))) {
             state_.journal().parse(pv->name, msg);
             kept = true;
@@ -350,7 +359,7 @@ Relay::Event Relay::toServer() {
         if (!kept) state_.journal().incomplete("a named prepared statement pgswitch could not read");
       }
       if (complete && (txn != 'I' || replay_.recording())) {  // a COMMIT in flight
-        auto pv = parseParse(in.contiguous(f.total, scratch_).subspan(5));
+        auto pv = parseParse(in.contiguous(f.total, scratch().bytes).subspan(5));
         if (pv && routing::isCommit(pv->sql)) {
           exchange_.commitSent(true);
           replay_.spoil(TxnReplay::Spoiled::CommitSent);
@@ -360,7 +369,7 @@ Relay::Event Relay::toServer() {
       }
     }
     if (t == fe::Close && !transactionPooling_ && complete && state_.movable()) {
-      auto cv = parseDescribeClose(in.contiguous(f.total, scratch_).subspan(5));
+      auto cv = parseDescribeClose(in.contiguous(f.total, scratch().bytes).subspan(5));
       if (cv && cv->kind == 'S' && !cv->name.empty()) state_.journal().closeStatement(cv->name);
     }
     forwardWhole(f.total, t);
@@ -372,9 +381,9 @@ Relay::Event Relay::toServer() {
   if (!server_) return ev;
   sc.flush();
   if (s2cPassthrough_ == 0) {
-    exchange_.appendFakes(toClient_, statements_.names());
-    client_.send(toClient_);
-    toClient_.clear();
+    exchange_.appendFakes(scratch().toClient, statements_.names());
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
   }
   client_.flush();
   if (sc.aboveHighWater()) client_.stopReading();
@@ -395,6 +404,7 @@ Relay::Event Relay::toClient() {
   ByteQueue& in = server_->conn().in();
   Conn& cc = client_;
   Event ev;
+  emptyScratch();
   auto desync = [&](std::string what) {
     ev.kind = Event::Kind::ServerError;
     ev.message = std::move(what);
@@ -402,13 +412,13 @@ Relay::Event Relay::toClient() {
   };
   while (server_ && !in.empty()) {
     if (s2cPassthrough_ > 0) {
-      s2cPassthrough_ -= forward(in, cc, s2cPassthrough_, slices_);
+      s2cPassthrough_ -= forward(in, cc, s2cPassthrough_);
       continue;
     }
-    exchange_.appendFakes(toClient_, statements_.names());
-    if (!toClient_.empty()) {
-      cc.send(toClient_);
-      toClient_.clear();
+    exchange_.appendFakes(scratch().toClient, statements_.names());
+    if (!scratch().toClient.empty()) {
+      cc.send(scratch().toClient);
+      scratch().toClient.clear();
     }
     Frame f = readFrame(in, 0x7fffffff);
     if (f.status == FrameStatus::Invalid) return desync(f.error);
@@ -427,7 +437,7 @@ Relay::Event Relay::toClient() {
     if (read && !complete) break;
     std::span<const std::byte> whole, body;
     if (read) {
-      whole = in.contiguous(f.total, scratch_);
+      whole = in.contiguous(f.total, scratch().bytes);
       body = whole.subspan(5);
     }
     std::string_view errCode;
@@ -540,12 +550,12 @@ Relay::Event Relay::toClient() {
       }
     }
     counters().bytesOut += f.total;
-    s2cPassthrough_ = f.total - forward(in, cc, f.total, slices_);
+    s2cPassthrough_ = f.total - forward(in, cc, f.total);
   }
-  if (s2cPassthrough_ == 0) exchange_.appendFakes(toClient_, statements_.names());
-  if (!toClient_.empty()) {
-    cc.send(toClient_);
-    toClient_.clear();
+  if (s2cPassthrough_ == 0) exchange_.appendFakes(scratch().toClient, statements_.names());
+  if (!scratch().toClient.empty()) {
+    cc.send(scratch().toClient);
+    scratch().toClient.clear();
   }
   if (!readyHeld_) cc.flush();  // else the answer goes out with its ReadyForQuery
   if (server_ && cc.aboveHighWater()) server_->conn().stopReading();
@@ -555,11 +565,16 @@ Relay::Event Relay::toClient() {
 
 void Relay::releaseReady() {
   if (!std::exchange(readyHeld_, false)) return;
-  appendReadyForQuery(toClient_, 'I');
-  client_.send(toClient_);
-  toClient_.clear();
+  appendReadyForQuery(scratch().toClient, 'I');
+  client_.send(scratch().toClient);
+  scratch().toClient.clear();
   client_.flush();
   restartReplayWhenIdle();
+}
+
+void Relay::emptyScratch() {
+  scratch().toServer.clear();
+  scratch().toClient.clear();
 }
 
 void Relay::restartReplayWhenIdle() {
@@ -575,15 +590,15 @@ void Relay::failRequest(std::string_view err) {
 void Relay::answerError(std::string_view err, bool ended, int more) {
   client_.send(err);
   for (int i = 0; ended && i < more; ++i) {
-    appendReadyForQuery(toClient_, 'I');
-    client_.send(toClient_);
-    toClient_.clear();
+    appendReadyForQuery(scratch().toClient, 'I');
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
     client_.send(err);
   }
   if (ended) {
-    appendReadyForQuery(toClient_, 'I');
-    client_.send(toClient_);
-    toClient_.clear();
+    appendReadyForQuery(scratch().toClient, 'I');
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
   } else {
     dropping_ = true;
   }
@@ -600,9 +615,9 @@ bool Relay::dropFailedRequest() {
   if (!dropping_) return true;
   if (!dropRequest(client_.in(), cfg_.maxMessageBytes)) return false;
   dropping_ = false;
-  appendReadyForQuery(toClient_, 'I');
-  client_.send(toClient_);
-  toClient_.clear();
+  appendReadyForQuery(scratch().toClient, 'I');
+  client_.send(scratch().toClient);
+  scratch().toClient.clear();
   client_.flush();
   return true;
 }
@@ -610,18 +625,19 @@ bool Relay::dropFailedRequest() {
 bool Relay::answerLocally(char txnStatus) {
   ByteQueue& in = client_.in();
   bool any = false;
-  while (!in.empty() &&
-         (answerParse(
-              in, cfg_.maxMessageBytes, statements_.names(),
-              [this](uint64_t h) { return worker_.knownStatement(h); }, scratch_, toClient_) ||
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txnStatus, scratch_,
-                           toClient_) ||
-          answerTxnEnd(in, cfg_.maxMessageBytes, toClient_))) {
+  emptyScratch();
+  while (!in.empty() && (answerParse(
+                             in, cfg_.maxMessageBytes, statements_.names(),
+                             [this](uint64_t h) { return worker_.knownStatement(h); },
+                             scratch().bytes, scratch().toClient) ||
+                         answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txnStatus,
+                                          scratch().bytes, scratch().toClient) ||
+                         answerTxnEnd(in, cfg_.maxMessageBytes, scratch().toClient))) {
     any = true;
   }
-  if (!toClient_.empty()) {
-    client_.send(toClient_);
-    toClient_.clear();
+  if (!scratch().toClient.empty()) {
+    client_.send(scratch().toClient);
+    scratch().toClient.clear();
   }
   return any;
 }

@@ -140,9 +140,16 @@ class Relay {
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);
   void countReady(char status);
-  // Up to 256 bytes of the Query text at the front (what is enough to tell a COMMIT or SET).
-  std::string_view queryHead(size_t total);
+  // Up to 256 bytes of the Query text at the front (what is enough to tell a COMMIT or SET),
+  // copied into the caller's `buf` (on its stack: not 256 bytes in every session).
+  using HeadBuf = std::array<char, 256>;
+  std::string_view queryHead(size_t total, HeadBuf& buf);
   BackendCounters& counters() { return worker_.counters(backend_); }
+  // The worker's buffers (Worker::SessionScratch): filled and emptied within one call.
+  Worker::SessionScratch& scratch() { return worker_.scratch(); }
+  // Empties the two strings at the start of a pass: bytes an earlier pass (of any session)
+  // left there when it stopped early (an invalid message) must not reach this client.
+  void emptyScratch();
 
   Worker& worker_;
   const Config& cfg_;
@@ -168,11 +175,6 @@ class Relay {
   CancelSlot* cancelSlot_ = nullptr;
   size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
-  std::vector<protocol::Slice> slices_;
-  std::vector<std::byte> scratch_;
-  std::string toServer_;  // rewritten messages, reused
-  std::string toClient_;  // pgswitch's own answers, reused
-  std::array<char, 256> head_{};
 };
 
 }  // namespace pgswitch::proxy

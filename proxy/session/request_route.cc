@@ -247,9 +247,11 @@ routing::RoutePick RequestRoute::pick(const routing::Topology& topo, const Confi
       floor_->caughtUp(topo.backends[topo.primary].replayLsn);
       route_.minReplayLsn = std::max(route_.minReplayLsn, floor_->lsn());
     }
-    size_t n = std::min(topo.backends.size(), learned_.size());
-    for (size_t i = 0; i < n; ++i) learned_[i] = learned.get(static_cast<int>(i));
-    route_.learnedReplayLsn = std::span<const uint64_t>(learned_.data(), n);
+    // Copied for this pick only: one array per worker thread, not 512 bytes in every session.
+    thread_local std::array<uint64_t, 64> learnedNow;
+    size_t n = std::min(topo.backends.size(), learnedNow.size());
+    for (size_t i = 0; i < n; ++i) learnedNow[i] = learned.get(static_cast<int>(i));
+    route_.learnedReplayLsn = std::span<const uint64_t>(learnedNow.data(), n);
     policy.verifyMaxLagMs = static_cast<int64_t>(cfg.routing.maxWaitMs);
   }
   if (std::exchange(readOnPrimary_, false) && route_.target == routing::Target::Replica) {

@@ -122,7 +122,6 @@ class RequestRoute {
   static constexpr uint64_t kStrongBlindMs = 10000;  // everyone's reads: shorter
   WriteFloor* floor_ = nullptr;  // the database's (strong)
   bool readOnPrimary_ = false;   // the next pick sends this read to the primary
-  std::array<uint64_t, 64> learned_{};  // copied from ReplayPositions for one pick
   int avoid_ = -1;
   std::vector<std::byte> retryBuf_;  // copy of a lone read Query, for one retry elsewhere
   bool retryable_ = false;           // no answer byte has reached the client yet

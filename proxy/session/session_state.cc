@@ -75,9 +75,19 @@ void SessionState::pinRebuildable(std::string_view reason) {
   pinReason_ = std::string(reason);
 }
 
+SessionJournal& SessionState::journal() {
+  if (!journal_) journal_ = std::make_unique<SessionJournal>();
+  return *journal_;
+}
+
+const SessionJournal& SessionState::journal() const {
+  static const SessionJournal kEmpty;  // never written: what a journal is before first use
+  return journal_ ? *journal_ : kEmpty;
+}
+
 std::string SessionState::unmovableReason() const {
   if (lasting_) return lastingReason_;
-  return journal_.whyIncomplete();
+  return journal().whyIncomplete();
 }
 
 void SessionState::linked() {
@@ -116,7 +126,7 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
       ++setTags_;
       return TagEffect::None;
     case CommandTag::DiscardAll:
-      journal_.discardAll();
+      journal().discardAll();
       if (!transactionPooling) return TagEffect::ForgetServerStatements;
       // As on PostgreSQL: back to the startup packet's settings; everything SET since is gone.
       settings_ = startup_;
@@ -124,16 +134,16 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
       readback_.clear();
       return TagEffect::ForgetAllStatements;
     case CommandTag::DeallocateAll:
-      journal_.deallocateAll();
+      journal().deallocateAll();
       return transactionPooling ? TagEffect::ForgetAllStatements
                                 : TagEffect::ForgetServerStatements;
     case CommandTag::Prepare:  // the journal rebuilds it after a failover
       pinRebuildable("SQL-level PREPARE");
-      journal_.confirm("a PREPARE");
+      journal().confirm("a PREPARE");
       return TagEffect::None;
     case CommandTag::Listen:
       pinRebuildable("LISTEN");
-      journal_.confirm("a LISTEN");
+      journal().confirm("a LISTEN");
       return TagEffect::None;
     case CommandTag::Other:
       return TagEffect::None;
@@ -142,7 +152,7 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
 }
 
 bool SessionState::onParameterStatus(std::string_view name, std::string_view value) {
-  told_[std::string(name)] = std::string(value);
+  tell(std::string(name), value);
   if (name == "in_hot_standby") return false;  // a property of the server, not the session
   std::string key = lower(name);
   put(settings_, key, value);
@@ -227,11 +237,26 @@ bool SessionState::configureSql(std::map<std::string, std::string>& applied,
   return true;
 }
 
-void SessionState::appendAllParams(const ServerParams& reported, std::string& out) {
-  for (auto& [k, v] : reported) {
-    protocol::appendParameterStatus(out, k, v);
-    told_[k] = v;
+ServerParams& SessionState::toldForWrite() {
+  if (!told_) {
+    told_ = std::make_shared<ServerParams>();
+  } else if (told_.use_count() > 1) {
+    told_ = std::make_shared<ServerParams>(*told_);  // others were told the same: ours now
   }
+  return *told_;
+}
+
+void SessionState::tell(const std::string& name, std::string_view value) {
+  if (told_) {
+    auto it = told_->find(name);
+    if (it != told_->end() && it->second == value) return;  // shared copies stay shared
+  }
+  toldForWrite()[name] = std::string(value);
+}
+
+void SessionState::appendAllParams(SharedParams reported, std::string& out) {
+  for (auto& [k, v] : *reported) protocol::appendParameterStatus(out, k, v);
+  told_ = std::move(reported);
 }
 
 void SessionState::appendChangedParams(uint64_t serverId, uint64_t generation,
@@ -241,10 +266,12 @@ void SessionState::appendChangedParams(uint64_t serverId, uint64_t generation,
   toldGeneration_ = generation;
   for (auto& [k, v] : reported) {
     if (k == "in_hot_standby") continue;
-    auto it = told_.find(k);
-    if (it != told_.end() && it->second == v) continue;
+    if (told_) {
+      auto it = told_->find(k);
+      if (it != told_->end() && it->second == v) continue;
+    }
     protocol::appendParameterStatus(out, k, v);
-    told_[k] = v;
+    tell(k, v);
   }
 }
 

@@ -7,19 +7,20 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "protocol/command_tag.h"
+#include "proxy/core/shared_params.h"
 #include "proxy/session/session_journal.h"
 #include "routing/classifier.h"
 
 namespace pgswitch::proxy {
 
 using Settings = std::vector<std::pair<std::string, std::string>>;
-using ServerParams = std::map<std::string, std::string>;
 
 class SessionState {
  public:
@@ -41,11 +42,11 @@ class SessionState {
   const std::string& pinReason() const { return pinReason_; }
   // The client's session can be moved to another server (after its server was lost): no
   // lasting pin, and the journal followed everything it was given.
-  bool movable() const { return !lasting_ && journal_.complete(); }
+  bool movable() const { return !lasting_ && journal().complete(); }
   // Why not (empty when movable).
   std::string unmovableReason() const;
-  SessionJournal& journal() { return journal_; }
-  const SessionJournal& journal() const { return journal_; }
+  SessionJournal& journal();  // made on first use
+  const SessionJournal& journal() const;
   // A request about to be routed creates state the command tags will not reveal (temporary
   // table, advisory lock, WITH HOLD cursor): the client is pinned once a server is linked.
   void pinOnLink(const char* reason) { pinOnLink_ = reason; }
@@ -83,8 +84,10 @@ class SessionState {
   bool configureSql(std::map<std::string, std::string>& applied, const ServerParams& reported,
                     std::string& sql, std::string& badName) const;
   // ParameterStatus messages for every reported value (login) or for those the client has not
-  // seen with this value (after moving to another server).
-  void appendAllParams(const ServerParams& reported, std::string& out);
+  // seen with this value (after moving to another server). At login `reported` is the
+  // worker's interned copy of the server's values (ParamsInterner): the client keeps a
+  // reference to it, not a map of its own, until a value it is told differs.
+  void appendAllParams(SharedParams reported, std::string& out);
   // serverId/generation identify the server and its reported values (ServerConn::id(),
   // paramsGen()): unchanged since the last call, nothing is compared.
   void appendChangedParams(uint64_t serverId, uint64_t generation, const ServerParams& reported,
@@ -101,13 +104,18 @@ class SessionState {
   bool lasting_ = false;  // pinned by state no other server can be given
   std::string pinReason_;
   std::string lastingReason_;
-  SessionJournal journal_;
+  // Null until something is journaled or asked of it: most clients never LISTEN or PREPARE.
+  std::unique_ptr<SessionJournal> journal_;
   const char* pinOnLink_ = nullptr;
   // Between two ReadyForQuery: SET tags seen, and how many of them are accounted for by
   // ParameterStatus, by transaction-scoped SETs, or by read-back.
   int setTags_ = 0, reported_ = 0, scoped_ = 0, carried_ = 0;
   std::vector<std::string> readback_;             // setting names still to read back
-  ServerParams told_;                             // ParameterStatus values the client has seen
+  // The ParameterStatus values the client has seen: shared with the clients told the same
+  // (copied by toldForWrite() before one of them changes).
+  SharedParams told_;
+  ServerParams& toldForWrite();
+  void tell(const std::string& name, std::string_view value);  // told_[name] = value
   uint64_t toldServer_ = 0, toldGeneration_ = 0;  // told_ last compared against these
 };
 

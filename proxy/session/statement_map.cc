@@ -49,7 +49,7 @@ bool StatementMap::onServer(uint64_t h, const StatementTarget& t) {
 }
 
 StatementMap::Result StatementMap::parse(ByteQueue& in, size_t total, const StatementTarget& t) {
-  auto msg = in.contiguous(total, scratch_);
+  auto msg = in.contiguous(total, t.scratch);
   auto body = msg.subspan(5);
   auto pv = parseParse(body);
   if (!pv) return invalid(pv.error());
@@ -78,7 +78,7 @@ StatementMap::Result StatementMap::parse(ByteQueue& in, size_t total, const Stat
 
 StatementMap::Result StatementMap::bind(ByteQueue& in, size_t total, const StatementTarget& t) {
   size_t avail = std::min(total, in.size());
-  auto prefix = in.contiguous(avail, scratch_);
+  auto prefix = in.contiguous(avail, t.scratch);
   auto head = parseBindHead(prefix.subspan(5));
   if (!head) {
     // Names longer than the prefix: forward untouched.
@@ -100,7 +100,7 @@ StatementMap::Result StatementMap::bind(ByteQueue& in, size_t total, const State
 }
 
 StatementMap::Result StatementMap::describe(ByteQueue& in, size_t total, const StatementTarget& t) {
-  auto msg = in.contiguous(total, scratch_);
+  auto msg = in.contiguous(total, t.scratch);
   auto dv = parseDescribeClose(msg.subspan(5));
   if (!dv) return invalid(dv.error());
   if (dv->kind != 'S' || dv->name.empty()) return {};
@@ -114,7 +114,7 @@ StatementMap::Result StatementMap::describe(ByteQueue& in, size_t total, const S
 }
 
 StatementMap::Result StatementMap::close(ByteQueue& in, size_t total, const StatementTarget& t) {
-  auto msg = in.contiguous(total, scratch_);
+  auto msg = in.contiguous(total, t.scratch);
   auto cv = parseDescribeClose(msg.subspan(5));
   if (!cv) return invalid(cv.error());
   if (cv->kind != 'S' || cv->name.empty()) return {};

@@ -25,6 +25,8 @@ struct StatementTarget {
   StaleStatements& stale;
   size_t capacity;  // max_prepared_statements per server connection
   ServerExchange& exchange;
+  // Where a message spanning chunks is assembled (the worker's, shared by its sessions).
+  std::vector<std::byte>& scratch;
 };
 
 class StatementMap {
@@ -60,7 +62,6 @@ class StatementMap {
                const StatementTarget& t);
 
   ClientStatements names_;
-  std::vector<std::byte> scratch_;
 };
 
 }  // namespace pgswitch::proxy

@@ -323,6 +323,31 @@ TEST(ByteQueue, DrainedChunkStillReferencedIsNotRewound) {
   EXPECT_EQ(pool.liveChunks(), 0u);
 }
 
+TEST(ByteQueue, ReleaseDrainedGivesBackTheChunkOnceThePeerWroteIt) {
+  // An idle connection holds no chunk: the one its last read went into is kept only while a
+  // peer's output still refers to it.
+  ChunkPool pool;
+  ByteQueue in(pool);
+  SliceQueue out(pool);
+  in.append(std::string_view("query"));
+  in.releaseDrained();  // bytes still unread: kept
+  EXPECT_EQ(pool.liveChunks(), 1u);
+  std::vector<Slice> s;
+  in.sliceFront(5, s);
+  out.pushSlices(s);
+  in.consume(5);
+  in.releaseDrained();  // the peer has not written them yet: kept
+  EXPECT_EQ(pool.liveChunks(), 1u);
+  out.consume(5);  // written
+  EXPECT_EQ(pool.liveChunks(), 1u);
+  in.releaseDrained();
+  EXPECT_EQ(pool.liveChunks(), 0u);
+  EXPECT_EQ(pool.freeChunks(), 1u);  // back on the free list for the next read
+  in.append(std::string_view("next"));
+  EXPECT_EQ(in.size(), 4u);
+  EXPECT_EQ(pool.liveChunks(), 1u);
+}
+
 // ---- SliceQueue ----
 
 TEST(SliceQueue, PushMergesOnlyAdjacentRangesOfOneChunk) {

@@ -189,7 +189,7 @@ TEST(SessionState, DiscardAllReturnsToStartupSettings) {
 TEST(SessionState, ParamsToldOnceAndAfterChanges) {
   SessionState s;
   std::string out;
-  s.appendAllParams(kReported, out);
+  s.appendAllParams(std::make_shared<ServerParams>(kReported), out);
   EXPECT_FALSE(out.empty());
   out.clear();
   s.appendChangedParams(1, 1, kReported, out);
@@ -203,6 +203,44 @@ TEST(SessionState, ParamsToldOnceAndAfterChanges) {
   out.clear();
   s.appendChangedParams(2, 1, other, out);
   EXPECT_TRUE(out.empty()) << "same server, same generation: nothing compared";
+}
+
+TEST(SessionState, ClientsToldTheSameShareOneCopyUntilOneChanges) {
+  ParamsInterner interner;
+  SessionState a, b;
+  std::string out;
+  a.appendAllParams(interner.intern(kReported), out);
+  b.appendAllParams(interner.intern(kReported), out);
+  EXPECT_EQ(interner.size(), 1u);
+  // a is told another TimeZone (its own SET): its copy becomes its own, b's is untouched.
+  EXPECT_FALSE(a.onParameterStatus("TimeZone", "Europe/Paris"));
+  ServerParams other = kReported;
+  other["TimeZone"] = "Europe/Paris";
+  out.clear();
+  b.appendChangedParams(7, 1, other, out);
+  EXPECT_NE(out.find("Europe/Paris"), std::string::npos) << "b was still told UTC";
+  out.clear();
+  a.appendChangedParams(7, 1, other, out);
+  EXPECT_TRUE(out.empty()) << "a already has Europe/Paris";
+  // Nobody holds the interned copy now: the sweep forgets it.
+  interner.sweep();
+  EXPECT_EQ(interner.size(), 0u);
+}
+
+TEST(ParamsInterner, EqualValuesOneCopyDifferentValuesTwo) {
+  ParamsInterner interner;
+  SharedParams x = interner.intern(kReported);
+  SharedParams y = interner.intern(ServerParams(kReported));
+  EXPECT_EQ(x.get(), y.get());
+  ServerParams other = kReported;
+  other["TimeZone"] = "Europe/Paris";
+  SharedParams z = interner.intern(other);
+  EXPECT_NE(x.get(), z.get());
+  EXPECT_EQ(interner.size(), 2u);
+  z.reset();
+  interner.sweep();
+  EXPECT_EQ(interner.size(), 1u);
+  EXPECT_EQ(interner.intern(kReported).get(), x.get());
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ struct Fixture {
   StaleStatements stale;
   ServerExchange exchange;
   StatementMap map;
-  StatementTarget target{toServer, cache, stale, 100, exchange};
+  std::vector<std::byte> scratch;
+  StatementTarget target{toServer, cache, stale, 100, exchange, scratch};
 
   StatementMap::Result feed(std::string_view msg) {
     in.clear();
