@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fuzz_check.h"
 #include "protocol/buffer.h"
@@ -37,8 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   StaleStatements stale;
   ServerExchange exchange;
   StatementMap map;
+  std::vector<std::byte> scratch;
   StatementTarget target{toServer, cache, stale, fdp.ConsumeIntegralInRange<size_t>(1, 4),
-                         exchange};
+                         exchange, scratch};
 
   for (int steps = 0; steps < 200 && fdp.remaining_bytes() > 0; ++steps) {
     switch (fdp.ConsumeIntegralInRange<int>(0, 3)) {
