@@ -127,30 +127,23 @@ def load_worker(spec_json: str) -> int:
 # ----------------------------------------------------------------------------------------------
 # orchestration
 
-def backend_counters(sw) -> dict[str, dict]:
+def console_rows(sw, command: str) -> list[list[str]]:
+    """A SHOW command on pgswitch's admin console, as rows of text fields."""
     from pgcluster import PG_BIN, HOST, run
     cp = run([PG_BIN / "psql", "-X", "-A", "-t", "-F", "|", "-h", HOST, "-p", sw.port, "-U",
-              "admin", "-d", "pgswitch", "-c", "SHOW BACKENDS"], env={"PGPASSWORD": "admin"},
+              "admin", "-d", "pgswitch", "-c", command], env={"PGPASSWORD": "admin"},
              timeout=20, check=False)
-    out = {}
-    for line in cp.stdout.splitlines():
-        f = line.split("|")
-        if len(f) >= 13 and f[11].isdigit():
-            out[f[0]] = {"role": f[3], "reads": int(f[11]), "writes": int(f[12])}
-    return out
+    return [line.split("|") for line in cp.stdout.splitlines()]
+
+
+def backend_counters(sw) -> dict[str, dict]:
+    return {f[0]: {"role": f[3], "reads": int(f[11]), "writes": int(f[12])}
+            for f in console_rows(sw, "SHOW BACKENDS") if len(f) >= 13 and f[11].isdigit()}
 
 
 def totals(sw) -> dict[str, int]:
-    from pgcluster import PG_BIN, HOST, run
-    cp = run([PG_BIN / "psql", "-X", "-A", "-t", "-F", "|", "-h", HOST, "-p", sw.port, "-U",
-              "admin", "-d", "pgswitch", "-c", "SHOW TOTALS"], env={"PGPASSWORD": "admin"},
-             timeout=20, check=False)
-    out = {}
-    for line in cp.stdout.splitlines():
-        f = line.split("|")
-        if len(f) >= 2 and f[1].strip().isdigit():
-            out[f[0]] = int(f[1])
-    return out
+    return {f[0]: int(f[1]) for f in console_rows(sw, "SHOW TOTALS")
+            if len(f) >= 2 and f[1].strip().isdigit()}
 
 
 def cpu_seconds(pid: int) -> float:

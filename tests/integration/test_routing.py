@@ -251,17 +251,22 @@ class RoutingTest(ProxyTestCase):
             for i in (1, 2):
                 self.cluster.set_conf(i, "recovery_min_apply_delay", None)
 
+    def _writer_and_reader(self):
+        """Two autocommit cursors on two connections through pgswitch, closed after the test."""
+        cursors = []
+        for _ in range(2):
+            conn = psycopg2.connect(self.sw.dsn())
+            self.addCleanup(conn.close)
+            conn.autocommit = True
+            cursors.append(conn.cursor())
+        return cursors
+
     @budget(90)
     def test_replay_watcher_answers_reads_after_commits(self):
         # Strong consistency without lag on purpose: a read on another connection right after a
         # commit sees it, and mostly runs on a replica, which the replay watcher (not the read)
         # asked how far it had replayed, on its own connection to each replica.
-        a = psycopg2.connect(self.sw.dsn())
-        b = psycopg2.connect(self.sw.dsn())
-        self.addCleanup(a.close)
-        self.addCleanup(b.close)
-        a.autocommit = b.autocommit = True
-        ca, cb = a.cursor(), b.cursor()
+        ca, cb = self._writer_and_reader()
         ca.execute("DROP TABLE IF EXISTS watched; CREATE TABLE watched (id int)")
         time.sleep(0.5)
         before = show_totals(self.sw)
@@ -291,12 +296,7 @@ class RoutingTest(ProxyTestCase):
         # commits are covered by the primary's flush position, except in the transactions that
         # make their own commit asynchronous again (SET LOCAL, set_config): those need the
         # insert position, or the next read could run on a replica without them.
-        a = psycopg2.connect(self.sw.dsn())
-        b = psycopg2.connect(self.sw.dsn())
-        self.addCleanup(a.close)
-        self.addCleanup(b.close)
-        a.autocommit = b.autocommit = True
-        ca, cb = a.cursor(), b.cursor()
+        ca, cb = self._writer_and_reader()
         ca.execute("DROP TABLE IF EXISTS async_seen; CREATE TABLE async_seen (id int)")
         ca.execute("SET synchronous_commit = on")
         time.sleep(0.5)
