@@ -162,6 +162,45 @@ std::string claimantList(const std::vector<BackendTrack>& tracks, const std::vec
 
 }  // namespace
 
+// lagMs is how long ago the primary first reported a position past the replica's replay
+// position (from the history of its samples), so the time between two commits on a quiet
+// primary is not counted as lag; a replica that replayed everything but the last write is
+// about one check period behind at most. Only when the history does not reach back that
+// far (a replica far behind, or just after a failover) does it fall back to the age of the
+// newest replayed commit, now() - pg_last_xact_replay_timestamp() on the replica.
+void TopologyBuilder::measureLag(int primary) {
+  auto& p = tracks_[primary];
+  const uint64_t primaryLsn = p.sample.currentLsn;
+  if (historyOf_ != primary || historyTimeline_ != p.sample.timeline) {
+    walHistory_.clear();
+    historyOf_ = primary;
+    historyTimeline_ = p.sample.timeline;
+  }
+  if (walHistory_.empty() || primaryLsn > walHistory_.back().lsn) {
+    walHistory_.push_back({primaryLsn, p.sample.nowUs});
+    if (walHistory_.size() > kWalHistory) walHistory_.pop_front();
+  }
+  p.lagBytes = 0;
+  p.lagMs = 0;
+  for (int i = 0; i < static_cast<int>(tracks_.size()); ++i) {
+    auto& t = tracks_[i];
+    if (i == primary || !t.haveSample || !t.sample.inRecovery) continue;
+    const uint64_t replay = t.sample.replayLsn;
+    t.lagBytes = primaryLsn > replay ? primaryLsn - replay : 0;
+    t.lagMs = 0;
+    if (replay >= primaryLsn) continue;
+    int64_t d = 0;
+    auto past = std::upper_bound(walHistory_.begin(), walHistory_.end(), replay,
+                                 [](uint64_t lsn, const WalSeen& w) { return lsn < w.lsn; });
+    if (past != walHistory_.begin() && past != walHistory_.end()) {
+      d = (p.sample.nowUs - past->atUs) / 1000;
+    } else if (t.sample.hasReplayTimestamp) {
+      d = (t.sample.nowUs - t.sample.lastReplayUs) / 1000;
+    }
+    t.lagMs = d > 0 ? static_cast<uint64_t>(d) : 0;
+  }
+}
+
 TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
   const int n = static_cast<int>(tracks_.size());
 
@@ -240,23 +279,8 @@ TopologyBuilder::Output TopologyBuilder::build(int64_t wallMs) {
     return !t.spec.removed && t.health == Health::Unknown;
   });
 
-  if (topo->primary >= 0) {
-    const uint64_t primaryLsn = tracks_[topo->primary].sample.currentLsn;
-    tracks_[topo->primary].lagBytes = 0;
-    tracks_[topo->primary].lagMs = 0;
-    for (int i = 0; i < n; ++i) {
-      auto& t = tracks_[i];
-      if (i == topo->primary || !t.haveSample || !t.sample.inRecovery) continue;
-      const uint64_t replay = t.sample.replayLsn;
-      t.lagBytes = primaryLsn > replay ? primaryLsn - replay : 0;
-      if (replay >= primaryLsn || !t.sample.hasReplayTimestamp) {
-        t.lagMs = 0;
-      } else {
-        int64_t d = (t.sample.nowUs - t.sample.lastReplayUs) / 1000;
-        t.lagMs = d > 0 ? static_cast<uint64_t>(d) : 0;
-      }
-    }
-  }  // else: no primary to measure against; lag keeps its last known value
+  if (topo->primary >= 0) measureLag(topo->primary);
+  // else: no primary to measure against; lag keeps its last known value
 
   for (int i = 0; i < n; ++i) {
     auto& t = tracks_[i];

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,19 @@ class TopologyBuilder {
  private:
   bool valid(int i) const { return i >= 0 && i < static_cast<int>(tracks_.size()); }
   void raise(EventType type, int i, std::string detail);
+  void measureLag(int primary);
+
+  // When the primary was first seen at each WAL position (its now(), in its samples): the
+  // time a replica is behind is how long ago the primary first wrote past its replay
+  // position. Reset when the primary or its timeline changes.
+  struct WalSeen {
+    uint64_t lsn;
+    int64_t atUs;
+  };
+  static constexpr size_t kWalHistory = 256;
+  std::deque<WalSeen> walHistory_;
+  int historyOf_ = -1;
+  uint32_t historyTimeline_ = 0;
 
   std::vector<BackendTrack> tracks_;
   BuilderThresholds th_;

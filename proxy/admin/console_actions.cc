@@ -50,6 +50,7 @@ Snapshot ProxyControl::base() const {
   s.readonlyRetries = rt_.readonlyRetries.load();
   s.replicaWaits = rt_.replicaWaits.load();
   s.replicaWaitFallbacks = rt_.replicaWaitFallbacks.load();
+  s.readsOnPrimary = rt_.readsOnPrimary.load();
   s.replicaPositionQuestions = rt_.replayWatcher ? rt_.replayWatcher->questions() : 0;
   s.recoveryConflictRetries = rt_.recoveryConflictRetries.load();
   s.sessionReads = rt_.sessionReads.load();

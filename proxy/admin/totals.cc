@@ -53,6 +53,11 @@ std::vector<Total> totals(const Snapshot& s) {
        "Of those, reads that went to the primary because no replica caught up within "
        "routing.max_wait_ms.",
        s.replicaWaitFallbacks},
+      {"reads_on_primary", "pgswitch_reads_on_primary_total", true,
+       "Reads that went to the primary at once because no replica could take them: none up, "
+       "all over the lag limits, or (strong, read_your_writes) none known to have the "
+       "writes the read must see and close enough to wait for (fallback = \"primary\").",
+       s.readsOnPrimary},
       {"replica_position_questions", "pgswitch_replica_position_questions_total", true,
        "Questions the replay watcher asked replicas about their replay position, each on "
        "behalf of every read then waiting for that replica.",

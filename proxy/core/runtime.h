@@ -191,6 +191,7 @@ class Runtime {
   ReplayPositions replay;                   // replay LSNs learned from the replicas themselves
   std::atomic<uint64_t> replicaWaits{0};    // reads that waited for a replica's position
   std::atomic<uint64_t> replicaWaitFallbacks{0};  // ... and went to the primary after all
+  std::atomic<uint64_t> readsOnPrimary{0};  // reads no replica could take, at once
   // Every worker, set once before they start (a pool short of connections asks the others
   // to give up idle ones). Empty in tests with a lone worker.
   std::vector<Worker*> workers;

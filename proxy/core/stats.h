@@ -109,6 +109,7 @@ struct Snapshot {
   uint64_t readonlyRetries = 0;
   uint64_t replicaWaits = 0;
   uint64_t replicaWaitFallbacks = 0;
+  uint64_t readsOnPrimary = 0;
   uint64_t replicaPositionQuestions = 0;
   uint64_t recoveryConflictRetries = 0;
   uint64_t volatileFunctionRoutes = 0;

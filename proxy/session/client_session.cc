@@ -171,6 +171,8 @@ void ClientSession::requestServer() {
     awaitReplica(pick.index);
     return;
   }
+  // (After a wait the read was counted in replica_wait_fallbacks.)
+  if (pick.fellBack && state_ != State::AwaitReplica) ++worker_.runtime().readsOnPrimary;
   queueFor(pick.index);
 }
 
@@ -629,6 +631,7 @@ void ClientSession::janitor(uint64_t now) {
       return;
     }
     case State::Queued:
+    case State::AwaitReplica:  // the worker's replica-wait timer ends it within max_wait_ms
     case State::Configure:
     case State::OwnQuery:
     case State::Closing:

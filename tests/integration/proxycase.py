@@ -19,14 +19,19 @@ def budget(seconds: float):
     return deco
 
 
-def show_totals(sw, user: str = "admin", password: str | None = None) -> dict[str, int]:
-    """The admin console's SHOW TOTALS of pgswitch `sw`, as {name: value}."""
+def show(sw, command: str, user: str = "admin", password: str | None = None) -> list[tuple]:
+    """The rows of admin console `command` (e.g. "SHOW SERVERS") of pgswitch `sw`."""
     import psycopg2  # here, so that tests without a console need no driver
     with closing(psycopg2.connect(sw.dsn(user=user, password=password, db="pgswitch"))) as c:
         c.autocommit = True
         with c.cursor() as cur:
-            cur.execute("SHOW TOTALS")
-            return {k: int(v) for k, v in cur.fetchall()}
+            cur.execute(command)
+            return cur.fetchall()
+
+
+def show_totals(sw, user: str = "admin", password: str | None = None) -> dict[str, int]:
+    """The admin console's SHOW TOTALS of pgswitch `sw`, as {name: value}."""
+    return {k: int(v) for k, v in show(sw, "SHOW TOTALS", user, password)}
 
 
 class ProxyTestCase(unittest.TestCase):

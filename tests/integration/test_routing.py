@@ -16,7 +16,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import HOST, PG_BIN, PgCluster, PgSwitch  # noqa: E402
-from proxycase import ProxyTestCase, budget, show_totals  # noqa: E402
+from proxycase import ProxyTestCase, budget, show, show_totals  # noqa: E402
 
 PGBENCH = str(PG_BIN / "pgbench")
 
@@ -279,11 +279,13 @@ class RoutingTest(ProxyTestCase):
             self.assertEqual(count, i + 1, "a read missed a commit acknowledged before it")
             on_replica += port in replicas
         after = show_totals(self.sw)
-        waits = after["replica_waits"] - before["replica_waits"]
-        questions = after["replica_position_questions"] - before["replica_position_questions"]
-        print(f"\nwatcher: {on_replica}/200 reads on replicas, {waits} waited, "
-              f"{questions} questions")
-        self.assertGreater(on_replica, 100, self.sw.log_tail())
+        delta = {k: after[k] - before[k] for k in ("replica_waits", "replica_wait_fallbacks",
+                                                  "reads_on_primary",
+                                                  "replica_position_questions")}
+        questions = delta["replica_position_questions"]
+        print(f"\nwatcher: {on_replica}/200 reads on replicas, {delta}")
+        servers = show(self.sw, "SHOW SERVERS")
+        self.assertGreater(on_replica, 100, f"{delta}\n{servers}\n{self.sw.log_tail()}")
         self.assertGreater(questions, 0)
         for i in (1, 2):
             n = self.cluster.psql(i, "SELECT count(*) FROM pg_stat_activity "

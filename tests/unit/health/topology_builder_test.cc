@@ -275,6 +275,30 @@ TEST_F(BuilderTest, LagBytesAndMilliseconds) {
   EXPECT_EQ(t.backends[2].replayLsn, 4000u);
 }
 
+// A quiet primary writes once: the replica that has not replayed that write yet is as far
+// behind as the write is old, not as old as the previous commit it replayed (5 s).
+TEST_F(BuilderTest, LagCountsFromTheFirstWriteNotReplayed) {
+  auto at = [](ProbeResult r, int64_t ms) {
+    r.nowUs = (kNow + ms) * 1000;
+    return r;
+  };
+  round({at(primary(1, 10'000), 0), replica(1, 10'000), replica(1, 10'000), replica(1, 10'000)});
+  auto out = round({at(primary(1, 12'000), 200), at(replica(1, 10'000, 5000), 200),
+                    replica(1, 12'000), replica(1, 4'000, 7000)});
+  EXPECT_EQ(out.topology->backends[1].lagBytes, 2000u);
+  EXPECT_EQ(out.topology->backends[1].lagMs, 0u);  // the write was first seen just now
+  // Behind what the history holds: the replay timestamp still decides.
+  EXPECT_EQ(out.topology->backends[3].lagMs, 7000u);
+  out = round({at(primary(1, 12'000), 450), at(replica(1, 10'000, 5000), 450), replica(1, 12'000),
+               replica(1, 4'000, 7000)});
+  EXPECT_EQ(out.topology->backends[1].lagMs, 250u);
+  // A new primary (timeline 2) starts a new history: the replay timestamp decides again
+  // (the newest replayed commit is from kNow - 100 ms, the replica's now() kNow + 600 ms).
+  out = round({at(primary(2, 20'000), 600), at(replica(2, 12'000, 100), 600), replica(2, 20'000),
+               replica(2, 20'000)});
+  EXPECT_EQ(out.topology->backends[1].lagMs, 700u);
+}
+
 TEST_F(BuilderTest, LagWithoutReplayTimestamp) {
   ProbeResult r = replica(1, 100);
   r.hasReplayTimestamp = false;
