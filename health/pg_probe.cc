@@ -116,7 +116,12 @@ void PgProbe::continueConnect() {
 }
 
 void PgProbe::sendQuery() {
-  if (PQstatus(conn_) != CONNECTION_OK || PQsendQuery(conn_, statement_.sql) == 0) {
+  const char* sql = statement_.sql;
+  if (statement_.onConnect && !setUp_) {
+    firstSql_ = std::string(statement_.onConnect) + "; " + sql;
+    sql = firstSql_.c_str();
+  }
+  if (PQstatus(conn_) != CONNECTION_OK || PQsendQuery(conn_, sql) == 0) {
     // The idle connection went stale without us noticing: one fresh connection per check.
     dropConnection();
     if (!retried_) {
@@ -166,6 +171,10 @@ void PgProbe::onQueryIo(int events) {
       return;
     }
     ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK && statement_.onConnect && !setUp_) {
+      PQclear(res);  // the connection's setup statements
+      continue;
+    }
     if (!haveResult_) {
       haveResult_ = true;
       if (st == PGRES_TUPLES_OK && PQntuples(res) == 1) {
@@ -243,11 +252,13 @@ void PgProbe::dropConnection() {
     PQfinish(conn_);
     conn_ = nullptr;
   }
+  setUp_ = false;
   if (state_ != State::Closed) state_ = State::Idle;
 }
 
 void PgProbe::finishCheck(ProbeResult r) {
   uv_timer_stop(&timer_);
+  if (r.ok) setUp_ = true;
   state_ = State::Ready;
   if (!watch(UV_READABLE, false)) {
     dropConnection();

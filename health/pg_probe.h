@@ -28,6 +28,9 @@ class ProbeListener {
 struct ProbeStatement {
   const char* sql = kProbeQuery;
   ProbeResult (*parse)(const std::vector<std::optional<std::string>>& cols) = parseProbeRow;
+  // Run once on each new connection, in front of its first check (e.g. a PREPARE the
+  // checks EXECUTE); its results without rows are skipped. Null: nothing.
+  const char* onConnect = nullptr;
 };
 
 class PgProbe {
@@ -82,6 +85,8 @@ class PgProbe {
   uv_timer_t timer_;
   bool retried_ = false;  // a check reconnects at most once after a stale connection
   bool haveResult_ = false;
+  bool setUp_ = false;  // statement_.onConnect ran on this connection
+  std::string firstSql_;  // onConnect + sql, for the first check of a connection
   ProbeResult result_;
 };
 

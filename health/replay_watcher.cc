@@ -103,7 +103,8 @@ class ReplayWatcher::Loop final : public ProbeListener {
       uv_timer_init(&loop_, &s->timer);
       s->timer.data = s.get();
       s->probe = std::make_unique<PgProbe>(&loop_, b, s->conninfo, kTimeoutMs, kTimeoutMs, *this,
-                                           ProbeStatement{kReplayQuery, parseReplayRow});
+                                           ProbeStatement{kReplayQuery, parseReplayRow,
+                                                          routing::kReplayWaitPrepare.data()});
       slots_[b] = std::move(s);
     }
     return slots_[b].get();

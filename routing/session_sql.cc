@@ -296,10 +296,8 @@ std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs) {
   char target[24];
   snprintf(target, sizeof target, "%X/%X", static_cast<unsigned>(lsn >> 32),
            static_cast<unsigned>(lsn & 0xffffffffu));
-  const std::string last = std::to_string(waitMs);
-  return "SELECT pg_last_wal_replay_lsn() FROM generate_series(0, " + last +
-         ") AS g WHERE CASE WHEN g > 0 THEN pg_sleep(0.001) IS NOT NULL ELSE true END AND "
-         "(pg_last_wal_replay_lsn() >= '" + target + "' OR g = " + last + ") LIMIT 1";
+  return "EXECUTE pgswitch_replay_wait('" + std::string(target) + "', " +
+         std::to_string(waitMs) + ")";
 }
 
 std::string currentSettingQuery(std::string_view name) {

@@ -133,6 +133,16 @@ bool mayMakeCommitAsync(const Classification& c, std::string_view sql);
 // the server (so one question covers a whole wait, not one round trip per step). The rows of
 // generate_series are checked one by one and LIMIT 1 stops at the first that passes; the CASE
 // sleeps before each check but the first, so a replica already there answers at once.
+// Prepared once per watcher connection (kReplayWaitPrepare, with a generic plan: the
+// statement is asked hundreds of times a second under a write load, and parsing and
+// planning it each time cost more than running it); replayWaitQuery is the EXECUTE. It may
+// run again on the same connection (a first check that failed after it): DEALLOCATE first.
+inline constexpr std::string_view kReplayWaitPrepare =
+    "DEALLOCATE ALL; SET plan_cache_mode = force_generic_plan; "
+    "PREPARE pgswitch_replay_wait(pg_lsn, int) AS "
+    "SELECT pg_last_wal_replay_lsn() FROM generate_series(0, $2) AS g WHERE CASE WHEN g > 0 "
+    "THEN pg_sleep(0.001) IS NOT NULL ELSE true END AND "
+    "(pg_last_wal_replay_lsn() >= $1 OR g = $2) LIMIT 1";
 std::string replayWaitQuery(uint64_t lsn, uint64_t waitMs);
 // After a transaction that may have committed asynchronously although the session's setting
 // says otherwise (SET LOCAL synchronous_commit, set_config(...) in it).
