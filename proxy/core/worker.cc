@@ -344,10 +344,10 @@ void Worker::removeClient(ClientHandle* c) {
 }
 
 Pool& Worker::pool(int backend, const std::string& database, const std::string& user) {
-  auto key = std::make_tuple(backend, database, user);
-  auto it = pools_.find(key);
+  auto it = pools_.find(std::tuple<int, std::string_view, std::string_view>(backend, database, user));
   if (it == pools_.end())
-    it = pools_.emplace(key, std::make_unique<Pool>(*this, backend, database, user)).first;
+    it = pools_.emplace(PoolKey(backend, database, user),
+                        std::make_unique<Pool>(*this, backend, database, user)).first;
   return *it->second;
 }
 

@@ -198,7 +198,8 @@ class Worker {
   std::atomic<int> replicaWaiterCount_{0};         // read by replayLearned's thread
   std::atomic<bool> replayNews_{false};            // onAsync: check the waiters
   uv_timer_t replicaWaitTimer_;                    // the earliest deadline
-  std::map<PoolKey, std::unique_ptr<Pool>> pools_;
+  // Transparent: a request looks its pool up by views, without copying the two names.
+  std::map<PoolKey, std::unique_ptr<Pool>, std::less<>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;
   ParamsInterner sharedParams_;  // swept by the janitor

@@ -26,6 +26,8 @@ ROUNDS = 500  # per client and workload
 # well under one allocation per hundred requests.
 MAX_PER_REQUEST = 0.01
 LOGIN_ALLOWANCE = 150  # allocations of one server login (its parameters, SCRAM), generously
+# Longer than std::string keeps inline: a lookup that copied the name would allocate.
+LONG_NAME = "appdb_with_a_name_longer_than_sso"
 
 
 class SteadyAllocationCase(ProxyTestCase):
@@ -38,6 +40,7 @@ class SteadyAllocationCase(ProxyTestCase):
             cls.cluster.psql(0, "CREATE TABLE acct (id int PRIMARY KEY, balance int NOT NULL); "
                                 "INSERT INTO acct SELECT g, 0 FROM generate_series(1, 1000) g",
                              db="appdb", user="app")
+            cls.cluster.psql(0, f"CREATE DATABASE {LONG_NAME} OWNER app")
             cls.cluster.wait_replicated()
             cls.sw = PgSwitch(cls.cluster, pool_mode="transaction", workers=2)
         except BaseException:
@@ -126,6 +129,21 @@ class SteadyAllocationCase(ProxyTestCase):
 
         n = self.run_clients(connect, work)
         self.check(n, CLIENTS * ROUNDS, "simple protocol reads")
+
+    @budget(120)
+    def test_long_database_name(self):
+        def connect():
+            c = psycopg2.connect(self.sw.dsn(db=LONG_NAME))
+            c.autocommit = True
+            return c
+
+        def work(c, i):
+            with c.cursor() as cur:
+                cur.execute("SELECT %s::int", (i,))
+                cur.fetchone()
+
+        n = self.run_clients(connect, work)
+        self.check(n, CLIENTS * ROUNDS, "reads in a database with a long name")
 
     @budget(120)
     def test_extended_protocol_and_write_transactions(self):
