@@ -34,7 +34,7 @@ EtcdCoordination::EtcdCoordination(uv_loop_t* loop, CoordinationSettings setting
       s_(std::move(settings)),
       host_(host),
       http_(std::make_unique<HttpClient>(loop)),
-      timer_(new uv_timer_t) {
+      timer_(loop, this) {
   for (auto& u : s_.endpoints) u = trimSlash(u);
   s_.prefix = trimSlash(s_.prefix.empty() ? "/pgswitch/default" : s_.prefix);
   s_.leaseTtlMs = std::max(1000, s_.leaseTtlMs);
@@ -42,8 +42,6 @@ EtcdCoordination::EtcdCoordination(uv_loop_t* loop, CoordinationSettings setting
   s_.periodMs = std::max(10, s_.periodMs);
   leaderKey_ = s_.prefix + "/leader";
   decisionKey_ = s_.prefix + "/decision";
-  uv_timer_init(loop, timer_);
-  timer_->data = this;
 }
 
 EtcdCoordination::~EtcdCoordination() { close(); }
@@ -51,15 +49,13 @@ EtcdCoordination::~EtcdCoordination() { close(); }
 void EtcdCoordination::start() {
   spdlog::info("coordination: instance {} campaigns for {} on {} etcd endpoint(s), lease {} ms",
                s_.name, leaderKey_, s_.endpoints.size(), s_.leaseTtlMs);
-  uv_timer_start(timer_, &EtcdCoordination::onTimer, 0, static_cast<uint64_t>(s_.periodMs));
+  timer_.start(&EtcdCoordination::onTimer, 0, static_cast<uint64_t>(s_.periodMs));
 }
 
 void EtcdCoordination::close() {
   if (closed_) return;
   closed_ = true;
-  uv_timer_stop(timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  timer_.close();
   http_->close();
 }
 

@@ -14,6 +14,7 @@
 
 #include "health/etcd_protocol.h"
 #include "health/events.h"
+#include "health/heap_timer.h"
 #include "health/http_client.h"
 #include "health/settings.h"
 
@@ -66,7 +67,7 @@ class EtcdCoordination {
   Host& host_;
   std::string leaderKey_, decisionKey_;
   std::unique_ptr<HttpClient> http_;
-  uv_timer_t* timer_;  // freed in its close callback
+  HeapTimer timer_;
   size_t cur_ = 0;     // the endpoint that answered last: tried first
   bool closed_ = false;
   bool busy_ = false;  // a round is running

@@ -50,15 +50,13 @@ struct HttpClient::SocketWatch {
   curl_socket_t fd;
 };
 
-HttpClient::HttpClient(uv_loop_t* loop) : loop_(loop), timer_(new uv_timer_t) {
+HttpClient::HttpClient(uv_loop_t* loop) : loop_(loop), timer_(loop, this) {
   globalInit();
   multi_ = curl_multi_init();
   curl_multi_setopt(multiOf(multi_), CURLMOPT_SOCKETFUNCTION, &HttpClient::onSocket);
   curl_multi_setopt(multiOf(multi_), CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multiOf(multi_), CURLMOPT_TIMERFUNCTION, &HttpClient::onTimer);
   curl_multi_setopt(multiOf(multi_), CURLMOPT_TIMERDATA, this);
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
 }
 
 HttpClient::~HttpClient() { close(); }
@@ -138,11 +136,11 @@ int HttpClient::onSocket(void*, int fd, int what, void* userp, void* socketp) no
 int HttpClient::onTimer(void*, long timeoutMs, void* userp) noexcept {
   auto* self = static_cast<HttpClient*>(userp);
   if (timeoutMs < 0) {
-    uv_timer_stop(self->timer_);
+    self->timer_.stop();
   } else {
     // 0 means "now": still through the timer, since libcurl must not be re-entered from
     // inside its own callback.
-    uv_timer_start(self->timer_, &HttpClient::onTimeout, static_cast<uint64_t>(timeoutMs), 0);
+    self->timer_.start(&HttpClient::onTimeout, static_cast<uint64_t>(timeoutMs));
   }
   return 0;
 }
@@ -208,9 +206,7 @@ void HttpClient::close() {
              [](uv_handle_t* h) { delete static_cast<SocketWatch*>(h->data); });
   }
   watches_.clear();
-  uv_timer_stop(timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  timer_.close();
   for (Transfer* t : pending) {
     Done done = std::move(t->done);
     delete t;

@@ -10,6 +10,8 @@
 #include <set>
 #include <string>
 
+#include "health/heap_timer.h"
+
 namespace pgswitch::health {
 
 struct HttpResponse {
@@ -59,7 +61,7 @@ class HttpClient {
 
   uv_loop_t* loop_;
   void* multi_ = nullptr;           // CURLM*
-  uv_timer_t* timer_;               // freed in its close callback
+  HeapTimer timer_;
   std::set<Transfer*> live_;        // added to the multi handle, not finished
   std::set<SocketWatch*> watches_;  // polls libcurl asked for and has not removed
   bool closed_ = false;

@@ -21,17 +21,14 @@ PatroniSource::PatroniSource(uv_loop_t* loop, PatroniSettings settings,
       backends_(std::move(backends)),
       host_(host),
       http_(std::make_unique<HttpClient>(loop)),
-      timer_(new uv_timer_t) {
+      timer_(loop, this) {
   for (auto& u : settings_.urls) u = trimSlash(u);
-  uv_timer_init(loop, timer_);
-  timer_->data = this;
 }
 
 PatroniSource::~PatroniSource() { close(); }
 
 void PatroniSource::start() {
-  uv_timer_start(timer_, &PatroniSource::onTimer, 0,
-                 static_cast<uint64_t>(std::max(1, settings_.periodMs)));
+  timer_.start(&PatroniSource::onTimer, 0, static_cast<uint64_t>(std::max(1, settings_.periodMs)));
 }
 
 void PatroniSource::onTimer(uv_timer_t* t) noexcept {
@@ -139,9 +136,7 @@ void PatroniSource::switchover(const std::string& leader, const std::string& can
 void PatroniSource::close() {
   if (closed_) return;
   closed_ = true;
-  uv_timer_stop(timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  timer_.close();
   http_->close();
 }
 

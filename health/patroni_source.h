@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "health/heap_timer.h"
 #include "health/http_client.h"
 #include "health/patroni_view.h"
 #include "health/settings.h"
@@ -53,7 +54,7 @@ class PatroniSource {
   std::vector<BackendSpec> backends_;
   Host& host_;
   std::unique_ptr<HttpClient> http_;
-  uv_timer_t* timer_;  // freed in its close callback
+  HeapTimer timer_;
   size_t cur_ = 0;     // the URL that answered last: tried first
   bool polling_ = false;
   bool again_ = false;  // pollSoon() during a poll: poll once more when it ends
