@@ -251,11 +251,12 @@ class RoutingTest(ProxyTestCase):
             for i in (1, 2):
                 self.cluster.set_conf(i, "recovery_min_apply_delay", None)
 
-    def _writer_and_reader(self):
-        """Two autocommit cursors on two connections through pgswitch, closed after the test."""
+    def _writer_and_reader(self, sw=None):
+        """Two autocommit cursors on two connections through pgswitch (`sw`, else the class's),
+        closed after the test."""
         cursors = []
         for _ in range(2):
-            conn = psycopg2.connect(self.sw.dsn())
+            conn = psycopg2.connect((sw or self.sw).dsn())
             self.addCleanup(conn.close)
             conn.autocommit = True
             cursors.append(conn.cursor())
@@ -265,11 +266,16 @@ class RoutingTest(ProxyTestCase):
     def test_replay_watcher_answers_reads_after_commits(self):
         # Strong consistency without lag on purpose: a read on another connection right after a
         # commit sees it, and mostly runs on a replica, which the replay watcher (not the read)
-        # asked how far it had replayed, on its own connection to each replica.
-        ca, cb = self._writer_and_reader()
+        # asked how far it had replayed, on its own connection to each replica. A read may
+        # wait up to 200 ms here: on a slow, shared machine replay can take longer than the
+        # default 10 ms, and then reads rightly go to the primary (not what is tested here).
+        sw = PgSwitch(self.cluster, pool_mode="transaction", health_period_ms=200,
+                      extra_toml="[routing]\nmax_wait_ms = 200\n")
+        self.addCleanup(sw.stop)
+        ca, cb = self._writer_and_reader(sw)
         ca.execute("DROP TABLE IF EXISTS watched; CREATE TABLE watched (id int)")
         time.sleep(0.5)
-        before = show_totals(self.sw)
+        before = show_totals(sw)
         replicas = {self.cluster.port_of(1), self.cluster.port_of(2)}
         on_replica = 0
         for i in range(200):
@@ -278,14 +284,14 @@ class RoutingTest(ProxyTestCase):
             count, port = cb.fetchone()
             self.assertEqual(count, i + 1, "a read missed a commit acknowledged before it")
             on_replica += port in replicas
-        after = show_totals(self.sw)
+        after = show_totals(sw)
         delta = {k: after[k] - before[k] for k in ("replica_waits", "replica_wait_fallbacks",
                                                   "reads_on_primary",
                                                   "replica_position_questions")}
         questions = delta["replica_position_questions"]
         print(f"\nwatcher: {on_replica}/200 reads on replicas, {delta}")
-        servers = show(self.sw, "SHOW SERVERS")
-        self.assertGreater(on_replica, 100, f"{delta}\n{servers}\n{self.sw.log_tail()}")
+        servers = show(sw, "SHOW SERVERS")
+        self.assertGreater(on_replica, 100, f"{delta}\n{servers}\n{sw.log_tail()}")
         self.assertGreater(questions, 0)
         for i in (1, 2):
             n = self.cluster.psql(i, "SELECT count(*) FROM pg_stat_activity "
