@@ -84,6 +84,7 @@ class RunResult:
     failed: int = 0
     rc: int = 0
     cpu_s: float | None = None     # proxy CPU during the run (None for direct)
+    ctx: int | None = None         # proxy context switches (all threads) during the run
     note: str = ""                 # e.g. "session mode"
     other_pct: float = 0.0         # CPU used by processes not part of the benchmark, % of all CPUs
     stderr_tail: str = ""
@@ -102,6 +103,11 @@ class Cell:
         txns = sum(r.txns for r in runs)
         return (sum(r.cpu_s for r in runs) * 1e6 / txns) if runs and txns else None
 
+    def ctx_per_txn(self):
+        runs = [r for r in self.runs if r.ctx is not None]
+        txns = sum(r.txns for r in runs)
+        return sum(r.ctx for r in runs) / txns if runs and txns else None
+
     def failures(self) -> int:
         return sum(r.failed for r in self.runs)
 
@@ -117,6 +123,21 @@ def proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_ctx_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of the process."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:",
+                                        "nonvoluntary_ctxt_switches:")):
+                        n += int(line.split()[1])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return n
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -344,14 +365,19 @@ def run_pgbench(port: int, db: str, sc: Scenario, seconds: int, proxy_pid: int |
            "-c", str(sc.clients), "-M", sc.mode, "-T", str(seconds), *sc.args, db]
     snap0 = CpuSnapshot(*watch())
     cpu0 = proc_cpu_seconds(proxy_pid) if proxy_pid else None
+    ctx0 = proc_ctx_switches(proxy_pid) if proxy_pid else None
     cp = run(cmd, env=pgbench_env(), check=False, timeout=seconds + 120)
-    cpu1 = proc_cpu_seconds(proxy_pid) if proxy_pid and _pid_alive(proxy_pid) else None
+    alive = proxy_pid and _pid_alive(proxy_pid)
+    cpu1 = proc_cpu_seconds(proxy_pid) if alive else None
+    ctx1 = proc_ctx_switches(proxy_pid) if alive else None
     snap1 = CpuSnapshot(*watch())
     r = parse_pgbench(cp.stdout, sc.churn)
     r.rc = cp.returncode
     r.other_pct = snap0.other_pct(snap1)
     if cpu0 is not None and cpu1 is not None:
         r.cpu_s = cpu1 - cpu0
+    if ctx0 is not None and ctx1 is not None:
+        r.ctx = ctx1 - ctx0
     if cp.returncode != 0 or r.tps is None:
         r.stderr_tail = "\n".join((cp.stdout + cp.stderr).strip().splitlines()[-15:])
     return r
@@ -404,8 +430,9 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
     if "baseline" in TARGETS:
         return make_baseline_table(results, scenarios, max_other)
     head = ("| scenario | direct TPS | pgswitch TPS | pgbouncer TPS | pgswitch/direct | "
-            "pgswitch/pgbouncer | latency ms (d/s/b) | CPU µs/txn (s/b) | failures (d/s/b) |")
-    lines = [head, "|" + "---|" * 9]
+            "pgswitch/pgbouncer | latency ms (d/s/b) | CPU µs/txn (s/b) | "
+            "ctx switches/txn (s/b) | failures (d/s/b) |")
+    lines = [head, "|" + "---|" * 10]
     footnote = noisy = False
     for sc in scenarios:
         c = results[sc.name]
@@ -427,7 +454,9 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
             f"{ratio(tps['pgswitch'], tps['pgbouncer'])} | "
             f"{' / '.join(fmt_lat(lat[t]) for t in TARGETS)} | "
             f"{fmt_num(c['pgswitch'].cpu_us_per_txn(), 1)} / "
-            f"{fmt_num(c['pgbouncer'].cpu_us_per_txn(), 1)} | {' / '.join(fails)} |")
+            f"{fmt_num(c['pgbouncer'].cpu_us_per_txn(), 1)} | "
+            f"{fmt_num(c['pgswitch'].ctx_per_txn(), 2)} / "
+            f"{fmt_num(c['pgbouncer'].ctx_per_txn(), 2)} | {' / '.join(fails)} |")
     if footnote:
         lines.append("")
         lines.append("† PgBouncer < 1.21 cannot keep protocol-level prepared statements in "
@@ -445,6 +474,8 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
                      f"{NCPU} CPUs. ")
     lines.append("TPS excludes connection time, except the -C row (includes reconnects). "
                  "CPU µs/txn: proxy process utime+stime during the run ÷ transactions. "
+                 "ctx switches/txn: the proxy's voluntary + involuntary context switches "
+                 "(all threads) ÷ transactions. "
                  "`!` after a failure count: pgbench exited non-zero.")
     return "\n".join(lines) + "\n"
 
@@ -454,8 +485,8 @@ def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: flo
     as the yardstick both are compared to."""
     head = ("| scenario | pgswitch TPS | baseline TPS | pgbouncer TPS | pgswitch/baseline | "
             "pgswitch/pgbouncer | baseline/pgbouncer | CPU µs/txn (s/base/b) | "
-            "failures (s/base/b) |")
-    lines = [head, "|" + "---|" * 9]
+            "ctx switches/txn (s/base/b) | failures (s/base/b) |")
+    lines = [head, "|" + "---|" * 10]
     noisy = False
     order = ("pgswitch", "baseline", "pgbouncer")
     for sc in scenarios:
@@ -468,6 +499,7 @@ def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: flo
             f"{ratio(tps['pgswitch'], tps['pgbouncer'])} | "
             f"{ratio(tps['baseline'], tps['pgbouncer'])} | "
             + " / ".join(fmt_num(c[t].cpu_us_per_txn(), 1) for t in order) + " | "
+            + " / ".join(fmt_num(c[t].ctx_per_txn(), 2) for t in order) + " | "
             + " / ".join(str(c[t].failures()) + ("!" if c[t].bad_rc() else "") for t in order)
             + " |")
     if noisy:
@@ -521,6 +553,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--retries", type=int, default=1, help="re-runs of a noisy run")
     ap.add_argument("--baseline", metavar="BIN",
                     help="another pgswitch binary to run as a fourth target (before/after)")
+    ap.add_argument("--workers", type=int, default=int(os.environ.get("PGSWITCH_WORKERS", "2")),
+                    help="pgswitch worker threads (default 2, or $PGSWITCH_WORKERS)")
+    ap.add_argument("--baseline-workers", type=int, metavar="N",
+                    help="worker threads of the --baseline target (default: --workers); with "
+                         "--baseline build/pgswitch this compares worker counts in one run")
     ap.add_argument("--tls", action="store_true",
                     help="clients connect with sslmode=require (see above)")
     ap.add_argument("--idle-wait", type=float, default=60, metavar="S",
@@ -563,11 +600,11 @@ def main(argv: list[str]) -> int:
              "-U", USER, DB], env=pgbench_env(setup=True), timeout=600)
         cluster.psql(0, "CHECKPOINT")
         log("starting pgswitch and PgBouncer")
-        sw = PgSwitch(cluster, pool_mode="transaction", workers=int(os.environ.get("PGSWITCH_WORKERS", "2")),
+        sw = PgSwitch(cluster, pool_mode="transaction", workers=args.workers,
                       extra_toml=f"[pool]\npool_size = {POOL_SIZE}" + tls_toml)
         if args.baseline:
             base = PgSwitch(cluster, pool_mode="transaction", binary=args.baseline,
-                            workers=int(os.environ.get("PGSWITCH_WORKERS", "2")),
+                            workers=args.baseline_workers or args.workers,
                             extra_toml=f"[pool]\npool_size = {POOL_SIZE}" + tls_toml)
         bouncer = PgBouncer(cluster, session_pool_size=max(s.clients for s in scenarios))
         bouncer.start()
@@ -640,6 +677,9 @@ def main(argv: list[str]) -> int:
                         problems.append(f"{sc.name} via {t}: rc={r.rc} failed={r.failed}\n"
                                         f"{r.stderr_tail}")
         table = make_table(results, scenarios, notes, args.max_other)
+        table += (f"pgswitch: {args.workers} worker thread(s)"
+                  + (f", baseline: {args.baseline_workers or args.workers}" if base else "")
+                  + f", pool_size {POOL_SIZE}, transaction mode.\n")
     finally:
         if bouncer is not None:
             bouncer.stop()
