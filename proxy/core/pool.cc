@@ -65,7 +65,18 @@ void Pool::yieldIdle() {
 
 void Pool::budgetFreed() {
   if (waiters_.empty() || connectingCount() >= waiters_.size()) return;
-  if (!trySpawn(limit())) askPeers();
+  if (!trySpawn(limit())) askPeersSoon();
+}
+
+void Pool::askPeersSoon() {
+  if (short_ || askSoon_) return;
+  askSoon_ = true;
+  worker_.askPeersSoon(this);
+}
+
+void Pool::askPeersIfStillShort() {
+  askSoon_ = false;
+  if (!waiters_.empty() && connectingCount() < waiters_.size() && !trySpawn(limit())) askPeers();
 }
 
 // Nobody waits here any more: stop asking the others for connections (another short worker
@@ -101,7 +112,7 @@ ServerConn* Pool::acquire(PoolWaiter* w) {
     return s;
   }
   waiters_.push_back(Waiter{w, worker_.nowMs()});
-  if (connectingCount() < waiters_.size() && !trySpawn(limit())) askPeers();
+  if (connectingCount() < waiters_.size() && !trySpawn(limit())) askPeersSoon();
   return nullptr;
 }
 
@@ -286,7 +297,13 @@ void Pool::janitor(uint64_t now) {
   }
   // Still short of connections (the request to the other workers may have found none idle
   // then): ask again.
-  if (!waiters_.empty() && connectingCount() < waiters_.size() && !trySpawn(limit())) askPeers();
+  if (!waiters_.empty() && connectingCount() < waiters_.size() && !trySpawn(limit())) {
+    if (short_ || now - waiters_.front().sinceMs >= kAskPeersAfterMs) {
+      askPeers();
+    } else {
+      askPeersSoon();
+    }
+  }
   // Reserve: extra connections once the oldest waiter has waited reserve_pool_timeout.
   if (!waiters_.empty() && cfg->reservePoolSize > 0 &&
       now - waiters_.front().sinceMs >= static_cast<uint64_t>(cfg->reservePoolTimeoutMs) &&

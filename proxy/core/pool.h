@@ -64,6 +64,15 @@ class Pool {
   void yieldIdle();
   // A unit of the budget was freed somewhere: open a connection if sessions wait here.
   void budgetFreed();
+  // The worker's timer, kAskPeersAfterMs after this pool first could not serve a session:
+  // if sessions still wait and no unit is free, other workers are asked for one.
+  void askPeersIfStillShort();
+  // A session that finds every connection here busy and the total reached usually gets one
+  // of this worker's own connections within a transaction's time. Only a shortage that
+  // lasts this long takes a connection from another worker (which closes one, and this one
+  // opens one): asking at once made the workers trade connections back and forth, a new
+  // server login each time, whenever a burst went over the total.
+  static constexpr uint64_t kAskPeersAfterMs = 10;
 
   // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
   void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }
@@ -95,6 +104,7 @@ class Pool {
   bool trySpawn(int limit);  // takes a unit (at most `limit` over all workers) and spawns
   void tellPeers(bool freed);
   void askPeers();
+  void askPeersSoon();
   void noLongerShort();
   void handOut(ServerConn& s);
   int limit() const;
@@ -115,6 +125,7 @@ class Pool {
   uint64_t lastAcquireMs_ = 0;
   std::shared_ptr<PoolBudget> budget_;  // pool_size over all workers
   bool short_ = false;  // this pool raised budget_->wanted and still has waiters
+  bool askSoon_ = false;  // listed on the worker's timer (askPeersSoon)
   // The last login failure (the ErrorResponse, or ours for a connection failure). For
   // server_login_retry_ms after it, new requests get the same answer at once instead of a
   // connection attempt each: a storm of logins to a missing database costs the backend one

@@ -36,6 +36,8 @@ Worker::Worker(int id, Runtime& rt, SessionFactory sessions)
   uv_timer_start(&janitor_, &Worker::onJanitor, 1000, 1000);
   uv_timer_init(&loop_, &replicaWaitTimer_);
   replicaWaitTimer_.data = this;
+  uv_timer_init(&loop_, &askPeersTimer_);
+  askPeersTimer_.data = this;
 }
 
 Worker::~Worker() {
@@ -151,6 +153,7 @@ void Worker::onCheck(uv_check_t* h) {
       w->pools_.clear();
       uv_close(reinterpret_cast<uv_handle_t*>(&w->janitor_), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&w->replicaWaitTimer_), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&w->askPeersTimer_), nullptr);
       {
         std::lock_guard g(w->postMu_);
         w->asyncClosed_ = true;
@@ -191,6 +194,8 @@ void Worker::onJanitor(uv_timer_t* t) {
   for (auto it = w->pools_.begin(); it != w->pools_.end();) {
     it->second->janitor(now);
     if (it->second->disposable(now, static_cast<uint64_t>(cfg->serverLoginRetryMs))) {
+      std::erase_if(w->askPeersSoon_,
+                    [p = it->second.get()](const ShortPool& s) { return s.pool == p; });
       it = w->pools_.erase(it);
       ++w->rt_.poolsDropped;
     } else {
@@ -322,6 +327,31 @@ void Worker::onReplicaWaitTimer(uv_timer_t* t) {
   uint64_t now = health::ReplayWatcher::nowMs();
   uv_timer_start(&w->replicaWaitTimer_, &Worker::onReplicaWaitTimer, next > now ? next - now : 1,
                  0);
+}
+
+void Worker::askPeersSoon(Pool* p) {
+  askPeersSoon_.push_back({p, nowMs()});
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&askPeersTimer_)))
+    uv_timer_start(&askPeersTimer_, &Worker::onAskPeersTimer, Pool::kAskPeersAfterMs, 0);
+}
+
+// One timer for all of the worker's short pools: those listed kAskPeersAfterMs ago are
+// asked (listed in order, so they are at the front); the timer then waits for the next.
+void Worker::onAskPeersTimer(uv_timer_t* t) {
+  auto* w = static_cast<Worker*>(t->data);
+  const uint64_t now = w->nowMs();
+  size_t due = 0;
+  while (due < w->askPeersSoon_.size() &&
+         now - w->askPeersSoon_[due].sinceMs >= Pool::kAskPeersAfterMs)
+    ++due;
+  auto& ask = w->askPeersDue_;  // reused: no allocation per shortage
+  ask.assign(w->askPeersSoon_.begin(), w->askPeersSoon_.begin() + due);
+  w->askPeersSoon_.erase(w->askPeersSoon_.begin(), w->askPeersSoon_.begin() + due);
+  if (!w->askPeersSoon_.empty()) {
+    uint64_t left = Pool::kAskPeersAfterMs - (now - w->askPeersSoon_.front().sinceMs);
+    uv_timer_start(&w->askPeersTimer_, &Worker::onAskPeersTimer, left, 0);
+  }
+  for (const ShortPool& s : ask) s.pool->askPeersIfStillShort();
 }
 
 void Worker::checkReplicaWaiters() {

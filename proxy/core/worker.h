@@ -58,6 +58,8 @@ class Worker {
   void addReplicaWaiter(ClientHandle* c, uint64_t deadlineMs);
   void removeReplicaWaiter(ClientHandle* c);
   void replayLearned();  // thread-safe; wakes the loop only when reads wait
+  // `p` could not serve a session: Pool::askPeersIfStillShort in Pool::kAskPeersAfterMs.
+  void askPeersSoon(Pool* p);
 
   // Observability and graceful stop (worker_admin.cc).
   // Counters per backend slot, written only on this thread. Routing counts reads/writes;
@@ -166,6 +168,7 @@ class Worker {
   static void onAsync(uv_async_t* h);
   static void onJanitor(uv_timer_t* t);
   static void onReplicaWaitTimer(uv_timer_t* t);
+  static void onAskPeersTimer(uv_timer_t* t);
   void drainPosted();
   void checkReplicaWaiters();
   void shutdownNow();
@@ -198,6 +201,13 @@ class Worker {
   std::atomic<int> replicaWaiterCount_{0};         // read by replayLearned's thread
   std::atomic<bool> replayNews_{false};            // onAsync: check the waiters
   uv_timer_t replicaWaitTimer_;                    // the earliest deadline
+  uv_timer_t askPeersTimer_;                       // Pool::kAskPeersAfterMs after the first
+  struct ShortPool {
+    Pool* pool;
+    uint64_t sinceMs;
+  };
+  std::vector<ShortPool> askPeersSoon_;  // pools short of a connection, oldest first
+  std::vector<ShortPool> askPeersDue_;   // onAskPeersTimer's list of those due, reused
   // Transparent: a request looks its pool up by views, without copying the two names.
   std::map<PoolKey, std::unique_ptr<Pool>, std::less<>> pools_;
   std::unordered_set<uint64_t> knownStatements_;
