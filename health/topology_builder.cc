@@ -2,6 +2,7 @@
 #include "health/topology_builder.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "health/static_topology.h"
 
@@ -162,12 +163,15 @@ std::string claimantList(const std::vector<BackendTrack>& tracks, const std::vec
 
 }  // namespace
 
-// lagMs is how long ago the primary first reported a position past the replica's replay
-// position (from the history of its samples), so the time between two commits on a quiet
-// primary is not counted as lag; a replica that replayed everything but the last write is
-// about one check period behind at most. Only when the history does not reach back that
-// far (a replica far behind, or just after a failover) does it fall back to the age of the
-// newest replayed commit, now() - pg_last_xact_replay_timestamp() on the replica.
+// lagMs bounds from above how long ago the oldest write the replica has not replayed was
+// made: everything missing was written after the primary's last check at or below the
+// replica's replay position (from the history of its checks), and after the newest commit
+// the replica replayed (pg_last_xact_replay_timestamp()). The later of the two decides, both
+// on the primary's clock. So a replica that only misses a write made after a quiet spell is
+// at most about one check period behind, not as far as the quiet spell was long; under a
+// steady write load the replayed commit is the closer bound, and a replica delayed on
+// purpose shows its delay. An upper bound, because strong reads wait only for a replica that
+// may catch up within max_wait_ms.
 void TopologyBuilder::measureLag(int primary) {
   auto& p = tracks_[primary];
   const uint64_t primaryLsn = p.sample.currentLsn;
@@ -189,14 +193,13 @@ void TopologyBuilder::measureLag(int primary) {
     t.lagBytes = primaryLsn > replay ? primaryLsn - replay : 0;
     t.lagMs = 0;
     if (replay >= primaryLsn) continue;
-    int64_t d = 0;
     auto past = std::upper_bound(walHistory_.begin(), walHistory_.end(), replay,
                                  [](uint64_t lsn, const WalSeen& w) { return lsn < w.lsn; });
-    if (past != walHistory_.begin() && past != walHistory_.end()) {
-      d = (p.sample.nowUs - past->atUs) / 1000;
-    } else if (t.sample.hasReplayTimestamp) {
-      d = (t.sample.nowUs - t.sample.lastReplayUs) / 1000;
-    }
+    int64_t since = INT64_MIN;  // the missing WAL was written after this (µs, primary clock)
+    if (past != walHistory_.begin()) since = std::prev(past)->atUs;
+    if (t.sample.hasReplayTimestamp) since = std::max(since, t.sample.lastReplayUs);
+    if (since == INT64_MIN) continue;  // nothing to measure against yet: lagBytes tells
+    const int64_t d = (p.sample.nowUs - since) / 1000;
     t.lagMs = d > 0 ? static_cast<uint64_t>(d) : 0;
   }
 }

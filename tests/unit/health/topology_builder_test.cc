@@ -275,9 +275,10 @@ TEST_F(BuilderTest, LagBytesAndMilliseconds) {
   EXPECT_EQ(t.backends[2].replayLsn, 4000u);
 }
 
-// A quiet primary writes once: the replica that has not replayed that write yet is as far
-// behind as the write is old, not as old as the previous commit it replayed (5 s).
-TEST_F(BuilderTest, LagCountsFromTheFirstWriteNotReplayed) {
+// A quiet primary writes once: the replica that has not replayed that write is at most as
+// far behind as the last check that saw the primary at its position (200 ms), not as old as
+// the previous commit it replayed (5 s).
+TEST_F(BuilderTest, LagCountsFromTheLastCheckAtTheReplicasPosition) {
   auto at = [](ProbeResult r, int64_t ms) {
     r.nowUs = (kNow + ms) * 1000;
     return r;
@@ -286,17 +287,21 @@ TEST_F(BuilderTest, LagCountsFromTheFirstWriteNotReplayed) {
   auto out = round({at(primary(1, 12'000), 200), at(replica(1, 10'000, 5000), 200),
                     replica(1, 12'000), replica(1, 4'000, 7000)});
   EXPECT_EQ(out.topology->backends[1].lagBytes, 2000u);
-  EXPECT_EQ(out.topology->backends[1].lagMs, 0u);  // the write was first seen just now
-  // Behind what the history holds: the replay timestamp still decides.
-  EXPECT_EQ(out.topology->backends[3].lagMs, 7000u);
+  EXPECT_EQ(out.topology->backends[1].lagMs, 200u);
+  // Behind what the history holds: the newest replayed commit (7 s before kNow) decides.
+  EXPECT_EQ(out.topology->backends[3].lagMs, 7200u);
   out = round({at(primary(1, 12'000), 450), at(replica(1, 10'000, 5000), 450), replica(1, 12'000),
                replica(1, 4'000, 7000)});
-  EXPECT_EQ(out.topology->backends[1].lagMs, 250u);
+  EXPECT_EQ(out.topology->backends[1].lagMs, 450u);
+  // Under a steady load the newest replayed commit is the closer bound: 30 ms.
+  out = round({at(primary(1, 14'000), 700), at(replica(1, 12'500, -670), 700), replica(1, 14'000),
+               replica(1, 14'000)});
+  EXPECT_EQ(out.topology->backends[1].lagMs, 30u);
   // A new primary (timeline 2) starts a new history: the replay timestamp decides again
-  // (the newest replayed commit is from kNow - 100 ms, the replica's now() kNow + 600 ms).
-  out = round({at(primary(2, 20'000), 600), at(replica(2, 12'000, 100), 600), replica(2, 20'000),
+  // (the newest replayed commit is from kNow - 100 ms, the primary's now() kNow + 800 ms).
+  out = round({at(primary(2, 20'000), 800), at(replica(2, 12'000, 100), 800), replica(2, 20'000),
                replica(2, 20'000)});
-  EXPECT_EQ(out.topology->backends[1].lagMs, 700u);
+  EXPECT_EQ(out.topology->backends[1].lagMs, 900u);
 }
 
 TEST_F(BuilderTest, LagWithoutReplayTimestamp) {
