@@ -568,6 +568,7 @@ def main(argv: list[str]) -> int:
     if args.baseline:
         if not os.access(args.baseline, os.X_OK):
             ap.error(f"--baseline {args.baseline}: not an executable")
+        args.baseline = os.path.abspath(args.baseline)  # pgswitch runs in its own directory
         TARGETS = ("direct", "pgswitch", "baseline", "pgbouncer")
     seconds = 3 if args.quick else args.seconds
     scenarios = [s for s in SCENARIOS if any(o in s.name for o in args.only.split(","))]
