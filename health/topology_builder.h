@@ -107,9 +107,9 @@ class TopologyBuilder {
   void raise(EventType type, int i, std::string detail);
   void measureLag(int primary);
 
-  // When the primary was first seen at each WAL position (its now(), in its samples): the
-  // time a replica is behind is how long ago the primary first wrote past its replay
-  // position. Reset when the primary or its timeline changes.
+  // When the primary was first seen at each WAL position (its now(), in its samples): a
+  // replica misses only WAL written after the last of these at or below its replay
+  // position (measureLag). Reset when the primary or its timeline changes.
   struct WalSeen {
     uint64_t lsn;
     int64_t atUs;

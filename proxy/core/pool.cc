@@ -56,9 +56,16 @@ void Pool::askPeers() {
   tellPeers(false);
 }
 
+// Within its share of the total a worker keeps a connection it used a moment ago: it is
+// busy too, and giving it up would only make it the one that is short next.
+bool Pool::overShare() const {
+  return static_cast<int>(servers_.size()) > worker_.workerShare(limit());
+}
+
 void Pool::yieldIdle() {
   if (!waiters_.empty() || idle_.empty()) return;
   ServerConn* s = idle_.front();  // the least recently used
+  if (!overShare() && worker_.nowMs() - s->lastUsedMs() < kYieldIdleAfterMs) return;
   idle_.pop_front();
   s->close();
 }
@@ -195,7 +202,7 @@ void Pool::handOut(ServerConn& s) {
   }
   if (short_) {
     noLongerShort();
-  } else if (budget_->wanted.load(std::memory_order_relaxed)) {
+  } else if (budget_->wanted.load(std::memory_order_relaxed) && overShare()) {
     s.close();  // another worker is short of a connection of this key: it gets the unit
     return;
   }

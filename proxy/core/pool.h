@@ -73,6 +73,10 @@ class Pool {
   // opens one): asking at once made the workers trade connections back and forth, a new
   // server login each time, whenever a burst went over the total.
   static constexpr uint64_t kAskPeersAfterMs = 10;
+  // Asked for a connection while holding no more than its share (pool_size / workers), a
+  // worker gives up only one that has been idle this long (the janitor asks again each
+  // second): two busy workers must not hand connections back and forth.
+  static constexpr uint64_t kYieldIdleAfterMs = 100;
 
   // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
   void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }
@@ -105,6 +109,7 @@ class Pool {
   void tellPeers(bool freed);
   void askPeers();
   void askPeersSoon();
+  bool overShare() const;
   void noLongerShort();
   void handOut(ServerConn& s);
   int limit() const;

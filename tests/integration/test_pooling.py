@@ -677,6 +677,45 @@ class PoolingTest(ProxyTestCase):
                     c.close()
                 sw.stop()
 
+    @budget(60)
+    def test_06d_workers_do_not_trade_connections(self):
+        """More clients than pool_size, over two workers, all busy: each worker serves its
+        sessions with the connections it has (they come free within a transaction) instead
+        of taking one from the other worker each time it is short, which closed a connection
+        there and opened a new one here, a server login each (issue 14)."""
+        size = 4
+        sw = self.start_switch(pool_size=size, workers=2,
+                               pool_toml="query_wait_timeout_ms = 10000")
+        conns = [self.connect2(sw) for _ in range(16)]
+        errors = []
+
+        def work(c, seconds):
+            try:
+                deadline = time.monotonic() + seconds
+                with c.cursor() as cur:
+                    while time.monotonic() < deadline:
+                        cur.execute("SELECT 1")
+                        cur.fetchone()
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        def run(seconds):
+            threads = [threading.Thread(target=work, args=(c, seconds)) for c in conns]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            self.assertEqual(errors, [])
+
+        run(1.0)  # the pools grow to the total (and workers may rebalance once)
+        before = {r["name"]: int(r["value"]) for r in self.show(sw, "SHOW TOTALS")}
+        run(3.0)
+        after = {r["name"]: int(r["value"]) for r in self.show(sw, "SHOW TOTALS")}
+        opened = after["servers_opened"] - before["servers_opened"]
+        print(f"\n16 busy clients, pool_size {size} over 2 workers: {opened} server "
+              f"connections opened in 3 s", file=sys.stderr)
+        self.assertLessEqual(opened, size, "the workers traded server connections")
+
     @budget(30)
     def test_06b_max_client_conn(self):
         sw = self.start_switch(pool_size=2, workers=1, server_toml="max_client_conn = 3")
