@@ -218,9 +218,17 @@ class RoutingTest(ProxyTestCase):
             self.cluster.set_conf(i, "recovery_min_apply_delay", "300ms")
         try:
             time.sleep(1.0)
+            before = show_totals(self.sw)
             misses, rounds = self.two_connection_loop(self.sw, 3000, 20)
-            print(f"\nstrong: {rounds} insert on A + select on B, {misses} misses")
+            after = show_totals(self.sw)
+            on_primary = after["reads_on_primary"] - before["reads_on_primary"]
+            waited = after["replica_waits"] - before["replica_waits"]
+            print(f"\nstrong: {rounds} insert on A + select on B, {misses} misses, "
+                  f"{on_primary} reads on the primary at once, {waited} waited")
             self.assertGreater(rounds, 100)
+            # 300 ms behind is far beyond max_wait_ms: the reads go to the primary without
+            # waiting for a replica first, and are counted.
+            self.assertGreater(on_primary, waited, "reads waited for a replica 300 ms behind")
             self.assertEqual(misses, 0, "a read on another connection missed a committed row\n"
                              + self.sw.log_tail())
             # DDL then an immediate read on another connection.
