@@ -168,6 +168,11 @@ void ByteQueue::releaseDrained() {
   if (size_ == 0 && segs_.size() == 1 && segs_.back().chunk->refs == 1) segs_.clear();
 }
 
+void ByteQueue::shrink() {
+  releaseDrained();
+  if (segs_.empty()) std::vector<Seg>().swap(segs_);
+}
+
 // ---- SliceQueue ----
 
 void SliceQueue::push(Slice s) {
@@ -266,6 +271,13 @@ void SliceQueue::clear() {
   bytes_ = 0;
   copyChunk_.reset();
   copyUsed_ = 0;
+}
+
+void SliceQueue::shrink() {
+  if (bytes_ == 0 && head_ == q_.size()) {
+    std::vector<Slice>().swap(q_);
+    head_ = 0;
+  }
 }
 
 }  // namespace pgswitch::protocol

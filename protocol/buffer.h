@@ -130,6 +130,9 @@ class ByteQueue {
   // its free tail); after that write is done the chunk is only ours, and an idle connection
   // must not keep it (issue 14: ~4 KiB of RSS per idle client, the pages a read touched).
   void releaseDrained();
+  // An empty queue that kept only its segment list's capacity gives that back too (a client
+  // idle for a while; its next read allocates the list again).
+  void shrink();
 
  private:
   struct Seg {
@@ -185,6 +188,8 @@ class SliceQueue {
   // Drops n bytes from the front (after they were written).
   void consume(size_t n);
   void clear();
+  // An empty queue gives back its slice list's capacity (see ByteQueue::shrink).
+  void shrink();
 
  private:
   ChunkPool* pool_;

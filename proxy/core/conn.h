@@ -57,6 +57,11 @@ class Conn {
   void startReading();
   void stopReading();
   bool reading() const { return reading_; }
+  // Nothing queued either way: the queues' lists give back their capacity (issue 14).
+  void shrinkIdle() {
+    in_.shrink();
+    if (!writing_) out_.shrink();
+  }
 
   protocol::ByteQueue& in() { return in_; }
   protocol::SliceQueue& out() { return out_; }

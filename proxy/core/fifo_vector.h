@@ -56,6 +56,13 @@ class FifoVector {
     items_.clear();
     head_ = 0;
   }
+  // An empty queue gives its block back (a connection idle for a while).
+  void shrink() {
+    if (empty()) {
+      std::vector<T>().swap(items_);
+      head_ = 0;
+    }
+  }
 
   iterator begin() { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
   iterator end() { return items_.end(); }

@@ -136,6 +136,8 @@ class ClientSession final : public Conn::Owner,
   // Closed for stopping mid-message (client_stall_timeout_ms); its server is discarded.
   void stalled(uint64_t forMs);
 
+  static constexpr uint64_t kShrinkIdleAfterMs = 2000;  // see janitor()
+
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
   const bool transactionPooling_;  // requests routed one by one (also session_reads)

@@ -85,8 +85,18 @@ void ClientSession::janitor(uint64_t now) {
     terminate("25P03", "terminating connection due to idle-in-transaction timeout");
     return;
   }
-  if (!inTxn && cfg->clientIdleTimeoutS > 0 && quiet >= uint64_t(cfg->clientIdleTimeoutS) * 1000)
+  if (!inTxn && cfg->clientIdleTimeoutS > 0 && quiet >= uint64_t(cfg->clientIdleTimeoutS) * 1000) {
     terminate("57P05", "terminating connection due to idle-session timeout");
+    return;
+  }
+  // Quiet for a while with no server: the lists kept so that the next request allocates
+  // nothing go back (issue 14: memory per idle client). Not sooner, so that a client sending
+  // a request every few milliseconds still allocates nothing per request.
+  if (state_ == State::Idle && !relay_.server() && quiet >= kShrinkIdleAfterMs) {
+    client_->shrinkIdle();
+    relay_.shrinkIdle();
+    route_.shrinkIdle();
+  }
 }
 
 void ClientSession::stalled(uint64_t forMs) {

@@ -116,6 +116,10 @@ class Relay {
   // The replay is given up: the replayed bytes not read again are dropped from the client's
   // input, and nothing is recorded until the next link.
   void dropReplay();
+  // No server and nothing owed: the reply queue's block goes back (issue 14).
+  void shrinkIdle() {
+    if (!server_ && exchange_.pending() == 0) exchange_.shrink();
+  }
 
   // Answers the request at the front of the client's input with `err` (a whole ErrorResponse)
   // instead of running it; its remaining messages are dropped as they arrive, then

@@ -26,6 +26,13 @@ constexpr size_t kRouteScanLimit = 1024 * 1024;
 
 // Two health rounds and a margin: the primary's LSN in the snapshot published after that was
 // read after the commit.
+// Where a request is copied to be read whole: one per worker thread, used only within one call
+// (issue 14: not a buffer in every session, kept at the size of its largest request).
+std::vector<std::byte>& scratchBuf() {
+  thread_local std::vector<std::byte> buf;
+  return buf;
+}
+
 uint64_t untrackedBlindMs(const Config& cfg) { return 2 * uint64_t(cfg.health.periodMs) + 1000; }
 
 std::string_view untilNul(std::string_view s) {
@@ -128,11 +135,11 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
         // unless it spans chunks; later ones are copied out.
         std::span<const std::byte> bytes;
         if (off == 0) {
-          bytes = in.contiguous(f.total, scratch_).subspan(5);
+          bytes = in.contiguous(f.total, scratchBuf()).subspan(5);
         } else {
-          scratch_.resize(f.total - 5);
-          in.copyOut(off + 5, scratch_);
-          bytes = scratch_;
+          scratchBuf().resize(f.total - 5);
+          in.copyOut(off + 5, scratchBuf());
+          bytes = scratchBuf();
         }
         std::string_view body(reinterpret_cast<const char*>(bytes.data()), bytes.size());
         if (f.type == fe::Query) {
@@ -153,9 +160,9 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
       case fe::Bind: {
         // Only the names are needed: parameters (possibly megabytes) are not copied. Names
         // longer than the prefix make parseBindHead fail, which routes to the primary.
-        scratch_.resize(std::min<size_t>(f.total - 5, 1024));
-        in.copyOut(off + 5, scratch_);
-        auto bh = parseBindHead(scratch_);
+        scratchBuf().resize(std::min<size_t>(f.total - 5, 1024));
+        in.copyOut(off + 5, scratchBuf());
+        auto bh = parseBindHead(scratchBuf());
         const ClientStatement* cs =
             bh && !bh->statement.empty() ? names.find(bh->statement) : nullptr;
         // The unnamed statement of an earlier batch is not tracked: play safe.
@@ -284,7 +291,7 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
   if (f.type != fe::Query && f.type != fe::Parse && f.type != fe::Bind) return 0;
   if (f.total > kRouteScanLimit) return 0;
   if (in.size() < f.total) return -1;
-  auto bytes = in.contiguous(f.total, scratch_).subspan(5);
+  auto bytes = in.contiguous(f.total, scratchBuf()).subspan(5);
   std::string_view sql;
   if (f.type == fe::Query) {
     sql = untilNul(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
@@ -320,9 +327,9 @@ bool RequestRoute::continuesBatch(const ByteQueue& in) {
     case fe::Parse:
       return false;
     case fe::Bind: {
-      scratch_.resize(std::min<size_t>(in.size(), 1024 + 5));
-      in.copyOut(0, scratch_);
-      auto bh = parseBindHead(std::span<const std::byte>(scratch_).subspan(5));
+      scratchBuf().resize(std::min<size_t>(in.size(), 1024 + 5));
+      in.copyOut(0, scratchBuf());
+      auto bh = parseBindHead(std::span<const std::byte>(scratchBuf()).subspan(5));
       return !bh || bh->statement.empty();
     }
     default:  // Execute (the next rows of a portal), Describe, Close, ...
@@ -334,11 +341,11 @@ bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
   if (!retryable_) return false;
   retryable_ = hasRetryCopy_ = false;
   retryPending_ = true;
-  scratch_.resize(in.size());
-  in.copyOut(0, scratch_);
+  scratchBuf().resize(in.size());
+  in.copyOut(0, scratchBuf());
   in.clear();
   in.append(retryBuf_);
-  in.append(scratch_);
+  in.append(scratchBuf());
   avoid_ = lostBackend;
   return true;
 }
@@ -348,13 +355,19 @@ bool RequestRoute::retryOnPrimary(ByteQueue& in) {
   hasRetryCopy_ = retryable_ = false;
   retryPending_ = true;
   forcePrimary_ = true;
-  scratch_.resize(in.size());
-  in.copyOut(0, scratch_);
+  scratchBuf().resize(in.size());
+  in.copyOut(0, scratchBuf());
   in.clear();
   in.append(retryBuf_);
-  in.append(scratch_);
+  in.append(scratchBuf());
   avoid_ = -1;
   return true;
+}
+
+void RequestRoute::shrinkIdle() {
+  if (retryable_ || retryPending_) return;
+  hasRetryCopy_ = false;
+  std::vector<std::byte>().swap(retryBuf_);
 }
 
 void RequestRoute::retryElsewhere(int backend) {

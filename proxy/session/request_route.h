@@ -91,6 +91,8 @@ class RequestRoute {
   bool retryOnPrimary(protocol::ByteQueue& in);
   // The pending request failed on this backend before reaching it: route it again, elsewhere.
   void retryElsewhere(int backend);
+  // Nothing in flight for a while: the retry copy's memory goes back (issue 14).
+  void shrinkIdle();
   // A backend that refused logins for now: the next pick avoids it.
   void avoid(int backend) { avoid_ = backend; }
   // A byte of the answer reached the client: the request can no longer be sent elsewhere.
@@ -128,7 +130,6 @@ class RequestRoute {
   bool retryPending_ = false;        // the next request is a retry (never retried again)
   bool hasRetryCopy_ = false;        // retryBuf_ holds the request decided last
   bool forcePrimary_ = false;        // the next request is a read that wrote on a replica
-  std::vector<std::byte> scratch_;
   FunctionNotes functionNotes_;
   // The request decided last had function DDL: the next decide() (its transaction is over by
   // then) asks for another read of the catalog.

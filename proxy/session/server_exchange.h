@@ -107,6 +107,8 @@ class ServerExchange {
   size_t pending() const { return expect_.size(); }
   // Forgets everything (the server was released or lost).
   void reset();
+  // Nothing owed: the queue gives its block back (a client idle for a while).
+  void shrink() { expect_.shrink(); }
 
  private:
   FifoVector<Expect> expect_;

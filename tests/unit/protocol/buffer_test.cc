@@ -348,6 +348,34 @@ TEST(ByteQueue, ReleaseDrainedGivesBackTheChunkOnceThePeerWroteIt) {
   EXPECT_EQ(pool.liveChunks(), 1u);
 }
 
+TEST(ByteQueue, ShrinkKeepsQueuedBytesAndGivesBackAnEmptyQueuesMemory) {
+  ChunkPool pool;
+  ByteQueue in(pool);
+  SliceQueue out(pool);
+  in.append(std::string_view("query"));
+  in.shrink();  // bytes unread: nothing changes
+  out.shrink();
+  ASSERT_EQ(in.size(), 5u);
+  std::vector<Slice> s;
+  in.sliceFront(5, s);
+  out.pushSlices(s);
+  in.consume(5);
+  in.shrink();  // the peer still holds the chunk: kept
+  out.shrink();  // queued: kept
+  EXPECT_EQ(out.bytes(), 5u);
+  EXPECT_EQ(pool.liveChunks(), 1u);
+  out.consume(5);
+  out.shrink();
+  in.shrink();
+  EXPECT_EQ(pool.liveChunks(), 0u);
+  in.append(std::string_view("next"));  // usable again
+  out.pushCopy(std::string_view("answer"));
+  std::string got(4, '\0');
+  ASSERT_TRUE(in.copyOut(0, std::as_writable_bytes(std::span(got.data(), got.size()))));
+  EXPECT_EQ(got, "next");
+  EXPECT_EQ(out.bytes(), 6u);
+}
+
 // ---- SliceQueue ----
 
 TEST(SliceQueue, PushMergesOnlyAdjacentRangesOfOneChunk) {
