@@ -4,13 +4,12 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <charconv>
 #include <climits>
+#include <memory>
 #include <vector>
 
 namespace pgswitch::protocol {
@@ -26,19 +25,6 @@ std::span<const std::byte> bytesOf(std::string_view s) {
 std::span<const std::byte> bytesOf(const ScramKey& k) { return std::as_bytes(std::span(k)); }
 const unsigned char* uchars(std::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
-}
-
-// The one-shot OpenSSL calls below fail only on allocation failure or a broken provider; the
-// callers turn that into an error rather than carrying on with a zero key.
-bool hmacSha256(std::span<const uint8_t> key, std::string_view message, ScramKey& out) {
-  unsigned int len = 0;
-  return HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), uchars(message),
-              message.size(), out.data(), &len) != nullptr &&
-         len == out.size();
-}
-
-bool sha256(std::span<const uint8_t> data, ScramKey& out) {
-  return SHA256(data.data(), data.size(), out.data()) != nullptr;
 }
 
 ScramKey xorKeys(const ScramKey& a, const ScramKey& b) {
@@ -117,6 +103,59 @@ bool hasNul(std::string_view s) { return s.find('\0') != std::string_view::npos;
 
 }  // namespace
 
+// SHA-256 through a digest fetched once and one context per thread. OpenSSL 3's one-shot
+// SHA256() and HMAC() look the algorithm up in the provider store on every call: ~9 µs per
+// HMAC, most of the crypto of a SCRAM login (issue 14). They fail only on allocation failure
+// or a broken provider; the callers turn that into an error rather than carry on with a zero
+// key.
+static EVP_MD_CTX* digestContext() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                           &EVP_MD_CTX_free);
+  if (!md || !ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1) return nullptr;
+  return ctx.get();
+}
+
+static bool digestFinal(EVP_MD_CTX* c, ScramKey& out) {
+  unsigned int len = 0;
+  return EVP_DigestFinal_ex(c, out.data(), &len) == 1 && len == out.size();
+}
+
+bool sha256(std::span<const uint8_t> data, ScramKey& out) {
+  EVP_MD_CTX* c = digestContext();
+  return c && EVP_DigestUpdate(c, data.data(), data.size()) == 1 && digestFinal(c, out);
+}
+
+// HMAC-SHA256 (RFC 2104), written out over the digest above for the reason given there:
+// H((K ^ opad) || H((K ^ ipad) || message)), K the key padded to the 64-byte block (hashed
+// first when longer). Checked against OpenSSL's HMAC() and RFC 4231's vectors in
+// tests/unit/protocol/scram_test.cc.
+bool hmacSha256(std::span<const uint8_t> key, std::string_view message, ScramKey& out) {
+  constexpr size_t kBlock = 64;
+  std::array<uint8_t, kBlock> k{};
+  if (key.size() > kBlock) {
+    ScramKey hashed;
+    if (!sha256(key, hashed)) return false;
+    std::copy(hashed.begin(), hashed.end(), k.begin());
+  } else {
+    std::copy(key.begin(), key.end(), k.begin());
+  }
+  std::array<uint8_t, kBlock> pad;
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = k[i] ^ 0x36;
+  ScramKey inner;
+  EVP_MD_CTX* c = digestContext();
+  bool ok = c && EVP_DigestUpdate(c, pad.data(), pad.size()) == 1 &&
+            EVP_DigestUpdate(c, message.data(), message.size()) == 1 && digestFinal(c, inner);
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = k[i] ^ 0x5c;
+  c = ok ? digestContext() : nullptr;
+  ok = c && EVP_DigestUpdate(c, pad.data(), pad.size()) == 1 &&
+       EVP_DigestUpdate(c, inner.data(), inner.size()) == 1 && digestFinal(c, out);
+  OPENSSL_cleanse(k.data(), k.size());
+  OPENSSL_cleanse(pad.data(), pad.size());
+  OPENSSL_cleanse(inner.data(), inner.size());
+  return ok;
+}
+
 // --- secrets -------------------------------------------------------------------------------
 
 std::optional<ScramSecret> parseScramSecret(std::string_view text) {
@@ -186,6 +225,29 @@ ScramSecret mockScramSecret(std::string_view user, std::string_view seed) {
 // --- randomness and base64 ------------------------------------------------------------------
 
 bool randomBytes(std::span<std::byte> out) {
+  // Small requests (a login's nonce, a cancel key, an MD5 salt) come from a per-thread
+  // buffer filled 4 KiB at a time: a RAND_bytes call costs ~7 µs here, most of it fixed
+  // (locks, and a getpid for OpenSSL's fork check) (issue 14). Bytes handed out are wiped
+  // from the buffer.
+  constexpr size_t kBuffer = 4096;
+  constexpr size_t kFromBuffer = 256;
+  struct Buffer {
+    std::array<std::byte, kBuffer> bytes;
+    size_t left = 0;
+    ~Buffer() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+  };
+  thread_local Buffer buf;
+  if (out.size() <= kFromBuffer) {
+    if (buf.left < out.size()) {
+      if (RAND_bytes(reinterpret_cast<unsigned char*>(buf.bytes.data()), kBuffer) != 1) return false;
+      buf.left = kBuffer;
+    }
+    std::byte* from = buf.bytes.data() + (kBuffer - buf.left);
+    std::copy(from, from + out.size(), out.begin());
+    OPENSSL_cleanse(from, out.size());
+    buf.left -= out.size();
+    return true;
+  }
   constexpr size_t kChunk = INT_MAX;
   for (size_t done = 0; done < out.size(); done += kChunk) {
     size_t n = std::min(kChunk, out.size() - done);

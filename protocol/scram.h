@@ -52,7 +52,13 @@ ScramSecret makeScramSecret(std::string_view password, std::string_view rawSalt,
 // ever verify against it. The seed should be a per-process random value.
 ScramSecret mockScramSecret(std::string_view user, std::string_view seed);
 
-// Cryptographically strong random bytes (RAND_bytes); false if the generator failed.
+// SHA-256 and HMAC-SHA256 (false only if OpenSSL fails). The HMAC is written out over
+// OpenSSL's digest, which is fetched once (scram.cc says why).
+bool sha256(std::span<const uint8_t> data, ScramKey& out);
+bool hmacSha256(std::span<const uint8_t> key, std::string_view message, ScramKey& out);
+
+// Cryptographically strong random bytes (RAND_bytes, small requests through a per-thread
+// buffer); false if the generator failed.
 bool randomBytes(std::span<std::byte> out);
 // 18 random bytes in base64: 24 printable characters, never ','. Empty if the generator failed;
 // ScramServer and ScramClient refuse to run with an empty nonce.

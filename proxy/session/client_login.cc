@@ -114,7 +114,9 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
   for (;;) {
     if (!out.empty()) {
       client_->send(out);
-      client_->flush();
+      // AuthenticationOk waits for the ParameterStatus, BackendKeyData and ReadyForQuery that
+      // follow (configure(), the console, or an error flush it): one write, not two.
+      if (o.step != Login::Step::Authenticated) client_->flush();
       out.clear();
       if (state_ == State::Closing) return;  // the write failed: the client is gone
     }

@@ -3,6 +3,7 @@
 #include "protocol/scram.h"
 
 #include <gtest/gtest.h>
+#include <openssl/hmac.h>
 
 #include <random>
 #include <string>
@@ -54,6 +55,67 @@ std::string exchange(ScramClient& client, ScramServer& server) {
 }
 
 // --- base64 ---------------------------------------------------------------------------------
+
+std::string hex(const ScramKey& k) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : k) {
+    s += d[b >> 4];
+    s += d[b & 15];
+  }
+  return s;
+}
+
+std::span<const uint8_t> u8(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// RFC 4231 test cases 1, 2 and 6 (a key longer than the block is hashed first).
+TEST(HmacSha256, Rfc4231Vectors) {
+  ScramKey out;
+  ASSERT_TRUE(hmacSha256(u8(std::string(20, '\x0b')), "Hi There", out));
+  EXPECT_EQ(hex(out), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  ASSERT_TRUE(hmacSha256(u8("Jefe"), "what do ya want for nothing?", out));
+  EXPECT_EQ(hex(out), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  ASSERT_TRUE(hmacSha256(u8(std::string(131, '\xaa')),
+                         "Test Using Larger Than Block-Size Key - Hash Key First", out));
+  EXPECT_EQ(hex(out), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+// The same answer as OpenSSL's own HMAC() for keys and messages around the block size.
+TEST(HmacSha256, MatchesOpenSslForAllKeyLengths) {
+  std::mt19937 rng(7);
+  for (size_t keyLen : {0, 1, 31, 32, 63, 64, 65, 200}) {
+    for (size_t msgLen : {0, 1, 55, 56, 64, 1000}) {
+      std::string key(keyLen, '\0'), msg(msgLen, '\0');
+      for (char& c : key) c = static_cast<char>(rng());
+      for (char& c : msg) c = static_cast<char>(rng());
+      ScramKey ours, theirs;
+      unsigned int len = 0;
+      ASSERT_TRUE(hmacSha256(u8(key), msg, ours));
+      ASSERT_NE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+                     reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                     theirs.data(), &len),
+                nullptr);
+      EXPECT_EQ(hex(ours), hex(theirs)) << keyLen << " " << msgLen;
+    }
+  }
+  ScramKey h;
+  ASSERT_TRUE(sha256(u8("abc"), h));
+  EXPECT_EQ(hex(h), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(RandomBytes, SmallAndLargeRequestsDiffer) {
+  std::array<std::byte, 16> a{}, b{};
+  ASSERT_TRUE(randomBytes(a));
+  ASSERT_TRUE(randomBytes(b));
+  EXPECT_NE(a, b);
+  std::vector<std::byte> big(5000), big2(5000);
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(randomBytes(a));  // through a buffer refill
+  ASSERT_TRUE(randomBytes(big));
+  ASSERT_TRUE(randomBytes(big2));
+  EXPECT_NE(big, big2);
+}
 
 TEST(Base64, RoundTripsAllLengths) {
   std::string data;
