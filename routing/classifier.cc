@@ -131,7 +131,12 @@ Classifier::Classifier(ClassifierOptions opts) : opts_(std::move(opts)) {
       }
     }
   }
-  if (opts_.cacheCapacity > 0) cache_ = std::make_unique<ClassifyCache>(opts_.cacheCapacity);
+  if (opts_.cacheCapacity > 0) {
+    cache_ = std::make_unique<ClassifyCache>(opts_.cacheCapacity);
+    size_t slots = 1;
+    while (slots < opts_.cacheCapacity) slots <<= 1;
+    seenOnce_.assign(slots, 0);
+  }
 }
 
 Classifier::~Classifier() = default;
@@ -148,7 +153,13 @@ Classification Classifier::classify(std::string_view sql) noexcept {
     }
     ++misses_;
     Classification c = classifyUncached(sql, opts_);
-    cache_->insert(h, sql.size(), c);
+    // The slot takes the high bits' mix so that it is not the cache's set index.
+    uint64_t& seen = seenOnce_[(h ^ (h >> 32)) & (seenOnce_.size() - 1)];
+    if (seen == h) {
+      cache_->insert(h, sql.size(), c);
+    } else {
+      seen = h;
+    }
     return c;
   } catch (...) {
     return primaryOnly();

@@ -82,7 +82,9 @@ Classification classifyUncached(std::string_view sql, const ClassifierOptions& o
 class ClassifyCache;
 
 // One per worker thread (not thread-safe). Caches results by XXH3_64bits of the text in a
-// bounded set-associative CLOCK cache.
+// bounded set-associative CLOCK cache; a text is cached the second time it misses (a
+// direct-mapped table of hashes seen once keeps the door), so texts that never repeat (simple
+// protocol with literals: every pgbench -S query) cost no insert and evict nothing.
 class Classifier {
  public:
   explicit Classifier(ClassifierOptions opts = {});
@@ -99,6 +101,7 @@ class Classifier {
  private:
   ClassifierOptions opts_;
   std::unique_ptr<ClassifyCache> cache_;
+  std::vector<uint64_t> seenOnce_;  // hash of a text that missed once, by its low bits
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
 };

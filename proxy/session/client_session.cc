@@ -237,7 +237,7 @@ void ClientSession::configure() {
   if (rebuildStep(s)) return;  // after a failover: LISTEN, prepared statements
   std::string out;
   if (!loggedIn_) {
-    settings_.appendAllParams(worker_.sharedParams().intern(s.params()), out);
+    settings_.appendAllParams(s.sharedParams(worker_.sharedParams()), out);
     appendBackendKeyData(out, cancelPid_, cancelKey_);
     appendReadyForQuery(out, s.txnStatus());
     loggedIn_ = true;
@@ -246,7 +246,8 @@ void ClientSession::configure() {
   } else {
     // A client that lands on another server sees ParameterStatus for whatever differs from
     // what it was last told.
-    settings_.appendChangedParams(s.id(), s.paramsGen(), s.params(), out);
+    settings_.appendChangedParams(s.id(), s.paramsGen(), *s.sharedParams(worker_.sharedParams()),
+                                  out);
   }
   if (!out.empty()) {
     client_->send(out);

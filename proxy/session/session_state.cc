@@ -261,6 +261,9 @@ void SessionState::appendAllParams(SharedParams reported, std::string& out) {
 
 void SessionState::appendChangedParams(uint64_t serverId, uint64_t generation,
                                        const ServerParams& reported, std::string& out) {
+  // The client was told this very copy (the worker's interned one), or this server and
+  // generation were compared last: nothing differs.
+  if (told_.get() == &reported) return;
   if (serverId == toldServer_ && generation == toldGeneration_) return;
   toldServer_ = serverId;
   toldGeneration_ = generation;

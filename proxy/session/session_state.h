@@ -89,7 +89,8 @@ class SessionState {
   // reference to it, not a map of its own, until a value it is told differs.
   void appendAllParams(SharedParams reported, std::string& out);
   // serverId/generation identify the server and its reported values (ServerConn::id(),
-  // paramsGen()): unchanged since the last call, nothing is compared.
+  // paramsGen()): unchanged since the last call, nothing is compared; nor when `reported` is
+  // the very copy the client was told (ServerConn::sharedParams).
   void appendChangedParams(uint64_t serverId, uint64_t generation, const ServerParams& reported,
                            std::string& out);
 

@@ -222,6 +222,15 @@ TEST(SessionState, ClientsToldTheSameShareOneCopyUntilOneChanges) {
   out.clear();
   a.appendChangedParams(7, 1, other, out);
   EXPECT_TRUE(out.empty()) << "a already has Europe/Paris";
+  // A server whose values are the interned copy b was told: nothing to tell.
+  SessionState c;
+  SharedParams same = interner.intern(kReported);
+  c.appendAllParams(same, out);
+  out.clear();
+  c.appendChangedParams(8, 1, *same, out);
+  EXPECT_TRUE(out.empty());
+  c = SessionState();
+  same.reset();
   // Nobody holds the interned copy now: the sweep forgets it.
   interner.sweep();
   EXPECT_EQ(interner.size(), 0u);
