@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <utility>
@@ -53,20 +52,6 @@ void Conn::startReading() {
   if (reading_ || closing_) return;
   if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Conn::onAlloc, &Conn::onRead) == 0)
     reading_ = true;
-}
-
-void Conn::readNow() noexcept {
-  if (!reading_ || closing_ || tls_) return;
-  uv_os_fd_t fd;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
-  auto span = in_.writable();
-  ssize_t n = ::recv(fd, span.data(), span.size(), MSG_DONTWAIT);
-  if (n <= 0) {  // nothing yet, the peer's EOF or an error: the loop's read reports those
-    in_.releaseUnused();
-    return;
-  }
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(span.data()), static_cast<unsigned>(n));
-  onRead(reinterpret_cast<uv_stream_t*>(&tcp_), n, &buf);
 }
 
 void Conn::stopReading() {

@@ -55,11 +55,6 @@ class Conn {
   void setOwner(Owner* o) { owner_ = o; }
 
   void startReading();
-  // One read now, without waiting for the loop to report the socket readable: a new client's
-  // startup packet has usually arrived with the connection (PgBouncer reads it straight
-  // after accept too; issue 14: one loop turn less per login). Nothing there: the loop
-  // reports it later as usual. Plaintext only, and only while reading.
-  void readNow() noexcept;
   void stopReading();
   bool reading() const { return reading_; }
   // Nothing queued either way: the queues' lists give back their capacity (issue 14).

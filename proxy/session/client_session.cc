@@ -46,7 +46,6 @@ void ClientSession::accept(Worker& w, int fd) {
   }
   c->login_->login.setTls(std::move(t));
   c->client_->startReading();
-  c->client_->readNow();
 }
 
 ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
