@@ -84,19 +84,13 @@ class ServerConn final : public Conn::Owner, public Retirable {
     if (it != params_.end() && it->second == value) return;
     params_[std::string(name)] = std::string(value);
     ++paramsGen_;
+    paramsDigest_ = toldDigest(params_);
   }
   // Changes whenever params() does: lets a session skip comparing them on every link.
   uint64_t paramsGen() const { return paramsGen_; }
-  // params() as the worker's shared copy, interned again only after a change: servers with
-  // the same values give the same copy, which a session compares with what its client was
-  // told by pointer (issue 14: not ~14 string compares on every transaction).
-  const SharedParams& sharedParams(ParamsInterner& interner) {
-    if (!interned_ || internedGen_ != paramsGen_) {
-      interned_ = interner.intern(params_);
-      internedGen_ = paramsGen_;
-    }
-    return interned_;
-  }
+  // toldDigest(params()), kept with them: a session whose client was told the same values
+  // compares one number (issue 14: not ~14 string compares per transaction).
+  uint64_t paramsDigest() const { return paramsDigest_; }
   int32_t backendPid() const { return pid_; }
   int32_t backendKey() const { return key_; }
   char txnStatus() const { return txnStatus_; }
@@ -149,8 +143,7 @@ class ServerConn final : public Conn::Owner, public Retirable {
   std::string internalError_;
   std::string internalValue_;
   uint64_t configuredHash_ = 0;
-  SharedParams interned_;      // sharedParams(), as of internedGen_
-  uint64_t internedGen_ = 0;
+  uint64_t paramsDigest_ = toldDigest({});
   uint64_t paramsGen_ = 0;  // ClientSession::hashGucs of the settings applied, 0 = unknown
   std::vector<std::byte> scratch_;
 };

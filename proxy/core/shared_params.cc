@@ -1,6 +1,8 @@
 // Interning ParameterStatus sets: a hash to find the candidates, a full compare to be sure.
 #include "proxy/core/shared_params.h"
 
+#include <xxhash.h>
+
 namespace pgswitch::proxy {
 
 namespace {
@@ -19,6 +21,16 @@ uint64_t hashParams(const ServerParams& p) {
 }
 
 }  // namespace
+
+uint64_t toldDigest(const ServerParams& p) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (const auto& [k, v] : p) {
+    if (k == "in_hot_standby") continue;
+    h = XXH3_64bits_withSeed(k.data(), k.size(), h);
+    h = XXH3_64bits_withSeed(v.data(), v.size(), h ^ 0x5bd1e995ull);
+  }
+  return h;
+}
 
 SharedParams ParamsInterner::intern(const ServerParams& p) {
   const uint64_t h = hashParams(p);

@@ -18,6 +18,11 @@ using ServerParams = std::map<std::string, std::string>;
 // values copies them first (SessionState::toldForWrite). Single-threaded (one worker's).
 using SharedParams = std::shared_ptr<ServerParams>;
 
+// A digest of the values a client is told (all but in_hot_standby, a property of the server
+// that is never passed on): equal digests mean equal values (XXH3, 64 bits). Lets a session
+// see that a server it links to has the values its client was told without comparing them.
+uint64_t toldDigest(const ServerParams& p);
+
 class ParamsInterner {
  public:
   // The worker's copy of these values, made on first use; the same object for equal values.

@@ -237,7 +237,7 @@ void ClientSession::configure() {
   if (rebuildStep(s)) return;  // after a failover: LISTEN, prepared statements
   std::string out;
   if (!loggedIn_) {
-    settings_.appendAllParams(s.sharedParams(worker_.sharedParams()), out);
+    settings_.appendAllParams(worker_.sharedParams().intern(s.params()), out);
     appendBackendKeyData(out, cancelPid_, cancelKey_);
     appendReadyForQuery(out, s.txnStatus());
     loggedIn_ = true;
@@ -246,8 +246,7 @@ void ClientSession::configure() {
   } else {
     // A client that lands on another server sees ParameterStatus for whatever differs from
     // what it was last told.
-    settings_.appendChangedParams(s.id(), s.paramsGen(), *s.sharedParams(worker_.sharedParams()),
-                                  out);
+    settings_.appendChangedParams(s.id(), s.paramsGen(), s.paramsDigest(), s.params(), out);
   }
   if (!out.empty()) {
     client_->send(out);
@@ -498,7 +497,7 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       return false;
     }
     case Relay::Event::Kind::ServerFatal:
-      serverFatal_ = ev.message;
+      serverFatal_ = std::make_unique<std::string>(ev.message);
       // onServerLost decides what the client sees (unless the client went first).
       if (ServerConn* s = relay_.server()) s->abandon(UV_ECONNRESET);
       return false;

@@ -140,17 +140,18 @@ class ClientSession final : public Conn::Owner,
 
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
+  // The small fields side by side (issue 14: padding is paid once per client).
   const bool transactionPooling_;  // requests routed one by one (also session_reads)
   const bool sessionReads_;        // session mode with routing.session_reads
-  ServerConn* parked_ = nullptr;   // session_reads: the client's primary server, not linked
   bool fallbackNoted_ = false;     // session_reads: counted in session_reads_fallbacks
-  std::unique_ptr<Conn> client_;
+  bool inFlightShown_ = false;     // what the cancel slot was last told
+  bool onReplica_ = false;         // the server picked last is a replica
   State state_ = State::Startup;
+  ServerConn* parked_ = nullptr;   // session_reads: the client's primary server, not linked
+  std::unique_ptr<Conn> client_;
   uint64_t startedMs_ = 0;
   uint64_t lastActivityMs_ = 0;  // last bytes from the client
   uint64_t holdSinceMs_ = 0;     // entered Holding
-  bool inFlightShown_ = false;   // what the cancel slot was last told
-  bool onReplica_ = false;       // the server picked last is a replica
 
   // What only logging in needs: the exchange (startup packet, SCRAM, TLS answers) and what
   // the session decides around it. Freed once the client is authenticated (issue 14: ~650
@@ -183,7 +184,8 @@ class ClientSession final : public Conn::Owner,
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData
   std::shared_ptr<CancelSlot> cancelSlot_;  // where a cancel for this client goes
   int outstandingBackend_ = -1;  // counted in Worker::outstanding while a server is linked
-  std::string serverFatal_;      // the FATAL a lost server sent, for the client's error
+  // The FATAL a lost server sent, for the client's error (rare: not 32 bytes in every session).
+  std::unique_ptr<std::string> serverFatal_;
   bool counted_ = false;         // in Runtime::clients
   bool loggedIn_ = false;        // the client got its first ReadyForQuery
   bool lostTxnPending_ = false;  // its transaction died while idle: fail the next request

@@ -45,6 +45,12 @@ void ClientSession::janitor(uint64_t now) {
         giveUpReplay(ReplayEnd::Abandoned, "no primary within failover_wait_ms");
         return;
       }
+      if (client_->in().empty()) {
+        // No request of the client's waits: a listening client was to get its channels back
+        // on a new server (idleAfterLoss). An error now would answer nothing it asked.
+        fatal(code, msg, "Its LISTEN could not be restored on another server.", hint);
+        return;
+      }
       relay_.failRequest(errorResponse(code, msg, hint));
       transitionTo(State::Idle);
       pump();  // requests pipelined behind the failed one

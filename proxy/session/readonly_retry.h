@@ -53,6 +53,10 @@ class ReadOnlyRetry {
     held_.append(reinterpret_cast<const char*>(msg.data()), msg.size());
   }
   const std::string& held() const { return held_; }
+  // Off: what held() grew to goes back (a client quiet for a while; issue 14).
+  void shrink() {
+    if (state_ == State::Off) std::string().swap(held_);
+  }
 
  private:
   enum class State {

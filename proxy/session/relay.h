@@ -116,9 +116,12 @@ class Relay {
   // The replay is given up: the replayed bytes not read again are dropped from the client's
   // input, and nothing is recorded until the next link.
   void dropReplay();
-  // No server and nothing owed: the reply queue's block goes back (issue 14).
+  // No server and nothing owed: the reply queue's block and the read-only retry's held bytes
+  // go back (issue 14).
   void shrinkIdle() {
-    if (!server_ && exchange_.pending() == 0) exchange_.shrink();
+    if (server_ || exchange_.pending() != 0) return;
+    exchange_.shrink();
+    retry_.shrink();
   }
 
   // Answers the request at the front of the client's input with `err` (a whole ErrorResponse)

@@ -24,15 +24,16 @@ namespace {
 // unclassified: it is almost certainly a bulk write, and waiting longer would only buffer.
 constexpr size_t kRouteScanLimit = 1024 * 1024;
 
-// Two health rounds and a margin: the primary's LSN in the snapshot published after that was
-// read after the commit.
 // Where a request is copied to be read whole: one per worker thread, used only within one call
-// (issue 14: not a buffer in every session, kept at the size of its largest request).
+// (issue 14: not a buffer in every session). It keeps the size of the largest request it held
+// (at most kRouteScanLimit, or a lost request's input for a retry): per worker, not per client.
 std::vector<std::byte>& scratchBuf() {
   thread_local std::vector<std::byte> buf;
   return buf;
 }
 
+// Two health rounds and a margin: the primary's LSN in the snapshot published after that was
+// read after the commit.
 uint64_t untrackedBlindMs(const Config& cfg) { return 2 * uint64_t(cfg.health.periodMs) + 1000; }
 
 std::string_view untilNul(std::string_view s) {
@@ -60,7 +61,7 @@ void RequestRoute::replayOnPrimary() {
 }
 
 void RequestRoute::toPrimary() {
-  route_ = {};
+  if (pending_) pending_->route = {};  // none is the same as the default
   retryable_ = false;
   retryPending_ = false;
   hasRetryCopy_ = false;
@@ -72,7 +73,7 @@ void RequestRoute::toPrimary() {
 bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Classifier& classifier,
                           const ClientStatements& names, SessionState& state, uint64_t nowMs,
                           const routing::VolatileFunctions* volatileFns) {
-  route_ = {};
+  if (pending_) pending_->route = {};  // the primary; a read on a replica fills it in below
   retryable_ = false;
   hasRetryCopy_ = false;
   const bool isRetry = retryPending_;
@@ -200,7 +201,6 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
     primary = true;
     functionNotes_.toPrimary = true;
   }
-  route_.target = primary ? routing::Target::Primary : routing::Target::Replica;
   routedWrite_ = primary;
   // A lone autocommit read (a Query, or an extended batch up to its Sync) can be sent again
   // elsewhere if its replica dies or refuses it before answering: keep a copy (the
@@ -208,14 +208,17 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   const bool loneRead = (frames == 1 && firstType == fe::Query) ||
                         (firstType != fe::Query && endedBySync && !namesChange);
   if (!primary && !isRetry && loneRead && off <= kRetryCopyLimit) {
-    retryBuf_.resize(off);
-    in.copyOut(0, retryBuf_);
+    pending().retryBuf.resize(off);
+    in.copyOut(0, pending().retryBuf);
     retryable_ = true;
     hasRetryCopy_ = true;
   }
   if (!primary) {
-    routeTag_ = !hintTagOwned.empty() ? std::move(hintTagOwned) : sessionTag_;
-    route_.tag = routeTag_;
+    routing::RouteRequest& route = pending().route;
+    route.target = routing::Target::Replica;
+    std::string& tag = pending().tag;
+    tag = !hintTagOwned.empty() ? std::move(hintTagOwned) : sessionTag_;
+    route.tag = tag;
     // What the read must see is fixed now, when it starts: a commit acknowledged to anyone
     // before this point has already raised the floor (strong).
     switch (cfg.routing.consistency) {
@@ -226,10 +229,10 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
           blindSinceMs_.reset();
           floorLsn_ = 0;
         }
-        route_.minReplayLsn = blindSinceMs_ ? UINT64_MAX : floorLsn_;
+        route.minReplayLsn = blindSinceMs_ ? UINT64_MAX : floorLsn_;
         break;
       case Consistency::Strong:
-        if (floor_) route_.minReplayLsn = floor_->blind(nowMs) ? UINT64_MAX : floor_->lsn();
+        if (floor_) route.minReplayLsn = floor_->blind(nowMs) ? UINT64_MAX : floor_->lsn();
         break;
     }
   }
@@ -239,38 +242,40 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
 routing::RoutePick RequestRoute::pick(const routing::Topology& topo, const Config& cfg,
                                       const ReplayPositions& learned,
                                       std::span<const int> outstanding, uint64_t random) {
+  routing::RouteRequest primaryRoute;  // no Pending: the default route, without making one
+  routing::RouteRequest& route = pending_ ? pending_->route : primaryRoute;
   routing::RoutePolicy policy;
   policy.maxLagBytes = cfg.routing.maxLagBytes;
   policy.maxLagMs = cfg.routing.maxLagMs;
   policy.fallback =
       cfg.routing.fallbackError ? routing::Fallback::Error : routing::Fallback::Primary;
-  route_.avoid = avoid_;
-  route_.learnedReplayLsn = {};
-  if (route_.target == routing::Target::Replica && route_.minReplayLsn) {
+  route.avoid = avoid_;
+  route.learnedReplayLsn = {};
+  if (route.target == routing::Target::Replica && route.minReplayLsn) {
     // A floor left by a commit whose LSN was not known is settled by the primary's LSN from
     // a health check taken after the blind period began.
     if (cfg.routing.consistency == Consistency::Strong && floor_ && topo.usable(topo.primary) &&
-        route_.minReplayLsn != UINT64_MAX) {
+        route.minReplayLsn != UINT64_MAX) {
       floor_->caughtUp(topo.backends[topo.primary].replayLsn);
-      route_.minReplayLsn = std::max(route_.minReplayLsn, floor_->lsn());
+      route.minReplayLsn = std::max(route.minReplayLsn, floor_->lsn());
     }
     // Copied for this pick only: one array per worker thread, not 512 bytes in every session.
     thread_local std::array<uint64_t, 64> learnedNow;
     size_t n = std::min(topo.backends.size(), learnedNow.size());
     for (size_t i = 0; i < n; ++i) learnedNow[i] = learned.get(static_cast<int>(i));
-    route_.learnedReplayLsn = std::span<const uint64_t>(learnedNow.data(), n);
+    route.learnedReplayLsn = std::span<const uint64_t>(learnedNow.data(), n);
     policy.verifyMaxLagMs = static_cast<int64_t>(cfg.routing.maxWaitMs);
   }
-  if (std::exchange(readOnPrimary_, false) && route_.target == routing::Target::Replica) {
+  if (std::exchange(readOnPrimary_, false) && route.target == routing::Target::Replica) {
     // A read no replica could serve in time: the primary, counted as a read there.
-    routing::RouteRequest onPrimary = route_;
+    routing::RouteRequest onPrimary = route;
     onPrimary.target = routing::Target::Primary;
     routing::RoutePick p = routing::pickBackend(topo, policy, onPrimary, outstanding, random);
     p.fellBack = true;
     routedWrite_ = false;
     return p;
   }
-  routing::RoutePick p = routing::pickBackend(topo, policy, route_, outstanding, random);
+  routing::RoutePick p = routing::pickBackend(topo, policy, route, outstanding, random);
   if (p.fellBack) routedWrite_ = false;  // a read on the primary: no LSN to record
   return p;
 }
@@ -344,7 +349,7 @@ bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
   scratchBuf().resize(in.size());
   in.copyOut(0, scratchBuf());
   in.clear();
-  in.append(retryBuf_);
+  in.append(pending().retryBuf);
   in.append(scratchBuf());
   avoid_ = lostBackend;
   return true;
@@ -358,7 +363,7 @@ bool RequestRoute::retryOnPrimary(ByteQueue& in) {
   scratchBuf().resize(in.size());
   in.copyOut(0, scratchBuf());
   in.clear();
-  in.append(retryBuf_);
+  in.append(pending().retryBuf);
   in.append(scratchBuf());
   avoid_ = -1;
   return true;
@@ -367,8 +372,15 @@ bool RequestRoute::retryOnPrimary(ByteQueue& in) {
 void RequestRoute::shrinkIdle() {
   if (retryable_ || retryPending_) return;
   hasRetryCopy_ = false;
-  std::vector<std::byte>().swap(retryBuf_);
+  pending_.reset();  // the next request's decide() starts from the default route anyway
 }
+
+RequestRoute::Pending& RequestRoute::pending() {
+  if (!pending_) pending_ = std::make_unique<Pending>();
+  return *pending_;
+}
+
+const routing::RouteRequest RequestRoute::kNoRoute{};
 
 void RequestRoute::retryElsewhere(int backend) {
   avoid_ = backend;

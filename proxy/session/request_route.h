@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -58,9 +59,9 @@ class RequestRoute {
   routing::RoutePick pick(const routing::Topology& topo, const Config& cfg,
                           const ReplayPositions& learned, std::span<const int> outstanding,
                           uint64_t random);
-  bool forWrite() const { return route_.target == routing::Target::Primary; }
+  bool forWrite() const { return route().target == routing::Target::Primary; }
   // The picked replica must first show it has replayed this far (RoutePick::verify).
-  uint64_t replayNeeded() const { return route_.minReplayLsn; }
+  uint64_t replayNeeded() const { return route().minReplayLsn; }
   // It did not within routing.max_wait_ms: the read goes to the primary.
   void readOnPrimary();
 
@@ -112,8 +113,19 @@ class RequestRoute {
   void untrackedCommit(uint64_t nowMs, const Config& cfg);
 
  private:
-  routing::RouteRequest route_;  // of the request waiting for a server (tag points below)
-  std::string routeTag_;
+  // The request being routed when it is a read for a replica: its route (whose tag points
+  // into `tag`: sessionTag_ may change while it waits), and the copy of a lone read for one
+  // retry. Made by the first such request, given back by shrinkIdle() (issue 14: 112 bytes an
+  // idle client does not need); none means the default route, the primary.
+  struct Pending {
+    routing::RouteRequest route;
+    std::string tag;
+    std::vector<std::byte> retryBuf;
+  };
+  std::unique_ptr<Pending> pending_;
+  Pending& pending();
+  static const routing::RouteRequest kNoRoute;
+  const routing::RouteRequest& route() const { return pending_ ? pending_->route : kNoRoute; }
   std::string sessionTag_;   // from [[routing.rule]]
   bool routedWrite_ = true;  // the current server was chosen for a write
   // Read-your-writes floor: replicas must have replayed this far. `blindSinceMs_` set: the
@@ -125,10 +137,9 @@ class RequestRoute {
   WriteFloor* floor_ = nullptr;  // the database's (strong)
   bool readOnPrimary_ = false;   // the next pick sends this read to the primary
   int avoid_ = -1;
-  std::vector<std::byte> retryBuf_;  // copy of a lone read Query, for one retry elsewhere
   bool retryable_ = false;           // no answer byte has reached the client yet
   bool retryPending_ = false;        // the next request is a retry (never retried again)
-  bool hasRetryCopy_ = false;        // retryBuf_ holds the request decided last
+  bool hasRetryCopy_ = false;        // retryBuf holds the request decided last
   bool forcePrimary_ = false;        // the next request is a read that wrote on a replica
   FunctionNotes functionNotes_;
   // The request decided last had function DDL: the next decide() (its transaction is over by

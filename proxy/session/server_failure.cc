@@ -65,8 +65,8 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     relay_.releaseReady();
   }
   if (state_ == State::Closing) return;
-  std::string serverSaid = std::move(serverFatal_);
-  serverFatal_.clear();
+  std::string serverSaid = serverFatal_ ? std::move(*serverFatal_) : std::string();
+  serverFatal_.reset();
   if (replayable) prepareRebuild();
   if (!relay_.replay().replaying()) replayReadyOwed_ = readyOwed;  // the original loss's
   if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;
@@ -156,9 +156,10 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
         giveUpReplay(ReplayEnd::Abandoned, e.text);
         return;
       }
-      if (loggedIn_) {
+      if (loggedIn_ && !client_->in().empty()) {
         // The request is answered with an error and the connection stays usable (the client
-        // may retry); only a client still logging in is turned away.
+        // may retry); a client still logging in is turned away, and so is a listening one
+        // whose channels were to be restored (idleAfterLoss): it asked nothing to answer.
         relay_.failRequest(
             errorResponse("53300", e.text, "raise pool_size or query_wait_timeout_ms"));
         transitionTo(State::Idle);

@@ -33,14 +33,27 @@ void put(Settings& s, const std::string& name, std::string_view value) {
 }  // namespace
 
 void SessionState::start(Settings startup) {
-  settings_ = std::move(startup);
+  settings_.reset();
+  if (!startup.empty()) settings_ = std::make_shared<Settings>(std::move(startup));
   startup_ = settings_;
   hash_ = 0;
 }
 
+const Settings& SessionState::settings() const {
+  static const Settings kNone;
+  return settings_ ? *settings_ : kNone;
+}
+
+Settings& SessionState::settingsForWrite() {
+  if (!settings_ || settings_.use_count() > 1)
+    settings_ = settings_ ? std::make_shared<Settings>(*settings_)
+                          : std::make_shared<Settings>();
+  return const_cast<Settings&>(*settings_);  // ours alone: made just now, or not shared
+}
+
 std::string_view SessionState::setting(std::string_view lowerName) const {
   std::string_view value;  // the last one wins, as when they are applied in order
-  for (auto& [k, v] : settings_)
+  for (auto& [k, v] : settings())
     if (k == lowerName) value = v;
   return value;
 }
@@ -48,7 +61,7 @@ std::string_view SessionState::setting(std::string_view lowerName) const {
 uint64_t SessionState::settingsHash() const {
   if (hash_ != 0) return hash_;
   uint64_t h = 1469598103934665603ull;  // FNV-1a over name=value pairs, in order
-  for (auto& [k, v] : settings_) {
+  for (auto& [k, v] : settings()) {
     for (char c : k)
       h = (h ^ static_cast<unsigned char>(std::tolower(static_cast<unsigned char>(c)))) *
           1099511628211ull;
@@ -60,11 +73,21 @@ uint64_t SessionState::settingsHash() const {
   return hash_;
 }
 
+SessionState::Pins& SessionState::pins() {
+  if (!pins_) pins_ = std::make_unique<Pins>();
+  return *pins_;
+}
+
+const std::string& SessionState::pinReason() const {
+  static const std::string kNone;
+  return pins_ ? pins_->reason : kNone;
+}
+
 void SessionState::pin(std::string_view reason) {
   if (!lasting_) {
     lasting_ = true;
-    lastingReason_ = std::string(reason);
-    readback_.clear();  // the settings stay where they are: nothing to carry
+    pins().lastingReason = std::string(reason);
+    pins().readback.clear();  // the settings stay where they are: nothing to carry
   }
   pinRebuildable(reason);
 }
@@ -72,7 +95,7 @@ void SessionState::pin(std::string_view reason) {
 void SessionState::pinRebuildable(std::string_view reason) {
   if (pinned_) return;
   pinned_ = true;
-  pinReason_ = std::string(reason);
+  pins().reason = std::string(reason);
 }
 
 SessionJournal& SessionState::journal() {
@@ -86,7 +109,7 @@ const SessionJournal& SessionState::journal() const {
 }
 
 std::string SessionState::unmovableReason() const {
-  if (lasting_) return lastingReason_;
+  if (lasting_) return pins_->lastingReason;
   return journal().whyIncomplete();
 }
 
@@ -109,8 +132,8 @@ void SessionState::noteStatement(const routing::Classification& c, std::string_v
     // Read back after the transaction and carried to other servers like a reported setting.
     // Only SET tags are counted at ReadyForQuery, so a RESET is not counted here.
     if (!routing::startsWithReset(sql)) ++carried_;
-    if (std::find(readback_.begin(), readback_.end(), c.setName) == readback_.end())
-      readback_.push_back(c.setName);
+    std::vector<std::string>& due = pins().readback;
+    if (std::find(due.begin(), due.end(), c.setName) == due.end()) due.push_back(c.setName);
   }
   if (c.createsTempTable) pin("temporary table");
   if (c.sessionAdvisoryLock) pin("session advisory lock");
@@ -131,7 +154,7 @@ SessionState::TagEffect SessionState::onCommandTag(protocol::CommandTag tag,
       // As on PostgreSQL: back to the startup packet's settings; everything SET since is gone.
       settings_ = startup_;
       hash_ = 0;
-      readback_.clear();
+      if (pins_) pins_->readback.clear();
       return TagEffect::ForgetAllStatements;
     case CommandTag::DeallocateAll:
       journal().deallocateAll();
@@ -155,7 +178,11 @@ bool SessionState::onParameterStatus(std::string_view name, std::string_view val
   tell(std::string(name), value);
   if (name == "in_hot_standby") return false;  // a property of the server, not the session
   std::string key = lower(name);
-  put(settings_, key, value);
+  // Unchanged (a server confirming what the client already has): the copy stays shared.
+  bool same = false;
+  for (auto& [k, v] : settings())
+    if (k == key) same = v == value;
+  if (!same) put(settingsForWrite(), key, value);
   hash_ = 0;
   ++reported_;
   return key == "application_name";
@@ -170,26 +197,27 @@ void SessionState::onReadyForQuery() {
 }
 
 void SessionState::onReadback(bool ok, std::string_view value) {
-  std::string name = std::move(readback_.front());
-  readback_.erase(readback_.begin());
+  std::vector<std::string>& due = pins_->readback;
+  std::string name = std::move(due.front());
+  due.erase(due.begin());
   if (!ok) {
     pin("SET of " + name + " (its value could not be read back)");
     return;
   }
   // Stored under the lower-case name, replacing the client's own spelling of it, if any.
   bool found = false;
-  for (auto& [k, v] : settings_) {
+  for (auto& [k, v] : settingsForWrite()) {
     if (lower(k) == name) {
       v = std::string(value);
       found = true;
     }
   }
-  if (!found) settings_.emplace_back(name, std::string(value));
+  if (!found) settingsForWrite().emplace_back(name, std::string(value));
   hash_ = 0;
 }
 
 void SessionState::readbackLost() {
-  if (readback_.empty()) return;
+  if (!readbackDue()) return;
   pin("SET whose value was lost with its server");
 }
 
@@ -206,7 +234,7 @@ bool SessionState::configureSql(std::map<std::string, std::string>& applied,
                                 const ServerParams& reported, std::string& sql,
                                 std::string& badName) const {
   std::map<std::string, std::string> wanted;
-  for (auto& [k, v] : settings_) wanted[lower(k)] = v;
+  for (auto& [k, v] : settings()) wanted[lower(k)] = v;
   for (auto& [name, value] : wanted) {
     if (!routing::validSettingName(name)) {  // before `applied` changes: nothing is sent
       badName = name;
@@ -252,21 +280,24 @@ void SessionState::tell(const std::string& name, std::string_view value) {
     if (it != told_->end() && it->second == value) return;  // shared copies stay shared
   }
   toldForWrite()[name] = std::string(value);
+  toldDigest_ = toldDigest(*told_);
 }
 
 void SessionState::appendAllParams(SharedParams reported, std::string& out) {
   for (auto& [k, v] : *reported) protocol::appendParameterStatus(out, k, v);
+  toldDigest_ = toldDigest(*reported);
   told_ = std::move(reported);
 }
 
 void SessionState::appendChangedParams(uint64_t serverId, uint64_t generation,
-                                       const ServerParams& reported, std::string& out) {
-  // The client was told this very copy (the worker's interned one), or this server and
-  // generation were compared last: nothing differs.
-  if (told_.get() == &reported) return;
+                                       uint64_t digest, const ServerParams& reported,
+                                       std::string& out) {
+  // This server and generation were compared last, or the client was told exactly these
+  // values (the digests agree): nothing differs.
   if (serverId == toldServer_ && generation == toldGeneration_) return;
   toldServer_ = serverId;
   toldGeneration_ = generation;
+  if (told_ && digest == toldDigest_) return;
   for (auto& [k, v] : reported) {
     if (k == "in_hot_standby") continue;
     if (told_) {

@@ -28,7 +28,7 @@ class SessionState {
   void start(Settings startup);
   // The value the client's session has for a setting ("" when never set).
   std::string_view setting(std::string_view lowerName) const;
-  const Settings& settings() const { return settings_; }
+  const Settings& settings() const;
   // Identifies settings() (never 0): a server last configured for the same hash needs no SET.
   uint64_t settingsHash() const;
 
@@ -39,7 +39,7 @@ class SessionState {
   void pin(std::string_view reason);
   void pinRebuildable(std::string_view reason);
   bool pinned() const { return pinned_; }
-  const std::string& pinReason() const { return pinReason_; }
+  const std::string& pinReason() const;
   // The client's session can be moved to another server (after its server was lost): no
   // lasting pin, and the journal followed everything it was given.
   bool movable() const { return !lasting_ && journal().complete(); }
@@ -70,8 +70,8 @@ class SessionState {
   void onReadyForQuery();
 
   // Session SETs of unreported settings, read back after their transaction (carrySets).
-  bool readbackDue() const { return !readback_.empty(); }
-  const std::string& nextReadback() const { return readback_.front(); }
+  bool readbackDue() const { return pins_ && !pins_->readback.empty(); }
+  const std::string& nextReadback() const { return pins_->readback.front(); }
   // The read-back query answered (ok with value) or failed: the setting follows the client,
   // or (failed) the client is pinned.
   void onReadback(bool ok, std::string_view value);
@@ -89,35 +89,46 @@ class SessionState {
   // reference to it, not a map of its own, until a value it is told differs.
   void appendAllParams(SharedParams reported, std::string& out);
   // serverId/generation identify the server and its reported values (ServerConn::id(),
-  // paramsGen()): unchanged since the last call, nothing is compared; nor when `reported` is
-  // the very copy the client was told (ServerConn::sharedParams).
-  void appendChangedParams(uint64_t serverId, uint64_t generation, const ServerParams& reported,
-                           std::string& out);
+  // paramsGen()): unchanged since the last call, nothing is compared; nor when `digest`
+  // (toldDigest(reported), ServerConn::paramsDigest()) is that of what the client was told.
+  void appendChangedParams(uint64_t serverId, uint64_t generation, uint64_t digest,
+                           const ServerParams& reported, std::string& out);
 
  private:
   bool functionsChanged_ = false;
   bool carryable(std::string_view name, const ServerParams& reported) const;
 
-  Settings settings_;
-  Settings startup_;           // DISCARD ALL returns the session to these
+  // The settings now, and the startup packet's (DISCARD ALL returns the session to these):
+  // one shared copy until the first change (copy-on-write, settingsForWrite()); null: none.
+  // Issue 14: a driver's five startup parameters are ~350 bytes, once per idle client.
+  std::shared_ptr<const Settings> settings_;
+  std::shared_ptr<const Settings> startup_;
+  Settings& settingsForWrite();
   mutable uint64_t hash_ = 0;  // of settings_, 0 = recompute
   bool pinned_ = false;
   bool lasting_ = false;  // pinned by state no other server can be given
-  std::string pinReason_;
-  std::string lastingReason_;
+  // Why the session is pinned, why for good, and the settings still to read back: few
+  // sessions have any, so made on first use (issue 14: 88 bytes in every idle client).
+  struct Pins {
+    std::string reason;
+    std::string lastingReason;
+    std::vector<std::string> readback;  // setting names still to read back
+  };
+  std::unique_ptr<Pins> pins_;
+  Pins& pins();
   // Null until something is journaled or asked of it: most clients never LISTEN or PREPARE.
   std::unique_ptr<SessionJournal> journal_;
   const char* pinOnLink_ = nullptr;
   // Between two ReadyForQuery: SET tags seen, and how many of them are accounted for by
   // ParameterStatus, by transaction-scoped SETs, or by read-back.
   int setTags_ = 0, reported_ = 0, scoped_ = 0, carried_ = 0;
-  std::vector<std::string> readback_;             // setting names still to read back
   // The ParameterStatus values the client has seen: shared with the clients told the same
   // (copied by toldForWrite() before one of them changes).
   SharedParams told_;
   ServerParams& toldForWrite();
   void tell(const std::string& name, std::string_view value);  // told_[name] = value
   uint64_t toldServer_ = 0, toldGeneration_ = 0;  // told_ last compared against these
+  uint64_t toldDigest_ = 0;                       // toldDigest(*told_) when told_ is set
 };
 
 }  // namespace pgswitch::proxy

@@ -159,6 +159,42 @@ class SessionRebuildTransactionModeTest(RebuildCase):
         self.notify_until_heard(c, chan, "moved")
 
 
+class ListenerWithoutPrimaryTest(RebuildCase):
+    """A transaction-mode client pinned by LISTEN whose server is lost while no primary comes
+    back within failover_wait_ms: it asked nothing, so it gets FATAL 57P03 and the connection
+    closes (it used to get an ErrorResponse with no ReadyForQuery, and its next request was
+    dropped)."""
+    mode = "transaction"
+    replicas = 0
+    toml = "[failover]\nfailover_wait_ms = 1500\n"
+
+    def test_listener_ends_with_fatal(self):
+        app = "lw-" + uuid.uuid4().hex[:12]
+        c = psycopg2.connect(self.sw.dsn(application_name=app))
+        c.autocommit = True
+        self.addCleanup(c.close)
+        with c.cursor() as cur:
+            cur.execute("LISTEN nobody_sends")
+        self.cluster.stop_node(0, mode="immediate")
+        try:
+            deadline = time.monotonic() + 20
+            err = None
+            while time.monotonic() < deadline and err is None:
+                if select.select([c], [], [], 0.5)[0]:
+                    try:
+                        c.poll()
+                    except psycopg2.Error as e:
+                        err = e
+            # libpq takes an error that arrives while idle as a notice, then sees the close.
+            self.assertIsNotNone(err, "the listening client's connection stayed open")
+            told = str(err) + "".join(c.notices)
+            self.assertIn("FATAL", told)
+            self.assertIn("no primary server is available", told)
+            self.assertNotEqual(c.closed, 0)
+        finally:
+            self.cluster.start_node(0)
+
+
 class SessionRebuildAcrossFailoverTest(RebuildCase):
     """kill -9 of the primary, pgswitch promotes the replica: the session-mode client's
     settings, prepared statements and LISTEN are there on the new primary."""

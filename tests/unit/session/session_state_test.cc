@@ -186,22 +186,44 @@ TEST(SessionState, DiscardAllReturnsToStartupSettings) {
             SessionState::TagEffect::ForgetAllStatements);
 }
 
+// The settings and the startup copy are one until the first change; a server confirming a
+// value the client already has changes nothing; DISCARD ALL shares the startup copy again.
+TEST(SessionState, SettingsShareTheStartupCopyUntilAChange) {
+  SessionState s;
+  EXPECT_TRUE(s.settings().empty());
+  s.start({{"application_name", "a"}, {"search_path", "x"}});
+  const Settings* first = &s.settings();
+  s.onParameterStatus("application_name", "a");
+  EXPECT_EQ(&s.settings(), first);
+  s.onParameterStatus("application_name", "b");
+  EXPECT_NE(&s.settings(), first);
+  EXPECT_EQ(s.setting("application_name"), "b");
+  EXPECT_EQ(s.setting("search_path"), "x");
+  s.onCommandTag(CommandTag::DiscardAll, true);
+  EXPECT_EQ(&s.settings(), first);
+  EXPECT_EQ(s.setting("application_name"), "a");
+  SessionState none;
+  none.start({});
+  none.onParameterStatus("TimeZone", "UTC");
+  EXPECT_EQ(none.setting("timezone"), "UTC");
+}
+
 TEST(SessionState, ParamsToldOnceAndAfterChanges) {
   SessionState s;
   std::string out;
   s.appendAllParams(std::make_shared<ServerParams>(kReported), out);
   EXPECT_FALSE(out.empty());
   out.clear();
-  s.appendChangedParams(1, 1, kReported, out);
+  s.appendChangedParams(1, 1, toldDigest(kReported), kReported, out);
   EXPECT_TRUE(out.empty()) << "the client already has these values";
   ServerParams other = kReported;
   other["TimeZone"] = "Europe/Paris";
   other["in_hot_standby"] = "on";  // a property of the server: never sent
-  s.appendChangedParams(2, 1, other, out);
+  s.appendChangedParams(2, 1, toldDigest(other), other, out);
   EXPECT_NE(out.find("Europe/Paris"), std::string::npos);
   EXPECT_EQ(out.find("in_hot_standby"), std::string::npos);
   out.clear();
-  s.appendChangedParams(2, 1, other, out);
+  s.appendChangedParams(2, 1, toldDigest(other), other, out);
   EXPECT_TRUE(out.empty()) << "same server, same generation: nothing compared";
 }
 
@@ -217,17 +239,19 @@ TEST(SessionState, ClientsToldTheSameShareOneCopyUntilOneChanges) {
   ServerParams other = kReported;
   other["TimeZone"] = "Europe/Paris";
   out.clear();
-  b.appendChangedParams(7, 1, other, out);
+  b.appendChangedParams(7, 1, toldDigest(other), other, out);
   EXPECT_NE(out.find("Europe/Paris"), std::string::npos) << "b was still told UTC";
   out.clear();
-  a.appendChangedParams(7, 1, other, out);
+  a.appendChangedParams(7, 1, toldDigest(other), other, out);
   EXPECT_TRUE(out.empty()) << "a already has Europe/Paris";
-  // A server whose values are the interned copy b was told: nothing to tell.
+  // A server whose values are those c was told (the digests agree): nothing to tell.
   SessionState c;
   SharedParams same = interner.intern(kReported);
   c.appendAllParams(same, out);
   out.clear();
-  c.appendChangedParams(8, 1, *same, out);
+  ServerParams sameValues = kReported;
+  sameValues["in_hot_standby"] = "off";  // not told: does not count
+  c.appendChangedParams(8, 1, toldDigest(sameValues), sameValues, out);
   EXPECT_TRUE(out.empty());
   c = SessionState();
   same.reset();
