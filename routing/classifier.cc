@@ -4,7 +4,9 @@
 
 #include <xxhash.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "routing/classify_cache.h"
 #include "routing/hints.h"
@@ -135,9 +137,13 @@ Classifier::Classifier(ClassifierOptions opts) : opts_(std::move(opts)) {
     cache_ = std::make_unique<ClassifyCache>(opts_.cacheCapacity);
     size_t slots = 1;
     while (slots < opts_.cacheCapacity) slots <<= 1;
-    seenOnce_.assign(slots, 0);
+    seenOnce_.reset(static_cast<uint64_t*>(std::calloc(slots, sizeof(uint64_t))));
+    if (!seenOnce_) throw std::bad_alloc();
+    seenMask_ = slots - 1;
   }
 }
+
+void Classifier::FreeDeleter::operator()(uint64_t* p) const noexcept { std::free(p); }
 
 Classifier::~Classifier() = default;
 Classifier::Classifier(Classifier&&) noexcept = default;
@@ -154,7 +160,7 @@ Classification Classifier::classify(std::string_view sql) noexcept {
     ++misses_;
     Classification c = classifyUncached(sql, opts_);
     // The slot takes the high bits' mix so that it is not the cache's set index.
-    uint64_t& seen = seenOnce_[(h ^ (h >> 32)) & (seenOnce_.size() - 1)];
+    uint64_t& seen = seenOnce_[(h ^ (h >> 32)) & seenMask_];
     if (seen == h) {
       cache_->insert(h, sql.size(), c);
     } else {

@@ -101,7 +101,13 @@ class Classifier {
  private:
   ClassifierOptions opts_;
   std::unique_ptr<ClassifyCache> cache_;
-  std::vector<uint64_t> seenOnce_;  // hash of a text that missed once, by its low bits
+  // Hash of a text that missed once, by its low bits. calloc'd: its pages are touched only as
+  // slots are written (a worker that sees few texts does not hold 128 KiB of zeros).
+  struct FreeDeleter {
+    void operator()(uint64_t* p) const noexcept;
+  };
+  std::unique_ptr<uint64_t[], FreeDeleter> seenOnce_;
+  size_t seenMask_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
 };
