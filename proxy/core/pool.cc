@@ -25,7 +25,7 @@ Pool::~Pool() = default;
 int Pool::limit() const { return worker_.runtime().config()->poolSize; }
 
 bool Pool::trySpawn(int limit) {
-  if (worker_.stopping() || !budget_->tryTake(limit)) return false;
+  if (worker_.stopping() || leavesUnitToPeer() || !budget_->tryTake(limit)) return false;
   spawn();
   return true;
 }
@@ -62,12 +62,28 @@ bool Pool::overShare() const {
   return static_cast<int>(servers_.size()) > worker_.workerShare(limit());
 }
 
+// A free unit is another worker's when this one holds its share and either that worker asks
+// (and this one does not) or this one gave a connection away a moment ago. Taking the unit
+// back because a session arrived meanwhile (the close that freed it takes a loop turn, and
+// the asking worker's flag drops whenever its queue empties for an instant) made two busy
+// workers trade connections, a server login each, for as long as both had sessions waiting.
+bool Pool::leavesUnitToPeer() const {
+  if (static_cast<int>(servers_.size()) < worker_.workerShare(limit())) return false;
+  if (yieldedMs_ != 0 && worker_.nowMs() - yieldedMs_ < kRegrowAfterYieldMs) return true;
+  return budget_->wanted.load(std::memory_order_relaxed) && !short_;
+}
+
+void Pool::yieldToPeer(ServerConn& s) {
+  yieldedMs_ = worker_.nowMs();
+  s.close();
+}
+
 void Pool::yieldIdle() {
   if (!waiters_.empty() || idle_.empty()) return;
   ServerConn* s = idle_.front();  // the least recently used
   if (!overShare() && worker_.nowMs() - s->lastUsedMs() < kYieldIdleAfterMs) return;
   idle_.pop_front();
-  s->close();
+  yieldToPeer(*s);
 }
 
 void Pool::budgetFreed() {
@@ -83,7 +99,9 @@ void Pool::askPeersSoon() {
 
 void Pool::askPeersIfStillShort() {
   askSoon_ = false;
-  if (!waiters_.empty() && connectingCount() < waiters_.size() && !trySpawn(limit())) askPeers();
+  if (waiters_.empty() || connectingCount() >= waiters_.size() || trySpawn(limit())) return;
+  askPeers();
+  trySpawn(limit());  // short now, it may take a unit it left to a peer a moment ago
 }
 
 // Nobody waits here any more: stop asking the others for connections (another short worker
@@ -135,6 +153,7 @@ void Pool::cancelWait(PoolWaiter* w) {
   waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(),
                                 [w](const Waiter& x) { return x.w == w; }),
                  waiters_.end());
+  if (waiters_.empty()) noLongerShort();
 }
 
 bool Pool::resolve(sockaddr_storage& out) {
@@ -203,7 +222,7 @@ void Pool::handOut(ServerConn& s) {
   if (short_) {
     noLongerShort();
   } else if (budget_->wanted.load(std::memory_order_relaxed) && overShare()) {
-    s.close();  // another worker is short of a connection of this key: it gets the unit
+    yieldToPeer(s);  // another worker is short of a connection of this key: it gets the unit
     return;
   }
   s.setState(ServerConn::State::Idle);
@@ -251,6 +270,7 @@ void Pool::onLoginFailed(ServerConn& s, const std::string& errorMessage) {
   // same answer, so they all get it now rather than one connect attempt each.
   auto waiters = std::move(waiters_);
   waiters_.clear();
+  noLongerShort();
   PoolError e{PoolError::Kind::LoginFailed, errorMessage, "server login failed"};
   for (auto& w : waiters) w.w->onServerUnavailable(e);
 }
@@ -301,6 +321,7 @@ void Pool::janitor(uint64_t now) {
                     "query_wait_timeout: no server connection became free within " +
                         std::to_string(cfg->queryWaitTimeoutMs) + " ms"});
     }
+    if (waiters_.empty()) noLongerShort();
   }
   // Still short of connections (the request to the other workers may have found none idle
   // then): ask again.

@@ -77,6 +77,9 @@ class Pool {
   // worker gives up only one that has been idle this long (the janitor asks again each
   // second): two busy workers must not hand connections back and forth.
   static constexpr uint64_t kYieldIdleAfterMs = 100;
+  // Having closed a connection for another worker, a pool does not grow past its share again
+  // for this long, whoever asks: the unit is the other worker's to take.
+  static constexpr uint64_t kRegrowAfterYieldMs = 1000;
 
   // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
   void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }
@@ -110,6 +113,8 @@ class Pool {
   void askPeers();
   void askPeersSoon();
   bool overShare() const;
+  bool leavesUnitToPeer() const;
+  void yieldToPeer(ServerConn& s);
   void noLongerShort();
   void handOut(ServerConn& s);
   int limit() const;
@@ -131,6 +136,7 @@ class Pool {
   std::shared_ptr<PoolBudget> budget_;  // pool_size over all workers
   bool short_ = false;  // this pool raised budget_->wanted and still has waiters
   bool askSoon_ = false;  // listed on the worker's timer (askPeersSoon)
+  uint64_t yieldedMs_ = 0;  // when this pool last closed a connection for another worker
   // The last login failure (the ErrorResponse, or ours for a connection failure). For
   // server_login_retry_ms after it, new requests get the same answer at once instead of a
   // connection attempt each: a storm of logins to a missing database costs the backend one

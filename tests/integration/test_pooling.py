@@ -699,22 +699,30 @@ class PoolingTest(ProxyTestCase):
             except Exception as e:  # noqa: BLE001
                 errors.append(repr(e))
 
-        def run(seconds):
-            threads = [threading.Thread(target=work, args=(c, seconds)) for c in conns]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-            self.assertEqual(errors, [])
+        def totals():
+            return {r["name"]: int(r["value"]) for r in self.show(sw, "SHOW TOTALS")}
 
-        run(1.0)  # the pools grow to the total (and workers may rebalance once)
-        before = {r["name"]: int(r["value"]) for r in self.show(sw, "SHOW TOTALS")}
-        run(3.0)
-        after = {r["name"]: int(r["value"]) for r in self.show(sw, "SHOW TOTALS")}
+        # Counted in the middle of a 4.5 s run: at its start and end clients start and stop
+        # at different times, one worker's connections sit idle while the other's sessions
+        # wait, and the budget moving there is what it is for. In between, with every
+        # session busy, connections stay where they are: the bar leaves room for a move or
+        # two, not for trading (which opened 6 to 12 in this window before a worker that gave
+        # a connection away stopped taking its unit straight back). A slow build, as under
+        # ASan, stretches the edges, which is why they are left out.
+        threads = [threading.Thread(target=work, args=(c, 4.5)) for c in conns]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # the pools grow to the total (and workers may rebalance once)
+        before = totals()
+        time.sleep(2.5)
+        after = totals()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(errors, [])
         opened = after["servers_opened"] - before["servers_opened"]
         print(f"\n16 busy clients, pool_size {size} over 2 workers: {opened} server "
-              f"connections opened in 3 s", file=sys.stderr)
-        self.assertLessEqual(opened, size, "the workers traded server connections")
+              f"connections opened in 2.5 s", file=sys.stderr)
+        self.assertLessEqual(opened, 2, "the workers traded server connections")
 
     @budget(30)
     def test_06b_max_client_conn(self):
