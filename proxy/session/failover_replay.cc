@@ -22,7 +22,7 @@ constexpr int kMaxReplayAttempts = 3;
 
 bool ClientSession::replayLost(bool replayable, bool owed, bool ended, bool commitInFlight,
                                bool autocommit) {
-  TxnReplay& rp = relay_.replay();
+  TxnReplay& rp = relay_.replayLog();
   auto& counts = worker_.runtime().replays;
   if (rp.replaying()) {
     // Lost again before the replay was verified (the pool handed out a connection to the old
@@ -67,7 +67,7 @@ bool ClientSession::replayLost(bool replayable, bool owed, bool ended, bool comm
 }
 
 bool ClientSession::replayAnswered() {
-  TxnReplay& rp = relay_.replay();
+  TxnReplay& rp = relay_.replayLog();
   if (!rp.replaying() || state_ != State::Active) return true;
   switch (rp.verdict()) {
     case TxnReplay::Verdict::Match:

@@ -45,8 +45,26 @@ Relay::Relay(Worker& w, const Config& cfg, Conn& client, SessionState& state)
       client_(client),
       state_(state),
       transactionPooling_(cfg.routesRequests()),
-      sessionReads_(cfg.sessionReads()),
-      replay_(static_cast<size_t>(cfg.failover.replayBufferBytes)) {}
+      sessionReads_(cfg.sessionReads()) {}
+
+void Relay::makeBusy() {
+  busy_ = std::make_unique<Busy>(static_cast<size_t>(cfg_.failover.replayBufferBytes));
+}
+
+const Relay::Busy& Relay::view() const {
+  static const Busy kNothingInFlight(0);
+  return busy_ ? *busy_ : kNothingInFlight;
+}
+
+void Relay::shrinkIdle() {
+  if (server_ || !busy_ || busy_->exchange.pending() != 0) return;
+  if (!busy_->replay.recording() && !busy_->replay.replaying()) {
+    busy_.reset();
+    return;
+  }
+  busy_->exchange.shrink();
+  busy_->retry.shrink();
+}
 
 void Relay::link(ServerConn& s, int backend) {
   server_ = &s;
@@ -56,15 +74,17 @@ void Relay::link(ServerConn& s, int backend) {
 void Relay::unlink() {
   client_.in().setConsumeTap(nullptr);
   client_.out().setPushTap(nullptr);
-  replay_.stop();
+  if (busy_) busy_->replay.stop();
   unlinkKeepingReplay();
 }
 
 void Relay::unlinkKeepingReplay() {
   server_ = nullptr;
   holdReady_ = false;
-  exchange_.reset();
-  retry_.disarm();
+  if (busy_) {
+    busy_->exchange.reset();
+    busy_->retry.disarm();
+  }
   c2sPassthrough_ = s2cPassthrough_ = 0;
 }
 
@@ -76,26 +96,28 @@ void Relay::unlinkLost() {
 }
 
 void Relay::recordTransaction() {
-  if (!replay_.enabled()) return;
-  replay_.start();
-  client_.in().setConsumeTap(&replay_);
-  client_.out().setPushTap(&replay_);
+  TxnReplay& r = busy().replay;
+  if (!r.enabled()) return;
+  r.start();
+  client_.in().setConsumeTap(&r);
+  client_.out().setPushTap(&r);
 }
 
 void Relay::dropReplay() {
   client_.in().setConsumeTap(nullptr);
   client_.out().setPushTap(nullptr);
-  replay_.finish(client_.in());
-  replay_.stop();
+  if (!busy_) return;
+  busy_->replay.finish(client_.in());
+  busy_->replay.stop();
 }
 
 bool Relay::replayable(char txnStatus, bool commitInFlight) const {
-  return replay_.recording() && replay_.spoiled() == TxnReplay::Spoiled::No &&
+  return view().replay.recording() && view().replay.spoiled() == TxnReplay::Spoiled::No &&
          (txnStatus == 'T' || txnStatus == 'E' ||
-          (txnStatus == 'I' && replay_.startsWithBegin())) &&
+          (txnStatus == 'I' && view().replay.startsWithBegin())) &&
          !commitInFlight && c2sPassthrough_ == 0 &&
          s2cPassthrough_ == 0 && skip_ == 0 && !readyHeld_ && !dropping_ &&
-         !retry_.active();
+         !view().retry.active();
 }
 
 std::string_view Relay::queryHead(size_t total, HeadBuf& buf) {
@@ -106,12 +128,12 @@ std::string_view Relay::queryHead(size_t total, HeadBuf& buf) {
 }
 
 bool Relay::idle() const {
-  return server_ && exchange_.idle() && s2cPassthrough_ == 0 && c2sPassthrough_ == 0 &&
+  return server_ && view().exchange.idle() && s2cPassthrough_ == 0 && c2sPassthrough_ == 0 &&
          server_->txnStatus() == 'I';
 }
 
 bool Relay::batchAwaitsSync() const {
-  return server_ && exchange_.answeredUnsynced() && c2sPassthrough_ == 0 &&
+  return server_ && view().exchange.answeredUnsynced() && c2sPassthrough_ == 0 &&
          s2cPassthrough_ == 0 && server_->txnStatus() == 'I';
 }
 
@@ -120,11 +142,11 @@ void Relay::closeBatch() {
   appendSync(sync);
   server_->conn().send(sync);
   server_->conn().flush();
-  exchange_.syncedByUs();
+  busy().exchange.syncedByUs();
 }
 
 bool Relay::atRequestStart() const {
-  return server_ && c2sPassthrough_ == 0 && exchange_.quiet() && server_->txnStatus() == 'I';
+  return server_ && c2sPassthrough_ == 0 && view().exchange.quiet() && server_->txnStatus() == 'I';
 }
 
 bool Relay::clientMidMessage() {
@@ -144,7 +166,7 @@ bool Relay::clientMidMessage() {
 // Forwards the client message at the front (all of it that has arrived; the rest follows as
 // it comes).
 void Relay::forwardWhole(size_t total, char type) {
-  exchange_.forwarded(type);
+  busy().exchange.forwarded(type);
   counters().bytesIn += total;
   if (reqStartUs_ == 0) reqStartUs_ = nowUs();
   c2sPassthrough_ = total - forward(client_.in(), server_->conn(), total);
@@ -168,6 +190,7 @@ void Relay::noteStatement(std::string_view sql) {
 }
 
 Relay::Event Relay::toServer() {
+  Busy& b = busy();
   Event ev;
   if (!server_) return ev;
   emptyScratch();
@@ -180,7 +203,7 @@ Relay::Event Relay::toServer() {
     }
     // A replay being verified: what the client sent after the lost transaction waits until
     // the replay is known to have given the same answers.
-    if (replay_.holdsInput()) break;
+    if (b.replay.holdsInput()) break;
     Frame f = readFrame(in, cfg_.maxMessageBytes);
     if (f.status == FrameStatus::Invalid) {
       sc.flush();
@@ -206,7 +229,7 @@ Relay::Event Relay::toServer() {
       ev.kind = Event::Kind::Terminate;
       return ev;
     }
-    if (exchange_.discarding() && t != fe::Sync) {
+    if (b.exchange.discarding() && t != fe::Sync) {
       // The server ignores everything until Sync after an extended-protocol error; so do
       // we (nothing is owed for these messages).
       c2sPassthrough_ = f.total - forward(in, sc, f.total);
@@ -218,10 +241,10 @@ Relay::Event Relay::toServer() {
       // Bind needs only its names (up to 1 KiB); the others are read whole.
       if (t == fe::Bind ? !complete && in.size() < std::min<size_t>(f.total, 1024) : !complete)
         break;
-      if (t == fe::Parse && exchange_.quiet() && s2cPassthrough_ == 0 && txn != 'E' &&
+      if (t == fe::Parse && b.exchange.quiet() && s2cPassthrough_ == 0 && txn != 'E' &&
           answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
                            scratch().toClient)) {
-        replay_.spoil(TxnReplay::Spoiled::StatementNames);
+        b.replay.spoil(TxnReplay::Spoiled::StatementNames);
         client_.send(scratch().toClient);
         scratch().toClient.clear();
         ev.answeredLocally = true;
@@ -231,7 +254,7 @@ Relay::Event Relay::toServer() {
                              server_->statements(),
                              worker_.staleStatements(),
                              static_cast<size_t>(cfg_.maxPreparedStatements),
-                             exchange_,
+                             b.exchange,
                              scratch().statementBytes};
       StatementMap::Result r;
       switch (t) {
@@ -254,17 +277,17 @@ Relay::Event Relay::toServer() {
         ev.message = r.error;
         return ev;
       }
-      if (t == fe::Parse && txn == 'I' && exchange_.quiet() && replay_.recording())
-        replay_.firstStatement(routing::isLoneBegin(r.sql));
+      if (t == fe::Parse && txn == 'I' && b.exchange.quiet() && b.replay.recording())
+        b.replay.firstStatement(routing::isLoneBegin(r.sql));
       // A client name defined or closed: run again, the map would no longer agree.
       if ((t == fe::Parse || t == fe::Close) && r.outcome != StatementMap::Outcome::Forward)
-        replay_.spoil(TxnReplay::Spoiled::StatementNames);
+        b.replay.spoil(TxnReplay::Spoiled::StatementNames);
       // A COMMIT prepared (or bound) in a transaction: its outcome is unknown if the server
       // is lost before the answer (pgjdbc commits this way). Whatever the status, what went
       // before it is never replayed.
       if ((t == fe::Parse || t == fe::Bind) && routing::isCommit(r.sql)) {
-        exchange_.commitSent(true);
-        replay_.spoil(TxnReplay::Spoiled::CommitSent);
+        b.exchange.commitSent(true);
+        b.replay.spoil(TxnReplay::Spoiled::CommitSent);
       }
       // SETs of statements prepared with the extended protocol, and (inside a transaction, or
       // always with session_reads) whatever may create session state.
@@ -288,11 +311,11 @@ Relay::Event Relay::toServer() {
       }
     }
     if (t == fe::Query) {
-      if (transactionPooling_ && complete && exchange_.quiet() && s2cPassthrough_ == 0 &&
+      if (transactionPooling_ && complete && b.exchange.quiet() && s2cPassthrough_ == 0 &&
           txn != 'E' &&
           answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
                            scratch().toClient)) {
-        replay_.spoil(TxnReplay::Spoiled::StatementNames);
+        b.replay.spoil(TxnReplay::Spoiled::StatementNames);
         client_.send(scratch().toClient);
         scratch().toClient.clear();
         ev.answeredLocally = true;
@@ -303,17 +326,17 @@ Relay::Event Relay::toServer() {
         // whole text is assembled only where session state may be made.
         HeadBuf headBuf;
         std::string_view head = queryHead(f.total, headBuf);
-        if (replay_.recording()) {
-          if (txn == 'I' && exchange_.quiet())
-            replay_.firstStatement(head.size() == f.total - 6 && routing::isLoneBegin(head));
+        if (b.replay.recording()) {
+          if (txn == 'I' && b.exchange.quiet())
+            b.replay.firstStatement(head.size() == f.total - 6 && routing::isLoneBegin(head));
           // Also outside a transaction: a pipelined "BEGIN", "...", "COMMIT" is sent while
           // the status still says idle.
-          if (routing::isCommit(head)) replay_.spoil(TxnReplay::Spoiled::CommitSent);
+          if (routing::isCommit(head)) b.replay.spoil(TxnReplay::Spoiled::CommitSent);
           if (txn != 'I') {
             auto msg = in.contiguous(f.total, scratch().bytes);
             if (routing::mayHoldSeveralStatements(
                     std::string_view(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 5)))
-              replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
+              b.replay.spoil(TxnReplay::Spoiled::SeveralStatements);
           }
         }
         {
@@ -321,7 +344,7 @@ Relay::Event Relay::toServer() {
           // a transaction: pipelined behind its BEGIN, a COMMIT goes out while the status
           // still says idle.
           bool cut = head.size() < f.total - 6;
-          exchange_.commitSent(routing::isCommit(head) &&
+          b.exchange.commitSent(routing::isCommit(head) &&
                                (!cut || routing::isCommit(head.substr(0, head.size() - 1))));
         }
         if (state_.movable() && (!transactionPooling_ || sessionReads_ || txn != 'I' ||
@@ -339,8 +362,8 @@ Relay::Event Relay::toServer() {
       } else if (txn != 'I') {
         // Too long to be read in place yet: whatever it is, it is not a bare COMMIT (but it
         // may hold one after a ';').
-        exchange_.commitSent(false);
-        replay_.spoil(TxnReplay::Spoiled::SeveralStatements);
+        b.exchange.commitSent(false);
+        b.replay.spoil(TxnReplay::Spoiled::SeveralStatements);
       }
     } else if (t == fe::Parse && !transactionPooling_) {
       // Session mode: a named statement lives on this server; the journal keeps its Parse to
@@ -358,14 +381,14 @@ Relay::Event Relay::toServer() {
         }
         if (!kept) state_.journal().incomplete("a named prepared statement pgswitch could not read");
       }
-      if (complete && (txn != 'I' || replay_.recording())) {  // a COMMIT in flight
+      if (complete && (txn != 'I' || b.replay.recording())) {  // a COMMIT in flight
         auto pv = parseParse(in.contiguous(f.total, scratch().bytes).subspan(5));
         if (pv && routing::isCommit(pv->sql)) {
-          exchange_.commitSent(true);
-          replay_.spoil(TxnReplay::Spoiled::CommitSent);
+          b.exchange.commitSent(true);
+          b.replay.spoil(TxnReplay::Spoiled::CommitSent);
         }
       } else if (!complete) {
-        replay_.spoil(TxnReplay::Spoiled::CommitSent);  // unread: it may be one
+        b.replay.spoil(TxnReplay::Spoiled::CommitSent);  // unread: it may be one
       }
     }
     if (t == fe::Close && !transactionPooling_ && complete && state_.movable()) {
@@ -381,7 +404,7 @@ Relay::Event Relay::toServer() {
   if (!server_) return ev;
   sc.flush();
   if (s2cPassthrough_ == 0) {
-    exchange_.appendFakes(scratch().toClient, statements_.names());
+    b.exchange.appendFakes(scratch().toClient, statements_.names());
     client_.send(scratch().toClient);
     scratch().toClient.clear();
   }
@@ -397,10 +420,11 @@ void Relay::countReady(char status) {
   uint64_t now = nowUs();
   if (reqStartUs_) k.latency.add(now - reqStartUs_);
   // A pipelining client already sent its next request: it has been waiting since now.
-  reqStartUs_ = exchange_.pending() == 0 ? 0 : now;
+  reqStartUs_ = busy().exchange.pending() == 0 ? 0 : now;
 }
 
 Relay::Event Relay::toClient() {
+  Busy& b = busy();
   ByteQueue& in = server_->conn().in();
   Conn& cc = client_;
   Event ev;
@@ -415,7 +439,7 @@ Relay::Event Relay::toClient() {
       s2cPassthrough_ -= forward(in, cc, s2cPassthrough_);
       continue;
     }
-    exchange_.appendFakes(scratch().toClient, statements_.names());
+    b.exchange.appendFakes(scratch().toClient, statements_.names());
     if (!scratch().toClient.empty()) {
       cc.send(scratch().toClient);
       scratch().toClient.clear();
@@ -430,7 +454,7 @@ Relay::Event Relay::toClient() {
     bool read =
         f.type == be::ReadyForQuery || f.type == be::ParameterStatus ||
         f.type == be::CommandComplete || f.type == be::ErrorResponse ||
-        (retry_.active() && f.total <= ReadOnlyRetry::kHoldLimit &&
+        (b.retry.active() && f.total <= ReadOnlyRetry::kHoldLimit &&
          (f.type == be::RowDescription || f.type == be::ParseComplete ||
           f.type == be::BindComplete || f.type == be::ParameterDescription ||
           f.type == be::NoData));
@@ -449,16 +473,16 @@ Relay::Event Relay::toClient() {
         server_->setTxnStatus(*st);
         // A transaction ended: unless nothing follows it (restartReplayWhenIdle, below),
         // what is recorded mixes it with the requests behind it.
-        if (*st == 'I') replay_.spoil(TxnReplay::Spoiled::Pipelined);
-        resp = exchange_.onResponse(f.type);
+        if (*st == 'I') b.replay.spoil(TxnReplay::Spoiled::Pipelined);
+        resp = b.exchange.onResponse(f.type);
         if (resp.verdict == ServerExchange::Verdict::Desync)
           return desync("unexpected response from server");
         if (resp.verdict == ServerExchange::Verdict::Swallow) break;  // our own Sync's
-        if (cancelSlot_ && !exchange_.owed()) cancelSlot_->requestEnded();
+        if (cancelSlot_ && !b.exchange.owed()) cancelSlot_->requestEnded();
         countReady(*st);
         state_.onReadyForQuery();
-        if (holdReady_ && *st == 'I' && exchange_.quiet() && c2sPassthrough_ == 0 &&
-            !retry_.active()) {
+        if (holdReady_ && *st == 'I' && b.exchange.quiet() && c2sPassthrough_ == 0 &&
+            !b.retry.active()) {
           readyHeld_ = true;
           in.consume(f.total);
           continue;
@@ -494,7 +518,7 @@ Relay::Event Relay::toClient() {
               break;
           }
         }
-        resp = exchange_.onResponse(f.type);
+        resp = b.exchange.onResponse(f.type);
         break;
       }
       case be::ErrorResponse: {
@@ -510,12 +534,12 @@ Relay::Event Relay::toClient() {
           return ev;
         }
         errCode = ef->code;
-        exchange_.error(ef->code, StatementBooks{statements_.names(), &server_->statements(),
+        b.exchange.error(ef->code, StatementBooks{statements_.names(), &server_->statements(),
                                                  &worker_.staleStatements()});
         break;
       }
       default:
-        resp = exchange_.onResponse(f.type);
+        resp = b.exchange.onResponse(f.type);
         break;
     }
     if (resp.verdict == ServerExchange::Verdict::Desync)
@@ -526,33 +550,33 @@ Relay::Event Relay::toClient() {
       in.consume(f.total);
       continue;
     }
-    if (retry_.active()) {
+    if (b.retry.active()) {
       // Only while a lone read runs on a replica: nothing reaches the client before it is
       // known whether the read must run on the primary instead.
       char ready = f.type == be::ReadyForQuery ? server_->txnStatus() : 0;
-      bool alone = exchange_.quiet() && c2sPassthrough_ == 0;
-      switch (retry_.onMessage(f.type, complete, f.total, errCode, ready, alone)) {
+      bool alone = b.exchange.quiet() && c2sPassthrough_ == 0;
+      switch (b.retry.onMessage(f.type, complete, f.total, errCode, ready, alone)) {
         case ReadOnlyRetry::Step::Forward:
           break;
         case ReadOnlyRetry::Step::Hold:
-          retry_.hold(whole);
+          b.retry.hold(whole);
           in.consume(f.total);
           continue;
         case ReadOnlyRetry::Step::Release:
-          cc.send(retry_.held());
-          retry_.disarm();
+          cc.send(b.retry.held());
+          b.retry.disarm();
           break;
         case ReadOnlyRetry::Step::Retry:
           in.consume(f.total);
           ev.kind = Event::Kind::RetryOnPrimary;
-          ev.recoveryConflict = retry_.recoveryConflict();
+          ev.recoveryConflict = b.retry.recoveryConflict();
           return ev;
       }
     }
     counters().bytesOut += f.total;
     s2cPassthrough_ = f.total - forward(in, cc, f.total);
   }
-  if (s2cPassthrough_ == 0) exchange_.appendFakes(scratch().toClient, statements_.names());
+  if (s2cPassthrough_ == 0) b.exchange.appendFakes(scratch().toClient, statements_.names());
   if (!scratch().toClient.empty()) {
     cc.send(scratch().toClient);
     scratch().toClient.clear();
@@ -580,7 +604,7 @@ void Relay::emptyScratch() {
 void Relay::restartReplayWhenIdle() {
   // Between transactions, once the client has the ReadyForQuery that says so (strong
   // consistency holds it back for a moment): nothing recorded so far can be needed again.
-  if (replay_.recording() && !readyHeld_ && idle()) replay_.restart();
+  if (busy_ && busy_->replay.recording() && !readyHeld_ && idle()) busy_->replay.restart();
 }
 
 void Relay::failRequest(std::string_view err) {

@@ -73,7 +73,7 @@ class Relay {
   void releaseReady();
   // The request about to be sent to this replica is a lone autocommit read with a retry copy:
   // a 25006 before any answer byte reached the client becomes Event::Kind::RetryOnPrimary.
-  void armReadOnlyRetry() { retry_.arm(); }
+  void armReadOnlyRetry() { busy().retry.arm(); }
 
   // Client bytes to the linked server (and the answers pgswitch owes, to the client).
   Event toServer();
@@ -102,27 +102,24 @@ class Relay {
   bool clientMidMessage();
   // A client message is partly forwarded: the next client bytes are its rest.
   bool clientHalfSent() const { return c2sPassthrough_ > 0 || skip_ > 0; }
-  ServerExchange& exchange() { return exchange_; }
+  const ServerExchange& exchange() const { return view().exchange; }
   StatementMap& statements() { return statements_; }
 
   // Transaction replay (txn_replay.h). From a request start on the primary (or in session
   // mode), with the server configured: what the client sends and gets is recorded (or, after
   // replay(), compared) until the server is idle again.
   void recordTransaction();
-  TxnReplay& replay() { return replay_; }
+  const TxnReplay& replay() const { return view().replay; }
+  // The same, to replay or stop it (failover_replay.cc).
+  TxnReplay& replayLog() { return busy().replay; }
   // The server was lost (unlinkLost): what it ran can be run again elsewhere — it was inside a
   // transaction block, no COMMIT was in flight, and no message was half-sent either way.
   bool replayable(char txnStatus, bool commitInFlight) const;
   // The replay is given up: the replayed bytes not read again are dropped from the client's
   // input, and nothing is recorded until the next link.
   void dropReplay();
-  // No server and nothing owed: the reply queue's block and the read-only retry's held bytes
-  // go back (issue 14).
-  void shrinkIdle() {
-    if (server_ || exchange_.pending() != 0) return;
-    exchange_.shrink();
-    retry_.shrink();
-  }
+  // No server and nothing owed: what only requests in flight use goes back (issue 14).
+  void shrinkIdle();
 
   // Answers the request at the front of the client's input with `err` (a whole ErrorResponse)
   // instead of running it; its remaining messages are dropped as they arrive, then
@@ -168,10 +165,24 @@ class Relay {
   const bool sessionReads_;  // session mode with session_reads (Config::sessionReads)
   ServerConn* server_ = nullptr;
   int backend_ = -1;
-  ServerExchange exchange_;
   StatementMap statements_;
-  ReadOnlyRetry retry_;
-  TxnReplay replay_;
+  // What only requests in flight use: the replies owed, the read-only retry's held answer,
+  // the transaction's replay log. Made at the first request, dropped by shrinkIdle (issue 14:
+  // ~170 bytes an idle client does not carry).
+  struct Busy {
+    explicit Busy(size_t replayLimit) : replay(replayLimit) {}
+    ServerExchange exchange;
+    ReadOnlyRetry retry;
+    TxnReplay replay;
+  };
+  std::unique_ptr<Busy> busy_;
+  Busy& busy() {
+    if (!busy_) makeBusy();
+    return *busy_;
+  }
+  void makeBusy();
+  // Read-only: the relay's, or one that says nothing is in flight.
+  const Busy& view() const;
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query

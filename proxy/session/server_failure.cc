@@ -35,7 +35,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   spdlog::debug("client {}: server {} lost in state {} ({})", cancelPid_, s.id(), toString(state_),
                 uv_strerror(status));
   const bool relaying = state_ == State::Active || state_ == State::OwnQuery;
-  ServerExchange& x = relay_.exchange();
+  const ServerExchange& x = relay_.exchange();
   const bool wasIdle = x.quiet() && !x.inCopy() && s.txnStatus() == 'I';
   const bool midMessage = relay_.midMessage();
   const bool owed = x.owed();

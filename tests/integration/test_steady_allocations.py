@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import unittest
 
 import psycopg
@@ -157,6 +158,34 @@ class SteadyAllocationCase(ProxyTestCase):
 
         n = self.run_clients(connect, work)
         self.check(n, CLIENTS * ROUNDS * 2, "extended reads and write transactions")
+
+    @budget(60)
+    def test_client_carries_on_after_its_idle_shrink(self):
+        """A client quiet for 2 s with no server gives back what only requests in flight use
+        (the reply queue, the read-only retry, the replay log: ClientSession::janitor); its
+        session must not notice: a statement it prepared before, a setting, reads, a write
+        transaction and an error all behave as before."""
+        c = psycopg.connect(self.sw.dsn(), autocommit=True, prepare_threshold=0)
+        self.addCleanup(c.close)
+        c.execute("SET application_name = 'shrunk'")
+        q = "SELECT balance FROM acct WHERE id = %s"
+        before = c.execute(q, (7,), prepare=True).fetchone()[0]
+        with c.transaction():
+            last = c.execute("UPDATE acct SET balance = balance + 1 WHERE id = 7 "
+                             "RETURNING balance").fetchone()[0]
+        for _ in range(2):
+            time.sleep(3.5)  # 2 s quiet, then the next janitor tick (once a second)
+            self.assertEqual(c.execute("SHOW application_name").fetchone()[0], "shrunk")
+            read = c.execute(q, (7,), prepare=True).fetchone()[0]
+            self.assertTrue(before <= read <= last, (before, read, last))  # replica: maybe older
+            with c.transaction():
+                now = c.execute("UPDATE acct SET balance = balance + 1 WHERE id = 7 "
+                                "RETURNING balance").fetchone()[0]
+            self.assertEqual(now, last + 1)
+            last = now
+            with self.assertRaises(psycopg.errors.DivisionByZero):
+                c.execute("SELECT 1 / 0")
+            self.assertEqual(c.execute("SELECT 2").fetchone()[0], 2)
 
 
 if __name__ == "__main__":
