@@ -21,10 +21,20 @@ certificate (openssl CLI), PostgreSQL with ssl=on (for the direct runs), pgswitc
 cert_file/key_file, PgBouncer with client_tls_sslmode=allow, pgbench with PGSSLMODE=require;
 proxy-to-PostgreSQL stays plaintext for both proxies (server_sslmode / server_tls_sslmode =
 disable). Scenarios: -S at 8 and 64 clients and connection churn (-C), unless --only.
+
+The "logins" scenarios measure logins per second with bench/login_client (built with
+`cmake --build build --target login_client`; $LOGIN_CLIENT_BIN overrides) instead of pgbench:
+its SCRAM client derives the salted password once per process, not per login as libpq does
+(pgbench -C spends most of its time in PBKDF2), so a login costs the client a few HMACs and
+its system calls, and logins/s tells the proxies apart.
+Each thread connects, logs in as `app` with SCRAM, optionally runs one simple query, sends
+Terminate and repeats. They get a table of their own (logins/s, proxy and client CPU µs per
+login) and are skipped with --tls and when login_client is not built.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -53,6 +63,8 @@ NCPU = os.cpu_count() or 1
 TARGETS = ("direct", "pgswitch", "pgbouncer")  # + "baseline" with --baseline
 TLS: "Path | None" = None  # --tls: directory holding ca.crt, server.crt, server.key
 TLS_SCENARIOS = ("select simple c8", "select simple c64", "select churn -C c8")
+LOGIN_CLIENT = (os.environ.get("LOGIN_CLIENT_BIN")
+                or str(REPO / "build" / "bench" / "login_client"))
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class Scenario:
     clients: int
     mode: str                # -M
     churn: bool = False      # -C: TPS including connection time
+    login: bool = False      # run login_client (clients = threads, args = its extra options)
 
 
 SCENARIOS = [
@@ -73,6 +86,9 @@ SCENARIOS = [
     Scenario("select prepared c64", ("-S",), 64, "prepared"),
     Scenario("tpcb-like simple c16", (), 16, "simple"),
     Scenario("select churn -C c8", ("-S", "-C"), 8, "simple", churn=True),
+    Scenario("logins c4", (), 4, "simple", login=True),
+    Scenario("logins c16", (), 16, "simple", login=True),
+    Scenario("logins+select c16", ("--query", "SELECT 1"), 16, "simple", login=True),
 ]
 
 
@@ -87,6 +103,8 @@ class RunResult:
     ctx: int | None = None         # proxy context switches (all threads) during the run
     note: str = ""                 # e.g. "session mode"
     other_pct: float = 0.0         # CPU used by processes not part of the benchmark, % of all CPUs
+    client_cpu_s: float | None = None  # login_client's own CPU (login scenarios)
+    wall_s: float | None = None        # login_client's measured duration (login scenarios)
     stderr_tail: str = ""
 
 
@@ -102,6 +120,23 @@ class Cell:
         runs = [r for r in self.runs if r.cpu_s is not None]
         txns = sum(r.txns for r in runs)
         return (sum(r.cpu_s for r in runs) * 1e6 / txns) if runs and txns else None
+
+    def client_cpu_us_per_txn(self):
+        runs = [r for r in self.runs if r.client_cpu_s is not None]
+        txns = sum(r.txns for r in runs)
+        return (sum(r.client_cpu_s for r in runs) * 1e6 / txns) if runs and txns else None
+
+    def client_cpu_pct(self):
+        """login_client's CPU as % of one CPU, over all runs."""
+        runs = [r for r in self.runs if r.client_cpu_s is not None and r.wall_s]
+        wall = sum(r.wall_s for r in runs)
+        return 100.0 * sum(r.client_cpu_s for r in runs) / wall if runs and wall else None
+
+    def proxy_cpu_pct(self):
+        """The proxy's CPU as % of one CPU, over the runs that measured it (login scenarios)."""
+        runs = [r for r in self.runs if r.cpu_s is not None and r.wall_s]
+        wall = sum(r.wall_s for r in runs)
+        return 100.0 * sum(r.cpu_s for r in runs) / wall if runs and wall else None
 
     def ctx_per_txn(self):
         runs = [r for r in self.runs if r.ctx is not None]
@@ -383,6 +418,40 @@ def run_pgbench(port: int, db: str, sc: Scenario, seconds: int, proxy_pid: int |
     return r
 
 
+def run_login_client(port: int, db: str, sc: Scenario, seconds: int, proxy_pid: int | None,
+                     watch=lambda: ([], None)) -> RunResult:
+    """One login_client run, accounted like run_pgbench: txns = logins, failed = errors,
+    latency = threads x duration / logins (closed loop, as pgbench computes it)."""
+    cmd = [LOGIN_CLIENT, "--host", HOST, "--port", str(port), "--user", USER,
+           "--password", PASSWORD, "--dbname", db, "--threads", str(sc.clients),
+           "--seconds", str(seconds), *sc.args]
+    snap0 = CpuSnapshot(*watch())
+    cpu0 = proc_cpu_seconds(proxy_pid) if proxy_pid else None
+    ctx0 = proc_ctx_switches(proxy_pid) if proxy_pid else None
+    cp = run(cmd, check=False, timeout=seconds + 60)
+    alive = proxy_pid and _pid_alive(proxy_pid)
+    cpu1 = proc_cpu_seconds(proxy_pid) if alive else None
+    ctx1 = proc_ctx_switches(proxy_pid) if alive else None
+    snap1 = CpuSnapshot(*watch())
+    r = RunResult(rc=cp.returncode)
+    try:
+        out = json.loads(cp.stdout.strip().splitlines()[-1])
+        r.txns, r.failed = int(out["logins"]), int(out["errors"])
+        r.tps, r.wall_s, r.client_cpu_s = out["logins_per_s"], out["seconds"], out["cpu_s"]
+        if r.txns:
+            r.latency_ms = sc.clients * r.wall_s * 1000 / r.txns
+    except (IndexError, KeyError, ValueError):
+        pass
+    r.other_pct = snap0.other_pct(snap1)
+    if cpu0 is not None and cpu1 is not None:
+        r.cpu_s = cpu1 - cpu0
+    if ctx0 is not None and ctx1 is not None:
+        r.ctx = ctx1 - ctx0
+    if cp.returncode != 0 or r.tps is None or r.failed:
+        r.stderr_tail = "\n".join((cp.stdout + cp.stderr).strip().splitlines()[-15:])
+    return r
+
+
 def wait_quiet(watch, threshold: float, max_wait: float) -> float:
     """Waits (up to max_wait s) for a second in which other processes use less than
     `threshold` % of the CPUs; returns the last measured share."""
@@ -512,6 +581,46 @@ def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: flo
     return "\n".join(lines) + "\n"
 
 
+def make_logins_table(results: dict, scenarios: list[Scenario], max_other: float) -> str:
+    """The login_client scenarios, every target side by side (with --baseline too)."""
+    proxies = [t for t in TARGETS if t != "direct"]
+    vs = [t for t in proxies if t != "pgbouncer"]
+    short = {"direct": "d", "pgswitch": "s", "baseline": "base", "pgbouncer": "b"}
+    both = "/".join(short[t] for t in TARGETS)
+    prox = "/".join(short[t] for t in proxies)
+    head = ("| scenario | " + " | ".join(f"{t} logins/s" for t in TARGETS) + " | "
+            + " | ".join(f"{t}/pgbouncer" for t in vs)
+            + f" | proxy CPU µs/login ({prox}) | proxy CPU % of 1 CPU ({prox}) | "
+            f"client CPU µs/login ({both}) | client CPU % of 1 CPU ({both}) | errors ({both}) |")
+    lines = [head, "|" + "---|" * (len(TARGETS) + len(vs) + 6)]
+    noisy = False
+    for sc in scenarios:
+        c = results[sc.name]
+        tps, cell, busy = tps_cells(c, TARGETS, max_other)
+        noisy |= busy
+        lines.append(
+            f"| {sc.name} | " + " | ".join(cell[t] for t in TARGETS) + " | "
+            + " | ".join(ratio(tps[t], tps["pgbouncer"]) for t in vs) + " | "
+            + " / ".join(fmt_num(c[t].cpu_us_per_txn(), 1) for t in proxies) + " | "
+            + " / ".join(fmt_num(c[t].proxy_cpu_pct()) for t in proxies) + " | "
+            + " / ".join(fmt_num(c[t].client_cpu_us_per_txn(), 1) for t in TARGETS) + " | "
+            + " / ".join(fmt_num(c[t].client_cpu_pct()) for t in TARGETS) + " | "
+            + " / ".join(str(c[t].failures()) + ("!" if c[t].bad_rc() else "") for t in TARGETS)
+            + " |")
+    if noisy:
+        lines.append("")
+        lines.append(f"~ other processes on the machine used ≥ {max_other:.0f}% of the CPUs "
+                     "during this run (after the retries): treat the number with suspicion.")
+    lines.append("")
+    lines.append("login_client (bench/login_client.cc): cN = N threads, each connecting, logging "
+                 "in with SCRAM-SHA-256 (PBKDF2 once per process), "
+                 "optionally running SELECT 1, then Terminate. logins/s: median over rounds. "
+                 "CPU µs/login: utime+stime during the runs ÷ logins; % of 1 CPU: the same ÷ "
+                 f"wall time ({NCPU} CPUs in all). `!` after an error count: login_client "
+                 "exited non-zero.")
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------------------------
 # main
 
@@ -574,6 +683,13 @@ def main(argv: list[str]) -> int:
     scenarios = [s for s in SCENARIOS if any(o in s.name for o in args.only.split(","))]
     if args.tls and not args.only:
         scenarios = [s for s in scenarios if s.name in TLS_SCENARIOS]
+    if any(s.login for s in scenarios):
+        why = ("--tls (login_client speaks plaintext only)" if args.tls else
+               f"{LOGIN_CLIENT} is not built (cmake --build build --target login_client)"
+               if not os.access(LOGIN_CLIENT, os.X_OK) else "")
+        if why:
+            log(f"skipping the logins scenarios: {why}")
+            scenarios = [s for s in scenarios if not s.login]
     if not scenarios:
         ap.error(f"no scenario matches {args.only!r}")
 
@@ -654,7 +770,8 @@ def main(argv: list[str]) -> int:
                         if quiet >= args.max_other:
                             log(f"machine still busy ({quiet:.0f}% CPU used by other "
                                 f"processes); running anyway")
-                        a = run_pgbench(port, db, sc, seconds, pid, watch)
+                        a = (run_login_client if sc.login else run_pgbench)(
+                            port, db, sc, seconds, pid, watch)
                         if a.rc != 0 or a.failed or a.tps is None:
                             r = a  # a failure is never retried away
                             break
@@ -672,12 +789,19 @@ def main(argv: list[str]) -> int:
                     log(f"round {rnd + 1} {sc.name:22s} {t:9s} tps={fmt_num(r.tps, 1):>9s} "
                         f"lat={fmt_lat(r.latency_ms)}ms failed={r.failed} rc={r.rc}"
                         + (f" cpu={r.cpu_s:.2f}s" if r.cpu_s is not None else "")
+                        + (f" client_cpu={r.client_cpu_s:.2f}s" if r.client_cpu_s is not None
+                           else "")
                         + f" other={r.other_pct:.0f}%"
                         + (f" [{note}]" if note else ""))
                     if r.rc != 0 or r.failed or r.tps is None:
                         problems.append(f"{sc.name} via {t}: rc={r.rc} failed={r.failed}\n"
                                         f"{r.stderr_tail}")
-        table = make_table(results, scenarios, notes, args.max_other)
+        bench_sc = [s for s in scenarios if not s.login]
+        login_sc = [s for s in scenarios if s.login]
+        table = make_table(results, bench_sc, notes, args.max_other) if bench_sc else ""
+        if login_sc:
+            table += ("\n" if table else "") + make_logins_table(results, login_sc,
+                                                                  args.max_other)
         table += (f"pgswitch: {args.workers} worker thread(s)"
                   + (f", baseline: {args.baseline_workers or args.workers}" if base else "")
                   + f", pool_size {POOL_SIZE}, transaction mode.\n")
