@@ -51,9 +51,9 @@ void Relay::makeBusy() {
   busy_ = std::make_unique<Busy>(static_cast<size_t>(cfg_.failover.replayBufferBytes));
 }
 
-const Relay::Busy& Relay::view() const {
-  static const Busy kNothingInFlight(0);
-  return busy_ ? *busy_ : kNothingInFlight;
+const Relay::Busy& Relay::nothingInFlight() {
+  static const Busy kNothing(0);
+  return kNothing;
 }
 
 void Relay::shrinkIdle() {

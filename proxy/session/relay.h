@@ -182,7 +182,8 @@ class Relay {
   }
   void makeBusy();
   // Read-only: the relay's, or one that says nothing is in flight.
-  const Busy& view() const;
+  static const Busy& nothingInFlight();
+  const Busy& view() const { return busy_ ? *busy_ : nothingInFlight(); }
   size_t c2sPassthrough_ = 0;  // bytes of the current client message still to forward
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
