@@ -188,7 +188,7 @@ void Pool::spawn() {
     li.password = u->password;
     li.scram = u->scram;
   }
-  li.clientKey = clientKey_;
+  if (const auto* key = worker_.clientKey(user_)) li.clientKey = *key;
   li.tls = worker_.runtime().tls();
   if (auto topo = worker_.runtime().topology();
       backend_ >= 0 && backend_ < int(topo->backends.size()))

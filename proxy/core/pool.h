@@ -81,8 +81,6 @@ class Pool {
   // for this long, whoever asks: the unit is the other worker's to take.
   static constexpr uint64_t kRegrowAfterYieldMs = 1000;
 
-  // SCRAM passthrough: the ClientKey a client proved, for backends that need it.
-  void setClientKey(const std::array<uint8_t, 32>& k) { clientKey_ = k; }
   // A user without a [[user]] entry: its password as auth.query found it, for backend logins.
   void setLookedUpUser(std::shared_ptr<const UserConfig> u) { lookedUpUser_ = std::move(u); }
 
@@ -130,7 +128,6 @@ class Pool {
     uint64_t sinceMs;
   };
   std::deque<Waiter> waiters_;
-  std::optional<std::array<uint8_t, 32>> clientKey_;
   std::shared_ptr<const UserConfig> lookedUpUser_;
   uint64_t lastAcquireMs_ = 0;
   std::shared_ptr<PoolBudget> budget_;  // pool_size over all workers

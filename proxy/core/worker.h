@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -114,6 +115,17 @@ class Worker {
     // Posts from two threads (a read, a reload turning the lookup off) may arrive out of order.
     if (!functions_ || c->version > functions_->version) functions_ = std::move(c);
   }
+  // SCRAM passthrough: the ClientKey a client of `user` proved at its login on this worker,
+  // the latest one (the same for every client of the user while its secret is unchanged).
+  // Kept here, not in every session: a pool logging in to a server whose password pgswitch
+  // knows only as a SCRAM secret takes it from here.
+  void noteClientKey(const std::string& user, const std::array<uint8_t, 32>& key) {
+    clientKeys_[user] = key;
+  }
+  const std::array<uint8_t, 32>* clientKey(const std::string& user) const {
+    auto it = clientKeys_.find(user);
+    return it == clientKeys_.end() ? nullptr : &it->second;
+  }
   // A server login to `database` succeeded: its volatile functions are worth knowing (only
   // databases that exist and clients use; a name a client merely tried is never read).
   void databaseInUse(const std::string& database);
@@ -213,6 +225,7 @@ class Worker {
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;
   ParamsInterner sharedParams_;  // swept by the janitor
+  std::map<std::string, std::array<uint8_t, 32>, std::less<>> clientKeys_;  // one per user
   SessionScratch scratch_;
   std::vector<std::unique_ptr<uv_write_t>> freeWriteReqs_;  // trimmed by giveMemoryBack
   static constexpr size_t kKnownStatementsMax = 65536;

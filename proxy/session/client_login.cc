@@ -148,8 +148,9 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         o = login_->login.feed(client_->in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:
-        // Only the ClientKey outlives the exchange; the rest of Login is not kept.
-        clientKey_ = login_->login.clientKey();
+        // Only the ClientKey outlives the exchange, in the worker (for SCRAM passthrough);
+        // the rest of Login is not kept.
+        if (auto key = login_->login.clientKey()) worker_.noteClientKey(user_, *key);
         login_.reset();
         break;
       case Login::Step::Cancel:

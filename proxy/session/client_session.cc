@@ -180,7 +180,6 @@ void ClientSession::requestServer() {
 void ClientSession::queueFor(int backend) {
   countAs_ = route_.forWrite();  // counted once the request goes (startRelaying)
   pool_ = &worker_.pool(backend, database_, user_);
-  if (clientKey_) pool_->setClientKey(*clientKey_);
   if (lookedUpUser_) pool_->setLookedUpUser(lookedUpUser_);
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
   // per transaction costs more than the rare read that arrives while we wait (onConnRead

@@ -146,7 +146,11 @@ class ClientSession final : public Conn::Owner,
   bool fallbackNoted_ = false;     // session_reads: counted in session_reads_fallbacks
   bool inFlightShown_ = false;     // what the cancel slot was last told
   bool onReplica_ = false;         // the server picked last is a replica
+  bool rerouteNext_ = false;  // pgswitch closed a Flush-ended batch: route the next request
+  std::optional<bool> countAs_;     // the request is to be counted as a write (or a read)
   State state_ = State::Startup;
+  // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
+  enum class Own { CommitLsn, Readback } own_ = Own::CommitLsn;
   ServerConn* parked_ = nullptr;   // session_reads: the client's primary server, not linked
   std::unique_ptr<Conn> client_;
   uint64_t startedMs_ = 0;
@@ -163,29 +167,24 @@ class ClientSession final : public Conn::Owner,
     std::optional<AuthMethod> hbaMethod;  // the method hba_file's line gives, if any
   };
   std::unique_ptr<LoggingIn> login_ = std::make_unique<LoggingIn>();
-  // Who the client is (its startup packet's user and database, copied at StartupDone) and
-  // the SCRAM ClientKey it proved (passed to its pools for SCRAM passthrough).
+  // Who the client is (its startup packet's user and database, copied at StartupDone). The
+  // SCRAM ClientKey it proved goes to the worker (Worker::noteClientKey).
   std::string user_, database_;
-  std::optional<std::array<uint8_t, 32>> clientKey_;
   std::shared_ptr<const UserConfig> lookedUpUser_;  // found by auth.query; Login points into it
   SessionState settings_;
   RequestRoute route_;
   Relay relay_;
   std::unique_ptr<ConsoleSession> console_;
-  ConsoleRole consoleRole_ = ConsoleRole::Admin;
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
-  // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
-  enum class Own { CommitLsn, Readback } own_ = Own::CommitLsn;
+  ConsoleRole consoleRole_ = ConsoleRole::Admin;
   int awaitBackend_ = -1;           // AwaitReplica: the replica the read waits for
   uint64_t awaitUntilMs_ = 0;       // ... until then (health::ReplayWatcher::nowMs())
-  bool rerouteNext_ = false;  // pgswitch closed a Flush-ended batch: route the next request
-  std::optional<bool> countAs_;     // the request is to be counted as a write (or a read)
 
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData
   std::shared_ptr<CancelSlot> cancelSlot_;  // where a cancel for this client goes
-  int outstandingBackend_ = -1;  // counted in Worker::outstanding while a server is linked
   // The FATAL a lost server sent, for the client's error (rare: not 32 bytes in every session).
   std::unique_ptr<std::string> serverFatal_;
+  int outstandingBackend_ = -1;  // counted in Worker::outstanding while a server is linked
   bool counted_ = false;         // in Runtime::clients
   bool loggedIn_ = false;        // the client got its first ReadyForQuery
   bool lostTxnPending_ = false;  // its transaction died while idle: fail the next request
