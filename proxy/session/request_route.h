@@ -127,7 +127,6 @@ class RequestRoute {
   static const routing::RouteRequest kNoRoute;
   const routing::RouteRequest& route() const { return pending_ ? pending_->route : kNoRoute; }
   std::string sessionTag_;   // from [[routing.rule]]
-  bool routedWrite_ = true;  // the current server was chosen for a write
   // Read-your-writes floor: replicas must have replayed this far. `blindSinceMs_` set: the
   // floor is unknown (reads go to the primary) since then, for at most kBlindMs.
   uint64_t floorLsn_ = 0;
@@ -136,6 +135,7 @@ class RequestRoute {
   static constexpr uint64_t kStrongBlindMs = 10000;  // everyone's reads: shorter
   WriteFloor* floor_ = nullptr;  // the database's (strong)
   bool readOnPrimary_ = false;   // the next pick sends this read to the primary
+  bool routedWrite_ = true;      // the current server was chosen for a write
   int avoid_ = -1;
   bool retryable_ = false;           // no answer byte has reached the client yet
   bool retryPending_ = false;        // the next request is a retry (never retried again)

@@ -95,7 +95,6 @@ class SessionState {
                            const ServerParams& reported, std::string& out);
 
  private:
-  bool functionsChanged_ = false;
   bool carryable(std::string_view name, const ServerParams& reported) const;
 
   // The settings now, and the startup packet's (DISCARD ALL returns the session to these):
@@ -107,6 +106,7 @@ class SessionState {
   mutable uint64_t hash_ = 0;  // of settings_, 0 = recompute
   bool pinned_ = false;
   bool lasting_ = false;  // pinned by state no other server can be given
+  bool functionsChanged_ = false;
   // Why the session is pinned, why for good, and the settings still to read back: few
   // sessions have any, so made on first use (issue 14: 88 bytes in every idle client).
   struct Pins {
