@@ -32,7 +32,8 @@ void CancelForwarder::onConnConnected(Conn& c, int status) noexcept {
     c.close();
     return;
   }
-  if (target_.slot && target_.slot->inFlight() != target_.request) {
+  if (worker_.runtime().cancels().inFlight(target_.clientPid, target_.clientKey) !=
+      target_.request) {
     // The request ended while we connected: this cancel must not hit the next one.
     spdlog::debug("cancel request dropped: its request ended meanwhile");
     c.close();

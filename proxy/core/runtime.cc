@@ -11,15 +11,14 @@
 
 namespace pgswitch::proxy {
 
-CancelRegistry::Entry CancelRegistry::allocate() {
+CancelRegistry::Entry CancelRegistry::add(CancelSlot* slot) {
   Entry e;
   e.pid = nextPid_.fetch_add(1);
   std::array<std::byte, 4> r;
   protocol::randomBytes(r);
   std::memcpy(&e.key, r.data(), 4);
-  e.slot = std::make_shared<CancelSlot>();
   std::lock_guard g(mu_);
-  map_[k(e.pid, e.key)] = e.slot;
+  map_[k(e.pid, e.key)] = slot;
   return e;
 }
 
@@ -28,10 +27,19 @@ void CancelRegistry::remove(int32_t pid, int32_t key) {
   map_.erase(k(pid, key));
 }
 
-std::shared_ptr<const CancelSlot> CancelRegistry::find(int32_t pid, int32_t key) const {
+bool CancelRegistry::read(int32_t pid, int32_t key, Busy& out) const {
   std::lock_guard g(mu_);
   auto it = map_.find(k(pid, key));
-  return it == map_.end() ? nullptr : it->second;
+  if (it == map_.end() || !it->second->get(out.backend, out.serverPid, out.serverKey))
+    return false;
+  out.request = it->second->inFlight();
+  return true;
+}
+
+uint64_t CancelRegistry::inFlight(int32_t pid, int32_t key) const {
+  std::lock_guard g(mu_);
+  auto it = map_.find(k(pid, key));
+  return it == map_.end() ? 0 : it->second->inFlight();
 }
 
 namespace {

@@ -27,14 +27,15 @@
 namespace pgswitch::proxy {
 
 // Where a client's cancel request must go: the server connection currently serving it.
-class CancelSlot;
 struct CancelTarget {
   std::string host;
   int port = 0;
   int32_t pid = 0;
   int32_t key = 0;
-  std::shared_ptr<const CancelSlot> slot;  // the client's, to check it is still busy
-  uint64_t request = 0;                    // the request the cancel was meant for
+  // The client's own key, to check just before sending that the request the cancel was
+  // meant for is still the one running (CancelRegistry::inFlight).
+  int32_t clientPid = 0, clientKey = 0;
+  uint64_t request = 0;
 };
 
 // Which server connection a client is using right now, written by the client's own worker
@@ -78,25 +79,35 @@ class CancelSlot {
   uint64_t requests_ = 0;  // written by the owner thread only
 };
 
-// Client cancel keys -> their CancelSlot. The map changes only at login and logout.
+// Client cancel keys -> their CancelSlot, which lives in the client's session (issue 14: not
+// a shared allocation per client). The map changes only at login and logout; a slot is read
+// by other threads only under the lock, and its session removes it (under the lock) before
+// the slot goes away.
 class CancelRegistry {
  public:
   struct Entry {
     int32_t pid = 0, key = 0;  // what the client gets in BackendKeyData
-    std::shared_ptr<CancelSlot> slot;
   };
-  // A fresh (pid, key) pair for a new client; pid is unique in this process.
-  Entry allocate();
+  // A fresh (pid, key) pair for `slot`, a new client's; pid is unique in this process.
+  Entry add(CancelSlot* slot);
   void remove(int32_t pid, int32_t key);
-  // The slot of a known key, or null.
-  std::shared_ptr<const CancelSlot> find(int32_t pid, int32_t key) const;
+  // What a cancel for a known key needs, read from its slot: false for an unknown key or a
+  // client with no server linked.
+  struct Busy {
+    int backend = -1;
+    int32_t serverPid = 0, serverKey = 0;
+    uint64_t request = 0;  // CancelSlot::inFlight(): 0 when nothing runs
+  };
+  bool read(int32_t pid, int32_t key, Busy& out) const;
+  // The slot's inFlight() (0 for an unknown key: the client is gone).
+  uint64_t inFlight(int32_t pid, int32_t key) const;
 
  private:
   static uint64_t k(int32_t pid, int32_t key) {
     return (uint64_t(uint32_t(pid)) << 32) | uint32_t(key);
   }
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<CancelSlot>> map_;
+  std::unordered_map<uint64_t, CancelSlot*> map_;
   std::atomic<int32_t> nextPid_{1};
 };
 

@@ -14,23 +14,26 @@ using namespace protocol;
 namespace {
 
 void forwardCancel(Worker& w, int32_t pid, int32_t key) {
-  auto slot = w.runtime().cancels().find(pid, key);
-  int backend = -1;
-  CancelTarget t;
+  CancelRegistry::Busy busy;
   auto topo = w.runtime().topology();
-  if (!slot || !slot->get(backend, t.pid, t.key) || backend < 0 ||
-      backend >= static_cast<int>(topo->backends.size())) {
+  if (!w.runtime().cancels().read(pid, key, busy) || busy.backend < 0 ||
+      busy.backend >= static_cast<int>(topo->backends.size())) {
     // Unknown key or nothing running: dropped silently, as PostgreSQL does.
     spdlog::debug("cancel request for unknown key {}", pid);
     return;
   }
-  t.request = slot->inFlight();
-  if (t.request == 0) {
+  if (busy.request == 0) {
     // Linked (session mode) but idle: PostgreSQL ignores a cancel for an idle backend.
     spdlog::debug("cancel request for idle client {}: ignored", pid);
     return;
   }
-  t.slot = slot;
+  int backend = busy.backend;
+  CancelTarget t;
+  t.pid = busy.serverPid;
+  t.key = busy.serverKey;
+  t.request = busy.request;
+  t.clientPid = pid;
+  t.clientKey = key;
   t.host = topo->backends[backend].host;
   t.port = topo->backends[backend].port;
   CancelForwarder::start(w, t);
@@ -175,11 +178,10 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
     }
     break;
   }
-  auto entry = worker_.runtime().cancels().allocate();
+  auto entry = worker_.runtime().cancels().add(&cancelSlot_);
   cancelPid_ = entry.pid;
   cancelKey_ = entry.key;
-  cancelSlot_ = std::move(entry.slot);
-  relay_.setCancelSlot(cancelSlot_.get());
+  relay_.setCancelSlot(&cancelSlot_);
   if (database_ != kConsoleDatabase) {
     route_.toPrimary();
     requestServer();

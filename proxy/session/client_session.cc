@@ -210,7 +210,7 @@ void ClientSession::onServerAssigned(ServerConn& s) noexcept {
   outstandingBackend_ = b;
   worker_.addOutstanding(b, +1);
   settings_.linked();
-  if (cancelSlot_) cancelSlot_->set(b, s.backendPid(), s.backendKey());
+  if (cancelPid_) cancelSlot_.set(b, s.backendPid(), s.backendKey());
   transitionTo(State::Configure);
   configure();
 }
@@ -443,12 +443,12 @@ void ClientSession::pump() {
 
 void ClientSession::noteInFlight() {
   bool busy = state_ == State::Active && relay_.exchange().owed();
-  if (busy == inFlightShown_ || !cancelSlot_) return;
+  if (busy == inFlightShown_ || !cancelPid_) return;
   inFlightShown_ = busy;
   if (busy) {
-    cancelSlot_->requestStarted();
+    cancelSlot_.requestStarted();
   } else {
-    cancelSlot_->requestEnded();
+    cancelSlot_.requestEnded();
   }
 }
 
@@ -573,7 +573,7 @@ void ClientSession::releaseServer(bool reusable) {
   rerouteNext_ = false;
   worker_.addOutstanding(outstandingBackend_, -1);
   outstandingBackend_ = -1;
-  if (cancelSlot_) cancelSlot_->clear();
+  if (cancelPid_) cancelSlot_.clear();
   inFlightShown_ = false;
   // The server keeps reading: an idle pooled server must notice when it goes away.
   Pool* from = std::exchange(pool_, nullptr);

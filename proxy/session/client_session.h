@@ -181,7 +181,7 @@ class ClientSession final : public Conn::Owner,
   uint64_t awaitUntilMs_ = 0;       // ... until then (health::ReplayWatcher::nowMs())
 
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData
-  std::shared_ptr<CancelSlot> cancelSlot_;  // where a cancel for this client goes
+  CancelSlot cancelSlot_;  // where a cancel for this client goes (registered once cancelPid_)
   // The FATAL a lost server sent, for the client's error (rare: not 32 bytes in every session).
   std::unique_ptr<std::string> serverFatal_;
   int outstandingBackend_ = -1;  // counted in Worker::outstanding while a server is linked

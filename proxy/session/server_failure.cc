@@ -51,7 +51,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   pool_ = nullptr;  // the server was its link to the pool
   worker_.addOutstanding(outstandingBackend_, -1);
   outstandingBackend_ = -1;
-  if (cancelSlot_) cancelSlot_->clear();
+  if (cancelPid_) cancelSlot_.clear();
   inFlightShown_ = false;
   settings_.readbackLost();  // a session SET not read back yet cannot follow the client
   if (relay_.readyHeld()) {

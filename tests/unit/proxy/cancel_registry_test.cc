@@ -1,4 +1,4 @@
-// Cancel keys: allocation, the per-client slot written at link/unlink, lookup and removal.
+// Cancel keys: allocation, the per-client slot written at link/unlink, reads and removal.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -8,18 +8,34 @@
 namespace pgswitch::proxy {
 namespace {
 
-TEST(CancelRegistry, KeysAreUniqueAndFindTheirSlot) {
+TEST(CancelRegistry, KeysAreUniqueAndReadTheirSlot) {
   CancelRegistry r;
-  auto a = r.allocate();
-  auto b = r.allocate();
+  CancelSlot sa, sb;
+  auto a = r.add(&sa);
+  auto b = r.add(&sb);
   EXPECT_NE(a.pid, b.pid);
-  EXPECT_EQ(r.find(a.pid, a.key), a.slot);
-  EXPECT_EQ(r.find(b.pid, b.key), b.slot);
-  EXPECT_EQ(r.find(a.pid, a.key ^ 1), nullptr);  // right pid, wrong key
-  EXPECT_EQ(r.find(999999, a.key), nullptr);
+  CancelRegistry::Busy busy;
+  EXPECT_FALSE(r.read(a.pid, a.key, busy));  // known, but no server linked
+  sa.set(1, 4242, 99);
+  sa.requestStarted();
+  ASSERT_TRUE(r.read(a.pid, a.key, busy));
+  EXPECT_EQ(busy.backend, 1);
+  EXPECT_EQ(busy.serverPid, 4242);
+  EXPECT_EQ(busy.serverKey, 99);
+  EXPECT_NE(busy.request, 0u);
+  EXPECT_EQ(r.inFlight(a.pid, a.key), busy.request);
+  EXPECT_FALSE(r.read(a.pid, a.key ^ 1, busy));  // right pid, wrong key
+  EXPECT_FALSE(r.read(999999, a.key, busy));
+  EXPECT_EQ(r.inFlight(a.pid, a.key ^ 1), 0u);
+  sa.requestEnded();
+  EXPECT_EQ(r.inFlight(a.pid, a.key), 0u);
+  sa.requestStarted();  // a new request: a cancel meant for the old one must not match
+  EXPECT_NE(r.inFlight(a.pid, a.key), busy.request);
   r.remove(a.pid, a.key);
-  EXPECT_EQ(r.find(a.pid, a.key), nullptr);
-  EXPECT_EQ(r.find(b.pid, b.key), b.slot);
+  EXPECT_FALSE(r.read(a.pid, a.key, busy));
+  EXPECT_EQ(r.inFlight(a.pid, a.key), 0u);
+  sb.set(0, 7, 8);
+  EXPECT_TRUE(r.read(b.pid, b.key, busy));
 }
 
 TEST(CancelSlot, EmptyUntilLinkedAndAfterUnlink) {
