@@ -230,6 +230,24 @@ class CpuSnapshot:
         return max(0.0, 100.0 * other / (NCPU * wall))
 
 
+def wait_listening(proc: subprocess.Popen, port: int, timeout: float, name: str,
+                   log_tail, stop) -> None:
+    """Returns once something accepts on HOST:port; raises with the log if `proc` exits
+    first, or (after `stop()`) if `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}; log:\n" + log_tail())
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                stop()
+                raise RuntimeError(f"{name} did not start listening; log:\n" + log_tail())
+            time.sleep(0.05)
+
+
 def pgbouncer_version() -> tuple[int, int]:
     out = run([PGBOUNCER, "--version"], check=False).stdout
     m = re.search(r"PgBouncer (\d+)\.(\d+)", out)
@@ -301,19 +319,7 @@ class PgBouncer:
                                          cwd=self.dir, preexec_fn=_set_pdeathsig, **kw)
         finally:
             logf.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited with {self.proc.returncode}; log:\n"
-                                   + self.log_tail())
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("pgbouncer did not start; log:\n" + self.log_tail())
-                time.sleep(0.05)
+        wait_listening(self.proc, self.port, timeout, "pgbouncer", self.log_tail, self.stop)
 
     @property
     def pid(self) -> int | None:

@@ -26,7 +26,7 @@ command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 # Extra packages for benchmarks/drivers (optional: `--bench` adds peers for comparison).
 if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(pgbouncer pgpool2)
+  PKGS+=(pgbouncer pgpool2 liburing-dev)
 fi
 
 missing=()
