@@ -538,10 +538,7 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
                      "transaction mode: this PgBouncer row ran in **session** mode (pool size = "
                      "clients), so it is not a like-for-like comparison.")
     others = [r.other_pct for sc in scenarios for t in TARGETS for r in results[sc.name][t].runs]
-    if noisy:
-        lines.append("")
-        lines.append(f"~ other processes on the machine used ≥ {max_other:.0f}% of the CPUs "
-                     "during this run (after the retries): treat the number with suspicion.")
+    lines += noise_note(noisy, max_other)
     lines.append("")
     if others:
         lines.append(f"CPU used by processes outside the benchmark during the runs: median "
@@ -577,14 +574,19 @@ def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: flo
             + " / ".join(fmt_num(c[t].ctx_per_txn(), 2) for t in order) + " | "
             + " / ".join(str(c[t].failures()) + ("!" if c[t].bad_rc() else "") for t in order)
             + " |")
-    if noisy:
-        lines.append("")
-        lines.append(f"~ other processes on the machine used ≥ {max_other:.0f}% of the CPUs "
-                     "during this run (after the retries): treat the number with suspicion.")
+    lines += noise_note(noisy, max_other)
     lines.append("")
     lines.append("TPS excludes connection time, except the -C row (includes reconnects). "
                  "CPU µs/txn: proxy process utime+stime during the run ÷ transactions.")
     return "\n".join(lines) + "\n"
+
+
+def noise_note(noisy: bool, max_other: float) -> list[str]:
+    """The tables' footnote for cells marked ~ (other processes busy during the run)."""
+    if not noisy:
+        return []
+    return ["", f"~ other processes on the machine used ≥ {max_other:.0f}% of the CPUs "
+                "during this run (after the retries): treat the number with suspicion."]
 
 
 def make_logins_table(results: dict, scenarios: list[Scenario], max_other: float) -> str:
@@ -613,10 +615,7 @@ def make_logins_table(results: dict, scenarios: list[Scenario], max_other: float
             + " / ".join(fmt_num(c[t].client_cpu_pct()) for t in TARGETS) + " | "
             + " / ".join(str(c[t].failures()) + ("!" if c[t].bad_rc() else "") for t in TARGETS)
             + " |")
-    if noisy:
-        lines.append("")
-        lines.append(f"~ other processes on the machine used ≥ {max_other:.0f}% of the CPUs "
-                     "during this run (after the retries): treat the number with suspicion.")
+    lines += noise_note(noisy, max_other)
     lines.append("")
     lines.append("login_client (bench/login_client.cc): cN = N threads, each connecting, logging "
                  "in with SCRAM-SHA-256 (PBKDF2 once per process), "
