@@ -123,6 +123,7 @@ class ByteQueue {
   void clear() { consume(size_); }
   // consume() shows the bytes to `tap` first (null: none). clear() too.
   void setConsumeTap(ConsumeTap* tap) { tap_ = tap; }
+  bool tapped() const { return tap_ != nullptr; }
   // Gives back a chunk taken by writable() that no read filled (a read that found nothing).
   void releaseUnused();
   // An empty queue gives back its last chunk once nothing else refers to it. consume() keeps
@@ -175,6 +176,7 @@ class SliceQueue {
   void commitCopy(size_t n);
   // Every push shows its bytes to `tap` first (null: none).
   void setPushTap(PushTap* tap) { tap_ = tap; }
+  bool tapped() const { return tap_ != nullptr; }
 
   size_t bytes() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }

@@ -15,12 +15,29 @@
 
 namespace pgswitch::proxy {
 
-Conn::Conn(Worker& w, Owner* owner) : worker_(w), owner_(owner), in_(w.chunks()), out_(w.chunks()) {
+Conn::Conn(Worker& w, Owner* owner) : worker_(w), owner_(owner) {
   uv_tcp_init(w.loop(), &tcp_);
   tcp_.data = this;
 }
 
 Conn::~Conn() = default;
+
+Conn::Moving& Conn::makeMoving() {
+  moving_ = std::make_unique<Moving>(worker_.chunks());
+  return *moving_;
+}
+
+void Conn::shrinkIdle() noexcept {
+  if (!moving_) return;
+  Moving& m = *moving_;
+  if (!writing_ && !m.connectReq && m.in.empty() && m.out.empty() && !m.in.tapped() &&
+      !m.out.tapped()) {
+    moving_.reset();  // the chunks they still referred to go back with them
+    return;
+  }
+  m.in.shrink();
+  if (!writing_) m.out.shrink();
+}
 
 int Conn::adopt(int fd) {
   int rc = uv_tcp_open(&tcp_, fd);
@@ -33,16 +50,17 @@ int Conn::adopt(int fd) {
 }
 
 int Conn::connect(const sockaddr* addr) {
-  connectReq_ = std::make_unique<uv_connect_t>();
-  connectReq_->data = this;
-  int rc = uv_tcp_connect(connectReq_.get(), &tcp_, addr, &Conn::onConnect);
-  if (rc != 0) connectReq_.reset();  // no callback will come
+  auto& req = moving().connectReq;
+  req = std::make_unique<uv_connect_t>();
+  req->data = this;
+  int rc = uv_tcp_connect(req.get(), &tcp_, addr, &Conn::onConnect);
+  if (rc != 0) req.reset();  // no callback will come
   return rc;
 }
 
 void Conn::onConnect(uv_connect_t* req, int status) {
   Conn* c = static_cast<Conn*>(req->data);
-  c->connectReq_.reset();  // req is gone from here on
+  c->moving_->connectReq.reset();  // req is gone from here on
   if (c->closing_) return;
   if (status == 0) uv_tcp_nodelay(&c->tcp_, 1);
   c->owner_->onConnConnected(*c, status);
@@ -62,7 +80,7 @@ void Conn::stopReading() {
 
 void Conn::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   Conn* c = static_cast<Conn*>(h->data);
-  auto span = c->tls_ ? c->tls_->cipherIn.writable() : c->in_.writable();
+  auto span = c->tls_ ? c->tls_->cipherIn.writable() : c->in().writable();
   buf->base = reinterpret_cast<char*>(span.data());
   buf->len = span.size();
 }
@@ -73,13 +91,13 @@ void Conn::onRead(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
     c->tls_->cipherIn.commit(static_cast<size_t>(n));
     c->onTlsRead(static_cast<size_t>(n));
   } else if (n > 0) {
-    c->in_.commit(static_cast<size_t>(n));
+    c->in().commit(static_cast<size_t>(n));
     if (!c->closing_) c->owner_->onConnRead(*c);
     // What was read is forwarded and, usually, already written by the peer (uv_try_write):
     // the emptied chunk goes back to the pool rather than staying with an idle connection.
-    c->in_.releaseDrained();
+    c->releaseDrainedInput();
   } else if (n == 0) {
-    (c->tls_ ? c->tls_->cipherIn : c->in_).releaseUnused();
+    (c->tls_ ? c->tls_->cipherIn : c->in()).releaseUnused();
   } else if (n < 0) {
     c->stopReading();
     if (!c->closing_) c->owner_->onConnError(*c, static_cast<int>(n));
@@ -90,10 +108,10 @@ std::string Conn::startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view 
                            std::string_view sni) {
   if (tls_) return "TLS is already on";
   bool direct = role == TlsStream::Role::AcceptDirect;
-  if (!in_.empty() && !direct) return "received unencrypted data after SSL request";
+  if (!inputEmpty() && !direct) return "received unencrypted data after SSL request";
   // The plaintext answer must be on the wire before the first TLS byte: one byte, which
   // uv_try_write has written unless the socket is broken.
-  if (writing_ || !out_.empty()) return "could not write the answer to SSLRequest";
+  if (writing_ || pendingBytes() != 0) return "could not write the answer to SSLRequest";
   auto stream = TlsStream::make(ctx, role, verifyHost, sni);
   if (!stream) return "could not create a TLS session";
   tls_ = std::make_unique<TlsParts>(worker_.chunks());
@@ -104,13 +122,14 @@ std::string Conn::startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view 
     tls.drainTo(tls_->wire);
     flush();
   }
-  if (direct && !in_.empty()) {
+  if (direct && !inputEmpty()) {
     // The ClientHello (and whatever followed) was read as plaintext: it is ciphertext.
-    bool fed = tls.feed(in_.contiguous(in_.size(), tls_->scratch));
-    in_.clear();
+    protocol::ByteQueue& in = this->in();
+    bool fed = tls.feed(in.contiguous(in.size(), tls_->scratch));
+    in.clear();
     if (!fed) return "could not hand the ClientHello to TLS";
     size_t produced = 0;
-    TlsStream::Status st = tls.readInto(in_, produced);
+    TlsStream::Status st = tls.readInto(in, produced);
     tls.drainTo(tls_->wire);
     flush();
     if (st == TlsStream::Status::Failed) return tls.error();
@@ -129,7 +148,7 @@ void Conn::onTlsRead(size_t) noexcept {
   }
   bool wasDone = tls.handshakeDone();
   size_t produced = 0;
-  TlsStream::Status st = tls.readInto(in_, produced);
+  TlsStream::Status st = tls.readInto(in(), produced);
   // Handshake answers, alerts and tickets go out even when no plaintext came in; output the
   // owner queued before the handshake finished is encrypted now.
   if (st != TlsStream::Status::Failed || !wasDone) tls.drainTo(tls_->wire);
@@ -138,15 +157,15 @@ void Conn::onTlsRead(size_t) noexcept {
   if (produced > 0) {
     owner_->onConnRead(*this);
     if (closing_ || closed_) return;
-    in_.releaseDrained();  // as in onRead
+    releaseDrainedInput();  // as in onRead
   }
   if (st != TlsStream::Status::Ok) tlsFailed(st);
 }
 
 bool Conn::tlsEncryptPending() noexcept {
   TlsStream& tls = *tls_->stream;
-  if (!out_.empty() && tls.handshakeDone() && tls.encrypt(out_) != TlsStream::Status::Ok) {
-    out_.clear();
+  if (pendingPlain() && tls.handshakeDone() && tls.encrypt(out()) != TlsStream::Status::Ok) {
+    out().clear();
     tlsFailed(TlsStream::Status::Failed);
     return false;
   }
@@ -192,7 +211,7 @@ void Conn::flush() noexcept {
     if (w < 0) {
       // The peer is gone; reading reports the error to the owner.
       q.clear();
-      out_.clear();
+      out().clear();
       if (!closing_) owner_->onConnError(*this, w);
       return;
     }
@@ -200,22 +219,23 @@ void Conn::flush() noexcept {
   if (!q.empty()) {
     std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
     size_t cnt = q.gather(v);
-    inflight_ = 0;
+    Moving& m = moving();
+    m.inflight = 0;
     for (size_t i = 0; i < cnt; ++i) {
       iov[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
                             static_cast<unsigned>(v[i].len));
-      inflight_ += v[i].len;
+      m.inflight += v[i].len;
     }
-    writeReq_ = worker_.takeWriteReq();
-    writeReq_->data = this;
-    int rc = uv_write(writeReq_, stream, iov.data(), static_cast<unsigned>(cnt), &Conn::onWrite);
+    m.writeReq = worker_.takeWriteReq();
+    m.writeReq->data = this;
+    int rc = uv_write(m.writeReq, stream, iov.data(), static_cast<unsigned>(cnt), &Conn::onWrite);
     if (rc == 0) {
       writing_ = true;
     } else {
-      worker_.giveWriteReq(std::exchange(writeReq_, nullptr));
-      inflight_ = 0;
+      worker_.giveWriteReq(std::exchange(m.writeReq, nullptr));
+      m.inflight = 0;
       q.clear();
-      out_.clear();
+      out().clear();
       if (!closing_) owner_->onConnError(*this, rc);
       return;
     }
@@ -237,14 +257,15 @@ void Conn::notifyDrainedIfLow() noexcept {
 
 void Conn::onWrite(uv_write_t* req, int status) {
   Conn* c = static_cast<Conn*>(req->data);
-  c->worker_.giveWriteReq(std::exchange(c->writeReq_, nullptr));
+  Conn::Moving& m = *c->moving_;  // kept while writing_ (shrinkIdle)
+  c->worker_.giveWriteReq(std::exchange(m.writeReq, nullptr));
   c->writing_ = false;
-  // The slices stay referenced in out_ until now: consume releases the chunks.
-  c->wireQueue().consume(c->inflight_);
-  c->inflight_ = 0;
+  // The slices stay referenced in the queue until now: consume releases the chunks.
+  c->wireQueue().consume(m.inflight);
+  m.inflight = 0;
   if (c->closed_) return;
   if (status < 0) {
-    c->out_.clear();
+    m.out.clear();
     if (c->tls_) c->tls_->wire.clear();
     if (c->closeWhenFlushed_) {
       c->closeWhenFlushed_ = false;
@@ -264,8 +285,8 @@ void Conn::closeAfterFlush() noexcept {
   if (tls_) {
     // What is queued, then close_notify, as ciphertext; no error callbacks from here on.
     TlsStream& tls = *tls_->stream;
-    if (tls.handshakeDone() && tls.encrypt(out_) == TlsStream::Status::Ok) tls.shutdown();
-    out_.clear();
+    if (tls.handshakeDone() && tls.encrypt(out()) == TlsStream::Status::Ok) tls.shutdown();
+    out().clear();
     tls.drainTo(tls_->wire);
   }
   if (pendingBytes() == 0 && !writing_) {  // nothing to wait for
@@ -297,8 +318,10 @@ void Conn::onClose(uv_handle_t* h) {
   c->closed_ = true;
   // A pending uv_write completes with UV_ECANCELED before this callback, so the slices it
   // referenced are already released; drop what is left.
-  c->out_.clear();
-  c->in_.clear();
+  if (c->moving_) {
+    c->moving_->out.clear();
+    c->moving_->in.clear();
+  }
   if (c->tls_) {
     c->tls_->wire.clear();
     c->tls_->cipherIn.clear();

@@ -1,6 +1,7 @@
 // Conn: one TCP socket on a worker's loop, with its own input ByteQueue (reads land there,
 // no allocation per read) and output SliceQueue (written with uv_try_write first, then one
-// uv_write at a time). Conn never decides anything: it reports reads, drains, errors and
+// uv_write at a time). The queues exist while bytes move: made at first use, given back by
+// shrinkIdle once both are empty. Conn never decides anything: it reports reads, drains, errors and
 // closes to its Owner. Memory of the handle is released only after uv_close's callback.
 // After startTls() the same queues hold plaintext: a TlsStream owned by the Conn sits between
 // them and the socket, so what is above the Conn does not change.
@@ -57,16 +58,20 @@ class Conn {
   void startReading();
   void stopReading();
   bool reading() const { return reading_; }
-  // Nothing queued either way: the queues' lists give back their capacity (issue 14).
-  void shrinkIdle() {
-    in_.shrink();
-    if (!writing_) out_.shrink();
+  // Nothing queued either way, nothing being written or connected, no tap attached: the
+  // queues go back (issue 14: ~150 bytes an idle connection does not carry); the next read or
+  // send makes them again. Otherwise their lists give back their capacity.
+  void shrinkIdle() noexcept;
+  // The input's drained chunk goes back (ByteQueue::releaseDrained), without making queues.
+  void releaseDrainedInput() {
+    if (moving_) moving_->in.releaseDrained();
   }
 
-  protocol::ByteQueue& in() { return in_; }
-  protocol::SliceQueue& out() { return out_; }
+  protocol::ByteQueue& in() { return moving().in; }
+  protocol::SliceQueue& out() { return moving().out; }
+  bool inputEmpty() const { return !moving_ || moving_->in.empty(); }
   // Queues a copy of bytes built by the proxy.
-  void send(std::string_view bytes) { out_.pushCopy(bytes); }
+  void send(std::string_view bytes) { out().pushCopy(bytes); }
   // Starts writing whatever is queued. Safe to call often.
   void flush() noexcept;
   // True when the producer feeding this connection should pause. Asking registers the
@@ -77,7 +82,7 @@ class Conn {
     drainWanted_ = true;
     return true;
   }
-  size_t queuedBytes() const { return pendingBytes() + inflight_; }
+  size_t queuedBytes() const { return pendingBytes() + (moving_ ? moving_->inflight : 0); }
 
   // From now on the socket carries TLS: bytes read are decrypted into in(), bytes sent are
   // encrypted. The plaintext answer that precedes it ('S') must already be written and
@@ -110,17 +115,24 @@ class Conn {
   Worker& worker_;
   Owner* owner_;
   uv_tcp_t tcp_;
-  // Only while a uv_write is in flight: taken from the worker's free list and given back by
-  // onWrite (issue 14: not 192 bytes in every idle connection, and no allocation per write).
-  uv_write_t* writeReq_ = nullptr;
-  // Only while connecting (server connections): freed by onConnect, which libuv calls
-  // before the close callback also when the connection closes first.
-  std::unique_ptr<uv_connect_t> connectReq_;
-  protocol::ByteQueue in_;
-  protocol::SliceQueue out_;
+  // What only a connection with bytes moving (or a connect in progress) uses.
+  struct Moving {
+    explicit Moving(protocol::ChunkPool& pool) : in(pool), out(pool) {}
+    protocol::ByteQueue in;
+    protocol::SliceQueue out;
+    size_t inflight = 0;  // bytes handed to uv_write, not yet completed
+    // Only while a uv_write is in flight: taken from the worker's free list and given back
+    // by onWrite (no allocation per write).
+    uv_write_t* writeReq = nullptr;
+    // Only while connecting (server connections): freed by onConnect, which libuv calls
+    // before the close callback also when the connection closes first.
+    std::unique_ptr<uv_connect_t> connectReq;
+  };
+  std::unique_ptr<Moving> moving_;
+  Moving& moving() { return moving_ ? *moving_ : makeMoving(); }
+  Moving& makeMoving();
   // Per write: a local array (uv_write copies it), not 1 KiB in every connection.
   static constexpr size_t kMaxIov = 64;
-  size_t inflight_ = 0;  // bytes handed to uv_write, not yet completed
   bool writing_ = false;
   bool reading_ = false;
   bool closing_ = false;
@@ -129,9 +141,12 @@ class Conn {
   mutable bool drainWanted_ = false;
   void notifyDrainedIfLow() noexcept;
   // Plaintext not yet written plus, with TLS, ciphertext not yet written.
-  size_t pendingBytes() const { return out_.bytes() + (tls_ ? tls_->wire.bytes() : 0); }
-  // The queue the socket writes from: out_ in plaintext, the TLS records with TLS.
-  protocol::SliceQueue& wireQueue() { return tls_ ? tls_->wire : out_; }
+  size_t pendingBytes() const {
+    return (moving_ ? moving_->out.bytes() : 0) + (tls_ ? tls_->wire.bytes() : 0);
+  }
+  bool pendingPlain() const { return moving_ && !moving_->out.empty(); }
+  // The queue the socket writes from: out() in plaintext, the TLS records with TLS.
+  protocol::SliceQueue& wireQueue() { return tls_ ? tls_->wire : out(); }
   void onTlsRead(size_t n) noexcept;
   bool tlsEncryptPending() noexcept;
   void tlsFailed(TlsStream::Status s) noexcept;

@@ -207,6 +207,7 @@ void Worker::onJanitor(uv_timer_t* t) {
   w->janitorClients_.assign(w->clients_.begin(), w->clients_.end());
   for (auto* c : w->janitorClients_) c->janitor(now);
   w->sharedParams_.sweep();
+  w->clientNames_.sweep();
   if (now - w->lastTrimMs_ >= kTrimEveryMs) w->giveMemoryBack(now);
   if (w->id_ == 0) w->rt_.reportFailoverClients();
 }

@@ -19,6 +19,7 @@
 
 #include "protocol/buffer.h"
 #include "proxy/core/client_handle.h"
+#include "proxy/core/client_names.h"
 #include "proxy/core/listener.h"
 #include "proxy/core/prepared_statements.h"
 #include "proxy/core/runtime.h"
@@ -156,6 +157,8 @@ class Worker {
   StaleStatements& staleStatements() { return staleStatements_; }
   // The ParameterStatus sets this worker's clients were told, one copy per distinct set.
   ParamsInterner& sharedParams() { return sharedParams_; }
+  // The user and database pairs this worker's clients logged in as, one copy per pair.
+  ClientNamesInterner& clientNames() { return clientNames_; }
   // Buffers the sessions of this worker fill and empty within one call (a message assembled,
   // rewritten or answered by the relay): one set per worker, not a few hundred bytes (and
   // what they grew to) in every session (issue 14). A user is done with them before anything
@@ -225,6 +228,7 @@ class Worker {
   std::unordered_set<uint64_t> knownStatements_;
   StaleStatements staleStatements_;
   ParamsInterner sharedParams_;  // swept by the janitor
+  ClientNamesInterner clientNames_;  // swept by the janitor
   std::map<std::string, std::array<uint8_t, 32>, std::less<>> clientKeys_;  // one per user
   SessionScratch scratch_;
   std::vector<std::unique_ptr<uv_write_t>> freeWriteReqs_;  // trimmed by giveMemoryBack

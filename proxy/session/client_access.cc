@@ -16,22 +16,22 @@ std::string hostOf(const std::string& peer) { return peer.substr(0, peer.rfind('
 
 void ClientSession::loginFailed(std::string_view reason) {
   spdlog::info("login failed: address {} user \"{}\" database \"{}\": {}",
-               hostOf(client_->peerName()), logValue(user_), logValue(database_), reason);
+               hostOf(client_.peerName()), logValue(user()), logValue(database()), reason);
 }
 
 bool ClientSession::checkAccess(std::optional<AuthMethod>& method, const UserConfig* user) {
   if (!cfg_->hba) return true;  // no hba_file: each user's own `auth`, as before
   HbaPeerCert cert;
-  if (const TlsStream* t = client_->tls()) {
+  if (const TlsStream* t = client_.tls()) {
     cert.present = t->peerVerified();
     if (cert.present) cert.cn = t->peerCommonName();
   }
-  const std::string host = hostOf(client_->peerName());
-  HbaConnection c{host, client_->encrypted(), database_, user_};
+  const std::string host = hostOf(client_.peerName());
+  HbaConnection c{host, client_.encrypted(), database(), this->user()};
   HbaDecision d = decideAccess(cfg_->hba.get(), c, user, cert);
   if (d.kind == HbaDecision::Kind::Authenticate) {
     method = d.method;
-    spdlog::debug("client {}: {}", client_->peerName(), d.reason);
+    spdlog::debug("client {}: {}", client_.peerName(), d.reason);
     return true;
   }
   if (d.authFailure) {
@@ -45,11 +45,11 @@ bool ClientSession::checkAccess(std::optional<AuthMethod>& method, const UserCon
 }
 
 bool ClientSession::admitToConsole() {
-  if (cfg_->isAdmin(user_)) {
+  if (cfg_->isAdmin(user())) {
     consoleRole_ = ConsoleRole::Admin;
     return true;
   }
-  if (cfg_->isStatsUser(user_)) {
+  if (cfg_->isStatsUser(user())) {
     consoleRole_ = ConsoleRole::Stats;
     return true;
   }

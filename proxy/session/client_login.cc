@@ -42,10 +42,10 @@ void forwardCancel(Worker& w, int32_t pid, int32_t key) {
 }  // namespace
 
 bool ClientSession::startTls(bool direct) {
-  std::string err = client_->startTls(
+  std::string err = client_.startTls(
       login_->tls->clients.get(), direct ? TlsStream::Role::AcceptDirect : TlsStream::Role::Accept);
   if (!err.empty()) {
-    spdlog::info("client {}: TLS not started: {}", client_->peerName(), err);
+    spdlog::info("client {}: TLS not started: {}", client_.peerName(), err);
     end(false);
     return false;
   }
@@ -61,16 +61,16 @@ void ClientSession::onLogin() {
   // waits in its input until the answer arrives.
   if (login_->secretToken) return;
   std::string out;
-  Login::Outcome o = login_->login.feed(client_->in(), *cfg_, out);
+  Login::Outcome o = login_->login.feed(client_.in(), *cfg_, out);
   continueLogin(o, out);
 }
 
 bool ClientSession::needsSecretLookup() const {
   if (!cfg_->auth.enabled() || !worker_.runtime().secrets) return false;
-  if (cfg_->findUser(user_)) return false;
+  if (cfg_->findUser(user())) return false;
   // The console database exists only in pgswitch: auth.query can run there only when
   // auth.database names a real one.
-  return database_ != kConsoleDatabase || !cfg_->auth.database.empty();
+  return database() != kConsoleDatabase || !cfg_->auth.database.empty();
 }
 
 // The answer comes on the lookup thread: it is posted to this worker, and dropped there when
@@ -80,7 +80,7 @@ void ClientSession::lookUpSecret() {
   std::weak_ptr<int> token = login_->secretToken;
   Worker* w = &worker_;
   worker_.runtime().secrets->lookup(
-      database_, user_, [w, token, this](const health::SecretAnswer& a) {
+      database(), user(), [w, token, this](const health::SecretAnswer& a) {
         w->post([token, this, a] {
           if (token.lock()) onSecret(a);
         });
@@ -92,15 +92,15 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
   if (state_ == State::Closing) return;
   if (a.kind == health::SecretAnswer::Kind::Failed) {
     ++worker_.runtime().authLookupFailures;
-    fatal("08006", "could not look up the password of user \"" + user_ + "\"", a.error,
+    fatal("08006", "could not look up the password of user \"" + user() + "\"", a.error,
           "pgswitch reads passwords of users without a [[user]] entry with auth.query.");
     return;
   }
   if (a.kind == health::SecretAnswer::Kind::Found) {
-    lookedUpUser_ = lookedUpUser(user_, a.secret);
+    lookedUpUser_ = lookedUpUser(user(), a.secret);
     if (!lookedUpUser_)
       spdlog::warn("auth: the stored password of user \"{}\" is in a format pgswitch cannot use",
-                   user_);
+                   user());
   }
   // The method an hba_file line gives may depend on the stored password (md5 lines use SCRAM
   // for SCRAM secrets): decided again now that it is known.
@@ -109,17 +109,17 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
   // wrong password, as for an unknown user.
   std::string out;
   Login::Outcome o = login_->login.begin(*cfg_, out, lookedUpUser_.get(), login_->hbaMethod);
-  if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_->in(), *cfg_, out);
+  if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_.in(), *cfg_, out);
   continueLogin(o, out);
 }
 
 void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
   for (;;) {
     if (!out.empty()) {
-      client_->send(out);
+      client_.send(out);
       // AuthenticationOk waits for the ParameterStatus, BackendKeyData and ReadyForQuery that
       // follow (configure(), the console, or an error flush it): one write, not two.
-      if (o.step != Login::Step::Authenticated) client_->flush();
+      if (o.step != Login::Step::Authenticated) client_.flush();
       out.clear();
       if (state_ == State::Closing) return;  // the write failed: the client is gone
     }
@@ -128,8 +128,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         return;
       case Login::Step::StartupDone:
         transitionTo(State::Auth);
-        user_ = login_->login.user();
-        database_ = login_->login.database();
+        names_ = worker_.clientNames().intern(login_->login.user(), login_->login.database());
         settings_.start(std::move(login_->login.settings()));
         counted_ = true;
         if (++worker_.runtime().clients > cfg_->maxClientConn) {
@@ -137,23 +136,23 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
           return;
         }
         // Refusals first: a client hba_file turns away costs no password lookup.
-        if (!checkAccess(login_->hbaMethod, cfg_->findUser(user_))) return;
+        if (!checkAccess(login_->hbaMethod, cfg_->findUser(user()))) return;
         if (needsSecretLookup()) {
           lookUpSecret();
           return;
         }
         o = login_->login.begin(*cfg_, out, nullptr, login_->hbaMethod);
-        if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_->in(), *cfg_, out);
+        if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_.in(), *cfg_, out);
         continue;
       case Login::Step::StartTls:
       case Login::Step::DirectTls:
         if (!startTls(o.step == Login::Step::DirectTls)) return;
-        o = login_->login.feed(client_->in(), *cfg_, out);
+        o = login_->login.feed(client_.in(), *cfg_, out);
         continue;
       case Login::Step::Authenticated:
         // Only the ClientKey outlives the exchange, in the worker (for SCRAM passthrough);
         // the rest of Login is not kept.
-        if (auto key = login_->login.clientKey()) worker_.noteClientKey(user_, *key);
+        if (auto key = login_->login.clientKey()) worker_.noteClientKey(user(), *key);
         login_.reset();
         break;
       case Login::Step::Cancel:
@@ -161,7 +160,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         end(false);
         return;
       case Login::Step::Close:
-        if (!o.message.empty()) spdlog::info("client {}: {}", client_->peerName(), o.message);
+        if (!o.message.empty()) spdlog::info("client {}: {}", client_.peerName(), o.message);
         end(false);
         return;
       case Login::Step::Fatal:
@@ -170,10 +169,10 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
       case Login::Step::AuthFailed:
         ++worker_.runtime().authFailures;
         // The client is told the same either way; the log may say which.
-        loginFailed(cfg_->findUser(user_) || lookedUpUser_ ? "wrong password"
+        loginFailed(cfg_->findUser(user()) || lookedUpUser_ ? "wrong password"
                     : cfg_->auth.enabled()                 ? "no such user (auth.query)"
                                                            : "no such [[user]]");
-        fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
+        fatal("28P01", "password authentication failed for user \"" + user() + "\"");
         return;
     }
     break;
@@ -182,15 +181,15 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
   cancelPid_ = entry.pid;
   cancelKey_ = entry.key;
   relay_.setCancelSlot(&cancelSlot_);
-  if (database_ != kConsoleDatabase) {
+  if (database() != kConsoleDatabase) {
     route_.toPrimary();
     requestServer();
     return;
   }
   if (!admitToConsole()) return;
   transitionTo(State::Console);
-  console_ = std::make_unique<ConsoleSession>(*this, worker_, *client_);
-  console_->start(user_, settings_.setting("application_name"),
+  console_ = std::make_unique<ConsoleSession>(*this, worker_, client_);
+  console_->start(user(), settings_.setting("application_name"),
                   settings_.setting("client_encoding"), cancelPid_, cancelKey_, consoleRole_);
 }
 

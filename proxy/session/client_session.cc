@@ -32,7 +32,7 @@ bool couldHaveReplicas(const routing::Topology& t) {
 void ClientSession::accept(Worker& w, int fd) {
   auto* c = new ClientSession(w, w.runtime().config());
   // On failure the session's handle is initialised but unused: the close path frees it.
-  if (c->client_->adopt(fd) != 0) {
+  if (c->client_.adopt(fd) != 0) {
     c->abort();
     return;
   }
@@ -41,11 +41,11 @@ void ClientSession::accept(Worker& w, int fd) {
   t.offered = c->login_->tls->clients != nullptr;
   t.required = t.offered && c->login_->tls->clientTls == ClientTls::Require;
   if (t.required) {  // only the refusal names the host
-    std::string peer = c->client_->peerName();
+    std::string peer = c->client_.peerName();
     t.peerHost = peer.substr(0, peer.rfind(':'));
   }
   c->login_->login.setTls(std::move(t));
-  c->client_->startReading();
+  c->client_.startReading();
 }
 
 ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
@@ -53,11 +53,20 @@ ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
       cfg_(std::move(cfg)),
       transactionPooling_(cfg_->routesRequests()),
       sessionReads_(cfg_->sessionReads()),
-      client_(std::make_unique<Conn>(w, this)),
+      client_(w, this),
       startedMs_(w.nowMs()),
-      relay_(w, *cfg_, *client_, settings_) {
+      relay_(w, *cfg_, client_, settings_) {
   login_->tls = w.runtime().tls();
   ++w.runtime().loginClients;  // until the state leaves Startup/Auth (transitionTo)
+}
+
+namespace {
+const std::string kNoName;  // before the startup packet named them
+}  // namespace
+
+const std::string& ClientSession::user() const { return names_ ? names_->user : kNoName; }
+const std::string& ClientSession::database() const {
+  return names_ ? names_->database : kNoName;
 }
 
 ClientSession::~ClientSession() {
@@ -98,7 +107,7 @@ void ClientSession::transitionTo(State next) {
       worker_.addReplicaWaiter(this, awaitUntilMs_);
       break;
     case State::Idle:
-      client_->startReading();
+      client_.startReading();
       break;
     case State::Closing:
       releaseServer();
@@ -112,9 +121,9 @@ void ClientSession::transitionTo(State next) {
 void ClientSession::end(bool afterFlush) {
   if (state_ != State::Closing) transitionTo(State::Closing);
   if (afterFlush) {
-    client_->closeAfterFlush();
+    client_.closeAfterFlush();
   } else {
-    client_->close();
+    client_.close();
   }
 }
 
@@ -123,7 +132,7 @@ void ClientSession::fatal(std::string_view sqlstate, std::string_view message,
   if (state_ == State::Closing) return;
   std::string out;
   appendError(out, ErrorSpec{"FATAL", sqlstate, message, detail, hint});
-  client_->send(out);
+  client_.send(out);
   end(true);
 }
 
@@ -140,7 +149,7 @@ void ClientSession::consoleEnd(std::string_view sqlstate, std::string_view messa
 // health thread publishes a new topology and once a second. PAUSE holds new requests the
 // same way, without the deadline.
 void ClientSession::requestServer() {
-  bool paused = worker_.runtime().pause.paused(database_);
+  bool paused = worker_.runtime().pause.paused(database());
   routing::RoutePick pick;
   bool verify = false;
   if (!paused) {
@@ -179,7 +188,7 @@ void ClientSession::requestServer() {
 // Asks the pool of `backend` for a server (it may hand one over at once).
 void ClientSession::queueFor(int backend) {
   countAs_ = route_.forWrite();  // counted once the request goes (startRelaying)
-  pool_ = &worker_.pool(backend, database_, user_);
+  pool_ = &worker_.pool(backend, database(), user());
   if (lookedUpUser_) pool_->setLookedUpUser(lookedUpUser_);
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
   // per transaction costs more than the rare read that arrives while we wait (onConnRead
@@ -240,17 +249,17 @@ void ClientSession::configure() {
     appendBackendKeyData(out, cancelPid_, cancelKey_);
     appendReadyForQuery(out, s.txnStatus());
     loggedIn_ = true;
-    route_.resolveSessionTag(*cfg_, database_, user_, settings_.setting("application_name"));
-    route_.useFloor(&worker_.runtime().floors.of(database_));
+    route_.resolveSessionTag(*cfg_, database(), user(), settings_.setting("application_name"));
+    route_.useFloor(&worker_.runtime().floors.of(database()));
   } else {
     // A client that lands on another server sees ParameterStatus for whatever differs from
     // what it was last told.
     settings_.appendChangedParams(s.id(), s.paramsGen(), s.paramsDigest(), s.params(), out);
   }
   if (!out.empty()) {
-    client_->send(out);
+    client_.send(out);
     // With a request waiting, this goes out with its answer; else now.
-    if (client_->in().empty()) client_->flush();
+    if (client_.inputEmpty()) client_.flush();
     if (state_ != State::Configure) return;  // the write failed: the client is gone
   }
   startRelaying(s);
@@ -266,8 +275,8 @@ void ClientSession::startRelaying(ServerConn& s) {
   }
   countAs_.reset();
   s.conn().startReading();
-  client_->startReading();
-  if (!client_->in().empty()) {
+  client_.startReading();
+  if (!client_.inputEmpty()) {
     pump();
   } else {
     afterTransaction();
@@ -284,7 +293,7 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
         if (!ok)
           spdlog::info("client {}: a step of rebuilding its session state failed on server "
                        "{}: {}",
-                       client_->peerName(), s.id(), error.size() > 5 ? error.substr(5) : error);
+                       client_.peerName(), s.id(), error.size() > 5 ? error.substr(5) : error);
         configure();
         return;
       }
@@ -325,7 +334,7 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
           break;
       }
       transitionTo(State::Active);
-      client_->startReading();
+      client_.startReading();
       afterTransaction();
       return;
     default:
@@ -335,7 +344,7 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
 
 // Client input, between transactions (route it, ask for a server) or while linked (relay it).
 void ClientSession::pump() {
-  ByteQueue& in = client_->in();
+  ByteQueue& in = client_.in();
   if (!relay_.dropFailedRequest()) return;  // the rest of a failed request is still coming
   if (state_ == State::Idle) {
     if (lostTxnPending_ && !in.empty()) {
@@ -355,16 +364,16 @@ void ClientSession::pump() {
       relay_.answerLocally('I');
       if (in.empty()) break;
       if (!route_.decide(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                         settings_, worker_.nowMs(), worker_.volatileFunctions(database_))) {
-        client_->startReading();  // the request is still arriving
+                         settings_, worker_.nowMs(), worker_.volatileFunctions(database()))) {
+        client_.startReading();  // the request is still arriving
         break;
       }
       auto fn = route_.takeFunctionNotes();
       if (fn.toPrimary) ++worker_.runtime().volatileFunctionRoutes;
-      if (fn.catalogChanged) worker_.functionsChanged(database_);
+      if (fn.catalogChanged) worker_.functionsChanged(database());
       requestServer();
     }
-    client_->flush();
+    client_.flush();
     return;
   }
   if (state_ != State::Active) return;
@@ -403,7 +412,7 @@ void ClientSession::pump() {
       onReplica_) {
     int w = route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
                                         relay_.statements().names(),
-                                        worker_.volatileFunctions(database_));
+                                        worker_.volatileFunctions(database()));
     if (w < 0) return;  // its first message is still arriving
     if (w == 1 || !route_.continuesBatch(in)) {
       rerouteNext_ = true;
@@ -423,7 +432,7 @@ void ClientSession::pump() {
   if (transactionPooling_ && onReplica_ && !settings_.pinned() && !relay_.clientHalfSent() &&
       relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
       route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                                  worker_.volatileFunctions(database_)) != 0)
+                                  worker_.volatileFunctions(database())) != 0)
     return;
   relay_.stopAtRequestEnd(transactionPooling_ && onReplica_);
   for (;;) {
@@ -433,7 +442,7 @@ void ClientSession::pump() {
     if (!ok || !ev.requestEnded || state_ != State::Active ||
         route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
                                     relay_.statements().names(),
-                                    worker_.volatileFunctions(database_)) != 0)
+                                    worker_.volatileFunctions(database())) != 0)
       break;
   }
   noteInFlight();
@@ -454,7 +463,7 @@ void ClientSession::noteInFlight() {
 
 bool ClientSession::onRelayEvent(const Relay::Event& ev) {
   if (ev.applicationNameChanged)
-    route_.resolveSessionTag(*cfg_, database_, user_, settings_.setting("application_name"));
+    route_.resolveSessionTag(*cfg_, database(), user(), settings_.setting("application_name"));
   switch (ev.kind) {
     case Relay::Event::Kind::Ok:
       return true;
@@ -466,7 +475,7 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       fatal("08P01", ev.message);
       return false;
     case Relay::Event::Kind::ServerError:
-      spdlog::warn("client {}: server {} protocol error: {}", client_->peerName(),
+      spdlog::warn("client {}: server {} protocol error: {}", client_.peerName(),
                    relay_.server() ? relay_.server()->id() : 0, ev.message);
       releaseServer(false);
       fatal("08P01", "protocol error between pgswitch and the server: " + ev.message);
@@ -475,7 +484,7 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       // The replica's error and ReadyForQuery were dropped; the server is idle and reusable.
       int b = pool_ ? pool_->backend() : -1;
       releaseServer();
-      if (!route_.retryOnPrimary(client_->in())) {
+      if (!route_.retryOnPrimary(client_.in())) {
         // cannot happen: armed only with a copy
         fatal("XX000", "internal error: read to retry on the primary has no copy");
         return false;
@@ -484,12 +493,12 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
         ++worker_.runtime().recoveryConflictRetries;
         spdlog::info("client {}: read on replica backend {} cancelled by a conflict with "
                      "recovery (40001); running it on the primary",
-                     client_->peerName(), b);
+                     client_.peerName(), b);
       } else {
         ++worker_.runtime().readonlyRetries;
         spdlog::info("client {}: read on replica backend {} tried to write (25006 read-only "
                      "transaction); running it on the primary",
-                     client_->peerName(), b);
+                     client_.peerName(), b);
       }
       transitionTo(State::Idle);
       pump();
@@ -507,13 +516,13 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
 void ClientSession::afterTransaction() {
   if (state_ != State::Active) return;
   ServerConn& s = *relay_.server();
-  if (!relay_.idle() || !s.conn().in().empty()) return;
+  if (!relay_.idle() || !s.conn().inputEmpty()) return;
   if (!transactionPooling_) {
     // Session mode keeps its server; only SETs to carry after a failover are read back.
-    if (!readBackSetting(s) && !client_->in().empty()) pump();
+    if (!readBackSetting(s) && !client_.inputEmpty()) pump();
     return;
   }
-  if (settings_.takeFunctionsChanged()) worker_.functionsChanged(database_);
+  if (settings_.takeFunctionsChanged()) worker_.functionsChanged(database());
   // A write transaction ended: its LSN is asked for on the same server connection (strong:
   // while its ReadyForQuery waits; read-your-writes: after the client has it, so the client
   // waits only if it sends its next request within that round trip).
@@ -524,7 +533,7 @@ void ClientSession::afterTransaction() {
     } else if (pool_->backend() == topo->primary) {
       own_ = Own::CommitLsn;
       transitionTo(State::OwnQuery);
-      client_->stopReading();
+      client_.stopReading();
       // A session whose statements are not looked at (pinned) may have made it asynchronous.
       const bool async = relay_.takeAsyncCommitPossible() || !settings_.movable();
       s.runInternal(async ? routing::kAsyncCommitLsnQuery : routing::kCommitLsnQuery);
@@ -542,11 +551,11 @@ void ClientSession::afterTransaction() {
   // A pipelining client already sent its next request: keep the server for it, unless it is
   // a replica and the request may need the primary (or has not fully arrived: it is routed
   // once it has).
-  ByteQueue& in = client_->in();
+  ByteQueue& in = client_.in();
   if (!in.empty() && !std::exchange(rerouteNext_, false) &&
       (!onReplica_ || route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_),
                                                   relay_.statements().names(),
-                                                  worker_.volatileFunctions(database_)) == 0)) {
+                                                  worker_.volatileFunctions(database())) == 0)) {
     pump();
     return;
   }
@@ -565,7 +574,7 @@ void ClientSession::releaseServer(bool reusable) {
     if (state_ == State::Closing) releaseParked();
     return;
   }
-  bool clean = reusable && relay_.idle() && s->conn().in().empty() &&
+  bool clean = reusable && relay_.idle() && s->conn().inputEmpty() &&
                s->state() != ServerConn::State::Closing &&
                s->state() != ServerConn::State::Internal;
   bool reset = !transactionPooling_ || settings_.pinned() || (sessionReads_ && !onReplica_);
@@ -600,7 +609,7 @@ void ClientSession::onConnRead(Conn& c) noexcept {
     case State::Configure:
     case State::OwnQuery:
       // Pipelined requests wait in the buffer; stop reading until the server is ours again.
-      client_->stopReading();
+      client_.stopReading();
       return;
     case State::Active:
     case State::Idle:
@@ -610,20 +619,20 @@ void ClientSession::onConnRead(Conn& c) noexcept {
       console_->onRead();
       return;
     case State::Closing:
-      client_->in().clear();
+      client_.in().clear();
       return;
   }
 }
 
 void ClientSession::onServerRead(ServerConn& s) noexcept {
   if (state_ != State::Active || &s != relay_.server()) return;  // or: parked (session_reads)
-  if (!s.conn().in().empty()) route_.answered();  // the server has started answering
+  if (!s.conn().inputEmpty()) route_.answered();  // the server has started answering
   Relay::Event ev = relay_.toClient();
   if (!replayAnswered()) return;
   if (onRelayEvent(ev)) afterTransaction();
   // Requests held back at a request boundary (see pump) inside a transaction that stays on
   // this server: they go now.
-  if (state_ == State::Active && relay_.exchange().quiet() && !client_->in().empty()) pump();
+  if (state_ == State::Active && relay_.exchange().quiet() && !client_.inputEmpty()) pump();
   noteInFlight();
 }
 
@@ -632,14 +641,14 @@ void ClientSession::onConnDrained(Conn& c) noexcept {
   if (state_ != State::Active) return;
   ServerConn& s = *relay_.server();
   s.conn().startReading();
-  if (!s.conn().in().empty()) onServerRead(s);
+  if (!s.conn().inputEmpty()) onServerRead(s);
 }
 
 // The server's write queue drained: let the client talk again.
 void ClientSession::onServerDrained(ServerConn& s) noexcept {
   if (state_ != State::Active || &s != relay_.server()) return;
-  client_->startReading();
-  if (!client_->in().empty()) pump();
+  client_.startReading();
+  if (!client_.inputEmpty()) pump();
 }
 
 // The client went away (EOF or error).
@@ -661,10 +670,10 @@ ClientInfo ClientSession::info(uint64_t nowMs) const {
   ClientInfo ci;
   ci.worker = worker_.id();
   ci.id = cancelPid_;
-  ci.user = user_;
-  ci.database = database_;
+  ci.user = user();
+  ci.database = database();
   ci.applicationName = std::string(settings_.setting("application_name"));
-  ci.addr = client_->peerName();
+  ci.addr = client_.peerName();
   switch (state_) {
     case State::Startup:
     case State::Auth:
@@ -714,7 +723,7 @@ bool ClientSession::quiescent() const {
     case State::Closing:
       return false;
     case State::Active:
-      return relay_.idle() && client_->in().empty() && relay_.server()->conn().in().empty();
+      return relay_.idle() && client_.inputEmpty() && relay_.server()->conn().inputEmpty();
   }
   return false;
 }

@@ -152,7 +152,7 @@ class ClientSession final : public Conn::Owner,
   // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
   enum class Own { CommitLsn, Readback } own_ = Own::CommitLsn;
   ServerConn* parked_ = nullptr;   // session_reads: the client's primary server, not linked
-  std::unique_ptr<Conn> client_;
+  Conn client_;  // the socket: closed before the session is retired (onConnClosed)
   uint64_t startedMs_ = 0;
   uint64_t lastActivityMs_ = 0;  // last bytes from the client
   uint64_t holdSinceMs_ = 0;     // entered Holding
@@ -167,9 +167,12 @@ class ClientSession final : public Conn::Owner,
     std::optional<AuthMethod> hbaMethod;  // the method hba_file's line gives, if any
   };
   std::unique_ptr<LoggingIn> login_ = std::make_unique<LoggingIn>();
-  // Who the client is (its startup packet's user and database, copied at StartupDone). The
-  // SCRAM ClientKey it proved goes to the worker (Worker::noteClientKey).
-  std::string user_, database_;
+  // Who the client is (its startup packet's user and database, the worker's shared copy
+  // from StartupDone on). The SCRAM ClientKey it proved goes to the worker
+  // (Worker::noteClientKey).
+  std::shared_ptr<const ClientNames> names_;
+  const std::string& user() const;
+  const std::string& database() const;
   std::shared_ptr<const UserConfig> lookedUpUser_;  // found by auth.query; Login points into it
   SessionState settings_;
   RequestRoute route_;

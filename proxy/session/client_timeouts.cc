@@ -22,7 +22,7 @@ void ClientSession::janitor(uint64_t now) {
     case State::Holding: {
       // PAUSE holds a request up to query_wait_timeout_ms (0: until RESUME), a failover up
       // to failover_wait_ms.
-      const bool paused = worker_.runtime().pause.paused(database_);
+      const bool paused = worker_.runtime().pause.paused(database());
       const uint64_t limit = static_cast<uint64_t>(paused ? cfg->queryWaitTimeoutMs
                                                           : cfg->failover.failoverWaitMs);
       if ((paused && limit == 0) || now - holdSinceMs_ < limit) {
@@ -30,7 +30,7 @@ void ClientSession::janitor(uint64_t now) {
         return;
       }
       const char* code = paused ? "53300" : "57P03";
-      std::string msg = paused ? "query_wait_timeout: database \"" + database_ +
+      std::string msg = paused ? "query_wait_timeout: database \"" + database() +
                                      "\" is paused (PAUSE) since " +
                                      std::to_string(now - holdSinceMs_) + " ms"
                                : "no primary server is available";
@@ -45,7 +45,7 @@ void ClientSession::janitor(uint64_t now) {
         giveUpReplay(ReplayEnd::Abandoned, "no primary within failover_wait_ms");
         return;
       }
-      if (client_->in().empty()) {
+      if (client_.inputEmpty()) {
         // No request of the client's waits: a listening client was to get its channels back
         // on a new server (idleAfterLoss). An error now would answer nothing it asked.
         fatal(code, msg, "Its LISTEN could not be restored on another server.", hint);
@@ -66,7 +66,7 @@ void ClientSession::janitor(uint64_t now) {
     case State::Idle:
       // Stopped in the middle of a message (reading, so not held back by pgswitch): any
       // server it holds waits for bytes that may never come.
-      if (client_->reading() && now - lastActivityMs_ >= uint64_t(cfg->clientStallTimeoutMs) &&
+      if (client_.reading() && now - lastActivityMs_ >= uint64_t(cfg->clientStallTimeoutMs) &&
           relay_.clientMidMessage()) {
         stalled(now - lastActivityMs_);
         return;
@@ -83,7 +83,7 @@ void ClientSession::janitor(uint64_t now) {
   }
   // A read whose bytes the server's socket took only later (uv_write, not uv_try_write) left
   // its emptied chunk here; an idle client holds none (Conn::onRead gives back the rest).
-  client_->in().releaseDrained();
+  client_.releaseDrainedInput();
   uint64_t quiet = now - std::max(lastActivityMs_, startedMs_);
   bool inTxn = relay_.server() && relay_.server()->txnStatus() != 'I';
   if (inTxn && cfg->idleTransactionTimeoutS > 0 &&
@@ -99,7 +99,7 @@ void ClientSession::janitor(uint64_t now) {
   // nothing go back (issue 14: memory per idle client). Not sooner, so that a client sending
   // a request every few milliseconds still allocates nothing per request.
   if (state_ == State::Idle && !relay_.server() && quiet >= kShrinkIdleAfterMs) {
-    client_->shrinkIdle();
+    client_.shrinkIdle();
     relay_.shrinkIdle();
     route_.shrinkIdle();
   }
@@ -108,7 +108,7 @@ void ClientSession::janitor(uint64_t now) {
 void ClientSession::stalled(uint64_t forMs) {
   ++worker_.runtime().stalledClients;
   spdlog::warn("client {}: no bytes for {} ms in the middle of a message; closing it",
-               client_->peerName(), forMs);
+               client_.peerName(), forMs);
   releaseServer(false);  // it holds part of a message: unusable
   fatal("08P01", "incomplete message from client",
         "No bytes arrived for " + std::to_string(forMs) +

@@ -31,21 +31,21 @@ bool ClientSession::replayLost(bool replayable, bool owed, bool ended, bool comm
       giveUpReplay(ReplayEnd::Abandoned, "the server was lost again during each replay");
       return true;
     }
-    rp.again(client_->in());
+    rp.again(client_.in());
   } else if (replayable && rp.attempts() < kMaxReplayAttempts) {
-    rp.replay(client_->in());
+    rp.replay(client_.in());
     replayOwed_ = owed;
     replayEnded_ = ended;
     replayStartMs_ = worker_.nowMs();
     ++counts.attempted;
     spdlog::info("client {}: server lost inside a transaction; replaying it on the primary",
-                 client_->peerName());
+                 client_.peerName());
   } else {
     if (replayable) {
       // Replayed already, and lost again once it went on: the server dies at this point.
       ++counts.abandoned;
       spdlog::info("client {}: transaction replay refused: lost again after {} replays",
-                   client_->peerName(), rp.attempts());
+                   client_.peerName(), rp.attempts());
     } else if (rp.recording()) {
       // Counted only where the client has something to lose: a transaction, or a request in
       // flight.
@@ -71,11 +71,11 @@ bool ClientSession::replayAnswered() {
   if (!rp.replaying() || state_ != State::Active) return true;
   switch (rp.verdict()) {
     case TxnReplay::Verdict::Match:
-      rp.finish(client_->in());
+      rp.finish(client_.in());
       ++worker_.runtime().replays.succeeded;
       spdlog::info("client {}: transaction replayed on the primary; the client goes on",
-                   client_->peerName());
-      if (!client_->in().empty()) pump();  // what the client sent meanwhile
+                   client_.peerName());
+      if (!client_.inputEmpty()) pump();  // what the client sent meanwhile
       return state_ == State::Active;
     case TxnReplay::Verdict::Mismatch:
       giveUpReplay(ReplayEnd::Mismatch, "its answers differ from what the client already got");
@@ -85,7 +85,7 @@ bool ClientSession::replayAnswered() {
   }
   // Everything replayed is answered and the answers fell short of what the client had.
   ServerConn* s = relay_.server();
-  if (rp.holdsInput() && !relay_.exchange().owed() && s && s->conn().in().empty()) {
+  if (rp.holdsInput() && !relay_.exchange().owed() && s && s->conn().inputEmpty()) {
     giveUpReplay(ReplayEnd::Mismatch, "it gave fewer answers than the client already got");
     return false;
   }
@@ -95,7 +95,7 @@ bool ClientSession::replayAnswered() {
 void ClientSession::giveUpReplay(ReplayEnd why, std::string_view reason) {
   auto& counts = worker_.runtime().replays;
   ++(why == ReplayEnd::Mismatch ? counts.mismatched : counts.abandoned);
-  spdlog::info("client {}: transaction replay refused: {}", client_->peerName(), reason);
+  spdlog::info("client {}: transaction replay refused: {}", client_.peerName(), reason);
   relay_.dropReplay();  // the replayed bytes still unread are the client's lost request
   if (relay_.server()) releaseServer(false);  // closed: the replayed transaction rolls back
   if (replayOwed_) {
@@ -107,7 +107,7 @@ void ClientSession::giveUpReplay(ReplayEnd why, std::string_view reason) {
   replayOwed_ = replayEnded_ = false;
   if (state_ == State::Closing) return;
   transitionTo(State::Idle);
-  if (!client_->in().empty()) pump();
+  if (!client_.inputEmpty()) pump();
 }
 
 }  // namespace pgswitch::proxy

@@ -45,12 +45,12 @@ std::string_view untilNul(std::string_view s) {
 
 void RequestRoute::resolveSessionTag(const Config& cfg, std::string_view database,
                                      std::string_view user, std::string_view applicationName) {
-  sessionTag_.clear();
+  sessionTag_ = nullptr;
   for (const RouteRule& r : cfg.routing.rules) {
     if (!r.database.empty() && r.database != database) continue;
     if (!r.user.empty() && r.user != user) continue;
     if (!r.applicationName.empty() && r.applicationName != applicationName) continue;
-    sessionTag_ = r.tag;
+    sessionTag_ = r.tag.empty() ? nullptr : &r.tag;
     return;
   }
 }
@@ -217,7 +217,13 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
     routing::RouteRequest& route = pending().route;
     route.target = routing::Target::Replica;
     std::string& tag = pending().tag;
-    tag = !hintTagOwned.empty() ? std::move(hintTagOwned) : sessionTag_;
+    if (!hintTagOwned.empty()) {
+      tag = std::move(hintTagOwned);
+    } else if (sessionTag_) {
+      tag = *sessionTag_;
+    } else {
+      tag.clear();
+    }
     route.tag = tag;
     // What the read must see is fixed now, when it starts: a commit acknowledged to anyone
     // before this point has already raised the floor (strong).
@@ -225,11 +231,11 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
       case Consistency::Eventual:
         break;
       case Consistency::ReadYourWrites:
-        if (blindSinceMs_ && nowMs - *blindSinceMs_ > kBlindMs) {
-          blindSinceMs_.reset();
+        if (blind_ && nowMs - blindSinceMs_ > kBlindMs) {
+          blind_ = false;
           floorLsn_ = 0;
         }
-        route.minReplayLsn = blindSinceMs_ ? UINT64_MAX : floorLsn_;
+        route.minReplayLsn = blind_ ? UINT64_MAX : floorLsn_;
         break;
       case Consistency::Strong:
         if (floor_) route.minReplayLsn = floor_->blind(nowMs) ? UINT64_MAX : floor_->lsn();
@@ -406,9 +412,10 @@ void RequestRoute::commitLsn(std::optional<uint64_t> lsn, uint64_t nowMs, const 
     }
   }
   if (!lsn) {
-    blindSinceMs_ = nowMs;  // unknown: read from the primary for a while
-  } else if (blindSinceMs_ || *lsn > floorLsn_) {
-    blindSinceMs_.reset();
+    blind_ = true;  // unknown: read from the primary for a while
+    blindSinceMs_ = nowMs;
+  } else if (blind_ || *lsn > floorLsn_) {
+    blind_ = false;
     floorLsn_ = *lsn;
   }
 }

@@ -126,14 +126,17 @@ class RequestRoute {
   Pending& pending();
   static const routing::RouteRequest kNoRoute;
   const routing::RouteRequest& route() const { return pending_ ? pending_->route : kNoRoute; }
-  std::string sessionTag_;   // from [[routing.rule]]
-  // Read-your-writes floor: replicas must have replayed this far. `blindSinceMs_` set: the
-  // floor is unknown (reads go to the primary) since then, for at most kBlindMs.
+  // From [[routing.rule]]: points into the session's Config, which the session holds for
+  // its whole life (null: no rule's tag).
+  const std::string* sessionTag_ = nullptr;
+  // Read-your-writes floor: replicas must have replayed this far. `blind_`: the floor is
+  // unknown (reads go to the primary) since blindSinceMs_, for at most kBlindMs.
   uint64_t floorLsn_ = 0;
-  std::optional<uint64_t> blindSinceMs_;
+  uint64_t blindSinceMs_ = 0;
   static constexpr uint64_t kBlindMs = 30000;
   static constexpr uint64_t kStrongBlindMs = 10000;  // everyone's reads: shorter
   WriteFloor* floor_ = nullptr;  // the database's (strong)
+  bool blind_ = false;
   bool readOnPrimary_ = false;   // the next pick sends this read to the primary
   bool routedWrite_ = true;      // the current server was chosen for a write
   int avoid_ = -1;

@@ -82,9 +82,9 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   // The client survives a lost server when it has no session state there: between
   // transactions it never notices; in a transaction it gets an error and stays connected.
   if (loggedIn_ && !settings_.pinned() && !midMessage && relaying && transactionPooling_ &&
-      route_.retryLostRead(client_->in(), s.pool().backend())) {
+      route_.retryLostRead(client_.in(), s.pool().backend())) {
     spdlog::info("client {}: read lost with backend {}; retrying it on another backend",
-                 client_->peerName(), s.pool().backend());
+                 client_.peerName(), s.pool().backend());
     transitionTo(State::Idle);
     pump();
     return;
@@ -120,7 +120,7 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
 
 void ClientSession::idleAfterLoss() {
   transitionTo(State::Idle);
-  if (!client_->in().empty()) {
+  if (!client_.inputEmpty()) {
     pump();
   } else if (settings_.journal().listens()) {
     // A listening client may send nothing for long: its channels are listened to again on
@@ -145,7 +145,7 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
         return;
       }
       if (!e.serverError.empty()) {
-        client_->send(e.serverError);
+        client_.send(e.serverError);
         end(true);
         return;
       }
@@ -156,7 +156,7 @@ void ClientSession::onServerUnavailable(const PoolError& e) noexcept {
         giveUpReplay(ReplayEnd::Abandoned, e.text);
         return;
       }
-      if (loggedIn_ && !client_->in().empty()) {
+      if (loggedIn_ && !client_.inputEmpty()) {
         // The request is answered with an error and the connection stays usable (the client
         // may retry); a client still logging in is turned away, and so is a listening one
         // whose channels were to be restored (idleAfterLoss): it asked nothing to answer.

@@ -29,7 +29,7 @@ ServerConn* ClientSession::takeParked(Pool& to, bool forPrimary) {
     return nullptr;
   }
   ServerConn* s = std::exchange(parked_, nullptr);
-  if (!s->conn().in().empty() || s->txnStatus() != 'I' ||
+  if (!s->conn().inputEmpty() || s->txnStatus() != 'I' ||
       s->state() == ServerConn::State::Closing) {
     // It spoke while idle (a FATAL on its way, a notice): not trusted with the request.
     s->pool().release(*s, false, true);
@@ -44,7 +44,7 @@ void ClientSession::releaseParked() {
   ServerConn* s = std::exchange(parked_, nullptr);
   if (!s) return;
   const bool clean =
-      s->conn().in().empty() && s->txnStatus() == 'I' && s->state() != ServerConn::State::Closing;
+      s->conn().inputEmpty() && s->txnStatus() == 'I' && s->state() != ServerConn::State::Closing;
   s->pool().release(*s, clean, true);
 }
 
@@ -62,7 +62,7 @@ void ClientSession::noteSessionReadsFallback() {
   if (std::exchange(fallbackNoted_, true)) return;
   ++worker_.runtime().sessionReadsFallbacks;
   spdlog::info("client {}: {}: reads stay on the primary from now on (session_reads)",
-               client_->peerName(), settings_.pinReason());
+               client_.peerName(), settings_.pinReason());
 }
 
 void ClientSession::countSessionRead() { ++worker_.runtime().sessionReads; }

@@ -28,7 +28,7 @@ bool ClientSession::rebuildStep(ServerConn& s) {
     rebuildPending_ = false;
     spdlog::info("client {}: session state rebuilt on server {} ({} LISTEN and prepared "
                  "statements)",
-                 client_->peerName(), s.id(), entries.size());
+                 client_.peerName(), s.id(), entries.size());
     ++worker_.runtime().sessionsRebuilt;
     return false;
   }
@@ -49,7 +49,7 @@ bool ClientSession::readBackSetting(ServerConn& s) {
   if (!settings_.readbackDue() || !settings_.movable()) return false;
   own_ = Own::Readback;
   transitionTo(State::OwnQuery);
-  client_->stopReading();
+  client_.stopReading();
   s.runInternal(routing::currentSettingQuery(settings_.nextReadback()));
   return true;
 }
