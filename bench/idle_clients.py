@@ -2,8 +2,9 @@
 """Memory per idle client: pgswitch against PgBouncer, side by side (issue 14).
 
 Starts a PostgreSQL 15 primary (the test fixture), then for each proxy in turn: the proxy in
-transaction mode, --clients SCRAM logins held open (each ran one query, then nothing), and the
-proxy's RSS before and after (after --settle seconds). Prints a Markdown table: RSS growth per
+transaction mode, --clients SCRAM logins held open (each ran one query, then nothing; each
+sent an application_name and client_encoding, as drivers do), and the proxy's RSS before and
+after (after --settle seconds). Prints a Markdown table: RSS growth per
 idle client, in bytes.
 
     /usr/bin/python3 bench/idle_clients.py --clients 10000
@@ -34,7 +35,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def open_idle(port: int, n: int, threads: int = 4) -> list:
+# What an application's driver sends at startup besides user and database (pgjdbc, for one,
+# sends both; --bare-startup sends neither). Both proxies track these two natively.
+DRIVER_STARTUP = {"application_name": "idle-bench", "client_encoding": "UTF8"}
+
+
+def open_idle(port: int, n: int, threads: int = 4, startup: dict | None = None) -> list:
     """n connections that each ran one query; fails loudly if any login fails."""
     conns: list = []
     errors: list = []
@@ -45,7 +51,7 @@ def open_idle(port: int, n: int, threads: int = 4) -> list:
         try:
             for _ in range(count):
                 c = psycopg2.connect(host="127.0.0.1", port=port, user=USER, password=PASSWORD,
-                                     dbname=DB, connect_timeout=20)
+                                     dbname=DB, connect_timeout=20, **(startup or {}))
                 c.autocommit = True
                 with c.cursor() as cur:
                     cur.execute("SELECT 1")
@@ -68,12 +74,14 @@ def open_idle(port: int, n: int, threads: int = 4) -> list:
     return conns
 
 
-def measure(name: str, pid: int, port: int, clients: int, settle: float) -> dict:
-    warm = open_idle(port, 20, threads=2)  # the proxy's own start-up allocations happen first
+def measure(name: str, pid: int, port: int, clients: int, settle: float,
+            startup: dict) -> dict:
+    # The proxy's own start-up allocations happen first.
+    warm = open_idle(port, 20, threads=2, startup=startup)
     time.sleep(settle)
     before = rss_kib(pid)
     t0 = time.monotonic()
-    conns = open_idle(port, clients)
+    conns = open_idle(port, clients, startup=startup)
     took = time.monotonic() - t0
     time.sleep(settle)
     after = rss_kib(pid)
@@ -93,7 +101,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--settle", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2, help="pgswitch workers")
     ap.add_argument("--no-pgbouncer", action="store_true")
+    ap.add_argument("--bare-startup", action="store_true",
+                    help="no application_name or client_encoding in the startup packet")
     args = ap.parse_args(argv)
+    startup = {} if args.bare_startup else DRIVER_STARTUP
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     need = args.clients + 200
@@ -110,7 +121,7 @@ def main(argv: list[str]) -> int:
                                   f"max_login_clients = {args.clients + 100}",
                       users=[{"name": USER, "password": PASSWORD}])
         try:
-            rows.append(measure("pgswitch", sw.pid, sw.port, args.clients, args.settle))
+            rows.append(measure("pgswitch", sw.pid, sw.port, args.clients, args.settle, startup))
         finally:
             sw.stop()
         if not args.no_pgbouncer:
@@ -121,7 +132,7 @@ def main(argv: list[str]) -> int:
             bouncer.start()
             try:
                 rows.append(measure("PgBouncer", bouncer.pid, bouncer.port, args.clients,
-                                    args.settle))
+                                    args.settle, startup))
             finally:
                 bouncer.stop()
 

@@ -3,6 +3,7 @@
 // the running proxy goes through ConsoleActions, so everything here is pure and unit-tested.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -50,7 +51,7 @@ struct ConsoleReply {
 // PostgreSQL, the first error ends the string (the rest is not run). Keywords are
 // case-insensitive; names may be bare or double-quoted, values bare or single-quoted.
 // Admin: every command; Stats (server.stats_users): SHOW and HELP, anything else 42501.
-enum class ConsoleRole { Admin, Stats };
+enum class ConsoleRole : uint8_t { Admin, Stats };
 ConsoleReply runConsole(std::string_view query, const Snapshot& snap, ConsoleActions& actions,
                         ConsoleRole role = ConsoleRole::Admin);
 

@@ -1,14 +1,15 @@
 // SharedParams: one immutable copy of a set of ParameterStatus values, shared by every client
 // of a worker that was told the same values (issue 14: a per-client std::map of ~14 strings
 // was ~1.4 KiB of every idle client; nearly all clients of a pool are told the same).
-// ParamsInterner hands the copies out and forgets those no client holds any more.
+// ParamsInterner (interner.h) hands the copies out and forgets those no client holds any more.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-#include <unordered_map>
+
+#include "proxy/core/interner.h"
 
 namespace pgswitch::proxy {
 
@@ -23,17 +24,8 @@ using SharedParams = std::shared_ptr<ServerParams>;
 // see that a server it links to has the values its client was told without comparing them.
 uint64_t toldDigest(const ServerParams& p);
 
-class ParamsInterner {
- public:
-  // The worker's copy of these values, made on first use; the same object for equal values.
-  SharedParams intern(const ServerParams& p);
-  // Drops copies that only the interner holds (the worker's janitor, once a second).
-  void sweep();
-  size_t size() const { return table_.size(); }
-
- private:
-  // Keyed by a hash of the names and values; equal hashes are compared in full.
-  std::unordered_multimap<uint64_t, SharedParams> table_;
-};
+// The key the interner finds a set of values by (names and values, XXH3).
+uint64_t hashParams(const ServerParams& p);
+using ParamsInterner = Interner<ServerParams, hashParams>;
 
 }  // namespace pgswitch::proxy

@@ -208,6 +208,7 @@ void Worker::onJanitor(uv_timer_t* t) {
   for (auto* c : w->janitorClients_) c->janitor(now);
   w->sharedParams_.sweep();
   w->clientNames_.sweep();
+  w->startupSettings_.sweep();
   if (now - w->lastTrimMs_ >= kTrimEveryMs) w->giveMemoryBack(now);
   if (w->id_ == 0) w->rt_.reportFailoverClients();
 }

@@ -19,7 +19,7 @@
 
 #include "protocol/buffer.h"
 #include "proxy/core/client_handle.h"
-#include "proxy/core/client_names.h"
+#include "proxy/core/login_facts.h"
 #include "proxy/core/listener.h"
 #include "proxy/core/prepared_statements.h"
 #include "proxy/core/runtime.h"
@@ -127,6 +127,15 @@ class Worker {
     auto it = clientKeys_.find(user);
     return it == clientKeys_.end() ? nullptr : &it->second;
   }
+  // auth.query: what the lookup at the latest login of `user` on this worker found (its
+  // pools log in to servers with it). Here, not in every session of the user.
+  void noteLookedUpUser(const std::string& user, std::shared_ptr<const UserConfig> u) {
+    lookedUpUsers_[user] = std::move(u);
+  }
+  std::shared_ptr<const UserConfig> lookedUpUser(const std::string& user) const {
+    auto it = lookedUpUsers_.find(user);
+    return it == lookedUpUsers_.end() ? nullptr : it->second;
+  }
   // A server login to `database` succeeded: its volatile functions are worth knowing (only
   // databases that exist and clients use; a name a client merely tried is never read).
   void databaseInUse(const std::string& database);
@@ -157,8 +166,9 @@ class Worker {
   StaleStatements& staleStatements() { return staleStatements_; }
   // The ParameterStatus sets this worker's clients were told, one copy per distinct set.
   ParamsInterner& sharedParams() { return sharedParams_; }
-  // The user and database pairs this worker's clients logged in as, one copy per pair.
+  // What this worker's clients logged in with: user and database pairs, startup settings.
   ClientNamesInterner& clientNames() { return clientNames_; }
+  SettingsInterner& startupSettings() { return startupSettings_; }
   // Buffers the sessions of this worker fill and empty within one call (a message assembled,
   // rewritten or answered by the relay): one set per worker, not a few hundred bytes (and
   // what they grew to) in every session (issue 14). A user is done with them before anything
@@ -229,7 +239,9 @@ class Worker {
   StaleStatements staleStatements_;
   ParamsInterner sharedParams_;  // swept by the janitor
   ClientNamesInterner clientNames_;  // swept by the janitor
+  SettingsInterner startupSettings_;  // swept by the janitor
   std::map<std::string, std::array<uint8_t, 32>, std::less<>> clientKeys_;  // one per user
+  std::map<std::string, std::shared_ptr<const UserConfig>, std::less<>> lookedUpUsers_;
   SessionScratch scratch_;
   std::vector<std::unique_ptr<uv_write_t>> freeWriteReqs_;  // trimmed by giveMemoryBack
   static constexpr size_t kKnownStatementsMax = 65536;

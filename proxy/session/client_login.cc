@@ -97,18 +97,19 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
     return;
   }
   if (a.kind == health::SecretAnswer::Kind::Found) {
-    lookedUpUser_ = lookedUpUser(user(), a.secret);
-    if (!lookedUpUser_)
+    login_->lookedUpUser = lookedUpUser(user(), a.secret);
+    if (!login_->lookedUpUser)
       spdlog::warn("auth: the stored password of user \"{}\" is in a format pgswitch cannot use",
                    user());
   }
   // The method an hba_file line gives may depend on the stored password (md5 lines use SCRAM
   // for SCRAM secrets): decided again now that it is known.
-  if (lookedUpUser_ && !checkAccess(login_->hbaMethod, lookedUpUser_.get())) return;
+  const UserConfig* found = login_->lookedUpUser.get();
+  if (found && !checkAccess(login_->hbaMethod, found)) return;
   // No password (or an unusable one): the exchange runs with a mock secret and fails like a
   // wrong password, as for an unknown user.
   std::string out;
-  Login::Outcome o = login_->login.begin(*cfg_, out, lookedUpUser_.get(), login_->hbaMethod);
+  Login::Outcome o = login_->login.begin(*cfg_, out, found, login_->hbaMethod);
   if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_.in(), *cfg_, out);
   continueLogin(o, out);
 }
@@ -126,10 +127,11 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
     switch (o.step) {
       case Login::Step::NeedMore:
         return;
-      case Login::Step::StartupDone:
+      case Login::Step::StartupDone: {
         transitionTo(State::Auth);
-        names_ = worker_.clientNames().intern(login_->login.user(), login_->login.database());
-        settings_.start(std::move(login_->login.settings()));
+        names_ = worker_.clientNames().intern({login_->login.user(), login_->login.database()});
+        const Settings& startup = login_->login.settings();
+        settings_.startShared(startup.empty() ? nullptr : worker_.startupSettings().intern(startup));
         counted_ = true;
         if (++worker_.runtime().clients > cfg_->maxClientConn) {
           fatal("53300", "sorry, too many clients already");
@@ -144,6 +146,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         o = login_->login.begin(*cfg_, out, nullptr, login_->hbaMethod);
         if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_.in(), *cfg_, out);
         continue;
+      }
       case Login::Step::StartTls:
       case Login::Step::DirectTls:
         if (!startTls(o.step == Login::Step::DirectTls)) return;
@@ -153,6 +156,10 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
         // Only the ClientKey outlives the exchange, in the worker (for SCRAM passthrough);
         // the rest of Login is not kept.
         if (auto key = login_->login.clientKey()) worker_.noteClientKey(user(), *key);
+        if (login_->lookedUpUser) {
+          worker_.noteLookedUpUser(user(), std::move(login_->lookedUpUser));
+          lookedUp_ = true;
+        }
         login_.reset();
         break;
       case Login::Step::Cancel:
@@ -169,7 +176,7 @@ void ClientSession::continueLogin(Login::Outcome o, std::string& out) {
       case Login::Step::AuthFailed:
         ++worker_.runtime().authFailures;
         // The client is told the same either way; the log may say which.
-        loginFailed(cfg_->findUser(user()) || lookedUpUser_ ? "wrong password"
+        loginFailed(cfg_->findUser(user()) || login_->lookedUpUser ? "wrong password"
                     : cfg_->auth.enabled()                 ? "no such user (auth.query)"
                                                            : "no such [[user]]");
         fatal("28P01", "password authentication failed for user \"" + user() + "\"");

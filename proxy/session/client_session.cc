@@ -69,6 +69,11 @@ const std::string& ClientSession::database() const {
   return names_ ? names_->database : kNoName;
 }
 
+ClientSession::AfterLoss& ClientSession::afterLoss() {
+  if (!afterLoss_) afterLoss_ = std::make_unique<AfterLoss>();
+  return *afterLoss_;
+}
+
 ClientSession::~ClientSession() {
   if (cancelPid_) worker_.runtime().cancels().remove(cancelPid_, cancelKey_);
   if (counted_) --worker_.runtime().clients;
@@ -189,7 +194,7 @@ void ClientSession::requestServer() {
 void ClientSession::queueFor(int backend) {
   countAs_ = route_.forWrite();  // counted once the request goes (startRelaying)
   pool_ = &worker_.pool(backend, database(), user());
-  if (lookedUpUser_) pool_->setLookedUpUser(lookedUpUser_);
+  if (lookedUp_) pool_->setLookedUpUser(worker_.lookedUpUser(user()));
   // Reading goes on: usually a server is free right away, and toggling epoll interest twice
   // per transaction costs more than the rare read that arrives while we wait (onConnRead
   // stops reading then).
@@ -287,7 +292,7 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
   if (&s == parked_) return;  // never runs one (parked only when idle); not this session's
   switch (state_) {
     case State::Configure: {
-      if (std::exchange(rebuildStepRunning_, false)) {
+      if (afterLoss_ && std::exchange(afterLoss_->rebuildStepRunning, false)) {
         // What failed to rebuild had failed for the client too (a PREPARE with an error is
         // kept like any other): it goes on without it.
         if (!ok)
@@ -505,7 +510,7 @@ bool ClientSession::onRelayEvent(const Relay::Event& ev) {
       return false;
     }
     case Relay::Event::Kind::ServerFatal:
-      serverFatal_ = std::make_unique<std::string>(ev.message);
+      afterLoss().serverFatal = ev.message;
       // onServerLost decides what the client sees (unless the client went first).
       if (ServerConn* s = relay_.server()) s->abandon(UV_ECONNRESET);
       return false;

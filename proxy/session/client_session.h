@@ -142,6 +142,11 @@ class ClientSession final : public Conn::Owner,
   std::shared_ptr<const Config> cfg_;
   // The small fields side by side (issue 14: padding is paid once per client).
   const bool transactionPooling_;  // requests routed one by one (also session_reads)
+  bool lookedUp_ = false;          // logged in with what auth.query found (Worker::lookedUpUser)
+  bool counted_ = false;           // in Runtime::clients
+  bool loggedIn_ = false;          // the client got its first ReadyForQuery
+  bool lostTxnPending_ = false;    // its transaction died while idle: fail the next request
+  ConsoleRole consoleRole_ = ConsoleRole::Admin;
   const bool sessionReads_;        // session mode with routing.session_reads
   bool fallbackNoted_ = false;     // session_reads: counted in session_reads_fallbacks
   bool inFlightShown_ = false;     // what the cancel slot was last told
@@ -150,7 +155,7 @@ class ClientSession final : public Conn::Owner,
   std::optional<bool> countAs_;     // the request is to be counted as a write (or a read)
   State state_ = State::Startup;
   // What OwnQuery runs: the commit's LSN, a SET's read-back, or a replica's replay position.
-  enum class Own { CommitLsn, Readback } own_ = Own::CommitLsn;
+  enum class Own : uint8_t { CommitLsn, Readback } own_ = Own::CommitLsn;
   ServerConn* parked_ = nullptr;   // session_reads: the client's primary server, not linked
   Conn client_;  // the socket: closed before the session is retired (onConnClosed)
   uint64_t startedMs_ = 0;
@@ -165,6 +170,8 @@ class ClientSession final : public Conn::Owner,
     std::shared_ptr<const TlsContexts> tls;  // as loaded when the client connected
     std::shared_ptr<int> secretToken;     // a password lookup is in flight (its answer checks it)
     std::optional<AuthMethod> hbaMethod;  // the method hba_file's line gives, if any
+    // Found by auth.query (Login points into it); the worker keeps it once authenticated.
+    std::shared_ptr<const UserConfig> lookedUpUser;
   };
   std::unique_ptr<LoggingIn> login_ = std::make_unique<LoggingIn>();
   // Who the client is (its startup packet's user and database, the worker's shared copy
@@ -173,34 +180,34 @@ class ClientSession final : public Conn::Owner,
   std::shared_ptr<const ClientNames> names_;
   const std::string& user() const;
   const std::string& database() const;
-  std::shared_ptr<const UserConfig> lookedUpUser_;  // found by auth.query; Login points into it
   SessionState settings_;
   RequestRoute route_;
   Relay relay_;
   std::unique_ptr<ConsoleSession> console_;
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
-  ConsoleRole consoleRole_ = ConsoleRole::Admin;
   int awaitBackend_ = -1;           // AwaitReplica: the replica the read waits for
   uint64_t awaitUntilMs_ = 0;       // ... until then (health::ReplayWatcher::nowMs())
 
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData
-  CancelSlot cancelSlot_;  // where a cancel for this client goes (registered once cancelPid_)
-  // The FATAL a lost server sent, for the client's error (rare: not 32 bytes in every session).
-  std::unique_ptr<std::string> serverFatal_;
   int outstandingBackend_ = -1;  // counted in Worker::outstanding while a server is linked
-  bool counted_ = false;         // in Runtime::clients
-  bool loggedIn_ = false;        // the client got its first ReadyForQuery
-  bool lostTxnPending_ = false;  // its transaction died while idle: fail the next request
-  // A replay runs: what the client was owed when the server was lost (an answer; the request
-  // had ended), and since when (janitor: failover_wait_ms).
-  bool replayOwed_ = false, replayEnded_ = false;
-  int replayReadyOwed_ = 0;
-  uint64_t replayStartMs_ = 0;
-  // After a failover: the journal's state is being rebuilt on the new server (configure());
-  // the index of the next step, and whether the internal query running is one.
-  bool rebuildPending_ = false;
-  bool rebuildStepRunning_ = false;
-  uint32_t rebuildNext_ = 0;
+  CancelSlot cancelSlot_;  // where a cancel for this client goes (registered once cancelPid_)
+  // What only a session whose server was lost uses. Made at the loss, given back by the idle
+  // shrink once nothing in it is pending (issue 14: ~50 bytes no other session carries).
+  struct AfterLoss {
+    std::string serverFatal;  // the FATAL the lost server sent, for the client's error
+    // A replay runs: what the client was owed when the server was lost (an answer; the
+    // request had ended), and since when (janitor: failover_wait_ms).
+    bool replayOwed = false, replayEnded = false;
+    int replayReadyOwed = 0;
+    uint64_t replayStartMs = 0;
+    // The journal's state is being rebuilt on the new server (configure()): the index of the
+    // next step, and whether the internal query running is one.
+    bool rebuildPending = false;
+    bool rebuildStepRunning = false;
+    uint32_t rebuildNext = 0;
+  };
+  std::unique_ptr<AfterLoss> afterLoss_;
+  AfterLoss& afterLoss();  // made on first use
 };
 
 }  // namespace pgswitch::proxy

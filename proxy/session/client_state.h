@@ -3,9 +3,11 @@
 // logged in release builds), tests walk the table, docs/architecture.md draws it.
 #pragma once
 
+#include <cstdint>
+
 namespace pgswitch::proxy {
 
-enum class ClientState {
+enum class ClientState : uint8_t {
   Startup,    // waiting for the StartupMessage (SSLRequest answered on the way)
   Auth,       // authentication exchange with the client
   Queued,     // in a pool's queue for a server connection (at login or for a request)

@@ -72,7 +72,7 @@ void ClientSession::janitor(uint64_t now) {
         return;
       }
       if (state_ == State::Active && relay_.replay().verifying() &&
-          now - replayStartMs_ >= uint64_t(cfg->failover.failoverWaitMs)) {
+          now - afterLoss().replayStartMs >= uint64_t(cfg->failover.failoverWaitMs)) {
         giveUpReplay(ReplayEnd::Abandoned, "not done within failover_wait_ms");
         return;
       }
@@ -99,6 +99,9 @@ void ClientSession::janitor(uint64_t now) {
   // nothing go back (issue 14: memory per idle client). Not sooner, so that a client sending
   // a request every few milliseconds still allocates nothing per request.
   if (state_ == State::Idle && !relay_.server() && quiet >= kShrinkIdleAfterMs) {
+    if (afterLoss_ && !afterLoss_->rebuildPending && !afterLoss_->rebuildStepRunning &&
+        !afterLoss_->replayOwed && !relay_.replay().replaying())
+      afterLoss_.reset();
     client_.shrinkIdle();
     relay_.shrinkIdle();
     route_.shrinkIdle();

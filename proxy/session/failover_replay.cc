@@ -34,9 +34,10 @@ bool ClientSession::replayLost(bool replayable, bool owed, bool ended, bool comm
     rp.again(client_.in());
   } else if (replayable && rp.attempts() < kMaxReplayAttempts) {
     rp.replay(client_.in());
-    replayOwed_ = owed;
-    replayEnded_ = ended;
-    replayStartMs_ = worker_.nowMs();
+    AfterLoss& al = afterLoss();
+    al.replayOwed = owed;
+    al.replayEnded = ended;
+    al.replayStartMs = worker_.nowMs();
     ++counts.attempted;
     spdlog::info("client {}: server lost inside a transaction; replaying it on the primary",
                  client_.peerName());
@@ -98,13 +99,14 @@ void ClientSession::giveUpReplay(ReplayEnd why, std::string_view reason) {
   spdlog::info("client {}: transaction replay refused: {}", client_.peerName(), reason);
   relay_.dropReplay();  // the replayed bytes still unread are the client's lost request
   if (relay_.server()) releaseServer(false);  // closed: the replayed transaction rolls back
-  if (replayOwed_) {
-    relay_.answerError(lostServerError(*cfg_, LostWork::Transaction, {}), replayEnded_,
-                       std::max(0, replayReadyOwed_ - 1));
+  AfterLoss& al = afterLoss();
+  if (al.replayOwed) {
+    relay_.answerError(lostServerError(*cfg_, LostWork::Transaction, {}), al.replayEnded,
+                       std::max(0, al.replayReadyOwed - 1));
   } else {
     lostTxnPending_ = true;  // told at its next request
   }
-  replayOwed_ = replayEnded_ = false;
+  al.replayOwed = al.replayEnded = false;
   if (state_ == State::Closing) return;
   transitionTo(State::Idle);
   if (!client_.inputEmpty()) pump();

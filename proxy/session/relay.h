@@ -163,8 +163,8 @@ class Relay {
   // mode with session_reads): statements are mapped per server, SETs carried.
   const bool transactionPooling_;
   const bool sessionReads_;  // session mode with session_reads (Config::sessionReads)
-  ServerConn* server_ = nullptr;
   int backend_ = -1;
+  ServerConn* server_ = nullptr;
   StatementMap statements_;
   // What only requests in flight use: the replies owed, the read-only retry's held answer,
   // the transaction's replay log. Made at the first request, dropped by shrinkIdle (issue 14:

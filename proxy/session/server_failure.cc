@@ -65,10 +65,10 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
     relay_.releaseReady();
   }
   if (state_ == State::Closing) return;
-  std::string serverSaid = serverFatal_ ? std::move(*serverFatal_) : std::string();
-  serverFatal_.reset();
+  AfterLoss& al = afterLoss();
+  std::string serverSaid = std::exchange(al.serverFatal, std::string());
   if (replayable) prepareRebuild();
-  if (!relay_.replay().replaying()) replayReadyOwed_ = readyOwed;  // the original loss's
+  if (!relay_.replay().replaying()) al.replayReadyOwed = readyOwed;  // the original loss's
   if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;
   // Lost while being brought to the client's settings: nothing of the request reached it, so
   // it is routed again, away from that backend.

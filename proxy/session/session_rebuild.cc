@@ -15,25 +15,27 @@ namespace pgswitch::proxy {
 bool ClientSession::prepareRebuild() {
   if (!settings_.movable()) return false;
   if (!settings_.journal().empty()) {
-    rebuildPending_ = true;
-    rebuildNext_ = 0;
+    AfterLoss& al = afterLoss();
+    al.rebuildPending = true;
+    al.rebuildNext = 0;
   }
   return true;
 }
 
 bool ClientSession::rebuildStep(ServerConn& s) {
-  if (!rebuildPending_) return false;
+  if (!afterLoss_ || !afterLoss_->rebuildPending) return false;
+  AfterLoss& al = *afterLoss_;
   const auto& entries = settings_.journal().entries();
-  if (rebuildNext_ >= entries.size()) {
-    rebuildPending_ = false;
+  if (al.rebuildNext >= entries.size()) {
+    al.rebuildPending = false;
     spdlog::info("client {}: session state rebuilt on server {} ({} LISTEN and prepared "
                  "statements)",
                  client_.peerName(), s.id(), entries.size());
     ++worker_.runtime().sessionsRebuilt;
     return false;
   }
-  const SessionJournal::Entry& e = entries[rebuildNext_++];
-  rebuildStepRunning_ = true;
+  const SessionJournal::Entry& e = entries[al.rebuildNext++];
+  al.rebuildStepRunning = true;
   if (e.kind == SessionJournal::Entry::Kind::Parse) {
     thread_local std::string out;
     out.assign(e.bytes);

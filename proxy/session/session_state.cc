@@ -32,9 +32,9 @@ void put(Settings& s, const std::string& name, std::string_view value) {
 
 }  // namespace
 
-void SessionState::start(Settings startup) {
+void SessionState::startShared(std::shared_ptr<const Settings> startup) {
   settings_.reset();
-  if (!startup.empty()) settings_ = std::make_shared<Settings>(std::move(startup));
+  if (startup && !startup->empty()) settings_ = std::move(startup);
   startup_ = settings_;
   hash_ = 0;
 }

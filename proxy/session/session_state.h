@@ -14,18 +14,20 @@
 #include <vector>
 
 #include "protocol/command_tag.h"
+#include "proxy/core/login_facts.h"
 #include "proxy/core/shared_params.h"
 #include "proxy/session/session_journal.h"
 #include "routing/classifier.h"
 
 namespace pgswitch::proxy {
 
-using Settings = std::vector<std::pair<std::string, std::string>>;
 
 class SessionState {
  public:
-  // The startup packet's settings (names as sent; "options" already split into them).
-  void start(Settings startup);
+  // The startup packet's settings (names as sent; "options" already split into them): the
+  // worker's shared copy (Worker::startupSettings), or a copy of the session's own.
+  void startShared(std::shared_ptr<const Settings> startup);
+  void start(Settings startup) { startShared(std::make_shared<Settings>(std::move(startup))); }
   // The value the client's session has for a setting ("" when never set).
   std::string_view setting(std::string_view lowerName) const;
   const Settings& settings() const;

@@ -276,6 +276,41 @@ TEST(ParamsInterner, EqualValuesOneCopyDifferentValuesTwo) {
   EXPECT_EQ(interner.intern(kReported).get(), x.get());
 }
 
+// A fleet's clients log in with the same startup settings: one copy on the worker, and a
+// session that changes a setting copies it first (the shared copy, and the other clients' view
+// of it, stay as they were).
+TEST(SettingsInterner, SessionsShareTheStartupSettingsUntilOneChangesThem) {
+  SettingsInterner interner;
+  const Settings startup = {{"application_name", "app"}, {"DateStyle", "ISO"}};
+  SessionState a, b;
+  a.startShared(interner.intern(startup));
+  b.startShared(interner.intern(Settings(startup)));
+  EXPECT_EQ(&a.settings(), &b.settings());
+  EXPECT_EQ(interner.size(), 1u);
+  run(a, "SET application_name = 'other'", CommandTag::Set, kReported);
+  a.onParameterStatus("application_name", "other");  // what the server reports
+  EXPECT_EQ(a.setting("application_name"), "other");
+  EXPECT_EQ(b.setting("application_name"), "app");
+  EXPECT_EQ(interner.intern(startup)->front().second, "app");
+  a = SessionState();
+  b = SessionState();
+  interner.sweep();
+  EXPECT_EQ(interner.size(), 0u);
+}
+
+TEST(ClientNamesInterner, OneCopyPerUserAndDatabase) {
+  ClientNamesInterner interner;
+  auto x = interner.intern({"alice", "shop"});
+  EXPECT_EQ(x.get(), interner.intern({"alice", "shop"}).get());
+  // The pair, not its concatenation, is the key.
+  auto y = interner.intern({"alices", "hop"});
+  EXPECT_NE(x.get(), y.get());
+  EXPECT_EQ(y->user, "alices");
+  y.reset();
+  interner.sweep();
+  EXPECT_EQ(interner.size(), 1u);
+}
+
 }  // namespace
 }  // namespace pgswitch::proxy
 
