@@ -59,7 +59,10 @@ class CancelSlot {
   // with every request (0: none). PostgreSQL ignores a cancel for an idle backend; a cancel
   // forwarded late would hit the client's next query instead, so the forwarder checks it
   // when the cancel arrives and again just before sending it. Owner thread only.
-  void requestStarted() { inFlight_.store(++requests_, std::memory_order_release); }
+  void requestStarted() {
+    if (++requests_ == 0) ++requests_;  // wrapped: 0 means none
+    inFlight_.store(requests_, std::memory_order_release);
+  }
   void requestEnded() { inFlight_.store(0, std::memory_order_release); }
   uint64_t inFlight() const { return inFlight_.load(std::memory_order_acquire); }
   // False when no server is linked.
@@ -74,9 +77,9 @@ class CancelSlot {
 
  private:
   std::atomic<uint64_t> server_{0};
+  std::atomic<uint32_t> inFlight_{0};
   std::atomic<int> backend_{-1};
-  std::atomic<uint64_t> inFlight_{0};
-  uint64_t requests_ = 0;  // written by the owner thread only
+  uint32_t requests_ = 0;  // written by the owner thread only
 };
 
 // Client cancel keys -> their CancelSlot, which lives in the client's session (issue 14: not
