@@ -6,6 +6,7 @@
 
 #include "proxy/core/heap_counter.h"
 
+#include <utility>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
@@ -203,9 +204,11 @@ void Worker::onJanitor(uv_timer_t* t) {
     }
   }
   if (w->draining_) w->endQuiescentClients();
-  // A copy (a janitor may end its session, which leaves clients_), into a reused vector.
-  w->janitorClients_.assign(w->clients_.begin(), w->clients_.end());
-  for (auto* c : w->janitorClients_) c->janitor(now);
+  // From the back, without a copy of the list: a session that leaves it (its close completes
+  // on a later loop turn, but whatever the order) is replaced by the last one, which has been
+  // seen already (at worst seen twice, which a janitor check allows).
+  for (size_t i = w->clients_.size(); i-- > 0;)
+    if (i < w->clients_.size()) w->clients_[i]->janitor(now);
   w->sharedParams_.sweep();
   w->clientNames_.sweep();
   w->startupSettings_.sweep();
@@ -363,16 +366,17 @@ void Worker::checkReplicaWaiters() {
   for (const auto& r : replicaWaitersCopy_) r.client->replicaWaitCheck(now);
 }
 
-void Worker::addClient(ClientHandle* c) { clients_.push_back(c); }
+void Worker::addClient(ClientHandle* c) {
+  c->workerIndex_ = static_cast<uint32_t>(clients_.size());
+  clients_.push_back(c);
+}
 
 void Worker::removeClient(ClientHandle* c) {
-  for (size_t i = 0; i < clients_.size(); ++i) {
-    if (clients_[i] == c) {
-      clients_[i] = clients_.back();
-      clients_.pop_back();
-      return;
-    }
-  }
+  const uint32_t i = std::exchange(c->workerIndex_, UINT32_MAX);
+  if (i >= clients_.size() || clients_[i] != c) return;  // not registered
+  clients_[i] = clients_.back();
+  clients_[i]->workerIndex_ = i;
+  clients_.pop_back();
 }
 
 Pool& Worker::pool(int backend, const std::string& database, const std::string& user) {

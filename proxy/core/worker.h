@@ -215,7 +215,6 @@ class Worker {
   bool asyncClosed_ = false;  // under postMu_: post() must not touch async_ any more
   std::vector<Retirable*> graveyard_;
   std::vector<ClientHandle*> clients_;
-  std::vector<ClientHandle*> janitorClients_;  // onJanitor's copy of clients_, reused
   std::vector<ClientHandle*> holding_;
   struct ReplicaWaiter {
     ClientHandle* client;

@@ -49,10 +49,10 @@ void ClientSession::accept(Worker& w, int fd) {
 }
 
 ClientSession::ClientSession(Worker& w, std::shared_ptr<const Config> cfg)
-    : worker_(w),
+    : transactionPooling_(cfg->routesRequests()),
+      sessionReads_(cfg->sessionReads()),
+      worker_(w),
       cfg_(std::move(cfg)),
-      transactionPooling_(cfg_->routesRequests()),
-      sessionReads_(cfg_->sessionReads()),
       client_(w, this),
       startedMs_(w.nowMs()),
       relay_(w, *cfg_, client_, settings_) {

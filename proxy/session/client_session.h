@@ -138,16 +138,17 @@ class ClientSession final : public Conn::Owner,
 
   static constexpr uint64_t kShrinkIdleAfterMs = 2000;  // see janitor()
 
+  // First: four bytes fit in the tail of ClientHandle's part (issue 14).
+  const bool transactionPooling_;  // requests routed one by one (also session_reads)
+  const bool sessionReads_;        // session mode with routing.session_reads
+  bool lookedUp_ = false;          // logged in with what auth.query found (Worker::lookedUpUser)
+  bool counted_ = false;           // in Runtime::clients
   Worker& worker_;
   std::shared_ptr<const Config> cfg_;
   // The small fields side by side (issue 14: padding is paid once per client).
-  const bool transactionPooling_;  // requests routed one by one (also session_reads)
-  bool lookedUp_ = false;          // logged in with what auth.query found (Worker::lookedUpUser)
-  bool counted_ = false;           // in Runtime::clients
   bool loggedIn_ = false;          // the client got its first ReadyForQuery
   bool lostTxnPending_ = false;    // its transaction died while idle: fail the next request
   ConsoleRole consoleRole_ = ConsoleRole::Admin;
-  const bool sessionReads_;        // session mode with routing.session_reads
   bool fallbackNoted_ = false;     // session_reads: counted in session_reads_fallbacks
   bool inFlightShown_ = false;     // what the cancel slot was last told
   bool onReplica_ = false;         // the server picked last is a replica
@@ -185,11 +186,11 @@ class ClientSession final : public Conn::Owner,
   Relay relay_;
   std::unique_ptr<ConsoleSession> console_;
   Pool* pool_ = nullptr;  // of the linked server, or the one being waited on
+  int outstandingBackend_ = -1;  // counted in Worker::outstanding while a server is linked
   int awaitBackend_ = -1;           // AwaitReplica: the replica the read waits for
   uint64_t awaitUntilMs_ = 0;       // ... until then (health::ReplayWatcher::nowMs())
 
   int32_t cancelPid_ = 0, cancelKey_ = 0;   // what the client got in BackendKeyData
-  int outstandingBackend_ = -1;  // counted in Worker::outstanding while a server is linked
   CancelSlot cancelSlot_;  // where a cancel for this client goes (registered once cancelPid_)
   // What only a session whose server was lost uses. Made at the loss, given back by the idle
   // shrink once nothing in it is pending (issue 14: ~50 bytes no other session carries).
