@@ -4,11 +4,27 @@
 // the copies no client holds any more. Single-threaded (one worker's).
 #pragma once
 
+#include <xxhash.h>
+
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <unordered_map>
 
 namespace pgswitch::proxy {
+
+// A key for a list of (name, value) strings, in order (XXH3, 64 bits); the name `skip` is left
+// out. What the interners of settings and ParameterStatus sets hash by.
+template <class Pairs>
+uint64_t hashPairs(const Pairs& pairs, std::string_view skip = {}) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (const auto& [k, v] : pairs) {
+    if (!skip.empty() && k == skip) continue;
+    h = XXH3_64bits_withSeed(k.data(), k.size(), h);
+    h = XXH3_64bits_withSeed(v.data(), v.size(), h ^ 0x5bd1e995ull);
+  }
+  return h;
+}
 
 // Hash: uint64_t(const T&). Equal values must hash equal; equal hashes are compared in full.
 template <class T, auto Hash>
