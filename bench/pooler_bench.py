@@ -672,6 +672,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--baseline-workers", type=int, metavar="N",
                     help="worker threads of the --baseline target (default: --workers); with "
                          "--baseline build/pgswitch this compares worker counts in one run")
+    ap.add_argument("--server", default="", metavar="TOML",
+                    help="extra [server] lines for the pgswitch target, e.g. 'io_uring = \"off\"'")
+    ap.add_argument("--baseline-server", default="", metavar="TOML",
+                    help="extra [server] lines for the --baseline target; with --baseline "
+                         "build/pgswitch this compares settings in one run")
     ap.add_argument("--tls", action="store_true",
                     help="clients connect with sslmode=require (see above)")
     ap.add_argument("--idle-wait", type=float, default=60, metavar="S",
@@ -723,10 +728,12 @@ def main(argv: list[str]) -> int:
         cluster.psql(0, "CHECKPOINT")
         log("starting pgswitch and PgBouncer")
         sw = PgSwitch(cluster, pool_mode="transaction", workers=args.workers,
+                      server_toml=args.server,
                       extra_toml=f"[pool]\npool_size = {POOL_SIZE}" + tls_toml)
         if args.baseline:
             base = PgSwitch(cluster, pool_mode="transaction", binary=args.baseline,
                             workers=args.baseline_workers or args.workers,
+                            server_toml=args.baseline_server,
                             extra_toml=f"[pool]\npool_size = {POOL_SIZE}" + tls_toml)
         bouncer = PgBouncer(cluster, session_pool_size=max(s.clients for s in scenarios))
         bouncer.start()

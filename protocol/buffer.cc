@@ -76,6 +76,14 @@ void ByteQueue::commit(size_t n) {
   size_ += n;
 }
 
+void ByteQueue::adopt(Chunk* c, size_t n) {
+  Seg s;
+  s.chunk = ChunkRef(c);
+  s.end = static_cast<uint32_t>(n);
+  segs_.push_back(std::move(s));
+  size_ += n;
+}
+
 void ByteQueue::append(std::span<const std::byte> bytes) {
   while (!bytes.empty()) {
     auto w = writable(1);

@@ -105,6 +105,10 @@ class ByteQueue {
   // remain, else a fresh chunk. Nothing is committed until commit().
   std::span<std::byte> writable(size_t minFree = 1024);
   void commit(size_t n);
+  // Appends a chunk the kernel filled with n bytes (an io_uring receive into a provided
+  // buffer, proxy/core/ring.h): it joins the queue as is, no copy. The queue takes the
+  // chunk's first reference.
+  void adopt(Chunk* c, size_t n);
   // Appends bytes by copying (used for builder output and tests).
   void append(std::span<const std::byte> bytes);
   void append(std::string_view s) { append(std::as_bytes(std::span(s.data(), s.size()))); }

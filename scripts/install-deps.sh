@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git
   dpkg-dev             # dpkg-shlibdeps: the Depends of the .deb CPack builds (packaging/)
   libuv1-dev libpq-dev libssl-dev libxxhash-dev libspdlog-dev libfmt-dev
+  liburing-dev         # the io_uring path of the worker loop (proxy/core/ring.h)
   libtomlplusplus-dev libpg-query-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcurl4-openssl-dev nlohmann-json3-dev   # [patroni]: its REST API over libcurl, JSON
   postgresql-15 postgresql-client-15 postgresql-contrib
@@ -26,7 +27,7 @@ command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 # Extra packages for benchmarks/drivers (optional: `--bench` adds peers for comparison).
 if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(pgbouncer pgpool2 liburing-dev)
+  PKGS+=(pgbouncer pgpool2)
 fi
 
 missing=()

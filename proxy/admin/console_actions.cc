@@ -66,6 +66,7 @@ Snapshot ProxyControl::base() const {
   s.authLookups = rt_.secrets ? rt_.secrets->queries() : 0;
   s.authLookupFailures = rt_.authLookupFailures.load();
   s.workerAllocations = gWorkerAllocations.load(std::memory_order_relaxed);
+  s.ioUringWorkers = rt_.ioUringWorkers.load();
   s.serversOpened = rt_.nextServerId.load() - 1;
   s.paused = rt_.pause.any();
   return s;

@@ -126,6 +126,10 @@ std::vector<Total> totals(const Snapshot& s) {
        "Heap allocations (operator new) on the worker threads since start; 0 in sanitizer "
        "builds. Flat under steady load: forwarding allocates nothing per message.",
        s.workerAllocations},
+      {"io_uring_workers", "pgswitch_io_uring_workers", false,
+       "Worker threads whose connections read and write through io_uring (server.io_uring); "
+       "the others use epoll.",
+       s.ioUringWorkers},
   };
 }
 

@@ -166,6 +166,7 @@ struct Config {
   // that cannot read or parse it keeps the running configuration); null without hba_file.
   std::shared_ptr<const HbaRules> hba;
   int workers{};  // 0 = number of CPUs
+  bool ioUring{};  // sockets through io_uring where the kernel allows it (proxy/core/ring.h)
   int maxClientConn{};
   int maxLoginClients{};
   int clientLoginTimeoutMs{};

@@ -222,6 +222,10 @@ std::vector<Setting> makeTable() {
            "client access rules in pg_hba.conf syntax (docs/access.md); empty = [[user]] only"),
       integer("server.workers", field(&Config::workers), 0, {.max = 256}, kRestart,
               "event-loop threads; 0 = number of CPUs"),
+      choice("server.io_uring", field(&Config::ioUring), "auto", {{"auto", true}, {"off", false}},
+             kRestart,
+             "auto: client and server sockets read and write through io_uring where the kernel "
+             "allows it (one system call per loop turn); off: through epoll (libuv)"),
       integer("server.max_client_conn", field(&Config::maxClientConn), 10000, {}, kSet,
               "client connections beyond this get FATAL 53300"),
       integer("server.max_login_clients", field(&Config::maxLoginClients), 1000, {.min = 1}, kSet,

@@ -68,12 +68,14 @@ void Conn::onConnect(uv_connect_t* req, int status) {
 
 void Conn::startReading() {
   if (reading_ || closing_) return;
+  if (ring()) return ringStartReading();
   if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Conn::onAlloc, &Conn::onRead) == 0)
     reading_ = true;
 }
 
 void Conn::stopReading() {
   if (!reading_) return;
+  if (ring()) return ringStopReading();
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
   reading_ = false;
 }
@@ -110,7 +112,9 @@ std::string Conn::startTls(SSL_CTX* ctx, TlsStream::Role role, std::string_view 
   bool direct = role == TlsStream::Role::AcceptDirect;
   if (!inputEmpty() && !direct) return "received unencrypted data after SSL request";
   // The plaintext answer must be on the wire before the first TLS byte: one byte, which
-  // uv_try_write has written unless the socket is broken.
+  // uv_try_write has written unless the socket is broken (with a ring it waits for the turn's
+  // send, so it is written here).
+  if (ring() && !writing_ && pendingBytes() != 0 && tryWrite(out()) < 0) out().clear();
   if (writing_ || pendingBytes() != 0) return "could not write the answer to SSLRequest";
   auto stream = TlsStream::make(ctx, role, verifyHost, sni);
   if (!stream) return "could not create a TLS session";
@@ -182,6 +186,7 @@ void Conn::flush() noexcept {
   if (closed_) return;
   if (closing_ && !closeWhenFlushed_) return;
   if (tls_ && !tlsEncryptPending()) return;
+  if (ring()) return ringFlush();
   protocol::SliceQueue& q = wireQueue();
   if (writing_) return;
   if (q.empty()) {
@@ -193,29 +198,14 @@ void Conn::flush() noexcept {
     return;
   }
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-  std::array<uv_buf_t, kMaxIov> iov;
-  // Bounded: at most a few rounds of try_write, then hand the rest to uv_write.
-  for (int round = 0; round < 4 && !q.empty(); ++round) {
-    std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
-    size_t cnt = q.gather(v);
-    for (size_t i = 0; i < cnt; ++i) {
-      iov[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
-                            static_cast<unsigned>(v[i].len));
-    }
-    int w = uv_try_write(stream, iov.data(), static_cast<unsigned>(cnt));
-    if (w > 0) {
-      q.consume(static_cast<size_t>(w));
-      continue;
-    }
-    if (w == UV_EAGAIN) break;
-    if (w < 0) {
-      // The peer is gone; reading reports the error to the owner.
-      q.clear();
-      out().clear();
-      if (!closing_) owner_->onConnError(*this, w);
-      return;
-    }
+  if (int w = tryWrite(q); w < 0) {
+    // The peer is gone; reading reports the error to the owner.
+    q.clear();
+    out().clear();
+    if (!closing_) owner_->onConnError(*this, w);
+    return;
   }
+  std::array<uv_buf_t, kMaxIov> iov;
   if (!q.empty()) {
     std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
     size_t cnt = q.gather(v);
@@ -247,6 +237,28 @@ void Conn::flush() noexcept {
     return;
   }
   notifyDrainedIfLow();
+}
+
+int Conn::tryWrite(protocol::SliceQueue& q) noexcept {
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  std::array<uv_buf_t, kMaxIov> iov;
+  // Bounded: at most a few rounds; the caller hands the rest to uv_write or the ring.
+  for (int round = 0; round < 4 && !q.empty(); ++round) {
+    std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
+    size_t cnt = q.gather(v);
+    for (size_t i = 0; i < cnt; ++i) {
+      iov[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
+                            static_cast<unsigned>(v[i].len));
+    }
+    int w = uv_try_write(stream, iov.data(), static_cast<unsigned>(cnt));
+    if (w > 0) {
+      q.consume(static_cast<size_t>(w));
+      continue;
+    }
+    if (w == UV_EAGAIN) break;
+    if (w < 0) return w;
+  }
+  return 0;
 }
 
 void Conn::notifyDrainedIfLow() noexcept {
@@ -309,6 +321,7 @@ void Conn::close() noexcept {
   }
   closing_ = true;
   stopReading();
+  if (ring()) return ringClose();
   auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
   if (!uv_is_closing(h)) uv_close(h, &Conn::onClose);
 }

@@ -5,8 +5,12 @@
 // closes to its Owner. Memory of the handle is released only after uv_close's callback.
 // After startTls() the same queues hold plaintext: a TlsStream owned by the Conn sits between
 // them and the socket, so what is above the Conn does not change.
+// On a worker with a Ring (server.io_uring), reads are the ring's multishot receives and
+// writes its sends, made once per loop turn; connect and close stay libuv's (conn_ring.cc).
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include <array>
@@ -15,6 +19,7 @@
 #include <string>
 
 #include "protocol/buffer.h"
+#include "proxy/core/ring.h"
 #include "proxy/core/tls_stream.h"
 
 namespace pgswitch::proxy {
@@ -105,6 +110,11 @@ class Conn {
   std::string peerName() const;
   Worker& worker() { return worker_; }
 
+  // The Ring's side (conn_ring.cc): a completion of an operation of this Conn, and the
+  // turn's send, prepared just before the ring submits.
+  void onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept;
+  void ringSend() noexcept;
+
  private:
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
@@ -127,6 +137,9 @@ class Conn {
     // Only while connecting (server connections): freed by onConnect, which libuv calls
     // before the close callback also when the connection closes first.
     std::unique_ptr<uv_connect_t> connectReq;
+    // The ring's send in flight: what it sends from (the kernel reads them until completion).
+    msghdr msg{};
+    std::array<iovec, 16> iov{};
   };
   std::unique_ptr<Moving> moving_;
   Moving& moving() { return moving_ ? *moving_ : makeMoving(); }
@@ -139,6 +152,31 @@ class Conn {
   bool closed_ = false;
   bool closeWhenFlushed_ = false;
   mutable bool drainWanted_ = false;
+  // With a Ring: which of this Conn's operations are in it, what arrived while it was not
+  // reading (reported once it reads again), and a close waiting for the operations to end.
+  struct RingState {
+    uint8_t ops = 0;               // in the ring: receive, send, delivery, a wanted send
+    bool recvArmed : 1 = false;    // the multishot receive has not ended
+    bool recvCancelled : 1 = false;
+    bool sendWanted : 1 = false;   // on the ring's send list
+    bool deliverQueued : 1 = false;
+    bool heldInput : 1 = false;    // bytes came in while not reading
+    bool closeWanted : 1 = false;  // close() waits for ops to reach 0
+    int heldError = 0;             // EOF or an error that came while not reading
+  } ring_;
+  Ring* ring() const;
+  int fd() const;
+  void ringStartReading();
+  void ringStopReading();
+  void ringFlush() noexcept;
+  void ringClose() noexcept;
+  void ringOpEnded() noexcept;
+  void onRingRecv(int res, uint32_t flags) noexcept;
+  void onRingSent(int res) noexcept;
+  void onRingDeliver() noexcept;
+  void deliverRead() noexcept;
+  // Writes from q with direct writes until the socket takes no more: 0, or the error.
+  int tryWrite(protocol::SliceQueue& q) noexcept;
   void notifyDrainedIfLow() noexcept;
   // Plaintext not yet written plus, with TLS, ciphertext not yet written.
   size_t pendingBytes() const {

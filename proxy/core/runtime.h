@@ -156,6 +156,7 @@ class Runtime {
     if (health) health->recheck(i);
   }
   std::atomic<int> clients{0};
+  std::atomic<int> ioUringWorkers{0};  // workers whose loop runs on a Ring
   std::atomic<uint64_t> authFailures{0};
   std::atomic<uint64_t> authLookupFailures{0};  // logins refused: auth.query could not run
   std::atomic<uint64_t> failovers{0};       // primary changed (failover or switchover)

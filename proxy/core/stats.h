@@ -125,6 +125,7 @@ struct Snapshot {
   uint64_t authLookups = 0;
   uint64_t authLookupFailures = 0;
   uint64_t workerAllocations = 0;
+  uint64_t ioUringWorkers = 0;
   uint64_t serversOpened = 0;
   bool paused = false;
 };

@@ -15,6 +15,7 @@
 
 #include "protocol/builder.h"
 #include "proxy/core/pool.h"
+#include "proxy/core/ring.h"
 
 namespace pgswitch::proxy {
 
@@ -62,8 +63,39 @@ void Worker::start() {
 }
 
 void Worker::runHere() {
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (rt_.config()->ioUring) {
+    std::string why;
+    ring_ = Ring::make(chunks_, why);
+    if (ring_) {
+      ++rt_.ioUringWorkers;
+      spdlog::debug("worker {}: connections through io_uring", id_);
+    } else {
+      spdlog::warn("worker {}: io_uring unavailable ({}): connections through epoll", id_, why);
+    }
+  }
+  if (ring_) {
+    runRing();
+  } else {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  }
   finished_ = true;
+}
+
+void Worker::runRing() {
+  const int backend = uv_backend_fd(&loop_);
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  ring_->poll(backend);
+  while (uv_loop_alive(&loop_) || ring_->pending() > 0) {
+    uv_update_time(&loop_);
+    const int timeout = uv_backend_timeout(&loop_);
+    Ring::Turn t = ring_->wait(timeout);
+    onCheck(&check_);  // what libuv's check phase does after each turn (deferred deletes)
+    if (t.pollFired || t.timedOut || timeout == 0) {
+      uv_run(&loop_, UV_RUN_NOWAIT);
+      if (t.pollFired) ring_->poll(backend);
+    }
+  }
+  ring_.reset();
 }
 
 void Worker::join() {

@@ -31,6 +31,7 @@
 namespace pgswitch::proxy {
 
 class Pool;
+class Ring;
 struct WorkerPart;
 
 class Worker {
@@ -81,6 +82,9 @@ class Worker {
 
   int id() const { return id_; }
   uv_loop_t* loop() { return &loop_; }
+  // The io_uring its connections read and write through; null: libuv's epoll path
+  // (server.io_uring = off, or the kernel refused; set when the loop starts).
+  Ring* ring() { return ring_.get(); }
   protocol::ChunkPool& chunks() { return chunks_; }
   Runtime& runtime() { return rt_; }
   uint64_t nowMs() { return uv_now(&loop_); }
@@ -190,6 +194,9 @@ class Worker {
   // fd came from `host` faster than max_connections_per_second_per_address: 53300, close.
   void rateLimited(int fd, const std::string& host, int perSecond);
   static void onCheck(uv_check_t* h);
+  // The loop with a Ring: one io_uring_enter per turn, libuv run without blocking when its
+  // descriptor is readable or a timer is due.
+  void runRing();
   static void onAsync(uv_async_t* h);
   static void onJanitor(uv_timer_t* t);
   static void onReplicaWaitTimer(uv_timer_t* t);
@@ -205,6 +212,7 @@ class Worker {
   SessionFactory sessions_;
   uv_loop_t loop_;
   protocol::ChunkPool chunks_;
+  std::unique_ptr<Ring> ring_;  // its buffers are chunks_'s
   Listener listener_;
   uv_check_t check_;
   uv_async_t async_;

@@ -656,6 +656,11 @@ class PgSwitch:
             out.append(f"workers = {int(self.workers)}")
         if self.server_toml:
             out.append(self.server_toml.strip())
+        # PGSWITCH_IO_URING=off runs a suite on the epoll path (scripts/test.sh does, for a few
+        # modules); by default the workers use io_uring where the kernel allows it.
+        io_uring = os.environ.get("PGSWITCH_IO_URING")
+        if io_uring and "io_uring" not in self.server_toml:
+            out.append(f"io_uring = {_toml_str(io_uring)}")
         out += ["", "[health]", f"period_ms = {int(self.health_period_ms)}",
                 'user = "postgres"', 'password = "postgres"', ""]
         # backend_toml: {node index: extra TOML lines for that [[backend]] (weight, tags)}

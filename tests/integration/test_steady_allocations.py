@@ -187,6 +187,22 @@ class SteadyAllocationCase(ProxyTestCase):
                 c.execute("SELECT 1 / 0")
             self.assertEqual(c.execute("SELECT 2").fetchone()[0], 2)
 
+    def test_workers_read_and_write_through_io_uring(self):
+        """server.io_uring = "auto" (the default): every worker runs its connections on
+        io_uring (SHOW TOTALS io_uring_workers), or says in the log why the kernel refused it
+        and uses epoll. So the rest of this suite runs on the ring unless the log says not,
+        and a silent fall back to epoll cannot pass for a ring."""
+        with self.admin.cursor() as cur:
+            cur.execute("SHOW TOTALS")
+            n = {k: int(v) for k, v in cur.fetchall()}["io_uring_workers"]
+        if os.environ.get("PGSWITCH_IO_URING") == "off":
+            self.assertEqual(n, 0)
+            return
+        refused = self.sw.log().count("io_uring unavailable")
+        self.assertEqual(n + refused, 2, self.sw.log_tail())
+        if refused:
+            self.skipTest("the kernel refused io_uring: " + self.sw.log_tail(5))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -348,6 +348,30 @@ TEST(ByteQueue, ReleaseDrainedGivesBackTheChunkOnceThePeerWroteIt) {
   EXPECT_EQ(pool.liveChunks(), 1u);
 }
 
+TEST(ByteQueue, AdoptedChunkJoinsTheQueueWithoutACopyAndGoesBackWhenDrained) {
+  // An io_uring receive filled a chunk of the pool (proxy/core/ring.h): the queue takes it as
+  // it is, after what it already held, and the chunk returns to the pool like any other.
+  ChunkPool pool;
+  ByteQueue in(pool);
+  in.append(std::string_view("ab"));
+  Chunk* filled = pool.acquire();
+  std::memcpy(filled->data, "cdef", 4);
+  in.adopt(filled, 4);
+  EXPECT_EQ(in.size(), 6u);
+  EXPECT_EQ(pool.liveChunks(), 2u);
+  std::vector<std::byte> scratch;
+  auto all = in.contiguous(6, scratch);
+  EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(all.data()), all.size()), "abcdef");
+  std::vector<Slice> s;
+  in.sliceFront(6, s);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[1].data(), filled->data);  // the bytes the kernel wrote, not a copy
+  s.clear();
+  in.consume(6);
+  in.releaseDrained();
+  EXPECT_EQ(pool.liveChunks(), 0u);
+}
+
 TEST(ByteQueue, ShrinkKeepsQueuedBytesAndGivesBackAnEmptyQueuesMemory) {
   ChunkPool pool;
   ByteQueue in(pool);

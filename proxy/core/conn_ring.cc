@@ -1,0 +1,209 @@
+// A Conn's reads and writes through its worker's Ring (server.io_uring): what Conn's public
+// calls do there, and the completions. Three differences from the libuv path shape this file:
+// - A multishot receive can still deliver bytes after stopReading() asked to cancel it. They
+//   are kept, not reported; startReading() has them reported in the next turn (a Deliver
+//   completion), as an EOF or error that came meanwhile.
+// - Sends leave once per loop turn (Ring::wantSend), so all a turn queued goes in one send.
+// - The socket is closed (uv_close) only once none of this Conn's operations is in the ring:
+//   the kernel may still write into its buffers, and completions point to the Conn.
+#include <cerrno>
+
+#include "proxy/core/conn.h"
+#include "proxy/core/worker.h"
+
+namespace pgswitch::proxy {
+
+Ring* Conn::ring() const { return worker_.ring(); }
+
+int Conn::fd() const {
+  uv_os_fd_t fd = -1;
+  uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd);
+  return fd;
+}
+
+void Conn::ringStartReading() {
+  reading_ = true;
+  if ((ring_.heldInput || ring_.heldError) && !ring_.deliverQueued) {
+    ring_.deliverQueued = true;
+    ++ring_.ops;
+    ring()->deliver(this);
+  }
+  if (ring_.recvArmed || ring_.heldError) return;  // a cancelled receive is re-armed at its end
+  int f = fd();
+  if (f < 0) {
+    ring_.heldError = UV_EBADF;
+    return;
+  }
+  ring_.recvArmed = true;
+  ++ring_.ops;
+  ring()->recv(this, f);
+}
+
+void Conn::ringStopReading() {
+  reading_ = false;
+  if (ring_.recvArmed && !ring_.recvCancelled) {
+    // Backpressure must reach TCP: a receive left running would take buffers from the ring
+    // (shared by the worker's connections) as fast as the peer sends.
+    ring_.recvCancelled = true;
+    ring()->cancel(this, Ring::Op::Recv);
+  }
+}
+
+void Conn::ringFlush() noexcept {
+  if (writing_ || ring_.sendWanted) return;
+  if (pendingBytes() == 0 && !closeWhenFlushed_) return;
+  ring_.sendWanted = true;
+  ++ring_.ops;
+  ring()->wantSend(this);
+}
+
+void Conn::ringSend() noexcept {
+  ring_.sendWanted = false;
+  if (closed_ || ring_.closeWanted || (closing_ && !closeWhenFlushed_) || writing_) {
+    return ringOpEnded();
+  }
+  if (pendingBytes() == 0) {
+    if (closeWhenFlushed_) {
+      closeWhenFlushed_ = false;
+      closing_ = false;
+      close();  // waits for this op: it ends just below
+    }
+    return ringOpEnded();
+  }
+  protocol::SliceQueue& q = wireQueue();
+  Moving& m = moving();
+  std::array<protocol::SliceQueue::IoVec, std::tuple_size_v<decltype(m.iov)>> v;
+  size_t cnt = q.gather(v);
+  m.inflight = 0;
+  for (size_t i = 0; i < cnt; ++i) {
+    m.iov[i].iov_base = const_cast<std::byte*>(v[i].base);
+    m.iov[i].iov_len = v[i].len;
+    m.inflight += v[i].len;
+  }
+  m.msg = msghdr{};
+  m.msg.msg_iov = m.iov.data();
+  m.msg.msg_iovlen = cnt;
+  writing_ = true;
+  // The wanted send becomes the send: ops stays as it is.
+  ring()->send(this, fd(), &m.msg);
+}
+
+void Conn::ringClose() noexcept {
+  ring_.closeWanted = true;
+  if (writing_) {
+    ring()->cancel(this, Ring::Op::Send);
+  } else if (pendingBytes() != 0) {
+    // What was queued just before the close (a Terminate, a last error) goes now, best
+    // effort, as the epoll path's direct write sends it: the turn's send would be too late.
+    tryWrite(wireQueue());
+  }
+  if (ring_.ops == 0) {
+    auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
+    if (!uv_is_closing(h)) uv_close(h, &Conn::onClose);
+  }
+}
+
+void Conn::ringOpEnded() noexcept {
+  if (--ring_.ops == 0 && ring_.closeWanted) {
+    auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
+    if (!uv_is_closing(h)) uv_close(h, &Conn::onClose);
+  }
+}
+
+void Conn::onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept {
+  switch (op) {
+    case Ring::Op::Recv:
+      return onRingRecv(res, flags);
+    case Ring::Op::Send:
+      return onRingSent(res);
+    case Ring::Op::Deliver:
+      return onRingDeliver();
+  }
+}
+
+void Conn::deliverRead() noexcept {
+  if (tls_) return onTlsRead(0);
+  owner_->onConnRead(*this);
+  // As in onRead: an emptied chunk goes back to the pool, not kept by an idle connection.
+  releaseDrainedInput();
+}
+
+void Conn::onRingRecv(int res, uint32_t flags) noexcept {
+  const bool more = flags & IORING_CQE_F_MORE;
+  if (!more) {
+    ring_.recvArmed = false;
+    ring_.recvCancelled = false;
+  }
+  const bool gone = closed_ || ring_.closeWanted;
+  if (res > 0) {
+    protocol::Chunk* chunk = ring()->takeBuffer(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+    if (gone) {
+      protocol::ChunkRef drop(chunk);
+    } else {
+      (tls_ ? tls_->cipherIn : in()).adopt(chunk, static_cast<size_t>(res));
+      if (reading_ && !closing_) {
+        deliverRead();
+      } else {
+        ring_.heldInput = true;
+      }
+    }
+  } else if (res != -ENOBUFS && res != -ECANCELED && !gone) {
+    // EOF (0) or an error: the receive has ended. Reported now if reading, else at the next
+    // startReading, as libuv would.
+    ring_.heldError = res == 0 ? UV_EOF : res;
+    if (reading_ && !closing_) {
+      reading_ = false;
+      owner_->onConnError(*this, ring_.heldError);
+    }
+  }
+  // ENOBUFS: every buffer was taken in one turn; they are back now. A receive that ended while
+  // reading (cancelled and wanted again, or ended by the kernel) goes again.
+  if (!more) {
+    if (reading_ && !closing_ && !ring_.closeWanted && !ring_.recvArmed && !ring_.heldError) {
+      reading_ = false;
+      ringStartReading();
+    }
+    ringOpEnded();
+  }
+}
+
+void Conn::onRingSent(int res) noexcept {
+  Moving& m = *moving_;  // kept while writing_ (shrinkIdle)
+  writing_ = false;
+  m.inflight = 0;
+  if (closed_ || ring_.closeWanted) return ringOpEnded();  // onClose drops the queues
+  if (res < 0) {
+    m.out.clear();
+    if (tls_) tls_->wire.clear();
+    if (closeWhenFlushed_) {
+      closeWhenFlushed_ = false;
+      closing_ = false;
+      close();
+    } else if (!closing_) {
+      owner_->onConnError(*this, res);
+    }
+    return ringOpEnded();
+  }
+  // A partial send leaves the rest queued: flush() sends it in the next turn.
+  wireQueue().consume(static_cast<size_t>(res));
+  flush();
+  notifyDrainedIfLow();
+  ringOpEnded();
+}
+
+void Conn::onRingDeliver() noexcept {
+  ring_.deliverQueued = false;
+  if (reading_ && !closing_ && !ring_.closeWanted && !closed_) {
+    if (ring_.heldInput) {
+      ring_.heldInput = false;
+      deliverRead();
+    }
+    if (ring_.heldError && reading_ && !closing_) {
+      reading_ = false;
+      owner_->onConnError(*this, ring_.heldError);
+    }
+  }
+  ringOpEnded();
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,182 @@
+// The worker's io_uring: set-up, the provided-buffer ring of chunks, preparing operations
+// and handing completions to their Conns. Written against liburing 2.3 (Debian 12), which has
+// no io_uring_setup_buf_ring(): the buffer ring is mapped and registered here.
+#include "proxy/core/ring.h"
+
+#include <poll.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/core/conn.h"
+
+namespace pgswitch::proxy {
+namespace {
+
+uint64_t tag(Conn* c, Ring::Op op) {
+  return reinterpret_cast<uint64_t>(c) | static_cast<uint64_t>(op);
+}
+
+}  // namespace
+
+std::unique_ptr<Ring> Ring::make(protocol::ChunkPool& chunks, std::string& why) {
+  std::unique_ptr<Ring> r(new Ring(chunks));
+  io_uring_params p{};
+  // Completion work runs when the loop asks for events, not as interrupts of it (the cheapest
+  // mode for a one-thread loop). Linux 6.1 has it, and multishot receives (6.0) with it.
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+  p.cq_entries = kCqEntries;
+  int rc = io_uring_queue_init_params(kEntries, &r->ring_, &p);
+  if (rc < 0) {
+    why = std::string("io_uring_setup: ") + std::strerror(-rc) +
+          (rc == -EINVAL ? " (Linux 6.1 or later is needed)" : "");
+    return nullptr;
+  }
+  r->ringUp_ = true;
+  if (!(p.features & IORING_FEAT_EXT_ARG)) {
+    why = "io_uring without IORING_FEAT_EXT_ARG";
+    return nullptr;
+  }
+  r->bufRingBytes_ = kBuffers * sizeof(io_uring_buf);
+  void* mem = mmap(nullptr, r->bufRingBytes_, PROT_READ | PROT_WRITE,
+                   MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED) {
+    why = std::string("mmap: ") + std::strerror(errno);
+    return nullptr;
+  }
+  r->bufRing_ = static_cast<io_uring_buf_ring*>(mem);
+  io_uring_buf_ring_init(r->bufRing_);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(mem);
+  reg.ring_entries = kBuffers;
+  reg.bgid = kGroup;
+  rc = io_uring_register_buf_ring(&r->ring_, &reg, 0);
+  if (rc < 0) {
+    why = std::string("io_uring_register_buf_ring: ") + std::strerror(-rc);
+    return nullptr;
+  }
+  r->bufRingRegistered_ = true;
+  r->buffers_.resize(kBuffers);
+  for (uint16_t b = 0; b < kBuffers; ++b) {
+    r->buffers_[b] = chunks.acquire();
+    io_uring_buf_ring_add(r->bufRing_, r->buffers_[b]->data, protocol::Chunk::kSize, b,
+                          io_uring_buf_ring_mask(kBuffers), b);
+  }
+  io_uring_buf_ring_advance(r->bufRing_, kBuffers);
+  return r;
+}
+
+Ring::~Ring() {
+  if (ringUp_) io_uring_queue_exit(&ring_);  // also drops the buffer ring's registration
+  if (bufRing_) munmap(bufRing_, bufRingBytes_);
+  for (protocol::Chunk* c : buffers_) chunks_.release(c);
+}
+
+io_uring_sqe* Ring::sqe() {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  if (s == nullptr) {  // the queue is full: hand it to the kernel now, take a fresh entry
+    io_uring_submit(&ring_);
+    s = io_uring_get_sqe(&ring_);
+  }
+  return s;
+}
+
+void Ring::recv(Conn* c, int fd) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recv_multishot(s, fd, nullptr, 0, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = kGroup;
+  io_uring_sqe_set_data64(s, tag(c, Op::Recv));
+  ++pending_;
+}
+
+void Ring::send(Conn* c, int fd, const msghdr* m) {
+  io_uring_sqe* s = sqe();
+  if (m->msg_iovlen == 1) {  // the usual case: the kernel need not copy a msghdr in
+    io_uring_prep_send(s, fd, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len, MSG_NOSIGNAL);
+  } else {
+    io_uring_prep_sendmsg(s, fd, m, MSG_NOSIGNAL);
+  }
+  io_uring_sqe_set_data64(s, tag(c, Op::Send));
+  ++pending_;
+}
+
+void Ring::cancel(Conn* c, Op op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_cancel64(s, tag(c, op), 0);
+  io_uring_sqe_set_data64(s, kIgnore);
+}
+
+void Ring::deliver(Conn* c) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_nop(s);
+  io_uring_sqe_set_data64(s, tag(c, Op::Deliver));
+  ++pending_;
+}
+
+void Ring::poll(int fd) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_add(s, fd, POLLIN);
+  io_uring_sqe_set_data64(s, kPoll);
+}
+
+void Ring::put(uint16_t bid, protocol::Chunk* c) {
+  io_uring_buf_ring_add(bufRing_, c->data, protocol::Chunk::kSize, bid,
+                        io_uring_buf_ring_mask(kBuffers), 0);
+  io_uring_buf_ring_advance(bufRing_, 1);
+}
+
+protocol::Chunk* Ring::takeBuffer(uint16_t bid) {
+  protocol::Chunk* c = buffers_[bid];
+  buffers_[bid] = chunks_.acquire();
+  put(bid, buffers_[bid]);
+  return c;
+}
+
+void Ring::runSends() {
+  // A send can queue more output for another connection (an error ends a session, which
+  // hands its server on): run until the list stays empty.
+  while (!sendList_.empty()) {
+    sending_.swap(sendList_);
+    for (Conn* c : sending_) c->ringSend();
+    sending_.clear();
+  }
+}
+
+Ring::Turn Ring::wait(int timeoutMs) {
+  runSends();
+  Turn t;
+  int rc;
+  if (timeoutMs == 0) {
+    rc = io_uring_submit_and_get_events(&ring_);
+  } else if (timeoutMs < 0) {
+    rc = io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    __kernel_timespec ts{};
+    ts.tv_sec = timeoutMs / 1000;
+    ts.tv_nsec = static_cast<long long>(timeoutMs % 1000) * 1000000;
+    io_uring_cqe* first = nullptr;
+    rc = io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
+  }
+  if (rc == -ETIME) t.timedOut = true;
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++seen;
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    if (ud == kIgnore) continue;
+    if (ud == kPoll) {
+      t.pollFired = true;
+      continue;
+    }
+    auto op = static_cast<Op>(ud & 7);
+    if (op != Op::Recv || !(cqe->flags & IORING_CQE_F_MORE)) --pending_;
+    reinterpret_cast<Conn*>(ud & ~uint64_t{7})->onRingCompletion(op, cqe->res, cqe->flags);
+  }
+  io_uring_cq_advance(&ring_, seen);
+  return t;
+}
+
+}  // namespace pgswitch::proxy

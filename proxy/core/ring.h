@@ -1,0 +1,94 @@
+// Ring: a worker's io_uring (issue 14, `server.io_uring`). With it, every Conn of the worker
+// reads and writes through one ring: the sends and re-armed receives of a loop turn go to the
+// kernel in one io_uring_enter, which also collects their completions, where the epoll path
+// makes one read() and one write() per message per hop and an epoll_wait per turn.
+//
+// Reads are multishot receives into buffers the kernel takes from a ring of this worker's
+// chunks, so an idle connection holds no buffer; the chunk a receive filled joins the
+// connection's ByteQueue as it is (no copy) and a fresh chunk takes its place in the ring.
+//
+// libuv keeps everything else (accept, connect, close, timers, cross-thread posts): the worker
+// polls libuv's own epoll descriptor through the ring and runs libuv's loop without blocking
+// when that poll fires or a timer is due (Worker::runRing).
+//
+// Completions name their Conn and operation in user_data: the Conn's address with the
+// operation in its low bits. A Conn is not destroyed while an operation of its is in the
+// ring (Conn::close waits for them), so a completion never reaches freed memory.
+#pragma once
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "protocol/buffer.h"
+
+namespace pgswitch::proxy {
+
+class Conn;
+
+class Ring {
+ public:
+  enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3 };
+
+  // Null, with the reason in `why`, where the kernel (or a seccomp profile) refuses
+  // io_uring or provided-buffer rings (Linux >= 5.19). Call on the thread that runs the loop:
+  // the ring is single-issuer.
+  static std::unique_ptr<Ring> make(protocol::ChunkPool& chunks, std::string& why);
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Preparing operations; they reach the kernel at the next wait().
+  void recv(Conn* c, int fd);                  // multishot, into the ring's buffers
+  void send(Conn* c, int fd, const msghdr* m);  // m must live until the completion
+  void cancel(Conn* c, Op op);                  // its completion is dropped
+  void deliver(Conn* c);                        // a completion for c in the next turn
+  void poll(int fd);                            // one-shot POLLIN, completes as pollFired
+  // c has output to send: Conn::ringSend runs for it before the next submission, so that
+  // everything a turn queued for one connection leaves in one send.
+  void wantSend(Conn* c) { sendList_.push_back(c); }
+
+  struct Turn {
+    bool pollFired = false;  // the descriptor given to poll() is readable
+    bool timedOut = false;
+  };
+  // Prepares the sends wanted, submits everything, waits up to timeoutMs (-1: no limit, 0: do
+  // not wait) for at least one completion and hands each completion to its Conn.
+  Turn wait(int timeoutMs);
+  // The chunk receive buffer `bid` is: it leaves the ring (a fresh one takes its place) and
+  // the caller gives it its first reference.
+  protocol::Chunk* takeBuffer(uint16_t bid);
+  // Operations of Conns in the ring (the poll of libuv's descriptor not counted).
+  size_t pending() const { return pending_; }
+  void opEnded() { --pending_; }
+
+ private:
+  Ring(protocol::ChunkPool& chunks) : chunks_(chunks) {}
+  io_uring_sqe* sqe();
+  void put(uint16_t bid, protocol::Chunk* c);
+  void runSends();
+
+  static constexpr unsigned kEntries = 1024;
+  static constexpr unsigned kCqEntries = 8192;
+  static constexpr uint16_t kBuffers = 128;  // 4 MiB of 32 KiB chunks
+  static constexpr uint16_t kGroup = 1;
+  static constexpr uint64_t kIgnore = 0;
+  static constexpr uint64_t kPoll = 1;
+
+  protocol::ChunkPool& chunks_;
+  io_uring ring_{};
+  bool ringUp_ = false;
+  io_uring_buf_ring* bufRing_ = nullptr;
+  size_t bufRingBytes_ = 0;
+  bool bufRingRegistered_ = false;
+  std::vector<protocol::Chunk*> buffers_;  // by buffer id
+  std::vector<Conn*> sendList_;
+  std::vector<Conn*> sending_;  // runSends' copy, reused
+  size_t pending_ = 0;
+};
+
+}  // namespace pgswitch::proxy
