@@ -115,6 +115,8 @@ class ByteQueue {
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+  // Free bytes after the last chunk's data: what append() can take without a new chunk.
+  size_t tailRoom() const { return segs_.empty() ? 0 : Chunk::kSize - segs_.back().end; }
 
   // Copies bytes [offset, offset+dst.size()) into dst; false if not that many bytes.
   bool copyOut(size_t offset, std::span<std::byte> dst) const;

@@ -166,6 +166,9 @@ class Conn {
   } ring_;
   Ring* ring() const;
   int fd() const;
+  // Smaller receives are copied behind bytes still queued rather than adopted (conn_ring.cc).
+  static constexpr size_t kCopyBelow = 2048;
+  bool wirePending() const;  // bytes the socket can write now (ciphertext with TLS)
   void ringStartReading();
   void ringStopReading();
   void ringFlush() noexcept;

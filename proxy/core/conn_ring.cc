@@ -23,17 +23,14 @@ int Conn::fd() const {
 
 void Conn::ringStartReading() {
   reading_ = true;
+  int f = ring_.recvArmed || ring_.heldError ? -1 : fd();
+  if (f < 0 && !ring_.recvArmed && !ring_.heldError) ring_.heldError = UV_EBADF;
   if ((ring_.heldInput || ring_.heldError) && !ring_.deliverQueued) {
     ring_.deliverQueued = true;
     ++ring_.ops;
     ring()->deliver(this);
   }
-  if (ring_.recvArmed || ring_.heldError) return;  // a cancelled receive is re-armed at its end
-  int f = fd();
-  if (f < 0) {
-    ring_.heldError = UV_EBADF;
-    return;
-  }
+  if (f < 0) return;  // armed already (a cancelled receive is re-armed at its end), or ended
   ring_.recvArmed = true;
   ++ring_.ops;
   ring()->recv(this, f);
@@ -49,9 +46,14 @@ void Conn::ringStopReading() {
   }
 }
 
+bool Conn::wirePending() const {
+  return tls_ ? !tls_->wire.empty() : pendingPlain();
+}
+
 void Conn::ringFlush() noexcept {
   if (writing_ || ring_.sendWanted) return;
-  if (pendingBytes() == 0 && !closeWhenFlushed_) return;
+  // Not pendingBytes(): during a TLS handshake plaintext waits that cannot go yet.
+  if (!wirePending() && !closeWhenFlushed_) return;
   ring_.sendWanted = true;
   ++ring_.ops;
   ring()->wantSend(this);
@@ -62,7 +64,7 @@ void Conn::ringSend() noexcept {
   if (closed_ || ring_.closeWanted || (closing_ && !closeWhenFlushed_) || writing_) {
     return ringOpEnded();
   }
-  if (pendingBytes() == 0) {
+  if (!wirePending()) {
     if (closeWhenFlushed_) {
       closeWhenFlushed_ = false;
       closing_ = false;
@@ -90,9 +92,15 @@ void Conn::ringSend() noexcept {
 
 void Conn::ringClose() noexcept {
   ring_.closeWanted = true;
+  if (ring_.recvArmed && !ring_.recvCancelled) {  // close() stopped reading; this is the rest
+    ring_.recvCancelled = true;
+    ring()->cancel(this, Ring::Op::Recv);
+  }
   if (writing_) {
+    // Usually already complete (sends go out when submitted); one the peer does not take is
+    // cancelled. Its completion writes what is left, as below.
     ring()->cancel(this, Ring::Op::Send);
-  } else if (pendingBytes() != 0) {
+  } else if (wirePending()) {
     // What was queued just before the close (a Terminate, a last error) goes now, best
     // effort, as the epoll path's direct write sends it: the turn's send would be too late.
     tryWrite(wireQueue());
@@ -122,6 +130,7 @@ void Conn::onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept {
 }
 
 void Conn::deliverRead() noexcept {
+  ring_.heldInput = false;  // whatever was held is in the queue the owner reads now
   if (tls_) return onTlsRead(0);
   owner_->onConnRead(*this);
   // As in onRead: an emptied chunk goes back to the pool, not kept by an idle connection.
@@ -136,11 +145,19 @@ void Conn::onRingRecv(int res, uint32_t flags) noexcept {
   }
   const bool gone = closed_ || ring_.closeWanted;
   if (res > 0) {
-    protocol::Chunk* chunk = ring()->takeBuffer(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
-    if (gone) {
-      protocol::ChunkRef drop(chunk);
-    } else {
-      (tls_ ? tls_->cipherIn : in()).adopt(chunk, static_cast<size_t>(res));
+    protocol::Chunk* chunk =
+        ring()->takeBuffer(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+    protocol::ChunkRef ref(chunk);
+    if (!gone) {
+      protocol::ByteQueue& q = tls_ ? tls_->cipherIn : in();
+      const auto n = static_cast<size_t>(res);
+      if (n <= kCopyBelow && q.tailRoom() >= n) {
+        // Bytes still queued (a slow peer, pipelining): a small receive joins them by copy,
+        // so a queue of many small messages does not hold a 32 KiB chunk per receive.
+        q.append(std::span<const std::byte>(chunk->data, n));
+      } else {
+        q.adopt(chunk, n);
+      }
       if (reading_ && !closing_) {
         deliverRead();
       } else {
@@ -151,7 +168,8 @@ void Conn::onRingRecv(int res, uint32_t flags) noexcept {
     // EOF (0) or an error: the receive has ended. Reported now if reading, else at the next
     // startReading, as libuv would.
     ring_.heldError = res == 0 ? UV_EOF : res;
-    if (reading_ && !closing_) {
+    if (reading_ && !closing_ && ring_.heldInput) deliverRead();  // bytes before the EOF first
+    if (reading_ && !closing_ && !ring_.closeWanted) {
       reading_ = false;
       owner_->onConnError(*this, ring_.heldError);
     }
@@ -171,7 +189,14 @@ void Conn::onRingSent(int res) noexcept {
   Moving& m = *moving_;  // kept while writing_ (shrinkIdle)
   writing_ = false;
   m.inflight = 0;
-  if (closed_ || ring_.closeWanted) return ringOpEnded();  // onClose drops the queues
+  if (closed_ || ring_.closeWanted) {
+    // Closing: what is left goes now, best effort (see ringClose); onClose drops the rest.
+    if (res > 0 && !closed_) {
+      wireQueue().consume(static_cast<size_t>(res));
+      if (wirePending()) tryWrite(wireQueue());
+    }
+    return ringOpEnded();
+  }
   if (res < 0) {
     m.out.clear();
     if (tls_) tls_->wire.clear();

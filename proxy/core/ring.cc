@@ -6,7 +6,10 @@
 #include <poll.h>
 #include <sys/mman.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "proxy/core/conn.h"
@@ -74,12 +77,17 @@ Ring::~Ring() {
 }
 
 io_uring_sqe* Ring::sqe() {
-  io_uring_sqe* s = io_uring_get_sqe(&ring_);
-  if (s == nullptr) {  // the queue is full: hand it to the kernel now, take a fresh entry
-    io_uring_submit(&ring_);
-    s = io_uring_get_sqe(&ring_);
+  // The queue is full: hand it to the kernel now and take a fresh entry. A submission that
+  // takes nothing (the kernel out of memory) is retried; a ring that stays full has lost its
+  // invariants, and carrying on would drop a connection's read or write unnoticed.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) return s;
+    int rc = io_uring_submit(&ring_);
+    if (rc < 0 && rc != -EAGAIN && rc != -EINTR && rc != -EBUSY) break;
+    if (rc <= 0) io_uring_get_events(&ring_);  // EBUSY: completions must be taken in first
   }
-  return s;
+  spdlog::critical("io_uring submission queue stays full: aborting");
+  std::abort();
 }
 
 void Ring::recv(Conn* c, int fd) {
@@ -147,19 +155,19 @@ void Ring::runSends() {
 Ring::Turn Ring::wait(int timeoutMs) {
   runSends();
   Turn t;
-  int rc;
+  // Errors (EINTR, ETIME, a full completion queue) need nothing here: the completions there
+  // are are taken below, and the next turn submits what is still queued.
   if (timeoutMs == 0) {
-    rc = io_uring_submit_and_get_events(&ring_);
+    io_uring_submit_and_get_events(&ring_);
   } else if (timeoutMs < 0) {
-    rc = io_uring_submit_and_wait(&ring_, 1);
+    io_uring_submit_and_wait(&ring_, 1);
   } else {
     __kernel_timespec ts{};
     ts.tv_sec = timeoutMs / 1000;
     ts.tv_nsec = static_cast<long long>(timeoutMs % 1000) * 1000000;
     io_uring_cqe* first = nullptr;
-    rc = io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
+    io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
   }
-  if (rc == -ETIME) t.timedOut = true;
   unsigned head;
   unsigned seen = 0;
   io_uring_cqe* cqe;

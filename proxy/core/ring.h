@@ -51,10 +51,12 @@ class Ring {
   // c has output to send: Conn::ringSend runs for it before the next submission, so that
   // everything a turn queued for one connection leaves in one send.
   void wantSend(Conn* c) { sendList_.push_back(c); }
+  // Prepares the sends wanted so far (wait() does too). The loop calls it before it asks libuv
+  // for its timeout: a send can end a connection, whose close libuv must then run.
+  void runSends();
 
   struct Turn {
     bool pollFired = false;  // the descriptor given to poll() is readable
-    bool timedOut = false;
   };
   // Prepares the sends wanted, submits everything, waits up to timeoutMs (-1: no limit, 0: do
   // not wait) for at least one completion and hands each completion to its Conn.
@@ -70,7 +72,6 @@ class Ring {
   Ring(protocol::ChunkPool& chunks) : chunks_(chunks) {}
   io_uring_sqe* sqe();
   void put(uint16_t bid, protocol::Chunk* c);
-  void runSends();
 
   static constexpr unsigned kEntries = 1024;
   static constexpr unsigned kCqEntries = 8192;

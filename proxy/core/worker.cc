@@ -81,16 +81,39 @@ void Worker::runHere() {
   finished_ = true;
 }
 
+namespace {
+
+// A descriptor libuv was asked to watch (uv_tcp_connect, a listener resumed) joins its epoll set
+// only in libuv's next poll phase, and libuv 1.44's uv_backend_timeout does not count such
+// pending watchers (later versions do): without this check the ring would sleep on without it.
+bool watchersPending(const uv_loop_t& loop) {
+#if UV_VERSION_HEX >= ((1 << 16) | (45 << 8))
+  return loop.watcher_queue.next != &loop.watcher_queue;
+#else
+  return loop.watcher_queue[0] != &loop.watcher_queue;
+#endif
+}
+
+}  // namespace
+
 void Worker::runRing() {
   const int backend = uv_backend_fd(&loop_);
   uv_run(&loop_, UV_RUN_NOWAIT);
   ring_->poll(backend);
-  while (uv_loop_alive(&loop_) || ring_->pending() > 0) {
-    uv_update_time(&loop_);
-    const int timeout = uv_backend_timeout(&loop_);
+  for (;;) {
+    ring_->runSends();  // may close connections: libuv then has close callbacks to run
+    const bool alive = uv_loop_alive(&loop_);
+    if (!alive && ring_->pending() == 0) break;
+    // The loop's time was updated at the end of the previous turn. With libuv's handles all
+    // closed (shutdown), only ring operations are left: wait for them without a limit.
+    const int timeout = watchersPending(loop_) ? 0 : alive ? uv_backend_timeout(&loop_) : -1;
     Ring::Turn t = ring_->wait(timeout);
     onCheck(&check_);  // what libuv's check phase does after each turn (deferred deletes)
-    if (t.pollFired || t.timedOut || timeout == 0) {
+    uv_update_time(&loop_);
+    // libuv runs when its descriptor is readable, a watcher waits to join its epoll set, or it
+    // has something due now (a timer, a close callback); otherwise it is not asked.
+    if (t.pollFired || watchersPending(loop_) ||
+        (uv_loop_alive(&loop_) && uv_backend_timeout(&loop_) == 0)) {
       uv_run(&loop_, UV_RUN_NOWAIT);
       if (t.pollFired) ring_->poll(backend);
     }

@@ -359,6 +359,7 @@ TEST(ByteQueue, AdoptedChunkJoinsTheQueueWithoutACopyAndGoesBackWhenDrained) {
   in.adopt(filled, 4);
   EXPECT_EQ(in.size(), 6u);
   EXPECT_EQ(pool.liveChunks(), 2u);
+  EXPECT_EQ(in.tailRoom(), Chunk::kSize - 4);  // a small receive behind it is copied there
   std::vector<std::byte> scratch;
   auto all = in.contiguous(6, scratch);
   EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(all.data()), all.size()), "abcdef");
