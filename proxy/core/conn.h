@@ -9,8 +9,6 @@
 // writes its sends, made once per loop turn; connect and close stay libuv's (conn_ring.cc).
 #pragma once
 
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <uv.h>
 
 #include <array>
@@ -137,9 +135,8 @@ class Conn {
     // Only while connecting (server connections): freed by onConnect, which libuv calls
     // before the close callback also when the connection closes first.
     std::unique_ptr<uv_connect_t> connectReq;
-    // The ring's send in flight: what it sends from (the kernel reads them until completion).
-    msghdr msg{};
-    std::array<iovec, 16> iov{};
+    // Only while the ring's send is in flight: what it sends from (Ring::takeSendSlot).
+    Ring::SendSlot* ringSend = nullptr;
   };
   std::unique_ptr<Moving> moving_;
   Moving& moving() { return moving_ ? *moving_ : makeMoving(); }

@@ -7,6 +7,7 @@
 // - The socket is closed (uv_close) only once none of this Conn's operations is in the ring:
 //   the kernel may still write into its buffers, and completions point to the Conn.
 #include <cerrno>
+#include <utility>
 
 #include "proxy/core/conn.h"
 #include "proxy/core/worker.h"
@@ -74,20 +75,21 @@ void Conn::ringSend() noexcept {
   }
   protocol::SliceQueue& q = wireQueue();
   Moving& m = moving();
-  std::array<protocol::SliceQueue::IoVec, std::tuple_size_v<decltype(m.iov)>> v;
+  Ring::SendSlot* slot = m.ringSend = ring()->takeSendSlot();
+  std::array<protocol::SliceQueue::IoVec, std::tuple_size_v<decltype(slot->iov)>> v;
   size_t cnt = q.gather(v);
   m.inflight = 0;
   for (size_t i = 0; i < cnt; ++i) {
-    m.iov[i].iov_base = const_cast<std::byte*>(v[i].base);
-    m.iov[i].iov_len = v[i].len;
+    slot->iov[i].iov_base = const_cast<std::byte*>(v[i].base);
+    slot->iov[i].iov_len = v[i].len;
     m.inflight += v[i].len;
   }
-  m.msg = msghdr{};
-  m.msg.msg_iov = m.iov.data();
-  m.msg.msg_iovlen = cnt;
+  slot->msg = msghdr{};
+  slot->msg.msg_iov = slot->iov.data();
+  slot->msg.msg_iovlen = cnt;
   writing_ = true;
   // The wanted send becomes the send: ops stays as it is.
-  ring()->send(this, fd(), &m.msg);
+  ring()->send(this, fd(), &slot->msg);
 }
 
 void Conn::ringClose() noexcept {
@@ -187,6 +189,7 @@ void Conn::onRingRecv(int res, uint32_t flags) noexcept {
 
 void Conn::onRingSent(int res) noexcept {
   Moving& m = *moving_;  // kept while writing_ (shrinkIdle)
+  ring()->giveSendSlot(std::exchange(m.ringSend, nullptr));
   writing_ = false;
   m.inflight = 0;
   if (closed_ || ring_.closeWanted) {

@@ -74,6 +74,7 @@ Ring::~Ring() {
   if (ringUp_) io_uring_queue_exit(&ring_);  // also drops the buffer ring's registration
   if (bufRing_) munmap(bufRing_, bufRingBytes_);
   for (protocol::Chunk* c : buffers_) chunks_.release(c);
+  while (freeSlots_) delete std::exchange(freeSlots_, freeSlots_->next);
 }
 
 io_uring_sqe* Ring::sqe() {

@@ -18,10 +18,13 @@
 
 #include <liburing.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "protocol/buffer.h"
@@ -55,6 +58,20 @@ class Ring {
   // for its timeout: a send can end a connection, whose close libuv must then run.
   void runSends();
 
+  // What a send is made from (the kernel reads it until the completion): taken by a Conn
+  // for its one send in flight, given back at the completion; reused LIFO, so neither an idle
+  // nor a busy connection carries ~300 bytes for it.
+  struct SendSlot {
+    msghdr msg{};
+    std::array<iovec, 16> iov{};
+    SendSlot* next = nullptr;
+  };
+  SendSlot* takeSendSlot() {
+    if (!freeSlots_) return new SendSlot;
+    return std::exchange(freeSlots_, freeSlots_->next);
+  }
+  void giveSendSlot(SendSlot* s) { s->next = std::exchange(freeSlots_, s); }
+
   struct Turn {
     bool pollFired = false;  // the descriptor given to poll() is readable
   };
@@ -74,8 +91,8 @@ class Ring {
   void put(uint16_t bid, protocol::Chunk* c);
 
   static constexpr unsigned kEntries = 1024;
-  static constexpr unsigned kCqEntries = 8192;
-  static constexpr uint16_t kBuffers = 128;  // 4 MiB of 32 KiB chunks
+  static constexpr unsigned kCqEntries = 4096;
+  static constexpr uint16_t kBuffers = 64;  // 2 MiB of 32 KiB chunks
   static constexpr uint16_t kGroup = 1;
   static constexpr uint64_t kIgnore = 0;
   static constexpr uint64_t kPoll = 1;
@@ -87,6 +104,7 @@ class Ring {
   size_t bufRingBytes_ = 0;
   bool bufRingRegistered_ = false;
   std::vector<protocol::Chunk*> buffers_;  // by buffer id
+  SendSlot* freeSlots_ = nullptr;
   std::vector<Conn*> sendList_;
   std::vector<Conn*> sending_;  // runSends' copy, reused
   size_t pending_ = 0;
