@@ -261,6 +261,20 @@ int Conn::tryWrite(protocol::SliceQueue& q) noexcept {
   return 0;
 }
 
+void Conn::writeFailed(int status) noexcept {
+  // What was queued cannot reach the peer: drop it. A close waiting for it happens now;
+  // otherwise the owner hears of the error.
+  moving().out.clear();
+  if (tls_) tls_->wire.clear();
+  if (closeWhenFlushed_) {
+    closeWhenFlushed_ = false;
+    closing_ = false;
+    close();
+  } else if (!closing_) {
+    owner_->onConnError(*this, status);
+  }
+}
+
 void Conn::notifyDrainedIfLow() noexcept {
   if (!drainWanted_ || closing_ || closed_ || pendingBytes() >= kLowWater) return;
   drainWanted_ = false;
@@ -276,18 +290,7 @@ void Conn::onWrite(uv_write_t* req, int status) {
   c->wireQueue().consume(m.inflight);
   m.inflight = 0;
   if (c->closed_) return;
-  if (status < 0) {
-    m.out.clear();
-    if (c->tls_) c->tls_->wire.clear();
-    if (c->closeWhenFlushed_) {
-      c->closeWhenFlushed_ = false;
-      c->closing_ = false;
-      c->close();
-    } else if (!c->closing_) {
-      c->owner_->onConnError(*c, status);
-    }
-    return;
-  }
+  if (status < 0) return c->writeFailed(status);
   c->flush();
   c->notifyDrainedIfLow();  // flush returns early when nothing is left to write
 }

@@ -175,6 +175,8 @@ class Conn {
   void onRingSent(int res) noexcept;
   void onRingDeliver() noexcept;
   void deliverRead() noexcept;
+  // A write (uv_write or the ring's send) failed with `status`.
+  void writeFailed(int status) noexcept;
   // Writes from q with direct writes until the socket takes no more: 0, or the error.
   int tryWrite(protocol::SliceQueue& q) noexcept;
   void notifyDrainedIfLow() noexcept;

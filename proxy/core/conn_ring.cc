@@ -201,15 +201,7 @@ void Conn::onRingSent(int res) noexcept {
     return ringOpEnded();
   }
   if (res < 0) {
-    m.out.clear();
-    if (tls_) tls_->wire.clear();
-    if (closeWhenFlushed_) {
-      closeWhenFlushed_ = false;
-      closing_ = false;
-      close();
-    } else if (!closing_) {
-      owner_->onConnError(*this, res);
-    }
+    writeFailed(res);
     return ringOpEnded();
   }
   // A partial send leaves the rest queued: flush() sends it in the next turn.

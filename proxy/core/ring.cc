@@ -59,7 +59,6 @@ std::unique_ptr<Ring> Ring::make(protocol::ChunkPool& chunks, std::string& why) 
     why = std::string("io_uring_register_buf_ring: ") + std::strerror(-rc);
     return nullptr;
   }
-  r->bufRingRegistered_ = true;
   r->buffers_.resize(kBuffers);
   for (uint16_t b = 0; b < kBuffers; ++b) {
     r->buffers_[b] = chunks.acquire();

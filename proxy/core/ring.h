@@ -38,7 +38,7 @@ class Ring {
   enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3 };
 
   // Null, with the reason in `why`, where the kernel (or a seccomp profile) refuses
-  // io_uring or provided-buffer rings (Linux >= 5.19). Call on the thread that runs the loop:
+  // io_uring or the flags it is set up with (Linux >= 6.1). Call on the thread that runs the loop:
   // the ring is single-issuer.
   static std::unique_ptr<Ring> make(protocol::ChunkPool& chunks, std::string& why);
   ~Ring();
@@ -83,7 +83,6 @@ class Ring {
   protocol::Chunk* takeBuffer(uint16_t bid);
   // Operations of Conns in the ring (the poll of libuv's descriptor not counted).
   size_t pending() const { return pending_; }
-  void opEnded() { --pending_; }
 
  private:
   Ring(protocol::ChunkPool& chunks) : chunks_(chunks) {}
@@ -102,7 +101,6 @@ class Ring {
   bool ringUp_ = false;
   io_uring_buf_ring* bufRing_ = nullptr;
   size_t bufRingBytes_ = 0;
-  bool bufRingRegistered_ = false;
   std::vector<protocol::Chunk*> buffers_;  // by buffer id
   SendSlot* freeSlots_ = nullptr;
   std::vector<Conn*> sendList_;
