@@ -7,7 +7,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
 
 #include <utility>
 
@@ -16,11 +20,19 @@
 namespace pgswitch::proxy {
 
 Conn::Conn(Worker& w, Owner* owner) : worker_(w), owner_(owner) {
-  uv_tcp_init(w.loop(), &tcp_);
-  tcp_.data = this;
+  if (!w.ring()) uvInit();  // with a ring, only a connect needs the handle
 }
 
-Conn::~Conn() = default;
+// Closed before the owner destroys it; a descriptor still here was never handed to the loop.
+Conn::~Conn() {
+  if (rawFd_ >= 0) ::close(rawFd_);
+}
+
+void Conn::uvInit() {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  uvOpen_ = true;
+}
 
 Conn::Moving& Conn::makeMoving() {
   moving_ = std::make_unique<Moving>(worker_.chunks());
@@ -40,6 +52,13 @@ void Conn::shrinkIdle() noexcept {
 }
 
 int Conn::adopt(int fd) {
+  if (!uvOpen_) {
+    // The ring's alone (accept4 made it non-blocking): no libuv set-up to pay for per login.
+    rawFd_ = fd;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return 0;
+  }
   int rc = uv_tcp_open(&tcp_, fd);
   if (rc != 0) {
     ::close(fd);
@@ -50,6 +69,7 @@ int Conn::adopt(int fd) {
 }
 
 int Conn::connect(const sockaddr* addr) {
+  if (!uvOpen_) uvInit();
   auto& req = moving().connectReq;
   req = std::make_unique<uv_connect_t>();
   req->data = this;
@@ -240,17 +260,29 @@ void Conn::flush() noexcept {
 }
 
 int Conn::tryWrite(protocol::SliceQueue& q) noexcept {
-  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-  std::array<uv_buf_t, kMaxIov> iov;
+  // uv_buf_t has iovec's layout on Unix, which libuv relies on too.
+  static_assert(sizeof(uv_buf_t) == sizeof(iovec) && offsetof(uv_buf_t, len) == offsetof(iovec, iov_len));
+  std::array<iovec, kMaxIov> iov;
   // Bounded: at most a few rounds; the caller hands the rest to uv_write or the ring.
   for (int round = 0; round < 4 && !q.empty(); ++round) {
     std::array<protocol::SliceQueue::IoVec, kMaxIov> v;
     size_t cnt = q.gather(v);
     for (size_t i = 0; i < cnt; ++i) {
-      iov[i] = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(v[i].base)),
-                            static_cast<unsigned>(v[i].len));
+      iov[i].iov_base = const_cast<std::byte*>(v[i].base);
+      iov[i].iov_len = v[i].len;
     }
-    int w = uv_try_write(stream, iov.data(), static_cast<unsigned>(cnt));
+    int w;
+    if (rawFd_ >= 0) {
+      msghdr msg{};
+      msg.msg_iov = iov.data();
+      msg.msg_iovlen = cnt;
+      ssize_t n = ::sendmsg(rawFd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      w = n >= 0 ? static_cast<int>(n) : errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+      if (n == 0) break;
+    } else {
+      w = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_),
+                       reinterpret_cast<const uv_buf_t*>(iov.data()), static_cast<unsigned>(cnt));
+    }
     if (w > 0) {
       q.consume(static_cast<size_t>(w));
       continue;
@@ -329,26 +361,28 @@ void Conn::close() noexcept {
   if (!uv_is_closing(h)) uv_close(h, &Conn::onClose);
 }
 
-void Conn::onClose(uv_handle_t* h) {
-  Conn* c = static_cast<Conn*>(h->data);
-  c->closed_ = true;
-  // A pending uv_write completes with UV_ECANCELED before this callback, so the slices it
-  // referenced are already released; drop what is left.
-  if (c->moving_) {
-    c->moving_->out.clear();
-    c->moving_->in.clear();
+void Conn::onClose(uv_handle_t* h) { static_cast<Conn*>(h->data)->closed(); }
+
+void Conn::closed() noexcept {
+  closed_ = true;
+  // A pending uv_write completes with UV_ECANCELED before this callback (and a ring close
+  // comes after the Conn's last operation), so the slices they referenced are already
+  // released; drop what is left.
+  if (moving_) {
+    moving_->out.clear();
+    moving_->in.clear();
   }
-  if (c->tls_) {
-    c->tls_->wire.clear();
-    c->tls_->cipherIn.clear();
+  if (tls_) {
+    tls_->wire.clear();
+    tls_->cipherIn.clear();
   }
-  c->owner_->onConnClosed(*c);
+  owner_->onConnClosed(*this);
 }
 
 std::string Conn::peerName() const {
   sockaddr_storage ss{};
-  int len = sizeof(ss);
-  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
   char ip[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (ss.ss_family == AF_INET) {

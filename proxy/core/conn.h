@@ -6,7 +6,9 @@
 // After startTls() the same queues hold plaintext: a TlsStream owned by the Conn sits between
 // them and the socket, so what is above the Conn does not change.
 // On a worker with a Ring (server.io_uring), reads are the ring's multishot receives and
-// writes its sends, made once per loop turn; connect and close stay libuv's (conn_ring.cc).
+// writes its sends, made once per loop turn (conn_ring.cc). There an accepted socket has no
+// libuv handle at all: the Conn holds the descriptor and the ring closes it. A connection to a
+// server still connects through libuv, so it has one.
 #pragma once
 
 #include <uv.h>
@@ -119,10 +121,15 @@ class Conn {
   static void onWrite(uv_write_t* req, int status);
   static void onConnect(uv_connect_t* req, int status);
   static void onClose(uv_handle_t* h);
+  // The socket is gone (libuv's close callback or the ring's close): tell the owner.
+  void closed() noexcept;
+  void uvInit();
 
   Worker& worker_;
   Owner* owner_;
   uv_tcp_t tcp_;
+  int rawFd_ = -1;       // an accepted socket on a ring worker: tcp_ is not used
+  bool uvOpen_ = false;  // tcp_ is initialised (it must then be closed through libuv)
   // What only a connection with bytes moving (or a connect in progress) uses.
   struct Moving {
     explicit Moving(protocol::ChunkPool& pool) : in(pool), out(pool) {}
@@ -159,6 +166,7 @@ class Conn {
     bool deliverQueued : 1 = false;
     bool heldInput : 1 = false;    // bytes came in while not reading
     bool closeWanted : 1 = false;  // close() waits for ops to reach 0
+    bool closeStarted : 1 = false;  // uv_close or the ring's close has been asked for
     int heldError = 0;             // EOF or an error that came while not reading
   } ring_;
   Ring* ring() const;
@@ -171,6 +179,7 @@ class Conn {
   void ringFlush() noexcept;
   void ringClose() noexcept;
   void ringOpEnded() noexcept;
+  void ringCloseSocket() noexcept;  // no operation is left: close the socket itself
   void onRingRecv(int res, uint32_t flags) noexcept;
   void onRingSent(int res) noexcept;
   void onRingDeliver() noexcept;

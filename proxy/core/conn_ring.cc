@@ -4,8 +4,9 @@
 //   are kept, not reported; startReading() has them reported in the next turn (a Deliver
 //   completion), as an EOF or error that came meanwhile.
 // - Sends leave once per loop turn (Ring::wantSend), so all a turn queued goes in one send.
-// - The socket is closed (uv_close) only once none of this Conn's operations is in the ring:
-//   the kernel may still write into its buffers, and completions point to the Conn.
+// - The socket is closed only once none of this Conn's operations is in the ring: the kernel
+//   may still write into its buffers, and completions point to the Conn. An accepted socket
+//   (no libuv handle) is closed by the ring itself, a server's through uv_close.
 #include <cerrno>
 #include <utility>
 
@@ -17,6 +18,7 @@ namespace pgswitch::proxy {
 Ring* Conn::ring() const { return worker_.ring(); }
 
 int Conn::fd() const {
+  if (rawFd_ >= 0 || !uvOpen_) return rawFd_;
   uv_os_fd_t fd = -1;
   uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd);
   return fd;
@@ -107,17 +109,23 @@ void Conn::ringClose() noexcept {
     // effort, as the epoll path's direct write sends it: the turn's send would be too late.
     tryWrite(wireQueue());
   }
-  if (ring_.ops == 0) {
-    auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
-    if (!uv_is_closing(h)) uv_close(h, &Conn::onClose);
-  }
+  if (ring_.ops == 0) ringCloseSocket();
 }
 
 void Conn::ringOpEnded() noexcept {
-  if (--ring_.ops == 0 && ring_.closeWanted) {
-    auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
-    if (!uv_is_closing(h)) uv_close(h, &Conn::onClose);
+  if (--ring_.ops == 0 && ring_.closeWanted) ringCloseSocket();
+}
+
+void Conn::ringCloseSocket() noexcept {
+  if (ring_.closeStarted) return;
+  ring_.closeStarted = true;
+  if (uvOpen_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Conn::onClose);
+    return;
   }
+  // Its completion, in a later turn, tells the owner: never inside the close() call's stack.
+  ++ring_.ops;
+  ring()->close(this, std::exchange(rawFd_, -1));
 }
 
 void Conn::onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept {
@@ -128,6 +136,11 @@ void Conn::onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept {
       return onRingSent(res);
     case Ring::Op::Deliver:
       return onRingDeliver();
+    case Ring::Op::Close:
+      --ring_.ops;
+      return closed();
+    case Ring::Op::Accept:  // the Listener's, never a Conn's
+      return;
   }
 }
 

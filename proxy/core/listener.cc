@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "protocol/builder.h"
+#include "proxy/core/ring.h"
 
 namespace pgswitch::proxy {
 
@@ -82,12 +83,16 @@ void Listener::open(const std::string& host, int port) {
   uv_timer_init(loop_, &resume_);
   resume_.data = this;
   handlesInit_ = true;
+  if (ring_) return armRing();
   uv_poll_start(&poll_, UV_READABLE, &Listener::onReadable);
 }
 
 void Listener::close() {
   if (!handlesInit_) return;
   handlesInit_ = false;
+  // The accept holds its own reference to the socket until the cancel ends it; a client it
+  // still takes meanwhile is closed (onRingAccept).
+  if (ringArmed_) ring_->cancelAccept(this);
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&resume_), nullptr);
   // uv_poll never owns the descriptor.
@@ -101,6 +106,34 @@ int Listener::boundPort() const {
   if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
   if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+void Listener::useRing(Ring* ring) {
+  ring_ = ring;
+  if (!ring_ || !handlesInit_ || paused_) return;
+  uv_poll_stop(&poll_);
+  armRing();
+}
+
+void Listener::armRing() {
+  ringArmed_ = true;
+  ring_->accept(this, fd_);
+}
+
+void Listener::onRingAccept(int res, uint32_t flags) noexcept {
+  const bool more = flags & IORING_CQE_F_MORE;
+  if (!more) ringArmed_ = false;
+  if (res >= 0) {
+    if (fd_ < 0) {
+      ::close(res);  // accepted between close() and the cancel
+    } else {
+      onAccept_(ctx_, res);
+    }
+  } else if (fd_ >= 0 && res != -ECANCELED && res != -EAGAIN) {
+    acceptFailed(-res);
+  }
+  // The kernel ends a multishot accept on some errors: it goes on unless paused or closed.
+  if (!more && !ringArmed_ && fd_ >= 0 && !paused_) armRing();
 }
 
 void Listener::onReadable(uv_poll_t* p, int status, int) {
@@ -118,14 +151,18 @@ void Listener::acceptBatch() {
     }
     int e = errno;
     if (e == EAGAIN || e == EWOULDBLOCK) return;
-    if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
-    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-      outOfDescriptors(e);
-      return;
-    }
-    spdlog::warn("accept failed: {}", strerror(e));
-    return;
+    if (!acceptFailed(e)) return;
   }
+}
+
+bool Listener::acceptFailed(int e) {
+  if (e == EINTR || e == ECONNABORTED || e == EPROTO) return true;  // that client gave up
+  if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+    outOfDescriptors(e);
+  } else {
+    spdlog::warn("accept failed: {}", strerror(e));
+  }
+  return false;
 }
 
 // No descriptor for a new client. Refuse the ones waiting (each through the reserve
@@ -161,7 +198,11 @@ bool Listener::turnAwayOne() {
 void Listener::pause() {
   if (paused_ || !handlesInit_) return;
   paused_ = true;
-  uv_poll_stop(&poll_);
+  if (ringArmed_) {
+    ring_->cancelAccept(this);
+  } else if (!ring_) {
+    uv_poll_stop(&poll_);
+  }
   uv_timer_start(&resume_, &Listener::onResume, kPauseMs, 0);
 }
 
@@ -169,6 +210,10 @@ void Listener::onResume(uv_timer_t* t) {
   auto* l = static_cast<Listener*>(t->data);
   if (!l->handlesInit_) return;
   l->paused_ = false;
+  if (l->ring_) {
+    if (!l->ringArmed_) l->armRing();  // else its last completion, still to come, re-arms it
+    return;
+  }
   uv_poll_start(&l->poll_, UV_READABLE, &Listener::onReadable);
 }
 

@@ -8,6 +8,9 @@
 // ENFILE turns away the waiting connections with PostgreSQL's "too many clients" error
 // (through a reserve descriptor of this listener), pauses accepting for kPauseMs while the
 // existing clients go on being served, and is logged once per kLogEveryMs.
+// On a worker with a Ring the same listener accepts through one multishot accept in the ring
+// instead of the uv_poll (useRing): no epoll wake-up and no accept4 that finds nothing, per
+// login; the errors and the pause are the same.
 #pragma once
 
 #include <uv.h>
@@ -18,6 +21,8 @@
 #include <string_view>
 
 namespace pgswitch::proxy {
+
+class Ring;
 
 // Process-wide accept counters, shared by every worker's listener.
 struct AcceptCounters {
@@ -50,6 +55,10 @@ class Listener {
   bool open() const { return fd_ >= 0; }
   int boundPort() const;
   bool paused() const { return paused_; }
+  // From now on (ring non-null) accept through the worker's ring; call on the worker's thread.
+  void useRing(Ring* ring);
+  // A completion of the ring's multishot accept: a new socket or an error.
+  void onRingAccept(int res, uint32_t flags) noexcept;
 
   static constexpr uint64_t kPauseMs = 250;
   static constexpr uint64_t kLogEveryMs = 10000;
@@ -60,9 +69,12 @@ class Listener {
   static void onReadable(uv_poll_t* p, int status, int events);
   static void onResume(uv_timer_t* t);
   void acceptBatch();
+  // accept4's error e (the ring's too): true when accepting can go on at once.
+  bool acceptFailed(int e);
   void outOfDescriptors(int err);
   bool turnAwayOne();
   void pause();
+  void armRing();
 
   uv_loop_t* loop_;
   AcceptCounters& counters_;
@@ -74,6 +86,8 @@ class Listener {
   uv_timer_t resume_;
   bool handlesInit_ = false;
   bool paused_ = false;
+  Ring* ring_ = nullptr;
+  bool ringArmed_ = false;  // the multishot accept is in the ring (until its last completion)
   uint64_t lastLogMs_ = 0;
   uint64_t failuresSinceLog_ = 0;
 };

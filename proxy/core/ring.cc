@@ -13,12 +13,13 @@
 #include <cstring>
 
 #include "proxy/core/conn.h"
+#include "proxy/core/listener.h"
 
 namespace pgswitch::proxy {
 namespace {
 
-uint64_t tag(Conn* c, Ring::Op op) {
-  return reinterpret_cast<uint64_t>(c) | static_cast<uint64_t>(op);
+uint64_t tag(const void* object, Ring::Op op) {
+  return reinterpret_cast<uint64_t>(object) | static_cast<uint64_t>(op);
 }
 
 }  // namespace
@@ -123,6 +124,30 @@ void Ring::deliver(Conn* c) {
   ++pending_;
 }
 
+void Ring::close(Conn* c, int fd) {
+  io_uring_sqe* s = sqe();
+  if (fd >= 0) {
+    io_uring_prep_close(s, fd);
+  } else {
+    io_uring_prep_nop(s);
+  }
+  io_uring_sqe_set_data64(s, tag(c, Op::Close));
+  ++pending_;
+}
+
+void Ring::accept(Listener* l, int fd) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(s, tag(l, Op::Accept));
+  ++pending_;
+}
+
+void Ring::cancelAccept(Listener* l) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_cancel64(s, tag(l, Op::Accept), 0);
+  io_uring_sqe_set_data64(s, kIgnore);
+}
+
 void Ring::poll(int fd) {
   io_uring_sqe* s = sqe();
   io_uring_prep_poll_add(s, fd, POLLIN);
@@ -180,7 +205,11 @@ Ring::Turn Ring::wait(int timeoutMs) {
       continue;
     }
     auto op = static_cast<Op>(ud & 7);
-    if (op != Op::Recv || !(cqe->flags & IORING_CQE_F_MORE)) --pending_;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;  // a multishot's last, or a one-shot
+    if (op == Op::Accept) {
+      reinterpret_cast<Listener*>(ud & ~uint64_t{7})->onRingAccept(cqe->res, cqe->flags);
+      continue;
+    }
     reinterpret_cast<Conn*>(ud & ~uint64_t{7})->onRingCompletion(op, cqe->res, cqe->flags);
   }
   io_uring_cq_advance(&ring_, seen);

@@ -7,12 +7,15 @@
 // chunks, so an idle connection holds no buffer; the chunk a receive filled joins the
 // connection's ByteQueue as it is (no copy) and a fresh chunk takes its place in the ring.
 //
-// libuv keeps everything else (accept, connect, close, timers, cross-thread posts): the worker
-// polls libuv's own epoll descriptor through the ring and runs libuv's loop without blocking
-// when that poll fires or a timer is due (Worker::runRing).
+// The worker's listener accepts through the ring too (one multishot accept), and an accepted
+// client's socket is the ring's alone: no libuv handle (no descriptor set-up, no epoll
+// registration to undo), closed by the ring. libuv keeps the rest (the connects to servers,
+// timers, cross-thread posts): the worker polls libuv's own epoll
+// descriptor through the ring and runs libuv's loop without blocking when that poll fires or
+// a timer is due (Worker::runRing).
 //
-// Completions name their Conn and operation in user_data: the Conn's address with the
-// operation in its low bits. A Conn is not destroyed while an operation of its is in the
+// Completions name their Conn (or Listener) and operation in user_data: the object's address
+// with the operation in its low bits. A Conn is not destroyed while an operation of its is in the
 // ring (Conn::close waits for them), so a completion never reaches freed memory.
 #pragma once
 
@@ -32,10 +35,11 @@
 namespace pgswitch::proxy {
 
 class Conn;
+class Listener;
 
 class Ring {
  public:
-  enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3 };
+  enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3, Close = 4, Accept = 5 };
 
   // Null, with the reason in `why`, where the kernel (or a seccomp profile) refuses
   // io_uring or the flags it is set up with (Linux >= 6.1). Call on the thread that runs the loop:
@@ -50,7 +54,12 @@ class Ring {
   void send(Conn* c, int fd, const msghdr* m);  // m must live until the completion
   void cancel(Conn* c, Op op);                  // its completion is dropped
   void deliver(Conn* c);                        // a completion for c in the next turn
+  void close(Conn* c, int fd);                  // closes fd (-1: none), then completes
   void poll(int fd);                            // one-shot POLLIN, completes as pollFired
+  // Multishot accept of non-blocking, close-on-exec sockets, each handed to
+  // Listener::onRingAccept; cancelAccept ends it (a last completion, without IORING_CQE_F_MORE).
+  void accept(Listener* l, int fd);
+  void cancelAccept(Listener* l);
   // c has output to send: Conn::ringSend runs for it before the next submission, so that
   // everything a turn queued for one connection leaves in one send.
   void wantSend(Conn* c) { sendList_.push_back(c); }
@@ -81,7 +90,8 @@ class Ring {
   // The chunk receive buffer `bid` is: it leaves the ring (a fresh one takes its place) and
   // the caller gives it its first reference.
   protocol::Chunk* takeBuffer(uint16_t bid);
-  // Operations of Conns in the ring (the poll of libuv's descriptor not counted).
+  // Operations of Conns and the Listener in the ring (the poll of libuv's descriptor not
+  // counted).
   size_t pending() const { return pending_; }
 
  private:

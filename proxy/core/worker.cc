@@ -98,6 +98,7 @@ bool watchersPending(const uv_loop_t& loop) {
 
 void Worker::runRing() {
   const int backend = uv_backend_fd(&loop_);
+  listener_.useRing(ring_.get());
   uv_run(&loop_, UV_RUN_NOWAIT);
   ring_->poll(backend);
   for (;;) {
@@ -118,6 +119,7 @@ void Worker::runRing() {
       if (t.pollFired) ring_->poll(backend);
     }
   }
+  listener_.useRing(nullptr);
   ring_.reset();
 }
 
