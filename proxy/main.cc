@@ -250,7 +250,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; ++i) {
       auto w = std::make_unique<Worker>(i, rt, &ClientSession::accept);
       w->setWorkerCount(n);
-      w->listen(cfg->listenHost, port);
+      w->listen(cfg->listenHost, port, cfg->tcpDeferAcceptS);
       if (port == 0) port = w->boundPort();
       workers.push_back(std::move(w));
     }

@@ -167,6 +167,7 @@ struct Config {
   std::shared_ptr<const HbaRules> hba;
   int workers{};  // 0 = number of CPUs
   bool ioUring{};  // sockets through io_uring where the kernel allows it (proxy/core/ring.h)
+  int tcpDeferAcceptS{};  // TCP_DEFER_ACCEPT on the listening sockets; 0 = off
   int maxClientConn{};
   int maxLoginClients{};
   int clientLoginTimeoutMs{};

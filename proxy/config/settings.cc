@@ -226,6 +226,10 @@ std::vector<Setting> makeTable() {
              kRestart,
              "auto: client and server sockets read and write through io_uring where the kernel "
              "allows it (one system call per loop turn); off: through epoll (libuv)"),
+      integer("server.tcp_defer_accept", field(&Config::tcpDeferAcceptS), 45, {.max = 3600},
+              kRestart,
+              "seconds the kernel holds a new connection until its first bytes (the startup "
+              "packet) arrive, so accepting it and reading them is one wake-up; 0 = off"),
       integer("server.max_client_conn", field(&Config::maxClientConn), 10000, {}, kSet,
               "client connections beyond this get FATAL 53300"),
       integer("server.max_login_clients", field(&Config::maxLoginClients), 1000, {.min = 1}, kSet,

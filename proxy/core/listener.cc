@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,7 +60,7 @@ Listener::~Listener() {
   if (reserveFd_ >= 0) ::close(reserveFd_);
 }
 
-void Listener::open(const std::string& host, int port) {
+void Listener::open(const std::string& host, int port, int deferAcceptS) {
   sockaddr_storage addr{};
   int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
   if (rc != 0) rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
@@ -69,6 +70,9 @@ void Listener::open(const std::string& host, int port) {
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (deferAcceptS > 0) {
+    ::setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &deferAcceptS, sizeof(deferAcceptS));
+  }
   socklen_t len = addr.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1024) != 0) {
     int e = errno;

@@ -48,8 +48,10 @@ class Listener {
   Listener& operator=(const Listener&) = delete;
   ~Listener();
 
-  // Binds and listens (throws std::runtime_error on failure).
-  void open(const std::string& host, int port);
+  // Binds and listens (throws std::runtime_error on failure). deferAcceptS > 0: a connection
+  // is accepted only once its first bytes are in, or after that many seconds
+  // (TCP_DEFER_ACCEPT): PostgreSQL clients speak first, so accept and read become one wake-up.
+  void open(const std::string& host, int port, int deferAcceptS = 0);
   // Stops accepting and closes the socket; the handles close on the loop's next turn.
   void close();
   bool open() const { return fd_ >= 0; }

@@ -50,7 +50,9 @@ Worker::~Worker() {
   if (rc != 0) spdlog::error("worker {}: loop closed with open handles", id_);
 }
 
-void Worker::listen(const std::string& host, int port) { listener_.open(host, port); }
+void Worker::listen(const std::string& host, int port, int deferAcceptS) {
+  listener_.open(host, port, deferAcceptS);
+}
 
 int Worker::boundPort() const { return listener_.boundPort(); }
 

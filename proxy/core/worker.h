@@ -40,7 +40,7 @@ class Worker {
   ~Worker();
 
   // Binds the listener (throws std::runtime_error at start-up on failure).
-  void listen(const std::string& host, int port);
+  void listen(const std::string& host, int port, int deferAcceptS);
   int boundPort() const;
   void start();  // runs the loop on its own thread
   void runHere();  // runs the loop on the calling thread (tests)

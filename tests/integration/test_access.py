@@ -279,7 +279,10 @@ class AccessTest(ProxyTestCase):
         before = self.totals()
         self.console("SET client_login_timeout_ms = 1000")
         try:
+            # One byte of a startup packet: a socket that says nothing at all stays with the
+            # kernel (tcp_defer_accept) and never reaches pgswitch.
             silent = socket.create_connection((HOST, self.sw.port), timeout=10)
+            silent.sendall(b"\x00")
             # Before the TLS handshake: 'S' came back, the ClientHello never does.
             tls = socket.create_connection((HOST, self.sw.port), timeout=10)
             tls.sendall(ssl_request())
@@ -310,6 +313,7 @@ class AccessTest(ProxyTestCase):
             refused = 0
             for _ in range(30):
                 s = socket.create_connection((HOST, self.sw.port), timeout=10)
+                s.sendall(b"\x00")  # accepted only once it speaks (tcp_defer_accept)
                 socks.append(s)
             for s in socks:
                 s.settimeout(0.5)

@@ -41,8 +41,11 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def silent_sockets(port: int, n: int, deadline_s: float = 10) -> list[socket.socket]:
-    """n TCP connections that never send a byte (connect only; failures skipped)."""
+def silent_sockets(port: int, n: int, deadline_s: float = 10,
+                   first_byte: bool = True) -> list[socket.socket]:
+    """n TCP connections that stop after the first byte of a startup packet (failures skipped).
+    first_byte=False: connect only. Such a socket pgswitch never sees while the kernel holds it
+    for tcp_defer_accept (45 s by default), as PgBouncer's do."""
     out = []
     end = time.monotonic() + deadline_s
     for _ in range(n):
@@ -52,6 +55,8 @@ def silent_sockets(port: int, n: int, deadline_s: float = 10) -> list[socket.soc
         s.settimeout(1.0)
         try:
             s.connect((HOST, port))
+            if first_byte:
+                s.sendall(b"\x00")
             out.append(s)
         except OSError:
             s.close()
@@ -268,6 +273,28 @@ class NeverStuckCase(ProxyTestCase):
         finally:
             admin.close()
             app.close()
+
+    @budget(60)
+    def test_sockets_that_never_speak_stay_with_the_kernel(self):
+        # tcp_defer_accept: connect-only sockets are not accepted, so they take neither a
+        # descriptor nor a max_login_clients place from clients that do log in.
+        sw = self.start_switch(pool_mode="transaction", workers=1,
+                               server_toml="max_login_clients = 20")
+        silent = silent_sockets(sw.port, 40, first_byte=False)
+        try:
+            self.assertEqual(len(silent), 40)
+            time.sleep(0.5)
+            with closing(psycopg2.connect(sw.dsn())) as c, c.cursor() as cur:
+                cur.execute("SELECT 1")
+            t = self.totals(sw)
+            self.assertEqual(t["login_refused"], 0, t)
+            for s in silent:  # still connected, nothing said to them
+                s.setblocking(False)
+                with self.assertRaises(BlockingIOError):
+                    s.recv(1)
+        finally:
+            for s in silent:
+                s.close()
 
     @budget(60)
     def test_max_login_clients(self):
