@@ -29,9 +29,9 @@ Conn::~Conn() {
 }
 
 void Conn::uvInit() {
-  uv_tcp_init(worker_.loop(), &tcp_);
-  tcp_.data = this;
-  uvOpen_ = true;
+  tcp_ = std::make_unique<uv_tcp_t>();
+  uv_tcp_init(worker_.loop(), tcp_.get());
+  tcp_->data = this;
 }
 
 Conn::Moving& Conn::makeMoving() {
@@ -52,28 +52,28 @@ void Conn::shrinkIdle() noexcept {
 }
 
 int Conn::adopt(int fd) {
-  if (!uvOpen_) {
+  if (!tcp_) {
     // The ring's alone (accept4 made it non-blocking): no libuv set-up to pay for per login.
     rawFd_ = fd;
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return 0;
   }
-  int rc = uv_tcp_open(&tcp_, fd);
+  int rc = uv_tcp_open(tcp_.get(), fd);
   if (rc != 0) {
     ::close(fd);
     return rc;
   }
-  uv_tcp_nodelay(&tcp_, 1);
+  uv_tcp_nodelay(tcp_.get(), 1);
   return 0;
 }
 
 int Conn::connect(const sockaddr* addr) {
-  if (!uvOpen_) uvInit();
+  if (!tcp_) uvInit();
   auto& req = moving().connectReq;
   req = std::make_unique<uv_connect_t>();
   req->data = this;
-  int rc = uv_tcp_connect(req.get(), &tcp_, addr, &Conn::onConnect);
+  int rc = uv_tcp_connect(req.get(), tcp_.get(), addr, &Conn::onConnect);
   if (rc != 0) req.reset();  // no callback will come
   return rc;
 }
@@ -82,21 +82,23 @@ void Conn::onConnect(uv_connect_t* req, int status) {
   Conn* c = static_cast<Conn*>(req->data);
   c->moving_->connectReq.reset();  // req is gone from here on
   if (c->closing_) return;
-  if (status == 0) uv_tcp_nodelay(&c->tcp_, 1);
+  if (status == 0) uv_tcp_nodelay(c->tcp_.get(), 1);
   c->owner_->onConnConnected(*c, status);
 }
 
 void Conn::startReading() {
   if (reading_ || closing_) return;
   if (ring()) return ringStartReading();
-  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Conn::onAlloc, &Conn::onRead) == 0)
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(tcp_.get()), &Conn::onAlloc, &Conn::onRead) ==
+      0) {
     reading_ = true;
+  }
 }
 
 void Conn::stopReading() {
   if (!reading_) return;
   if (ring()) return ringStopReading();
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_.get()));
   reading_ = false;
 }
 
@@ -217,7 +219,7 @@ void Conn::flush() noexcept {
     }
     return;
   }
-  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  auto* stream = reinterpret_cast<uv_stream_t*>(tcp_.get());
   if (int w = tryWrite(q); w < 0) {
     // The peer is gone; reading reports the error to the owner.
     q.clear();
@@ -261,7 +263,8 @@ void Conn::flush() noexcept {
 
 int Conn::tryWrite(protocol::SliceQueue& q) noexcept {
   // uv_buf_t has iovec's layout on Unix, which libuv relies on too.
-  static_assert(sizeof(uv_buf_t) == sizeof(iovec) && offsetof(uv_buf_t, len) == offsetof(iovec, iov_len));
+  static_assert(sizeof(uv_buf_t) == sizeof(iovec) &&
+                offsetof(uv_buf_t, len) == offsetof(iovec, iov_len));
   std::array<iovec, kMaxIov> iov;
   // Bounded: at most a few rounds; the caller hands the rest to uv_write or the ring.
   for (int round = 0; round < 4 && !q.empty(); ++round) {
@@ -277,10 +280,14 @@ int Conn::tryWrite(protocol::SliceQueue& q) noexcept {
       msg.msg_iov = iov.data();
       msg.msg_iovlen = cnt;
       ssize_t n = ::sendmsg(rawFd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-      w = n >= 0 ? static_cast<int>(n) : errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+      if (n >= 0) {
+        w = static_cast<int>(n);
+      } else {
+        w = errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+      }
       if (n == 0) break;
     } else {
-      w = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_),
+      w = uv_try_write(reinterpret_cast<uv_stream_t*>(tcp_.get()),
                        reinterpret_cast<const uv_buf_t*>(iov.data()), static_cast<unsigned>(cnt));
     }
     if (w > 0) {
@@ -357,7 +364,7 @@ void Conn::close() noexcept {
   closing_ = true;
   stopReading();
   if (ring()) return ringClose();
-  auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
+  auto* h = reinterpret_cast<uv_handle_t*>(tcp_.get());
   if (!uv_is_closing(h)) uv_close(h, &Conn::onClose);
 }
 

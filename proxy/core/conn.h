@@ -127,9 +127,10 @@ class Conn {
 
   Worker& worker_;
   Owner* owner_;
-  uv_tcp_t tcp_;
-  int rawFd_ = -1;       // an accepted socket on a ring worker: tcp_ is not used
-  bool uvOpen_ = false;  // tcp_ is initialised (it must then be closed through libuv)
+  // The libuv handle, made by uvInit(); then closed through libuv. An accepted socket on a ring
+  // worker has none (~250 bytes an idle client does not carry): its descriptor is rawFd_.
+  std::unique_ptr<uv_tcp_t> tcp_;
+  int rawFd_ = -1;
   // What only a connection with bytes moving (or a connect in progress) uses.
   struct Moving {
     explicit Moving(protocol::ChunkPool& pool) : in(pool), out(pool) {}

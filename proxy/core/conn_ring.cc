@@ -18,9 +18,9 @@ namespace pgswitch::proxy {
 Ring* Conn::ring() const { return worker_.ring(); }
 
 int Conn::fd() const {
-  if (rawFd_ >= 0 || !uvOpen_) return rawFd_;
+  if (rawFd_ >= 0 || !tcp_) return rawFd_;
   uv_os_fd_t fd = -1;
-  uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd);
+  uv_fileno(reinterpret_cast<const uv_handle_t*>(tcp_.get()), &fd);
   return fd;
 }
 
@@ -119,8 +119,8 @@ void Conn::ringOpEnded() noexcept {
 void Conn::ringCloseSocket() noexcept {
   if (ring_.closeStarted) return;
   ring_.closeStarted = true;
-  if (uvOpen_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Conn::onClose);
+  if (tcp_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp_.get()), &Conn::onClose);
     return;
   }
   // Its completion, in a later turn, tells the owner: never inside the close() call's stack.

@@ -202,9 +202,11 @@ void Worker::onAccepted(void* self, int fd) {
 void Worker::onCheck(uv_check_t* h) {
   Worker* w = static_cast<Worker*>(h->data);
   if (!w->graveyard_.empty()) {
-    auto dead = std::move(w->graveyard_);
-    w->graveyard_.clear();
-    for (auto* r : dead) delete r;
+    // Swapped, not moved: both lists keep their capacity (no allocation per retirement). A
+    // destructor that retires something puts it on graveyard_ for the next turn.
+    w->burying_.swap(w->graveyard_);
+    for (auto* r : w->burying_) delete r;
+    w->burying_.clear();
   }
   if (w->stopping_ && w->clients_.empty()) {
     bool serversLeft = false;

@@ -222,6 +222,7 @@ class Worker {
   std::vector<std::function<void()>> posted_;
   bool asyncClosed_ = false;  // under postMu_: post() must not touch async_ any more
   std::vector<Retirable*> graveyard_;
+  std::vector<Retirable*> burying_;  // onCheck's list being deleted
   std::vector<ClientHandle*> clients_;
   std::vector<ClientHandle*> holding_;
   struct ReplicaWaiter {

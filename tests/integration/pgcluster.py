@@ -601,15 +601,39 @@ def _set_pdeathsig():
         pass
 
 
+def _refuse_io_uring():
+    """A seccomp filter on this process (inherited by what it execs) under which
+    io_uring_setup fails with EPERM, as Docker's and containerd's default profiles make it
+    (moby/moby#46762). Syscall 425 on every Linux architecture."""
+    import struct
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    ld_nr = struct.pack("=HBBI", 0x20, 0, 0, 0)                   # A = seccomp_data.nr
+    is_setup = struct.pack("=HBBI", 0x15, 0, 1, 425)              # A == io_uring_setup ?
+    refuse = struct.pack("=HBBI", 0x06, 0, 0, 0x00050000 | 1)     # SECCOMP_RET_ERRNO | EPERM
+    allow = struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000)          # SECCOMP_RET_ALLOW
+    code = ctypes.create_string_buffer(ld_nr + is_setup + refuse + allow)
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = Prog(4, ctypes.addressof(code))
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
+
+
 class PgSwitch:
-    """Writes a TOML config for `cluster` and runs $PGSWITCH_BIN --config FILE in front of it."""
+    """Writes a TOML config for `cluster` and runs $PGSWITCH_BIN --config FILE in front of it.
+    refuse_io_uring: run it under a seccomp filter that refuses io_uring (a container's)."""
 
     def __init__(self, cluster: PgCluster, pool_mode: str = "session", users=None,
                  extra_toml: str = "", workers: int | None = None, port: int | None = None,
                  admin_users=("admin",), log_level: str = "info", health_period_ms: int = 500,
                  binary: str | None = None, start: bool = True, nofile: int | None = None,
-                 server_toml: str = ""):
+                 server_toml: str = "", refuse_io_uring: bool = False):
         self.cluster = cluster
+        self.refuse_io_uring = refuse_io_uring
         self.server_toml = server_toml  # extra lines for the [server] table
         self.nofile = nofile  # RLIMIT_NOFILE of the process (soft and hard), None = inherited
         self.pool_mode = pool_mode
@@ -642,6 +666,8 @@ class PgSwitch:
 
     def _preexec(self):
         _set_pdeathsig()
+        if self.refuse_io_uring:
+            _refuse_io_uring()
         if self.nofile is not None:
             import resource
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import unittest
+from contextlib import closing
 
 import psycopg
 import psycopg2
@@ -202,6 +203,29 @@ class SteadyAllocationCase(ProxyTestCase):
         self.assertEqual(n + refused, 2, self.sw.log_tail())
         if refused:
             self.skipTest("the kernel refused io_uring: " + self.sw.log_tail(5))
+
+    def test_a_kernel_that_refuses_io_uring_gets_epoll(self):
+        """Where a seccomp profile refuses io_uring (Docker 25+, containerd 2.0), every worker
+        says so in the log and serves its clients through epoll."""
+        if os.environ.get("PGSWITCH_IO_URING") == "off":
+            self.skipTest("io_uring is off for this run")
+        sw = PgSwitch(self.cluster, pool_mode="transaction", workers=2, refuse_io_uring=True)
+        try:
+            with closing(psycopg.connect(sw.dsn(), autocommit=True)) as c:
+                c.execute("SELECT 1")  # both workers have started by now (and logged)
+            deadline = time.monotonic() + 5
+            while sw.log().count("io_uring unavailable") < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(sw.log().count("io_uring unavailable"), 2, sw.log_tail())
+            with closing(psycopg.connect(sw.dsn(), autocommit=True)) as c:
+                for i in range(50):
+                    self.assertEqual(c.execute("SELECT %s::int", (i,)).fetchone()[0], i)
+            with closing(psycopg.connect(sw.dsn(user="admin", db="pgswitch"),
+                                         autocommit=True)) as a:
+                totals = {k: int(v) for k, v in a.execute("SHOW TOTALS").fetchall()}
+            self.assertEqual(totals["io_uring_workers"], 0)
+        finally:
+            sw.stop()
 
 
 if __name__ == "__main__":
