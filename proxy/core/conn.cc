@@ -279,13 +279,18 @@ int Conn::tryWrite(protocol::SliceQueue& q) noexcept {
       msghdr msg{};
       msg.msg_iov = iov.data();
       msg.msg_iovlen = cnt;
-      ssize_t n = ::sendmsg(rawFd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n;
+      do {
+        n = ::sendmsg(rawFd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      } while (n < 0 && errno == EINTR);
       if (n >= 0) {
         w = static_cast<int>(n);
-      } else {
-        w = errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+      } else {  // as uv_try_write: ENOBUFS is "try again later" too
+        w = errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS ? UV_EAGAIN : -errno;
       }
       if (n == 0) break;
+    } else if (!tcp_) {
+      return UV_EBADF;  // the socket is gone
     } else {
       w = uv_try_write(reinterpret_cast<uv_stream_t*>(tcp_.get()),
                        reinterpret_cast<const uv_buf_t*>(iov.data()), static_cast<unsigned>(cnt));

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "protocol/builder.h"
 #include "proxy/core/ring.h"
@@ -58,6 +60,7 @@ Listener::Listener(uv_loop_t* loop, AcceptCounters& counters, OnAccept onAccept,
 
 Listener::~Listener() {
   if (reserveFd_ >= 0) ::close(reserveFd_);
+  if (closeAfterAccept_ >= 0) ::close(closeAfterAccept_);
 }
 
 void Listener::open(const std::string& host, int port, int deferAcceptS) {
@@ -94,13 +97,21 @@ void Listener::open(const std::string& host, int port, int deferAcceptS) {
 void Listener::close() {
   if (!handlesInit_) return;
   handlesInit_ = false;
-  // The accept holds its own reference to the socket until the cancel ends it; a client it
-  // still takes meanwhile is closed (onRingAccept).
-  if (ringArmed_) ring_->cancelAccept(this);
+  // The ring's accept holds its own reference to the socket, so close() alone would leave it
+  // listening (and in the SO_REUSEPORT group, taking clients another instance could serve)
+  // until the cancel is processed. shutdown() stops the listening now and ends the accept; a
+  // client it still took meanwhile is closed (onRingAccept).
+  // The descriptor itself stays open until that accept's last completion: an accept not yet
+  // submitted must not meet its number reused by another thread.
+  if (ringArmed_) {
+    ::shutdown(fd_, SHUT_RDWR);
+    ring_->cancelAccept(this);
+    closeAfterAccept_ = fd_;
+  } else {
+    ::close(fd_);  // uv_poll never owns the descriptor
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&resume_), nullptr);
-  // uv_poll never owns the descriptor.
-  ::close(fd_);
   fd_ = -1;
 }
 
@@ -126,15 +137,19 @@ void Listener::armRing() {
 
 void Listener::onRingAccept(int res, uint32_t flags) noexcept {
   const bool more = flags & IORING_CQE_F_MORE;
-  if (!more) ringArmed_ = false;
+  if (!more) {
+    ringArmed_ = false;
+    if (closeAfterAccept_ >= 0) ::close(std::exchange(closeAfterAccept_, -1));
+  }
   if (res >= 0) {
     if (fd_ < 0) {
       ::close(res);  // accepted between close() and the cancel
     } else {
       onAccept_(ctx_, res);
     }
-  } else if (fd_ >= 0 && res != -ECANCELED && res != -EAGAIN) {
-    acceptFailed(-res);
+  } else if (fd_ >= 0 && res != -ECANCELED && res != -EAGAIN && !acceptFailed(-res) &&
+             !paused_) {
+    pause();  // an error that would come back at once: not in a loop
   }
   // The kernel ends a multishot accept on some errors: it goes on unless paused or closed.
   if (!more && !ringArmed_ && fd_ >= 0 && !paused_) armRing();
@@ -173,6 +188,13 @@ bool Listener::acceptFailed(int e) {
 // descriptor, which another thread may grab in between: then they wait in the backlog),
 // and stop polling for a moment: retrying at once would only spin.
 void Listener::outOfDescriptors(int err) {
+  int refused = 0;
+  for (int i = 0; i < kBatch && reserveFd_ >= 0 && turnAwayOne(); ++i) ++refused;
+  if (reserveFd_ < 0) reserveFd_ = openReserve();
+  // The ring's accept takes a descriptor number before it looks for a client, so it fails
+  // this way whenever none is free, client or not: there it counts only with a client waiting.
+  pollfd waiting{fd_, POLLIN, 0};
+  if (ring_ && refused == 0 && ::poll(&waiting, 1, 0) <= 0) return pause();
   ++counters_.fdExhausted;
   ++failuresSinceLog_;
   uint64_t now = uv_now(loop_);
@@ -185,9 +207,6 @@ void Listener::outOfDescriptors(int err) {
     lastLogMs_ = now;
     failuresSinceLog_ = 0;
   }
-  for (int i = 0; i < kBatch && reserveFd_ >= 0; ++i)
-    if (!turnAwayOne()) break;
-  if (reserveFd_ < 0) reserveFd_ = openReserve();
   pause();
 }
 

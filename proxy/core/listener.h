@@ -64,7 +64,8 @@ class Listener {
 
   static constexpr uint64_t kPauseMs = 250;
   static constexpr uint64_t kLogEveryMs = 10000;
-  // Accepted per wake-up: the loop returns to its other work between batches.
+  // Accepted per wake-up on epoll: the loop returns to its other work between batches (the
+  // ring's multishot accept hands over what one turn's completions hold, at most the backlog).
   static constexpr int kBatch = 64;
 
  private:
@@ -90,6 +91,7 @@ class Listener {
   bool paused_ = false;
   Ring* ring_ = nullptr;
   bool ringArmed_ = false;  // the multishot accept is in the ring (until its last completion)
+  int closeAfterAccept_ = -1;  // closed: the descriptor, until the accept's last completion
   uint64_t lastLogMs_ = 0;
   uint64_t failuresSinceLog_ = 0;
 };

@@ -604,7 +604,8 @@ def _set_pdeathsig():
 def _refuse_io_uring():
     """A seccomp filter on this process (inherited by what it execs) under which
     io_uring_setup fails with EPERM, as Docker's and containerd's default profiles make it
-    (moby/moby#46762). Syscall 425 on every Linux architecture."""
+    (moby/moby#46762). io_uring_setup is 425 on x86_64, arm64 and the other architectures
+    with the generic syscall table (there is no architecture check: a test helper only)."""
     import struct
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     ld_nr = struct.pack("=HBBI", 0x20, 0, 0, 0)                   # A = seccomp_data.nr
