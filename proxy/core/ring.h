@@ -10,13 +10,14 @@
 // The worker's listener accepts through the ring too (one multishot accept), and an accepted
 // client's socket is the ring's alone: no libuv handle (no descriptor set-up, no epoll
 // registration to undo), closed by the ring. libuv keeps the rest (the connects to servers,
-// timers, cross-thread posts): the worker polls libuv's own epoll
-// descriptor through the ring and runs libuv's loop without blocking when that poll fires or
-// a timer is due (Worker::runRing).
+// timers, cross-thread posts): the worker polls libuv's own epoll descriptor through the ring
+// and runs libuv's loop without blocking when that poll fires or a timer is due
+// (Worker::runRing).
 //
 // Completions name their Conn (or Listener) and operation in user_data: the object's address
-// with the operation in its low bits. A Conn is not destroyed while an operation of its is in the
-// ring (Conn::close waits for them), so a completion never reaches freed memory.
+// with the operation in its low bits. A Conn is not destroyed while an operation of its is in
+// the ring (Conn::close waits for them), so a completion never reaches freed memory. The
+// Listener belongs to the worker, and the loop does not end while its accept is in the ring.
 #pragma once
 
 #include <liburing.h>
@@ -42,8 +43,8 @@ class Ring {
   enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3, Close = 4, Accept = 5 };
 
   // Null, with the reason in `why`, where the kernel (or a seccomp profile) refuses
-  // io_uring or the flags it is set up with (Linux >= 6.1). Call on the thread that runs the loop:
-  // the ring is single-issuer.
+  // io_uring or the flags it is set up with (Linux >= 6.1). Call on the thread that runs the
+  // loop: the ring is single-issuer.
   static std::unique_ptr<Ring> make(protocol::ChunkPool& chunks, std::string& why);
   ~Ring();
   Ring(const Ring&) = delete;

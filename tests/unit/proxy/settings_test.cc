@@ -468,7 +468,8 @@ TEST(Settings, SetRefusesWhatOnlyARestartOrTheFileChanges) {
     EXPECT_EQ(applySetting(c, s.key, typedValue(otherValue(s))), expect) << s.key;
     restartOnly += s.apply == Apply::Restart;
   }
-  EXPECT_EQ(restartOnly, 6);  // listen, workers, io_uring, tcp_defer_accept, log_file, metrics_listen
+  // listen, workers, io_uring, tcp_defer_accept, log_file, metrics_listen
+  EXPECT_EQ(restartOnly, 6);
   ConfigActions a;
   Reply r = run("SET config_file = '/tmp/x.toml'", a);
   EXPECT_EQ(r.sqlstate, "55000");
