@@ -3,6 +3,8 @@
 #include "routing/classify_cache.h"
 
 #include <bit>
+#include <memory>
+#include <new>
 
 namespace pgswitch::routing {
 
@@ -11,8 +13,19 @@ ClassifyCache::ClassifyCache(size_t capacity) {
   ways_ = capacity < kWays ? capacity : kWays;
   const size_t sets = std::bit_floor(capacity / ways_);
   setMask_ = sets - 1;
-  sets_.resize(sets);
-  entries_.resize(sets * ways_);
+  capacity_ = sets * ways_;
+  sets_.reset(static_cast<Set*>(std::calloc(sets, sizeof(Set))));
+  entries_.reset(static_cast<Classification*>(std::calloc(capacity_, sizeof(Classification))));
+  if (!sets_ || !entries_) throw std::bad_alloc();
+}
+
+ClassifyCache::~ClassifyCache() {
+  if (!sets_ || !entries_) return;
+  for (size_t si = 0; si <= setMask_; ++si) {
+    for (size_t w = 0; w < ways_; ++w) {
+      if (sets_[si].used >> w & 1u) std::destroy_at(entry(si, w));
+    }
+  }
 }
 
 const Classification* ClassifyCache::find(uint64_t hash, uint64_t length) {
@@ -20,7 +33,7 @@ const Classification* ClassifyCache::find(uint64_t hash, uint64_t length) {
   for (size_t w = 0; w < ways_; ++w) {
     if (s.hashes[w] == hash && s.lengths[w] == length && (s.used >> w & 1u)) {
       s.ref = static_cast<uint8_t>(s.ref | (1u << w));
-      return &entries_[(hash & setMask_) * ways_ + w];
+      return entry(hash & setMask_, w);
     }
   }
   return nullptr;
@@ -45,11 +58,15 @@ void ClassifyCache::insert(uint64_t hash, uint64_t length, const Classification&
     way = s.hand;
     s.hand = static_cast<uint8_t>((s.hand + 1) % ways_);
   }
+  if (s.used >> way & 1u) {
+    *entry(si, way) = c;
+  } else {
+    std::construct_at(entry(si, way), c);
+    s.used = static_cast<uint8_t>(s.used | (1u << way));
+  }
   s.hashes[way] = hash;
   s.lengths[way] = length;
-  s.used = static_cast<uint8_t>(s.used | (1u << way));
   s.ref = static_cast<uint8_t>(s.ref & ~(1u << way));
-  entries_[si * ways_ + way] = c;
 }
 
 }  // namespace pgswitch::routing

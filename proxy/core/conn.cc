@@ -51,12 +51,11 @@ void Conn::shrinkIdle() noexcept {
   if (!writing_) m.out.shrink();
 }
 
+// An accepted socket has TCP_NODELAY already: it inherits the listener's (Listener::open).
 int Conn::adopt(int fd) {
   if (!tcp_) {
     // The ring's alone (accept4 made it non-blocking): no libuv set-up to pay for per login.
     rawFd_ = fd;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return 0;
   }
   int rc = uv_tcp_open(tcp_.get(), fd);
@@ -64,7 +63,6 @@ int Conn::adopt(int fd) {
     ::close(fd);
     return rc;
   }
-  uv_tcp_nodelay(tcp_.get(), 1);
   return 0;
 }
 

@@ -73,6 +73,9 @@ void Listener::open(const std::string& host, int port, int deferAcceptS) {
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  // Linux gives an accepted socket the listening socket's TCP_NODELAY: set once here, it
+  // saves a setsockopt() per login (Conn::adopt relies on it).
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (deferAcceptS > 0) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &deferAcceptS, sizeof(deferAcceptS));
   }

@@ -8,6 +8,7 @@
 
 #include <utility>
 #include <malloc.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -60,6 +61,8 @@ void Worker::start() {
   workerCount_ = workerCount_ < 1 ? 1 : workerCount_;
   thread_ = std::thread([this] {
     tCountAllocations = true;  // SHOW TOTALS worker_allocations
+    const std::string name = "pgsw-worker-" + std::to_string(id_);  // top -H, perf, taskset
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
     runHere();
   });
 }
