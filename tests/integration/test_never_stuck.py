@@ -297,6 +297,34 @@ class NeverStuckCase(ProxyTestCase):
                 s.close()
 
     @budget(60)
+    def test_tcp_defer_accept_0_accepts_sockets_that_never_speak(self):
+        # The setting off: connect-only sockets are accepted at once and wait in login like
+        # any other, so past max_login_clients they are refused with 53300, as before the
+        # setting existed (and as PgBouncer with tcp_defer_accept = 0).
+        sw = self.start_switch(pool_mode="transaction", workers=1,
+                               server_toml="max_login_clients = 20\ntcp_defer_accept = 0")
+        silent = silent_sockets(sw.port, 40, first_byte=False)
+        try:
+            self.assertEqual(len(silent), 40)
+            time.sleep(0.5)
+            refused = 0
+            for s in silent:
+                s.settimeout(0.2)
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    continue
+                if data.startswith(b"E") and b"53300" in data:
+                    refused += 1
+            self.assertGreaterEqual(refused, 20)
+            self.assertGreaterEqual(self.totals(sw)["login_refused"], 20)
+        finally:
+            for s in silent:
+                s.close()
+        with closing(psycopg2.connect(sw.dsn())) as c, c.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    @budget(60)
     def test_max_login_clients(self):
         sw = self.start_switch(pool_mode="transaction", workers=1,
                                server_toml="max_login_clients = 20")
