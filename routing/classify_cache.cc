@@ -2,7 +2,10 @@
 // hand past referenced ways (clearing their bits) and replaces the first unreferenced one.
 #include "routing/classify_cache.h"
 
+#include <sys/mman.h>
+
 #include <bit>
+#include <cstddef>
 #include <memory>
 #include <new>
 
@@ -14,24 +17,29 @@ ClassifyCache::ClassifyCache(size_t capacity) {
   const size_t sets = std::bit_floor(capacity / ways_);
   setMask_ = sets - 1;
   capacity_ = sets * ways_;
-  sets_.reset(static_cast<Set*>(std::calloc(sets, sizeof(Set))));
-  entries_.reset(static_cast<Classification*>(std::calloc(capacity_, sizeof(Classification))));
-  if (!sets_ || !entries_) throw std::bad_alloc();
+  constexpr size_t kAlign = alignof(Classification);
+  const size_t setBytes = (sets * sizeof(Set) + kAlign - 1) / kAlign * kAlign;
+  mappingBytes_ = setBytes + capacity_ * sizeof(Classification);
+  mapping_ = mmap(nullptr, mappingBytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                  -1, 0);
+  if (mapping_ == MAP_FAILED) throw std::bad_alloc();
+  sets_ = static_cast<Set*>(mapping_);  // zero bytes: every set empty
+  entries_ = reinterpret_cast<Classification*>(static_cast<std::byte*>(mapping_) + setBytes);
 }
 
 ClassifyCache::~ClassifyCache() {
-  if (!sets_ || !entries_) return;
   for (size_t si = 0; si <= setMask_; ++si) {
     for (size_t w = 0; w < ways_; ++w) {
       if (sets_[si].used >> w & 1u) std::destroy_at(entry(si, w));
     }
   }
+  munmap(mapping_, mappingBytes_);
 }
 
 const Classification* ClassifyCache::find(uint64_t hash, uint64_t length) {
   Set& s = sets_[hash & setMask_];
   for (size_t w = 0; w < ways_; ++w) {
-    if (s.hashes[w] == hash && s.lengths[w] == length && (s.used >> w & 1u)) {
+    if (s.hashes[w] == hash && s.lengths[w] == length && (s.valid >> w & 1u)) {
       s.ref = static_cast<uint8_t>(s.ref | (1u << w));
       return entry(hash & setMask_, w);
     }
@@ -46,7 +54,6 @@ void ClassifyCache::insert(uint64_t hash, uint64_t length, const Classification&
   for (size_t w = 0; w < ways_; ++w) {
     if (!(s.used >> w & 1u)) {
       way = w;
-      ++size_;
       break;
     }
   }
@@ -58,15 +65,21 @@ void ClassifyCache::insert(uint64_t hash, uint64_t length, const Classification&
     way = s.hand;
     s.hand = static_cast<uint8_t>((s.hand + 1) % ways_);
   }
-  if (s.used >> way & 1u) {
+  // A copy that throws (bad_alloc, caught by the classifier) leaves the way invalid, never
+  // a half-copied entry under a hash.
+  const auto bit = static_cast<uint8_t>(1u << way);
+  s.valid = static_cast<uint8_t>(s.valid & ~bit);
+  if (s.used & bit) {
     *entry(si, way) = c;
   } else {
     std::construct_at(entry(si, way), c);
-    s.used = static_cast<uint8_t>(s.used | (1u << way));
+    s.used = static_cast<uint8_t>(s.used | bit);
+    ++size_;
   }
   s.hashes[way] = hash;
   s.lengths[way] = length;
-  s.ref = static_cast<uint8_t>(s.ref & ~(1u << way));
+  s.valid = static_cast<uint8_t>(s.valid | bit);
+  s.ref = static_cast<uint8_t>(s.ref & ~bit);
 }
 
 }  // namespace pgswitch::routing

@@ -2,17 +2,17 @@
 // Keyed by the XXH3_64bits hash and the length of the text; values are whole Classifications
 // (which own their strings), so a hit is a hash, one cache-line scan and a copy.
 //
-// Its memory (about 2.5 MiB at the default 16,384 entries) comes from calloc, which maps fresh
-// zero pages for a block this size: a page is touched only when an entry on it is first used,
-// so a worker's cache costs neither RSS it does not fill nor a zero-fill on its first query.
-// An entry is constructed at its way's first insert (its `used` bit) and destroyed with the
-// cache.
+// Its memory (about 2.5 MiB at the default 16,384 entries) is an anonymous mapping of its own:
+// the kernel's zero pages, touched only as entries on them are first used, so building a
+// worker's cache costs no zero-fill on its first query (about 15 ms at this size), and an idle
+// or lightly used worker does not hold all of it. (Not calloc: once glibc's dynamic mmap
+// threshold has risen past this size, as freeing a previous cache makes it, calloc zero-fills
+// heap memory.) An entry is constructed at its way's first insert (its `used` bit) and
+// destroyed with the cache.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 
 #include "routing/classifier.h"
 
@@ -41,20 +41,20 @@ class ClassifyCache {
   struct Set {
     uint64_t hashes[kWays];
     uint64_t lengths[kWays];
-    uint8_t used;  // bit per way: the entry is constructed
-    uint8_t ref;   // CLOCK reference bit per way
+    uint8_t used;   // bit per way: the entry is constructed
+    uint8_t valid;  // bit per way: the entry holds what hashes/lengths name (used, not mid-copy)
+    uint8_t ref;    // CLOCK reference bit per way
     uint8_t hand;
   };
-  struct Free {
-    void operator()(void* p) const noexcept { std::free(p); }
-  };
-  Classification* entry(size_t set, size_t way) { return entries_.get() + set * ways_ + way; }
+  Classification* entry(size_t set, size_t way) { return entries_ + set * ways_ + way; }
 
   size_t ways_;
   size_t setMask_;
   size_t capacity_;
-  std::unique_ptr<Set[], Free> sets_;
-  std::unique_ptr<Classification[], Free> entries_;  // storage; set s, way w at s * ways_ + w
+  void* mapping_ = nullptr;  // the sets, then the entries' storage
+  size_t mappingBytes_ = 0;
+  Set* sets_ = nullptr;
+  Classification* entries_ = nullptr;  // set s, way w at s * ways_ + w
   size_t size_ = 0;
 };
 
