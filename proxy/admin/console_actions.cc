@@ -44,6 +44,7 @@ Snapshot ProxyControl::base() const {
   s.stalledClients = rt_.stalledClients.load();
   s.accessRefused = rt_.accessRefused.load();
   s.rateLimited = rt_.rateLimited.load();
+  s.clientsHandedOver = rt_.clientsHandedOver.load();
   s.acceptFdExhausted = rt_.accepts.fdExhausted.load();
   s.acceptTurnedAway = rt_.accepts.turnedAway.load();
   s.poolsDropped = rt_.poolsDropped.load();

@@ -23,6 +23,9 @@ std::vector<Total> totals(const Snapshot& s) {
        "Connections answered with 53300 and closed: over "
        "max_connections_per_second_per_address.",
        s.rateLimited},
+      {"clients_handed_over", "pgswitch_clients_handed_over_total", true,
+       "New clients one worker accepted and passed to another (worker_fill).",
+       s.clientsHandedOver},
       {"login_refused", "pgswitch_login_refused_total", true,
        "Sockets turned away because max_login_clients were still logging in.", s.loginRefused},
       {"login_timeouts", "pgswitch_login_timeouts_total", true,

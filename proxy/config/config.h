@@ -166,6 +166,7 @@ struct Config {
   // that cannot read or parse it keeps the running configuration); null without hba_file.
   std::shared_ptr<const HbaRules> hba;
   int workers{};  // 0 = number of CPUs
+  int workerFill{};  // new clients fill the first worker up to this many; 0 = kernel spread
   bool ioUring{};  // sockets through io_uring where the kernel allows it (proxy/core/ring.h)
   int tcpDeferAcceptS{};  // TCP_DEFER_ACCEPT on the listening sockets; 0 = off
   int maxClientConn{};

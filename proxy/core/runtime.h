@@ -168,6 +168,7 @@ class Runtime {
   std::atomic<uint64_t> stalledClients{0};   // closed: stopped mid-message (client_stall_timeout_ms)
   std::atomic<uint64_t> accessRefused{0};    // hba_file refused, or console user lists
   std::atomic<uint64_t> rateLimited{0};      // max_connections_per_second_per_address
+  std::atomic<uint64_t> clientsHandedOver{0};  // accepted by one worker, served by another
   AddressRateLimit connectRate;              // ... its per-address counts
   AcceptCounters accepts;                    // descriptor exhaustion
   std::atomic<uint64_t> poolsDropped{0};     // unused or failed pools removed

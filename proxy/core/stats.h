@@ -103,6 +103,7 @@ struct Snapshot {
   uint64_t stalledClients = 0;
   uint64_t accessRefused = 0;
   uint64_t rateLimited = 0;
+  uint64_t clientsHandedOver = 0;
   uint64_t acceptFdExhausted = 0;
   uint64_t acceptTurnedAway = 0;
   uint64_t poolsDropped = 0;

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
 #include <stdexcept>
 
 #include "protocol/builder.h"
@@ -148,6 +149,7 @@ void Worker::stop() {
 void Worker::shutdownNow() {
   if (stopping_) return;
   stopping_ = true;
+  takesClients_ = false;
   listener_.close();
   stopAtMs_ = nowMs();
   auto clients = clients_;
@@ -199,7 +201,52 @@ void Worker::onAccepted(void* self, int fd) {
     refuseConnection(fd, w->rt_.accepts);
     return;
   }
+  // The admission checks above are done once, here; the worker it goes to only serves it.
+  Worker* to = w->fillTarget(cfg->workerFill);
+  if (to != w && to->handOver(fd)) {
+    ++w->rt_.clientsHandedOver;
+    return;
+  }
   w->sessions_(*w, fd);
+}
+
+Worker* Worker::fillTarget(int fill) {
+  if (fill <= 0 || rt_.workers.size() < 2) return this;
+  for (Worker* w : rt_.workers) {
+    if (w->takesClients_.load(std::memory_order_relaxed) && w->occupancy() < fill &&
+        w->busyPermille() < kBusyPermille)
+      return w;
+  }
+  return this;
+}
+
+bool Worker::handOver(int fd) {
+  if (!takesClients_.load(std::memory_order_relaxed)) return false;
+  incoming_.fetch_add(1, std::memory_order_relaxed);
+  bool posted = post([this, fd] {
+    incoming_.fetch_sub(1, std::memory_order_relaxed);
+    if (stopping_ || draining_) {  // it stopped taking clients after the caller looked
+      refuseConnection(fd, rt_.accepts);
+      return;
+    }
+    sessions_(*this, fd);
+  });
+  if (!posted) incoming_.fetch_sub(1, std::memory_order_relaxed);
+  return posted;
+}
+
+void Worker::measureBusy() {
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return;
+  const uint64_t cpu = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  const uint64_t wall = uv_hrtime();
+  if (busyWallNs_ != 0 && wall > busyWallNs_) {
+    busyPermille_.store(static_cast<int>(std::min<uint64_t>(
+                            1000, (cpu - busyCpuNs_) * 1000 / (wall - busyWallNs_))),
+                        std::memory_order_relaxed);
+  }
+  busyCpuNs_ = cpu;
+  busyWallNs_ = wall;
 }
 
 void Worker::onCheck(uv_check_t* h) {
@@ -255,6 +302,7 @@ void Worker::onJanitor(uv_timer_t* t) {
     }
     return;
   }
+  w->measureBusy();
   auto cfg = w->rt_.config();
   for (auto it = w->pools_.begin(); it != w->pools_.end();) {
     it->second->janitor(now);
@@ -433,6 +481,7 @@ void Worker::checkReplicaWaiters() {
 void Worker::addClient(ClientHandle* c) {
   c->workerIndex_ = static_cast<uint32_t>(clients_.size());
   clients_.push_back(c);
+  clientsShared_.store(static_cast<int>(clients_.size()), std::memory_order_relaxed);
 }
 
 void Worker::removeClient(ClientHandle* c) {
@@ -441,6 +490,7 @@ void Worker::removeClient(ClientHandle* c) {
   clients_[i] = clients_.back();
   clients_[i]->workerIndex_ = i;
   clients_.pop_back();
+  clientsShared_.store(static_cast<int>(clients_.size()), std::memory_order_relaxed);
 }
 
 Pool& Worker::pool(int backend, const std::string& database, const std::string& user) {

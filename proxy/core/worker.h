@@ -94,6 +94,25 @@ class Worker {
   void removeClient(ClientHandle* c);
   size_t clientCount() const { return clients_.size(); }
 
+  // worker_fill (issue 14). The kernel spreads new connections evenly over the workers'
+  // listening sockets; at a light load that keeps every worker waking up for a fraction of
+  // the events, and each sleep and wake costs more than the work it batches. A worker passes
+  // a socket it accepted to the first worker (by id) that has fewer than `fill` clients,
+  // counting those on their way to it, and is not busy; when none has room, it keeps it.
+  Worker* fillTarget(int fill);
+  // Takes a socket another worker accepted and admitted (any thread). False: this worker no
+  // longer takes clients, and the caller keeps it.
+  bool handOver(int fd);
+  // Clients registered here plus sockets handed over and not yet registered (any thread).
+  int occupancy() const {
+    return clientsShared_.load(std::memory_order_relaxed) +
+           incoming_.load(std::memory_order_relaxed);
+  }
+  // Share of the last janitor period (about a second) this thread spent on a CPU, in
+  // thousandths; from kBusyPermille on, fillTarget passes it by.
+  int busyPermille() const { return busyPermille_.load(std::memory_order_relaxed); }
+  static constexpr int kBusyPermille = 700;
+
   // The pool for (backend, database, user), created on first use.
   Pool& pool(int backend, const std::string& database, const std::string& user);
   // This worker's pool of a key, if it has one.
@@ -205,6 +224,7 @@ class Worker {
   void checkReplicaWaiters();
   void shutdownNow();
   void endQuiescentClients();  // SHUTDOWN WAIT, once a second
+  void measureBusy();           // the janitor: busyPermille_ over the last period
   void giveMemoryBack(uint64_t now);
 
   int id_;
@@ -224,6 +244,15 @@ class Worker {
   std::vector<Retirable*> graveyard_;
   std::vector<Retirable*> burying_;  // onCheck's list being deleted
   std::vector<ClientHandle*> clients_;
+  // What fillTarget on other threads reads: clients_.size(), sockets handed over to this
+  // worker and not yet registered, the busy share, and whether it takes clients at all
+  // (not once it stops or drains).
+  std::atomic<int> clientsShared_{0};
+  std::atomic<int> incoming_{0};
+  std::atomic<int> busyPermille_{0};
+  std::atomic<bool> takesClients_{true};
+  uint64_t busyCpuNs_ = 0;   // this thread's CPU time at the last measureBusy
+  uint64_t busyWallNs_ = 0;  // uv_hrtime() then
   std::vector<ClientHandle*> holding_;
   struct ReplicaWaiter {
     ClientHandle* client;

@@ -88,6 +88,7 @@ void Worker::stopGraceful() {
   post([this] {
     if (stopping_ || draining_) return;
     draining_ = true;
+    takesClients_ = false;
     listener_.close();
     spdlog::info("worker {}: SHUTDOWN WAIT: not accepting; {} clients finish their transactions",
                  id_, clients_.size());

@@ -186,6 +186,7 @@ class PoolingTest(ProxyTestCase):
     def test_01_thousand_pgbench_clients_pool_20(self):
         pool, reserve = 20, 4
         sw = self.start_switch(pool_size=pool, workers=2, log_level="warn",
+                               server_toml="worker_fill = 0",
                                pool_toml=f"reserve_pool_size = {reserve}\n"
                                          "reserve_pool_timeout_ms = 2000\n"
                                          "query_wait_timeout_ms = 60000")
@@ -543,7 +544,8 @@ class PoolingTest(ProxyTestCase):
 
     @budget(40)
     def test_05c_unknown_cancel_key_is_ignored(self):
-        sw = self.start_switch(pool_mode="transaction", pool_size=2, workers=2)
+        sw = self.start_switch(pool_mode="transaction", pool_size=2, workers=2,
+                               server_toml="worker_fill = 0")
         conn = self.connect2(sw)
         my_pid = conn.get_backend_pid()
         done = {}
@@ -635,7 +637,7 @@ class PoolingTest(ProxyTestCase):
         worker that has it gives it up when the other one is short)."""
         for size in (3, 1):
             with self.subTest(pool_size=size):
-                sw = self.start_switch(pool_size=size, workers=2,
+                sw = self.start_switch(pool_size=size, workers=2, server_toml="worker_fill = 0",
                                        pool_toml="query_wait_timeout_ms = 10000")
                 # Sixteen clients (the kernel spreads them over both workers), each holding a
                 # transaction open for a moment, all at once.
@@ -684,7 +686,7 @@ class PoolingTest(ProxyTestCase):
         of taking one from the other worker each time it is short, which closed a connection
         there and opened a new one here, a server login each (issue 14)."""
         size = 4
-        sw = self.start_switch(pool_size=size, workers=2,
+        sw = self.start_switch(pool_size=size, workers=2, server_toml="worker_fill = 0",
                                pool_toml="query_wait_timeout_ms = 10000")
         conns = [self.connect2(sw) for _ in range(16)]
         errors = []
@@ -723,6 +725,52 @@ class PoolingTest(ProxyTestCase):
         print(f"\n16 busy clients, pool_size {size} over 2 workers: {opened} server "
               f"connections opened in 2.5 s", file=sys.stderr)
         self.assertLessEqual(opened, 2, "the workers traded server connections")
+
+    @budget(40)
+    def test_06e_worker_fill_packs_clients_onto_the_first_workers(self):
+        """worker_fill = 4 over 2 workers: whichever listening socket the kernel picked, the
+        first four clients are served by worker 0 and the next two by worker 1 (the worker that
+        accepted one passes it on, counted in clients_handed_over); with both full, the worker
+        that accepted keeps it. worker_fill = 0 leaves the kernel's even spread."""
+        from collections import Counter
+        sw = self.start_switch(pool_size=2, workers=2, server_toml="worker_fill = 4")
+        conns = []
+        for _ in range(6):  # one after another: each is registered before the next arrives
+            conns.append(self.connect2(sw))
+            self.assertEqual(self.one(conns[-1], "SELECT 1"), 1)
+
+        def app_workers():
+            return Counter(int(r["worker"]) for r in self.show(sw, "SHOW CLIENTS")
+                           if r["user"] == "app")
+
+        self.assertEqual(app_workers(), Counter({0: 4, 1: 2}))
+        totals = {r["name"]: int(r["value"]) for r in self.show(sw, "SHOW TOTALS")}
+        self.assertIn("clients_handed_over", totals)
+        self.assertLessEqual(totals["clients_handed_over"], 6 + 3)  # and the console's logins
+        # Both workers hold four: the next ones stay where the kernel put them, on either.
+        more = [self.connect2(sw) for _ in range(12)]
+        for c in more:
+            self.assertEqual(self.one(c, "SELECT 2"), 2)
+        self.assertEqual(sum(app_workers().values()), 18)
+        # Clients that leave make room: once all are gone, the next one is worker 0's again.
+        for c in conns + more:
+            c.close()
+        deadline = time.monotonic() + 5
+        while sum(app_workers().values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        late = self.connect2(sw)
+        self.assertEqual(self.one(late, "SELECT 3"), 3)
+        self.assertEqual(app_workers(), Counter({0: 1}))
+
+        sw2 = self.start_switch(pool_size=2, workers=2, server_toml="worker_fill = 0")
+        spread = [self.connect2(sw2) for _ in range(16)]
+        for c in spread:
+            self.assertEqual(self.one(c, "SELECT 4"), 4)
+        per = Counter(int(r["worker"]) for r in self.show(sw2, "SHOW CLIENTS")
+                      if r["user"] == "app")
+        self.assertEqual(sorted(per), [0, 1], f"16 clients all on one worker: {per}")
+        t2 = {r["name"]: int(r["value"]) for r in self.show(sw2, "SHOW TOTALS")}
+        self.assertEqual(t2["clients_handed_over"], 0)
 
     @budget(30)
     def test_06b_max_client_conn(self):
