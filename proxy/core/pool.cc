@@ -18,9 +18,11 @@ Pool::Pool(Worker& w, int backend, std::string database, std::string user)
       database_(std::move(database)),
       user_(std::move(user)),
       lastAcquireMs_(w.nowMs()),
-      budget_(w.runtime().budgets.get(PoolKey{backend_, database_, user_})) {}
+      budget_(w.runtime().budgets.get(PoolKey{backend_, database_, user_})) {
+  budget_->join(w.id());
+}
 
-Pool::~Pool() = default;
+Pool::~Pool() { budget_->leave(worker_.id()); }
 
 int Pool::limit() const { return worker_.runtime().config()->poolSize; }
 
@@ -340,7 +342,7 @@ void Pool::janitor(uint64_t now) {
   }
   // Pre-warm up to min_pool_size, only towards a backend that is up (not one down, fenced,
   // draining, disabled or removed: the topology change closed those connections).
-  size_t minSize = static_cast<size_t>(worker_.workerShare(cfg->minPoolSize));
+  size_t minSize = static_cast<size_t>(budget_->share(worker_.id(), cfg->minPoolSize));
   if (servers_.size() < minSize && !worker_.stopping()) {
     auto topo = worker_.runtime().topology();
     bool up = backend_ >= 0 && backend_ < static_cast<int>(topo->backends.size()) &&
@@ -361,7 +363,7 @@ void Pool::janitor(uint64_t now) {
     }
   }
   // Idle servers past their idle timeout or lifetime, keeping min_pool_size.
-  size_t keep = static_cast<size_t>(worker_.workerShare(cfg->minPoolSize));
+  size_t keep = static_cast<size_t>(budget_->share(worker_.id(), cfg->minPoolSize));
   for (size_t i = 0; i < idle_.size();) {
     ServerConn* s = idle_[i];
     bool old = cfg->serverLifetimeS > 0 &&

@@ -6,12 +6,14 @@
 // to every worker (Pool::budgetFreed).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace pgswitch::proxy {
 
@@ -26,6 +28,33 @@ struct PoolBudget {
     return false;
   }
   void give() { open.fetch_sub(1, std::memory_order_acq_rel); }
+
+  // The workers that have a Pool of this key. min_pool_size divides over them, not over every
+  // worker: with worker_fill, clients (and so pools) may be on one worker only, and its share
+  // of all workers would keep fewer connections warm than the total asks for.
+  void join(int worker) {
+    std::lock_guard g(mu_);
+    holders_.insert(std::lower_bound(holders_.begin(), holders_.end(), worker), worker);
+  }
+  void leave(int worker) {
+    std::lock_guard g(mu_);
+    auto it = std::lower_bound(holders_.begin(), holders_.end(), worker);
+    if (it != holders_.end() && *it == worker) holders_.erase(it);
+  }
+  // `worker`'s part of `total` over the holders: the parts add up to the total exactly.
+  int share(int worker, int total) {
+    if (total <= 0) return 0;
+    std::lock_guard g(mu_);
+    auto it = std::lower_bound(holders_.begin(), holders_.end(), worker);
+    const int n = static_cast<int>(holders_.size());
+    if (n == 0 || it == holders_.end() || *it != worker) return 0;
+    const int rank = static_cast<int>(it - holders_.begin());
+    return total / n + (rank < total % n ? 1 : 0);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<int> holders_;  // worker ids, sorted
 };
 
 using PoolKey = std::tuple<int, std::string, std::string>;  // backend, database, user

@@ -117,9 +117,11 @@ class Worker {
   Pool& pool(int backend, const std::string& database, const std::string& user);
   // This worker's pool of a key, if it has one.
   Pool* findPool(const PoolKey& key);
-  // This worker's part of a total that is divided over the workers (min_pool_size): the
-  // parts add up to the total exactly (5 over 2 workers: 3 and 2). pool_size and
-  // reserve_pool_size are not divided: the workers share them through a PoolBudget.
+  // This worker's part of a total that is divided over every worker (a pool's share of
+  // pool_size when peers ask for connections): the parts add up to the total exactly (5 over
+  // 2 workers: 3 and 2). pool_size and reserve_pool_size themselves are not divided: the
+  // workers share them through a PoolBudget, which also divides min_pool_size over the
+  // workers that have a pool of the key (PoolBudget::share).
   int workerShare(int total) const;
   int workerCount() const { return workerCount_; }
   void setWorkerCount(int n) { workerCount_ = n; }

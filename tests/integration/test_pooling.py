@@ -772,6 +772,36 @@ class PoolingTest(ProxyTestCase):
         t2 = {r["name"]: int(r["value"]) for r in self.show(sw2, "SHOW TOTALS")}
         self.assertEqual(t2["clients_handed_over"], 0)
 
+    @budget(40)
+    def test_06f_min_pool_size_is_a_total_when_one_worker_has_the_clients(self):
+        """min_pool_size divides over the workers that have a pool of the key: with
+        worker_fill giving every client to worker 0, worker 0 keeps all 3 warm (its share of
+        two workers would be 2); once worker 1 has a pool too, the two keep at least 3."""
+        sw = self.start_switch(pool_size=6, workers=2,
+                               server_toml="worker_fill = 2", pool_toml="min_pool_size = 3")
+        probe = self.direct()
+
+        def settles_at(n):
+            deadline = time.monotonic() + 6  # the pools' janitor runs once a second
+            while self.app_server_count(probe) != n and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return self.app_server_count(probe)
+
+        first = self.connect2(sw)
+        self.assertEqual(self.one(first, "SELECT 1"), 1)
+        self.assertEqual(settles_at(3), 3, "min_pool_size 3 with every client on worker 0")
+        second = self.connect2(sw)
+        third = self.connect2(sw)  # worker 0 holds two (worker_fill): this one is worker 1's
+        for c in (second, third):
+            self.assertEqual(self.one(c, "SELECT 2"), 2)
+        workers = {int(r["worker"]) for r in self.show(sw, "SHOW CLIENTS") if r["user"] == "app"}
+        self.assertEqual(workers, {0, 1})
+        # Worker 1 opened one to serve its client; worker 0 keeps its three until they idle
+        # out: min_pool_size is a floor, pool_size the ceiling.
+        time.sleep(2.5)
+        self.assertGreaterEqual(self.app_server_count(probe), 3)
+        self.assertLessEqual(self.app_server_count(probe), 6)
+
     @budget(30)
     def test_06b_max_client_conn(self):
         sw = self.start_switch(pool_size=2, workers=1, server_toml="max_client_conn = 3")

@@ -59,5 +59,27 @@ TEST(PoolBudgets, ForgetsBudgetsNoPoolHolds) {
   EXPECT_EQ(r.get({0, "appdb", "app"})->open.load(), 1);
 }
 
+// min_pool_size divides over the workers that have a pool of the key, whichever they are:
+// the parts always add up to the total, also when workers join and leave.
+TEST(PoolBudget, MinShareDividesOverTheWorkersThatHoldAPool) {
+  PoolBudget b;
+  EXPECT_EQ(b.share(0, 5), 0);  // not a holder
+  b.join(0);
+  EXPECT_EQ(b.share(0, 5), 5);  // worker_fill put every client on worker 0
+  b.join(3);
+  EXPECT_EQ(b.share(0, 5), 3);
+  EXPECT_EQ(b.share(3, 5), 2);
+  b.join(1);
+  EXPECT_EQ(b.share(0, 5) + b.share(1, 5) + b.share(3, 5), 5);
+  EXPECT_EQ(b.share(2, 5), 0);
+  b.leave(0);
+  EXPECT_EQ(b.share(1, 5) + b.share(3, 5), 5);
+  EXPECT_EQ(b.share(1, 0), 0);
+  b.leave(1);
+  b.leave(1);  // twice: no effect
+  EXPECT_EQ(b.share(3, 5), 5);
+  EXPECT_EQ(b.share(3, 1), 1);
+}
+
 }  // namespace
 }  // namespace pgswitch::proxy
