@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "routing/cache_key.h"
 #include "routing/classify_cache.h"
 #include "routing/hints.h"
 #include "routing/pg_parser_fallback.h"
@@ -152,8 +153,17 @@ Classifier& Classifier::operator=(Classifier&&) noexcept = default;
 Classification Classifier::classify(std::string_view sql) noexcept {
   if (!cache_) return classifyUncached(sql, opts_);
   try {
-    const uint64_t h = XXH3_64bits(sql.data(), sql.size());
-    if (const Classification* c = cache_->find(h, sql.size())) {
+    // Filed by the text with its number literals folded (routing/cache_key.h); a text the
+    // fold cannot follow by its own words, as written, and one with a NUL not at all (its
+    // words are not what decides it, and a NUL is what the fold writes for a number).
+    std::string_view key = sql;
+    if (foldNumbers(sql, key_)) {
+      key = key_;
+    } else if (std::memchr(sql.data(), '\0', sql.size()) != nullptr) {
+      return classifyUncached(sql, opts_);
+    }
+    const uint64_t h = XXH3_64bits(key.data(), key.size());
+    if (const Classification* c = cache_->find(h, key.size())) {
       ++hits_;
       return *c;
     }
@@ -162,7 +172,7 @@ Classification Classifier::classify(std::string_view sql) noexcept {
     // The slot takes the high bits' mix so that it is not the cache's set index.
     uint64_t& seen = seenOnce_[(h ^ (h >> 32)) & seenMask_];
     if (seen == h) {
-      cache_->insert(h, sql.size(), c);
+      cache_->insert(h, key.size(), c);
     } else {
       seen = h;
     }

@@ -81,10 +81,11 @@ Classification classifyUncached(std::string_view sql, const ClassifierOptions& o
 
 class ClassifyCache;
 
-// One per worker thread (not thread-safe). Caches results by XXH3_64bits of the text in a
-// bounded set-associative CLOCK cache; a text is cached the second time it misses (a
-// direct-mapped table of hashes seen once keeps the door), so texts that never repeat (simple
-// protocol with literals: every pgbench -S query) cost no insert and evict nothing.
+// One per worker thread (not thread-safe). Caches results by XXH3_64bits of the text with its
+// number literals folded (routing/cache_key.h: every pgbench -S query is one key) in a
+// bounded set-associative CLOCK cache; a key is cached the second time it misses (a
+// direct-mapped table of hashes seen once keeps the door), so texts that never repeat (string
+// literals that differ each time) cost no insert and evict nothing.
 class Classifier {
  public:
   explicit Classifier(ClassifierOptions opts = {});
@@ -107,6 +108,7 @@ class Classifier {
     void operator()(uint64_t* p) const noexcept;
   };
   std::unique_ptr<uint64_t[], FreeDeleter> seenOnce_;
+  std::string key_;  // the cache key of the text being classified (foldNumbers), reused
   size_t seenMask_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "routing/cache_key.h"
 #include "routing/pg_parser_fallback.h"
 #include "routing/write_functions.h"
 
@@ -147,6 +148,39 @@ TEST(Classifier, CachedEqualsUncached) {
   EXPECT_GT(cached.cacheHits(), 0u);
 }
 
+// The cache files texts by their number-folded key (routing/cache_key.h): over the whole
+// table, any other values in the folded places give the same key and the same classification,
+// uncached and through the cache.
+TEST(Classifier, FoldedNumbersNeverChangeTheClassification) {
+  ClassifierOptions opts;
+  Classifier cached;
+  int folded = 0;
+  for (const Case& k : kCases) {
+    std::string key;
+    if (!foldNumbers(k.sql, key) || key.find('\0') == std::string::npos) continue;
+    ++folded;
+    const Classification want = classifyUncached(k.sql, opts);
+    cached.classify(k.sql);
+    cached.classify(k.sql);  // cached at its second miss
+    for (std::string_view value : {"2", "42", "10", "9999999999", "31415926535897932384626"}) {
+      std::string variant;
+      for (char c : key) {
+        if (c == '\0') {
+          variant.append(value);
+        } else {
+          variant.push_back(c);
+        }
+      }
+      std::string variantKey;
+      ASSERT_TRUE(foldNumbers(variant, variantKey)) << variant;
+      EXPECT_EQ(variantKey, key) << variant;
+      EXPECT_EQ(classifyUncached(variant, opts), want) << "sql: " << k.sql << "\nvariant: " << variant;
+      EXPECT_EQ(cached.classify(variant), want) << "variant: " << variant;
+    }
+  }
+  EXPECT_GE(folded, 50);
+}
+
 // The same rules through PostgreSQL's own grammar: every statement the lexer path decides must
 // get the same answer from the parse tree (or be marked invalid).
 TEST(Classifier, ParserPathAgreesWithTable) {
@@ -216,20 +250,38 @@ TEST(Classifier, HintsSurviveTheCacheAndOwnTheirText) {
   EXPECT_EQ(classifier.cacheMisses(), 2u);
 }
 
-// Texts seen once (literals in simple-protocol queries) are not cached; one that comes back
-// is, at its second miss, even after many others.
+// Texts seen once (string literals in simple-protocol queries) are not cached; one that comes
+// back is, at its second miss, even after many others.
 TEST(Classifier, CachesATextWhenItComesBack) {
   Classifier classifier;
   const std::string repeated = "SELECT * FROM accounts WHERE id = $1";
   classifier.classify(repeated);
   for (int i = 0; i < 100; ++i)
-    classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i));
+    classifier.classify("SELECT * FROM users WHERE name = 'user" + std::to_string(i) + "'");
   EXPECT_EQ(classifier.cacheHits(), 0u);
   classifier.classify(repeated);
   EXPECT_EQ(classifier.cacheHits(), 0u);
   EXPECT_EQ(classifier.classify(repeated), classifyUncached(repeated, {}));
   EXPECT_EQ(classifier.cacheHits(), 1u);
   EXPECT_EQ(classifier.cacheMisses(), 102u);
+}
+
+// Number literals fold (routing/cache_key.h): simple-protocol pgbench -S is one cached text
+// from its second query on.
+TEST(Classifier, NumberLiteralsShareOneEntry) {
+  Classifier classifier;
+  for (int i = 2; i < 102; ++i) {
+    const std::string sql =
+        "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i * 7919) + ";";
+    EXPECT_EQ(classifier.classify(sql), classifyUncached(sql, {})) << sql;
+  }
+  EXPECT_EQ(classifier.cacheMisses(), 2u);
+  EXPECT_EQ(classifier.cacheHits(), 98u);
+  // A NUL never reaches the cache (it is what a folded number becomes in a key).
+  const std::string nul("SELECT abalance FROM pgbench_accounts WHERE aid = \0;", 52);
+  EXPECT_EQ(classifier.classify(nul), classifyUncached(nul, {}));
+  EXPECT_TRUE(classifier.classify(nul).write);
+  EXPECT_EQ(classifier.cacheHits(), 98u);
 }
 
 TEST(Classifier, CacheDisabled) {

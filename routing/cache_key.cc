@@ -1,0 +1,91 @@
+#include "routing/cache_key.h"
+
+namespace pgswitch::routing {
+namespace {
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+// A byte that continues an identifier (PostgreSQL: letters, digits, '_', '$', non-ASCII).
+bool identChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || isDigit(c) || c == '_' ||
+         c == '$' || static_cast<unsigned char>(c) >= 0x80;
+}
+
+}  // namespace
+
+bool foldNumbers(std::string_view sql, std::string& key) {
+  key.clear();
+  key.reserve(sql.size());
+  enum class In { Code, String, Ident, LineComment, BlockComment } in = In::Code;
+  int depth = 0;  // block comments nest
+  const size_t n = sql.size();
+  for (size_t i = 0; i < n;) {
+    const char c = sql[i];
+    if (c == '\\' || c == '\0') return false;
+    switch (in) {
+      case In::Code:
+        if (c == '\'') {
+          in = In::String;
+        } else if (c == '"') {
+          in = In::Ident;
+        } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
+          in = In::LineComment;
+        } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+          in = In::BlockComment;
+          depth = 1;
+          key.append("/*");
+          i += 2;
+          continue;
+        } else if (c == '$') {
+          // Anything that could open a dollar quote ($$, $tag$), also inside a word (a$b):
+          // no key. A parameter ($1) or a word's $ and digits are kept as written.
+          if (i + 1 >= n || !isDigit(sql[i + 1])) return false;
+          size_t j = i + 1;
+          while (j < n && isDigit(sql[j])) ++j;
+          key.append(sql.substr(i, j - i));
+          i = j;
+          continue;
+        } else if (isDigit(c) && (i == 0 || !identChar(sql[i - 1]))) {
+          size_t j = i;
+          while (j < n && isDigit(sql[j])) ++j;
+          const std::string_view run = sql.substr(i, j - i);
+          if (run == "1" || run[0] == '0') {
+            key.append(run);
+          } else {
+            key.push_back('\0');
+          }
+          i = j;
+          continue;
+        }
+        break;
+      case In::String:
+        if (c == '\'') in = In::Code;  // '' inside a string: out and straight back in
+        break;
+      case In::Ident:
+        if (c == '"') in = In::Code;
+        break;
+      case In::LineComment:
+        if (c == '\n' || c == '\r') in = In::Code;
+        break;
+      case In::BlockComment:
+        if (c == '*' && i + 1 < n && sql[i + 1] == '/') {
+          key.append("*/");
+          i += 2;
+          if (--depth == 0) in = In::Code;
+          continue;
+        }
+        if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+          ++depth;
+          key.append("/*");
+          i += 2;
+          continue;
+        }
+        break;
+    }
+    key.push_back(c);
+    ++i;
+  }
+  return true;
+}
+
+}  // namespace pgswitch::routing
