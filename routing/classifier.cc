@@ -157,7 +157,7 @@ Classification Classifier::classify(std::string_view sql) noexcept {
     // fold cannot follow by its own words, as written, and one with a NUL not at all (its
     // words are not what decides it, and a NUL is what the fold writes for a number).
     std::string_view key = sql;
-    if (foldNumbers(sql, key_)) {
+    if (sql.size() <= kFoldMaxBytes && foldNumbers(sql, key_)) {
       key = key_;
     } else if (std::memchr(sql.data(), '\0', sql.size()) != nullptr) {
       return classifyUncached(sql, opts_);

@@ -109,6 +109,9 @@ class Classifier {
   };
   std::unique_ptr<uint64_t[], FreeDeleter> seenOnce_;
   std::string key_;  // the cache key of the text being classified (foldNumbers), reused
+  // Longer texts (bulk INSERTs) are filed as written: folding would copy them, and key_
+  // would keep the largest one's capacity.
+  static constexpr size_t kFoldMaxBytes = 16384;
   size_t seenMask_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;

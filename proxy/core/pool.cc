@@ -343,7 +343,7 @@ void Pool::janitor(uint64_t now) {
   // Pre-warm up to min_pool_size, only towards a backend that is up (not one down, fenced,
   // draining, disabled or removed: the topology change closed those connections).
   size_t minSize = static_cast<size_t>(budget_->share(worker_.id(), cfg->minPoolSize));
-  if (servers_.size() < minSize && !worker_.stopping()) {
+  if (servers_.size() < minSize && !worker_.stopping() && !worker_.draining()) {
     auto topo = worker_.runtime().topology();
     bool up = backend_ >= 0 && backend_ < static_cast<int>(topo->backends.size()) &&
               topo->backends[backend_].state == routing::BackendState::Up;

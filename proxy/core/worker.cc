@@ -220,18 +220,53 @@ Worker* Worker::fillTarget(int fill) {
   return this;
 }
 
+namespace {
+
+// A socket on its way from the worker that accepted it to the one that serves it. It counts
+// as logging in from the moment it was admitted (max_login_clients sees it). Dropped unserved
+// (the target stopped after the caller looked, or its loop closed with the post unrun), it
+// is told what PostgreSQL says while shutting down.
+class HandedSocket {
+ public:
+  HandedSocket(int fd, Runtime& rt) : fd_(fd), rt_(rt) { ++rt_.loginClients; }
+  HandedSocket(const HandedSocket&) = delete;
+  HandedSocket& operator=(const HandedSocket&) = delete;
+  ~HandedSocket() {
+    if (fd_ < 0) return;
+    --rt_.loginClients;
+    static const std::string kShuttingDown = [] {
+      std::string out;
+      protocol::appendError(out, {"FATAL", "57P03", "the database system is shutting down"});
+      return out;
+    }();
+    refuseWith(fd_, kShuttingDown);
+  }
+  // The session takes the socket (and counts its login itself).
+  int take() {
+    --rt_.loginClients;
+    return std::exchange(fd_, -1);
+  }
+
+ private:
+  int fd_;
+  Runtime& rt_;  // outlives the workers, and so whatever a worker's post list still holds
+};
+
+}  // namespace
+
 bool Worker::handOver(int fd) {
   if (!takesClients_.load(std::memory_order_relaxed)) return false;
   incoming_.fetch_add(1, std::memory_order_relaxed);
-  bool posted = post([this, fd] {
+  // Shared, not unique: std::function wants a copyable callable.
+  auto socket = std::make_shared<HandedSocket>(fd, rt_);
+  bool posted = post([this, socket] {
     incoming_.fetch_sub(1, std::memory_order_relaxed);
-    if (stopping_ || draining_) {  // it stopped taking clients after the caller looked
-      refuseConnection(fd, rt_.accepts);
-      return;
-    }
-    sessions_(*this, fd);
+    if (!stopping_ && !draining_) sessions_(*this, socket->take());
   });
-  if (!posted) incoming_.fetch_sub(1, std::memory_order_relaxed);
+  if (!posted) {
+    incoming_.fetch_sub(1, std::memory_order_relaxed);
+    socket->take();  // the caller keeps it
+  }
   return posted;
 }
 
@@ -266,10 +301,13 @@ void Worker::onCheck(uv_check_t* h) {
       uv_close(reinterpret_cast<uv_handle_t*>(&w->janitor_), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&w->replicaWaitTimer_), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&w->askPeersTimer_), nullptr);
+      std::vector<std::function<void()>> unrun;  // posted after the loop's last drain
       {
         std::lock_guard g(w->postMu_);
         w->asyncClosed_ = true;
+        unrun.swap(w->posted_);
       }
+      unrun.clear();  // now, not at ~Worker: a handed-over socket is answered and closed
       uv_close(reinterpret_cast<uv_handle_t*>(&w->async_), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&w->check_), nullptr);
     }

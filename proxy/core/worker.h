@@ -1,7 +1,8 @@
 // Worker: one event-loop thread. Owns its libuv loop, its chunk pool, its listening socket
-// (SO_REUSEPORT, so the kernel spreads new clients over workers), every client session
-// accepted on it and the server pools those sessions use. Nothing here is touched by
-// another thread except through post(), which wakes the loop with uv_async.
+// (SO_REUSEPORT, so the kernel spreads new clients over workers), every client session it
+// serves (accepted on it, or handed over by the worker that accepted it: worker_fill) and the
+// server pools those sessions use. Nothing here is touched by another thread except through
+// post(), which wakes the loop with uv_async, and the atomics fillTarget reads.
 #pragma once
 
 #include <uv.h>
@@ -126,6 +127,7 @@ class Worker {
   int workerCount() const { return workerCount_; }
   void setWorkerCount(int n) { workerCount_ = n; }
   bool stopping() const { return stopping_; }
+  bool draining() const { return draining_; }  // SHUTDOWN WAIT: sessions end, none start
 
   // Read/write routing state of this worker: the statement classifier (rebuilt when the
   // configured write functions change), requests in flight per backend (the load that
@@ -249,12 +251,13 @@ class Worker {
   // What fillTarget on other threads reads: clients_.size(), sockets handed over to this
   // worker and not yet registered, the busy share, and whether it takes clients at all
   // (not once it stops or drains).
-  std::atomic<int> clientsShared_{0};
+  // Their own cache line: other workers' accepts write incoming_.
+  alignas(64) std::atomic<int> clientsShared_{0};
   std::atomic<int> incoming_{0};
   std::atomic<int> busyPermille_{0};
   std::atomic<bool> takesClients_{true};
   uint64_t busyCpuNs_ = 0;   // this thread's CPU time at the last measureBusy
-  uint64_t busyWallNs_ = 0;  // uv_hrtime() then
+  alignas(64) uint64_t busyWallNs_ = 0;  // uv_hrtime() then
   std::vector<ClientHandle*> holding_;
   struct ReplicaWaiter {
     ClientHandle* client;
