@@ -37,11 +37,17 @@ bool keysEqual(const ScramKey& a, const ScramKey& b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+std::optional<size_t> base64Padding(std::string_view text);
+
 bool decodeKey(std::string_view text, ScramKey& out) {
-  std::optional<std::string> raw = base64Decode(text);
-  if (!raw || raw->size() != out.size()) return false;
-  std::copy(raw->begin(), raw->end(), reinterpret_cast<char*>(out.data()));
-  return true;
+  std::optional<size_t> padding = base64Padding(text);
+  if (!padding || text.size() / 4 * 3 - *padding != out.size()) return false;
+  std::array<unsigned char, sizeof(ScramKey) + 2> raw{};  // with the padding's bytes
+  bool ok = EVP_DecodeBlock(raw.data(), uchars(text), static_cast<int>(text.size())) ==
+            static_cast<int>(text.size() / 4 * 3);
+  std::copy_n(raw.begin(), out.size(), out.begin());
+  OPENSSL_cleanse(raw.data(), raw.size());
+  return ok;
 }
 
 // Keys from SaltedPassword: ClientKey = HMAC(SP, "Client Key"), ServerKey = HMAC(SP, "Server
@@ -63,13 +69,85 @@ bool isPrintable(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7e && c != ','; });
 }
 
+// The comma-separated attributes of a SCRAM message, one at a time: "" is one empty
+// attribute, "a,b," three. Reads in place, so a login allocates nothing to parse.
+class AttributeReader {
+ public:
+  explicit AttributeReader(std::string_view s) : rest_(s) {}
+  bool more() const { return more_; }
+  // What next() has not returned yet (valid while more()).
+  std::string_view rest() const { return rest_; }
+  std::optional<std::string_view> next() {
+    if (!more_) return std::nullopt;
+    size_t comma = rest_.find(',');
+    std::string_view part = rest_.substr(0, comma);
+    if (comma == std::string_view::npos) {
+      more_ = false;
+      rest_ = {};
+    } else {
+      rest_.remove_prefix(comma + 1);
+    }
+    return part;
+  }
+
+ private:
+  std::string_view rest_;
+  bool more_ = true;
+};
+
+// All of them at once, for the client side (once per server connection, not per login).
 std::vector<std::string_view> splitAttributes(std::string_view s) {
   std::vector<std::string_view> parts;
-  for (;;) {
-    size_t comma = s.find(',');
-    parts.push_back(s.substr(0, comma));
-    if (comma == std::string_view::npos) return parts;
-    s.remove_prefix(comma + 1);
+  AttributeReader reader(s);
+  while (std::optional<std::string_view> part = reader.next()) parts.push_back(*part);
+  return parts;
+}
+
+// Strict base64 (see base64Decode): how many '=' end `text`, or nullopt when it is not
+// canonical base64.
+std::optional<size_t> base64Padding(std::string_view text) {
+  // EVP_DecodeBlock skips surrounding whitespace and does not report padding, so validate the
+  // alphabet and padding here and subtract the padding from its length.
+  if (text.size() % 4 != 0) return std::nullopt;
+  size_t padding = 0;
+  if (!text.empty() && text.back() == '=')
+    padding = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
+  int lastValue = 0;
+  for (size_t i = 0; i < text.size() - padding; ++i) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'Z') {
+      lastValue = c - 'A';
+    } else if (c >= 'a' && c <= 'z') {
+      lastValue = c - 'a' + 26;
+    } else if (c >= '0' && c <= '9') {
+      lastValue = c - '0' + 52;
+    } else if (c == '+' || c == '/') {
+      lastValue = c == '+' ? 62 : 63;
+    } else {
+      return std::nullopt;
+    }
+  }
+  // Canonical only: the bits the padding makes unused must be zero, so that every byte string
+  // has exactly one accepted encoding (RFC 4648 section 3.5).
+  if ((padding == 1 && (lastValue & 0x3) != 0) || (padding == 2 && (lastValue & 0xf) != 0)) {
+    return std::nullopt;
+  }
+  return padding;
+}
+
+// Appends the base64 of `bytes` to `out`, written in place.
+void appendBase64(std::string& out, std::span<const std::byte> bytes) {
+  // EVP_EncodeBlock takes an int length: encode in chunks that are a multiple of 3 bytes so the
+  // pieces concatenate without padding in the middle.
+  constexpr size_t kChunk = 3u << 20;
+  for (size_t done = 0; done < bytes.size(); done += kChunk) {
+    size_t n = std::min(kChunk, bytes.size() - done);
+    size_t at = out.size();
+    out.resize(at + (n + 2) / 3 * 4 + 1);  // + the NUL EVP_EncodeBlock writes
+    int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
+                              reinterpret_cast<const unsigned char*>(bytes.data() + done),
+                              static_cast<int>(n));
+    out.resize(at + static_cast<size_t>(len));
   }
 }
 
@@ -265,62 +343,24 @@ std::string makeNonce() {
 }
 
 std::string base64Encode(std::span<const std::byte> bytes) {
-  // EVP_EncodeBlock takes an int length: encode in chunks that are a multiple of 3 bytes so the
-  // pieces concatenate without padding in the middle.
-  constexpr size_t kChunk = 3u << 20;
   std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::string piece;
-  for (size_t done = 0; done < bytes.size(); done += kChunk) {
-    size_t n = std::min(kChunk, bytes.size() - done);
-    piece.resize((n + 2) / 3 * 4 + 1);  // + the NUL EVP_EncodeBlock writes
-    int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(piece.data()),
-                              reinterpret_cast<const unsigned char*>(bytes.data() + done),
-                              static_cast<int>(n));
-    out.append(piece.data(), static_cast<size_t>(len));
-  }
+  out.reserve((bytes.size() + 2) / 3 * 4 + 1);
+  appendBase64(out, bytes);
   return out;
 }
 
 std::optional<std::string> base64Decode(std::string_view text) {
-  // EVP_DecodeBlock skips surrounding whitespace and does not report padding, so validate the
-  // alphabet and padding here and subtract the padding from its length.
-  if (text.size() % 4 != 0) return std::nullopt;
-  size_t padding = 0;
-  if (!text.empty() && text.back() == '=')
-    padding = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
-  int lastValue = 0;
-  for (size_t i = 0; i < text.size() - padding; ++i) {
-    char c = text[i];
-    if (c >= 'A' && c <= 'Z') {
-      lastValue = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      lastValue = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      lastValue = c - '0' + 52;
-    } else if (c == '+' || c == '/') {
-      lastValue = c == '+' ? 62 : 63;
-    } else {
-      return std::nullopt;
-    }
-  }
-  // Canonical only: the bits the padding makes unused must be zero, so that every byte string
-  // has exactly one accepted encoding (RFC 4648 section 3.5).
-  if ((padding == 1 && (lastValue & 0x3) != 0) || (padding == 2 && (lastValue & 0xf) != 0)) {
-    return std::nullopt;
-  }
+  std::optional<size_t> padding = base64Padding(text);
+  if (!padding) return std::nullopt;
   constexpr size_t kChunk = 4u << 20;  // a multiple of 4: only the last chunk has padding
-  std::string out;
-  std::string piece;
+  std::string out(text.size() / 4 * 3, '\0');
   for (size_t done = 0; done < text.size(); done += kChunk) {
     size_t n = std::min(kChunk, text.size() - done);
-    piece.resize(n / 4 * 3);
-    int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(piece.data()),
+    int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data() + done / 4 * 3),
                               uchars(text.substr(done, n)), static_cast<int>(n));
-    if (len < 0 || static_cast<size_t>(len) != piece.size()) return std::nullopt;
-    out += piece;
+    if (len < 0 || static_cast<size_t>(len) != n / 4 * 3) return std::nullopt;
   }
-  out.resize(out.size() - padding);
+  out.resize(out.size() - *padding);
   return out;
 }
 
@@ -389,26 +429,45 @@ Result<std::string, AuthError> ScramServer::handleClientFirst(std::string_view m
   std::string_view bare = msg.substr(comma2 + 1);
 
   // client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions]
-  std::vector<std::string_view> parts = splitAttributes(bare);
-  if (attribute(parts[0], 'm')) return fail("SCRAM mandatory extensions are not supported");
-  if (!attribute(parts[0], 'n')) return fail("malformed SCRAM message: expected username (n=)");
-  if (parts.size() < 2) return fail("malformed SCRAM message: expected nonce (r=)");
-  std::optional<std::string_view> clientNonce = attribute(parts[1], 'r');
+  AttributeReader parts(bare);
+  std::string_view username = *parts.next();
+  if (attribute(username, 'm')) return fail("SCRAM mandatory extensions are not supported");
+  if (!attribute(username, 'n')) return fail("malformed SCRAM message: expected username (n=)");
+  std::optional<std::string_view> noncePart = parts.next();
+  if (!noncePart) return fail("malformed SCRAM message: expected nonce (r=)");
+  std::optional<std::string_view> clientNonce = attribute(*noncePart, 'r');
   if (!clientNonce) return fail("malformed SCRAM message: expected nonce (r=)");
   if (clientNonce->empty() || !isPrintable(*clientNonce)) {
     return fail("malformed SCRAM message: bad client nonce");
   }
-  for (size_t i = 2; i < parts.size(); ++i) {
-    if (!isExtension(parts[i])) return fail("malformed SCRAM message: bad attribute");
+  while (std::optional<std::string_view> part = parts.next()) {
+    if (!isExtension(*part)) return fail("malformed SCRAM message: bad attribute");
   }
 
+  // The AuthMessage is built in one string, sized for the client-final part still to come:
+  // client-first-message-bare "," server-first-message "," client-final-without-proof.
   gs2Header_ = std::string(msg.substr(0, comma2 + 1));
-  clientFirstBare_ = std::string(bare);
-  nonce_ = std::string(*clientNonce) + serverNonce_;
-  serverFirst_ = "r=" + nonce_ + ",s=" + base64Encode(bytesOf(secret_.salt)) +
-                 ",i=" + std::to_string(secret_.iterations);
+  nonceLength_ = clientNonce->size() + serverNonce_.size();
+  auto base64Size = [](size_t n) { return (n + 2) / 3 * 4 + 1; };
+  authMessage_.clear();
+  authMessage_.reserve(bare.size() + 1 + (2 + nonceLength_ + 3 + base64Size(secret_.salt.size()) +
+                                          3 + 10) +
+                       1 + (2 + base64Size(gs2Header_.size() + cbindData_.size()) + 3 +
+                            nonceLength_) +
+                       64);
+  authMessage_ += bare;
+  authMessage_ += ',';
+  serverFirstAt_ = authMessage_.size();
+  authMessage_ += "r=";
+  authMessage_ += *clientNonce;
+  authMessage_ += serverNonce_;
+  authMessage_ += ",s=";
+  appendBase64(authMessage_, bytesOf(secret_.salt));
+  authMessage_ += ",i=";
+  char digits[16];
+  authMessage_.append(digits, std::to_chars(digits, digits + sizeof digits, secret_.iterations).ptr);
   state_ = State::ExpectClientFinal;
-  return serverFirst_;
+  return std::string(std::string_view(authMessage_).substr(serverFirstAt_));
 }
 
 Result<std::string, AuthError> ScramServer::handleClientFinal(std::string_view msg) {
@@ -417,43 +476,56 @@ Result<std::string, AuthError> ScramServer::handleClientFinal(std::string_view m
   if (hasNul(msg)) return fail("malformed SCRAM message: NUL byte in client-final-message");
 
   // client-final-message = channel-binding "," nonce ["," extensions] "," proof
-  std::vector<std::string_view> parts = splitAttributes(msg);
-  std::optional<std::string_view> binding = attribute(parts[0], 'c');
+  AttributeReader parts(msg);
+  std::optional<std::string_view> binding = attribute(*parts.next(), 'c');
   if (!binding) return fail("malformed SCRAM message: expected channel binding (c=)");
   std::optional<std::string> bindingRaw = base64Decode(*binding);
   if (!bindingRaw) return fail("malformed SCRAM message: bad channel binding encoding");
   // Bound: c= carries the gs2 header and the hash of our certificate as the client saw it; a
   // man in the middle with another certificate cannot produce it.
-  std::string expected = bound_ ? gs2Header_ + cbindData_ : gs2Header_;
-  if (bindingRaw->size() != expected.size() ||
-      CRYPTO_memcmp(bindingRaw->data(), expected.data(), expected.size()) != 0) {
+  std::string_view cbind = bound_ ? std::string_view(cbindData_) : std::string_view();
+  if (bindingRaw->size() != gs2Header_.size() + cbind.size() ||
+      (CRYPTO_memcmp(bindingRaw->data(), gs2Header_.data(), gs2Header_.size()) |
+       CRYPTO_memcmp(bindingRaw->data() + gs2Header_.size(), cbind.data(), cbind.size())) != 0) {
     return fail(bound_ ? "SCRAM channel binding check failed"
                        : "SCRAM channel binding check failed: c= does not match the gs2 header");
   }
-  if (parts.size() < 3) return fail("malformed SCRAM message: expected nonce and proof");
-  std::optional<std::string_view> nonce = attribute(parts[1], 'r');
+  std::optional<std::string_view> noncePart = parts.next();
+  if (!noncePart || !parts.more()) return fail("malformed SCRAM message: expected nonce and proof");
+  std::optional<std::string_view> nonce = attribute(*noncePart, 'r');
   if (!nonce) return fail("malformed SCRAM message: expected nonce (r=)");
-  if (*nonce != nonce_) return fail("SCRAM nonce mismatch");
-  for (size_t i = 2; i + 1 < parts.size(); ++i) {
-    if (!isExtension(parts[i])) return fail("malformed SCRAM message: bad attribute");
+  if (*nonce != std::string_view(authMessage_).substr(serverFirstAt_ + 2, nonceLength_))
+    return fail("SCRAM nonce mismatch");
+  // What follows the nonce: extensions, then the proof after the last ','.
+  std::string_view rest = parts.rest();
+  size_t lastComma = rest.rfind(',');
+  std::string_view last = lastComma == std::string_view::npos ? rest : rest.substr(lastComma + 1);
+  if (lastComma != std::string_view::npos) {
+    AttributeReader extensions(rest.substr(0, lastComma));
+    while (std::optional<std::string_view> part = extensions.next()) {
+      if (!isExtension(*part)) return fail("malformed SCRAM message: bad attribute");
+    }
   }
-  std::optional<std::string_view> proofText = attribute(parts.back(), 'p');
+  std::optional<std::string_view> proofText = attribute(last, 'p');
   if (!proofText) return fail("malformed SCRAM message: expected proof (p=) last");
   ScramKey proof{};
   if (!decodeKey(*proofText, proof)) return fail("malformed SCRAM message: bad proof encoding");
 
-  std::string_view withoutProof = msg.substr(0, msg.size() - parts.back().size() - 1);
-  std::string authMessage = clientFirstBare_ + "," + serverFirst_ + "," + std::string(withoutProof);
+  authMessage_ += ',';
+  authMessage_ += msg.substr(0, msg.size() - last.size() - 1);  // without the proof
   ScramKey clientSignature{}, storedKey{}, serverSignature{};
-  if (!hmacSha256(secret_.storedKey, authMessage, clientSignature)) return fail("crypto failure");
+  if (!hmacSha256(secret_.storedKey, authMessage_, clientSignature)) return fail("crypto failure");
   ScramKey clientKey = xorKeys(proof, clientSignature);
   if (!sha256(clientKey, storedKey)) return fail("crypto failure");
   if (!keysEqual(storedKey, secret_.storedKey)) return fail("SCRAM proof verification failed");
-  if (!hmacSha256(secret_.serverKey, authMessage, serverSignature)) return fail("crypto failure");
+  if (!hmacSha256(secret_.serverKey, authMessage_, serverSignature)) return fail("crypto failure");
 
   clientKey_ = clientKey;
   state_ = State::Succeeded;
-  return "v=" + base64Encode(bytesOf(serverSignature));
+  std::string serverFinal = "v=";
+  serverFinal.reserve(2 + (serverSignature.size() + 2) / 3 * 4 + 1);
+  appendBase64(serverFinal, bytesOf(serverSignature));
+  return serverFinal;
 }
 
 // --- client ---------------------------------------------------------------------------------

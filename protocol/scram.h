@@ -123,10 +123,12 @@ class ScramServer {
   std::string serverNonce_;
   std::string cbindData_;        // non-empty: -PLUS was offered
   bool bound_ = false;           // the client uses channel binding
-  std::string gs2Header_;        // client-final's c= must carry this (+ cbindData_ if bound_)
-  std::string clientFirstBare_;  // these three make up the AuthMessage
-  std::string serverFirst_;
-  std::string nonce_;  // client nonce + server nonce
+  std::string gs2Header_;  // client-final's c= must carry this (+ cbindData_ if bound_)
+  // client-first-message-bare "," server-first-message, and after the client-final-message
+  // "," its part without the proof: the AuthMessage the signatures cover.
+  std::string authMessage_;
+  size_t serverFirstAt_ = 0;  // where server-first-message starts in authMessage_
+  size_t nonceLength_ = 0;    // of client nonce + server nonce, after server-first's "r="
   ScramKey clientKey_{};
 };
 

@@ -205,6 +205,9 @@ class Worker {
     std::vector<std::byte> bytes;           // a message assembled whole (Relay)
     std::vector<std::byte> statementBytes;  // StatementMap's, beside `bytes`
     std::string toServer, toClient;         // rewritten messages, pgswitch's own answers
+    // A logging-in client's answers (ClientSession::continueLogin), and the ParameterStatus
+    // run that ends a login (configure): each written out before the next use.
+    std::string login, params;
   };
   SessionScratch& scratch() { return scratch_; }
   // uv_write requests, reused LIFO: a Conn holds one only while its uv_write is in flight

@@ -60,9 +60,15 @@ void ClientSession::onLogin() {
   // While the password is looked up the client has nothing to send; what it sends anyway
   // waits in its input until the answer arrives.
   if (login_->secretToken) return;
-  std::string out;
+  std::string& out = loginOut();
   Login::Outcome o = login_->login.feed(client_.in(), *cfg_, out);
   continueLogin(o, out);
+}
+
+std::string& ClientSession::loginOut() {
+  std::string& out = worker_.scratch().login;
+  out.clear();
+  return out;
 }
 
 bool ClientSession::needsSecretLookup() const {
@@ -108,7 +114,7 @@ void ClientSession::onSecret(const health::SecretAnswer& a) {
   if (found && !checkAccess(login_->hbaMethod, found)) return;
   // No password (or an unusable one): the exchange runs with a mock secret and fails like a
   // wrong password, as for an unknown user.
-  std::string out;
+  std::string& out = loginOut();
   Login::Outcome o = login_->login.begin(*cfg_, out, found, login_->hbaMethod);
   if (o.step == Login::Step::NeedMore) o = login_->login.feed(client_.in(), *cfg_, out);
   continueLogin(o, out);

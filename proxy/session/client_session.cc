@@ -248,7 +248,8 @@ void ClientSession::configure() {
     }
   }
   if (rebuildStep(s)) return;  // after a failover: LISTEN, prepared statements
-  std::string out;
+  std::string& out = worker_.scratch().params;
+  out.clear();
   if (!loggedIn_) {
     settings_.appendAllParams(worker_.sharedParams().intern(s.params()), out);
     appendBackendKeyData(out, cancelPid_, cancelKey_);

@@ -75,6 +75,7 @@ class ClientSession final : public Conn::Owner,
   void continueLogin(Login::Outcome o, std::string& out);  // sends `out`, acts on `o`
   // [auth]: the user has no [[user]] entry and auth.query may know its password.
   bool needsSecretLookup() const;
+  std::string& loginOut();  // the worker's scratch for a login's answers, emptied
   void lookUpSecret();
   void onSecret(const health::SecretAnswer& a);  // on this worker's thread
   // client_access.cc. After the startup packet: what hba_file says for `user` (its

@@ -2,6 +2,8 @@
 // protocol negotiation), then the authentication exchange.
 #include "proxy/session/login.h"
 
+#include <algorithm>
+
 #include "protocol/builder.h"
 #include "protocol/framing.h"
 #include "protocol/md5auth.h"
@@ -100,10 +102,7 @@ Login::Outcome Login::feed(ByteQueue& in, const Config& cfg, std::string& out) {
       return o;
     }
     // Consumed before it is acted on: the session may go on to relay what follows it.
-    auto msg = in.contiguous(f.total, packet_);
-    std::vector<std::byte> packet(msg.begin(), msg.end());
-    in.consume(f.total);
-    Outcome o = startup(std::span<const std::byte>(packet).subspan(4), out);
+    Outcome o = startup(takeMessage(in, f.total).subspan(4), out);
     if (o.step == Step::StartTls && !in.empty()) {
       // Bytes sent after SSLRequest and before the handshake would otherwise be read as if
       // they had come through TLS (CVE-2021-23214). Refused before 'S' leaves, so the
@@ -126,13 +125,22 @@ Login::Outcome Login::feed(ByteQueue& in, const Config& cfg, std::string& out) {
                    "expected password response, got message type " +
                        std::to_string(static_cast<int>(static_cast<unsigned char>(f.type))));
     }
-    auto msg = in.contiguous(f.total, packet_);
-    std::vector<std::byte> body(msg.begin() + 5, msg.end());
-    in.consume(f.total);
-    Outcome o = password(body, out);
+    Outcome o = password(takeMessage(in, f.total).subspan(5), out);
     if (o.step != Step::NeedMore) return o;
   }
   return step(Step::NeedMore);
+}
+
+std::span<const std::byte> Login::takeMessage(ByteQueue& in, size_t n) {
+  // Copied into packet_, whose capacity the three messages of a login share, because
+  // consume() may free the chunk the message was read into.
+  auto msg = in.contiguous(n, packet_);
+  if (msg.data() != packet_.data()) {
+    packet_.reserve(std::max<size_t>(n, 256));  // one allocation for a whole SCRAM login
+    packet_.assign(msg.begin(), msg.end());
+  }
+  in.consume(n);
+  return std::span<const std::byte>(packet_.data(), n);
 }
 
 Login::Outcome Login::startup(std::span<const std::byte> body, std::string& out) {

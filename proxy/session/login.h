@@ -76,6 +76,8 @@ class Login {
   Outcome startup(std::span<const std::byte> body, std::string& out);
   Outcome encryptionRequest(protocol::StartupKind kind, std::string& out);
   Outcome password(std::span<const std::byte> body, std::string& out);
+  // The first n bytes of `in`, consumed, as a span that stays valid until the next call.
+  std::span<const std::byte> takeMessage(protocol::ByteQueue& in, size_t n);
 
   Phase phase_ = Phase::Startup;
   LoginTls tls_;
@@ -85,7 +87,7 @@ class Login {
   AuthMethod method_ = AuthMethod::ScramSha256;  // chosen by begin()
   std::optional<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5Salt_{};
-  std::vector<std::byte> packet_;
+  std::vector<std::byte> packet_;  // the message being read (takeMessage)
 };
 
 }  // namespace pgswitch::proxy

@@ -490,6 +490,8 @@ TEST(ScramServer, RejectsMalformedClientFinal) {
       "c=biws,r=" + nonce + "," + proof + ",x=trailing",
       "c=biws,r=" + nonce + "," + proof + ",",
       "c=biws,r=" + nonce + ",1=x," + proof,                                    // bad extension
+      "c=biws,r=" + nonce + ",," + proof,                                       // empty one
+      "c=biws,r=" + nonce + ",x=ext,," + proof,
       "c=biws,r=" + nonce + ",p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  // wrong proof
   };
   for (const std::string& msg : bad) {
