@@ -39,13 +39,16 @@ bool keysEqual(const ScramKey& a, const ScramKey& b) {
 
 std::optional<size_t> base64Padding(std::string_view text);
 
+// The length of the base64 of n bytes (padded).
+constexpr size_t base64Length(size_t n) { return (n + 2) / 3 * 4; }
+
 bool decodeKey(std::string_view text, ScramKey& out) {
   std::optional<size_t> padding = base64Padding(text);
   if (!padding || text.size() / 4 * 3 - *padding != out.size()) return false;
   std::array<unsigned char, sizeof(ScramKey) + 2> raw{};  // with the padding's bytes
   bool ok = EVP_DecodeBlock(raw.data(), uchars(text), static_cast<int>(text.size())) ==
             static_cast<int>(text.size() / 4 * 3);
-  std::copy_n(raw.begin(), out.size(), out.begin());
+  if (ok) std::copy_n(raw.begin(), out.size(), out.begin());
   OPENSSL_cleanse(raw.data(), raw.size());
   return ok;
 }
@@ -143,7 +146,7 @@ void appendBase64(std::string& out, std::span<const std::byte> bytes) {
   for (size_t done = 0; done < bytes.size(); done += kChunk) {
     size_t n = std::min(kChunk, bytes.size() - done);
     size_t at = out.size();
-    out.resize(at + (n + 2) / 3 * 4 + 1);  // + the NUL EVP_EncodeBlock writes
+    out.resize(at + base64Length(n) + 1);  // + the NUL EVP_EncodeBlock writes
     int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at),
                               reinterpret_cast<const unsigned char*>(bytes.data() + done),
                               static_cast<int>(n));
@@ -344,7 +347,7 @@ std::string makeNonce() {
 
 std::string base64Encode(std::span<const std::byte> bytes) {
   std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4 + 1);
+  out.reserve(base64Length(bytes.size()) + 1);
   appendBase64(out, bytes);
   return out;
 }
@@ -448,13 +451,9 @@ Result<std::string, AuthError> ScramServer::handleClientFirst(std::string_view m
   // client-first-message-bare "," server-first-message "," client-final-without-proof.
   gs2Header_ = std::string(msg.substr(0, comma2 + 1));
   nonceLength_ = clientNonce->size() + serverNonce_.size();
-  auto base64Size = [](size_t n) { return (n + 2) / 3 * 4 + 1; };
   authMessage_.clear();
-  authMessage_.reserve(bare.size() + 1 + (2 + nonceLength_ + 3 + base64Size(secret_.salt.size()) +
-                                          3 + 10) +
-                       1 + (2 + base64Size(gs2Header_.size() + cbindData_.size()) + 3 +
-                            nonceLength_) +
-                       64);
+  authMessage_.reserve(bare.size() + 2 * nonceLength_ + base64Length(secret_.salt.size()) +
+                       base64Length(gs2Header_.size() + cbindData_.size()) + 64);
   authMessage_ += bare;
   authMessage_ += ',';
   serverFirstAt_ = authMessage_.size();
@@ -523,7 +522,7 @@ Result<std::string, AuthError> ScramServer::handleClientFinal(std::string_view m
   clientKey_ = clientKey;
   state_ = State::Succeeded;
   std::string serverFinal = "v=";
-  serverFinal.reserve(2 + (serverSignature.size() + 2) / 3 * 4 + 1);
+  serverFinal.reserve(2 + base64Length(serverSignature.size()) + 1);
   appendBase64(serverFinal, bytesOf(serverSignature));
   return serverFinal;
 }
