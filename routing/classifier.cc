@@ -150,8 +150,17 @@ Classifier::~Classifier() = default;
 Classifier::Classifier(Classifier&&) noexcept = default;
 Classifier& Classifier::operator=(Classifier&&) noexcept = default;
 
-Classification Classifier::classify(std::string_view sql) noexcept {
-  if (!cache_) return classifyUncached(sql, opts_);
+const Classification& Classifier::classify(std::string_view sql) noexcept {
+  if (!cache_) {
+    last_ = classifyUncached(sql, opts_);
+    return last_;
+  }
+  if (lastValid_ && sql.size() == lastText_.size() &&
+      std::memcmp(sql.data(), lastText_.data(), sql.size()) == 0) {
+    ++hits_;
+    return last_;
+  }
+  lastValid_ = false;
   try {
     // Filed by the text with its number literals folded (routing/cache_key.h); a text the
     // fold cannot follow by its own words, as written, and one with a NUL not at all (its
@@ -160,25 +169,32 @@ Classification Classifier::classify(std::string_view sql) noexcept {
     if (sql.size() <= kFoldMaxBytes && foldNumbers(sql, key_)) {
       key = key_;
     } else if (std::memchr(sql.data(), '\0', sql.size()) != nullptr) {
-      return classifyUncached(sql, opts_);
+      last_ = classifyUncached(sql, opts_);
+      return last_;
     }
     const uint64_t h = XXH3_64bits(key.data(), key.size());
     if (const Classification* c = cache_->find(h, key.size())) {
       ++hits_;
-      return *c;
-    }
-    ++misses_;
-    Classification c = classifyUncached(sql, opts_);
-    // The slot takes the high bits' mix so that it is not the cache's set index.
-    uint64_t& seen = seenOnce_[(h ^ (h >> 32)) & seenMask_];
-    if (seen == h) {
-      cache_->insert(h, key.size(), c);
+      last_ = *c;
     } else {
-      seen = h;
+      ++misses_;
+      last_ = classifyUncached(sql, opts_);
+      // The slot takes the high bits' mix so that it is not the cache's set index.
+      uint64_t& seen = seenOnce_[(h ^ (h >> 32)) & seenMask_];
+      if (seen == h) {
+        cache_->insert(h, key.size(), last_);
+      } else {
+        seen = h;
+      }
     }
-    return c;
+    if (sql.size() <= kLastMaxBytes) {
+      lastText_.assign(sql);
+      lastValid_ = true;
+    }
+    return last_;
   } catch (...) {
-    return primaryOnly();
+    static const Classification kPrimaryOnly = primaryOnly();
+    return kPrimaryOnly;
   }
 }
 

@@ -93,7 +93,8 @@ class Classifier {
   Classifier(Classifier&&) noexcept;
   Classifier& operator=(Classifier&&) noexcept;
 
-  Classification classify(std::string_view sql) noexcept;
+  // The result stays valid until the next classify() on this Classifier.
+  const Classification& classify(std::string_view sql) noexcept;
 
   const ClassifierOptions& options() const { return opts_; }
   uint64_t cacheHits() const { return hits_; }
@@ -109,6 +110,13 @@ class Classifier {
   };
   std::unique_ptr<uint64_t[], FreeDeleter> seenOnce_;
   std::string key_;  // the cache key of the text being classified (foldNumbers), reused
+  // The last text and its classification: an extended-protocol client sends one text again
+  // and again (each Parse, each Bind of a named statement), and comparing it costs less than
+  // folding and hashing it. Texts up to kLastMaxBytes are kept.
+  static constexpr size_t kLastMaxBytes = 1024;
+  std::string lastText_;
+  Classification last_;
+  bool lastValid_ = false;
   // Longer texts (bulk INSERTs) are filed as written: folding would copy them, and key_
   // would keep the largest one's capacity.
   static constexpr size_t kFoldMaxBytes = 16384;

@@ -179,7 +179,7 @@ void Relay::forwardWhole(size_t total, char type) {
 // set_config() and RESET ALL leave the session on the primary (what they change is neither
 // reported nor read back, so the replicas' connections could not be brought to it).
 void Relay::noteStatement(std::string_view sql) {
-  routing::Classification c = worker_.classifier(cfg_).classify(sql);
+  const routing::Classification& c = worker_.classifier(cfg_).classify(sql);
   // Unreported SETs are read back after their transaction in both modes: they follow the
   // client to another server (transaction mode) or after a failover (session mode).
   state_.noteStatement(c, sql, server_->params(), true);

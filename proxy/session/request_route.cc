@@ -95,7 +95,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   std::string hintTagOwned;
   size_t off = 0;
   auto consider = [&](std::string_view sql) {
-    routing::Classification c = classifier.classify(sql);
+    const routing::Classification& c = classifier.classify(sql);
     const routing::Target t = cfg.sessionReads()
                                   ? routing::sessionReadsTargetFor(c, readOnlySession)
                                   : routing::targetFor(c, readOnlySession);
@@ -319,7 +319,7 @@ int RequestRoute::firstStatementWrites(const ByteQueue& in, const Config& cfg,
   // SQL EXECUTE counts as a write for routing (the prepared text is not known), but here the
   // statement was prepared on this very server: let it run; the server knows what it does.
   if (routing::isSqlExecute(sql)) return 0;
-  routing::Classification c = classifier.classify(sql);
+  const routing::Classification& c = classifier.classify(sql);
   if (c.kind == routing::StatementKind::Read && routing::callsVolatileFunction(c, volatileFns)) {
     return 1;
   }

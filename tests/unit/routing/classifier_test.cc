@@ -239,7 +239,9 @@ TEST(Classifier, HintsSurviveTheCacheAndOwnTheirText) {
   Classifier classifier;
   std::string sql = "/* pgswitch: tag=reporting */ SET search_path TO app";
   Classification first = classifier.classify(sql);
-  classifier.classify(sql);  // cached at the second miss
+  classifier.classify("SELECT 1");  // another text between: the last text does not answer
+  classifier.classify(sql);         // cached at the second miss
+  classifier.classify("SELECT 1");
   sql.assign(sql.size(), '?');
   Classification again =
       classifier.classify("/* pgswitch: tag=reporting */ SET search_path TO app");
@@ -247,7 +249,31 @@ TEST(Classifier, HintsSurviveTheCacheAndOwnTheirText) {
   EXPECT_EQ(first.setName, "search_path");
   EXPECT_EQ(again, first);
   EXPECT_EQ(classifier.cacheHits(), 1u);
+  EXPECT_EQ(classifier.cacheMisses(), 4u);
+}
+
+// The same text twice in a row (an extended-protocol client's Parse, a named statement's
+// Bind) is answered by the last result, compared as written, and does not enter the cache.
+TEST(Classifier, TheLastTextIsAnsweredWithoutTheCache) {
+  Classifier classifier;
+  std::string sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+  const Classification first = classifier.classify(sql);
+  EXPECT_EQ(classifier.classify(sql), first);
+  EXPECT_EQ(classifier.cacheHits(), 1u);
+  EXPECT_EQ(classifier.cacheMisses(), 1u);
+  sql.back() = '2';  // the caller's buffer changes: the kept text is a copy
+  EXPECT_EQ(classifier.classify(sql), classifyUncached(sql, {}));
   EXPECT_EQ(classifier.cacheMisses(), 2u);
+  EXPECT_TRUE(classifier.classify("DELETE FROM t").write);
+  EXPECT_FALSE(classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = $2").write);
+  EXPECT_EQ(classifier.cacheHits(), 1u);
+  EXPECT_EQ(classifier.cacheMisses(), 4u);  // the second miss of $2's text: cached now
+  const std::string longText = "SELECT " + std::string(2000, 'x');
+  classifier.classify(longText);
+  classifier.classify(longText);  // too long to keep: the cache answers, at its second miss
+  EXPECT_EQ(classifier.cacheHits(), 1u);
+  EXPECT_EQ(classifier.classify(longText), classifyUncached(longText, {}));
+  EXPECT_EQ(classifier.cacheHits(), 2u);
 }
 
 // Texts seen once (string literals in simple-protocol queries) are not cached; one that comes
