@@ -115,11 +115,11 @@ void Pool::noLongerShort() {
 }
 
 ServerConn* Pool::acquire(PoolWaiter* w) {
-  auto cfg = worker_.runtime().config();
+  const Config& cfg = worker_.config();  // once per transaction: no lock
   uint64_t now = worker_.nowMs();
   lastAcquireMs_ = now;
   if (!loginError_.empty() && servers_.empty() &&
-      now - loginFailedMs_ < static_cast<uint64_t>(cfg->serverLoginRetryMs)) {
+      now - loginFailedMs_ < static_cast<uint64_t>(cfg.serverLoginRetryMs)) {
     w->onServerUnavailable(PoolError{PoolError::Kind::LoginFailed, loginError_,
                                      "server login failed (server_login_retry_ms)"});
     return nullptr;
@@ -130,10 +130,10 @@ ServerConn* Pool::acquire(PoolWaiter* w) {
     if (s->state() != ServerConn::State::Idle) continue;
     // A connection unused for server_check_delay may have died quietly (firewall, server
     // restart): prove it alive before a client's query depends on it.
-    if (cfg->serverCheckDelayS > 0 && !cfg->serverCheckQuery.empty() &&
-        now - s->lastUsedMs() >= uint64_t(cfg->serverCheckDelayS) * 1000) {
+    if (cfg.serverCheckDelayS > 0 && !cfg.serverCheckQuery.empty() &&
+        now - s->lastUsedMs() >= uint64_t(cfg.serverCheckDelayS) * 1000) {
       waiters_.push_back(Waiter{w, now});
-      s->runInternal(cfg->serverCheckQuery);
+      s->runInternal(cfg.serverCheckQuery);
       return nullptr;
     }
     return s;

@@ -129,7 +129,11 @@ class Runtime {
   void setConfig(std::shared_ptr<const Config> c) {
     std::lock_guard g(mu_);
     config_ = std::move(c);
+    configGen_.fetch_add(1, std::memory_order_release);
   }
+  // Changes with every setConfig: a worker compares it between turns instead of taking the
+  // lock (and a reference count another core also writes) for every use.
+  uint64_t configGeneration() const { return configGen_.load(std::memory_order_acquire); }
   // The TLS contexts of the current configuration (replaced whole by a reload).
   std::shared_ptr<const TlsContexts> tls() const {
     std::lock_guard g(mu_);
@@ -217,6 +221,7 @@ class Runtime {
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const Config> config_;
+  std::atomic<uint64_t> configGen_{0};
   std::shared_ptr<const TlsContexts> tls_ = std::make_shared<const TlsContexts>();
   routing::TopologyPtr topology_;
   CancelRegistry cancels_;

@@ -26,6 +26,8 @@ Worker::Worker(int id, Runtime& rt, SessionFactory sessions)
       rt_(rt),
       sessions_(sessions),
       listener_(&loop_, rt.accepts, &Worker::onAccepted, this) {
+  turnConfigGen_ = rt.configGeneration();
+  turnConfig_ = rt.config();
   rng_ ^= static_cast<uint64_t>(id + 1) * 0xbf58476d1ce4e5b9ull ^
           static_cast<uint64_t>(reinterpret_cast<uintptr_t>(this));
   uv_loop_init(&loop_);
@@ -286,6 +288,10 @@ void Worker::measureBusy() {
 
 void Worker::onCheck(uv_check_t* h) {
   Worker* w = static_cast<Worker*>(h->data);
+  if (uint64_t gen = w->rt_.configGeneration(); gen != w->turnConfigGen_) {
+    w->turnConfigGen_ = gen;
+    w->turnConfig_ = w->rt_.config();
+  }
   if (!w->graveyard_.empty()) {
     // Swapped, not moved: both lists keep their capacity (no allocation per retirement). A
     // destructor that retires something puts it on graveyard_ for the next turn.

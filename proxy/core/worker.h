@@ -88,6 +88,9 @@ class Worker {
   Ring* ring() { return ring_.get(); }
   protocol::ChunkPool& chunks() { return chunks_; }
   Runtime& runtime() { return rt_; }
+  // The configuration as of this turn: taken again between turns when a reload replaced it,
+  // so a reference stays valid until the callback that took it returns.
+  const Config& config() const { return *turnConfig_; }
   uint64_t nowMs() { return uv_now(&loop_); }
 
   void retire(Retirable* r) { graveyard_.push_back(r); }
@@ -236,6 +239,8 @@ class Worker {
 
   int id_;
   Runtime& rt_;
+  std::shared_ptr<const Config> turnConfig_;
+  uint64_t turnConfigGen_ = 0;
   SessionFactory sessions_;
   uv_loop_t loop_;
   protocol::ChunkPool chunks_;
