@@ -131,8 +131,8 @@ class Runtime {
     config_ = std::move(c);
     configGen_.fetch_add(1, std::memory_order_release);
   }
-  // Changes with every setConfig: a worker compares it between turns instead of taking the
-  // lock (and a reference count another core also writes) for every use.
+  // Change with every setConfig / setTopology: a worker compares them between turns instead of
+  // taking the lock (and a reference count another core also writes) for every use.
   uint64_t configGeneration() const { return configGen_.load(std::memory_order_acquire); }
   // The TLS contexts of the current configuration (replaced whole by a reload).
   std::shared_ptr<const TlsContexts> tls() const {
@@ -150,7 +150,9 @@ class Runtime {
   void setTopology(routing::TopologyPtr t) {
     std::lock_guard g(mu_);
     topology_ = std::move(t);
+    topologyGen_.fetch_add(1, std::memory_order_release);
   }
+  uint64_t topologyGeneration() const { return topologyGen_.load(std::memory_order_acquire); }
 
   CancelRegistry& cancels() { return cancels_; }
   // The health thread, when running (null in tools and tests without one).
@@ -224,6 +226,7 @@ class Runtime {
   std::atomic<uint64_t> configGen_{0};
   std::shared_ptr<const TlsContexts> tls_ = std::make_shared<const TlsContexts>();
   routing::TopologyPtr topology_;
+  std::atomic<uint64_t> topologyGen_{0};
   CancelRegistry cancels_;
   struct FailoverCounts {
     uint64_t attempted = 0, succeeded = 0, mismatched = 0, abandoned = 0, tooLarge = 0,

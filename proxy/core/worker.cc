@@ -28,6 +28,8 @@ Worker::Worker(int id, Runtime& rt, SessionFactory sessions)
       listener_(&loop_, rt.accepts, &Worker::onAccepted, this) {
   turnConfigGen_ = rt.configGeneration();
   turnConfig_ = rt.config();
+  turnTopologyGen_ = rt.topologyGeneration();
+  turnTopology_ = rt.topology();
   rng_ ^= static_cast<uint64_t>(id + 1) * 0xbf58476d1ce4e5b9ull ^
           static_cast<uint64_t>(reinterpret_cast<uintptr_t>(this));
   uv_loop_init(&loop_);
@@ -288,10 +290,7 @@ void Worker::measureBusy() {
 
 void Worker::onCheck(uv_check_t* h) {
   Worker* w = static_cast<Worker*>(h->data);
-  if (uint64_t gen = w->rt_.configGeneration(); gen != w->turnConfigGen_) {
-    w->turnConfigGen_ = gen;
-    w->turnConfig_ = w->rt_.config();
-  }
+  w->superseded_.clear();
   if (!w->graveyard_.empty()) {
     // Swapped, not moved: both lists keep their capacity (no allocation per retirement). A
     // destructor that retires something puts it on graveyard_ for the next turn.
@@ -318,6 +317,18 @@ void Worker::onCheck(uv_check_t* h) {
       uv_close(reinterpret_cast<uv_handle_t*>(&w->check_), nullptr);
     }
   }
+}
+
+void Worker::takeConfig() {
+  turnConfigGen_ = rt_.configGeneration();  // first: a change after it is seen next time
+  superseded_.push_back(std::move(turnConfig_));
+  turnConfig_ = rt_.config();
+}
+
+void Worker::takeTopology() {
+  turnTopologyGen_ = rt_.topologyGeneration();
+  superseded_.push_back(std::move(turnTopology_));
+  turnTopology_ = rt_.topology();
 }
 
 void Worker::onAsync(uv_async_t* h) {

@@ -88,9 +88,17 @@ class Worker {
   Ring* ring() { return ring_.get(); }
   protocol::ChunkPool& chunks() { return chunks_; }
   Runtime& runtime() { return rt_; }
-  // The configuration as of this turn: taken again between turns when a reload replaced it,
-  // so a reference stays valid until the callback that took it returns.
-  const Config& config() const { return *turnConfig_; }
+  // The current configuration and topology without the Runtime's lock (and a reference count
+  // other cores write too) per use: a generation number says when to take them again. What
+  // they replace is kept until the turn ends, so a reference stays valid in its callback.
+  const Config& config() {
+    if (rt_.configGeneration() != turnConfigGen_) takeConfig();
+    return *turnConfig_;
+  }
+  const routing::Topology& topology() {
+    if (rt_.topologyGeneration() != turnTopologyGen_) takeTopology();
+    return *turnTopology_;
+  }
   uint64_t nowMs() { return uv_now(&loop_); }
 
   void retire(Retirable* r) { graveyard_.push_back(r); }
@@ -241,6 +249,11 @@ class Worker {
   Runtime& rt_;
   std::shared_ptr<const Config> turnConfig_;
   uint64_t turnConfigGen_ = 0;
+  routing::TopologyPtr turnTopology_;
+  uint64_t turnTopologyGen_ = 0;
+  std::vector<std::shared_ptr<const void>> superseded_;  // until the turn ends (onCheck)
+  void takeConfig();
+  void takeTopology();
   SessionFactory sessions_;
   uv_loop_t loop_;
   protocol::ChunkPool chunks_;

@@ -158,11 +158,11 @@ void ClientSession::requestServer() {
   routing::RoutePick pick;
   bool verify = false;
   if (!paused) {
-    auto topo = worker_.runtime().topology();
-    pick = route_.pick(*topo, *cfg_, worker_.runtime().replay, worker_.outstanding(),
+    const routing::Topology& topo = worker_.topology();
+    pick = route_.pick(topo, *cfg_, worker_.runtime().replay, worker_.outstanding(),
                        worker_.random());
-    onReplica_ = pick.index >= 0 && pick.index < static_cast<int>(topo->backends.size()) &&
-                 topo->backends[pick.index].role == routing::Role::Replica;
+    onReplica_ = pick.index >= 0 && pick.index < static_cast<int>(topo.backends.size()) &&
+                 topo.backends[pick.index].role == routing::Role::Replica;
     verify = pick.verify && onReplica_ && loggedIn_;
   }
   if (paused || pick.outcome == routing::RoutePick::Outcome::Hold) {
