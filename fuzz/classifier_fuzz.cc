@@ -26,9 +26,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                         .cacheCapacity = 64});
 
   Classification c = classifier.classify(sql);
+  Classification last = classifier.classify(sql);  // the last text's answer (up to 1 KiB)
+  classifier.classify("SELECT 1");                 // another text between: the cache answers
   Classification again = classifier.classify(sql);  // cached now (at its second miss)
-  Classification hit = classifier.classify(sql);    // from the cache when it fits
+  classifier.classify("SELECT 1");
+  Classification hit = classifier.classify(sql);  // from the cache when it fits
   Classification plain = classifyUncached(sql, classifier.options());
+  FUZZ_CHECK(c == last);
   FUZZ_CHECK(c == again);
   FUZZ_CHECK(c == hit);
   FUZZ_CHECK(c == plain);

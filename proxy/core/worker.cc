@@ -30,6 +30,7 @@ Worker::Worker(int id, Runtime& rt, SessionFactory sessions)
   turnConfig_ = rt.config();
   turnTopologyGen_ = rt.topologyGeneration();
   turnTopology_ = rt.topology();
+  superseded_.reserve(4);  // takeConfig/takeTopology then never allocate (one change a turn)
   rng_ ^= static_cast<uint64_t>(id + 1) * 0xbf58476d1ce4e5b9ull ^
           static_cast<uint64_t>(reinterpret_cast<uintptr_t>(this));
   uv_loop_init(&loop_);
@@ -320,15 +321,17 @@ void Worker::onCheck(uv_check_t* h) {
 }
 
 void Worker::takeConfig() {
-  turnConfigGen_ = rt_.configGeneration();  // first: a change after it is seen next time
-  superseded_.push_back(std::move(turnConfig_));
+  const uint64_t gen = rt_.configGeneration();  // before the pointer: a later change is seen
+  superseded_.push_back(std::move(turnConfig_));  // may throw: then nothing has changed
   turnConfig_ = rt_.config();
+  turnConfigGen_ = gen;
 }
 
 void Worker::takeTopology() {
-  turnTopologyGen_ = rt_.topologyGeneration();
+  const uint64_t gen = rt_.topologyGeneration();
   superseded_.push_back(std::move(turnTopology_));
   turnTopology_ = rt_.topology();
+  turnTopologyGen_ = gen;
 }
 
 void Worker::onAsync(uv_async_t* h) {

@@ -287,9 +287,10 @@ TEST(Classifier, CachesATextWhenItComesBack) {
   EXPECT_EQ(classifier.cacheHits(), 0u);
   classifier.classify(repeated);
   EXPECT_EQ(classifier.cacheHits(), 0u);
+  classifier.classify("SELECT 2");  // another text between: the cache answers, not the last text
   EXPECT_EQ(classifier.classify(repeated), classifyUncached(repeated, {}));
   EXPECT_EQ(classifier.cacheHits(), 1u);
-  EXPECT_EQ(classifier.cacheMisses(), 102u);
+  EXPECT_EQ(classifier.cacheMisses(), 103u);
 }
 
 // Number literals fold (routing/cache_key.h): simple-protocol pgbench -S is one cached text
@@ -404,6 +405,10 @@ TEST(ClassifierRobustness, RandomBytes) {
     const std::string s = randomBytes(rng, i % 2 == 1);
     const Classification want = classifyUncached(s, opts);
     EXPECT_EQ(classifier.classify(s), want) << i;
+    EXPECT_EQ(classifier.classify(s), want) << i;  // the last text's answer (when kept)
+    classifier.classify("SELECT 1");
+    EXPECT_EQ(classifier.classify(s), want) << i;  // into the cache, at its second miss
+    classifier.classify("SELECT 1");
     EXPECT_EQ(classifier.classify(s), want) << i;  // from the cache
   }
 }
