@@ -131,8 +131,8 @@ class Runtime {
     config_ = std::move(c);
     configGen_.fetch_add(1, std::memory_order_release);
   }
-  // Change with every setConfig / setTopology: a worker compares them between turns instead of
-  // taking the lock (and a reference count another core also writes) for every use.
+  // Change with every setConfig / setTopology: a worker compares them at each use (Worker::
+  // config(), topology()) instead of taking the lock and a reference count other cores write.
   uint64_t configGeneration() const { return configGen_.load(std::memory_order_acquire); }
   // The TLS contexts of the current configuration (replaced whole by a reload).
   std::shared_ptr<const TlsContexts> tls() const {
