@@ -113,6 +113,9 @@ class Conn {
   // The Ring's side (conn_ring.cc): a completion of an operation of this Conn, and the
   // turn's send, prepared just before the ring submits.
   void onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept;
+  // The ring's quiet end of a send that went whole (no completion posted): true if it was
+  // still unreported here.
+  bool onRingSendQuiet() noexcept;
   void ringSend() noexcept;
 
  private:
@@ -168,6 +171,8 @@ class Conn {
     bool heldInput : 1 = false;    // bytes came in while not reading
     bool closeWanted : 1 = false;  // close() waits for ops to reach 0
     bool closeStarted : 1 = false;  // uv_close or the ring's close has been asked for
+    bool writeWait : 1 = false;    // the socket was full: a POLLOUT wait stands for the send
+    bool sendInRing : 1 = false;   // a send not reported yet (its completion or the quiet end)
     int heldError = 0;             // EOF or an error that came while not reading
   } ring_;
   Ring* ring() const;
@@ -183,6 +188,7 @@ class Conn {
   void ringCloseSocket() noexcept;  // no operation is left: close the socket itself
   void onRingRecv(int res, uint32_t flags) noexcept;
   void onRingSent(int res) noexcept;
+  void onRingWritable() noexcept;
   void onRingDeliver() noexcept;
   void deliverRead() noexcept;
   // A write (uv_write or the ring's send) failed with `status`.

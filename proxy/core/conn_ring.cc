@@ -4,6 +4,10 @@
 //   are kept, not reported; startReading() has them reported in the next turn (a Deliver
 //   completion), as an EOF or error that came meanwhile.
 // - Sends leave once per loop turn (Ring::wantSend), so all a turn queued goes in one send.
+// - A send never waits in the kernel (where Ring::send can say so): one that finds the socket
+//   full comes back short or with EAGAIN, and a POLLOUT wait takes its place until there is
+//   room (writing_ stays set). A quiet send (ringSend says when) that goes whole posts no
+//   completion and is reported after the next turn's completions (onRingSendQuiet).
 // - The socket is closed only once none of this Conn's operations is in the ring: the kernel
 //   may still write into its buffers, and completions point to the Conn. An accepted socket
 //   (no libuv handle) is closed by the ring itself, a server's through uv_close.
@@ -90,8 +94,13 @@ void Conn::ringSend() noexcept {
   slot->msg.msg_iov = slot->iov.data();
   slot->msg.msg_iovlen = cnt;
   writing_ = true;
+  ring_.sendInRing = true;
+  // Quiet: its completion, if whole, asks nothing of the loop (it carries the whole queue,
+  // nobody waits for the queue to drain, no close waits for it), so the loop may sleep
+  // through it and learn of it after the next news (Ring::wait).
+  const bool quiet = !tls_ && !drainWanted_ && !closeWhenFlushed_ && m.inflight == q.bytes();
   // The wanted send becomes the send: ops stays as it is.
-  ring()->send(this, fd(), &slot->msg);
+  ring()->send(this, fd(), &slot->msg, quiet);
 }
 
 void Conn::ringClose() noexcept {
@@ -101,9 +110,9 @@ void Conn::ringClose() noexcept {
     ring()->cancel(this, Ring::Op::Recv);
   }
   if (writing_) {
-    // Usually already complete (sends go out when submitted); one the peer does not take is
-    // cancelled. Its completion writes what is left, as below.
-    ring()->cancel(this, Ring::Op::Send);
+    // A send is complete once submitted; a wait for room the peer does not make is cancelled.
+    // Its completion writes what is left, as below.
+    ring()->cancel(this, ring_.writeWait ? Ring::Op::Writable : Ring::Op::Send);
   } else if (wirePending()) {
     // What was queued just before the close (a Terminate, a last error) goes now, best
     // effort, as the epoll path's direct write sends it: the turn's send would be too late.
@@ -136,6 +145,8 @@ void Conn::onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept {
       return onRingSent(res);
     case Ring::Op::Deliver:
       return onRingDeliver();
+    case Ring::Op::Writable:
+      return onRingWritable();
     case Ring::Op::Close:
       --ring_.ops;
       return closed();
@@ -200,11 +211,18 @@ void Conn::onRingRecv(int res, uint32_t flags) noexcept {
   }
 }
 
+bool Conn::onRingSendQuiet() noexcept {
+  if (!ring_.sendInRing) return false;  // it posted a completion: short, full or failed
+  onRingSent(static_cast<int>(moving_->inflight));
+  return true;
+}
+
 void Conn::onRingSent(int res) noexcept {
+  ring_.sendInRing = false;
   Moving& m = *moving_;  // kept while writing_ (shrinkIdle)
   ring()->giveSendSlot(std::exchange(m.ringSend, nullptr));
   writing_ = false;
-  m.inflight = 0;
+  const size_t asked = std::exchange(m.inflight, 0);
   if (closed_ || ring_.closeWanted) {
     // Closing: what is left goes now, best effort (see ringClose); onClose drops the rest.
     if (res > 0 && !closed_) {
@@ -213,14 +231,35 @@ void Conn::onRingSent(int res) noexcept {
     }
     return ringOpEnded();
   }
-  if (res < 0) {
+  const bool full = res == -EAGAIN || res == -ENOBUFS;
+  if (res < 0 && !full) {
     writeFailed(res);
     return ringOpEnded();
   }
-  // A partial send leaves the rest queued: flush() sends it in the next turn.
-  wireQueue().consume(static_cast<size_t>(res));
+  if (res > 0) wireQueue().consume(static_cast<size_t>(res));
+  if (full || static_cast<size_t>(res) < asked) {
+    // The socket is full (a short send says so too): wait for room, not send again at once.
+    // The wait is this op's successor, so ops stays as it is.
+    writing_ = true;
+    ring_.writeWait = true;
+    ring()->waitWritable(this, fd());
+    if (res > 0) notifyDrainedIfLow();
+    return;
+  }
   flush();
   notifyDrainedIfLow();
+  ringOpEnded();
+}
+
+void Conn::onRingWritable() noexcept {
+  // Whatever the poll says (room, an error, a hang-up), the next send finds out.
+  writing_ = false;
+  ring_.writeWait = false;
+  if (closed_ || ring_.closeWanted) {
+    if (!closed_ && wirePending()) tryWrite(wireQueue());  // best effort, as in onRingSent
+    return ringOpEnded();
+  }
+  flush();
   ringOpEnded();
 }
 

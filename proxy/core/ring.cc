@@ -5,6 +5,7 @@
 
 #include <poll.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
@@ -29,7 +30,10 @@ std::unique_ptr<Ring> Ring::make(protocol::ChunkPool& chunks, std::string& why) 
   io_uring_params p{};
   // Completion work runs when the loop asks for events, not as interrupts of it (the cheapest
   // mode for a one-thread loop). Linux 6.1 has it, and multishot receives (6.0) with it.
-  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+  // SUBMIT_ALL: a bad entry does not leave the ones after it unsubmitted, so the completions
+  // wait() counts on are all posted.
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+            IORING_SETUP_SUBMIT_ALL;
   p.cq_entries = kCqEntries;
   int rc = io_uring_queue_init_params(kEntries, &r->ring_, &p);
   if (rc < 0) {
@@ -67,7 +71,50 @@ std::unique_ptr<Ring> Ring::make(protocol::ChunkPool& chunks, std::string& why) 
                           io_uring_buf_ring_mask(kBuffers), b);
   }
   io_uring_buf_ring_advance(r->bufRing_, kBuffers);
+  r->quietSends_ = sendsCompleteInSubmission(r->ring_);
+  if (!r->quietSends_) {
+    spdlog::info("io_uring: this kernel's sends are not known to complete in the submission; "
+                 "every send posts a completion (one more io_uring_enter per turn that sends)");
+  }
   return r;
+}
+
+bool Ring::sendsCompleteInSubmission(io_uring& ring) {
+  // What the quiet sends rely on, checked on a socket pair rather than assumed: a whole send
+  // posts nothing (IOSQE_CQE_SKIP_SUCCESS); one that finds the socket full completes at once
+  // with EAGAIN instead of waiting for room (MSG_DONTWAIT); a short one completes at once as
+  // a failure that still says how much went (MSG_WAITALL; Linux 6.0 keeps the count).
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return false;
+  int small = 4096;
+  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  static char bytes[65536];  // static: a send left waiting (an older kernel) reads it later
+  constexpr int kNothing = 1;  // no completion was posted (a send never completes as 1 here)
+  auto sendOnce = [&ring, &sv](size_t len) {
+    io_uring_sqe* s = io_uring_get_sqe(&ring);
+    if (!s) return -EBUSY;
+    io_uring_prep_send(s, sv[0], bytes, len, kSendFlags);
+    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(s, kIgnore);
+    if (io_uring_submit(&ring) != 1) return -EBUSY;
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_peek_cqe(&ring, &cqe) != 0 || !cqe) return kNothing;
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    return res;
+  };
+  bool ok = sendOnce(64) == kNothing;
+  while (ok && ::send(sv[0], bytes, 1024, MSG_DONTWAIT) > 0) {
+  }
+  ok = ok && sendOnce(64) == -EAGAIN;
+  if (ok) {  // room for part of the next send
+    ssize_t n = ::recv(sv[1], bytes, 2048, MSG_DONTWAIT);
+    int r = sendOnce(sizeof bytes);
+    ok = n > 0 && r > 0 && static_cast<size_t>(r) < sizeof bytes;
+  }
+  ::close(sv[0]);  // a send still waiting ends with an error, its completion ignored
+  ::close(sv[1]);
+  return ok;
 }
 
 Ring::~Ring() {
@@ -100,14 +147,26 @@ void Ring::recv(Conn* c, int fd) {
   ++pending_;
 }
 
-void Ring::send(Conn* c, int fd, const msghdr* m) {
+void Ring::send(Conn* c, int fd, const msghdr* m, bool quiet) {
   io_uring_sqe* s = sqe();
+  const int flags = quietSends_ ? kSendFlags : MSG_NOSIGNAL;
   if (m->msg_iovlen == 1) {  // the usual case: the kernel need not copy a msghdr in
-    io_uring_prep_send(s, fd, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len, MSG_NOSIGNAL);
+    io_uring_prep_send(s, fd, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len, flags);
   } else {
-    io_uring_prep_sendmsg(s, fd, m, MSG_NOSIGNAL);
+    io_uring_prep_sendmsg(s, fd, m, flags);
   }
   io_uring_sqe_set_data64(s, tag(c, Op::Send));
+  ++pending_;
+  if (quietSends_ && quiet) {
+    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    quiet_.push_back({c, ring_.sq.sqe_tail});
+  }
+}
+
+void Ring::waitWritable(Conn* c, int fd) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_add(s, fd, POLLOUT);
+  io_uring_sqe_set_data64(s, tag(c, Op::Writable));
   ++pending_;
 }
 
@@ -115,6 +174,7 @@ void Ring::cancel(Conn* c, Op op) {
   io_uring_sqe* s = sqe();
   io_uring_prep_cancel64(s, tag(c, op), 0);
   io_uring_sqe_set_data64(s, kIgnore);
+  ++postedBySubmit_;
 }
 
 void Ring::deliver(Conn* c) {
@@ -146,6 +206,7 @@ void Ring::cancelAccept(Listener* l) {
   io_uring_sqe* s = sqe();
   io_uring_prep_cancel64(s, tag(l, Op::Accept), 0);
   io_uring_sqe_set_data64(s, kIgnore);
+  ++postedBySubmit_;
 }
 
 void Ring::poll(int fd) {
@@ -180,18 +241,23 @@ void Ring::runSends() {
 Ring::Turn Ring::wait(int timeoutMs) {
   runSends();
   Turn t;
+  // The completion queue is empty here (the last turn took all), so waiting for one more than
+  // the submission posts itself waits for news. Only completions nobody acts on are counted
+  // (cancels'); a whole send posts none (quietSends_), so a turn that sends sleeps in the
+  // same io_uring_enter instead of waking for its own sends and entering again to sleep.
+  const unsigned want = 1 + std::exchange(postedBySubmit_, 0);
   // Errors (EINTR, ETIME, a full completion queue) need nothing here: the completions there
   // are are taken below, and the next turn submits what is still queued.
   if (timeoutMs == 0) {
     io_uring_submit_and_get_events(&ring_);
   } else if (timeoutMs < 0) {
-    io_uring_submit_and_wait(&ring_, 1);
+    io_uring_submit_and_wait(&ring_, want);
   } else {
     __kernel_timespec ts{};
     ts.tv_sec = timeoutMs / 1000;
     ts.tv_nsec = static_cast<long long>(timeoutMs % 1000) * 1000000;
     io_uring_cqe* first = nullptr;
-    io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
+    io_uring_submit_and_wait_timeout(&ring_, &first, want, &ts, nullptr);
   }
   unsigned head;
   unsigned seen = 0;
@@ -213,6 +279,18 @@ Ring::Turn Ring::wait(int timeoutMs) {
     reinterpret_cast<Conn*>(ud & ~uint64_t{7})->onRingCompletion(op, cqe->res, cqe->flags);
   }
   io_uring_cq_advance(&ring_, seen);
+  // The quiet sends submitted: each that posted nothing went whole. One the kernel has not
+  // taken yet (a submission refused, EBUSY) waits for the next turn's.
+  const unsigned taken = io_uring_smp_load_acquire(ring_.sq.khead);
+  quietDone_.swap(quiet_);
+  for (const QuietSend& q : quietDone_) {
+    if (static_cast<int>(taken - q.sqeEnd) < 0) {
+      quiet_.push_back(q);
+    } else if (q.conn->onRingSendQuiet()) {
+      --pending_;
+    }
+  }
+  quietDone_.clear();
   return t;
 }
 

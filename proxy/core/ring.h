@@ -40,7 +40,7 @@ class Listener;
 
 class Ring {
  public:
-  enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3, Close = 4, Accept = 5 };
+  enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3, Close = 4, Accept = 5, Writable = 6 };
 
   // Null, with the reason in `why`, where the kernel (or a seccomp profile) refuses
   // io_uring or the flags it is set up with (Linux >= 6.1). Call on the thread that runs the
@@ -52,7 +52,12 @@ class Ring {
 
   // Preparing operations; they reach the kernel at the next wait().
   void recv(Conn* c, int fd);                  // multishot, into the ring's buffers
-  void send(Conn* c, int fd, const msghdr* m);  // m must live until the completion
+  // m must live until the completion. Where the kernel allows (quietSends_), the send never
+  // waits for room: it completes in the submission, short or with EAGAIN when the socket is
+  // full. A quiet send (its owner has nothing to do when it goes whole) then posts nothing:
+  // Conn::onRingSendQuiet reports it after the next turn's completions.
+  void send(Conn* c, int fd, const msghdr* m, bool quiet);
+  void waitWritable(Conn* c, int fd);           // one-shot POLLOUT, completes as Writable
   void cancel(Conn* c, Op op);                  // its completion is dropped
   void deliver(Conn* c);                        // a completion for c in the next turn
   void close(Conn* c, int fd);                  // closes fd (-1: none), then completes
@@ -86,7 +91,8 @@ class Ring {
     bool pollFired = false;  // the descriptor given to poll() is readable
   };
   // Prepares the sends wanted, submits everything, waits up to timeoutMs (-1: no limit, 0: do
-  // not wait) for at least one completion and hands each completion to its Conn.
+  // not wait) for at least one completion beyond those the submission itself produces (sends
+  // and deliveries complete in it) and hands each completion to its Conn.
   Turn wait(int timeoutMs);
   // The chunk receive buffer `bid` is: it leaves the ring (a fresh one takes its place) and
   // the caller gives it its first reference.
@@ -99,6 +105,8 @@ class Ring {
   Ring(protocol::ChunkPool& chunks) : chunks_(chunks) {}
   io_uring_sqe* sqe();
   void put(uint16_t bid, protocol::Chunk* c);
+  static bool sendsCompleteInSubmission(io_uring& ring);
+  static constexpr int kSendFlags = MSG_NOSIGNAL | MSG_DONTWAIT | MSG_WAITALL;
 
   static constexpr unsigned kEntries = 1024;
   static constexpr unsigned kCqEntries = 4096;
@@ -117,6 +125,14 @@ class Ring {
   std::vector<Conn*> sendList_;
   std::vector<Conn*> sending_;  // runSends' copy, reused
   size_t pending_ = 0;
+  unsigned postedBySubmit_ = 0;   // completions of the next submission nobody acts on
+  bool quietSends_ = false;       // sends complete in the submission, whole ones silently
+  struct QuietSend {
+    Conn* conn;
+    unsigned sqeEnd;  // the submission queue's tail just after the send's entry
+  };
+  std::vector<QuietSend> quiet_;      // sends not known to be complete yet
+  std::vector<QuietSend> quietDone_;  // wait()'s copy, reused
 };
 
 }  // namespace pgswitch::proxy

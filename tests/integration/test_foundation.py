@@ -432,6 +432,46 @@ class FoundationTest(ProxyTestCase):
             w.close()
         self.assertAlive()
 
+    @budget(120)
+    def test_full_sockets_both_ways_and_a_reader_that_leaves(self):
+        # Sends that find a socket full (the server's taking a large COPY, a client not
+        # reading) wait for room in the loop, not in the kernel: nothing is lost or repeated,
+        # and a client that leaves while its socket is full is closed without holding anyone.
+        n, pad = 150_000, "p" * 200
+        with psycopg.connect(self.sw.dsn()) as conn:
+            with conn.cursor() as cur:
+                cur.execute("CREATE TEMP TABLE big(a int, b text)")
+                with cur.copy("COPY big (a, b) FROM STDIN") as copy:
+                    for i in range(n):
+                        copy.write_row((i, f"{pad}{i}"))
+                cur.execute("SELECT count(*), sum(a), sum(length(b)) FROM big")
+                self.assertEqual(cur.fetchone(),
+                                 (n, n * (n - 1) // 2,
+                                  sum(len(pad) + len(str(i)) for i in range(n))))
+                got = hashlib.sha256()
+                rows = 0
+                with cur.copy("COPY (SELECT a, b FROM big ORDER BY a) TO STDOUT") as copy:
+                    for block in copy:
+                        got.update(block)
+                        rows += bytes(block).count(b"\n")
+                want = hashlib.sha256(b"".join(f"{i}\t{pad}{i}\n".encode() for i in range(n)))
+                self.assertEqual(rows, n)
+                self.assertEqual(got.hexdigest(), want.hexdigest())
+        w = PgWire(port=self.sw.port, timeout=10)
+        try:
+            w.startup("trustuser", "appdb")
+            w.send(query_msg("SELECT repeat('x', 1000) FROM generate_series(1, 200000)"))
+            time.sleep(1.0)  # pgswitch's socket to this client fills, and stays full
+        finally:
+            w.close()
+        t0 = time.monotonic()
+        for i in range(20):
+            with psycopg2.connect(self.sw.dsn()) as c, c.cursor() as cur:
+                cur.execute("SELECT %s", (i,))
+                self.assertEqual(cur.fetchone()[0], i)
+        self.assertLess(time.monotonic() - t0, 10, "the leaving reader held things up")
+        self.assertAlive()
+
     # -- shutdown (runs last: tests run in name order) ------------------------------------------
     def test_zz_sigterm_clean_exit(self):
         self.assertAlive()
