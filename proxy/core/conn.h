@@ -163,7 +163,7 @@ class Conn {
   // With a Ring: which of this Conn's operations are in it, what arrived while it was not
   // reading (reported once it reads again), and a close waiting for the operations to end.
   struct RingState {
-    uint8_t ops = 0;               // in the ring: receive, send, delivery, a wanted send
+    uint8_t ops = 0;  // in the ring: receive, send or POLLOUT wait, delivery, a wanted send
     bool recvArmed : 1 = false;    // the multishot receive has not ended
     bool recvCancelled : 1 = false;
     bool sendWanted : 1 = false;   // on the ring's send list

@@ -7,7 +7,8 @@
 // - A send never waits in the kernel (where Ring::send can say so): one that finds the socket
 //   full comes back short or with EAGAIN, and a POLLOUT wait takes its place until there is
 //   room (writing_ stays set). A quiet send (ringSend says when) that goes whole posts no
-//   completion and is reported after the next turn's completions (onRingSendQuiet).
+//   completion and is reported after the completions of the wait that submitted it
+//   (onRingSendQuiet).
 // - The socket is closed only once none of this Conn's operations is in the ring: the kernel
 //   may still write into its buffers, and completions point to the Conn. An accepted socket
 //   (no libuv handle) is closed by the ring itself, a server's through uv_close.
@@ -110,8 +111,9 @@ void Conn::ringClose() noexcept {
     ring()->cancel(this, Ring::Op::Recv);
   }
   if (writing_) {
-    // A send is complete once submitted; a wait for room the peer does not make is cancelled.
-    // Its completion writes what is left, as below.
+    // A wait for room the peer does not make is cancelled, and so is a send still waiting
+    // in the kernel (a kernel without quiet sends); its completion writes what is left, as
+    // below.
     ring()->cancel(this, ring_.writeWait ? Ring::Op::Writable : Ring::Op::Send);
   } else if (wirePending()) {
     // What was queued just before the close (a Terminate, a last error) goes now, best
@@ -231,7 +233,7 @@ void Conn::onRingSent(int res) noexcept {
     }
     return ringOpEnded();
   }
-  const bool full = res == -EAGAIN || res == -ENOBUFS;
+  const bool full = res == -EAGAIN;
   if (res < 0 && !full) {
     writeFailed(res);
     return ringOpEnded();

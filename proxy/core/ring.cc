@@ -174,7 +174,7 @@ void Ring::cancel(Conn* c, Op op) {
   io_uring_sqe* s = sqe();
   io_uring_prep_cancel64(s, tag(c, op), 0);
   io_uring_sqe_set_data64(s, kIgnore);
-  ++postedBySubmit_;
+  ++ignorable_;
 }
 
 void Ring::deliver(Conn* c) {
@@ -206,7 +206,7 @@ void Ring::cancelAccept(Listener* l) {
   io_uring_sqe* s = sqe();
   io_uring_prep_cancel64(s, tag(l, Op::Accept), 0);
   io_uring_sqe_set_data64(s, kIgnore);
-  ++postedBySubmit_;
+  ++ignorable_;
 }
 
 void Ring::poll(int fd) {
@@ -242,10 +242,10 @@ Ring::Turn Ring::wait(int timeoutMs) {
   runSends();
   Turn t;
   // The completion queue is empty here (the last turn took all), so waiting for one more than
-  // the submission posts itself waits for news. Only completions nobody acts on are counted
-  // (cancels'); a whole send posts none (quietSends_), so a turn that sends sleeps in the
-  // same io_uring_enter instead of waking for its own sends and entering again to sleep.
-  const unsigned want = 1 + std::exchange(postedBySubmit_, 0);
+  // the completions nobody acts on (cancels', counted until they are taken) waits for news. A
+  // quiet send that goes whole posts nothing, so a turn that sends sleeps in this one
+  // io_uring_enter instead of waking for its own sends and entering again to sleep.
+  const unsigned want = 1 + ignorable_;
   // Errors (EINTR, ETIME, a full completion queue) need nothing here: the completions there
   // are are taken below, and the next turn submits what is still queued.
   if (timeoutMs == 0) {
@@ -259,26 +259,13 @@ Ring::Turn Ring::wait(int timeoutMs) {
     io_uring_cqe* first = nullptr;
     io_uring_submit_and_wait_timeout(&ring_, &first, want, &ts, nullptr);
   }
-  unsigned head;
-  unsigned seen = 0;
-  io_uring_cqe* cqe;
-  io_uring_for_each_cqe(&ring_, head, cqe) {
-    ++seen;
-    uint64_t ud = io_uring_cqe_get_data64(cqe);
-    if (ud == kIgnore) continue;
-    if (ud == kPoll) {
-      t.pollFired = true;
-      continue;
-    }
-    auto op = static_cast<Op>(ud & 7);
-    if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;  // a multishot's last, or a one-shot
-    if (op == Op::Accept) {
-      reinterpret_cast<Listener*>(ud & ~uint64_t{7})->onRingAccept(cqe->res, cqe->flags);
-      continue;
-    }
-    reinterpret_cast<Conn*>(ud & ~uint64_t{7})->onRingCompletion(op, cqe->res, cqe->flags);
+  reap(t);
+  // Completions that found the queue full wait in the kernel's overflow list; a quiet send's
+  // short one may be among them, so all are taken before a quiet send is called whole.
+  while (io_uring_cq_has_overflow(&ring_)) {
+    io_uring_get_events(&ring_);
+    reap(t);
   }
-  io_uring_cq_advance(&ring_, seen);
   // The quiet sends submitted: each that posted nothing went whole. One the kernel has not
   // taken yet (a submission refused, EBUSY) waits for the next turn's.
   const unsigned taken = io_uring_smp_load_acquire(ring_.sq.khead);
@@ -292,6 +279,32 @@ Ring::Turn Ring::wait(int timeoutMs) {
   }
   quietDone_.clear();
   return t;
+}
+
+void Ring::reap(Turn& t) {
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++seen;
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    if (ud == kIgnore) {
+      if (ignorable_ > 0) --ignorable_;
+      continue;
+    }
+    if (ud == kPoll) {
+      t.pollFired = true;
+      continue;
+    }
+    auto op = static_cast<Op>(ud & 7);
+    if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;  // a multishot's last, or a one-shot
+    if (op == Op::Accept) {
+      reinterpret_cast<Listener*>(ud & ~uint64_t{7})->onRingAccept(cqe->res, cqe->flags);
+      continue;
+    }
+    reinterpret_cast<Conn*>(ud & ~uint64_t{7})->onRingCompletion(op, cqe->res, cqe->flags);
+  }
+  io_uring_cq_advance(&ring_, seen);
 }
 
 }  // namespace pgswitch::proxy

@@ -55,7 +55,7 @@ class Ring {
   // m must live until the completion. Where the kernel allows (quietSends_), the send never
   // waits for room: it completes in the submission, short or with EAGAIN when the socket is
   // full. A quiet send (its owner has nothing to do when it goes whole) then posts nothing:
-  // Conn::onRingSendQuiet reports it after the next turn's completions.
+  // Conn::onRingSendQuiet reports it after the completions of the wait() that submitted it.
   void send(Conn* c, int fd, const msghdr* m, bool quiet);
   void waitWritable(Conn* c, int fd);           // one-shot POLLOUT, completes as Writable
   void cancel(Conn* c, Op op);                  // its completion is dropped
@@ -91,8 +91,8 @@ class Ring {
     bool pollFired = false;  // the descriptor given to poll() is readable
   };
   // Prepares the sends wanted, submits everything, waits up to timeoutMs (-1: no limit, 0: do
-  // not wait) for at least one completion beyond those the submission itself produces (sends
-  // and deliveries complete in it) and hands each completion to its Conn.
+  // not wait) for one completion beyond the cancels' (which nobody acts on), hands each
+  // completion to its Conn, then reports the quiet sends that went whole.
   Turn wait(int timeoutMs);
   // The chunk receive buffer `bid` is: it leaves the ring (a fresh one takes its place) and
   // the caller gives it its first reference.
@@ -106,6 +106,7 @@ class Ring {
   io_uring_sqe* sqe();
   void put(uint16_t bid, protocol::Chunk* c);
   static bool sendsCompleteInSubmission(io_uring& ring);
+  void reap(Turn& t);  // hands each completion in the queue to its Conn
   static constexpr int kSendFlags = MSG_NOSIGNAL | MSG_DONTWAIT | MSG_WAITALL;
 
   static constexpr unsigned kEntries = 1024;
@@ -125,7 +126,7 @@ class Ring {
   std::vector<Conn*> sendList_;
   std::vector<Conn*> sending_;  // runSends' copy, reused
   size_t pending_ = 0;
-  unsigned postedBySubmit_ = 0;   // completions of the next submission nobody acts on
+  unsigned ignorable_ = 0;        // cancels' completions (nobody acts on them) not yet taken
   bool quietSends_ = false;       // sends complete in the submission, whole ones silently
   struct QuietSend {
     Conn* conn;

@@ -437,6 +437,10 @@ class FoundationTest(ProxyTestCase):
         # Sends that find a socket full (the server's taking a large COPY, a client not
         # reading) wait for room in the loop, not in the kernel: nothing is lost or repeated,
         # and a client that leaves while its socket is full is closed without holding anyone.
+        if os.environ.get("PGSWITCH_IO_URING") != "off" and \
+                "io_uring unavailable" not in self.sw.log():
+            # The ring's sends are the ones under test here, not the fallback for old kernels.
+            self.assertNotIn("not known to complete in the submission", self.sw.log())
         n, pad = 150_000, "p" * 200
         with psycopg.connect(self.sw.dsn()) as conn:
             with conn.cursor() as cur:
