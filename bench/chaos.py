@@ -827,7 +827,11 @@ def run_chaos(o) -> dict:
         background: list[threading.Thread] = []
         k = 0
         aborted = None
-        while time.monotonic() < end - 2:
+        # The first shuffled set runs whole even past --duration (up to twice it), so a short
+        # run on a slow machine still exercises every kind of action once.
+        first_set = len([a for a in ACTIONS if a not in o.skip])
+        while (time.monotonic() < end - 2
+               or (k < first_set and time.monotonic() < end + o.duration)):
             if not bag:
                 bag = [a for a in ACTIONS if a not in o.skip]
                 rng.shuffle(bag)

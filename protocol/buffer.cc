@@ -94,8 +94,9 @@ void ByteQueue::append(std::span<const std::byte> bytes) {
   }
 }
 
-bool ByteQueue::copyOut(size_t offset, std::span<std::byte> dst) const {
+bool ByteQueue::copyOutAcross(size_t offset, std::span<std::byte> dst) const {
   if (offset + dst.size() > size_) return false;
+  if (dst.empty()) return true;
   size_t out = 0;
   for (const Seg& s : segs_) {
     size_t len = s.end - s.begin;
@@ -133,6 +134,20 @@ void ByteQueue::sliceFront(size_t n, std::vector<Slice>& out) const {
     out.push_back(Slice{s.chunk, s.begin, static_cast<uint32_t>(take)});
     n -= take;
   }
+}
+
+size_t ByteQueue::moveTo(SliceQueue& to, size_t n) {
+  n = std::min(n, size_);
+  if (n == 0) return 0;
+  size_t left = n;
+  for (const Seg& s : segs_) {
+    if (left == 0) break;
+    const uint32_t take = static_cast<uint32_t>(std::min<size_t>(s.end - s.begin, left));
+    to.push(s.chunk, s.begin, take);
+    left -= take;
+  }
+  consume(n);
+  return n;
 }
 
 void ByteQueue::consume(size_t n) {
@@ -183,24 +198,32 @@ void ByteQueue::shrink() {
 
 // ---- SliceQueue ----
 
-void SliceQueue::push(Slice s) {
-  if (s.length == 0) return;
+bool SliceQueue::absorb(const Chunk* chunk, uint32_t& offset, uint32_t& length) {
+  if (length == 0) return true;
   if (tap_) {
-    size_t drop = std::min<size_t>(tap_->pushing(std::span(s.data(), s.length)), s.length);
-    s.offset += static_cast<uint32_t>(drop);
-    s.length -= static_cast<uint32_t>(drop);
-    if (s.length == 0) return;
+    size_t drop = std::min<size_t>(tap_->pushing(std::span(chunk->data + offset, length)), length);
+    offset += static_cast<uint32_t>(drop);
+    length -= static_cast<uint32_t>(drop);
+    if (length == 0) return true;
   }
-  bytes_ += s.length;
+  bytes_ += length;
   // Adjacent ranges of the same chunk merge into one iovec.
   if (q_.size() > head_) {
     Slice& last = q_.back();
-    if (last.chunk.get() == s.chunk.get() && last.offset + last.length == s.offset) {
-      last.length += s.length;
-      return;
+    if (last.chunk.get() == chunk && last.offset + last.length == offset) {
+      last.length += length;
+      return true;
     }
   }
-  q_.push_back(std::move(s));
+  return false;
+}
+
+void SliceQueue::push(Slice s) {
+  if (!absorb(s.chunk.get(), s.offset, s.length)) q_.push_back(std::move(s));
+}
+
+void SliceQueue::push(const ChunkRef& chunk, uint32_t offset, uint32_t length) {
+  if (!absorb(chunk.get(), offset, length)) q_.push_back(Slice{chunk, offset, length});
 }
 
 void SliceQueue::pushSlices(std::vector<Slice>& slices) {

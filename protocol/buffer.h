@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -95,6 +96,8 @@ class ConsumeTap {
   ~ConsumeTap() = default;
 };
 
+class SliceQueue;
+
 // Input side: bytes read from a socket, in arrival order, spread over chunks. The event loop
 // asks for writable space (libuv alloc callback), then commits what the read delivered.
 class ByteQueue {
@@ -119,12 +122,36 @@ class ByteQueue {
   size_t tailRoom() const { return segs_.empty() ? 0 : Chunk::kSize - segs_.back().end; }
 
   // Copies bytes [offset, offset+dst.size()) into dst; false if not that many bytes.
-  bool copyOut(size_t offset, std::span<std::byte> dst) const;
+  // Inline for the common case (headers and heads of messages read several times per
+  // message), where the bytes lie in the first segment.
+  bool copyOut(size_t offset, std::span<std::byte> dst) const {
+    if (!segs_.empty()) {
+      const Seg& s = segs_.front();
+      if (offset + dst.size() <= s.end - s.begin) {
+        // memcpy's pointers must not be null even for 0 bytes (an empty span's may be).
+        if (!dst.empty()) std::memcpy(dst.data(), s.chunk->data + s.begin + offset, dst.size());
+        return true;
+      }
+    }
+    return copyOutAcross(offset, dst);
+  }
+  // The queue's first bytes as they lie in its first segment: all of them, or fewer when the
+  // queue spans chunks (then copyOut or contiguous reads on). Where a message header is read.
+  std::span<const std::byte> firstSegment() const {
+    if (segs_.empty()) return {};
+    const Seg& s = segs_.front();
+    return {s.chunk->data + s.begin, s.end - s.begin};
+  }
   // The first n bytes as one contiguous span: points into the chunk when they lie in one,
   // else they are copied into scratch (whose capacity is reused across calls).
   std::span<const std::byte> contiguous(size_t n, std::vector<std::byte>& scratch) const;
   // Appends slices covering the first n bytes to out (no copy, no consume).
   void sliceFront(size_t n, std::vector<Slice>& out) const;
+  // Moves the first n bytes (at most size()) to `to` without copying them: what sliceFront,
+  // SliceQueue::pushSlices and consume do together, without a slice list in between and
+  // without a reference count taken for a range that joins `to`'s last slice. Returns how
+  // many bytes moved.
+  size_t moveTo(SliceQueue& to, size_t n);
   void consume(size_t n);
   void clear() { consume(size_); }
   // consume() shows the bytes to `tap` first (null: none). clear() too.
@@ -147,6 +174,7 @@ class ByteQueue {
     uint32_t begin = 0;
     uint32_t end = 0;
   };
+  bool copyOutAcross(size_t offset, std::span<std::byte> dst) const;
   ChunkPool* pool_;
   std::vector<Seg> segs_;
   size_t size_ = 0;
@@ -172,6 +200,7 @@ class SliceQueue {
   explicit SliceQueue(ChunkPool& pool) : pool_(&pool) {}
 
   void push(Slice s);
+  void push(const ChunkRef& chunk, uint32_t offset, uint32_t length);  // the same, by range
   void pushSlices(std::vector<Slice>& slices);  // moves them in, clears the vector
   void pushCopy(std::span<const std::byte> bytes);
   void pushCopy(std::string_view s) { pushCopy(std::as_bytes(std::span(s.data(), s.size()))); }
@@ -200,6 +229,11 @@ class SliceQueue {
   void shrink();
 
  private:
+  // What every push does before its range joins the list: shows it to the tap (which may
+  // keep its first bytes out), counts it, and merges it into the last slice when it follows
+  // that slice in the same chunk. True when nothing is left to append.
+  bool absorb(const Chunk* chunk, uint32_t& offset, uint32_t& length);
+
   ChunkPool* pool_;
   std::vector<Slice> q_;
   size_t head_ = 0;  // index of the first live slice in q_

@@ -50,6 +50,8 @@ Frame readFrame(std::span<const std::byte> bytes, uint32_t maxLength) {
 }
 
 Frame readFrame(const ByteQueue& q, uint32_t maxLength) {
+  if (auto first = q.firstSegment(); first.size() >= 5)
+    return typed(first.data(), q.size(), maxLength);
   std::array<std::byte, 5> hdr;
   if (!q.copyOut(0, hdr)) return Frame{};
   return typed(hdr.data(), q.size(), maxLength);

@@ -49,7 +49,8 @@ void appendLiteral(std::string& out, std::string_view v) {
 
 std::string_view firstKeyword(std::string_view sql) {
   size_t i = 0;
-  for (;;) {
+  // Most texts start with their keyword; the loop below is for space, comments and '('.
+  while (i >= sql.size() || !identStart(sql[i])) {
     i = skipSpaceAndComments(sql, i);
     if (i == npos) return {};
     if (i < sql.size() && sql[i] == '(') {
@@ -192,7 +193,18 @@ bool startsWithSet(std::string_view sql) { return firstKeywordIs(sql, "set"); }
 
 bool startsWithReset(std::string_view sql) { return firstKeywordIs(sql, "reset"); }
 
+bool startsWithSetOrReset(std::string_view sql) {
+  std::string_view w = firstKeyword(sql);
+  return equalsLower(w, "set") || equalsLower(w, "reset");
+}
+
 bool isSqlExecute(std::string_view sql) { return firstKeywordIs(sql, "execute"); }
+
+bool mayStartDeallocate(char first) {
+  // A comment's first byte, a d, or whitespace (what skipSpaceAndComments steps over).
+  return first == 'd' || first == 'D' || first == '-' || first == '/' ||
+         skipSpaceAndComments(std::string_view(&first, 1), 0) == 1;
+}
 
 std::optional<std::string> deallocateTarget(std::string_view sql) {
   size_t i = 0;

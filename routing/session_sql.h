@@ -66,6 +66,9 @@ bool startsWithSet(std::string_view sql);
 // SETs are counted by the pinning heuristic at ReadyForQuery.
 bool startsWithReset(std::string_view sql);
 
+// startsWithSet(sql) || startsWithReset(sql), reading the first word once.
+bool startsWithSetOrReset(std::string_view sql);
+
 // The statement is an SQL EXECUTE of a prepared statement, whose text routing cannot see.
 bool isSqlExecute(std::string_view sql);
 
@@ -75,6 +78,10 @@ bool isSqlExecute(std::string_view sql);
 // quote). nullopt for DEALLOCATE [PREPARE] ALL, an empty name, trailing text, an unterminated
 // comment or quote, and every other statement. Comments may stand wherever whitespace may.
 std::optional<std::string> deallocateTarget(std::string_view sql);
+// False when a statement starting with byte `first` cannot be a DEALLOCATE: it starts with
+// neither whitespace, a comment, nor a d. Lets the hot path skip deallocateTarget (and the
+// copy of the message it needs) for almost every statement.
+bool mayStartDeallocate(char first);
 
 // What a transaction-ending statement that is nothing else asks for.
 enum class TxnEnd : uint8_t {

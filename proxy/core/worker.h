@@ -68,10 +68,11 @@ class Worker {
   // Observability and graceful stop (worker_admin.cc).
   // Counters per backend slot, written only on this thread. Routing counts reads/writes;
   // the relay counts transactions, queries, bytes and latency.
+  // Called for every message: the rare growth is out of line, so the common case saves no
+  // registers.
   BackendCounters& counters(int backend) {
-    if (backend < 0) return spareCounters_;
-    if (static_cast<size_t>(backend) >= counters_.size()) counters_.resize(backend + 1);
-    return counters_[backend];
+    if (static_cast<size_t>(backend) < counters_.size()) return counters_[backend];
+    return countersSlow(backend);
   }
   // This worker's part of a Snapshot (clients, servers, pools, counters). On this thread.
   void collectInto(WorkerPart& part);
@@ -316,6 +317,7 @@ class Worker {
   std::unordered_set<std::string> watchedDatabases_;  // told to the CatalogWatcher already
   std::vector<int> outstanding_;
   int lastPrimary_ = -1;  // primary of the last topology this worker saw
+  [[gnu::noinline]] BackendCounters& countersSlow(int backend);
   std::vector<BackendCounters> counters_;
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;
   bool stopping_ = false;

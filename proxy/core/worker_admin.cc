@@ -28,6 +28,12 @@ const char* serverStateName(ServerConn::State s) {
 
 }  // namespace
 
+BackendCounters& Worker::countersSlow(int backend) {
+  if (backend < 0) return spareCounters_;
+  counters_.resize(static_cast<size_t>(backend) + 1);
+  return counters_[backend];
+}
+
 void Worker::collectInto(WorkerPart& part) {
   uint64_t now = nowMs();
   auto topo = rt_.topology();

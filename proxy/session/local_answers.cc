@@ -80,6 +80,13 @@ bool answerDeallocate(ByteQueue& in, size_t maxMessage, ClientStatements& stmts,
   Frame f = readFrame(in, maxMessage);
   if (f.status != FrameStatus::Complete || f.total > 512 || f.total < 6) return false;
   if (f.type != fe::Query && f.type != fe::Parse) return false;
+  // Most statements are told apart by their first byte, before the message is copied and
+  // parsed: a Parse's name must be empty (one 0 byte), then comes its text.
+  std::array<std::byte, 2> head{};
+  if (!in.copyOut(5, head)) return false;
+  const bool parse = f.type == fe::Parse;
+  if (parse && head[0] != std::byte{0}) return false;
+  if (!routing::mayStartDeallocate(static_cast<char>(head[parse ? 1 : 0]))) return false;
   auto msg = in.contiguous(f.total, scratch);
   std::string_view sql;
   if (f.type == fe::Query) {

@@ -22,16 +22,10 @@ using namespace protocol;
 namespace {
 
 // Moves up to n bytes from the front of `from` to `to` without copying; returns how many.
-// The slices pass through one vector per worker thread (empty again on return: pushSlices
-// moves them out and nothing in between runs another session), not one in every session.
+// (Nothing to move: `to` is not asked for its output queue, which it may only be holding
+// while bytes move.)
 size_t forward(ByteQueue& from, Conn& to, size_t n) {
-  n = std::min(n, from.size());
-  if (n == 0) return 0;
-  thread_local std::vector<Slice> tmp;
-  from.sliceFront(n, tmp);
-  to.out().pushSlices(tmp);
-  from.consume(n);
-  return n;
+  return n == 0 || from.empty() ? 0 : from.moveTo(to.out(), n);
 }
 
 // Microseconds, monotonic (uv_hrtime reads the vDSO clock: no syscall).
@@ -326,12 +320,13 @@ Relay::Event Relay::toServer() {
         // whole text is assembled only where session state may be made.
         HeadBuf headBuf;
         std::string_view head = queryHead(f.total, headBuf);
+        const bool headIsCommit = routing::isCommit(head);
         if (b.replay.recording()) {
           if (txn == 'I' && b.exchange.quiet())
             b.replay.firstStatement(head.size() == f.total - 6 && routing::isLoneBegin(head));
           // Also outside a transaction: a pipelined "BEGIN", "...", "COMMIT" is sent while
           // the status still says idle.
-          if (routing::isCommit(head)) b.replay.spoil(TxnReplay::Spoiled::CommitSent);
+          if (headIsCommit) b.replay.spoil(TxnReplay::Spoiled::CommitSent);
           if (txn != 'I') {
             auto msg = in.contiguous(f.total, scratch().bytes);
             if (routing::mayHoldSeveralStatements(
@@ -344,11 +339,11 @@ Relay::Event Relay::toServer() {
           // a transaction: pipelined behind its BEGIN, a COMMIT goes out while the status
           // still says idle.
           bool cut = head.size() < f.total - 6;
-          b.exchange.commitSent(routing::isCommit(head) &&
+          b.exchange.commitSent(headIsCommit &&
                                (!cut || routing::isCommit(head.substr(0, head.size() - 1))));
         }
         if (state_.movable() && (!transactionPooling_ || sessionReads_ || txn != 'I' ||
-                                 routing::startsWithSet(head) || routing::startsWithReset(head))) {
+                                 routing::startsWithSetOrReset(head))) {
           auto msg = in.contiguous(f.total, scratch().bytes);
           std::string_view sql(reinterpret_cast<const char*>(msg.data()) + 5, f.total - 6);
           if (routing::mayTouchSessionState(sql)) noteStatement(sql);

@@ -15,30 +15,30 @@ using K = Expect::Kind;
 void ServerExchange::forwarded(char type) {
   switch (type) {
     case fe::Query:
-      expect_.push_back({K::Query});
+      expect_.emplace_back(K::Query);
       return;
     case fe::FunctionCall:
-      expect_.push_back({K::FunctionCall});
+      expect_.emplace_back(K::FunctionCall);
       return;
     case fe::Sync:
-      expect_.push_back({K::Sync});
+      expect_.emplace_back(K::Sync);
       discardUntilSync_ = false;
       unsynced_ = false;
       return;
     case fe::Parse:
-      expect_.push_back({K::Parse});
+      expect_.emplace_back(K::Parse);
       break;
     case fe::Bind:
-      expect_.push_back({K::Bind});
+      expect_.emplace_back(K::Bind);
       break;
     case fe::Describe:
-      expect_.push_back({K::Describe});
+      expect_.emplace_back(K::Describe);
       break;
     case fe::Execute:
-      expect_.push_back({K::Execute});
+      expect_.emplace_back(K::Execute);
       break;
     case fe::Close:
-      expect_.push_back({K::Close});
+      expect_.emplace_back(K::Close);
       break;
     case fe::Flush:
       break;
@@ -49,7 +49,7 @@ void ServerExchange::forwarded(char type) {
 }
 
 void ServerExchange::syncedByUs() {
-  expect_.push_back({K::HiddenSync});
+  expect_.emplace_back(K::HiddenSync);
   discardUntilSync_ = false;
   unsynced_ = false;
 }
@@ -155,16 +155,13 @@ void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
   if (expect_.empty()) discardUntilSync_ = true;
 }
 
-void ServerExchange::appendFakes(std::string& out, ClientStatements& client) {
-  while (!expect_.empty()) {
-    auto k = expect_.front().kind;
-    if (k == K::FakeParse) {
+void ServerExchange::appendOwedFakes(std::string& out, ClientStatements& client) {
+  while (!expect_.empty() && answeredByUs(expect_.front().kind)) {
+    if (expect_.front().kind == K::FakeParse) {
       appendParseComplete(out);
-    } else if (k == K::FakeClose) {
+    } else {
       appendCloseComplete(out);
       client.forgetOldestClose();
-    } else {
-      return;
     }
     expect_.pop_front();
   }

@@ -33,8 +33,9 @@ struct Expect {
     HiddenSync,   // pgswitch's own Sync closing a batch the client ended with Flush:
                   // its ReadyForQuery is swallowed
   };
-  Expect(Kind k, uint64_t h = 0, std::string name = {})
-      : kind(k), hash(h), clientName(std::move(name)) {}
+  // Built in place for every message forwarded: the name-less form constructs no string.
+  Expect(Kind k, uint64_t h = 0) : kind(k), hash(h) {}
+  Expect(Kind k, uint64_t h, std::string name) : kind(k), hash(h), clientName(std::move(name)) {}
   Kind kind;
   uint64_t hash = 0;       // named statement of Parse/HiddenParse/Bind/Describe/HiddenClose
   std::string clientName;  // Parse: the client's name, forgotten if the Parse fails
@@ -90,7 +91,10 @@ class ServerExchange {
   void error(std::string_view sqlstate, StatementBooks books);
   // ParseComplete/CloseComplete that pgswitch owes the client now (its own answers to
   // requests the server never saw), appended to out.
-  void appendFakes(std::string& out, ClientStatements& client);
+  // Called before every message to the client: inline while nothing is owed.
+  void appendFakes(std::string& out, ClientStatements& client) {
+    if (!expect_.empty() && answeredByUs(expect_.front().kind)) appendOwedFakes(out, client);
+  }
   // A Close of a client name is waiting for its CloseComplete.
   bool closePending() const;
 
@@ -111,6 +115,11 @@ class ServerExchange {
   void shrink() { expect_.shrink(); }
 
  private:
+  // The responses pgswitch sends the client itself (the server never saw their requests).
+  static bool answeredByUs(Expect::Kind k) {
+    return k == Expect::Kind::FakeParse || k == Expect::Kind::FakeClose;
+  }
+  void appendOwedFakes(std::string& out, ClientStatements& client);
   FifoVector<Expect> expect_;
   bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
   bool discardUntilSync_ = false;  // the server skips messages until Sync after an error

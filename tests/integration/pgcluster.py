@@ -801,6 +801,16 @@ class PgSwitch:
         except OSError:
             return ""
 
+    def wait_log(self, text: str, timeout: float = 20) -> bool:
+        """Waits until `text` is in the log: events logged after the effect a test saw (a
+        failover is done only once the replicas are repointed, after writes resume)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def log_tail(self, lines: int = 60) -> str:
         return "".join(self.log().splitlines(keepends=True)[-lines:])
 

@@ -223,11 +223,8 @@ class AccessTest(ProxyTestCase):
             # where.
             self.write_hba(SW_FILE + "hots all all 127.0.0.1/32 trust\n")
             self.sw.reload()
-            deadline = time.monotonic() + 10
-            while "hba.conf:8: invalid connection type" not in self.sw.log():
-                self.assertLess(time.monotonic(), deadline, self.sw.log_tail())
-                time.sleep(0.1)
-            self.assertIn("reload refused", self.sw.log())
+            for line in ("hba.conf:8: invalid connection type", "reload refused"):
+                self.assertTrue(self.sw.wait_log(line, timeout=10), self.sw.log_tail())
             with self.assertRaises(psycopg2.OperationalError):
                 self.connect("app")
         finally:

@@ -228,9 +228,15 @@ class RefusedThenPromoteTest(unittest.TestCase):
         p.wait(lambda o: o["primary"] == 1, 5, after=mark)
         self.assertEqual(c.psql(1, "SELECT pg_is_in_recovery()"), "f")
         # The old primary, restarted, stays fenced.
+        # Three check periods, then (on a slow machine) up to 10 s more for the restarted node
+        # to be seen and reported fenced.
         c.start_node(0)
         time.sleep(3 * PERIOD_MS / 1000)
+        deadline = time.monotonic() + 10
         topo = p.last()
+        while topo["backends"][0]["state"] != "fenced" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            topo = p.last()
         self.assertEqual(topo["primary"], 1)
         self.assertEqual(topo["backends"][0]["state"], "fenced")
         # A second request while nothing is promotable is answered with the reason.

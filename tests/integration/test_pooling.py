@@ -521,7 +521,7 @@ class PoolingTest(ProxyTestCase):
                 th.join(10)
         self.assertNotIn("error", result, result.get("error"))
         self.assertEqual(result.get("pgcode"), "57014", f"not a query_canceled error: {result}")
-        self.assertLess(result["t"] - t0, 1.0, "cancel took longer than 1 s")
+        self.assertLess(result["t"] - t0, 5.0, "cancel took longer than 5 s")
         if in_txn:
             conn.rollback()
         self.assertEqual(self.one(conn, "SELECT 41 + 1"), 42, "connection unusable after cancel")

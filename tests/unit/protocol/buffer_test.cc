@@ -179,6 +179,11 @@ TEST(ByteQueue, AppendSpansChunksAndCopyOut) {
     EXPECT_FALSE(q.copyOut(data.size(), one));
     std::vector<std::byte> big(data.size() + 1);
     EXPECT_FALSE(q.copyOut(0, big));
+    // An empty span (its data pointer null): true anywhere up to the end, and no memcpy
+    // with a null pointer (UBSan reports one even for 0 bytes).
+    std::span<std::byte> none;
+    for (size_t off : {size_t{0}, size_t{5}, K, data.size()}) EXPECT_TRUE(q.copyOut(off, none));
+    EXPECT_FALSE(q.copyOut(data.size() + 1, none));
   }
   EXPECT_EQ(pool.liveChunks(), 0u);
 }
@@ -293,6 +298,28 @@ TEST(ByteQueue, ConsumeReleasesEveryDrainedChunk) {
     EXPECT_EQ(pool.liveChunks(), 1u);
     q.releaseUnused();  // the read found nothing
     EXPECT_EQ(pool.liveChunks(), 0u);
+  }
+  EXPECT_EQ(pool.liveChunks(), 0u);
+}
+
+TEST(ByteQueue, MoveToHandsOverRangesAcrossChunksAndConsumes) {
+  ChunkPool pool;
+  {
+    std::string data = pattern(2 * K + 10, 5);
+    ByteQueue in(pool);
+    SliceQueue out(pool);
+    in.append(data);
+    EXPECT_EQ(in.moveTo(out, 0), 0u);
+    EXPECT_TRUE(out.empty());
+    EXPECT_EQ(in.moveTo(out, 7), 7u);
+    EXPECT_EQ(in.moveTo(out, K), K);  // crosses into the second chunk
+    EXPECT_EQ(in.size(), data.size() - 7 - K);
+    EXPECT_EQ(out.bytes(), 7 + K);
+    std::vector<SliceQueue::IoVec> iov(4);
+    EXPECT_EQ(out.gather(iov), 2u);  // the first chunk's two ranges merged into one
+    EXPECT_EQ(in.moveTo(out, 10 * K), data.size() - 7 - K);  // only what is there
+    EXPECT_TRUE(in.empty());
+    EXPECT_EQ(gatherAll(out), data);
   }
   EXPECT_EQ(pool.liveChunks(), 0u);
 }

@@ -57,6 +57,24 @@ TEST(CacheKey, WhatIsNotANumberIsKept) {
   EXPECT_EQ(fold("SELECT 'x' || 42 -- 7\n, 8"), "SELECT 'x' || \0 -- 7\n, \0"s);
 }
 
+// The scan copies runs of plain bytes whole and stops at what its state must look at: each
+// state's ends, and what follows them, are where a run-at-a-time scan could go wrong.
+TEST(CacheKey, StateBoundariesWithinAndAtTheEndsOfRuns) {
+  EXPECT_EQ(fold("42"), "\0"s);
+  EXPECT_EQ(fold("SELECT 42"), "SELECT \0"s);
+  EXPECT_EQ(fold("x-7 - 8/9-"), "x-\0 - \0/\0-"s);
+  EXPECT_EQ(fold("x--42\n7"), "x--42\n\0"s);
+  EXPECT_EQ(fold("x--42\r7"), "x--42\r\0"s);
+  EXPECT_EQ(fold("'a''b 3'42"), "'a''b 3'\0"s);
+  EXPECT_EQ(fold("\"a\"\"b 3\"42"), "\"a\"\"b 3\"\0"s);
+  EXPECT_EQ(fold("/*/**/ 3 * / */7"), "/*/**/ 3 * / */\0"s);
+  EXPECT_EQ(fold("/* 5 */"), "/* 5 */");
+  EXPECT_EQ(fold("'unterminated 42"), "'unterminated 42");
+  EXPECT_EQ(fold("t9 9t $9 9"), "t9 \0t $9 \0"s);
+  EXPECT_TRUE(refused("SELECT 'a\\'"));     // a backslash inside a string
+  EXPECT_TRUE(refused("-- \\\nSELECT 1"));  // and inside a comment
+}
+
 TEST(CacheKey, TextsTheScanCouldMisreadGetNoKey) {
   EXPECT_TRUE(refused("SELECT E'it\\'s 42'"));      // backslash escapes
   EXPECT_TRUE(refused("DO $$ BEGIN PERFORM 42; END $$"));

@@ -367,6 +367,7 @@ TEST(SessionSql, StartsWithSetAndReset) {
   for (const auto& c : cases) {
     EXPECT_EQ(startsWithSet(c.in), c.set) << c.in;
     EXPECT_EQ(startsWithReset(c.in), c.reset) << c.in;
+    EXPECT_EQ(startsWithSetOrReset(c.in), c.set || c.reset) << c.in;
   }
 }
 
@@ -458,7 +459,20 @@ TEST(SessionSql, DeallocateTarget) {
       {"DEALLOCATE s1 / 2", std::nullopt},
       {"DEALLOCATE s1\0"s, std::nullopt},
   };
-  for (const auto& c : cases) EXPECT_EQ(deallocateTarget(c.in), c.want) << c.in;
+  for (const auto& c : cases) {
+    EXPECT_EQ(deallocateTarget(c.in), c.want) << c.in;
+    // The hot path's first-byte filter never turns away a DEALLOCATE.
+    if (c.want) {
+      EXPECT_TRUE(mayStartDeallocate(c.in[0])) << c.in;
+    }
+  }
+}
+
+TEST(SessionSql, MayStartDeallocateByFirstByte) {
+  for (char c : std::string_view("dD-/ \t\n\r\f\v")) EXPECT_TRUE(mayStartDeallocate(c)) << int(c);
+  for (char c : std::string_view("SsBbCcEeUuIi(;\"0_x\x80"))
+    EXPECT_FALSE(mayStartDeallocate(c)) << c;
+  EXPECT_FALSE(mayStartDeallocate('\0'));
 }
 
 TEST(SessionSql, BareTxnEnd) {
@@ -552,7 +566,8 @@ TEST(SessionSql, QuoteLiteral) {
 
 // The replica's wait for an LSN: the literal PostgreSQL prints, the wait as the last row.
 TEST(SessionSql, ReplayWaitQuery) {
-  EXPECT_EQ(replayWaitQuery(0x16B374D848ull, 10), "EXECUTE pgswitch_replay_wait('16/B374D848', 10)");
+  EXPECT_EQ(replayWaitQuery(0x16B374D848ull, 10),
+            "EXECUTE pgswitch_replay_wait('16/B374D848', 10)");
   EXPECT_EQ(replayWaitQuery(0x4000000, 0), "EXECUTE pgswitch_replay_wait('0/4000000', 0)");
   EXPECT_NE(kReplayWaitPrepare.find("PREPARE pgswitch_replay_wait(pg_lsn, int)"),
             std::string_view::npos);

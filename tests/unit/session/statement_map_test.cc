@@ -175,6 +175,41 @@ TEST(LocalAnswers, DeallocateOfAClientStatement) {
   EXPECT_FALSE(answerDeallocate(in, 1 << 20, names, 'I', scratch, out));
 }
 
+TEST(LocalAnswers, DeallocateInAnUnnamedParseBatch) {
+  ChunkPool pool;
+  ByteQueue in(pool);
+  ClientStatements names;
+  names.put("s1", ClientStatement{1, "select 1"});
+  names.put("s2", ClientStatement{2, "select 2"});
+  const std::string execute("E\0\0\0\x09\0\0\0\0\0", 10);  // portal "", no row limit
+  std::string sync;
+  appendSync(sync);
+  auto batch = [&](std::string_view name, std::string_view sql) {
+    return parseMsg(name, sql) + bindMsg("", "") + execute + sync;
+  };
+  std::vector<std::byte> scratch;
+  std::string out;
+  // Whitespace and a comment before the word pass the first-byte filter.
+  in.append(batch("", "\n /* psycopg */ DEALLOCATE s1"));
+  EXPECT_TRUE(answerDeallocate(in, 1 << 20, names, 'I', scratch, out));
+  EXPECT_TRUE(in.empty());
+  EXPECT_EQ(names.find("s1"), nullptr);
+  EXPECT_EQ(out[0], '1');  // ParseComplete first
+  EXPECT_NE(out.find("DEALLOCATE"), std::string::npos);
+  EXPECT_EQ(out.substr(out.size() - 6), std::string("Z\0\0\0\5I", 6));
+  // Another statement, and a DEALLOCATE prepared under a name, are left to the server.
+  for (auto [name, sql] : {std::pair{"", "SELECT 1"}, std::pair{"n", "DEALLOCATE s2"}}) {
+    in.clear();
+    out.clear();
+    in.append(batch(name, sql));
+    const size_t before = in.size();
+    EXPECT_FALSE(answerDeallocate(in, 1 << 20, names, 'I', scratch, out)) << sql;
+    EXPECT_EQ(in.size(), before);
+    EXPECT_TRUE(out.empty());
+  }
+  EXPECT_NE(names.find("s2"), nullptr);
+}
+
 TEST(LocalAnswers, ParseSyncOfAKnownStatement) {
   ChunkPool pool;
   ByteQueue in(pool);
