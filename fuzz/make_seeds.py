@@ -137,6 +137,19 @@ application_name = "reporting"
 tag = "reporting"
 """ % (b64(stored_key), b64(server_key)))
 
+# numbers that are not TOML integers where integers are wanted (1e300 once reached undefined
+# behaviour in toml++'s float-to-integer cast)
+put("config", "floats", """[server]
+listen = "127.0.0.1:6432"
+max_client_conn = 1e300
+[health]
+period_ms = -1e300
+[[backend]]
+name = "a"
+host = "127.0.0.1"
+port = 5432.0
+""")
+
 # ---- tls: real ClientHellos (TLS 1.3 with 1.2 fallback, and 1.2 only), whole and in pieces
 import ssl
 

@@ -124,19 +124,21 @@ class Loader {
     }
   }
 
-  // The hand-written [[...]] entries read their fields with these.
+  // The hand-written [[...]] entries read their fields with these. Every read is value_exact:
+  // value<int64_t>() would also take a float, and its cast of one out of int64 range (1e300) is
+  // undefined behaviour inside toml++.
   template <class T>
   void get(const toml::table& t, std::string_view key, T& out) {
     const toml::node* n = t.get(key);
     if (!n) return;
     if constexpr (std::is_same_v<T, std::string>) {
-      if (auto v = n->value<std::string>()) {
+      if (auto v = n->value_exact<std::string>()) {
         out = *v;
       } else {
         error(n, std::string(key) + " must be a string");
       }
     } else {
-      if (auto v = n->value<int64_t>()) {
+      if (auto v = n->value_exact<int64_t>()) {
         if (*v < 0 || *v > INT32_MAX) {
           error(n, std::string(key) + " out of range");
         } else {
@@ -157,7 +159,7 @@ class Loader {
     out.clear();
     bool ok = true;
     for (auto& e : *a) {
-      if (auto s = e.value<std::string>()) {
+      if (auto s = e.value_exact<std::string>()) {
         out.push_back(*s);
       } else {
         error(&e, std::string(key) + " must contain only strings");
@@ -172,14 +174,14 @@ class Loader {
     std::string name(s.name());
     switch (s.type) {
       case SettingType::Integer:
-        if (auto v = n.value<int64_t>()) {
+        if (auto v = n.value_exact<int64_t>()) {
           out = *v;
           return true;
         }
         error(&n, name + " must be an integer");
         return false;
       case SettingType::Boolean:
-        if (auto v = n.value<bool>()) {
+        if (auto v = n.value_exact<bool>()) {
           out = *v;
           return true;
         }
@@ -187,7 +189,7 @@ class Loader {
         return false;
       case SettingType::Text:
       case SettingType::Choice:
-        if (auto v = n.value<std::string>()) {
+        if (auto v = n.value_exact<std::string>()) {
           out = *v;
           return true;
         }

@@ -290,6 +290,22 @@ TEST(ConfigErrors, PortOutOfRange) {
   EXPECT_TRUE(hasError(parseErrors(text), lineOf(text, "port = "), "must be an integer"));
 }
 
+// A number that is not a TOML integer is refused, however large: toml++'s own float-to-integer
+// conversion is undefined for floats out of int64 range (the config fuzzer found 1e300).
+TEST(ConfigErrors, FloatsAreNotIntegers) {
+  for (std::string_view bad : {"5432.0", "1e300", "-1e300", "inf", "nan", "true"}) {
+    std::string text(kMinimal);
+    text.replace(text.find("port = 5432"), 11, "port = " + std::string(bad));
+    EXPECT_TRUE(hasError(parseErrors(text), lineOf(text, "port = "), "must be an integer")) << bad;
+    text = kMinimal;
+    text.replace(text.find("period_ms = 500"), 15, "period_ms = " + std::string(bad));
+    EXPECT_TRUE(hasError(parseErrors(text), lineOf(text, "period_ms = "), "must be an integer"))
+        << bad;
+  }
+  std::string text = minimalPlus("[routing]\nread_write_split = 1\n");
+  EXPECT_TRUE(hasError(parseErrors(text), lineOf(text, "read_write_split"), "true or false"));
+}
+
 TEST(ConfigErrors, MissingBackendHost) {
   std::string text = minimalPlus("[[backend]]\nname = \"pg2\"\nport = 5433\n");
   auto errors = parseErrors(text);
