@@ -250,10 +250,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; ++i) {
       auto w = std::make_unique<Worker>(i, rt, &ClientSession::accept);
       w->setWorkerCount(n);
-      w->listen(cfg->listenHost, port, cfg->tcpDeferAcceptS);
-      if (port == 0) port = w->boundPort();
       workers.push_back(std::move(w));
     }
+    workers.front()->listen(cfg->listenHost, port, cfg->tcpDeferAcceptS);  // Worker::listen
+    if (port == 0) port = workers.front()->boundPort();
     for (auto& w : workers) rt.workers.push_back(w.get());
     spdlog::info("pgswitch listening on {}:{} ({} workers, pool_mode={}, {} backends)",
                  cfg->listenHost, port, n, toString(cfg->poolMode), cfg->backends.size());

@@ -224,8 +224,8 @@ std::vector<Setting> makeTable() {
               "event-loop threads; 0 = number of CPUs"),
       integer("server.worker_fill", field(&Config::workerFill), 16, {.max = 1000000}, kSet,
               "a new client goes to the first worker with fewer clients than this that is not "
-              "busy, so a light load keeps one thread awake, not all; 0 = the kernel spreads "
-              "clients over every worker"),
+              "busy (else to the one with the fewest), so a light load keeps one thread awake, "
+              "not all; 0 = spread clients evenly over every worker"),
       choice("server.io_uring", field(&Config::ioUring), "auto", {{"auto", true}, {"off", false}},
              kRestart,
              "auto: client and server sockets read and write through io_uring where the kernel "

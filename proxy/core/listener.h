@@ -1,5 +1,5 @@
-// Listener: one worker's listening socket (SO_REUSEPORT: every worker has its own, and the
-// kernel spreads new connections over them).
+// Listener: the process's listening socket, on worker 0 (Worker::listen says why only there).
+// SO_REUSEPORT lets a second pgswitch instance bind the same port for a restart.
 //
 // It accepts by hand (accept4 on a uv_poll) instead of through uv_listen because libuv's
 // accept loop cannot be paused: when the process runs out of descriptors it retries

@@ -216,13 +216,19 @@ void Worker::onAccepted(void* self, int fd) {
 }
 
 Worker* Worker::fillTarget(int fill) {
-  if (fill <= 0 || rt_.workers.size() < 2) return this;
+  if (rt_.workers.size() < 2) return this;
+  Worker* least = nullptr;
+  int leastCount = 0;
   for (Worker* w : rt_.workers) {
-    if (w->takesClients_.load(std::memory_order_relaxed) && w->occupancy() < fill &&
-        w->busyPermille() < kBusyPermille)
-      return w;
+    if (!w->takesClients_.load(std::memory_order_relaxed)) continue;
+    const int count = w->occupancy();
+    if (count < fill && w->busyPermille() < kBusyPermille) return w;
+    if (!least || count < leastCount) {
+      least = w;
+      leastCount = count;
+    }
   }
-  return this;
+  return least ? least : this;
 }
 
 namespace {

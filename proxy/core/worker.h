@@ -1,7 +1,6 @@
-// Worker: one event-loop thread. Owns its libuv loop, its chunk pool, its listening socket
-// (SO_REUSEPORT, so the kernel spreads new clients over workers), every client session it
-// serves (accepted on it, or handed over by the worker that accepted it: worker_fill) and the
-// server pools those sessions use. Nothing here is touched by another thread except through
+// Worker: one event-loop thread. Owns its libuv loop, its chunk pool (worker 0 also the
+// process's listening socket), every client session it serves (accepted on it, or handed
+// over by worker 0: worker_fill) and the server pools those sessions use. Nothing here is touched by another thread except through
 // post(), which wakes the loop with uv_async, and the atomics fillTarget reads.
 #pragma once
 
@@ -40,7 +39,12 @@ class Worker {
   Worker(int id, Runtime& rt, SessionFactory sessions);
   ~Worker();
 
-  // Binds the listener (throws std::runtime_error at start-up on failure).
+  // Binds the listener (throws std::runtime_error at start-up on failure). Only worker 0
+  // listens, and hands out what it accepts (fillTarget). With a socket per worker the kernel
+  // spread new connections over all of them, and each one a worker accepted only to pass it
+  // on cost that worker a wake-up: one more per login, which under connection churn made two
+  // workers cost 1.07x PgBouncer's CPU where one cost 0.89x (docs/benchmarks.md). The
+  // socket is still SO_REUSEPORT, for a second instance on the same port (docs/console.md).
   void listen(const std::string& host, int port, int deferAcceptS);
   int boundPort() const;
   void start();  // runs the loop on its own thread
@@ -107,11 +111,12 @@ class Worker {
   void removeClient(ClientHandle* c);
   size_t clientCount() const { return clients_.size(); }
 
-  // worker_fill (issue 14). The kernel spreads new connections evenly over the workers'
-  // listening sockets; at a light load that keeps every worker waking up for a fraction of
-  // the events, and each sleep and wake costs more than the work it batches. A worker passes
-  // a socket it accepted to the first worker (by id) that has fewer than `fill` clients,
-  // counting those on their way to it, and is not busy; when none has room, it keeps it.
+  // worker_fill (issue 14). Worker 0 alone listens (one socket per process, see Worker::listen)
+  // and passes what it accepts to the first worker (by id) that has fewer than `fill`
+  // clients, counting those on their way to it, and is not busy; when none has room, to the
+  // one with the fewest (the lowest id of equals). Filling in order keeps a light load on one
+  // loop: spread evenly, every worker wakes up for a fraction of the events, and each sleep
+  // and wake costs more than the work it batches.
   Worker* fillTarget(int fill);
   // Takes a socket another worker accepted and admitted (any thread). False: this worker no
   // longer takes clients, and the caller keeps it.

@@ -639,7 +639,7 @@ class PoolingTest(ProxyTestCase):
             with self.subTest(pool_size=size):
                 sw = self.start_switch(pool_size=size, workers=2, server_toml="worker_fill = 0",
                                        pool_toml="query_wait_timeout_ms = 10000")
-                # Sixteen clients (the kernel spreads them over both workers), each holding a
+                # Sixteen clients (worker_fill = 0 spreads them over both workers), each holding a
                 # transaction open for a moment, all at once.
                 conns = [self.connect2(sw, autocommit=False) for _ in range(16)]
                 peak = 0
@@ -728,10 +728,10 @@ class PoolingTest(ProxyTestCase):
 
     @budget(40)
     def test_06e_worker_fill_packs_clients_onto_the_first_workers(self):
-        """worker_fill = 4 over 2 workers: whichever listening socket the kernel picked, the
-        first four clients are served by worker 0 and the next two by worker 1 (the worker that
-        accepted one passes it on, counted in clients_handed_over); with both full, the worker
-        that accepted keeps it. worker_fill = 0 leaves the kernel's even spread."""
+        """worker_fill = 4 over 2 workers: the first four clients are served by worker 0 and
+        the next two by worker 1 (worker 0, which alone accepts, passes them on, counted in
+        clients_handed_over); with both full, each goes to the worker with fewer clients.
+        worker_fill = 0 spreads them evenly from the first."""
         from collections import Counter
         sw = self.start_switch(pool_size=2, workers=2, server_toml="worker_fill = 4")
         conns = []
@@ -746,12 +746,15 @@ class PoolingTest(ProxyTestCase):
         self.assertEqual(app_workers(), Counter({0: 4, 1: 2}))
         totals = {r["name"]: int(r["value"]) for r in self.show(sw, "SHOW TOTALS")}
         self.assertIn("clients_handed_over", totals)
-        self.assertLessEqual(totals["clients_handed_over"], 6 + 3)  # and the console's logins
-        # Both workers hold four: the next ones stay where the kernel put them, on either.
+        self.assertGreaterEqual(totals["clients_handed_over"], 2)
+        self.assertLessEqual(totals["clients_handed_over"], 2 + 3)  # and the console's logins
+        # Both workers hold four: the next ones go to the one with fewer, so both end near 9.
         more = [self.connect2(sw) for _ in range(12)]
         for c in more:
             self.assertEqual(self.one(c, "SELECT 2"), 2)
-        self.assertEqual(sum(app_workers().values()), 18)
+        per = app_workers()
+        self.assertEqual(sum(per.values()), 18)
+        self.assertLessEqual(abs(per[0] - per[1]), 2, f"uneven past worker_fill: {per}")
         # Clients that leave make room: once all are gone, the next one is worker 0's again.
         for c in conns + more:
             c.close()
@@ -768,9 +771,9 @@ class PoolingTest(ProxyTestCase):
             self.assertEqual(self.one(c, "SELECT 4"), 4)
         per = Counter(int(r["worker"]) for r in self.show(sw2, "SHOW CLIENTS")
                       if r["user"] == "app")
-        self.assertEqual(sorted(per), [0, 1], f"16 clients all on one worker: {per}")
+        self.assertLessEqual(abs(per[0] - per[1]), 2, f"16 clients not spread evenly: {per}")
         t2 = {r["name"]: int(r["value"]) for r in self.show(sw2, "SHOW TOTALS")}
-        self.assertEqual(t2["clients_handed_over"], 0)
+        self.assertGreaterEqual(t2["clients_handed_over"], 6)
 
     @budget(40)
     def test_06f_min_pool_size_is_a_total_when_one_worker_has_the_clients(self):
