@@ -1,7 +1,8 @@
 // Worker: one event-loop thread. Owns its libuv loop, its chunk pool (worker 0 also the
 // process's listening socket), every client session it serves (accepted on it, or handed
-// over by worker 0: worker_fill) and the server pools those sessions use. Nothing here is touched by another thread except through
-// post(), which wakes the loop with uv_async, and the atomics fillTarget reads.
+// over by worker 0: worker_fill) and the server pools those sessions use. Nothing here is
+// touched by another thread except through post(), which wakes the loop with uv_async, and
+// the atomics fillTarget reads.
 #pragma once
 
 #include <uv.h>
