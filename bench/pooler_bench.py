@@ -143,6 +143,11 @@ class Cell:
         txns = sum(r.txns for r in runs)
         return sum(r.ctx for r in runs) / txns if runs and txns else None
 
+    def cpu_per_txn_by_round(self) -> list:
+        """CPU µs per transaction of each round (None where not measured)."""
+        return [r.cpu_s * 1e6 / r.txns if r.cpu_s is not None and r.txns else None
+                for r in self.runs]
+
     def failures(self) -> int:
         return sum(r.failed for r in self.runs)
 
@@ -518,6 +523,17 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "—"
 
 
+def round_ratio_span(a: Cell, b: Cell) -> str:
+    """min–max over the rounds of a's CPU per transaction ÷ b's in the same round. The targets
+    of one round run back to back, so this shows how far the pooled ratio moves with the
+    machine (a shared machine drifts by more than the differences measured)."""
+    rs = [x / y for x, y in zip(a.cpu_per_txn_by_round(), b.cpu_per_txn_by_round())
+          if x is not None and y]
+    if not rs:
+        return "—"
+    return f"{min(rs):.2f}" if len(rs) == 1 else f"{min(rs):.2f}–{max(rs):.2f}"
+
+
 def tps_cells(cell: "dict[str, Cell]", targets, max_other: float) -> tuple[dict, dict, bool]:
     """Median TPS per target, its text (marked ~ when the machine was busy), any busy run."""
     tps = {t: cell[t].median("tps") for t in targets}
@@ -535,8 +551,8 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
         return make_baseline_table(results, scenarios, max_other)
     head = ("| scenario | direct TPS | pgswitch TPS | pgbouncer TPS | pgswitch/direct | "
             "pgswitch/pgbouncer | latency ms (d/s/b) | CPU µs/txn (s/b) | "
-            "ctx switches/txn (s/b) | failures (d/s/b) |")
-    lines = [head, "|" + "---|" * 10]
+            "CPU s/b by round | ctx switches/txn (s/b) | failures (d/s/b) |")
+    lines = [head, "|" + "---|" * 11]
     footnote = noisy = False
     for sc in scenarios:
         c = results[sc.name]
@@ -559,6 +575,7 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
             f"{' / '.join(fmt_lat(lat[t]) for t in TARGETS)} | "
             f"{fmt_num(c['pgswitch'].cpu_us_per_txn(), 1)} / "
             f"{fmt_num(c['pgbouncer'].cpu_us_per_txn(), 1)} | "
+            f"{round_ratio_span(c['pgswitch'], c['pgbouncer'])} | "
             f"{fmt_num(c['pgswitch'].ctx_per_txn(), 2)} / "
             f"{fmt_num(c['pgbouncer'].ctx_per_txn(), 2)} | {' / '.join(fails)} |")
     if footnote:
@@ -575,7 +592,9 @@ def make_table(results: dict, scenarios: list[Scenario], notes: dict, max_other:
                      f"{NCPU} CPUs. ")
     lines.append("TPS excludes connection time, except the -C row (includes reconnects). "
                  "CPU µs/txn: the proxy's CPU time during the run (all threads; nanoseconds "
-                 "from schedstat) ÷ transactions. "
+                 "from schedstat) ÷ transactions, over all rounds. CPU s/b by round: the "
+                 "lowest and highest of pgswitch's CPU µs/txn ÷ PgBouncer's in one round "
+                 "(the two run back to back), how far the machine moves the ratio. "
                  "ctx switches/txn: the proxy's voluntary + involuntary context switches "
                  "(all threads) ÷ transactions. "
                  "`!` after a failure count: pgbench exited non-zero.")
@@ -587,8 +606,8 @@ def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: flo
     as the yardstick both are compared to."""
     head = ("| scenario | pgswitch TPS | baseline TPS | pgbouncer TPS | pgswitch/baseline | "
             "pgswitch/pgbouncer | baseline/pgbouncer | CPU µs/txn (s/base/b) | "
-            "ctx switches/txn (s/base/b) | failures (s/base/b) |")
-    lines = [head, "|" + "---|" * 10]
+            "CPU s/b, base/b by round | ctx switches/txn (s/base/b) | failures (s/base/b) |")
+    lines = [head, "|" + "---|" * 11]
     noisy = False
     order = ("pgswitch", "baseline", "pgbouncer")
     for sc in scenarios:
@@ -601,6 +620,8 @@ def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: flo
             f"{ratio(tps['pgswitch'], tps['pgbouncer'])} | "
             f"{ratio(tps['baseline'], tps['pgbouncer'])} | "
             + " / ".join(fmt_num(c[t].cpu_us_per_txn(), 1) for t in order) + " | "
+            + round_ratio_span(c["pgswitch"], c["pgbouncer"]) + ", "
+            + round_ratio_span(c["baseline"], c["pgbouncer"]) + " | "
             + " / ".join(fmt_num(c[t].ctx_per_txn(), 2) for t in order) + " | "
             + " / ".join(str(c[t].failures()) + ("!" if c[t].bad_rc() else "") for t in order)
             + " |")
@@ -608,7 +629,8 @@ def make_baseline_table(results: dict, scenarios: list[Scenario], max_other: flo
     lines.append("")
     lines.append("TPS excludes connection time, except the -C row (includes reconnects). "
                  "CPU µs/txn: the proxy's CPU time during the run (all threads, ns from "
-                 "schedstat) ÷ transactions.")
+                 "schedstat) ÷ transactions, over all rounds. By round: the lowest and highest "
+                 "ratio of two targets' CPU µs/txn in one round.")
     return "\n".join(lines) + "\n"
 
 
