@@ -152,7 +152,8 @@ void Conn::onRingCompletion(Ring::Op op, int res, uint32_t flags) noexcept {
     case Ring::Op::Close:
       --ring_.ops;
       return closed();
-    case Ring::Op::Accept:  // the Listener's, never a Conn's
+    case Ring::Op::Accept:   // the Listener's, never a Conn's
+    case Ring::Op::Message:  // the worker's (Worker::onRingMessage)
       return;
   }
 }

@@ -215,6 +215,13 @@ void Ring::poll(int fd) {
   io_uring_sqe_set_data64(s, kPoll);
 }
 
+void Ring::message(int ringFd, uint64_t data, unsigned value) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_msg_ring(s, ringFd, value, data, 0);
+  s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(s, data);
+}
+
 void Ring::put(uint16_t bid, protocol::Chunk* c) {
   io_uring_buf_ring_add(bufRing_, c->data, protocol::Chunk::kSize, bid,
                         io_uring_buf_ring_mask(kBuffers), 0);
@@ -297,6 +304,10 @@ void Ring::reap(Turn& t) {
       continue;
     }
     auto op = static_cast<Op>(ud & 7);
+    if (op == Op::Message) {  // not counted in pending_: from another ring, or a failed send
+      if (messageFn_) messageFn_(messageCtx_, ud, cqe->res);
+      continue;
+    }
     if (!(cqe->flags & IORING_CQE_F_MORE)) --pending_;  // a multishot's last, or a one-shot
     if (op == Op::Accept) {
       reinterpret_cast<Listener*>(ud & ~uint64_t{7})->onRingAccept(cqe->res, cqe->flags);

@@ -40,7 +40,15 @@ class Listener;
 
 class Ring {
  public:
-  enum class Op : uint8_t { Recv = 1, Send = 2, Deliver = 3, Close = 4, Accept = 5, Writable = 6 };
+  enum class Op : uint8_t {
+    Recv = 1,
+    Send = 2,
+    Deliver = 3,
+    Close = 4,
+    Accept = 5,
+    Writable = 6,
+    Message = 7,  // message(): user_data is the sender's own word, not an object's address
+  };
 
   // Null, with the reason in `why`, where the kernel (or a seccomp profile) refuses
   // io_uring or the flags it is set up with (Linux >= 6.1). Call on the thread that runs the
@@ -62,6 +70,19 @@ class Ring {
   void deliver(Conn* c);                        // a completion for c in the next turn
   void close(Conn* c, int fd);                  // closes fd (-1: none), then completes
   void poll(int fd);                            // one-shot POLLIN, completes as pollFired
+  // A completion in another ring (its descriptor: fd()) with user_data `data` (Op::Message
+  // in its low three bits) and res `value` (>= 0), posted by the kernel and waking that
+  // ring's loop if it sleeps: no eventfd, no libuv turn. Should the kernel refuse it (the
+  // other ring gone or its completion queue full), the same `data` completes here with the
+  // error in res; a message that goes through posts nothing here. Both reach the function
+  // given to onMessage.
+  void message(int ringFd, uint64_t data, unsigned value);
+  using MessageFn = void (*)(void* ctx, uint64_t data, int res);
+  void onMessage(MessageFn fn, void* ctx) {
+    messageFn_ = fn;
+    messageCtx_ = ctx;
+  }
+  int fd() const { return ring_.ring_fd; }
   // Multishot accept of non-blocking, close-on-exec sockets, each handed to
   // Listener::onRingAccept; cancelAccept ends it (a last completion, without IORING_CQE_F_MORE).
   void accept(Listener* l, int fd);
@@ -123,6 +144,8 @@ class Ring {
   size_t bufRingBytes_ = 0;
   std::vector<protocol::Chunk*> buffers_;  // by buffer id
   SendSlot* freeSlots_ = nullptr;
+  MessageFn messageFn_ = nullptr;
+  void* messageCtx_ = nullptr;
   std::vector<Conn*> sendList_;
   std::vector<Conn*> sending_;  // runSends' copy, reused
   size_t pending_ = 0;

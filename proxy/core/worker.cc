@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
 #include <stdexcept>
 
@@ -110,6 +111,8 @@ bool watchersPending(const uv_loop_t& loop) {
 void Worker::runRing() {
   const int backend = uv_backend_fd(&loop_);
   listener_.useRing(ring_.get());
+  ring_->onMessage(&Worker::onRingMessage, this);
+  ringFd_.store(ring_->fd(), std::memory_order_release);
   uv_run(&loop_, UV_RUN_NOWAIT);
   ring_->poll(backend);
   for (;;) {
@@ -130,6 +133,9 @@ void Worker::runRing() {
       if (t.pollFired) ring_->poll(backend);
     }
   }
+  // A socket passed to this ring after its last turn is lost with it (its descriptor stays
+  // open): the loop ends only when the process stops, after takesClients_ turned false.
+  ringFd_.store(-1, std::memory_order_release);
   listener_.useRing(nullptr);
   ring_.reset();
 }
@@ -208,7 +214,7 @@ void Worker::onAccepted(void* self, int fd) {
   }
   // The admission checks above are done once, here; the worker it goes to only serves it.
   Worker* to = w->fillTarget(cfg->workerFill);
-  if (to != w && to->handOver(fd)) {
+  if (to != w && w->handOver(*to, fd)) {
     ++w->rt_.clientsHandedOver;
     return;
   }
@@ -233,10 +239,21 @@ Worker* Worker::fillTarget(int fill) {
 
 namespace {
 
-// A socket on its way from the worker that accepted it to the one that serves it. It counts
-// as logging in from the moment it was admitted (max_login_clients sees it). Dropped unserved
-// (the target stopped after the caller looked, or its loop closed with the post unrun), it
-// is told what PostgreSQL says while shutting down.
+// What PostgreSQL tells a client while it shuts down: for a handed-over socket that arrives
+// at a worker that stopped or drains meanwhile.
+void refuseShuttingDown(int fd) {
+  static const std::string kShuttingDown = [] {
+    std::string out;
+    protocol::appendError(out, {"FATAL", "57P03", "the database system is shutting down"});
+    return out;
+  }();
+  refuseWith(fd, kShuttingDown);
+}
+
+// A socket on its way through a post (epoll workers) from the worker that accepted it to the
+// one that serves it. It counts as logging in from the moment it was admitted
+// (max_login_clients sees it). Dropped unserved (the target stopped after the caller looked,
+// or its loop closed with the post unrun), it is refused as shutting down.
 class HandedSocket {
  public:
   HandedSocket(int fd, Runtime& rt) : fd_(fd), rt_(rt) { ++rt_.loginClients; }
@@ -245,12 +262,7 @@ class HandedSocket {
   ~HandedSocket() {
     if (fd_ < 0) return;
     --rt_.loginClients;
-    static const std::string kShuttingDown = [] {
-      std::string out;
-      protocol::appendError(out, {"FATAL", "57P03", "the database system is shutting down"});
-      return out;
-    }();
-    refuseWith(fd_, kShuttingDown);
+    refuseShuttingDown(fd_);
   }
   // The session takes the socket (and counts its login itself).
   int take() {
@@ -263,22 +275,61 @@ class HandedSocket {
   Runtime& rt_;  // outlives the workers, and so whatever a worker's post list still holds
 };
 
+// A socket's message between rings: its descriptor, the worker it goes to, Op::Message.
+constexpr uint64_t kWorkerIdMask = (uint64_t{1} << 29) - 1;
+
+uint64_t handedMessage(int fd, int workerId) {
+  return uint64_t{static_cast<uint32_t>(fd)} << 32 |
+         (static_cast<uint64_t>(workerId) & kWorkerIdMask) << 3 |
+         static_cast<uint64_t>(Ring::Op::Message);
+}
+
 }  // namespace
 
-bool Worker::handOver(int fd) {
-  if (!takesClients_.load(std::memory_order_relaxed)) return false;
-  incoming_.fetch_add(1, std::memory_order_relaxed);
+bool Worker::handOver(Worker& to, int fd) {
+  if (!to.takesClients_.load(std::memory_order_relaxed)) return false;
+  to.incoming_.fetch_add(1, std::memory_order_relaxed);
+  // Ring to ring, the socket is a completion the kernel posts in the other worker's ring,
+  // which wakes that loop straight from its io_uring_enter: no post list, and none of a
+  // post's eventfd write and read and libuv epoll_wait (issue 14). onRingMessage takes it
+  // on either side.
+  const int toRing = ring_ ? to.ringFd_.load(std::memory_order_acquire) : -1;
+  if (toRing >= 0) {
+    ++rt_.loginClients;
+    ring_->message(toRing, handedMessage(fd, to.id_), static_cast<unsigned>(fd));
+    return true;
+  }
   // Shared, not unique: std::function wants a copyable callable.
   auto socket = std::make_shared<HandedSocket>(fd, rt_);
-  bool posted = post([this, socket] {
-    incoming_.fetch_sub(1, std::memory_order_relaxed);
-    if (!stopping_ && !draining_) sessions_(*this, socket->take());
+  Worker* target = &to;
+  bool posted = to.post([target, socket] {
+    target->incoming_.fetch_sub(1, std::memory_order_relaxed);
+    if (!target->stopping_ && !target->draining_) target->sessions_(*target, socket->take());
   });
   if (!posted) {
-    incoming_.fetch_sub(1, std::memory_order_relaxed);
+    to.incoming_.fetch_sub(1, std::memory_order_relaxed);
     socket->take();  // the caller keeps it
   }
   return posted;
+}
+
+void Worker::onRingMessage(void* self, uint64_t data, int res) {
+  Worker* w = static_cast<Worker*>(self);
+  const int fd = static_cast<int>(data >> 32);
+  const auto to = static_cast<size_t>((data >> 3) & kWorkerIdMask);
+  // Arrived: `to` is this worker. Refused on the way (the other ring closed, or its completion
+  // queue full): `to` is the other one, and this worker serves the socket itself.
+  if (to < w->rt_.workers.size())
+    w->rt_.workers[to]->incoming_.fetch_sub(1, std::memory_order_relaxed);
+  --w->rt_.loginClients;
+  if (res < 0)
+    spdlog::debug("worker {}: passing a client to worker {} failed ({}); serving it here",
+                  w->id_, to, std::strerror(-res));
+  if (w->stopping_ || w->draining_) {
+    refuseShuttingDown(fd);
+    return;
+  }
+  w->sessions_(*w, fd);
 }
 
 void Worker::measureBusy() {

@@ -119,9 +119,9 @@ class Worker {
   // loop: spread evenly, every worker wakes up for a fraction of the events, and each sleep
   // and wake costs more than the work it batches.
   Worker* fillTarget(int fill);
-  // Takes a socket another worker accepted and admitted (any thread). False: this worker no
-  // longer takes clients, and the caller keeps it.
-  bool handOver(int fd);
+  // Passes a socket this worker accepted and admitted to `to` (on this worker's thread).
+  // False: `to` no longer takes clients, and the caller keeps it.
+  bool handOver(Worker& to, int fd);
   // Clients registered here plus sockets handed over and not yet registered (any thread).
   int occupancy() const {
     return clientsShared_.load(std::memory_order_relaxed) +
@@ -235,6 +235,9 @@ class Worker {
 
  private:
   static void onAccepted(void* self, int fd);
+  // A socket handed over through the rings (handOver): arrived here (res >= 0), or refused by
+  // the kernel on its way from here (res < 0), when this worker serves it itself.
+  static void onRingMessage(void* self, uint64_t data, int res);
   // fd came from `host` faster than max_connections_per_second_per_address: 53300, close.
   void rateLimited(int fd, const std::string& host, int perSecond);
   static void onCheck(uv_check_t* h);
@@ -284,6 +287,7 @@ class Worker {
   std::atomic<int> incoming_{0};
   std::atomic<int> busyPermille_{0};
   std::atomic<bool> takesClients_{true};
+  std::atomic<int> ringFd_{-1};  // this worker's ring while its loop runs: handOver's address
   uint64_t busyCpuNs_ = 0;   // this thread's CPU time at the last measureBusy
   alignas(64) uint64_t busyWallNs_ = 0;  // uv_hrtime() then
   std::vector<ClientHandle*> holding_;
