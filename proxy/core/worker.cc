@@ -304,7 +304,7 @@ bool Worker::handOver(Worker& to, int fd) {
   Worker* target = &to;
   bool posted = to.post([target, socket] {
     target->incoming_.fetch_sub(1, std::memory_order_relaxed);
-    if (!target->stopping_ && !target->draining_) target->sessions_(*target, socket->take());
+    target->serveHanded(socket->take());
   });
   if (!posted) {
     to.incoming_.fetch_sub(1, std::memory_order_relaxed);
@@ -325,11 +325,15 @@ void Worker::onRingMessage(void* self, uint64_t data, int res) {
   if (res < 0)
     spdlog::debug("worker {}: passing a client to worker {} failed ({}); serving it here",
                   w->id_, to, std::strerror(-res));
-  if (w->stopping_ || w->draining_) {
+  w->serveHanded(fd);
+}
+
+void Worker::serveHanded(int fd) {
+  if (stopping_ || draining_) {
     refuseShuttingDown(fd);
     return;
   }
-  w->sessions_(*w, fd);
+  sessions_(*this, fd);
 }
 
 void Worker::measureBusy() {

@@ -1,8 +1,9 @@
 // Worker: one event-loop thread. Owns its libuv loop, its chunk pool (worker 0 also the
 // process's listening socket), every client session it serves (accepted on it, or handed
 // over by worker 0: worker_fill) and the server pools those sessions use. Nothing here is
-// touched by another thread except through post(), which wakes the loop with uv_async, and
-// the atomics fillTarget reads.
+// touched by another thread except through post(), which wakes the loop with uv_async, a
+// socket handed over through the rings (Ring::message, to ringFd_), and the atomics
+// fillTarget reads.
 #pragma once
 
 #include <uv.h>
@@ -238,6 +239,9 @@ class Worker {
   // A socket handed over through the rings (handOver): arrived here (res >= 0), or refused by
   // the kernel on its way from here (res < 0), when this worker serves it itself.
   static void onRingMessage(void* self, uint64_t data, int res);
+  // A socket handed over (by a post or through the rings) and no longer counted as on its
+  // way: served, or refused as shutting down (57P03) once this worker stops or drains.
+  void serveHanded(int fd);
   // fd came from `host` faster than max_connections_per_second_per_address: 53300, close.
   void rateLimited(int fd, const std::string& host, int perSecond);
   static void onCheck(uv_check_t* h);
