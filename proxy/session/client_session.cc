@@ -435,8 +435,11 @@ void ClientSession::pump() {
   // On a replica, requests pipelined behind this one are forwarded only while they are reads;
   // the first that may write waits for this one's ReadyForQuery and is routed afresh. That
   // holds however the bytes arrived: also for a request read after the one in flight was sent.
+  // Not while the server skips to Sync after an error: no ReadyForQuery comes before the
+  // client's Sync, and what goes before it is skipped, whatever it is.
   if (transactionPooling_ && onReplica_ && !settings_.pinned() && !relay_.clientHalfSent() &&
       relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
+      !relay_.exchange().discarding() &&
       route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
                                   worker_.volatileFunctions(database())) != 0)
     return;
@@ -637,8 +640,11 @@ void ClientSession::onServerRead(ServerConn& s) noexcept {
   if (!replayAnswered()) return;
   if (onRelayEvent(ev)) afterTransaction();
   // Requests held back at a request boundary (see pump) inside a transaction that stays on
-  // this server: they go now.
-  if (state_ == State::Active && relay_.exchange().quiet() && !client_.inputEmpty()) pump();
+  // this server, or behind an error that makes the server skip to the client's Sync: they go
+  // now.
+  if (state_ == State::Active &&
+      (relay_.exchange().quiet() || relay_.exchange().discarding()) && !client_.inputEmpty())
+    pump();
   noteInFlight();
 }
 

@@ -166,13 +166,40 @@ class HostileInputTest(ProxyTestCase):
                                              "count(*) FILTER (WHERE id < 0) FROM hostile"),
                                      [("t", "0")])
 
+    def error_then_pipelined_write(self, sw: PgSwitch):
+        # A read (to a replica in transaction mode), then an Execute that fails, a Query and a
+        # Parse of a write, one Sync. The server skips everything after the error up to the
+        # Sync, so the answer is: the read, the error, one ReadyForQuery. pgswitch used to
+        # hold the write back for the read's server to say ReadyForQuery, which the server
+        # only says after the Sync it was holding back: a hang (found by a structured fuzz).
+        data = (query_msg("SELECT 1") + execute(b"") +
+                query_msg("INSERT INTO hostile VALUES (-3)") +
+                msg(b"P", b"s_w\0SELECT txid_current()\0\0\0") + SYNC)
+        with PgWire(port=sw.port, timeout=5) as w:
+            w.startup("app", "appdb", "app")
+            w.send(data)
+            types, codes = [], []
+            try:
+                while types.count(b"Z") < 2:
+                    t, p = w.read_msg()
+                    types.append(t)
+                    if t == b"E":
+                        codes.append(parse_error_fields(p).get("C"))
+            except socket.timeout:
+                self.fail(f"no answer within 5 s after {types}")
+            self.assertEqual(types, [b"T", b"D", b"C", b"Z", b"E", b"Z"])
+            self.assertEqual(codes, ["34000"])
+            self.assertEqual(w.query("SELECT count(*) FROM hostile WHERE id = -3"), [("0",)])
+
     @budget(120)
     def test_transaction_mode(self):
+        self.error_then_pipelined_write(self.txn)
         self.run_cases(self.txn)
         self.vanish_cases(self.txn)
 
     @budget(120)
     def test_session_mode(self):
+        self.error_then_pipelined_write(self.session)
         self.run_cases(self.session)
         self.vanish_cases(self.session)
 
