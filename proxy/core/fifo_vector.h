@@ -52,6 +52,11 @@ class FifoVector {
       head_ = 0;
     }
   }
+  // Drops the i-th (i < size()); rare, so it shifts the rest.
+  void erase(size_t i) {
+    items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(head_ + i));
+    if (empty()) clear();
+  }
   void clear() {
     items_.clear();
     head_ = 0;

@@ -229,6 +229,12 @@ Relay::Event Relay::toServer() {
       c2sPassthrough_ = f.total - forward(in, sc, f.total);
       continue;
     }
+    if (b.exchange.copyInOpen() && t != fe::CopyData) {
+      // Never a statement on this server: the COPY IN ignores it or ends with an error and
+      // discards it (ServerExchange::forwarded).
+      forwardWhole(f.total, t);
+      continue;
+    }
     const char txn = server_->txnStatus();
     if (transactionPooling_ &&
         (t == fe::Parse || t == fe::Bind || t == fe::Describe || t == fe::Close)) {

@@ -12,44 +12,92 @@ namespace pgswitch::proxy {
 using namespace protocol;
 using K = Expect::Kind;
 
+void ServerExchange::push(K k, uint64_t h) {
+  expect_.emplace_back(k, h).copyEnds = copyEnds_;
+}
+
+void ServerExchange::expect(Expect e) {
+  e.copyEnds = copyEnds_;
+  expect_.push_back(std::move(e));
+}
+
+bool ServerExchange::consumedByCopy(char type) {
+  if (type == fe::CopyDone || type == fe::CopyFail) {
+    ++copyEnds_;
+    copyInOpen_ = false;
+    return true;
+  }
+  if (!copyInOpen_) return false;
+  if (type == fe::CopyData || type == fe::Sync || type == fe::Flush) return true;
+  ++copyEnds_;  // ends the copy, with an error
+  copyInOpen_ = false;
+  return true;
+}
+
 void ServerExchange::forwarded(char type) {
+  if (consumedByCopy(type)) return;
   switch (type) {
     case fe::Query:
-      expect_.emplace_back(K::Query);
+      push(K::Query);
       return;
     case fe::FunctionCall:
-      expect_.emplace_back(K::FunctionCall);
+      push(K::FunctionCall);
       return;
     case fe::Sync:
-      expect_.emplace_back(K::Sync);
+      push(K::Sync);
       discardUntilSync_ = false;
       unsynced_ = false;
       return;
     case fe::Parse:
-      expect_.emplace_back(K::Parse);
+      push(K::Parse);
       break;
     case fe::Bind:
-      expect_.emplace_back(K::Bind);
+      push(K::Bind);
       break;
     case fe::Describe:
-      expect_.emplace_back(K::Describe);
+      push(K::Describe);
       break;
     case fe::Execute:
-      expect_.emplace_back(K::Execute);
+      push(K::Execute);
       break;
     case fe::Close:
-      expect_.emplace_back(K::Close);
+      push(K::Close);
       break;
     case fe::Flush:
       break;
     default:
-      return;  // COPY data and the like: no response of their own
+      return;  // COPY data outside a copy (PostgreSQL ignores it) and the like
   }
   unsynced_ = true;
 }
 
+void ServerExchange::copyInStarted() {
+  inCopy_ = true;
+  if (expect_.empty()) return;
+  // Entries sent behind the COPY and before any CopyDone/CopyFail reached the server while it
+  // was copying.
+  const uint32_t at = expect_.front().copyEnds;
+  copyInOpen_ = copyEnds_ == at;
+  for (size_t i = 1; i < expect_.size() && expect_[i].copyEnds == at;) {
+    const K k = expect_[i].kind;
+    if (k == K::Sync) {
+      expect_.erase(i);  // ignored there
+      continue;
+    }
+    if (answeredByUs(k)) {  // never reached the server
+      ++i;
+      continue;
+    }
+    // The first other message ended the copy with an error and was discarded. (A client
+    // name it defined stays in the books: its later use gets the server's 26000.)
+    expect_.erase(i);
+    copyInOpen_ = false;
+    break;
+  }
+}
+
 void ServerExchange::syncedByUs() {
-  expect_.emplace_back(K::HiddenSync);
+  push(K::HiddenSync);
   discardUntilSync_ = false;
   unsynced_ = false;
 }
@@ -64,7 +112,7 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
       ok = front && (*front == K::Query || *front == K::Sync || *front == K::FunctionCall ||
                      *front == K::HiddenSync);
       if (ok && *front == K::HiddenSync) r.verdict = Verdict::Swallow;
-      inCopy_ = false;
+      inCopy_ = copyInOpen_ = false;
       if (commitReadies_ > 0) --commitReadies_;
       break;
     case be::ParseComplete:
@@ -95,6 +143,8 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
       ok = front == K::Execute;
       break;
     case be::CopyInResponse:
+      copyInStarted();
+      return r;
     case be::CopyOutResponse:
     case be::CopyBothResponse:
       inCopy_ = true;
@@ -114,6 +164,7 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
 }
 
 void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
+  copyInOpen_ = false;  // an error ends a COPY IN
   if (expect_.empty()) return;  // e.g. FATAL on an idle connection
   K f = expect_.front().kind;
   if (f == K::Query || f == K::FunctionCall || f == K::Sync || f == K::HiddenSync)
@@ -198,7 +249,8 @@ int ServerExchange::readyForQueriesOwed() const {
 
 void ServerExchange::reset() {
   expect_.clear();
-  unsynced_ = discardUntilSync_ = inCopy_ = false;
+  unsynced_ = discardUntilSync_ = inCopy_ = copyInOpen_ = false;
+  copyEnds_ = 0;
   commitReadies_ = 0;
 }
 

@@ -37,6 +37,9 @@ struct Expect {
   Expect(Kind k, uint64_t h = 0) : kind(k), hash(h) {}
   Expect(Kind k, uint64_t h, std::string name) : kind(k), hash(h), clientName(std::move(name)) {}
   Kind kind;
+  // How many client messages that end a COPY IN (CopyDone, CopyFail) went before this one:
+  // tells, once a CopyInResponse arrives, which later Syncs the server ignores.
+  uint32_t copyEnds = 0;
   uint64_t hash = 0;       // named statement of Parse/HiddenParse/Bind/Describe/HiddenClose
   std::string clientName;  // Parse: the client's name, forgotten if the Parse fails
 };
@@ -55,7 +58,7 @@ class ServerExchange {
   // A client message forwarded as is (type is its frontend type byte).
   void forwarded(char type);
   // A client message pgswitch rewrote or answers itself: the entries it needs.
-  void expect(Expect e) { expect_.push_back(std::move(e)); }
+  void expect(Expect e);
   void batchOpened() { unsynced_ = true; }
   // pgswitch sent its own Sync to close a batch the client ended with Flush (the next
   // request must go elsewhere).
@@ -108,6 +111,9 @@ class ServerExchange {
   // How many: a pipelining client waits for one ReadyForQuery per request.
   int readyForQueriesOwed() const;
   bool inCopy() const { return inCopy_; }
+  // The server is in COPY IN and nothing that ends it has been sent: what the client sends
+  // now is copy data, ignored (Sync, Flush) or discarded with an error (anything else).
+  bool copyInOpen() const { return copyInOpen_; }
   size_t pending() const { return expect_.size(); }
   // Forgets everything (the server was released or lost).
   void reset();
@@ -120,10 +126,21 @@ class ServerExchange {
     return k == Expect::Kind::FakeParse || k == Expect::Kind::FakeClose;
   }
   void appendOwedFakes(std::string& out, ClientStatements& client);
+  void push(Expect::Kind k, uint64_t h = 0);
+  // A message that reaches a server in COPY IN: Sync and Flush are ignored there (libpq
+  // sends a Sync behind an extended-protocol COPY FROM STDIN), CopyDone and CopyFail end the
+  // copy, and any other message ends it with an error and is itself discarded. True: the
+  // message has no answer of its own.
+  bool consumedByCopy(char type);
+  // CopyInResponse: the Syncs already sent behind the COPY are ignored, and a message sent
+  // there that is not copy data ended the copy and was discarded; their entries go.
+  void copyInStarted();
   FifoVector<Expect> expect_;
   bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
   bool discardUntilSync_ = false;  // the server skips messages until Sync after an error
   bool inCopy_ = false;
+  bool copyInOpen_ = false;  // in COPY IN, and no message that ends it has been sent yet
+  uint32_t copyEnds_ = 0;    // CopyDone and CopyFail messages sent (Expect::copyEnds)
   int commitReadies_ = 0;  // ReadyForQuery messages until the COMMIT sent last is answered
 };
 

@@ -8,6 +8,8 @@ forwarded is not sent.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 import threading
@@ -90,8 +92,79 @@ class CancelCase(ProxyTestCase):
                 self.check_running_query_is_cancelled(mode)
 
 
-if __name__ == "__main__":
-    unittest.main()
+class ExtendedCopyCase(ProxyTestCase):
+    """libpq's PQexecParams("COPY ... FROM STDIN") sends Parse, Bind, Describe, Execute and Sync;
+    after PQputCopyEnd, CopyDone and a second Sync. PostgreSQL ignores the first Sync (it comes
+    during COPY IN) and sends one ReadyForQuery. pgswitch used to owe the client two, and ended
+    the connection with 08P01 at its next query (found by a structured fuzz of the protocol)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = PgCluster(replicas=0).start()
+        try:
+            cls.cluster.psql(0, "CREATE TABLE xcopy (a int); GRANT ALL ON xcopy TO app",
+                             db="appdb")
+            cls.switches = {m: PgSwitch(cls.cluster, pool_mode=m) for m in
+                            ("session", "transaction")}
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for sw in cls.switches.values():
+                sw.stop()
+        finally:
+            cls.cluster.stop()
+
+    def check(self, mode: str):
+        self.sw = sw = self.switches[mode]
+        pq = ctypes.CDLL(ctypes.util.find_library("pq"))
+        pq.PQconnectdb.restype = ctypes.c_void_p
+        pq.PQconnectdb.argtypes = [ctypes.c_char_p]
+        for name in ("PQstatus", "PQfinish", "PQputCopyEnd", "PQputCopyData", "PQexec",
+                     "PQexecParams", "PQgetResult", "PQerrorMessage"):
+            getattr(pq, name).argtypes = [ctypes.c_void_p]
+        pq.PQexecParams.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int] + \
+            [ctypes.c_void_p] * 4 + [ctypes.c_int]
+        pq.PQexecParams.restype = pq.PQexec.restype = pq.PQgetResult.restype = ctypes.c_void_p
+        pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        pq.PQputCopyData.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        pq.PQputCopyEnd.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        pq.PQresultStatus.argtypes = pq.PQclear.argtypes = [ctypes.c_void_p]
+        pq.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        pq.PQgetvalue.restype = ctypes.c_char_p
+        pq.PQerrorMessage.restype = ctypes.c_char_p
+        conn = pq.PQconnectdb(sw.dsn().encode())
+        try:
+            self.assertEqual(pq.PQstatus(conn), 0, pq.PQerrorMessage(conn))
+            for rnd in range(3):
+                res = pq.PQexecParams(conn, b"COPY xcopy FROM STDIN", 0, None, None, None,
+                                      None, 0)
+                self.assertEqual(pq.PQresultStatus(res), 4, pq.PQerrorMessage(conn))  # COPY_IN
+                pq.PQclear(res)
+                rows = b"".join(b"%d\n" % (rnd * 10 + i) for i in range(10))
+                self.assertEqual(pq.PQputCopyData(conn, rows, len(rows)), 1)
+                self.assertEqual(pq.PQputCopyEnd(conn, None), 1)
+                res = pq.PQgetResult(conn)
+                self.assertEqual(pq.PQresultStatus(res), 1, pq.PQerrorMessage(conn))
+                pq.PQclear(res)
+                self.assertIsNone(pq.PQgetResult(conn))
+                res = pq.PQexec(conn, b"SELECT count(*) FROM xcopy WHERE a < %d" % (rnd * 10 + 10))
+                self.assertEqual(pq.PQresultStatus(res), 2, pq.PQerrorMessage(conn))
+                self.assertGreaterEqual(int(pq.PQgetvalue(res, 0, 0)), rnd * 10 + 10)
+                pq.PQclear(res)
+        finally:
+            pq.PQfinish(conn)
+
+    @budget(60)
+    def test_session_mode(self):
+        self.check("session")
+
+    @budget(60)
+    def test_transaction_mode(self):
+        self.check("transaction")
 
 
 class ReplicaBatchCase(ProxyTestCase):
@@ -234,3 +307,7 @@ class ReplicaBatchCase(ProxyTestCase):
         asyncio.run(with_asyncpg())
         self.assertEqual(fn_rows() - before, 20)
         self.assertGreater(retries(), n, "no extended-protocol batch was retried")
+
+
+if __name__ == "__main__":
+    unittest.main()

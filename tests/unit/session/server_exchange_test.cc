@@ -200,6 +200,76 @@ TEST(ServerExchange, CopyInAndOut) {
   EXPECT_TRUE(x.idle());
 }
 
+// PostgreSQL ignores Sync and Flush while in COPY IN (libpq sends a Sync right behind an
+// extended-protocol COPY FROM STDIN, and another after CopyDone): only the second is answered.
+TEST(ServerExchange, SyncBehindAnExtendedCopyInIsIgnored) {
+  ServerExchange x;
+  send(x, "PBES");
+  EXPECT_EQ(answer(x, "12G"), "FFF");  // ParseComplete, BindComplete, CopyInResponse
+  EXPECT_TRUE(x.copyInOpen());
+  EXPECT_EQ(x.pending(), 1u) << "the Sync sent behind the COPY is not answered";
+  send(x, "dHSdcS");  // Flush and Sync inside the copy are ignored too
+  EXPECT_FALSE(x.copyInOpen());
+  EXPECT_EQ(x.readyForQueriesOwed(), 1);
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, SyncsPipelinedAcrossACopyCountFromItsEnd) {
+  ServerExchange x;
+  send(x, "PBESdcSQ");  // all sent before the CopyInResponse arrives
+  EXPECT_EQ(answer(x, "12G"), "FFF");
+  EXPECT_FALSE(x.copyInOpen());
+  EXPECT_EQ(x.readyForQueriesOwed(), 2) << "the Sync after CopyDone and the Query";
+  EXPECT_EQ(answer(x, "CZCZ"), "FFFF");
+  EXPECT_TRUE(x.idle());
+
+  send(x, "QSS");  // simple-protocol COPY, two Syncs before its CopyDone
+  EXPECT_EQ(answer(x, "G"), "F");
+  send(x, "dc");
+  EXPECT_EQ(answer(x, "CZ"), "FF");
+  EXPECT_TRUE(x.idle());
+}
+
+// Any other message ends a COPY IN with an error and is discarded (PostgreSQL's "unexpected
+// message type during COPY from stdin"): nothing is owed for it.
+TEST(ServerExchange, OtherMessageInCopyInIsDiscarded) {
+  ServerExchange x;
+  ClientStatements names;
+  send(x, "Q");
+  EXPECT_EQ(answer(x, "G"), "F");
+  send(x, "dQ");
+  EXPECT_FALSE(x.copyInOpen());
+  EXPECT_EQ(x.pending(), 1u);
+  x.error("08P01", StatementBooks{names});
+  EXPECT_EQ(answer(x, "Z"), "F");
+  EXPECT_TRUE(x.idle());
+
+  send(x, "QdPQ");  // the same, sent before the CopyInResponse arrived
+  EXPECT_EQ(answer(x, "G"), "F");
+  EXPECT_EQ(x.pending(), 2u) << "the Parse ended the copy; the Query after it runs";
+  x.error("08P01", StatementBooks{names});
+  EXPECT_EQ(answer(x, "ZCZ"), "FFF");
+  // The discarded Parse still counts as an open batch: the server is let go after the
+  // client's next Sync (hostile input only; nothing is owed meanwhile).
+  EXPECT_EQ(x.pending(), 0u);
+  send(x, "S");
+  EXPECT_EQ(answer(x, "Z"), "F");
+  EXPECT_TRUE(x.idle());
+}
+
+TEST(ServerExchange, ErrorInExtendedCopyInSkipsToTheSyncAfterIt) {
+  ServerExchange x;
+  ClientStatements names;
+  send(x, "PBES");
+  EXPECT_EQ(answer(x, "12G"), "FFF");
+  send(x, "ddcS");
+  x.error("22P02", StatementBooks{names});  // a bad row
+  EXPECT_EQ(x.pending(), 1u);
+  EXPECT_EQ(answer(x, "Z"), "F");
+  EXPECT_TRUE(x.idle());
+}
+
 TEST(ServerExchange, UnexpectedResponsesAreADesync) {
   ServerExchange x;
   EXPECT_EQ(answer(x, "Z"), "D");
