@@ -296,10 +296,15 @@ void ClientSession::onInternalDone(ServerConn& s, bool ok, const std::string& er
       if (afterLoss_ && std::exchange(afterLoss_->rebuildStepRunning, false)) {
         // What failed to rebuild had failed for the client too (a PREPARE with an error is
         // kept like any other): it goes on without it.
-        if (!ok)
+        if (!ok) {
+          // `error` is the server's whole ErrorResponse: its SQLSTATE and message are logged.
+          auto body = std::as_bytes(std::span(error)).subspan(std::min<size_t>(error.size(), 5));
+          auto f = protocol::parseErrorFields(body);
           spdlog::info("client {}: a step of rebuilding its session state failed on server "
-                       "{}: {}",
-                       client_.peerName(), s.id(), error.size() > 5 ? error.substr(5) : error);
+                       "{}: {} {}",
+                       client_.peerName(), s.id(), f ? f->code : "",
+                       f ? f->message : std::string_view(error));
+        }
         configure();
         return;
       }
