@@ -82,6 +82,7 @@ void ServerExchange::copyInStarted() {
     const K k = expect_[i].kind;
     if (k == K::Sync) {
       expect_.erase(i);  // ignored there
+      if (commitReadies_ > 1) --commitReadies_;  // a COMMIT behind it: one ReadyForQuery less
       continue;
     }
     if (answeredByUs(k)) {  // never reached the server

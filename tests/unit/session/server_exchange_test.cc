@@ -215,6 +215,18 @@ TEST(ServerExchange, SyncBehindAnExtendedCopyInIsIgnored) {
   EXPECT_TRUE(x.idle());
 }
 
+TEST(ServerExchange, CommitBehindAnIgnoredSyncIsAnsweredByTheNextReadyForQuery) {
+  ServerExchange x;
+  send(x, "PBESdc");
+  x.commitSent(true);  // then a COMMIT: two ReadyForQuery messages away, it seems
+  send(x, "Q");
+  EXPECT_EQ(answer(x, "12G"), "FFF");
+  EXPECT_EQ(answer(x, "C"), "F");  // the COPY's CommandComplete
+  EXPECT_TRUE(x.commitInFlight());
+  EXPECT_EQ(answer(x, "CZ"), "FF") << "the Sync inside the copy was ignored";
+  EXPECT_FALSE(x.commitInFlight());
+}
+
 TEST(ServerExchange, SyncsPipelinedAcrossACopyCountFromItsEnd) {
   ServerExchange x;
   send(x, "PBESdcSQ");  // all sent before the CopyInResponse arrives
