@@ -176,6 +176,7 @@ void appendClose(std::string& out, char kind, std::string_view name) {
   MessageBuilder(out).begin('C').u8(static_cast<uint8_t>(kind)).cstr(name).finish();
 }
 void appendSync(std::string& out) { MessageBuilder(out).begin('S').finish(); }
+void appendFlush(std::string& out) { MessageBuilder(out).begin('H').finish(); }
 void appendTerminate(std::string& out) { MessageBuilder(out).begin('X').finish(); }
 
 }  // namespace pgswitch::protocol

@@ -98,6 +98,7 @@ void appendParse(std::string& out, std::string_view name, std::string_view tail)
 void appendDescribe(std::string& out, char kind, std::string_view name);  // kind 'S' or 'P'
 void appendClose(std::string& out, char kind, std::string_view name);     // kind 'S' or 'P'
 void appendSync(std::string& out);
+void appendFlush(std::string& out);
 void appendTerminate(std::string& out);
 
 }  // namespace pgswitch::protocol

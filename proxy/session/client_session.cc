@@ -446,8 +446,12 @@ void ClientSession::pump() {
       relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
       !relay_.exchange().discarding() &&
       route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
-                                  worker_.volatileFunctions(database())) != 0)
+                                  worker_.volatileFunctions(database())) != 0) {
+    // In a batch without Sync or Flush the server keeps its answers, and no ReadyForQuery
+    // comes: ask for the answers, then the batch is closed above and this request rerouted.
+    relay_.flushBatch();
     return;
+  }
   relay_.stopAtRequestEnd(transactionPooling_ && onReplica_);
   for (;;) {
     Relay::Event ev = relay_.toServer();
@@ -645,10 +649,11 @@ void ClientSession::onServerRead(ServerConn& s) noexcept {
   if (!replayAnswered()) return;
   if (onRelayEvent(ev)) afterTransaction();
   // Requests held back at a request boundary (see pump) inside a transaction that stays on
-  // this server, or behind an error that makes the server skip to the client's Sync: they go
-  // now.
+  // this server, behind an error that makes the server skip to the client's Sync, or behind a
+  // batch on a replica now answered in full (closed there, then routed afresh): they go now.
   if (state_ == State::Active &&
-      (relay_.exchange().quiet() || relay_.exchange().discarding()) && !client_.inputEmpty())
+      (relay_.exchange().quiet() || relay_.exchange().discarding() || relay_.batchAwaitsSync()) &&
+      !client_.inputEmpty())
     pump();
   noteInFlight();
 }

@@ -131,7 +131,18 @@ bool Relay::batchAwaitsSync() const {
          s2cPassthrough_ == 0 && server_->txnStatus() == 'I';
 }
 
+void Relay::flushBatch() {
+  if (!server_ || flushedByUs_ || !view().exchange.batchOpen() || view().exchange.pending() == 0)
+    return;
+  flushedByUs_ = true;
+  std::string flush;
+  appendFlush(flush);
+  server_->conn().send(flush);
+  server_->conn().flush();
+}
+
 void Relay::closeBatch() {
+  flushedByUs_ = false;
   std::string sync;
   appendSync(sync);
   server_->conn().send(sync);
@@ -160,6 +171,7 @@ bool Relay::clientMidMessage() {
 // Forwards the client message at the front (all of it that has arrived; the rest follows as
 // it comes).
 void Relay::forwardWhole(size_t total, char type) {
+  flushedByUs_ = false;
   busy().exchange.forwarded(type);
   counters().bytesIn += total;
   if (reqStartUs_ == 0) reqStartUs_ = nowUs();

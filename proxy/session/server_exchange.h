@@ -106,6 +106,8 @@ class ServerExchange {
   // Nothing owed and no batch open: pgswitch may answer a request itself without reordering.
   bool quiet() const { return expect_.empty() && !unsynced_; }
   bool owed() const { return !expect_.empty() || unsynced_; }
+  // Extended-protocol messages went since the last Sync.
+  bool batchOpen() const { return unsynced_; }
   // A ReadyForQuery-ending request (Query, Sync, FunctionCall) is outstanding.
   bool owesReadyForQuery() const;
   // How many: a pipelining client waits for one ReadyForQuery per request.

@@ -191,15 +191,36 @@ class HostileInputTest(ProxyTestCase):
             self.assertEqual(codes, ["34000"])
             self.assertEqual(w.query("SELECT count(*) FROM hostile WHERE id = -3"), [("0",)])
 
+    def read_left_unsynced_then_write(self, sw: PgSwitch):
+        # A Parse of a read with neither Sync nor Flush behind it (on a replica in transaction
+        # mode), then a Parse that needs the primary and a Sync. The server keeps the first
+        # ParseComplete until a Sync or Flush; pgswitch used to hold the second Parse back for
+        # that answer: a hang (found by fuzz/wire_fuzz.py).
+        with PgWire(port=sw.port, timeout=5) as w:
+            w.startup("app", "appdb", "app")
+            w.send(msg(b"C", b"Sp1\0") + SYNC + msg(b"P", b"r1\0SELECT 1\0\0\0"))
+            time.sleep(0.3)
+            w.send(msg(b"P", b"w1\0LISTEN hostile\0\0\0") + SYNC)
+            types = []
+            try:
+                while types.count(b"Z") < 2:
+                    types.append(w.read_msg()[0])
+            except socket.timeout:
+                self.fail(f"no answer within 5 s after {types}")
+            self.assertEqual(types, [b"3", b"Z", b"1", b"1", b"Z"])
+            self.assertEqual(w.query("SELECT 41 + 1"), [("42",)])
+
     @budget(120)
     def test_transaction_mode(self):
         self.error_then_pipelined_write(self.txn)
+        self.read_left_unsynced_then_write(self.txn)
         self.run_cases(self.txn)
         self.vanish_cases(self.txn)
 
     @budget(120)
     def test_session_mode(self):
         self.error_then_pipelined_write(self.session)
+        self.read_left_unsynced_then_write(self.session)
         self.run_cases(self.session)
         self.vanish_cases(self.session)
 
