@@ -90,6 +90,7 @@ class VolatileFunctionCase(ProxyTestCase):
             conn.autocommit = True
             cur = conn.cursor()
             # The first login to appdb registers the database; its catalog is read at once.
+            self.cluster.wait_replicated()  # the other tests' writes (see below)
             self.assertTrue(self.ports(cur, "SELECT inet_server_port()", 10) <= replicas)
             wait_catalog_reads(self.sw, 1)
             r0 = settled_catalog_reads(self.sw)
@@ -105,7 +106,10 @@ class VolatileFunctionCase(ProxyTestCase):
             # Qualified, nested, inside a subquery: still the primary.
             self.assertEqual(self.ports(cur, "SELECT (SELECT public.MY_WRITE_FN()) + 0", 5),
                              {primary})
-            # Reads that call no volatile function of theirs still use the replicas.
+            # Reads that call no volatile function of theirs still use the replicas, once they
+            # have replayed those writes (strong consistency waits only routing.max_wait_ms for
+            # a replica, then reads on the primary: on a loaded machine it did, now and then).
+            self.cluster.wait_replicated()
             self.assertTrue(self.ports(cur, "SELECT inet_server_port()", 20) <= replicas)
             self.assertEqual(self.rows() - rows0, 25)
         after = totals(self.sw)
