@@ -132,9 +132,10 @@ bool Relay::batchAwaitsSync() const {
 }
 
 void Relay::flushBatch() {
-  if (!server_ || flushedByUs_ || !view().exchange.batchOpen() || view().exchange.pending() == 0)
+  if (!server_ || view().exchange.flushAsked() || !view().exchange.batchOpen() ||
+      view().exchange.pending() == 0)
     return;
-  flushedByUs_ = true;
+  busy().exchange.flushSent();
   std::string flush;
   appendFlush(flush);
   server_->conn().send(flush);
@@ -142,7 +143,6 @@ void Relay::flushBatch() {
 }
 
 void Relay::closeBatch() {
-  flushedByUs_ = false;
   std::string sync;
   appendSync(sync);
   server_->conn().send(sync);
@@ -171,7 +171,6 @@ bool Relay::clientMidMessage() {
 // Forwards the client message at the front (all of it that has arrived; the rest follows as
 // it comes).
 void Relay::forwardWhole(size_t total, char type) {
-  flushedByUs_ = false;
   busy().exchange.forwarded(type);
   counters().bytesIn += total;
   if (reqStartUs_ == 0) reqStartUs_ = nowUs();

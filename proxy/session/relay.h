@@ -94,8 +94,9 @@ class Relay {
   // Ends that batch with pgswitch's own Sync (its ReadyForQuery is not forwarded).
   void closeBatch();
   // A batch is open (no Sync yet) with answers owed that the server keeps until a Sync or a
-  // Flush: asks for them with pgswitch's own Flush (once per client message), so that the
-  // batch can be closed (batchAwaitsSync) and what the client sent next routed afresh.
+  // Flush: asks for them with pgswitch's own Flush (unless one went since the last request),
+  // so that the batch can be closed (batchAwaitsSync) and what the client sent next routed
+  // afresh.
   void flushBatch();
   // The next client message starts a request: nothing owed or half-sent, no transaction.
   bool atRequestStart() const;
@@ -192,7 +193,6 @@ class Relay {
   size_t s2cPassthrough_ = 0;
   bool dropping_ = false;    // a failed request: its messages are dropped up to Sync/Query
   bool stopAtRequestEnd_ = false;
-  bool flushedByUs_ = false;  // flushBatch() sent a Flush since the client's last message
   bool asyncCommitPossible_ = false;  // noteStatement saw a SET of synchronous_commit
   bool holdReady_ = false;
   bool readyHeld_ = false;

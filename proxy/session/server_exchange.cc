@@ -13,11 +13,13 @@ using namespace protocol;
 using K = Expect::Kind;
 
 void ServerExchange::push(K k, uint64_t h) {
+  flushAsked_ = false;
   expect_.emplace_back(k, h).copyEnds = copyEnds_;
 }
 
 void ServerExchange::expect(Expect e) {
   e.copyEnds = copyEnds_;
+  flushAsked_ = false;
   expect_.push_back(std::move(e));
 }
 
@@ -64,6 +66,7 @@ void ServerExchange::forwarded(char type) {
       push(K::Close);
       break;
     case fe::Flush:
+      flushAsked_ = true;
       break;
     default:
       return;  // COPY data outside a copy (PostgreSQL ignores it) and the like
@@ -250,7 +253,7 @@ int ServerExchange::readyForQueriesOwed() const {
 
 void ServerExchange::reset() {
   expect_.clear();
-  unsynced_ = discardUntilSync_ = inCopy_ = copyInOpen_ = false;
+  unsynced_ = discardUntilSync_ = inCopy_ = copyInOpen_ = flushAsked_ = false;
   copyEnds_ = 0;
   commitReadies_ = 0;
 }

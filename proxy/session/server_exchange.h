@@ -108,6 +108,10 @@ class ServerExchange {
   bool owed() const { return !expect_.empty() || unsynced_; }
   // Extended-protocol messages went since the last Sync.
   bool batchOpen() const { return unsynced_; }
+  // A Flush (the client's or pgswitch's) went after the last request that has an answer:
+  // asking again would add nothing.
+  bool flushAsked() const { return flushAsked_; }
+  void flushSent() { flushAsked_ = true; }
   // A ReadyForQuery-ending request (Query, Sync, FunctionCall) is outstanding.
   bool owesReadyForQuery() const;
   // How many: a pipelining client waits for one ReadyForQuery per request.
@@ -141,6 +145,7 @@ class ServerExchange {
   bool unsynced_ = false;          // extended-protocol messages sent since the last Sync
   bool discardUntilSync_ = false;  // the server skips messages until Sync after an error
   bool inCopy_ = false;
+  bool flushAsked_ = false;  // see flushAsked()
   bool copyInOpen_ = false;  // in COPY IN, and no message that ends it has been sent yet
   uint32_t copyEnds_ = 0;    // CopyDone and CopyFail messages sent (Expect::copyEnds)
   int commitReadies_ = 0;  // ReadyForQuery messages until the COMMIT sent last is answered

@@ -210,10 +210,36 @@ class HostileInputTest(ProxyTestCase):
             self.assertEqual(types, [b"3", b"Z", b"1", b"1", b"Z"])
             self.assertEqual(w.query("SELECT 41 + 1"), [("42",)])
 
+    def unsynced_read_continued_then_write(self, sw: PgSwitch):
+        # As above, but the message after the unsynced read arrives in two parts: while only
+        # part of its header is in, pgswitch cannot tell a read and asks for the answers with
+        # a Flush. It is a Describe of the statement just parsed (rewritten in transaction
+        # mode): it continues the batch. Then a write: pgswitch must ask again, for the
+        # Describe's answers, or it waits for them for ever.
+        with PgWire(port=sw.port, timeout=5) as w:
+            w.startup("app", "appdb", "app")
+            w.send(msg(b"C", b"Sp1\0") + SYNC + msg(b"P", b"p1\0SELECT 2 AS continued\0\0\0"))
+            time.sleep(0.3)
+            describe = msg(b"D", b"Sp1\0")
+            w.send(describe[:3])
+            time.sleep(0.3)
+            w.send(describe[3:])
+            time.sleep(0.3)
+            w.send(msg(b"P", b"w1\0LISTEN hostile\0\0\0") + SYNC)
+            types = []
+            try:
+                while types.count(b"Z") < 2:
+                    types.append(w.read_msg()[0])
+            except socket.timeout:
+                self.fail(f"no answer within 5 s after {types}")
+            self.assertEqual(types, [b"3", b"Z", b"1", b"t", b"T", b"1", b"Z"])
+            self.assertEqual(w.query("SELECT 41 + 1"), [("42",)])
+
     @budget(120)
     def test_transaction_mode(self):
         self.error_then_pipelined_write(self.txn)
         self.read_left_unsynced_then_write(self.txn)
+        self.unsynced_read_continued_then_write(self.txn)
         self.run_cases(self.txn)
         self.vanish_cases(self.txn)
 
@@ -221,6 +247,7 @@ class HostileInputTest(ProxyTestCase):
     def test_session_mode(self):
         self.error_then_pipelined_write(self.session)
         self.read_left_unsynced_then_write(self.session)
+        self.unsynced_read_continued_then_write(self.session)
         self.run_cases(self.session)
         self.vanish_cases(self.session)
 

@@ -75,6 +75,25 @@ TEST(ServerExchange, FlushEndedBatchKeepsTheServer) {
   EXPECT_TRUE(x.idle());
 }
 
+TEST(ServerExchange, FlushAskedUntilTheNextRequest) {
+  // pgswitch asks once for the answers of a batch left open; any request sent after that,
+  // forwarded or rewritten, needs asking again.
+  ServerExchange x;
+  send(x, "P");
+  EXPECT_FALSE(x.flushAsked());
+  x.flushSent();
+  EXPECT_TRUE(x.flushAsked());
+  x.expect(Expect(Expect::Kind::FakeParse, 7));  // a Parse the statement map answers
+  EXPECT_FALSE(x.flushAsked());
+  x.flushSent();
+  send(x, "B");
+  EXPECT_FALSE(x.flushAsked());
+  send(x, "H");
+  EXPECT_TRUE(x.flushAsked()) << "the client's own Flush asks too";
+  x.reset();
+  EXPECT_FALSE(x.flushAsked());
+}
+
 TEST(ServerExchange, ErrorMidPipelineSkipsToSyncAndUndoesNames) {
   ServerExchange x;
   ClientStatements names;
