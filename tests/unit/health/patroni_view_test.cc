@@ -29,9 +29,26 @@ constexpr const char* kCluster = R"({
  "scope": "pgswitch"
 })";
 
+// Named and addressed, the rest left at its defaults.
+BackendSpec backend(std::string name, std::string host, int port) {
+  BackendSpec b;
+  b.name = std::move(name);
+  b.host = std::move(host);
+  b.port = port;
+  return b;
+}
+
+PatroniMember member(std::string name, std::string host, int port) {
+  PatroniMember m;
+  m.name = std::move(name);
+  m.host = std::move(host);
+  m.port = port;
+  return m;
+}
+
 std::vector<BackendSpec> backends() {
-  return {BackendSpec{"pg1", "127.0.0.1", 44089}, BackendSpec{"pg2", "127.0.0.1", 56377},
-          BackendSpec{"pg3", "127.0.0.1", 50225}};
+  return {backend("pg1", "127.0.0.1", 44089), backend("pg2", "127.0.0.1", 56377),
+          backend("pg3", "127.0.0.1", 50225)};
 }
 
 TEST(PatroniView, ParsesMembersRolesTagsAndLag) {
@@ -102,11 +119,11 @@ TEST(PatroniView, RejectsMalformedBodiesWithoutThrowing) {
 
 TEST(PatroniView, MatchesBackendsByHostAndPort) {
   auto specs = backends();
-  specs.push_back(BackendSpec{"other", "LOCALHOST", 1});
+  specs.push_back(backend("other", "LOCALHOST", 1));
   auto ms = parsePatroniCluster(kCluster, nullptr);
   ASSERT_TRUE(ms);
-  ms->push_back(PatroniMember{"node9", "10.0.0.9", 5432});
-  ms->push_back(PatroniMember{"node8", "localhost", 1});
+  ms->push_back(member("node9", "10.0.0.9", 5432));
+  ms->push_back(member("node8", "localhost", 1));
   PatroniView v = matchPatroniMembers(*ms, specs);
   ASSERT_EQ(v.memberOf.size(), 4u);
   EXPECT_EQ(v.memberOf[0], 0);

@@ -18,8 +18,6 @@ std::string text(const ByteQueue& q) {
   return s;
 }
 
-std::span<const std::byte> b(std::string_view s) { return std::as_bytes(std::span(s)); }
-
 // A client connection's two queues with the replay's taps on them, as Relay attaches them.
 struct Client {
   ChunkPool pool;
