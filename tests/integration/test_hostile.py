@@ -166,6 +166,20 @@ class HostileInputTest(ProxyTestCase):
                                              "count(*) FILTER (WHERE id < 0) FROM hostile"),
                                      [("t", "0")])
 
+    def answers_until_ready(self, w: PgWire, readies: int) -> tuple[list[bytes], list[str]]:
+        """The message types up to the given number of ReadyForQuery, and the SQLSTATEs of the
+        errors among them; a hang fails the test with what had arrived."""
+        types, codes = [], []
+        try:
+            while types.count(b"Z") < readies:
+                t, p = w.read_msg()
+                types.append(t)
+                if t == b"E":
+                    codes.append(parse_error_fields(p).get("C"))
+        except socket.timeout:
+            self.fail(f"no answer within 5 s after {types}")
+        return types, codes
+
     def error_then_pipelined_write(self, sw: PgSwitch):
         # A read (to a replica in transaction mode), then an Execute that fails, a Query and a
         # Parse of a write, one Sync. The server skips everything after the error up to the
@@ -178,15 +192,7 @@ class HostileInputTest(ProxyTestCase):
         with PgWire(port=sw.port, timeout=5) as w:
             w.startup("app", "appdb", "app")
             w.send(data)
-            types, codes = [], []
-            try:
-                while types.count(b"Z") < 2:
-                    t, p = w.read_msg()
-                    types.append(t)
-                    if t == b"E":
-                        codes.append(parse_error_fields(p).get("C"))
-            except socket.timeout:
-                self.fail(f"no answer within 5 s after {types}")
+            types, codes = self.answers_until_ready(w, 2)
             self.assertEqual(types, [b"T", b"D", b"C", b"Z", b"E", b"Z"])
             self.assertEqual(codes, ["34000"])
             self.assertEqual(w.query("SELECT count(*) FROM hostile WHERE id = -3"), [("0",)])
@@ -201,12 +207,7 @@ class HostileInputTest(ProxyTestCase):
             w.send(msg(b"C", b"Sp1\0") + SYNC + msg(b"P", b"r1\0SELECT 1\0\0\0"))
             time.sleep(0.3)
             w.send(msg(b"P", b"w1\0LISTEN hostile\0\0\0") + SYNC)
-            types = []
-            try:
-                while types.count(b"Z") < 2:
-                    types.append(w.read_msg()[0])
-            except socket.timeout:
-                self.fail(f"no answer within 5 s after {types}")
+            types, _ = self.answers_until_ready(w, 2)
             self.assertEqual(types, [b"3", b"Z", b"1", b"1", b"Z"])
             self.assertEqual(w.query("SELECT 41 + 1"), [("42",)])
 
@@ -226,12 +227,7 @@ class HostileInputTest(ProxyTestCase):
             w.send(describe[3:])
             time.sleep(0.3)
             w.send(msg(b"P", b"w1\0LISTEN hostile\0\0\0") + SYNC)
-            types = []
-            try:
-                while types.count(b"Z") < 2:
-                    types.append(w.read_msg()[0])
-            except socket.timeout:
-                self.fail(f"no answer within 5 s after {types}")
+            types, _ = self.answers_until_ready(w, 2)
             self.assertEqual(types, [b"3", b"Z", b"1", b"t", b"T", b"1", b"Z"])
             self.assertEqual(w.query("SELECT 41 + 1"), [("42",)])
 
