@@ -175,7 +175,7 @@ void CatalogWatcher::run() {
       spdlog::warn(
           "catalog: cannot read the volatile functions of database {} (as health user {}): {}; "
           "retrying every {} ms",
-          due, s.user, *error, s.refreshMs);
+          due, s.login.user, *error, s.refreshMs);
     }
     after.due = std::min(after.due, again);
     if (after.due <= done) after.due = again;
@@ -196,20 +196,11 @@ std::optional<std::string> CatalogWatcher::readOne(const std::string& database,
     return std::string("no primary");
   }
   const routing::BackendInfo& p = topo->backends[topo->primary];
-  HealthSettings hs;
-  hs.user = s.user;
-  hs.password = s.password;
-  hs.database = database;
-  hs.sslmode = s.sslmode;
-  hs.sslrootcert = s.sslrootcert;
-  hs.sslcert = s.sslcert;
-  hs.sslkey = s.sslkey;
-  BackendSpec spec;
-  spec.host = p.host;
-  spec.port = p.port;
+  PgLogin login = s.login;
+  login.database = database;
   SyncConn conn(cancel_);
   const auto start = SyncConn::Clock::now();
-  if (!conn.connect(connectionString(hs, spec, "pgswitch_catalog"),
+  if (!conn.connect(connectionString(login, p.host, p.port, "pgswitch_catalog"),
                     start + std::chrono::milliseconds(std::max(1, s.connectTimeoutMs)))) {
     return conn.error();
   }

@@ -17,19 +17,17 @@
 #include <thread>
 #include <vector>
 
+#include "health/settings.h"
 #include "routing/topology.h"
 #include "routing/volatile_functions.h"
 
 namespace pgswitch::health {
 
 struct CatalogWatcherSettings {
-  std::string user = "postgres";
-  std::string password;
+  PgLogin login = PgLogin::as("postgres", "");  // the health checks'; database: the one read
   int connectTimeoutMs = 2000;
   int queryTimeoutMs = 2000;
   int refreshMs = 30000;  // 0: never read (no function is considered volatile)
-  // The TLS of the health checks (libpq names; empty: libpq's default).
-  std::string sslmode, sslrootcert, sslcert, sslkey;
 
   bool operator==(const CatalogWatcherSettings&) const = default;
 };

@@ -60,8 +60,8 @@ FailoverCoordinator::FailoverCoordinator(Host& host, const HealthSettings& healt
   fs_.statementTimeoutMs = std::max(100, fs_.statementTimeoutMs);
   fs_.switchoverTimeoutMs = std::max(100, fs_.switchoverTimeoutMs);
   if (fs_.user.empty()) {
-    fs_.user = health_.user;
-    fs_.password = health_.password;
+    fs_.user = health_.login.user;
+    fs_.password = health_.login.password;
   }
   if (fs_.replicationUser.empty()) fs_.replicationUser = fs_.user;
   failedAt_.assign(specs_.size(), Clock::time_point{});
@@ -199,7 +199,7 @@ void FailoverCoordinator::switchover(int i, int timeoutMs, OperationDone done) {
 FailoverPlan FailoverCoordinator::plan(OpKind kind, int oldPrimary, int candidate,
                                        int timeoutMs) const {
   const TopologyBuilder& b = host_.builder();
-  HealthSettings as = health_;
+  PgLogin as = health_.login;
   as.user = fs_.user;
   as.password = fs_.password;
   FailoverPlan p;
@@ -211,7 +211,8 @@ FailoverPlan FailoverCoordinator::plan(OpKind kind, int oldPrimary, int candidat
     p.oldName = specs_[oldPrimary].name;
     p.oldHost = specs_[oldPrimary].host;
     p.oldPort = specs_[oldPrimary].port;
-    p.oldConninfo = connectionString(as, specs_[oldPrimary], "pgswitch_failover");
+    p.oldConninfo =
+        connectionString(as, specs_[oldPrimary].host, specs_[oldPrimary].port, "pgswitch_failover");
     if (t.haveSample && !t.sample.inRecovery) p.oldPrimaryLsn = t.sample.currentLsn;
     if (t.failStreak > 0 && failedAt_[oldPrimary] != Clock::time_point{}) {
       p.haveFailedAt = true;
@@ -228,7 +229,7 @@ FailoverPlan FailoverCoordinator::plan(OpKind kind, int oldPrimary, int candidat
     pb.host = specs_[i].host;
     pb.port = specs_[i].port;
     pb.priority = specs_[i].priority;
-    pb.conninfo = connectionString(as, specs_[i], "pgswitch_failover");
+    pb.conninfo = connectionString(as, specs_[i].host, specs_[i].port, "pgswitch_failover");
     pb.upReplica = t.health == Health::Up && t.haveSample && t.sample.inRecovery && !t.fenced;
     if (hasTag(specs_[i], kNoPromoteTag)) {
       pb.excluded = "tagged no_promote";

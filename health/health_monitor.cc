@@ -189,7 +189,8 @@ void HealthMonitor::Impl::start() {
     probes_.push_back(specs_[i].removed
                           ? nullptr
                           : std::make_unique<PgProbe>(
-                                &loop_, i, connectionString(settings_, specs_[i]),
+                                &loop_, i,
+                                connectionString(settings_.login, specs_[i].host, specs_[i].port),
                                 settings_.connectTimeoutMs, settings_.queryTimeoutMs, *this));
   }
   inRound_.assign(n, 0);

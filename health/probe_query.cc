@@ -36,7 +36,7 @@ std::string quoteConnValue(std::string_view v) {
   return out;
 }
 
-std::string connectionString(const HealthSettings& s, const BackendSpec& b,
+std::string connectionString(const PgLogin& s, std::string_view host, int port,
                              std::string_view applicationName) {
   std::string out;
   auto add = [&out](std::string_view key, std::string_view value) {
@@ -45,8 +45,8 @@ std::string connectionString(const HealthSettings& s, const BackendSpec& b,
     out += '=';
     out += quoteConnValue(value);
   };
-  add("host", b.host);
-  add("port", std::to_string(b.port));
+  add("host", host);
+  add("port", std::to_string(port));
   add("user", s.user);
   if (!s.password.empty()) add("password", s.password);
   add("dbname", s.database);

@@ -41,7 +41,7 @@ extern const char* const kProbeQuery;
 inline constexpr int kProbeColumns = 7;
 
 // libpq key=value connection string; every value single-quoted with \ and ' escaped.
-std::string connectionString(const HealthSettings& s, const BackendSpec& b,
+std::string connectionString(const PgLogin& login, std::string_view host, int port,
                              std::string_view applicationName = "pgswitch_health");
 std::string quoteConnValue(std::string_view v);
 

@@ -98,8 +98,8 @@ void SecretLookup::lookup(const std::string& clientDatabase, const std::string& 
   {
     std::lock_guard g(mu_);
     const std::string& database =
-        settings_.database.empty() ? clientDatabase : settings_.database;
-    if (stopping_ || settings_.user.empty()) {
+        settings_.login.database.empty() ? clientDatabase : settings_.login.database;
+    if (stopping_ || settings_.login.user.empty()) {
       immediate.error = stopping_ ? "shutting down" : "auth.user is not set";
     } else if (auto hit = cache_.find(database, user, SecretCache::Clock::now())) {
       immediate = std::move(*hit);
@@ -175,25 +175,16 @@ SecretAnswer SecretLookup::queryOne(const std::string& database, const std::stri
     return a;
   }
   const routing::BackendInfo& p = topo->backends[topo->primary];
-  HealthSettings hs;
-  hs.user = s.user;
-  hs.password = s.password;
-  hs.database = database;
-  hs.sslmode = s.sslmode;
-  hs.sslrootcert = s.sslrootcert;
-  hs.sslcert = s.sslcert;
-  hs.sslkey = s.sslkey;
-  BackendSpec spec;
-  spec.host = p.host;
-  spec.port = p.port;
-  const std::string conninfo = connectionString(hs, spec, "pgswitch_auth");
+  PgLogin login = s.login;
+  login.database = database;
+  const std::string conninfo = connectionString(login, p.host, p.port, "pgswitch_auth");
   // Reused while lookups keep coming for the same server and database.
   if (!conn_ || connInfo_ != conninfo || !conn_->connected()) {
     conn_ = std::make_unique<SyncConn>(cancel_);
     connInfo_ = conninfo;
     if (!conn_->connect(conninfo, SyncConn::Clock::now() +
                                       std::chrono::milliseconds(std::max(1, s.connectTimeoutMs)))) {
-      a.error = "auth user \"" + s.user + "\": " + conn_->error();
+      a.error = "auth user \"" + s.login.user + "\": " + conn_->error();
       conn_.reset();
       return a;
     }

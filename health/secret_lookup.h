@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "health/settings.h"
 #include "routing/topology.h"
 
 namespace pgswitch::health {
@@ -25,15 +26,11 @@ namespace pgswitch::health {
 class SyncConn;
 
 struct SecretLookupSettings {
-  std::string user;  // "" = off
-  std::string password;
-  std::string query;     // $1 = the user name
-  std::string database;  // "" = the client's database
+  PgLogin login;      // auth.user ("" = off); database "" = the client's
+  std::string query;  // $1 = the user name
   int cacheMs = 60000;
   int connectTimeoutMs = 2000;
   int queryTimeoutMs = 2000;
-  // The TLS of the health checks (libpq names; empty: libpq's default).
-  std::string sslmode, sslrootcert, sslcert, sslkey;
 
   bool operator==(const SecretLookupSettings&) const = default;
 };

@@ -5,9 +5,32 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pgswitch::health {
+
+// Who one of health/'s libpq connections logs in as, and its TLS. The checks, the failover's
+// statements, the catalog reads and auth_query each have one; proxy/ gives them all the TLS of
+// the pooled connections (docs/tls.md), so only the login differs.
+struct PgLogin {
+  std::string user;
+  std::string password;
+  std::string database;
+  // libpq's TLS keywords ("" = libpq's default).
+  std::string sslmode;
+  std::string sslrootcert;
+  std::string sslcert;
+  std::string sslkey;
+
+  static PgLogin as(std::string user, std::string database) {
+    PgLogin l;
+    l.user = std::move(user);
+    l.database = std::move(database);
+    return l;
+  }
+  bool operator==(const PgLogin&) const = default;
+};
 
 struct HealthSettings {
   int periodMs = 1000;          // one round of checks every period
@@ -15,18 +38,11 @@ struct HealthSettings {
   int queryTimeoutMs = 2000;    // PQsendQuery .. last PQgetResult
   int fall = 3;                 // consecutive failures before a backend is down
   int rise = 2;                 // consecutive successes before a down backend is up again
-  std::string user = "postgres";
-  std::string password;
-  std::string database = "postgres";
+  // The checks' login; the failover's too, unless FailoverSettings names another user.
+  PgLogin login = PgLogin::as("postgres", "postgres");
   uint64_t maxLagBytes = 0;  // lag_exceeded threshold, 0 = off
   uint64_t maxLagMs = 0;     // lag_exceeded threshold, 0 = off
   std::string onEvent;       // shell command run for every event, empty = none
-  // libpq's TLS keywords for the checks' and the failover's connections ("" = libpq's
-  // default): sslmode, sslrootcert, sslcert, sslkey.
-  std::string sslmode;
-  std::string sslrootcert;
-  std::string sslcert;
-  std::string sslkey;
 
   bool operator==(const HealthSettings&) const = default;
 };

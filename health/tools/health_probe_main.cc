@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
@@ -24,38 +25,6 @@ namespace {
 
 std::mutex outMu;
 
-std::string jsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 void emit(const std::string& line) {
   std::lock_guard g(outMu);
   std::fwrite(line.data(), 1, line.size(), stdout);
@@ -63,31 +32,43 @@ void emit(const std::string& line) {
   std::fflush(stdout);
 }
 
+// Invalid UTF-8 in a name or a server's message becomes U+FFFD rather than an exception.
+std::string jsonLine(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 std::string topologyJson(const routing::Topology& t) {
-  std::ostringstream o;
-  o << "{\"type\":\"topology\",\"version\":" << t.version << ",\"primary\":" << t.primary
-    << ",\"writes_refused\":" << (t.writesRefused ? "true" : "false")
-    << ",\"writes_paused\":" << (t.writesPaused ? "true" : "false") << ",\"backends\":[";
-  for (size_t i = 0; i < t.backends.size(); ++i) {
-    const auto& b = t.backends[i];
-    if (i) o << ',';
-    o << "{\"name\":" << jsonString(b.name) << ",\"host\":" << jsonString(b.host)
-      << ",\"port\":" << b.port << ",\"role\":\"" << routing::toString(b.role) << "\",\"state\":\""
-      << routing::toString(b.state) << "\",\"timeline\":" << b.timeline
-      << ",\"lag_bytes\":" << b.lagBytes << ",\"lag_ms\":" << b.lagMs
-      << ",\"replay_lsn\":" << b.replayLsn << ",\"weight\":" << b.weight << '}';
+  nlohmann::ordered_json backends = nlohmann::ordered_json::array();
+  for (const auto& b : t.backends) {
+    backends.push_back({{"name", b.name},
+                        {"host", b.host},
+                        {"port", b.port},
+                        {"role", routing::toString(b.role)},
+                        {"state", routing::toString(b.state)},
+                        {"timeline", b.timeline},
+                        {"lag_bytes", b.lagBytes},
+                        {"lag_ms", b.lagMs},
+                        {"replay_lsn", b.replayLsn},
+                        {"weight", b.weight}});
   }
-  o << "]}";
-  return o.str();
+  return jsonLine({{"type", "topology"},
+                   {"version", t.version},
+                   {"primary", t.primary},
+                   {"writes_refused", t.writesRefused},
+                   {"writes_paused", t.writesPaused},
+                   {"backends", std::move(backends)}});
 }
 
 std::string eventJson(const Event& e) {
-  std::ostringstream o;
-  o << "{\"type\":\"event\",\"event\":\"" << toString(e.type) << "\",\"index\":" << e.backend
-    << ",\"backend\":" << jsonString(e.name) << ",\"host\":" << jsonString(e.host)
-    << ",\"port\":" << e.port << ",\"role\":" << jsonString(e.role)
-    << ",\"detail\":" << jsonString(e.detail) << ",\"time_ms\":" << e.timeMs << '}';
-  return o.str();
+  return jsonLine({{"type", "event"},
+                   {"event", toString(e.type)},
+                   {"index", e.backend},
+                   {"backend", e.name},
+                   {"host", e.host},
+                   {"port", e.port},
+                   {"role", e.role},
+                   {"detail", e.detail},
+                   {"time_ms", e.timeMs}});
 }
 
 [[noreturn]] void usage(const char* why) {
@@ -143,11 +124,11 @@ int main(int argc, char** argv) {
       } else if (a == "--rise") {
         s.rise = std::stoi(v);
       } else if (a == "--user") {
-        s.user = v;
+        s.login.user = v;
       } else if (a == "--password") {
-        s.password = v;
+        s.login.password = v;
       } else if (a == "--database") {
-        s.database = v;
+        s.login.database = v;
       } else if (a == "--max-lag-bytes") {
         s.maxLagBytes = std::stoull(v);
       } else if (a == "--max-lag-ms") {
@@ -214,9 +195,12 @@ int main(int argc, char** argv) {
   mon.start();
   auto answer = [](const char* op) {
     return [op](const OperationResult& r) {
-      emit(std::string("{\"type\":\"result\",\"op\":\"") + op + "\",\"ok\":" +
-           (r.ok ? "true" : "false") + ",\"new_primary\":" + std::to_string(r.newPrimary) +
-           ",\"error\":" + jsonString(r.error) + ",\"detail\":" + jsonString(r.detail) + "}");
+      emit(jsonLine({{"type", "result"},
+                     {"op", op},
+                     {"ok", r.ok},
+                     {"new_primary", r.newPrimary},
+                     {"error", r.error},
+                     {"detail", r.detail}}));
     };
   };
 
@@ -253,7 +237,7 @@ int main(int argc, char** argv) {
   }
   mon.stop();
   bool clean = mon.stoppedCleanly();
-  emit(std::string("{\"type\":\"exit\",\"clean\":") + (clean ? "true" : "false") + "}");
+  emit(jsonLine({{"type", "exit"}, {"clean", clean}}));
   spdlog::shutdown();
   return clean ? 0 : 3;
 }

@@ -69,50 +69,41 @@ health::HealthSettings Controller::healthSettings(const Config& c) {
   s.queryTimeoutMs = c.health.queryTimeoutMs;
   s.fall = c.health.fall;
   s.rise = c.health.rise;
-  s.user = c.health.user;
-  s.password = c.health.password;
-  s.database = c.health.database;
+  s.login = pgLogin(c, c.health.user, c.health.password, c.health.database);
   s.maxLagBytes = c.health.maxLagBytes;
   s.maxLagMs = c.health.maxLagMs;
   s.onEvent = c.health.onEvent;
-  // The same TLS as the pooled connections (docs/tls.md).
-  s.sslmode = toString(c.tls.serverSslMode);
-  s.sslrootcert = c.tls.serverCaFile;
-  s.sslcert = c.tls.serverCertFile;
-  s.sslkey = c.tls.serverKeyFile;
   return s;
+}
+
+health::PgLogin Controller::pgLogin(const Config& c, const std::string& user,
+                                    const std::string& password, const std::string& database) {
+  health::PgLogin l = health::PgLogin::as(user, database);
+  l.password = password;
+  // The same TLS as the pooled connections (docs/tls.md).
+  l.sslmode = toString(c.tls.serverSslMode);
+  l.sslrootcert = c.tls.serverCaFile;
+  l.sslcert = c.tls.serverCertFile;
+  l.sslkey = c.tls.serverKeyFile;
+  return l;
 }
 
 health::CatalogWatcherSettings Controller::catalogSettings(const Config& c) {
   health::CatalogWatcherSettings s;
-  s.user = c.health.user;
-  s.password = c.health.password;
+  s.login = pgLogin(c, c.health.user, c.health.password, "");  // the database is the one read
   s.connectTimeoutMs = c.health.connectTimeoutMs;
   s.queryTimeoutMs = c.health.queryTimeoutMs;
   s.refreshMs = c.routing.functionRefreshMs;
-  // The same TLS as the health checks and the pooled connections (docs/tls.md).
-  health::HealthSettings h = healthSettings(c);
-  s.sslmode = h.sslmode;
-  s.sslrootcert = h.sslrootcert;
-  s.sslcert = h.sslcert;
-  s.sslkey = h.sslkey;
   return s;
 }
 
 health::SecretLookupSettings Controller::secretSettings(const Config& c) {
   health::SecretLookupSettings s;
-  s.user = c.auth.user;
-  s.password = c.auth.password;
+  s.login = pgLogin(c, c.auth.user, c.auth.password, c.auth.database);
   s.query = c.auth.query;
-  s.database = c.auth.database;
   s.cacheMs = c.auth.cacheMs;
   s.connectTimeoutMs = c.health.connectTimeoutMs;
   s.queryTimeoutMs = c.health.queryTimeoutMs;
-  health::HealthSettings h = healthSettings(c);
-  s.sslmode = h.sslmode;
-  s.sslrootcert = h.sslrootcert;
-  s.sslcert = h.sslcert;
-  s.sslkey = h.sslkey;
   return s;
 }
 
@@ -241,7 +232,8 @@ void Controller::watchReplaysLocked(const Config& c) {
   for (const Slot& s : slots_)
     conninfos.push_back(s.removed || !needed
                             ? std::string()
-                            : health::connectionString(settings_, s.spec, "pgswitch_replay"));
+                            : health::connectionString(settings_.login, s.spec.host, s.spec.port,
+                                                       "pgswitch_replay"));
   replayWatcher_->setBackends(std::move(conninfos));
 }
 

@@ -64,6 +64,9 @@ class Controller {
   static health::SecretLookupSettings secretSettings(const Config& c);
 
  private:
+  // A login for one of health/'s connections, with the pooled connections' TLS.
+  static health::PgLogin pgLogin(const Config& c, const std::string& user,
+                                 const std::string& password, const std::string& database);
   // Backend slots keep their index for the life of the process: pools and counters are
   // keyed by it. A backend removed from the file keeps its slot, marked removed (not checked,
   // never routed to: BackendState::Removed); a new name is appended; a name that comes back

@@ -169,7 +169,7 @@ TEST(CoordinatedMonitor, UnreachableEtcdMeansNoPromotion) {
   hs.periodMs = 50;
   hs.connectTimeoutMs = 200;
   hs.queryTimeoutMs = 200;
-  hs.user = "nobody";
+  hs.login.user = "nobody";
   int port = closedPort();
   HealthMonitor m(hs, {{"pg1", "127.0.0.1", port, 1, {}}}, [](routing::TopologyPtr) {});
   CoordinationSettings c;

@@ -36,7 +36,7 @@ HealthSettings settings() {
   s.connectTimeoutMs = 200;
   s.queryTimeoutMs = 200;
   s.fall = 1;
-  s.user = "nobody";
+  s.login.user = "nobody";
   return s;
 }
 

@@ -92,8 +92,8 @@ HealthSettings fastSettings() {
   s.queryTimeoutMs = 200;
   s.fall = 2;
   s.rise = 2;
-  s.user = "nobody";
-  s.password = "x";
+  s.login.user = "nobody";
+  s.login.password = "x";
   return s;
 }
 

@@ -39,16 +39,18 @@ TEST(ConnString, QuotesEveryValue) {
   EXPECT_EQ(quoteConnValue("a b"), "'a b'");
   EXPECT_EQ(quoteConnValue("it's"), "'it\\'s'");
   EXPECT_EQ(quoteConnValue("back\\slash"), "'back\\\\slash'");
-  HealthSettings s;
-  s.user = "mon itor";
+  PgLogin s = PgLogin::as("mon itor", "db");
   s.password = "p'w\\d";
-  s.database = "db";
-  BackendSpec b{"pg1", "10.0.0.1", 6543, 1, {}};
-  EXPECT_EQ(connectionString(s, b),
+  EXPECT_EQ(connectionString(s, "10.0.0.1", 6543),
             "host='10.0.0.1' port='6543' user='mon itor' password='p\\'w\\\\d' dbname='db' "
             "application_name='pgswitch_health'");
   s.password.clear();
-  EXPECT_EQ(connectionString(s, b).find("password"), std::string::npos);
+  EXPECT_EQ(connectionString(s, "10.0.0.1", 6543).find("password"), std::string::npos);
+  s.sslmode = "verify-full";
+  s.sslrootcert = "/etc/ca.pem";
+  EXPECT_EQ(connectionString(s, "h", 1, "pgswitch_auth"),
+            "host='h' port='1' user='mon itor' dbname='db' application_name='pgswitch_auth' "
+            "sslmode='verify-full' sslrootcert='/etc/ca.pem'");
 }
 
 TEST(ProbeRow, Primary) {
