@@ -252,15 +252,7 @@ Relay::Event Relay::toServer() {
       // Bind needs only its names (up to 1 KiB); the others are read whole.
       if (t == fe::Bind ? !complete && in.size() < std::min<size_t>(f.total, 1024) : !complete)
         break;
-      if (t == fe::Parse && b.exchange.quiet() && s2cPassthrough_ == 0 && txn != 'E' &&
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
-                           scratch().toClient)) {
-        b.replay.spoil(TxnReplay::Spoiled::StatementNames);
-        client_.send(scratch().toClient);
-        scratch().toClient.clear();
-        ev.answeredLocally = true;
-        continue;
-      }
+      if (t == fe::Parse && deallocateAnswered(txn, ev)) continue;
       StatementTarget target{scratch().toServer,
                              server_->statements(),
                              worker_.staleStatements(),
@@ -322,16 +314,7 @@ Relay::Event Relay::toServer() {
       }
     }
     if (t == fe::Query) {
-      if (transactionPooling_ && complete && b.exchange.quiet() && s2cPassthrough_ == 0 &&
-          txn != 'E' &&
-          answerDeallocate(in, cfg_.maxMessageBytes, statements_.names(), txn, scratch().bytes,
-                           scratch().toClient)) {
-        b.replay.spoil(TxnReplay::Spoiled::StatementNames);
-        client_.send(scratch().toClient);
-        scratch().toClient.clear();
-        ev.answeredLocally = true;
-        continue;
-      }
+      if (transactionPooling_ && complete && deallocateAnswered(txn, ev)) continue;
       if (complete && f.total > 5) {
         // The head tells a COMMIT (what a lost server makes "outcome unknown") and a SET; the
         // whole text is assembled only where session state may be made.
@@ -655,6 +638,20 @@ bool Relay::dropFailedRequest() {
   client_.send(scratch().toClient);
   scratch().toClient.clear();
   client_.flush();
+  return true;
+}
+
+bool Relay::deallocateAnswered(char txn, Event& ev) {
+  Busy& b = busy();
+  if (!b.exchange.quiet() || s2cPassthrough_ != 0 || txn == 'E' ||
+      !answerDeallocate(client_.in(), cfg_.maxMessageBytes, statements_.names(), txn,
+                        scratch().bytes, scratch().toClient)) {
+    return false;
+  }
+  b.replay.spoil(TxnReplay::Spoiled::StatementNames);
+  client_.send(scratch().toClient);
+  scratch().toClient.clear();
+  ev.answeredLocally = true;
   return true;
 }
 

@@ -146,6 +146,10 @@ class Relay {
   void unlinkKeepingReplay();
   void restartReplayWhenIdle();
   void forwardWhole(size_t total, char type);
+  // Transaction mode, inside toServer: a DEALLOCATE of a statement the client prepared at the
+  // front of its input, answered here (answerDeallocate) when the server owes nothing before
+  // it and the transaction has not failed.
+  bool deallocateAnswered(char txn, Event& ev);
   void noteStatement(std::string_view sql);
   void onReadyForQuery(char status);
   void countReady(char status);
