@@ -153,20 +153,23 @@ std::string FailoverCoordinator::notPromotable(int i) const {
   return "";
 }
 
-void FailoverCoordinator::promote(int i, OperationDone done) {
-  std::string why;
-  if (stopped_) {
-    why = "health monitor stopped";
-  } else if (op_) {
-    why = std::string("a ") + toString(op_->kind) + " is already running";
-  } else {
-    why = notPromotable(i);
-  }
+std::string FailoverCoordinator::cannotStart() const {
+  if (stopped_) return "health monitor stopped";
+  if (op_) return std::string("a ") + toString(op_->kind) + " is already running";
+  return "";
+}
+
+bool FailoverCoordinator::refused(std::string why, const OperationDone& done) const {
   if (why.empty()) why = host_.promotionBlocker();
-  if (!why.empty()) {
-    if (done) done(OperationResult{false, why, -1, ""});
-    return;
-  }
+  if (why.empty()) return false;
+  if (done) done(OperationResult{false, why, -1, ""});
+  return true;
+}
+
+void FailoverCoordinator::promote(int i, OperationDone done) {
+  std::string why = cannotStart();
+  if (why.empty()) why = notPromotable(i);
+  if (refused(std::move(why), done)) return;
   int old = publishedPrimary_ >= 0 && publishedPrimary_ != i ? publishedPrimary_
             : lastPrimary_ != i                              ? lastPrimary_
                                                              : -1;
@@ -174,24 +177,12 @@ void FailoverCoordinator::promote(int i, OperationDone done) {
 }
 
 void FailoverCoordinator::switchover(int i, int timeoutMs, OperationDone done) {
-  std::string why;
   const int p = publishedPrimary_;
-  if (stopped_) {
-    why = "health monitor stopped";
-  } else if (op_) {
-    why = std::string("a ") + toString(op_->kind) + " is already running";
-  } else if (p < 0) {
-    why = "no primary to switch over from (PROMOTE promotes without one)";
-  } else if (p == i) {
-    why = specs_[i].name + " is already the primary";
-  } else {
-    why = notPromotable(i);
-  }
-  if (why.empty()) why = host_.promotionBlocker();
-  if (!why.empty()) {
-    if (done) done(OperationResult{false, why, -1, ""});
-    return;
-  }
+  std::string why = cannotStart();
+  if (why.empty() && p < 0) why = "no primary to switch over from (PROMOTE promotes without one)";
+  if (why.empty() && p == i) why = specs_[i].name + " is already the primary";
+  if (why.empty()) why = notPromotable(i);
+  if (refused(std::move(why), done)) return;
   start(OpKind::Switchover, p, i, timeoutMs > 0 ? timeoutMs : fs_.switchoverTimeoutMs,
         std::move(done));
 }

@@ -82,6 +82,10 @@ class FailoverCoordinator {
   FailoverPlan plan(OpKind kind, int oldPrimary, int candidate, int timeoutMs) const;
   // Why backend i cannot be promoted by request ("" = it can).
   std::string notPromotable(int i) const;
+  // Why no PROMOTE or SWITCHOVER can start now ("" = one can).
+  std::string cannotStart() const;
+  // A request with a reason not to run (or the host's blocker) is answered with it: true.
+  bool refused(std::string why, const OperationDone& done) const;
   Event event(EventType type, int i, std::string detail) const;
   void joinRunner();
   void complete(bool ok, const std::string& text);
