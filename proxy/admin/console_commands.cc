@@ -476,21 +476,14 @@ void ResultSet::write(std::string& out, std::string_view tag) const {
   protocol::appendCommandComplete(out, tag);
 }
 
-std::vector<std::string> backendNames(const Snapshot& snap) {
+std::vector<std::string> liveBackendNames(const Snapshot& snap) {
   std::vector<std::string> names;
   if (snap.topology) {
-    for (const auto& b : snap.topology->backends) names.push_back(b.name);
+    for (const auto& b : snap.topology->backends)
+      if (b.state != routing::BackendState::Removed) names.push_back(b.name);
   } else if (snap.config) {
     for (const auto& b : snap.config->backends) names.push_back(b.name);
   }
-  return names;
-}
-
-std::vector<std::string> liveBackendNames(const Snapshot& snap) {
-  if (!snap.topology) return backendNames(snap);
-  std::vector<std::string> names;
-  for (const auto& b : snap.topology->backends)
-    if (b.state != routing::BackendState::Removed) names.push_back(b.name);
   return names;
 }
 

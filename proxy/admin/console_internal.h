@@ -99,10 +99,8 @@ class ResultSet {
   std::vector<std::vector<std::optional<std::string>>> rows_;
 };
 
-// Backend names in topology order (config order while no topology is known), one per slot:
-// index i names counter slot i, also for a backend a reload removed (SHOW STATS).
-std::vector<std::string> backendNames(const Snapshot& snap);
-// The same without removed backends: the names commands accept.
+// Snapshot::backendNames without removed backends and counter slots: the names commands
+// accept.
 std::vector<std::string> liveBackendNames(const Snapshot& snap);
 
 // SHOW commands (console_show.cc).

@@ -21,17 +21,6 @@ std::string joinTags(const std::vector<std::string>& tags) {
   return s;
 }
 
-uint64_t serversOf(const Snapshot& snap, std::string_view backend) {
-  return static_cast<uint64_t>(
-      std::count_if(snap.servers.begin(), snap.servers.end(),
-                    [&](const ServerInfo& s) { return s.backend == backend; }));
-}
-
-const BackendCounters& countersOf(const Snapshot& snap, size_t i) {
-  static const BackendCounters kNone{};
-  return i < snap.perBackend.size() ? snap.perBackend[i] : kNone;
-}
-
 }  // namespace
 
 Outcome showBackends(const Context& c) {
@@ -55,7 +44,7 @@ Outcome showBackends(const Context& c) {
     for (size_t i = 0; i < bs.size(); ++i) {
       const routing::BackendInfo& b = bs[i];
       if (b.state == routing::BackendState::Removed) continue;  // a reload took it out
-      const BackendCounters& k = countersOf(s, i);
+      const BackendCounters& k = s.counters(i);
       rs.row()
           .add(b.name)
           .add(b.host)
@@ -67,7 +56,7 @@ Outcome showBackends(const Context& c) {
           .add(b.lagBytes)
           .add(b.lagMs)
           .add(static_cast<uint64_t>(b.timeline))
-          .add(serversOf(s, b.name))
+          .add(s.serversOf(b.name))
           .add(k.reads)
           .add(k.writes);
     }
@@ -75,7 +64,7 @@ Outcome showBackends(const Context& c) {
     // No health result yet: what the configuration says, with nothing known.
     for (size_t i = 0; i < s.config->backends.size(); ++i) {
       const BackendConfig& b = s.config->backends[i];
-      const BackendCounters& k = countersOf(s, i);
+      const BackendCounters& k = s.counters(i);
       rs.row()
           .add(b.name)
           .add(b.host)
@@ -87,7 +76,7 @@ Outcome showBackends(const Context& c) {
           .null()
           .null()
           .null()
-          .add(serversOf(s, b.name))
+          .add(s.serversOf(b.name))
           .add(k.reads)
           .add(k.writes);
     }
@@ -222,15 +211,12 @@ Outcome showStats(const Context& c) {
         .add(k.latency.averageUs())
         .add(k.latency.percentileUs(0.99));
   };
-  std::vector<std::string> names = backendNames(c.snap);
-  size_t n = std::max(names.size(), c.snap.perBackend.size());
+  // A counter slot with no backend name (topology shrank since) is kept, numbered.
+  std::vector<std::string> names = c.snap.backendNames();
   BackendCounters total;
-  for (size_t i = 0; i < n; ++i) {
-    const BackendCounters& k = countersOf(c.snap, i);
-    // A counter slot with no backend name (topology shrank since): keep it, numbered.
-    std::string name = "#";
-    name += i < names.size() ? std::string() : std::to_string(i);
-    addRow(i < names.size() ? names[i] : name, k);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const BackendCounters& k = c.snap.counters(i);
+    addRow(names[i], k);
     total.merge(k);
   }
   addRow("total", total);

@@ -132,33 +132,6 @@ class Exposition {
   std::string& out_;
 };
 
-const BackendCounters& countersOf(const Snapshot& snap, size_t i) {
-  static const BackendCounters kNone{};
-  return i < snap.perBackend.size() ? snap.perBackend[i] : kNone;
-}
-
-std::vector<std::string> backendNames(const Snapshot& snap) {
-  std::vector<std::string> names;
-  if (snap.topology) {
-    for (const auto& b : snap.topology->backends) names.push_back(b.name);
-  } else if (snap.config) {
-    for (const auto& b : snap.config->backends) names.push_back(b.name);
-  }
-  // Counters of a backend missing from the list still get a name.
-  for (size_t i = names.size(); i < snap.perBackend.size(); ++i) {
-    std::string n = "#";
-    n += std::to_string(i);
-    names.push_back(std::move(n));
-  }
-  return names;
-}
-
-uint64_t serversOf(const Snapshot& snap, std::string_view backend) {
-  return static_cast<uint64_t>(
-      std::count_if(snap.servers.begin(), snap.servers.end(),
-                    [&](const ServerInfo& s) { return s.backend == backend; }));
-}
-
 }  // namespace
 
 std::string escapeLabelValue(std::string_view v) {
@@ -309,11 +282,11 @@ std::string renderMetrics(const Snapshot& snap) {
   }
 
   // Per-backend counters.
-  std::vector<std::string> names = backendNames(snap);
+  std::vector<std::string> names = snap.backendNames();
   auto perBackend = [&](std::string_view metric, std::string_view help, auto field) {
     e.family(metric, "counter", help);
     for (size_t i = 0; i < names.size(); ++i) {
-      e.sample(metric, {{"backend", names[i]}}, field(countersOf(snap, i)));
+      e.sample(metric, {{"backend", names[i]}}, field(snap.counters(i)));
     }
   };
   perBackend("pgswitch_queries_total", "Requests completed (ReadyForQuery).",
@@ -322,14 +295,14 @@ std::string renderMetrics(const Snapshot& snap) {
              [](const BackendCounters& k) { return k.transactions; });
   e.family("pgswitch_routed_total", "counter", "Requests routed, as reads or writes.");
   for (size_t i = 0; i < names.size(); ++i) {
-    const BackendCounters& k = countersOf(snap, i);
+    const BackendCounters& k = snap.counters(i);
     e.sample("pgswitch_routed_total", {{"backend", names[i]}, {"route", "read"}}, k.reads);
     e.sample("pgswitch_routed_total", {{"backend", names[i]}, {"route", "write"}}, k.writes);
   }
   e.family("pgswitch_bytes_total", "counter",
            "Bytes relayed: in = client to server, out = server to client.");
   for (size_t i = 0; i < names.size(); ++i) {
-    const BackendCounters& k = countersOf(snap, i);
+    const BackendCounters& k = snap.counters(i);
     e.sample("pgswitch_bytes_total", {{"backend", names[i]}, {"direction", "in"}}, k.bytesIn);
     e.sample("pgswitch_bytes_total", {{"backend", names[i]}, {"direction", "out"}}, k.bytesOut);
   }
@@ -340,7 +313,7 @@ std::string renderMetrics(const Snapshot& snap) {
   const char* hist = "pgswitch_query_duration_seconds";
   e.family(hist, "histogram", "Time from request to ReadyForQuery.");
   for (size_t i = 0; i < names.size(); ++i) {
-    const LatencyHistogram& h = countersOf(snap, i).latency;
+    const LatencyHistogram& h = snap.counters(i).latency;
     uint64_t cumulative = 0;
     for (int b = 0; b + 1 < LatencyHistogram::kBuckets; ++b) {
       cumulative += h.buckets[b];
@@ -448,11 +421,11 @@ std::string renderStatusJson(const Snapshot& snap) {
   }
   j.close('}');
 
-  std::vector<std::string> names = backendNames(snap);
+  std::vector<std::string> names = snap.backendNames();
   BackendCounters total;
   j.key("backends").open('[');
   for (size_t i = 0; i < names.size(); ++i) {
-    const BackendCounters& k = countersOf(snap, i);
+    const BackendCounters& k = snap.counters(i);
     total.merge(k);
     if (snap.topology && i < snap.topology->backends.size() &&
         snap.topology->backends[i].state == routing::BackendState::Removed) {
@@ -479,7 +452,7 @@ std::string renderStatusJson(const Snapshot& snap) {
     } else {
       j.kv("role", "unknown").kv("state", "unknown");
     }
-    j.kv("server_connections", serversOf(snap, names[i]));
+    j.kv("server_connections", snap.serversOf(names[i]));
     j.kv("queries", k.queries).kv("transactions", k.transactions);
     j.kv("reads", k.reads).kv("writes", k.writes);
     j.kv("bytes_in", k.bytesIn).kv("bytes_out", k.bytesOut);

@@ -1,6 +1,7 @@
 // Histogram and counter arithmetic.
 #include "proxy/core/stats.h"
 
+#include <algorithm>
 #include <bit>
 
 namespace pgswitch::proxy {
@@ -39,6 +40,28 @@ void BackendCounters::merge(const BackendCounters& o) {
   bytesIn += o.bytesIn;
   bytesOut += o.bytesOut;
   latency.merge(o.latency);
+}
+
+std::vector<std::string> Snapshot::backendNames() const {
+  std::vector<std::string> names;
+  if (topology) {
+    for (const auto& b : topology->backends) names.push_back(b.name);
+  } else if (config) {
+    for (const auto& b : config->backends) names.push_back(b.name);
+  }
+  for (size_t i = names.size(); i < perBackend.size(); ++i)
+    names.push_back("#" + std::to_string(i));
+  return names;
+}
+
+const BackendCounters& Snapshot::counters(size_t i) const {
+  static const BackendCounters kNone{};
+  return i < perBackend.size() ? perBackend[i] : kNone;
+}
+
+uint64_t Snapshot::serversOf(std::string_view backend) const {
+  return static_cast<uint64_t>(std::count_if(
+      servers.begin(), servers.end(), [&](const ServerInfo& s) { return s.backend == backend; }));
 }
 
 }  // namespace pgswitch::proxy

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/config/config.h"
@@ -129,6 +130,14 @@ struct Snapshot {
   uint64_t ioUringWorkers = 0;
   uint64_t serversOpened = 0;
   bool paused = false;
+
+  // Backend names by index (the topology's; the configuration's while none is known), then
+  // "#<i>" for each counter slot past them (a backend taken out since): one per slot.
+  std::vector<std::string> backendNames() const;
+  // perBackend[i], zeros past its end.
+  const BackendCounters& counters(size_t i) const;
+  // The server connections open to the backend named `backend`.
+  uint64_t serversOf(std::string_view backend) const;
 };
 
 }  // namespace pgswitch::proxy
