@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import unittest
 from contextlib import closing
 
@@ -96,3 +97,33 @@ class ProxyTestCase(unittest.TestCase):
             self.fail("test exceeded its time budget: pgswitch was SIGKILLed by the watchdog")
         if sw.proc is not None and sw.proc.poll() is not None:
             self.fail(f"pgswitch exited during this test with status {sw.proc.returncode}")
+
+    # -- the admin console, and waiting for what it shows --------------------------------------
+    def console(self, sw=None):
+        """An autocommit connection to the admin console of `sw` (default: self.sw)."""
+        import psycopg2  # here, so that tests without a console need no driver
+        conn = psycopg2.connect((sw or self.sw).dsn(user="admin", db="pgswitch"))
+        conn.autocommit = True
+        return conn
+
+    def rows(self, command: str, sw=None) -> list[dict]:
+        """The rows of console `command`, each as {column: value}."""
+        with closing(self.console(sw)) as conn, conn.cursor() as cur:
+            cur.execute(command)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def backends(self, sw=None) -> dict[str, dict]:
+        """SHOW BACKENDS by backend name."""
+        return {r["name"]: r for r in self.rows("SHOW BACKENDS", sw)}
+
+    def wait_for(self, pred, timeout: float = 15.0, what: str = "condition", step: float = 0.1):
+        """pred()'s first truthy value within `timeout` seconds; the test fails otherwise."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = pred()
+            if last:
+                return last
+            time.sleep(step)
+        self.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

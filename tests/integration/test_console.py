@@ -137,30 +137,6 @@ class ConsoleTest(ProxyTestCase):
             self.fail(f"psql -c {command!r} failed ({cp.returncode}): {cp.stderr}")
         return cp
 
-    def console(self, sw=None):
-        conn = psycopg2.connect((sw or self.sw).dsn(user="admin", db="pgswitch"))
-        conn.autocommit = True
-        return conn
-
-    def rows(self, command, sw=None) -> list[dict]:
-        with closing(self.console(sw)) as conn, conn.cursor() as cur:
-            cur.execute(command)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def backends(self) -> dict[str, dict]:
-        return {r["name"]: r for r in self.rows("SHOW BACKENDS")}
-
-    def wait_for(self, pred, timeout=15.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = pred()
-            if last:
-                return last
-            time.sleep(0.2)
-        self.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
     def app(self, **kw):
         conn = psycopg2.connect(self.sw.dsn(**kw))
         conn.autocommit = True

@@ -129,17 +129,6 @@ class PatroniTest(ProxyTestCase):
             cls.sw.stop()
         cls.cluster.stop()
 
-    def console(self):
-        c = psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))
-        c.autocommit = True
-        return c
-
-    def rows(self, sql):
-        with closing(self.console()) as c, c.cursor() as cur:
-            cur.execute(sql)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
-
     def port_of(self, name: str) -> int:
         return self.cluster.nodes[int(name[4:])].port
 

@@ -85,30 +85,6 @@ class ReloadBackendsTest(ProxyTestCase):
         self.wait_topology({"pg1": "primary", "pg2": "replica"})
 
     # -- helpers ------------------------------------------------------------------------------
-    def console(self):
-        conn = psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))
-        conn.autocommit = True
-        return conn
-
-    def rows(self, command) -> list[dict]:
-        with closing(self.console()) as conn, conn.cursor() as cur:
-            cur.execute(command)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def backends(self) -> dict[str, dict]:
-        return {r["name"]: r for r in self.rows("SHOW BACKENDS")}
-
-    def wait_for(self, pred, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = pred()
-            if last:
-                return last
-            time.sleep(0.1)
-        self.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
     def reload(self, names=None, omit=None):
         if names is not None:
             self.sw.names = dict(names)

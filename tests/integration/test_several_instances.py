@@ -57,16 +57,6 @@ class SeveralInstancesTest(ProxyTestCase):
         return (f"host={HOST},{HOST} port={self.a.port},{self.b.port} dbname=appdb user=app "
                 "password=app connect_timeout=3")
 
-    def backends(self, sw: PgSwitch) -> dict:
-        conn = psycopg2.connect(host=HOST, port=sw.port, dbname="pgswitch", user="admin",
-                                password="admin")
-        conn.autocommit = True
-        with closing(conn):
-            cur = conn.cursor()
-            cur.execute("SHOW BACKENDS")
-            cols = [d[0] for d in cur.description]
-            return {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
-
     def primary_of(self, sw: PgSwitch) -> str | None:
         up = [n for n, b in self.backends(sw).items()
               if b["role"] == "primary" and b["state"] == "up"]
