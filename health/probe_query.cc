@@ -36,7 +36,7 @@ std::string quoteConnValue(std::string_view v) {
   return out;
 }
 
-std::string connectionString(const PgLogin& s, std::string_view host, int port,
+std::string connectionString(const PgLogin& login, std::string_view host, int port,
                              std::string_view applicationName) {
   std::string out;
   auto add = [&out](std::string_view key, std::string_view value) {
@@ -47,14 +47,14 @@ std::string connectionString(const PgLogin& s, std::string_view host, int port,
   };
   add("host", host);
   add("port", std::to_string(port));
-  add("user", s.user);
-  if (!s.password.empty()) add("password", s.password);
-  add("dbname", s.database);
+  add("user", login.user);
+  if (!login.password.empty()) add("password", login.password);
+  add("dbname", login.database);
   add("application_name", applicationName);
-  if (!s.sslmode.empty()) add("sslmode", s.sslmode);
-  if (!s.sslrootcert.empty()) add("sslrootcert", s.sslrootcert);
-  if (!s.sslcert.empty()) add("sslcert", s.sslcert);
-  if (!s.sslkey.empty()) add("sslkey", s.sslkey);
+  if (!login.sslmode.empty()) add("sslmode", login.sslmode);
+  if (!login.sslrootcert.empty()) add("sslrootcert", login.sslrootcert);
+  if (!login.sslcert.empty()) add("sslcert", login.sslcert);
+  if (!login.sslkey.empty()) add("sslkey", login.sslkey);
   return out;
 }
 

@@ -10,9 +10,9 @@
 
 namespace pgswitch::health {
 
-// Who one of health/'s libpq connections logs in as, and its TLS. The checks, the failover's
-// statements, the catalog reads and auth_query each have one; proxy/ gives them all the TLS of
-// the pooled connections (docs/tls.md), so only the login differs.
+// Who one of pgswitch's libpq connections logs in as, and its TLS. The checks, the failover's
+// statements, the catalog reads, auth_query and the proxy's replay watcher each have one;
+// proxy/ gives them all the TLS of the pooled connections (docs/tls.md): only the login differs.
 struct PgLogin {
   std::string user;
   std::string password;

@@ -1,6 +1,5 @@
 // The SHOW commands: each renders one part of the Snapshot as a result set psql prints as a
 // table. Numbers are typed int4/int8 so clients align and parse them as numbers.
-#include <algorithm>
 #include <string>
 
 #include "health/events.h"

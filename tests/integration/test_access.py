@@ -146,7 +146,7 @@ class AccessTest(ProxyTestCase):
                 cur.execute("SHOW TOTALS")
                 return {k: int(v) for k, v in cur.fetchall()}
 
-    def console(self, sql: str) -> None:
+    def admin(self, sql: str) -> None:
         with closing(psycopg2.connect(self.sw.dsn(user="admin", db="pgswitch"))) as c:
             c.autocommit = True
             with c.cursor() as cur:
@@ -274,7 +274,7 @@ class AccessTest(ProxyTestCase):
     @budget(60)
     def test_clients_stalling_mid_login_are_closed_and_counted(self):
         before = self.totals()
-        self.console("SET client_login_timeout_ms = 1000")
+        self.admin("SET client_login_timeout_ms = 1000")
         try:
             # One byte of a startup packet: a socket that says nothing at all stays with the
             # kernel (tcp_defer_accept) and never reaches pgswitch.
@@ -297,14 +297,14 @@ class AccessTest(ProxyTestCase):
                 self.assertTrue(closed_within(s, 10), f"{name} client not closed")
                 s.close()
         finally:
-            self.console("SET client_login_timeout_ms = 60000")
+            self.admin("SET client_login_timeout_ms = 60000")
         after = self.totals()
         self.assertGreaterEqual(after["login_timeouts"] - before["login_timeouts"], 3, after)
 
     @budget(60)
     def test_burst_over_the_per_address_rate_is_refused_and_counted(self):
         before = self.totals()
-        self.console("SET max_connections_per_second_per_address = 5")
+        self.admin("SET max_connections_per_second_per_address = 5")
         socks = []
         try:
             refused = 0
@@ -328,7 +328,7 @@ class AccessTest(ProxyTestCase):
             for s in socks:
                 s.close()
             time.sleep(1.1)  # the bucket fills again
-            self.console("SET max_connections_per_second_per_address = 0")
+            self.admin("SET max_connections_per_second_per_address = 0")
         after = self.totals()
         self.assertGreaterEqual(after["rate_limited"] - before["rate_limited"], refused, after)
         self.assertIn("over max_connections_per_second_per_address (5)", self.sw.log())

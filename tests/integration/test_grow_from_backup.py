@@ -16,10 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
-from contextlib import closing
 from pathlib import Path
-
-import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import (HOST, PG_BIN, TMP_PREFIX, Node, PgCluster, PgSwitch,  # noqa: E402
@@ -98,16 +95,6 @@ pg1-user=postgres
         return run(["pgbackrest", f"--config={cls.conf}", f"--stanza={STANZA}", *args],
                    as_pg=True, timeout=timeout, cwd=cls.base)
 
-    def console(self, sql: str):
-        conn = psycopg2.connect(host=HOST, port=self.sw.port, dbname="pgswitch", user="admin",
-                                password="admin")
-        conn.autocommit = True
-        with closing(conn):
-            cur = conn.cursor()
-            cur.execute(sql)
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, r)) for r in cur.fetchall()]
-
     @budget(150)
     def test_restored_replica_joins_under_load(self):
         cluster, sw = self.cluster, self.sw
@@ -156,7 +143,7 @@ pg1-user=postgres
             t_reload = time.monotonic()
             first_read = None
             while time.monotonic() - t_reload < 60:
-                rows = {r["name"]: r for r in self.console("SHOW BACKENDS")}
+                rows = self.backends()
                 b = rows.get("pg3")
                 if b is not None:
                     samples.append((round(time.monotonic() - t_reload, 2), b["role"], b["state"],
@@ -189,7 +176,7 @@ pg1-user=postgres
             self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
             self.assertNotIn("error", r.stderr.lower(), r.stderr[-2000:])
             self.assertIn("number of failed transactions: 0 ", r.stdout)
-        reads = {r["name"]: int(r["reads"]) for r in self.console("SHOW BACKENDS")}
+        reads = {n: int(r["reads"]) for n, r in self.backends().items()}
         # The new replica has the data of the backup and of what was written since.
         self.assertEqual(cluster.psql(2, "SELECT count(*) FROM pgbench_accounts", db="appdb"),
                          "200000")

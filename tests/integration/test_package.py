@@ -256,7 +256,7 @@ class PackageTest(ProxyTestCase):
             self.assertEqual(ready.get("MAINPID"), str(sw.pid))
             self.assertIn("serving on", ready.get("STATUS", ""))
             # Ready means the first health round is in: every backend has its real role.
-            roles = self.console("SHOW BACKENDS")
+            roles = self.admin("SHOW BACKENDS")
             by_name = {r[0]: r for r in roles}
             self.assertEqual(set(by_name), {"primary", "standby", "reporting", "cascade"})
             self.assertNotIn("unknown", repr(roles))
@@ -314,7 +314,7 @@ class PackageTest(ProxyTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout.strip().splitlines()[0]
 
-    def console(self, sql: str):
+    def admin(self, sql: str):
         conn = psycopg2.connect(host=HOST, port=self.sw.port, dbname="pgswitch",
                                 user=ADMIN[0], password=ADMIN[1])
         conn.autocommit = True

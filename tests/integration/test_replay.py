@@ -79,7 +79,7 @@ class ReplayCase(ProxyTestCase):
                 time.sleep(0.05)
         self.fail(f"no server connection ran {marker}")
 
-    def rows(self, k: str) -> int:
+    def count_rows(self, k: str) -> int:
         with self.primary().cursor() as cur:
             cur.execute("SELECT count(*) FROM rp WHERE k = %s", (k,))
             return cur.fetchone()[0]
@@ -101,7 +101,7 @@ class ReplayTransactionModeTest(ReplayCase):
             cur.execute("SELECT sum(v) FROM rp WHERE k = %s", (k,))
             self.assertEqual(cur.fetchone()[0], 3)
         c.commit()
-        self.assertEqual(self.rows(k), 2)
+        self.assertEqual(self.count_rows(k), 2)
         after = show_totals(self.sw)
         self.assertEqual(after["replays_attempted"] - before["replays_attempted"], 1)
         self.assertEqual(after["replays_succeeded"] - before["replays_succeeded"], 1)
@@ -120,7 +120,7 @@ class ReplayTransactionModeTest(ReplayCase):
             c.commit()
         finally:
             killer.join()
-        self.assertEqual(self.rows(k), 2)
+        self.assertEqual(self.count_rows(k), 2)
 
     def test_transaction_that_read_now_is_refused(self):
         before = show_totals(self.sw)
@@ -135,7 +135,7 @@ class ReplayTransactionModeTest(ReplayCase):
                 cur.execute("INSERT INTO rp (k, v) VALUES (%s, 2)", (k,))
             self.assertEqual(cm.exception.pgcode, "08006")
         c.rollback()
-        self.assertEqual(self.rows(k), 0)
+        self.assertEqual(self.count_rows(k), 0)
         with c.cursor() as cur:  # the connection is still usable
             cur.execute("SELECT 1")
             self.assertEqual(cur.fetchone()[0], 1)
@@ -209,7 +209,7 @@ class ReplayTransactionModeTest(ReplayCase):
                 w.query(f"SELECT count(*) FROM rp WHERE k = '{k}'")
             self.assertEqual(cm.exception.fields.get("C"), "08006")
             self.assertEqual(w.query(f"SELECT count(*) FROM rp WHERE k = '{k}'"), [("1",)])
-        self.assertEqual(self.rows(k), 1)
+        self.assertEqual(self.count_rows(k), 1)
 
     def test_pipelined_transaction_with_commit_in_flight(self):
         """BEGIN, INSERT, COMMIT sent together from idle and the server lost before the answers:
@@ -235,7 +235,7 @@ class ReplayTransactionModeTest(ReplayCase):
             self.assertEqual(codes[-2:], ["08007", "08007"])
             self.assertEqual(w.query("SELECT 1"), [("1",)])  # and the connection works
         time.sleep(0.5)
-        self.assertEqual(self.rows(k), 0)
+        self.assertEqual(self.count_rows(k), 0)
         after = show_totals(self.sw)
         self.assertEqual(after["replays_attempted"], before["replays_attempted"])
 
@@ -253,7 +253,7 @@ class ReplaySessionModeTest(ReplayCase):
             time.sleep(0.3)
             cur.execute("INSERT INTO rp (k, v) VALUES (%s, 2)", (k,))
         c.commit()
-        self.assertEqual(self.rows(k), 2)
+        self.assertEqual(self.count_rows(k), 2)
 
 
 class ReplayAcrossFailoverTest(ReplayCase):

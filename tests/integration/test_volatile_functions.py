@@ -72,7 +72,7 @@ class VolatileFunctionCase(ProxyTestCase):
         finally:
             cls.cluster.stop()
 
-    def rows(self) -> int:
+    def row_count(self) -> int:
         return int(self.cluster.psql(0, "SELECT count(*) FROM vf_t", db="appdb", user="app"))
 
     def ports(self, cur, sql: str, n: int) -> set:
@@ -100,7 +100,7 @@ class VolatileFunctionCase(ProxyTestCase):
                         "RETURN inet_server_port(); END $$")
             # Read again shortly after the CREATE FUNCTION (and once more a second later).
             wait_catalog_reads(self.sw, r0 + 2)
-            rows0 = self.rows()
+            rows0 = self.row_count()
             self.assertEqual(self.ports(cur, "SELECT my_write_fn()", 20), {primary})
             self.assertEqual(cur.description[0].name, "my_write_fn")
             # Qualified, nested, inside a subquery: still the primary.
@@ -111,7 +111,7 @@ class VolatileFunctionCase(ProxyTestCase):
             # a replica, then reads on the primary: on a loaded machine it did, now and then).
             self.cluster.wait_replicated()
             self.assertTrue(self.ports(cur, "SELECT inet_server_port()", 20) <= replicas)
-            self.assertEqual(self.rows() - rows0, 25)
+            self.assertEqual(self.row_count() - rows0, 25)
         after = totals(self.sw)
         self.assertEqual(after["readonly_retries"], 0)
         self.assertEqual(after["readonly_retries"], before["readonly_retries"])
