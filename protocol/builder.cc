@@ -53,6 +53,9 @@ void appendFields(std::string& out, char type, const ErrorSpec& e) {
   b.u8('C').cstr(e.sqlstate).u8('M').cstr(e.message);
   if (!e.detail.empty()) b.u8('D').cstr(e.detail);
   if (!e.hint.empty()) b.u8('H').cstr(e.hint);
+  if (!e.file.empty()) b.u8('F').cstr(e.file);
+  if (!e.line.empty()) b.u8('L').cstr(e.line);
+  if (!e.routine.empty()) b.u8('R').cstr(e.routine);
   b.u8(0).finish();
 }
 }  // namespace

@@ -41,6 +41,9 @@ struct ErrorSpec {
   std::string_view message;
   std::string_view detail = {};
   std::string_view hint = {};
+  // Where PostgreSQL raises it (F, L, R), for errors pgswitch words as PostgreSQL does: a
+  // driver may look at them (pgjdbc re-prepares a statement on R = RevalidateCachedQuery).
+  std::string_view file = {}, line = {}, routine = {};
 };
 
 void appendError(std::string& out, const ErrorSpec& e);   // 'E'

@@ -2,6 +2,8 @@
 // message with trailing garbage or a missing terminator is an error, as in PostgreSQL.
 #include "protocol/messages.h"
 
+#include <xxhash.h>
+
 #include <cstring>
 
 namespace pgswitch::protocol {
@@ -216,6 +218,28 @@ Result<std::string_view, ParseError> parsePasswordMessage(std::span<const std::b
   auto p = r.cstr();
   if (!p || !r.atEnd()) return Err("malformed password packet");
   return *p;
+}
+
+Result<uint64_t, ParseError> rowDescriptionShape(std::span<const std::byte> body) {
+  Reader r(body);
+  auto n = r.i16();
+  if (!n || *n < 0) return Err("malformed RowDescription");
+  uint64_t h = XXH3_64bits_withSeed(&*n, sizeof(*n), 0);
+  for (int i = 0; i < *n; ++i) {
+    auto name = r.cstr();
+    auto source = r.bytes(6);  // table OID, column number
+    auto type = r.i32();
+    auto len = r.i16();
+    auto mod = r.i32();
+    auto format = r.i16();
+    if (!name || !source || !type || !len || !mod || !format)
+      return Err("malformed RowDescription");
+    const int32_t typeAndMod[2] = {*type, *mod};
+    h = XXH3_64bits_withSeed(name->data(), name->size(), h);
+    h = XXH3_64bits_withSeed(typeAndMod, sizeof(typeAndMod), h);
+  }
+  if (!r.atEnd()) return Err("malformed RowDescription");
+  return h <= kNoRowsShape ? h + 2 : h;  // 0 and kNoRowsShape are taken
 }
 
 }  // namespace pgswitch::protocol

@@ -155,6 +155,14 @@ struct SaslInitialView {
 };
 Result<SaslInitialView, ParseError> parseSaslInitial(std::span<const std::byte> body);
 
+// A RowDescription as far as a prepared statement is held to it: PostgreSQL refuses to run or
+// describe a statement whose result columns changed since it was prepared (0A000 "cached plan
+// must not change result type"). The columns' names, type OIDs and type modifiers, folded into
+// one number; not their source columns or format codes (a Describe of a portal fills the
+// latter in). Never 0, which callers keep for "unknown"; NoData is kNoRowsShape.
+inline constexpr uint64_t kNoRowsShape = 1;
+Result<uint64_t, ParseError> rowDescriptionShape(std::span<const std::byte> body);
+
 // Password ('p') message with a NUL-terminated string (cleartext or md5).
 Result<std::string_view, ParseError> parsePasswordMessage(std::span<const std::byte> body);
 

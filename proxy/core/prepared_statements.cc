@@ -29,6 +29,12 @@ const ClientStatement* ClientStatements::find(std::string_view name) const {
   return it == books_->map.end() ? nullptr : &it->second;
 }
 
+void ClientStatements::setShape(std::string_view name, uint64_t h, uint64_t shape) {
+  if (!books_) return;
+  auto it = books_->map.find(name);
+  if (it != books_->map.end() && it->second.hash == h) it->second.shape = shape;
+}
+
 void ClientStatements::close(std::string_view name) {
   Books& b = books();
   auto it = b.map.find(name);
@@ -86,6 +92,16 @@ std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity, u
 uint64_t ServerStatementCache::preparedAt(uint64_t h) const {
   auto it = index_.find(h);
   return it == index_.end() ? 0 : it->second.preparedAt;
+}
+
+uint64_t ServerStatementCache::shape(uint64_t h) const {
+  auto it = index_.find(h);
+  return it == index_.end() ? 0 : it->second.shape;
+}
+
+void ServerStatementCache::setShape(uint64_t h, uint64_t shape) {
+  auto it = index_.find(h);
+  if (it != index_.end()) it->second.shape = shape;
 }
 
 void ServerStatementCache::restore(uint64_t h) {

@@ -22,6 +22,11 @@ namespace pgswitch::proxy {
 struct ClientStatement {
   uint64_t hash = 0;
   std::string parseTail;  // the Parse body after the name: query\0 int16 n, n × int32 OID
+  // The result shape (protocol::rowDescriptionShape) the client was told by a Describe of the
+  // statement; 0 until then. A server copy of another shape (prepared after DDL changed the
+  // result) must not run it: PostgreSQL would answer 0A000, and a driver that caches the
+  // columns would read rows of another shape.
+  uint64_t shape = 0;
 };
 
 uint64_t statementHash(std::span<const std::byte> parseTail);
@@ -43,6 +48,8 @@ class ClientStatements {
     books_->closed.clear();
   }
   size_t size() const { return books_ ? books_->map.size() : 0; }
+  // A Describe of `name` answered with `shape`, if the name still stands for statement h.
+  void setShape(std::string_view name, uint64_t h, uint64_t shape);
 
   // A Close the server has not confirmed yet. PostgreSQL skips a Close that follows an error
   // in the same batch, so the name is kept aside (oldest first) until the Close is answered
@@ -103,6 +110,10 @@ class ServerStatementCache {
   std::optional<uint64_t> add(uint64_t h, size_t capacity, uint64_t epoch = 0);
   // The epoch h was prepared at on this server (0 if unknown or absent).
   uint64_t preparedAt(uint64_t h) const;
+  // The result shape of this server's copy of h, once a Describe of it was answered (0 until
+  // then). A copy's shape never changes: PostgreSQL answers 0A000 instead.
+  uint64_t shape(uint64_t h) const;
+  void setShape(uint64_t h, uint64_t shape);
   void erase(uint64_t h);
   // Puts back h, which the server still has (its eviction Close was skipped after an
   // error), as the least recently used entry, without evicting anything. Its epoch is
@@ -118,6 +129,7 @@ class ServerStatementCache {
   struct Entry {
     std::list<uint64_t>::iterator pos;
     uint64_t preparedAt = 0;
+    uint64_t shape = 0;
   };
   std::list<uint64_t> lru_;  // front = most recently used
   std::unordered_map<uint64_t, Entry> index_;

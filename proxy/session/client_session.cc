@@ -650,9 +650,11 @@ void ClientSession::onServerRead(ServerConn& s) noexcept {
   if (onRelayEvent(ev)) afterTransaction();
   // Requests held back at a request boundary (see pump) inside a transaction that stays on
   // this server, behind an error that makes the server skip to the client's Sync, or behind a
-  // batch on a replica now answered in full (closed there, then routed afresh): they go now.
+  // batch on a replica now answered in full (closed there, then routed afresh), and a message
+  // that waited for its statement's result shape: they go now.
   if (state_ == State::Active &&
-      (relay_.exchange().quiet() || relay_.exchange().discarding() || relay_.batchAwaitsSync()) &&
+      (relay_.exchange().quiet() || relay_.exchange().discarding() || relay_.batchAwaitsSync() ||
+       relay_.shapeAnswered()) &&
       !client_.inputEmpty())
     pump();
   noteInFlight();

@@ -13,6 +13,7 @@
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "proxy/session/local_answers.h"
+#include "proxy/session/session_errors.h"
 #include "routing/session_sql.h"
 
 namespace pgswitch::proxy {
@@ -74,6 +75,7 @@ void Relay::unlink() {
 
 void Relay::unlinkKeepingReplay() {
   server_ = nullptr;
+  heldForShape_ = false;
   holdReady_ = false;
   if (busy_) {
     busy_->exchange.reset();
@@ -199,6 +201,7 @@ Relay::Event Relay::toServer() {
   Event ev;
   if (!server_) return ev;
   emptyScratch();
+  heldForShape_ = false;
   ByteQueue& in = client_.in();
   Conn& sc = server_->conn();
   while (!in.empty() && server_) {
@@ -209,6 +212,11 @@ Relay::Event Relay::toServer() {
     // A replay being verified: what the client sent after the lost transaction waits until
     // the replay is known to have given the same answers.
     if (b.replay.holdsInput()) break;
+    // A statement's result shape was asked for: the message that needs it waits.
+    if (b.exchange.askingShape()) {
+      heldForShape_ = true;
+      break;
+    }
     Frame f = readFrame(in, cfg_.maxMessageBytes);
     if (f.status == FrameStatus::Invalid) {
       sc.flush();
@@ -279,6 +287,12 @@ Relay::Event Relay::toServer() {
         ev.kind = Event::Kind::ClientError;
         ev.message = r.error;
         return ev;
+      }
+      if (r.outcome == StatementMap::Outcome::AwaitShape) {
+        sc.send(scratch().toServer);
+        scratch().toServer.clear();
+        heldForShape_ = true;
+        break;
       }
       if (t == fe::Parse && txn == 'I' && b.exchange.quiet() && b.replay.recording())
         b.replay.firstStatement(routing::isLoneBegin(r.sql));
@@ -446,13 +460,13 @@ Relay::Event Relay::toClient() {
       return desync("a message type the server may not send on an established session");
     const bool complete = f.status == FrameStatus::Complete;
     // The messages pgswitch reads are small; they are assembled whole before acting on them.
-    bool read =
-        f.type == be::ReadyForQuery || f.type == be::ParameterStatus ||
-        f.type == be::CommandComplete || f.type == be::ErrorResponse ||
-        (b.retry.active() && f.total <= ReadOnlyRetry::kHoldLimit &&
-         (f.type == be::RowDescription || f.type == be::ParseComplete ||
-          f.type == be::BindComplete || f.type == be::ParameterDescription ||
-          f.type == be::NoData));
+    bool read = f.type == be::ReadyForQuery || f.type == be::ParameterStatus ||
+                f.type == be::CommandComplete || f.type == be::ErrorResponse ||
+                (f.type == be::RowDescription && b.exchange.describing()) ||
+                (b.retry.active() && f.total <= ReadOnlyRetry::kHoldLimit &&
+                 (f.type == be::RowDescription || f.type == be::ParseComplete ||
+                  f.type == be::BindComplete || f.type == be::ParameterDescription ||
+                  f.type == be::NoData));
     if (read && !complete) break;
     std::span<const std::byte> whole, body;
     if (read) {
@@ -528,9 +542,41 @@ Relay::Event Relay::toClient() {
           cc.flush();  // what came before the FATAL (often a complete answer) goes out first
           return ev;
         }
+        if (b.exchange.failingForShape()) {
+          // The Bind or Describe pgswitch made fail: the client hears PostgreSQL's words.
+          b.exchange.error(ef->code, StatementBooks{statements_.names(), &server_->statements(),
+                                                    &worker_.staleStatements()});
+          in.consume(f.total);
+          if (b.retry.active()) {  // not an error a read is retried for: what it held goes
+            cc.send(b.retry.held());
+            b.retry.disarm();
+          }
+          appendResultTypeChanged(scratch().toClient);
+          counters().bytesOut += scratch().toClient.size();
+          cc.send(scratch().toClient);
+          scratch().toClient.clear();
+          continue;
+        }
         errCode = ef->code;
         b.exchange.error(ef->code, StatementBooks{statements_.names(), &server_->statements(),
                                                  &worker_.staleStatements()});
+        break;
+      }
+      case be::RowDescription:
+      case be::NoData: {
+        // The answer to a Describe of a named statement: its shape on this server, and what
+        // the client (if it asked) now knows.
+        if (const Expect* d = b.exchange.describing()) {
+          uint64_t shape = kNoRowsShape;
+          if (f.type == be::RowDescription) {
+            auto s = rowDescriptionShape(body);
+            if (!s) return desync(s.error());
+            shape = *s;
+          }
+          server_->statements().setShape(d->hash, shape);
+          if (!d->clientName.empty()) statements_.names().setShape(d->clientName, d->hash, shape);
+        }
+        resp = b.exchange.onResponse(f.type);
         break;
       }
       default:

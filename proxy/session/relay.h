@@ -100,6 +100,9 @@ class Relay {
   void flushBatch();
   // The next client message starts a request: nothing owed or half-sent, no transaction.
   bool atRequestStart() const;
+  // toServer() stopped at a message that needed a statement's result shape, and the server
+  // has answered: the client's input can go on.
+  bool shapeAnswered() const { return heldForShape_ && !view().exchange.askingShape(); }
   // A server message is half-forwarded: the client cannot be given anything else now.
   bool midMessage() const { return s2cPassthrough_ > 0; }
   // The client has sent part of a message (half-forwarded, half-buffered or half-dropped) and
@@ -200,6 +203,7 @@ class Relay {
   bool asyncCommitPossible_ = false;  // noteStatement saw a SET of synchronous_commit
   bool holdReady_ = false;
   bool readyHeld_ = false;
+  bool heldForShape_ = false;  // toServer() stopped for ServerExchange::askingShape()
   CancelSlot* cancelSlot_ = nullptr;
   size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
   uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)

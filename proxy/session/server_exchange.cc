@@ -20,7 +20,17 @@ void ServerExchange::push(K k, uint64_t h) {
 void ServerExchange::expect(Expect e) {
   e.copyEnds = copyEnds_;
   flushAsked_ = false;
+  if (e.kind == K::HiddenDescribe) ++shapeQuestions_;
   expect_.push_back(std::move(e));
+}
+
+void ServerExchange::drop(size_t at, size_t n) {
+  for (size_t i = at; i < at + n; ++i) shapeQuestions_ -= expect_[i].kind == K::HiddenDescribe;
+  if (at == 0) {
+    expect_.erase_front(n);
+  } else {
+    for (size_t i = 0; i < n; ++i) expect_.erase(at);
+  }
 }
 
 bool ServerExchange::consumedByCopy(char type) {
@@ -94,7 +104,7 @@ void ServerExchange::copyInStarted() {
     }
     // The first other message ended the copy with an error and was discarded. (A client
     // name it defined stays in the books: its later use gets the server's 26000.)
-    expect_.erase(i);
+    drop(i);
     copyInOpen_ = false;
     break;
   }
@@ -130,14 +140,18 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
       ok = front && (*front == K::Close || *front == K::HiddenClose);
       if (ok && *front == K::HiddenClose) r.verdict = Verdict::Swallow;
       break;
+    case be::ParameterDescription:
+      if (front == K::HiddenDescribe) r.verdict = Verdict::Swallow;
+      return r;
     case be::NoData:
-      ok = front == K::Describe;
+    case be::RowDescription: {
+      const bool ours = front == K::HiddenDescribe || front == K::DescribeParams;
+      // RowDescription is also the header of a simple query's result set.
+      ok = front == K::Describe || ours || (type == be::RowDescription && front == K::Query);
+      pop = front != K::Query;
+      if (ours) r.verdict = Verdict::Swallow;
       break;
-    case be::RowDescription:
-      // Also the header of a simple query's result set.
-      ok = front && (*front == K::Describe || *front == K::Query);
-      pop = front == K::Describe;
-      break;
+    }
     case be::CommandComplete:
     case be::EmptyQuery:
       ok = front && (*front == K::Execute || *front == K::Query);
@@ -162,7 +176,7 @@ ServerExchange::Response ServerExchange::onResponse(char type) {
   }
   if (pop) {
     if (type == be::ParseComplete) r.parsed = expect_.front().hash;
-    expect_.pop_front();
+    drop(0);
   }
   return r;
 }
@@ -173,7 +187,8 @@ void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
   K f = expect_.front().kind;
   if (f == K::Query || f == K::FunctionCall || f == K::Sync || f == K::HiddenSync)
     return;  // ReadyForQuery follows
-  if ((f == K::Bind || f == K::Describe) && expect_.front().hash && books.server) {
+  if ((f == K::Bind || f == K::Describe || f == K::HiddenDescribe || f == K::DescribeParams) &&
+      expect_.front().hash && books.server && !expect_.front().resultTypeChanged) {
     uint64_t h = expect_.front().hash;
     // 0A000 "cached plan must not change result type": DDL changed the statement's result
     // type, so every copy prepared before now is unusable, on this server and on the others
@@ -206,7 +221,7 @@ void ServerExchange::error(std::string_view sqlstate, StatementBooks books) {
         break;
     }
   }
-  expect_.erase_front(n);
+  drop(0, n);
   if (expect_.empty()) discardUntilSync_ = true;
 }
 
@@ -256,6 +271,7 @@ void ServerExchange::reset() {
   unsynced_ = discardUntilSync_ = inCopy_ = copyInOpen_ = flushAsked_ = false;
   copyEnds_ = 0;
   commitReadies_ = 0;
+  shapeQuestions_ = 0;
 }
 
 }  // namespace pgswitch::proxy

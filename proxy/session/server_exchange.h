@@ -28,10 +28,15 @@ struct Expect {
     Describe,  // ends with RowDescription or NoData
     Execute,   // ends with CommandComplete, EmptyQueryResponse or PortalSuspended
     Close,
-    FakeClose,    // pgswitch sends CloseComplete itself (statement kept for others)
-    HiddenClose,  // pgswitch's own Close (LRU eviction): swallowed
-    HiddenSync,   // pgswitch's own Sync closing a batch the client ended with Flush:
-                  // its ReadyForQuery is swallowed
+    FakeClose,       // pgswitch sends CloseComplete itself (statement kept for others)
+    HiddenClose,     // pgswitch's own Close (LRU eviction): swallowed
+    HiddenSync,      // pgswitch's own Sync closing a batch the client ended with Flush:
+                     // its ReadyForQuery is swallowed
+    HiddenDescribe,  // pgswitch's own Describe of a statement, to learn its copy's result
+                     // shape: ParameterDescription and RowDescription/NoData are swallowed
+    DescribeParams,  // the client's Describe of a statement whose result shape changed: the
+                     // ParameterDescription is forwarded (PostgreSQL sends it before its
+                     // error), the RowDescription/NoData swallowed; a failing Describe follows
   };
   // Built in place for every message forwarded: the name-less form constructs no string.
   Expect(Kind k, uint64_t h = 0) : kind(k), hash(h) {}
@@ -40,6 +45,10 @@ struct Expect {
   // How many client messages that end a COPY IN (CopyDone, CopyFail) went before this one:
   // tells, once a CopyInResponse arrives, which later Syncs the server ignores.
   uint32_t copyEnds = 0;
+  // A Bind or Describe pgswitch sent under a name no server has, because this server's copy
+  // of the statement has another result shape than the client was told: the server's 26000
+  // reaches the client as PostgreSQL's 0A000, and the server skips to Sync as it would.
+  bool resultTypeChanged = false;
   uint64_t hash = 0;       // named statement of Parse/HiddenParse/Bind/Describe/HiddenClose
   std::string clientName;  // Parse: the client's name, forgotten if the Parse fails
 };
@@ -65,6 +74,21 @@ class ServerExchange {
   void syncedByUs();
   // pgswitch's own Sync is outstanding: nothing of the client's may follow it here.
   bool syncingByUs() const;
+  // pgswitch asked the server for a statement's result shape (HiddenDescribe): the client's
+  // message that needs it waits for the answer.
+  bool askingShape() const { return shapeQuestions_ > 0; }
+  // The request whose answer comes next, if it describes a named statement (the client's
+  // Describe or pgswitch's HiddenDescribe): its RowDescription or NoData gives the shape.
+  const Expect* describing() const {
+    if (expect_.empty()) return nullptr;
+    const Expect& e = expect_.front();
+    return (e.kind == Expect::Kind::Describe || e.kind == Expect::Kind::HiddenDescribe) && e.hash &&
+                   !e.resultTypeChanged
+               ? &e
+               : nullptr;
+  }
+  // The error that comes next answers a Bind or Describe sent to fail (resultTypeChanged).
+  bool failingForShape() const { return !expect_.empty() && expect_.front().resultTypeChanged; }
   // Every response of a batch ended with Flush has arrived; no Sync yet.
   bool answeredUnsynced() const {
     return expect_.empty() && unsynced_ && !discardUntilSync_ && !inCopy_;
@@ -133,6 +157,8 @@ class ServerExchange {
   }
   void appendOwedFakes(std::string& out, ClientStatements& client);
   void push(Expect::Kind k, uint64_t h = 0);
+  // Removes the entries at [at, at + n) (popped, skipped after an error, or ignored in COPY).
+  void drop(size_t at, size_t n = 1);
   // A message that reaches a server in COPY IN: Sync and Flush are ignored there (libpq
   // sends a Sync behind an extended-protocol COPY FROM STDIN), CopyDone and CopyFail end the
   // copy, and any other message ends it with an error and is itself discarded. True: the
@@ -149,6 +175,7 @@ class ServerExchange {
   bool copyInOpen_ = false;  // in COPY IN, and no message that ends it has been sent yet
   uint32_t copyEnds_ = 0;    // CopyDone and CopyFail messages sent (Expect::copyEnds)
   int commitReadies_ = 0;  // ReadyForQuery messages until the COMMIT sent last is answered
+  int shapeQuestions_ = 0;  // HiddenDescribe entries in expect_
 };
 
 }  // namespace pgswitch::proxy

@@ -12,6 +12,14 @@ std::string errorResponse(std::string_view sqlstate, std::string_view message,
   return err;
 }
 
+void appendResultTypeChanged(std::string& out) {
+  protocol::ErrorSpec e{"ERROR", "0A000", "cached plan must not change result type"};
+  e.file = "plancache.c";
+  e.line = "722";
+  e.routine = "RevalidateCachedQuery";
+  protocol::appendError(out, e);
+}
+
 std::string lostServerError(const Config& cfg, LostWork what, std::string_view serverSaid) {
   const bool safe = what == LostWork::Transaction;
   std::string_view code = safe ? "08006" : "08007";

@@ -13,6 +13,11 @@ namespace pgswitch::proxy {
 std::string errorResponse(std::string_view sqlstate, std::string_view message,
                           std::string_view detail = {}, std::string_view hint = {});
 
+// PostgreSQL's own error for a prepared statement whose result columns changed since it was
+// prepared (plancache.c, PostgreSQL 15), field for field: pgjdbc re-prepares and retries on
+// its routine name, Rails on its message.
+void appendResultTypeChanged(std::string& out);
+
 // What was lost with a server, as the client must be told.
 enum class LostWork {
   Transaction,     // an open transaction: rolled back, safe to retry (08006 or retry_safe_as)

@@ -13,6 +13,10 @@ namespace {
 
 std::string_view untilNul(std::string_view s) { return s.substr(0, s.find('\0')); }
 
+// A statement name no server has: a Bind or Describe sent under it fails as PostgreSQL's does
+// when the statement's result type changed, and the server skips to Sync as it would then.
+constexpr std::string_view kResultTypeChanged = "pgsw_result_type_changed";
+
 StatementMap::Result invalid(const char* why) {
   StatementMap::Result r;
   r.outcome = StatementMap::Outcome::Invalid;
@@ -46,6 +50,25 @@ bool StatementMap::onServer(uint64_t h, const StatementTarget& t) {
   appendClose(t.toServer, 'S', serverStatementName(h));
   t.exchange.expect({Expect::Kind::HiddenClose, h});  // undone by restore(): stale again
   return false;
+}
+
+StatementMap::Shape StatementMap::shapeOnServer(const ClientStatement& cs,
+                                                const StatementTarget& t) {
+  if (cs.shape == 0) return Shape::Same;
+  uint64_t copy = t.cache.shape(cs.hash);
+  if (copy == 0) return Shape::Unknown;
+  return copy == cs.shape ? Shape::Same : Shape::Changed;
+}
+
+StatementMap::Result StatementMap::askShape(uint64_t h, const StatementTarget& t) {
+  appendDescribe(t.toServer, 'S', serverStatementName(h));
+  t.exchange.expect({Expect::Kind::HiddenDescribe, h});
+  t.exchange.batchOpened();
+  appendFlush(t.toServer);
+  t.exchange.flushSent();
+  Result r;
+  r.outcome = Outcome::AwaitShape;
+  return r;
 }
 
 StatementMap::Result StatementMap::parse(ByteQueue& in, size_t total, const StatementTarget& t) {
@@ -90,10 +113,16 @@ StatementMap::Result StatementMap::bind(ByteQueue& in, size_t total, const State
   // Unknown names go through unchanged: the server answers 26000 with the client's name.
   if (!cs) return {};
   if (!onServer(cs->hash, t)) prepare(cs->hash, cs->parseTail, Expect::Kind::HiddenParse, {}, t);
+  const Shape shape = shapeOnServer(*cs, t);
+  if (shape == Shape::Unknown) return askShape(cs->hash, t);
   size_t restLen = total - 5 - head->restOffset;
-  if (!appendBindHead(t.toServer, head->portal, serverStatementName(cs->hash), restLen))
+  const bool changed = shape == Shape::Changed;
+  const std::string name = serverStatementName(cs->hash);
+  if (!appendBindHead(t.toServer, head->portal, changed ? kResultTypeChanged : name, restLen))
     return invalid("Bind message too long");
-  t.exchange.expect({Expect::Kind::Bind, cs->hash});
+  Expect e(Expect::Kind::Bind, cs->hash);
+  e.resultTypeChanged = changed;
+  t.exchange.expect(std::move(e));
   t.exchange.batchOpened();
   // Parameters are forwarded by reference, not copied.
   return {Outcome::Partial, restLen, nullptr, untilNul(cs->parseTail)};
@@ -107,8 +136,20 @@ StatementMap::Result StatementMap::describe(ByteQueue& in, size_t total, const S
   const ClientStatement* cs = names_.find(dv->name);
   if (!cs) return {};
   if (!onServer(cs->hash, t)) prepare(cs->hash, cs->parseTail, Expect::Kind::HiddenParse, {}, t);
-  appendDescribe(t.toServer, 'S', serverStatementName(cs->hash));
-  t.exchange.expect({Expect::Kind::Describe, cs->hash});
+  const Shape shape = shapeOnServer(*cs, t);
+  if (shape == Shape::Unknown) return askShape(cs->hash, t);
+  // The answer tells the client the statement's shape (ClientStatement::shape).
+  Expect e(Expect::Kind::Describe, cs->hash, std::string(dv->name));
+  if (shape == Shape::Changed) {
+    // PostgreSQL sends the parameters' types before it finds the result changed.
+    appendDescribe(t.toServer, 'S', serverStatementName(cs->hash));
+    t.exchange.expect({Expect::Kind::DescribeParams, cs->hash});
+    appendDescribe(t.toServer, 'S', kResultTypeChanged);
+    e.resultTypeChanged = true;
+  } else {
+    appendDescribe(t.toServer, 'S', serverStatementName(cs->hash));
+  }
+  t.exchange.expect(std::move(e));
   t.exchange.batchOpened();
   return {Outcome::Rewritten, 0, nullptr, untilNul(cs->parseTail)};
 }

@@ -32,11 +32,14 @@ struct StatementTarget {
 class StatementMap {
  public:
   enum class Outcome {
-    Forward,    // not a named statement of this client: forward the message unchanged
-    Rewritten,  // replaced (or answered later by pgswitch): the caller drops the message
-    Partial,    // Bind: its head was replaced; the caller drops total - passthrough bytes
-                // and forwards the last `passthrough` (the parameters) by reference
-    Invalid,    // malformed message (error says why)
+    Forward,     // not a named statement of this client: forward the message unchanged
+    Rewritten,   // replaced (or answered later by pgswitch): the caller drops the message
+    Partial,     // Bind: its head was replaced; the caller drops total - passthrough bytes
+                 // and forwards the last `passthrough` (the parameters) by reference
+    Invalid,     // malformed message (error says why)
+    AwaitShape,  // Bind/Describe: pgswitch asked the server for its copy's result shape
+                 // first; the caller sends what it appended, leaves the message in place
+                 // and comes back to it once ServerExchange::askingShape() is over
   };
   struct Result {
     Outcome outcome = Outcome::Forward;
@@ -58,6 +61,12 @@ class StatementMap {
 
  private:
   bool onServer(uint64_t h, const StatementTarget& t);
+  // Whether the server's copy of a client's statement may answer for it: the client was told
+  // no shape, or the copy's is the same. Unknown: the copy was never described here.
+  enum class Shape { Same, Changed, Unknown };
+  static Shape shapeOnServer(const ClientStatement& cs, const StatementTarget& t);
+  // Asks for the shape of the server's copy of h: pgswitch's own Describe, and a Flush.
+  static Result askShape(uint64_t h, const StatementTarget& t);
   void prepare(uint64_t h, std::string_view tail, Expect::Kind kind, std::string_view clientName,
                const StatementTarget& t);
 

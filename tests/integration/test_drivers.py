@@ -25,13 +25,7 @@ NODE_DIR = DRIVERS / "node"
 PGJDBC_JAR = Path(os.environ.get("PGJDBC_JAR", "/usr/share/java/postgresql.jar"))
 RUN_TIMEOUT = 120  # seconds per driver program
 # Checks that expose a bug not fixed yet, by (driver, pool mode, check): reported, not failed.
-KNOWN_FAILURES = {
-    ("pgjdbc", "transaction", "result_type_change"):
-        "a statement prepared by pgswitch afresh on a server that never had it does not "
-        "answer 0A000 after ALTER TABLE changed its result type, so pgjdbc keeps the old "
-        "column list; seen when the read after the ALTER lands on such a server (to fix: "
-        "compare the result shape of a lazy preparation with what the client saw)",
-}
+KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}
 
 _cluster: PgCluster | None = None
 _jdbc_classes: str | None = None  # directory with the compiled JdbcDriverCheck

@@ -390,6 +390,86 @@ class PoolingTest(ProxyTestCase):
                          ["3", "1", "2", ("D", "new"), "C", "Z"])
         self.assertEqual(w.query("SELECT 1"), [("1",)])
 
+    @budget(30)
+    def test_03e_result_type_change_on_a_copy_prepared_after_it(self):
+        # PostgreSQL holds a prepared statement to the result columns it had when prepared: after
+        # ALTER TABLE changes them, Bind and Describe answer 0A000 until it is prepared again.
+        # Through pgswitch the client's statement may be prepared afresh on a server after the
+        # ALTER; that copy must answer as the old one would (pgjdbc and asyncpg cache the
+        # columns and would read rows of another shape). max_prepared_statements 1 evicts the
+        # copy whenever another statement is used, so every use below prepares it again.
+        sw = self.start_switch(pool_size=1, workers=1, pool_toml="max_prepared_statements = 1")
+        d = self.direct()
+        d.cursor().execute("DROP TABLE IF EXISTS shape_t; CREATE TABLE shape_t (a int);"
+                           "INSERT INTO shape_t VALUES (1); GRANT ALL ON shape_t TO app")
+        w = PgWire(port=sw.port, timeout=10)
+        self.addCleanup(w.close)
+        w.startup("app", "appdb", "app")
+        describe = lambda name: msg(b"D", b"S" + name.encode() + b"\0")  # noqa: E731
+        self.assertEqual(run_batch(w, parse_msg("s", "SELECT * FROM shape_t"), describe("s"),
+                                   sync_msg()), ["1", "t", "T", "Z"])
+        self.assertEqual(run_batch(w, parse_msg("u", "SELECT 2"), bind_msg("u"), execute_msg(),
+                                   sync_msg()), ["1", "2", ("D", "2"), "C", "Z"])
+        # s prepared again (u evicted it), same columns: it runs.
+        self.assertEqual(run_batch(w, bind_msg("s"), execute_msg(), sync_msg()),
+                         ["2", ("D", "1"), "C", "Z"])
+        self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), sync_msg()),
+                         ["2", ("D", "2"), "C", "Z"])
+        d.cursor().execute("ALTER TABLE shape_t ADD COLUMN b text DEFAULT 'x'")
+        # s prepared afresh after the ALTER: PostgreSQL's error, with its routine (pgjdbc
+        # re-prepares on it).
+        w.send(bind_msg("s") + execute_msg() + sync_msg())
+        t, p = w.read_msg()
+        self.assertEqual(t, b"E")
+        fields = parse_error_fields(p)
+        self.assertEqual((fields.get("C"), fields.get("M"), fields.get("R")),
+                         ("0A000", "cached plan must not change result type",
+                          "RevalidateCachedQuery"))
+        self.assertEqual(w.read_msg()[0], b"Z")
+        self.assertEqual(run_batch(w, describe("s"), sync_msg()), ["t", ("E", "0A000"), "Z"])
+        # In the middle of a batch, after u evicted s again: the server skips the rest.
+        self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), bind_msg("s"), execute_msg(),
+                                   bind_msg("u"), execute_msg(), sync_msg()),
+                         ["2", ("D", "2"), "C", ("E", "0A000"), "Z"])
+        # Inside a transaction the error aborts it, as on PostgreSQL.
+        self.assertEqual(run_batch(w, msg(b"Q", b"BEGIN\0")), ["C", "Z"])
+        self.assertEqual(run_batch(w, bind_msg("s"), execute_msg(), sync_msg()),
+                         [("E", "0A000"), "Z"])
+        self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), sync_msg()),
+                         [("E", "25P02"), "Z"])
+        self.assertEqual(run_batch(w, msg(b"Q", b"ROLLBACK\0")), ["C", "Z"])
+        # Prepared again under its name, s has the new columns.
+        self.assertEqual(run_batch(w, close_stmt_msg("s"), parse_msg("s", "SELECT * FROM shape_t"),
+                                   describe("s"), bind_msg("s"), execute_msg(), sync_msg()),
+                         ["3", "1", "t", "T", "2", ("D", "1"), "C", "Z"])
+        self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), bind_msg("s"), execute_msg(),
+                                   sync_msg()),
+                         ["2", ("D", "2"), "C", "2", ("D", "1"), "C", "Z"])
+        # A statement without a result (NoData) keeps running after eviction.
+        self.assertEqual(run_batch(w, parse_msg("i", "INSERT INTO shape_t (a) VALUES (7)"),
+                                   describe("i"), sync_msg()), ["1", "t", "n", "Z"])
+        self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), bind_msg("i"), execute_msg(),
+                                   sync_msg()),
+                         ["2", ("D", "2"), "C", "2", "C", "Z"])
+        self.assertEqual(w.query("SELECT count(*) FROM shape_t WHERE a = 7"), [("1",)])
+
+        # asyncpg caches the columns of its statements and, outside a transaction, prepares
+        # again and retries once on PostgreSQL's 0A000: the application sees no error and the
+        # new columns, as it does on PostgreSQL.
+        async def run_asyncpg():
+            conn = await asyncpg.connect(host=HOST, port=sw.port, user="app", password="app",
+                                         database="appdb")
+            try:
+                first = await conn.fetch("SELECT * FROM shape_t WHERE a = 1")
+                await conn.fetch("SELECT 2")  # evicts the statement above on the server
+                d.cursor().execute("ALTER TABLE shape_t ADD COLUMN c int DEFAULT 3")
+                second = await conn.fetch("SELECT * FROM shape_t WHERE a = 1")
+                return [tuple(r) for r in first], [tuple(r) for r in second]
+            finally:
+                await conn.close()
+        first, second = asyncio.run(asyncio.wait_for(run_asyncpg(), 20))
+        self.assertEqual((first, second), ([(1, "x")], [(1, "x", 3)]))
+
     @budget(40)
     def test_03d_psycopg3_pipeline_with_small_statement_cache(self):
         # More statements than max_prepared_statements: pgswitch evicts (Close) and prepares

@@ -81,6 +81,53 @@ TEST(MessagesRoundTrip, ErrorAndNotice) {
   EXPECT_EQ(g->code, "XX000");
 }
 
+TEST(MessagesRoundTrip, ErrorWithWhereItWasRaised) {
+  std::string m;
+  ErrorSpec e{"ERROR", "0A000", "cached plan must not change result type"};
+  e.file = "plancache.c";
+  e.line = "722";
+  e.routine = "RevalidateCachedQuery";
+  appendError(m, e);
+  auto f = parseErrorFields(typedBody(m, be::ErrorResponse));
+  ASSERT_TRUE(f.ok()) << f.error();
+  EXPECT_EQ(f->code, "0A000");
+  EXPECT_NE(m.find("Fplancache.c\0L722\0RRevalidateCachedQuery\0\0"s), std::string::npos);
+}
+
+// A RowDescription field as PostgreSQL sends it, with every part chosen.
+std::string rowField(std::string_view name, int32_t table, int16_t column, int32_t type,
+                     int32_t typmod, int16_t format) {
+  std::string f(name);
+  f.push_back('\0');
+  f += be32(table) + be16(column) + be32(type) + be16(-1) + be32(typmod) + be16(format);
+  return f;
+}
+
+TEST(MessagesRoundTrip, RowDescriptionShapeIsNamesTypesAndModifiers) {
+  auto shape = [](std::initializer_list<std::string> fields) {
+    std::string body = be16(static_cast<int16_t>(fields.size()));
+    for (const auto& f : fields) body += f;
+    auto r = rowDescriptionShape(asBytes(body));
+    EXPECT_TRUE(r.ok()) << r.error();
+    return r.ok() ? *r : 0;
+  };
+  const uint64_t a = shape({rowField("a", 16384, 1, 23, -1, 0)});
+  EXPECT_GT(a, kNoRowsShape) << "0 and 1 are kept for unknown and NoData";
+  // A Describe of a portal fills in format codes; another source column is the same result.
+  EXPECT_EQ(shape({rowField("a", 16385, 2, 23, -1, 1)}), a);
+  EXPECT_NE(shape({rowField("b", 16384, 1, 23, -1, 0)}), a);  // renamed
+  EXPECT_NE(shape({rowField("a", 16384, 1, 20, -1, 0)}), a);  // int8
+  EXPECT_NE(shape({rowField("a", 16384, 1, 23, 8, 0)}), a);   // another modifier
+  EXPECT_NE(shape({rowField("a", 16384, 1, 23, -1, 0), rowField("b", 16384, 2, 25, -1, 0)}),
+            a);  // a column more
+  EXPECT_NE(shape({}), a);
+  // Malformed: a field cut short, bytes after the last field, a negative count.
+  std::string one = be16(1) + rowField("a", 1, 1, 23, -1, 0);
+  EXPECT_FALSE(rowDescriptionShape(asBytes(one.substr(0, one.size() - 1))).ok());
+  EXPECT_FALSE(rowDescriptionShape(asBytes(one + "x")).ok());
+  EXPECT_FALSE(rowDescriptionShape(asBytes(be16(-1))).ok());
+}
+
 TEST(MessagesRoundTrip, ErrorFieldsPreferNonLocalizedSeverity) {
   // 'S' may be localized; 'V' (PostgreSQL 9.6+) is not and wins regardless of order.
   std::string body = "SFEHLER\0VERROR\0C42P01\0Mx\0\0"s;
@@ -548,6 +595,7 @@ std::vector<NamedParser> allParsers() {
          EXPECT_TRUE(inside(*r, b));
          return true;
        }},
+      {"rowShape", [](B b) { return rowDescriptionShape(b).ok(); }},
   };
 }
 
@@ -608,6 +656,10 @@ std::vector<Sample> validSamples() {
   m.clear();
   appendPasswordMessage(m, "pw");
   s.push_back({"password", bodyOf(m, 5), true});
+  m.clear();
+  std::array<Column, 2> columns{{{"a", 23}, {"b", 25}}};
+  appendRowDescription(m, columns);
+  s.push_back({"rowShape", bodyOf(m, 5), true});
   return s;
 }
 

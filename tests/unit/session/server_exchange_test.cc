@@ -157,6 +157,37 @@ TEST(ServerExchange, StaleAndMissingStatementsOnBindErrors) {
   EXPECT_FALSE(cache.contains(7));
 }
 
+TEST(ServerExchange, ShapeQuestionEndsWithItsAnswerOrAnError) {
+  ServerExchange x;
+  ClientStatements names;
+  ServerStatementCache cache;
+  StaleStatements stale;
+  cache.add(7, 10, stale.epoch());
+  x.expect({Expect::Kind::HiddenDescribe, 7});
+  x.batchOpened();
+  EXPECT_TRUE(x.askingShape());
+  EXPECT_EQ(answer(x, "tn"), "SS") << "parameters and NoData of pgswitch's own Describe";
+  EXPECT_FALSE(x.askingShape());
+  // Its Parse failed: the server skips the Describe, and the question is over.
+  x.expect({Expect::Kind::HiddenParse, 8});
+  x.expect({Expect::Kind::HiddenDescribe, 8});
+  EXPECT_TRUE(x.askingShape());
+  x.error("42P01", StatementBooks{names, &cache, &stale});
+  EXPECT_FALSE(x.askingShape());
+  EXPECT_TRUE(x.discarding());
+  x.reset();
+  // A Bind sent to fail: its 26000 leaves this server's copy alone.
+  Expect e(Expect::Kind::Bind, 7);
+  e.resultTypeChanged = true;
+  x.expect(std::move(e));
+  send(x, "ES");
+  EXPECT_TRUE(x.failingForShape());
+  EXPECT_EQ(x.describing(), nullptr);
+  x.error("26000", StatementBooks{names, &cache, &stale});
+  EXPECT_TRUE(cache.contains(7));
+  EXPECT_EQ(answer(x, "Z"), "F");
+}
+
 TEST(ServerExchange, FakeAndHiddenResponses) {
   ServerExchange x;
   ClientStatements names;

@@ -110,6 +110,96 @@ TEST(StatementMap, BindOnAnotherServerPreparesFirst) {
   EXPECT_NE(f.toServer.find('B'), std::string::npos);
 }
 
+std::string describeMsg(std::string_view name) {
+  std::string d;
+  appendDescribe(d, 'S', name);
+  return d;
+}
+
+// The names of the statements in a run of Parse/Bind/Describe/Close messages, in order (the
+// last may be a Bind head without its parameters).
+std::vector<std::string> namesIn(std::string_view bytes) {
+  std::vector<std::string> out;
+  while (bytes.size() >= 5) {
+    Frame fr = readFrame(asBytes(bytes), 1 << 20);
+    if (fr.total < 5) break;
+    fr.total = std::min(fr.total, bytes.size());
+    std::string_view body = bytes.substr(5, fr.total - 5);
+    auto cstr = [](std::string_view v) { return std::string(v.substr(0, v.find('\0'))); };
+    if (fr.type == 'B') out.push_back(cstr(body.substr(body.find('\0') + 1)));
+    if (fr.type == 'D' || fr.type == 'C') out.push_back(cstr(body.substr(1)));
+    if (fr.type == 'P') out.push_back(cstr(body));
+    if (fr.type == 'H') out.emplace_back("flush");
+    bytes.remove_prefix(fr.total);
+  }
+  return out;
+}
+
+TEST(StatementMap, ResultShapeOfACopyIsCheckedAgainstWhatTheClientWasTold) {
+  Fixture f;
+  f.feed(parseMsg("s1", "select * from t"));
+  const uint64_t h = f.map.names().find("s1")->hash;
+  const std::string server = serverStatementName(h);
+  // Never described: the copy runs whatever its shape, as before.
+  f.toServer.clear();
+  EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::Partial);
+  // The client was told a shape; a copy made afresh (cache cleared: another server) is asked
+  // for its own first, with a Flush, and the Bind waits.
+  f.map.names().setShape("s1", h, 42);
+  f.cache.clear();
+  f.toServer.clear();
+  f.exchange.reset();
+  EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::AwaitShape);
+  EXPECT_EQ(namesIn(f.toServer), (std::vector<std::string>{server, server, "flush"}));
+  EXPECT_TRUE(f.exchange.askingShape());
+  EXPECT_EQ(f.exchange.onResponse(be::ParseComplete).verdict, ServerExchange::Verdict::Swallow);
+  ASSERT_NE(f.exchange.describing(), nullptr);
+  EXPECT_EQ(f.exchange.describing()->hash, h);
+  EXPECT_EQ(f.exchange.onResponse(be::ParameterDescription).verdict,
+            ServerExchange::Verdict::Swallow);
+  EXPECT_EQ(f.exchange.onResponse(be::RowDescription).verdict, ServerExchange::Verdict::Swallow);
+  EXPECT_FALSE(f.exchange.askingShape());
+  // The same shape: the Bind goes to the copy.
+  f.cache.setShape(h, 42);
+  f.toServer.clear();
+  EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::Partial);
+  EXPECT_EQ(namesIn(f.toServer), std::vector<std::string>{server});
+  // Another shape (DDL before the copy was made): the Bind goes under a name no server has,
+  // marked so that its error reaches the client as 0A000.
+  f.cache.setShape(h, 43);
+  f.toServer.clear();
+  f.exchange.reset();
+  EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::Partial);
+  EXPECT_EQ(namesIn(f.toServer), std::vector<std::string>{"pgsw_result_type_changed"});
+  EXPECT_TRUE(f.exchange.failingForShape());
+  // A Describe of it: the copy's parameter types first (PostgreSQL sends them before its
+  // error), then the failing Describe.
+  f.exchange.reset();
+  f.toServer.clear();
+  EXPECT_EQ(f.feed(describeMsg("s1")).outcome, StatementMap::Outcome::Rewritten);
+  EXPECT_EQ(namesIn(f.toServer), (std::vector<std::string>{server, "pgsw_result_type_changed"}));
+  EXPECT_EQ(f.exchange.onResponse(be::ParameterDescription).verdict,
+            ServerExchange::Verdict::Forward);
+  EXPECT_EQ(f.exchange.onResponse(be::RowDescription).verdict, ServerExchange::Verdict::Swallow);
+  EXPECT_TRUE(f.exchange.failingForShape());
+}
+
+TEST(StatementMap, DescribeAnswerTellsTheClientTheShape) {
+  Fixture f;
+  f.feed(parseMsg("s1", "select 1"));
+  const uint64_t h = f.map.names().find("s1")->hash;
+  f.exchange.reset();
+  f.feed(describeMsg("s1"));
+  const Expect* d = f.exchange.describing();
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->clientName, "s1");
+  f.map.names().setShape(d->clientName, d->hash, 42);
+  EXPECT_EQ(f.map.names().find("s1")->shape, 42u);
+  // A name that now stands for another statement keeps its own shape.
+  f.map.names().setShape("s1", h + 1, 7);
+  EXPECT_EQ(f.map.names().find("s1")->shape, 42u);
+}
+
 TEST(StatementMap, UnknownNamesGoThroughUnchanged) {
   Fixture f;
   EXPECT_EQ(f.feed(bindMsg("", "nope")).outcome, StatementMap::Outcome::Forward);
