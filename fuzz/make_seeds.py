@@ -103,6 +103,9 @@ put("messages", "describe", b"DSs1\0")
 put("messages", "password", b"p" + cstr("secret"))
 put("messages", "sasl_initial", b"p" + cstr("SCRAM-SHA-256") + struct.pack("!i", 8) + b"n,,n=,r=")
 put("messages", "command_complete", b"C" + cstr("DISCARD ALL"))
+put("messages", "row_description", b"T" + struct.pack("!h", 2)
+    + cstr("a") + struct.pack("!ihihih", 16384, 1, 23, 4, -1, 0)
+    + cstr("b") + struct.pack("!ihihih", 0, 0, 25, -1, -1, 1))
 
 # ---- classifier: statements from the benchmark corpus and session SQL
 sql = [l for l in open(os.path.join(REPO, "bench/corpus/oltp.sql")).read().splitlines()

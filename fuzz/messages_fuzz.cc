@@ -131,6 +131,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       break;
     }
+    case 'T': {
+      RowFields fields(body);
+      RowField f;
+      int n = 0;
+      while (fields.next(f)) {
+        FUZZ_CHECK(in.holds(f.name));
+        FUZZ_CHECK(++n <= fields.count());
+      }
+      FUZZ_CHECK(fields.error() != nullptr || n == fields.count());
+      break;
+    }
     default:
       readAll(body);
       (void)commandTagKind(asText(body));

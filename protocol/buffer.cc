@@ -162,6 +162,7 @@ void ByteQueue::consume(size_t n) {
     }
   }
   size_ -= n;
+  consumedTotal_ += n;
   size_t drop = 0;
   for (Seg& s : segs_) {
     size_t len = s.end - s.begin;

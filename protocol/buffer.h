@@ -154,6 +154,8 @@ class ByteQueue {
   size_t moveTo(SliceQueue& to, size_t n);
   void consume(size_t n);
   void clear() { consume(size_); }
+  // Bytes consumed (or moved out) since the queue was made: how far a reader has got.
+  uint64_t consumedTotal() const { return consumedTotal_; }
   // consume() shows the bytes to `tap` first (null: none). clear() too.
   void setConsumeTap(ConsumeTap* tap) { tap_ = tap; }
   bool tapped() const { return tap_ != nullptr; }
@@ -178,6 +180,7 @@ class ByteQueue {
   ChunkPool* pool_;
   std::vector<Seg> segs_;
   size_t size_ = 0;
+  uint64_t consumedTotal_ = 0;
   std::byte* pendingWrite_ = nullptr;
   ConsumeTap* tap_ = nullptr;
 };

@@ -2,8 +2,6 @@
 // message with trailing garbage or a missing terminator is an error, as in PostgreSQL.
 #include "protocol/messages.h"
 
-#include <xxhash.h>
-
 #include <cstring>
 
 namespace pgswitch::protocol {
@@ -220,26 +218,35 @@ Result<std::string_view, ParseError> parsePasswordMessage(std::span<const std::b
   return *p;
 }
 
-Result<uint64_t, ParseError> rowDescriptionShape(std::span<const std::byte> body) {
-  Reader r(body);
-  auto n = r.i16();
-  if (!n || *n < 0) return Err("malformed RowDescription");
-  uint64_t h = XXH3_64bits_withSeed(&*n, sizeof(*n), 0);
-  for (int i = 0; i < *n; ++i) {
-    auto name = r.cstr();
-    auto source = r.bytes(6);  // table OID, column number
-    auto type = r.i32();
-    auto len = r.i16();
-    auto mod = r.i32();
-    auto format = r.i16();
-    if (!name || !source || !type || !len || !mod || !format)
-      return Err("malformed RowDescription");
-    const int32_t typeAndMod[2] = {*type, *mod};
-    h = XXH3_64bits_withSeed(name->data(), name->size(), h);
-    h = XXH3_64bits_withSeed(typeAndMod, sizeof(typeAndMod), h);
+RowFields::RowFields(std::span<const std::byte> body) : r_(body) {
+  auto n = r_.i16();
+  if (!n || *n < 0) {
+    error_ = "malformed RowDescription";
+  } else {
+    count_ = left_ = *n;
   }
-  if (!r.atEnd()) return Err("malformed RowDescription");
-  return h <= kNoRowsShape ? h + 2 : h;  // 0 and kNoRowsShape are taken
+}
+
+bool RowFields::next(RowField& f) {
+  if (error_) return false;
+  if (left_ == 0) {
+    if (!r_.atEnd()) error_ = "malformed RowDescription";
+    return false;
+  }
+  auto name = r_.cstr();
+  auto table = r_.i32();
+  auto column = r_.i16();
+  auto type = r_.i32();
+  auto len = r_.i16();
+  auto mod = r_.i32();
+  auto format = r_.i16();
+  if (!name || !table || !column || !type || !len || !mod || !format) {
+    error_ = "malformed RowDescription";
+    return false;
+  }
+  f = RowField{*name, *table, *column, *type, *len, *mod, *format};
+  --left_;
+  return true;
 }
 
 }  // namespace pgswitch::protocol

@@ -155,13 +155,30 @@ struct SaslInitialView {
 };
 Result<SaslInitialView, ParseError> parseSaslInitial(std::span<const std::byte> body);
 
-// A RowDescription as far as a prepared statement is held to it: PostgreSQL refuses to run or
-// describe a statement whose result columns changed since it was prepared (0A000 "cached plan
-// must not change result type"). The columns' names, type OIDs and type modifiers, folded into
-// one number; not their source columns or format codes (a Describe of a portal fills the
-// latter in). Never 0, which callers keep for "unknown"; NoData is kNoRowsShape.
-inline constexpr uint64_t kNoRowsShape = 1;
-Result<uint64_t, ParseError> rowDescriptionShape(std::span<const std::byte> body);
+// The columns of a RowDescription body, one at a time (no allocation).
+struct RowField {
+  std::string_view name;
+  int32_t tableOid = 0;
+  int16_t column = 0;
+  int32_t typeOid = 0;
+  int16_t typeLen = 0;
+  int32_t typmod = 0;
+  int16_t format = 0;
+};
+class RowFields {
+ public:
+  explicit RowFields(std::span<const std::byte> body);
+  // The next column into f; false after the last one or on malformed bytes (error() says).
+  bool next(RowField& f);
+  int16_t count() const { return count_; }
+  ParseError error() const { return error_; }
+
+ private:
+  Reader r_;
+  int16_t count_ = 0;
+  int16_t left_ = 0;
+  ParseError error_ = nullptr;
+};
 
 // Password ('p') message with a NUL-terminated string (cleartext or md5).
 Result<std::string_view, ParseError> parsePasswordMessage(std::span<const std::byte> body);

@@ -1,4 +1,5 @@
-// Statement hashing (xxHash64, Debian libxxhash), the LRU bookkeeping and stale statements.
+// Statement and result-shape hashing (xxHash, Debian libxxhash), the LRU bookkeeping and stale
+// statements.
 #include "proxy/core/prepared_statements.h"
 
 #include <xxhash.h>
@@ -6,10 +7,26 @@
 #include <cstdio>
 #include <iterator>
 
+#include "protocol/messages.h"
+
 namespace pgswitch::proxy {
 
 uint64_t statementHash(std::span<const std::byte> parseTail) {
   return XXH3_64bits(parseTail.data(), parseTail.size());
+}
+
+std::optional<uint64_t> resultShape(std::span<const std::byte> rowDescriptionBody) {
+  protocol::RowFields fields(rowDescriptionBody);
+  const int16_t n = fields.count();
+  uint64_t h = XXH3_64bits(&n, sizeof(n));
+  protocol::RowField f;
+  while (fields.next(f)) {
+    const int32_t typeAndMod[2] = {f.typeOid, f.typmod};
+    h = XXH3_64bits_withSeed(f.name.data(), f.name.size(), h);
+    h = XXH3_64bits_withSeed(typeAndMod, sizeof(typeAndMod), h);
+  }
+  if (fields.error()) return std::nullopt;
+  return h <= kNoRowsShape ? h + 2 : h;  // 0 and kNoRowsShape are taken
 }
 
 std::string serverStatementName(uint64_t hash) {
@@ -29,7 +46,7 @@ const ClientStatement* ClientStatements::find(std::string_view name) const {
   return it == books_->map.end() ? nullptr : &it->second;
 }
 
-void ClientStatements::setShape(std::string_view name, uint64_t h, uint64_t shape) {
+void ClientStatements::setShape(std::string_view name, uint64_t h, KnownShape shape) {
   if (!books_) return;
   auto it = books_->map.find(name);
   if (it != books_->map.end() && it->second.hash == h) it->second.shape = shape;
@@ -85,7 +102,7 @@ std::optional<uint64_t> ServerStatementCache::add(uint64_t h, size_t capacity, u
     lru_.pop_back();
   }
   lru_.push_front(h);
-  index_[h] = Entry{lru_.begin(), epoch};
+  index_[h] = Entry{lru_.begin(), epoch, {}};
   return evicted;
 }
 
@@ -94,12 +111,12 @@ uint64_t ServerStatementCache::preparedAt(uint64_t h) const {
   return it == index_.end() ? 0 : it->second.preparedAt;
 }
 
-uint64_t ServerStatementCache::shape(uint64_t h) const {
+KnownShape ServerStatementCache::shape(uint64_t h) const {
   auto it = index_.find(h);
-  return it == index_.end() ? 0 : it->second.shape;
+  return it == index_.end() ? KnownShape{} : it->second.shape;
 }
 
-void ServerStatementCache::setShape(uint64_t h, uint64_t shape) {
+void ServerStatementCache::setShape(uint64_t h, KnownShape shape) {
   auto it = index_.find(h);
   if (it != index_.end()) it->second.shape = shape;
 }
@@ -107,7 +124,7 @@ void ServerStatementCache::setShape(uint64_t h, uint64_t shape) {
 void ServerStatementCache::restore(uint64_t h) {
   if (contains(h)) return;
   lru_.push_back(h);
-  index_[h] = Entry{std::prev(lru_.end()), 0};
+  index_[h] = Entry{std::prev(lru_.end()), 0, {}};
 }
 
 void ServerStatementCache::erase(uint64_t h) {

@@ -19,17 +19,35 @@
 
 namespace pgswitch::proxy {
 
+// A statement's result shape (resultShape) and when this worker learned it, from the answer
+// to a Describe. PostgreSQL answers a Describe of a statement whose columns changed since it
+// was prepared with 0A000, so an answer is the shape at the moment it was given; `learned`
+// orders such moments (StaleStatements::nextLearned). shape 0: not known.
+struct KnownShape {
+  uint64_t shape = 0;
+  uint64_t learned = 0;
+};
+
 struct ClientStatement {
   uint64_t hash = 0;
   std::string parseTail;  // the Parse body after the name: query\0 int16 n, n × int32 OID
-  // The result shape (protocol::rowDescriptionShape) the client was told by a Describe of the
-  // statement; 0 until then. A server copy of another shape (prepared after DDL changed the
-  // result) must not run it: PostgreSQL would answer 0A000, and a driver that caches the
-  // columns would read rows of another shape.
-  uint64_t shape = 0;
+  // The result shape the client was told by a Describe of the statement (none until then). A
+  // server copy of another shape, learned later (DDL changed the result since), must not run
+  // it: PostgreSQL would answer 0A000, and a driver that caches the columns would read rows
+  // of another shape.
+  KnownShape shape;
 };
 
 uint64_t statementHash(std::span<const std::byte> parseTail);
+
+// A RowDescription as far as a prepared statement is held to it: PostgreSQL refuses to run or
+// describe a statement whose result columns changed since it was prepared (0A000 "cached plan
+// must not change result type"). The columns' names, type OIDs and type modifiers, folded into
+// one number; not their source columns or format codes (a Describe of a portal fills the
+// latter in). Never 0, which callers keep for "unknown"; NoData is kNoRowsShape. Nothing for
+// a malformed body.
+inline constexpr uint64_t kNoRowsShape = 1;
+std::optional<uint64_t> resultShape(std::span<const std::byte> rowDescriptionBody);
 // "pgsw_" + 16 hex digits: fits NAMEDATALEN and cannot collide with a client's unnamed "".
 std::string serverStatementName(uint64_t hash);
 
@@ -49,7 +67,7 @@ class ClientStatements {
   }
   size_t size() const { return books_ ? books_->map.size() : 0; }
   // A Describe of `name` answered with `shape`, if the name still stands for statement h.
-  void setShape(std::string_view name, uint64_t h, uint64_t shape);
+  void setShape(std::string_view name, uint64_t h, KnownShape shape);
 
   // A Close the server has not confirmed yet. PostgreSQL skips a Close that follows an error
   // in the same batch, so the name is kept aside (oldest first) until the Close is answered
@@ -94,10 +112,13 @@ class StaleStatements {
   // stale.
   bool isStale(uint64_t h, uint64_t preparedAt) const;
   size_t size() const { return since_.size(); }
+  // Orders the moments result shapes are learned at (KnownShape::learned).
+  uint64_t nextLearned() { return ++learned_; }
 
  private:
   static constexpr size_t kMax = 4096;
   uint64_t epoch_ = 1;
+  uint64_t learned_ = 0;
   std::unordered_map<uint64_t, uint64_t> since_;
 };
 
@@ -110,10 +131,10 @@ class ServerStatementCache {
   std::optional<uint64_t> add(uint64_t h, size_t capacity, uint64_t epoch = 0);
   // The epoch h was prepared at on this server (0 if unknown or absent).
   uint64_t preparedAt(uint64_t h) const;
-  // The result shape of this server's copy of h, once a Describe of it was answered (0 until
-  // then). A copy's shape never changes: PostgreSQL answers 0A000 instead.
-  uint64_t shape(uint64_t h) const;
-  void setShape(uint64_t h, uint64_t shape);
+  // The result shape of this server's copy of h, once a Describe of it was answered (none
+  // until then). A copy's shape never changes: PostgreSQL answers 0A000 instead.
+  KnownShape shape(uint64_t h) const;
+  void setShape(uint64_t h, KnownShape shape);
   void erase(uint64_t h);
   // Puts back h, which the server still has (its eviction Close was skipped after an
   // error), as the least recently used entry, without evicting anything. Its epoch is
@@ -129,7 +150,7 @@ class ServerStatementCache {
   struct Entry {
     std::list<uint64_t>::iterator pos;
     uint64_t preparedAt = 0;
-    uint64_t shape = 0;
+    KnownShape shape;
   };
   std::list<uint64_t> lru_;  // front = most recently used
   std::unordered_map<uint64_t, Entry> index_;

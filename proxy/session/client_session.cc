@@ -443,7 +443,7 @@ void ClientSession::pump() {
   // Not while the server skips to Sync after an error: no ReadyForQuery comes before the
   // client's Sync, and what goes before it is skipped, whatever it is.
   if (transactionPooling_ && onReplica_ && !settings_.pinned() && !relay_.clientHalfSent() &&
-      relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
+      !relay_.heldForShape() && relay_.server()->txnStatus() == 'I' && !relay_.exchange().quiet() &&
       !relay_.exchange().discarding() &&
       route_.firstStatementWrites(in, *cfg_, worker_.classifier(*cfg_), relay_.statements().names(),
                                   worker_.volatileFunctions(database())) != 0) {

@@ -28,7 +28,7 @@ bool answerParse(ByteQueue& in, size_t maxMessage, ClientStatements& stmts,
   std::string_view tail = asText(msg.subspan(5 + pv->name.size() + 1));
   uint64_t h = statementHash(asBytes(tail));
   if (!known(h)) return false;
-  stmts.put(pv->name, ClientStatement{h, std::string(tail)});
+  stmts.put(pv->name, ClientStatement{h, std::string(tail), {}});
   in.consume(f.total + sync.total);
   appendParseComplete(out);
   appendReadyForQuery(out, 'I');

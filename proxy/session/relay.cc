@@ -76,6 +76,7 @@ void Relay::unlink() {
 void Relay::unlinkKeepingReplay() {
   server_ = nullptr;
   heldForShape_ = false;
+  reqStartUs_ = 0;
   holdReady_ = false;
   if (busy_) {
     busy_->exchange.reset();
@@ -129,7 +130,8 @@ bool Relay::idle() const {
 }
 
 bool Relay::batchAwaitsSync() const {
-  return server_ && view().exchange.answeredUnsynced() && c2sPassthrough_ == 0 &&
+  // A message waiting for its statement's result shape is the batch going on, not a new one.
+  return server_ && view().exchange.answeredUnsynced() && !heldForShape_ && c2sPassthrough_ == 0 &&
          s2cPassthrough_ == 0 && server_->txnStatus() == 'I';
 }
 
@@ -266,7 +268,8 @@ Relay::Event Relay::toServer() {
                              worker_.staleStatements(),
                              static_cast<size_t>(cfg_.maxPreparedStatements),
                              b.exchange,
-                             scratch().statementBytes};
+                             scratch().statementBytes,
+                             txn};
       StatementMap::Result r;
       switch (t) {
         case fe::Parse:
@@ -542,7 +545,7 @@ Relay::Event Relay::toClient() {
           cc.flush();  // what came before the FATAL (often a complete answer) goes out first
           return ev;
         }
-        if (b.exchange.failingForShape()) {
+        if (b.exchange.failingForShape() && ef->code == "26000") {
           // The Bind or Describe pgswitch made fail: the client hears PostgreSQL's words.
           b.exchange.error(ef->code, StatementBooks{statements_.names(), &server_->statements(),
                                                     &worker_.staleStatements()});
@@ -567,11 +570,11 @@ Relay::Event Relay::toClient() {
         // The answer to a Describe of a named statement: its shape on this server, and what
         // the client (if it asked) now knows.
         if (const Expect* d = b.exchange.describing()) {
-          uint64_t shape = kNoRowsShape;
+          KnownShape shape{kNoRowsShape, worker_.staleStatements().nextLearned()};
           if (f.type == be::RowDescription) {
-            auto s = rowDescriptionShape(body);
-            if (!s) return desync(s.error());
-            shape = *s;
+            auto s = resultShape(body);
+            if (!s) return desync("malformed RowDescription");
+            shape.shape = *s;
           }
           server_->statements().setShape(d->hash, shape);
           if (!d->clientName.empty()) statements_.names().setShape(d->clientName, d->hash, shape);

@@ -103,6 +103,10 @@ class Relay {
   // toServer() stopped at a message that needed a statement's result shape, and the server
   // has answered: the client's input can go on.
   bool shapeAnswered() const { return heldForShape_ && !view().exchange.askingShape(); }
+  // toServer() stopped there: the front of the client's input is in the middle of a request.
+  bool heldForShape() const { return heldForShape_; }
+  // Nothing of the client's has been sent since the server was last idle.
+  bool sentNothing() const { return reqStartUs_ == 0; }
   // A server message is half-forwarded: the client cannot be given anything else now.
   bool midMessage() const { return s2cPassthrough_ > 0; }
   // The client has sent part of a message (half-forwarded, half-buffered or half-dropped) and
@@ -206,7 +210,8 @@ class Relay {
   bool heldForShape_ = false;  // toServer() stopped for ServerExchange::askingShape()
   CancelSlot* cancelSlot_ = nullptr;
   size_t skip_ = 0;          // bytes of a client message whose server was lost, to drop
-  uint64_t reqStartUs_ = 0;  // first request sent since the server was last idle (latency)
+  // When the first request since the server was last idle was sent (latency; 0: none yet).
+  uint64_t reqStartUs_ = 0;
 };
 
 }  // namespace pgswitch::proxy

@@ -210,6 +210,7 @@ bool RequestRoute::decide(const ByteQueue& in, const Config& cfg, routing::Class
   if (!primary && !isRetry && loneRead && off <= kRetryCopyLimit) {
     pending().retryBuf.resize(off);
     in.copyOut(0, pending().retryBuf);
+    pending().consumedAtCopy = in.consumedTotal();
     retryable_ = true;
     hasRetryCopy_ = true;
   }
@@ -352,13 +353,20 @@ bool RequestRoute::retryLostRead(ByteQueue& in, int lostBackend) {
   if (!retryable_) return false;
   retryable_ = hasRetryCopy_ = false;
   retryPending_ = true;
+  putBackCopy(in);
+  avoid_ = lostBackend;
+  return true;
+}
+
+void RequestRoute::putBackCopy(ByteQueue& in) {
+  const std::vector<std::byte>& copy = pending().retryBuf;
+  const uint64_t sent = in.consumedTotal() - pending().consumedAtCopy;
+  if (sent < copy.size()) in.consume(copy.size() - sent);  // the unsent rest of the request
   scratchBuf().resize(in.size());
   in.copyOut(0, scratchBuf());
   in.clear();
-  in.append(pending().retryBuf);
+  in.append(copy);
   in.append(scratchBuf());
-  avoid_ = lostBackend;
-  return true;
 }
 
 bool RequestRoute::retryOnPrimary(ByteQueue& in) {
@@ -366,11 +374,7 @@ bool RequestRoute::retryOnPrimary(ByteQueue& in) {
   hasRetryCopy_ = retryable_ = false;
   retryPending_ = true;
   forcePrimary_ = true;
-  scratchBuf().resize(in.size());
-  in.copyOut(0, scratchBuf());
-  in.clear();
-  in.append(pending().retryBuf);
-  in.append(scratchBuf());
+  putBackCopy(in);
   avoid_ = -1;
   return true;
 }

@@ -121,7 +121,13 @@ class RequestRoute {
     routing::RouteRequest route;
     std::string tag;
     std::vector<std::byte> retryBuf;
+    // The client input's consumedTotal() when the copy was taken (the request at its front):
+    // what of the request was never sent (a message waiting for its statement's result
+    // shape) is still in the input when the retry starts, and the copy stands in for it.
+    uint64_t consumedAtCopy = 0;
   };
+  // Replaces what is left of the copied request in `in` by the whole copy.
+  void putBackCopy(protocol::ByteQueue& in);
   std::unique_ptr<Pending> pending_;
   Pending& pending();
   static const routing::RouteRequest kNoRoute;

@@ -42,15 +42,20 @@ struct Expect {
   Expect(Kind k, uint64_t h = 0) : kind(k), hash(h) {}
   Expect(Kind k, uint64_t h, std::string name) : kind(k), hash(h), clientName(std::move(name)) {}
   Kind kind;
-  // How many client messages that end a COPY IN (CopyDone, CopyFail) went before this one:
-  // tells, once a CopyInResponse arrives, which later Syncs the server ignores.
-  uint32_t copyEnds = 0;
   // A Bind or Describe pgswitch sent under a name no server has, because this server's copy
   // of the statement has another result shape than the client was told: the server's 26000
   // reaches the client as PostgreSQL's 0A000, and the server skips to Sync as it would.
+  // (Next to `kind`: the padding holds it.)
   bool resultTypeChanged = false;
-  uint64_t hash = 0;       // named statement of Parse/HiddenParse/Bind/Describe/HiddenClose
-  std::string clientName;  // Parse: the client's name, forgotten if the Parse fails
+  // How many client messages that end a COPY IN (CopyDone, CopyFail) went before this one:
+  // tells, once a CopyInResponse arrives, which later Syncs the server ignores.
+  uint32_t copyEnds = 0;
+  // The named statement of Parse, HiddenParse, Bind, Describe, HiddenDescribe, DescribeParams
+  // and HiddenClose.
+  uint64_t hash = 0;
+  // Parse: the client's name, forgotten if the Parse fails. Describe of a named statement:
+  // the name the answer tells its shape to.
+  std::string clientName;
 };
 
 // What a server's statements and the client's names look like to the exchange: the client's

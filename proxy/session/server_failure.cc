@@ -47,6 +47,10 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   const bool autocommit = owed && s.txnStatus() == 'I' && route_.forWrite();
   const bool replayable = loggedIn_ && relaying && !midMessage && settings_.movable() &&
                           relay_.replayable(s.txnStatus(), commitInFlight);
+  // Only pgswitch's own question about a statement's result shape was out: the request it
+  // was for has not started.
+  const bool notStarted =
+      relaying && relay_.heldForShape() && relay_.sentNothing() && s.txnStatus() == 'I';
   relay_.unlinkLost();
   pool_ = nullptr;  // the server was its link to the pool
   worker_.addOutstanding(outstandingBackend_, -1);
@@ -67,6 +71,12 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   if (state_ == State::Closing) return;
   AfterLoss& al = afterLoss();
   std::string serverSaid = std::exchange(al.serverFatal, std::string());
+  if (loggedIn_ && settings_.movable() && notStarted) {
+    prepareRebuild();
+    route_.retryElsewhere(s.pool().backend());
+    idleAfterLoss();
+    return;
+  }
   if (replayable) prepareRebuild();
   if (!relay_.replay().replaying()) al.replayReadyOwed = readyOwed;  // the original loss's
   if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;

@@ -54,10 +54,24 @@ bool StatementMap::onServer(uint64_t h, const StatementTarget& t) {
 
 StatementMap::Shape StatementMap::shapeOnServer(const ClientStatement& cs,
                                                 const StatementTarget& t) {
-  if (cs.shape == 0) return Shape::Same;
-  uint64_t copy = t.cache.shape(cs.hash);
-  if (copy == 0) return Shape::Unknown;
-  return copy == cs.shape ? Shape::Same : Shape::Changed;
+  if (cs.shape.shape == 0 || t.txnStatus == 'E') return Shape::Same;
+  const KnownShape copy = t.cache.shape(cs.hash);
+  if (copy.shape == 0) return Shape::Unknown;
+  if (copy.shape == cs.shape.shape) return Shape::Same;
+  return copy.learned > cs.shape.learned ? Shape::Changed : Shape::Outdated;
+}
+
+StatementMap::Shape StatementMap::checkShape(const ClientStatement& cs, const StatementTarget& t) {
+  if (!onServer(cs.hash, t)) prepare(cs.hash, cs.parseTail, Expect::Kind::HiddenParse, {}, t);
+  Shape shape = shapeOnServer(cs, t);
+  if (shape == Shape::Outdated) {
+    // Every copy prepared before now, here and on the worker's other servers, is closed and
+    // prepared again before its next use (as after a 0A000); this one at once.
+    t.stale.markStale(cs.hash);
+    if (!onServer(cs.hash, t)) prepare(cs.hash, cs.parseTail, Expect::Kind::HiddenParse, {}, t);
+    shape = Shape::Unknown;
+  }
+  return shape;
 }
 
 StatementMap::Result StatementMap::askShape(uint64_t h, const StatementTarget& t) {
@@ -88,7 +102,7 @@ StatementMap::Result StatementMap::parse(ByteQueue& in, size_t total, const Stat
     t.exchange.expect({Expect::Kind::Parse});
   } else {
     uint64_t h = statementHash(asBytes(tail));
-    names_.put(name, ClientStatement{h, std::string(tail)});
+    names_.put(name, ClientStatement{h, std::string(tail), {}});
     if (onServer(h, t)) {
       t.exchange.expect({Expect::Kind::FakeParse, h, name});
     } else {
@@ -112,8 +126,7 @@ StatementMap::Result StatementMap::bind(ByteQueue& in, size_t total, const State
   const ClientStatement* cs = names_.find(head->statement);
   // Unknown names go through unchanged: the server answers 26000 with the client's name.
   if (!cs) return {};
-  if (!onServer(cs->hash, t)) prepare(cs->hash, cs->parseTail, Expect::Kind::HiddenParse, {}, t);
-  const Shape shape = shapeOnServer(*cs, t);
+  const Shape shape = checkShape(*cs, t);
   if (shape == Shape::Unknown) return askShape(cs->hash, t);
   size_t restLen = total - 5 - head->restOffset;
   const bool changed = shape == Shape::Changed;
@@ -135,8 +148,7 @@ StatementMap::Result StatementMap::describe(ByteQueue& in, size_t total, const S
   if (dv->kind != 'S' || dv->name.empty()) return {};
   const ClientStatement* cs = names_.find(dv->name);
   if (!cs) return {};
-  if (!onServer(cs->hash, t)) prepare(cs->hash, cs->parseTail, Expect::Kind::HiddenParse, {}, t);
-  const Shape shape = shapeOnServer(*cs, t);
+  const Shape shape = checkShape(*cs, t);
   if (shape == Shape::Unknown) return askShape(cs->hash, t);
   // The answer tells the client the statement's shape (ClientStatement::shape).
   Expect e(Expect::Kind::Describe, cs->hash, std::string(dv->name));

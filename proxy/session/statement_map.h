@@ -27,6 +27,7 @@ struct StatementTarget {
   ServerExchange& exchange;
   // Where a message spanning chunks is assembled (the worker's, shared by its sessions).
   std::vector<std::byte>& scratch;
+  char txnStatus = 'I';  // the server's, from its last ReadyForQuery
 };
 
 class StatementMap {
@@ -62,9 +63,15 @@ class StatementMap {
  private:
   bool onServer(uint64_t h, const StatementTarget& t);
   // Whether the server's copy of a client's statement may answer for it: the client was told
-  // no shape, or the copy's is the same. Unknown: the copy was never described here.
-  enum class Shape { Same, Changed, Unknown };
+  // no shape, or the copy's is the same (or the transaction failed: the server refuses it
+  // anyway, 25P02). Changed: the copy's was learned later, so the columns changed since the
+  // client was told (PostgreSQL's 0A000). Outdated: learned earlier, so the copy predates a
+  // change the client was told of (it is prepared again). Unknown: never described here.
+  enum class Shape { Same, Changed, Outdated, Unknown };
   static Shape shapeOnServer(const ClientStatement& cs, const StatementTarget& t);
+  // Makes sure the server has a usable copy of cs (prepared again if it was outdated) and
+  // says whether it may run: never Outdated.
+  Shape checkShape(const ClientStatement& cs, const StatementTarget& t);
   // Asks for the shape of the server's copy of h: pgswitch's own Describe, and a Flush.
   static Result askShape(uint64_t h, const StatementTarget& t);
   void prepare(uint64_t h, std::string_view tail, Expect::Kind kind, std::string_view clientName,

@@ -103,29 +103,30 @@ std::string rowField(std::string_view name, int32_t table, int16_t column, int32
   return f;
 }
 
-TEST(MessagesRoundTrip, RowDescriptionShapeIsNamesTypesAndModifiers) {
-  auto shape = [](std::initializer_list<std::string> fields) {
-    std::string body = be16(static_cast<int16_t>(fields.size()));
-    for (const auto& f : fields) body += f;
-    auto r = rowDescriptionShape(asBytes(body));
-    EXPECT_TRUE(r.ok()) << r.error();
-    return r.ok() ? *r : 0;
-  };
-  const uint64_t a = shape({rowField("a", 16384, 1, 23, -1, 0)});
-  EXPECT_GT(a, kNoRowsShape) << "0 and 1 are kept for unknown and NoData";
-  // A Describe of a portal fills in format codes; another source column is the same result.
-  EXPECT_EQ(shape({rowField("a", 16385, 2, 23, -1, 1)}), a);
-  EXPECT_NE(shape({rowField("b", 16384, 1, 23, -1, 0)}), a);  // renamed
-  EXPECT_NE(shape({rowField("a", 16384, 1, 20, -1, 0)}), a);  // int8
-  EXPECT_NE(shape({rowField("a", 16384, 1, 23, 8, 0)}), a);   // another modifier
-  EXPECT_NE(shape({rowField("a", 16384, 1, 23, -1, 0), rowField("b", 16384, 2, 25, -1, 0)}),
-            a);  // a column more
-  EXPECT_NE(shape({}), a);
-  // Malformed: a field cut short, bytes after the last field, a negative count.
-  std::string one = be16(1) + rowField("a", 1, 1, 23, -1, 0);
-  EXPECT_FALSE(rowDescriptionShape(asBytes(one.substr(0, one.size() - 1))).ok());
-  EXPECT_FALSE(rowDescriptionShape(asBytes(one + "x")).ok());
-  EXPECT_FALSE(rowDescriptionShape(asBytes(be16(-1))).ok());
+TEST(MessagesRoundTrip, RowFieldsOneByOne) {
+  std::string body = be16(2) + rowField("a", 16384, 1, 23, -1, 0) + rowField("bb", 0, 0, 25, 8, 1);
+  RowFields fields(asBytes(body));
+  EXPECT_EQ(fields.count(), 2);
+  RowField f;
+  ASSERT_TRUE(fields.next(f));
+  EXPECT_EQ(f.name, "a");
+  EXPECT_EQ(f.tableOid, 16384);
+  EXPECT_EQ(f.column, 1);
+  EXPECT_EQ(f.typeOid, 23);
+  EXPECT_EQ(f.typmod, -1);
+  ASSERT_TRUE(fields.next(f));
+  EXPECT_EQ(f.name, "bb");
+  EXPECT_EQ(f.typmod, 8);
+  EXPECT_EQ(f.format, 1);
+  EXPECT_FALSE(fields.next(f));
+  EXPECT_EQ(fields.error(), nullptr);
+  // Malformed: a column cut short, bytes after the last column, a negative count.
+  for (std::string bad : {body.substr(0, body.size() - 1), body + "x", be16(-1)}) {
+    RowFields r(asBytes(bad));
+    while (r.next(f)) {
+    }
+    EXPECT_NE(r.error(), nullptr) << bad.size();
+  }
 }
 
 TEST(MessagesRoundTrip, ErrorFieldsPreferNonLocalizedSeverity) {
@@ -595,7 +596,13 @@ std::vector<NamedParser> allParsers() {
          EXPECT_TRUE(inside(*r, b));
          return true;
        }},
-      {"rowShape", [](B b) { return rowDescriptionShape(b).ok(); }},
+      {"rowFields",
+       [](B b) {
+         RowFields r(b);
+         RowField f;
+         while (r.next(f)) EXPECT_TRUE(inside(f.name, b));
+         return r.error() == nullptr;
+       }},
   };
 }
 
@@ -659,7 +666,7 @@ std::vector<Sample> validSamples() {
   m.clear();
   std::array<Column, 2> columns{{{"a", 23}, {"b", 25}}};
   appendRowDescription(m, columns);
-  s.push_back({"rowShape", bodyOf(m, 5), true});
+  s.push_back({"rowFields", bodyOf(m, 5), true});
   return s;
 }
 

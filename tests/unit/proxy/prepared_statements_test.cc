@@ -18,7 +18,7 @@ ClientStatement stmt(std::string_view sql) {
   tail.push_back('\0');
   tail.append(2, '\0');  // no parameter types
   auto bytes = std::as_bytes(std::span(tail.data(), tail.size()));
-  return ClientStatement{statementHash(bytes), tail};
+  return ClientStatement{statementHash(bytes), tail, {}};
 }
 
 TEST(StatementHash, NameIsStableAndDistinct) {
@@ -28,6 +28,53 @@ TEST(StatementHash, NameIsStableAndDistinct) {
   std::string name = serverStatementName(a.hash);
   EXPECT_EQ(name.size(), 21u);
   EXPECT_EQ(name.rfind("pgsw_", 0), 0u);
+}
+
+// A RowDescription body with one column per (name, table, column, type, typmod, format).
+struct Col {
+  std::string name;
+  int32_t table, column, type, typmod, format;
+};
+std::string rowDescription(std::initializer_list<Col> cols) {
+  std::string b;
+  auto put = [&b](uint32_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) b.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  put(static_cast<uint32_t>(cols.size()), 2);
+  for (const Col& c : cols) {
+    b += c.name;
+    b.push_back('\0');
+    put(c.table, 4);
+    put(c.column, 2);
+    put(c.type, 4);
+    put(static_cast<uint32_t>(-1), 2);
+    put(c.typmod, 4);
+    put(c.format, 2);
+  }
+  return b;
+}
+
+uint64_t shapeOf(std::initializer_list<Col> cols) {
+  std::string b = rowDescription(cols);
+  auto s = resultShape(std::as_bytes(std::span(b.data(), b.size())));
+  EXPECT_TRUE(s.has_value());
+  return s.value_or(0);
+}
+
+TEST(ResultShape, NamesTypesAndModifiersCount) {
+  const uint64_t a = shapeOf({{"a", 16384, 1, 23, -1, 0}});
+  EXPECT_GT(a, kNoRowsShape) << "0 and 1 are kept for unknown and NoData";
+  EXPECT_EQ(a, shapeOf({{"a", 16384, 1, 23, -1, 0}}));
+  // A Describe of a portal fills in format codes; another source column is the same result.
+  EXPECT_EQ(shapeOf({{"a", 16385, 2, 23, -1, 1}}), a);
+  EXPECT_NE(shapeOf({{"b", 16384, 1, 23, -1, 0}}), a);  // renamed
+  EXPECT_NE(shapeOf({{"a", 16384, 1, 20, -1, 0}}), a);  // int8
+  EXPECT_NE(shapeOf({{"a", 16384, 1, 23, 8, 0}}), a);   // another modifier
+  EXPECT_NE(shapeOf({{"a", 16384, 1, 23, -1, 0}, {"b", 16384, 2, 25, -1, 0}}), a);
+  EXPECT_NE(shapeOf({}), a);
+  std::string cut = rowDescription({{"a", 1, 1, 23, -1, 0}});
+  cut.pop_back();
+  EXPECT_FALSE(resultShape(std::as_bytes(std::span(cut.data(), cut.size()))));
 }
 
 TEST(ServerStatementCache, EvictsLeastRecentlyUsed) {

@@ -100,7 +100,7 @@ TEST(ServerExchange, ErrorMidPipelineSkipsToSyncAndUndoesNames) {
   ServerStatementCache cache;
   StaleStatements stale;
   // Parse s1 (forwarded with hash 11), Bind, Execute, Sync, then a second batch.
-  names.put("s1", ClientStatement{11, "select 1"});
+  names.put("s1", ClientStatement{11, "select 1", {}});
   cache.add(11, 10);
   x.expect({Expect::Kind::Parse, 11, "s1"});
   x.batchOpened();
@@ -209,7 +209,7 @@ TEST(ServerExchange, FakeAndHiddenResponses) {
 TEST(ServerExchange, FakeCloseAnsweredInOrderAndUndoneByError) {
   ServerExchange x;
   ClientStatements names;
-  names.put("a", ClientStatement{1, "select 1"});
+  names.put("a", ClientStatement{1, "select 1", {}});
   send(x, "B");
   names.close("a");
   x.expect({Expect::Kind::FakeClose});

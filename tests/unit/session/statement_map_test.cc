@@ -145,7 +145,7 @@ TEST(StatementMap, ResultShapeOfACopyIsCheckedAgainstWhatTheClientWasTold) {
   EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::Partial);
   // The client was told a shape; a copy made afresh (cache cleared: another server) is asked
   // for its own first, with a Flush, and the Bind waits.
-  f.map.names().setShape("s1", h, 42);
+  f.map.names().setShape("s1", h, {42, 5});
   f.cache.clear();
   f.toServer.clear();
   f.exchange.reset();
@@ -160,13 +160,22 @@ TEST(StatementMap, ResultShapeOfACopyIsCheckedAgainstWhatTheClientWasTold) {
   EXPECT_EQ(f.exchange.onResponse(be::RowDescription).verdict, ServerExchange::Verdict::Swallow);
   EXPECT_FALSE(f.exchange.askingShape());
   // The same shape: the Bind goes to the copy.
-  f.cache.setShape(h, 42);
+  f.cache.setShape(h, {42, 6});
   f.toServer.clear();
   EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::Partial);
   EXPECT_EQ(namesIn(f.toServer), std::vector<std::string>{server});
-  // Another shape (DDL before the copy was made): the Bind goes under a name no server has,
-  // marked so that its error reaches the client as 0A000.
-  f.cache.setShape(h, 43);
+  // Another shape, learned before the client's: the copy predates a change the client was
+  // told of. It is closed and prepared again, and asked for its shape.
+  f.cache.setShape(h, {43, 4});
+  f.toServer.clear();
+  f.exchange.reset();
+  EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::AwaitShape);
+  EXPECT_EQ(namesIn(f.toServer), (std::vector<std::string>{server, server, server, "flush"}))
+      << "Close, Parse, Describe";
+  EXPECT_EQ(f.cache.shape(h).shape, 0u);
+  // Another shape, learned after the client's (DDL since the client was told): the Bind goes
+  // under a name no server has, marked so that its error reaches the client as 0A000.
+  f.cache.setShape(h, {43, 9});
   f.toServer.clear();
   f.exchange.reset();
   EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::Partial);
@@ -182,6 +191,12 @@ TEST(StatementMap, ResultShapeOfACopyIsCheckedAgainstWhatTheClientWasTold) {
             ServerExchange::Verdict::Forward);
   EXPECT_EQ(f.exchange.onResponse(be::RowDescription).verdict, ServerExchange::Verdict::Swallow);
   EXPECT_TRUE(f.exchange.failingForShape());
+  // In a failed transaction the server refuses the Bind itself (25P02), as PostgreSQL does.
+  f.target.txnStatus = 'E';
+  f.exchange.reset();
+  f.toServer.clear();
+  EXPECT_EQ(f.feed(bindMsg("", "s1")).outcome, StatementMap::Outcome::Partial);
+  EXPECT_EQ(namesIn(f.toServer), std::vector<std::string>{server});
 }
 
 TEST(StatementMap, DescribeAnswerTellsTheClientTheShape) {
@@ -193,11 +208,11 @@ TEST(StatementMap, DescribeAnswerTellsTheClientTheShape) {
   const Expect* d = f.exchange.describing();
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(d->clientName, "s1");
-  f.map.names().setShape(d->clientName, d->hash, 42);
-  EXPECT_EQ(f.map.names().find("s1")->shape, 42u);
+  f.map.names().setShape(d->clientName, d->hash, {42, 1});
+  EXPECT_EQ(f.map.names().find("s1")->shape.shape, 42u);
   // A name that now stands for another statement keeps its own shape.
-  f.map.names().setShape("s1", h + 1, 7);
-  EXPECT_EQ(f.map.names().find("s1")->shape, 42u);
+  f.map.names().setShape("s1", h + 1, {7, 2});
+  EXPECT_EQ(f.map.names().find("s1")->shape.shape, 42u);
 }
 
 TEST(StatementMap, UnknownNamesGoThroughUnchanged) {
@@ -250,7 +265,7 @@ TEST(LocalAnswers, DeallocateOfAClientStatement) {
   ChunkPool pool;
   ByteQueue in(pool);
   ClientStatements names;
-  names.put("s1", ClientStatement{1, "select 1"});
+  names.put("s1", ClientStatement{1, "select 1", {}});
   std::string q;
   appendQuery(q, "DEALLOCATE s1");
   in.append(q);
@@ -269,8 +284,8 @@ TEST(LocalAnswers, DeallocateInAnUnnamedParseBatch) {
   ChunkPool pool;
   ByteQueue in(pool);
   ClientStatements names;
-  names.put("s1", ClientStatement{1, "select 1"});
-  names.put("s2", ClientStatement{2, "select 2"});
+  names.put("s1", ClientStatement{1, "select 1", {}});
+  names.put("s2", ClientStatement{2, "select 2", {}});
   const std::string execute("E\0\0\0\x09\0\0\0\0\0", 10);  // portal "", no row limit
   std::string sync;
   appendSync(sync);
