@@ -18,6 +18,55 @@ SSL_REQUEST_CODE = 80877103
 CANCEL_REQUEST_CODE = 80877102
 
 
+# Extended-protocol messages for tests that must control the exact batch.
+def parse_msg(name: str, sql: str) -> bytes:
+    return msg(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+
+
+def bind_msg(stmt: str, *params: str) -> bytes:
+    body = b"\0" + stmt.encode() + b"\0" + struct.pack("!HH", 0, len(params))
+    for v in params:
+        body += struct.pack("!i", len(v.encode())) + v.encode()
+    return msg(b"B", body + struct.pack("!H", 0))
+
+
+def execute_msg() -> bytes:
+    return msg(b"E", b"\0" + struct.pack("!i", 0))
+
+
+def close_stmt_msg(name: str) -> bytes:
+    return msg(b"C", b"S" + name.encode() + b"\0")
+
+
+def describe_stmt_msg(name: str) -> bytes:
+    return msg(b"D", b"S" + name.encode() + b"\0")
+
+
+def sync_msg() -> bytes:
+    return msg(b"S")
+
+
+def run_batch(w: PgWire, *messages: bytes) -> list:
+    """Sends messages (ending with Sync) and reads up to ReadyForQuery. Returns the responses
+    as a list: message type letters, ('D', first column) for rows, ('E', SQLSTATE) for
+    errors."""
+    w.send(b"".join(messages))
+    out = []
+    while True:
+        t, p = w.read_msg()
+        if t == b"D":
+            (ln,) = struct.unpack_from("!i", p, 2)
+            out.append(("D", p[6:6 + ln].decode() if ln >= 0 else None))
+        elif t == b"E":
+            out.append(("E", parse_error_fields(p).get("C")))
+        elif t in (b"N", b"S"):
+            continue
+        else:
+            out.append(t.decode())
+        if t == b"Z":
+            return out
+
+
 class PgWireError(Exception):
     def __init__(self, fields: dict):
         self.fields = fields

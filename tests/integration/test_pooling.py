@@ -26,8 +26,9 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgcluster import HOST, PG_BIN, PgCluster, PgSwitch  # noqa: E402
-from pgwire import (CANCEL_REQUEST_CODE, PgWire, PgWireError, msg,  # noqa: E402
-                    parse_error_fields, query_msg)
+from pgwire import (CANCEL_REQUEST_CODE, PgWire, PgWireError, bind_msg,  # noqa: E402
+                    close_stmt_msg, describe_stmt_msg, execute_msg, msg, parse_error_fields,
+                    parse_msg, query_msg, run_batch, sync_msg)
 from proxycase import ProxyTestCase, budget  # noqa: E402
 
 PGBENCH = str(PG_BIN / "pgbench")
@@ -54,51 +55,6 @@ def pgbench_summary(out: str) -> dict:
         elif line.startswith("tps = "):
             res["tps"] = float(line.split()[2])
     return res
-
-
-# Extended-protocol messages for tests that must control the exact batch.
-def parse_msg(name: str, sql: str) -> bytes:
-    return msg(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
-
-
-def bind_msg(stmt: str, *params: str) -> bytes:
-    body = b"\0" + stmt.encode() + b"\0" + struct.pack("!HH", 0, len(params))
-    for v in params:
-        body += struct.pack("!i", len(v.encode())) + v.encode()
-    return msg(b"B", body + struct.pack("!H", 0))
-
-
-def execute_msg() -> bytes:
-    return msg(b"E", b"\0" + struct.pack("!i", 0))
-
-
-def close_stmt_msg(name: str) -> bytes:
-    return msg(b"C", b"S" + name.encode() + b"\0")
-
-
-def sync_msg() -> bytes:
-    return msg(b"S")
-
-
-def run_batch(w: PgWire, *messages: bytes) -> list:
-    """Sends messages (ending with Sync) and reads up to ReadyForQuery. Returns the responses
-    as a list: message type letters, ('D', first column) for rows, ('E', SQLSTATE) for
-    errors."""
-    w.send(b"".join(messages))
-    out = []
-    while True:
-        t, p = w.read_msg()
-        if t == b"D":
-            (ln,) = struct.unpack_from("!i", p, 2)
-            out.append(("D", p[6:6 + ln].decode() if ln >= 0 else None))
-        elif t == b"E":
-            out.append(("E", parse_error_fields(p).get("C")))
-        elif t in (b"N", b"S"):
-            continue
-        else:
-            out.append(t.decode())
-        if t == b"Z":
-            return out
 
 
 class PoolingTest(ProxyTestCase):
@@ -405,8 +361,7 @@ class PoolingTest(ProxyTestCase):
         w = PgWire(port=sw.port, timeout=10)
         self.addCleanup(w.close)
         w.startup("app", "appdb", "app")
-        describe = lambda name: msg(b"D", b"S" + name.encode() + b"\0")  # noqa: E731
-        self.assertEqual(run_batch(w, parse_msg("s", "SELECT * FROM shape_t"), describe("s"),
+        self.assertEqual(run_batch(w, parse_msg("s", "SELECT * FROM shape_t"), describe_stmt_msg("s"),
                                    sync_msg()), ["1", "t", "T", "Z"])
         self.assertEqual(run_batch(w, parse_msg("u", "SELECT 2"), bind_msg("u"), execute_msg(),
                                    sync_msg()), ["1", "2", ("D", "2"), "C", "Z"])
@@ -426,7 +381,7 @@ class PoolingTest(ProxyTestCase):
                          ("0A000", "cached plan must not change result type",
                           "RevalidateCachedQuery"))
         self.assertEqual(w.read_msg()[0], b"Z")
-        self.assertEqual(run_batch(w, describe("s"), sync_msg()), ["t", ("E", "0A000"), "Z"])
+        self.assertEqual(run_batch(w, describe_stmt_msg("s"), sync_msg()), ["t", ("E", "0A000"), "Z"])
         # In the middle of a batch, after u evicted s again: the server skips the rest.
         self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), bind_msg("s"), execute_msg(),
                                    bind_msg("u"), execute_msg(), sync_msg()),
@@ -440,14 +395,14 @@ class PoolingTest(ProxyTestCase):
         self.assertEqual(run_batch(w, msg(b"Q", b"ROLLBACK\0")), ["C", "Z"])
         # Prepared again under its name, s has the new columns.
         self.assertEqual(run_batch(w, close_stmt_msg("s"), parse_msg("s", "SELECT * FROM shape_t"),
-                                   describe("s"), bind_msg("s"), execute_msg(), sync_msg()),
+                                   describe_stmt_msg("s"), bind_msg("s"), execute_msg(), sync_msg()),
                          ["3", "1", "t", "T", "2", ("D", "1"), "C", "Z"])
         self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), bind_msg("s"), execute_msg(),
                                    sync_msg()),
                          ["2", ("D", "2"), "C", "2", ("D", "1"), "C", "Z"])
         # A statement without a result (NoData) keeps running after eviction.
         self.assertEqual(run_batch(w, parse_msg("i", "INSERT INTO shape_t (a) VALUES (7)"),
-                                   describe("i"), sync_msg()), ["1", "t", "n", "Z"])
+                                   describe_stmt_msg("i"), sync_msg()), ["1", "t", "n", "Z"])
         self.assertEqual(run_batch(w, bind_msg("u"), execute_msg(), bind_msg("i"), execute_msg(),
                                    sync_msg()),
                          ["2", ("D", "2"), "C", "2", "C", "Z"])

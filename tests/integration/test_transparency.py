@@ -308,6 +308,43 @@ class ReplicaBatchCase(ProxyTestCase):
         self.assertEqual(fn_rows() - before, 20)
         self.assertGreater(retries(), n, "no extended-protocol batch was retried")
 
+    @budget(60)
+    def test_retried_batch_that_waited_for_a_result_shape(self):
+        # A batch on a replica whose named statement's copy there has no known result shape
+        # waits, part sent, while pgswitch asks for it; the replica's 25006 then takes the whole
+        # batch to the primary. The part never sent must not be sent twice (the client would
+        # get two answers and one ReadyForQuery too many). max_prepared_statements 1 makes
+        # every statement of the batch a new copy on its server.
+        from pgwire import (PgWire, bind_msg, describe_stmt_msg, execute_msg, parse_msg,
+                            run_batch, sync_msg)
+        self.cluster.psql(0, """
+            CREATE TABLE IF NOT EXISTS fn_t (id serial, at timestamptz DEFAULT now());
+            CREATE OR REPLACE FUNCTION my_write_fn() RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO fn_t DEFAULT VALUES; RETURN 1; END $$;""", db="appdb", user="app")
+        sw = PgSwitch(self.cluster, pool_mode="transaction", workers=1,
+                      extra_toml='[routing]\nread_only_functions = ["my_write_fn"]\n'
+                                 '[pool]\nmax_prepared_statements = 1\n')
+        self.addCleanup(sw.stop)
+
+        def fn_rows() -> int:
+            return int(self.cluster.psql(0, "SELECT count(*) FROM fn_t", db="appdb", user="app"))
+
+        with PgWire(port=sw.port) as w:
+            w.startup("app", "appdb", "app")
+            self.assertEqual(run_batch(w, parse_msg("w", "SELECT my_write_fn()"),
+                                       describe_stmt_msg("w"), sync_msg()), ["1", "t", "T", "Z"])
+            self.assertEqual(run_batch(w, parse_msg("r", "SELECT 7"), describe_stmt_msg("r"),
+                                       sync_msg()), ["1", "t", "T", "Z"])
+            for _ in range(3):
+                self.cluster.wait_replicated()
+                before = fn_rows()
+                self.assertEqual(run_batch(w, bind_msg("w"), execute_msg(), bind_msg("r"),
+                                           execute_msg(), sync_msg()),
+                                 ["2", ("D", "1"), "C", "2", ("D", "7"), "C", "Z"])
+                self.assertEqual(w.query("SELECT 1"), [("1",)])
+                self.assertEqual(fn_rows() - before, 1)
+        self.assertGreater(show_totals(sw)["readonly_retries"], 0, "no batch was retried")
+
 
 if __name__ == "__main__":
     unittest.main()
