@@ -140,29 +140,32 @@ TEST(ServerExchange, ErrorInSimpleQueryWaitsForReadyForQuery) {
   EXPECT_TRUE(x.idle());
 }
 
-TEST(ServerExchange, StaleAndMissingStatementsOnBindErrors) {
-  ServerExchange x;
+// A client's names, a server's statement cache holding statement 7, the worker's stale set.
+struct Books {
   ClientStatements names;
   ServerStatementCache cache;
   StaleStatements stale;
-  cache.add(7, 10, stale.epoch());
+  Books() { cache.add(7, 10, stale.epoch()); }
+  StatementBooks all() { return StatementBooks{names, &cache, &stale}; }
+};
+
+TEST(ServerExchange, StaleAndMissingStatementsOnBindErrors) {
+  ServerExchange x;
+  Books b;
   x.expect({Expect::Kind::Bind, 7});
   send(x, "ES");
-  x.error("0A000", StatementBooks{names, &cache, &stale});  // cached plan changed type
-  EXPECT_TRUE(stale.isStale(7, cache.preparedAt(7)));
+  x.error("0A000", b.all());  // cached plan changed type
+  EXPECT_TRUE(b.stale.isStale(7, b.cache.preparedAt(7)));
   EXPECT_EQ(answer(x, "Z"), "F");
   x.expect({Expect::Kind::Bind, 7});
   send(x, "ES");
-  x.error("26000", StatementBooks{names, &cache, &stale});  // the server does not have it
-  EXPECT_FALSE(cache.contains(7));
+  x.error("26000", b.all());  // the server does not have it
+  EXPECT_FALSE(b.cache.contains(7));
 }
 
 TEST(ServerExchange, ShapeQuestionEndsWithItsAnswerOrAnError) {
   ServerExchange x;
-  ClientStatements names;
-  ServerStatementCache cache;
-  StaleStatements stale;
-  cache.add(7, 10, stale.epoch());
+  Books b;
   x.expect({Expect::Kind::HiddenDescribe, 7});
   x.batchOpened();
   EXPECT_TRUE(x.askingShape());
@@ -172,7 +175,7 @@ TEST(ServerExchange, ShapeQuestionEndsWithItsAnswerOrAnError) {
   x.expect({Expect::Kind::HiddenParse, 8});
   x.expect({Expect::Kind::HiddenDescribe, 8});
   EXPECT_TRUE(x.askingShape());
-  x.error("42P01", StatementBooks{names, &cache, &stale});
+  x.error("42P01", b.all());
   EXPECT_FALSE(x.askingShape());
   EXPECT_TRUE(x.discarding());
   x.reset();
@@ -183,8 +186,8 @@ TEST(ServerExchange, ShapeQuestionEndsWithItsAnswerOrAnError) {
   send(x, "ES");
   EXPECT_TRUE(x.failingForShape());
   EXPECT_EQ(x.describing(), nullptr);
-  x.error("26000", StatementBooks{names, &cache, &stale});
-  EXPECT_TRUE(cache.contains(7));
+  x.error("26000", b.all());
+  EXPECT_TRUE(b.cache.contains(7));
   EXPECT_EQ(answer(x, "Z"), "F");
 }
 
