@@ -38,7 +38,11 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   const ServerExchange& x = relay_.exchange();
   const bool wasIdle = x.quiet() && !x.inCopy() && s.txnStatus() == 'I';
   const bool midMessage = relay_.midMessage();
-  const bool owed = x.owed();
+  // Only pgswitch's own question about a statement's result shape was out: the request it
+  // was for has not started, and nothing is owed to the client.
+  const bool notStarted =
+      relaying && relay_.heldForShape() && relay_.sentNothing() && s.txnStatus() == 'I';
+  const bool owed = x.owed() && !notStarted;
   const bool ended = x.owesReadyForQuery();  // a ReadyForQuery-ending request is outstanding
   const int readyOwed = x.readyForQueriesOwed();
   const bool commitInFlight = x.commitInFlight();
@@ -47,10 +51,6 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   const bool autocommit = owed && s.txnStatus() == 'I' && route_.forWrite();
   const bool replayable = loggedIn_ && relaying && !midMessage && settings_.movable() &&
                           relay_.replayable(s.txnStatus(), commitInFlight);
-  // Only pgswitch's own question about a statement's result shape was out: the request it
-  // was for has not started.
-  const bool notStarted =
-      relaying && relay_.heldForShape() && relay_.sentNothing() && s.txnStatus() == 'I';
   relay_.unlinkLost();
   pool_ = nullptr;  // the server was its link to the pool
   worker_.addOutstanding(outstandingBackend_, -1);
@@ -71,18 +71,12 @@ void ClientSession::onServerLost(ServerConn& s, int status) noexcept {
   if (state_ == State::Closing) return;
   AfterLoss& al = afterLoss();
   std::string serverSaid = std::exchange(al.serverFatal, std::string());
-  if (loggedIn_ && settings_.movable() && notStarted) {
-    prepareRebuild();
-    route_.retryElsewhere(s.pool().backend());
-    idleAfterLoss();
-    return;
-  }
   if (replayable) prepareRebuild();
   if (!relay_.replay().replaying()) al.replayReadyOwed = readyOwed;  // the original loss's
   if (replayLost(replayable, owed, ended, commitInFlight, autocommit && !replayable)) return;
-  // Lost while being brought to the client's settings: nothing of the request reached it, so
-  // it is routed again, away from that backend.
-  const bool beforeRequest = state_ == State::Configure;
+  // Lost while being brought to the client's settings, or while only pgswitch's question
+  // was out: nothing of the request reached it, so it is routed again, away from that backend.
+  const bool beforeRequest = state_ == State::Configure || notStarted;
   if (loggedIn_ && settings_.movable() && beforeRequest) {
     prepareRebuild();  // it may have been rebuilding there
     route_.retryElsewhere(s.pool().backend());
